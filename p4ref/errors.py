@@ -1,0 +1,121 @@
+"""P⁴ error model (p4-00-conventions §7).
+
+Every error P⁴ raises carries a code from the one error-code registry. The registry table in
+``spec/p4-00-conventions.md`` (and the per-layer tables in the layer specs) is the source of truth;
+``tools/spec_check.py`` fails when this enum and the spec disagree.
+
+- :class:`LocalProtocolError`: the caller misused the API (nothing was sent or accepted).
+- :class:`RemoteProtocolError`: the peer broke the protocol; a decode failure is a
+  :class:`DecodeError`, a subclass, because bytes from outside are the peer's responsibility.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+__all__ = [
+    "DecodeError",
+    "ErrorCode",
+    "LocalProtocolError",
+    "P4Error",
+    "RemoteProtocolError",
+]
+
+
+class ErrorCode(IntEnum):
+    """Registry of error codes (u16). Ranges: 0x00xx core, 0x01xx framing, 0x02xx identity and
+    pairing, 0x03xx rendezvous, 0x04xx session, 0x05xx channels, 0x06xx local storage."""
+
+    # --- core (p4-00) ---
+    NO_ERROR = 0x0000
+    INTERNAL_ERROR = 0x0001
+    PROTOCOL_VIOLATION = 0x0002
+    MESSAGE_INVALID = 0x0003
+    UNEXPECTED_MESSAGE = 0x0004
+    TIMEOUT = 0x0005
+    VERSION_UNSUPPORTED = 0x0006
+
+    # --- framing (p4-01) ---
+    FRAME_TRUNCATED = 0x0101
+    FRAME_TRAILING_BYTES = 0x0102
+    FRAME_TOO_LARGE = 0x0103
+    FRAME_UNKNOWN_TYPE = 0x0104
+    FRAME_RESERVED_TYPE = 0x0105
+    FRAME_BAD_VERSION = 0x0106
+    FRAME_BAD_FLAGS = 0x0107
+    FRAME_PATH_NOT_ALLOWED = 0x0108
+    CBOR_MALFORMED = 0x0110
+    CBOR_NON_MINIMAL = 0x0111
+    CBOR_UNSORTED_KEYS = 0x0112
+    CBOR_DUPLICATE_KEY = 0x0113
+    CBOR_FORBIDDEN = 0x0114
+    CBOR_TOO_DEEP = 0x0115
+    CBOR_INVALID_UTF8 = 0x0116
+    CBOR_TRAILING = 0x0117
+    CBOR_NOT_MAP = 0x0118
+
+    # --- identity (p4-02, 0x0201-0x020F): identity helper adds codes here ---
+    DEVICE_ID_MALFORMED = 0x0201  # p4-02 §3.3: wrong length or a character outside the alphabet
+    DEVICE_ID_CHECK_FAILED = 0x0202  # p4-02 §3.3: a Luhn mod 32 check character does not match
+    IDENTITY_KEY_INVALID = 0x0203  # p4-02 §3.1: a key or seed of the wrong length
+    SIGNATURE_INVALID = 0x0204  # p4-02 §3.1: an Ed25519 signature does not verify
+
+    # --- pairing (p4-02, 0x0210-0x02FF): pairing helper adds codes here ---
+    PAIR_CONFIRM_FAILED = 0x0210  # p4-02 §6.2: a key-confirmation or DONE MAC does not match
+    PAIR_PAKE_INVALID = 0x0211  # p4-02 §6.1: PAKE element not in the prime-order group, or K = I
+    PAIR_IDENTITY_INVALID = 0x0212  # p4-02 §6.5: identity message undecryptable/malformed/unsigned
+    PAIR_INVITATION_EXPIRED = 0x0213  # p4-02 §7.3: the invitation's expiry time has passed
+    PAIR_INVITATION_BURNT = 0x0214  # p4-02 §7.2: the invitation was already used or failed once
+    PAIR_CODE_MALFORMED = 0x0215  # p4-02 §5.1: a short code that does not parse (local)
+    PAIR_URI_MALFORMED = 0x0216  # p4-02 §5.2: a p4:pair URI that does not parse (local)
+
+    # --- rendezvous (p4-03, 0x0301-0x03FF): rendezvous helper adds codes here ---
+    RDV_BAD_SIGNATURE = 0x0301
+    RDV_REPLAY = 0x0302
+    RDV_WRONG_EPOCH = 0x0303
+    RDV_STALE_GENERATION = 0x0304
+    RDV_UNKNOWN_PEER = 0x0305
+    RDV_KEY_INVALID = 0x0306
+    RDV_DUPLICATE_STREAM = 0x0307
+
+    # --- local storage / profile (0x0601-0x06FF): profile helper adds codes here ---
+    PROFILE_NOT_FOUND = 0x0601  # p4-02 §3.4: no profile (or no identity.key) at the path
+    PROFILE_EXISTS = 0x0602  # p4-02 §3.4: init refused, a profile is already there
+    PROFILE_CORRUPT = 0x0603  # p4-02 §3.4: a profile file fails its format or checksum
+    PROFILE_INSECURE = 0x0604  # p4-02 §3.4: identity.key or the directory is group/other-accessible
+    PROFILE_VERSION_UNSUPPORTED = 0x0605  # p4-02 §3.4: a file written by a newer format version
+    PROFILE_LOCKED = 0x0606  # p4-02 §3.4: another writer held the profile lock too long
+    PEER_UNKNOWN = 0x0607  # p4-02 §3.4: no paired peer with that name or device ID
+    PEER_EXISTS = 0x0608  # p4-02 §3.4: a peer with that name or device ID is already paired
+    PEER_NAME_INVALID = 0x0609  # p4-02 §3.4: empty, too long, or contains control characters
+
+    # --- tor driver, local (0x0701-0x07FF): tor helper adds codes here ---
+    TOR_NOT_INSTALLED = 0x0701  # no `tor` / `tor-gencert` executable on PATH
+    TOR_UNREACHABLE = 0x0702  # control port/socket cannot be reached or authenticated
+    TOR_REFUSED = 0x0703  # tor answered a control command with an error (text included)
+    TOR_TIMEOUT = 0x0704  # a tor operation did not finish in time
+    TOR_ONION_UNREACHABLE = 0x0705  # SOCKS could not reach the onion service (0xF0-0xF3, 0xF7)
+    TOR_CLIENT_AUTH_FAILED = 0x0706  # descriptor needs client auth we lack (SOCKS 0xF4/0xF5)
+    TOR_LAUNCH_FAILED = 0x0707  # a tor process we started exited or never became ready
+    ONION_ADDRESS_INVALID = 0x0708  # v3 onion address: bad length/base32/checksum/version
+
+
+class P4Error(Exception):
+    """Base of every P⁴ error; ``code`` is the registry code, ``str(err)`` a human sentence."""
+
+    def __init__(self, code: ErrorCode, message: str = "") -> None:
+        self.code = code
+        self.message = message or code.name
+        super().__init__(f"{code.name} (0x{int(code):04x}): {self.message}")
+
+
+class LocalProtocolError(P4Error):
+    """The local caller asked for something the protocol does not allow."""
+
+
+class RemoteProtocolError(P4Error):
+    """The peer sent something the protocol does not allow."""
+
+
+class DecodeError(RemoteProtocolError):
+    """Bytes from the peer could not be decoded; ``code`` says which rule they broke."""

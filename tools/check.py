@@ -1,0 +1,52 @@
+"""Everything CI checks, in one command (the README's test command runs this after bootstrap).
+
+Steps: ruff; mypy --strict on p4ref, conformance and tools; the spec ↔ code consistency check;
+byte-identical vector regeneration; the conformance suite against the reference adapter; and the
+whole pytest suite last (its closing line is the run's verdict).  Stops at the first failure.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def steps() -> list[tuple[str, list[str]]]:
+    py = sys.executable
+    out = [
+        ("ruff", [str(BIN / "ruff"), "check", "."]),
+        ("mypy --strict", [str(BIN / "mypy"), "--strict", "p4ref", "conformance", "tools"]),
+        ("spec consistency", [py, "tools/spec_check.py"]),
+        ("vectors regenerate byte-identically", [py, "tools/gen_vectors.py", "--check"]),
+    ]
+    if (ROOT / "conformance" / "runner.py").exists():
+        out.append(("conformance vs reference adapter",
+                    [py, "-m", "conformance.runner", "--adapter", f"{py} -m p4ref.adapter"]))
+    out.append(("pytest", [py, "-m", "pytest", "-q", "-p", "no:cacheprovider"]))
+    return out
+
+
+def main() -> int:
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+    for name, cmd in steps():
+        print(f"== {name}: {' '.join(Path(c).name if i == 0 else c for i, c in enumerate(cmd))}",
+              flush=True)
+        t0 = time.monotonic()
+        rc = subprocess.call(cmd, cwd=ROOT, env=env)
+        if rc == 0 and name == "pytest":
+            break  # leave pytest's summary as the run's closing line
+        print(f"== {name}: {'ok' if rc == 0 else f'FAILED (exit {rc})'} "
+              f"in {time.monotonic() - t0:.1f} s", flush=True)
+        if rc != 0:
+            return rc
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

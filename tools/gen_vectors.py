@@ -1,0 +1,84 @@
+"""Write (or, with ``--check``, verify) every vector file under ``test-vectors/v1``.
+
+Each module in ``tools/vectors/`` whose name does not start with ``_`` builds a layer's files
+(``build() -> {relative path: envelope}``).  Output is a pure function of the code: no clock, no OS
+randomness, so regeneration is byte-identical and CI diffs it (STYLE.md "Vectors").
+
+    python tools/gen_vectors.py            # rewrite the tree
+    python tools/gen_vectors.py --check    # exit 1 if any file differs, is missing or is extra
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from tools import vectors  # noqa: E402
+from tools.vectors._envelope import dump  # noqa: E402
+
+OUT = ROOT / "test-vectors" / "v1"
+
+
+def build_all() -> dict[str, str]:
+    """Every vector file's text, keyed by its path relative to ``test-vectors/v1``."""
+    files: dict[str, str] = {}
+    for mod in sorted(m.name for m in pkgutil.iter_modules(vectors.__path__)):
+        if mod.startswith("_"):
+            continue
+        built = importlib.import_module(f"tools.vectors.{mod}").build()
+        for rel, obj in built.items():
+            if rel in files:
+                raise SystemExit(f"{mod}: {rel} is built twice")
+            files[rel] = dump(obj)
+    ids: dict[str, str] = {}
+    import json
+
+    for rel, text in files.items():
+        for grp in json.loads(text)["testGroups"]:
+            for t in grp["tests"]:
+                if t["id"] in ids:
+                    raise SystemExit(f"vector id {t['id']} in {rel} and {ids[t['id']]}")
+                ids[t["id"]] = rel
+    return files
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--check", action="store_true", help="verify instead of writing")
+    args = ap.parse_args(argv)
+    files = build_all()
+    existing = {str(p.relative_to(OUT)) for p in OUT.rglob("*.json")} if OUT.exists() else set()
+    if args.check:
+        bad = [rel for rel, text in files.items()
+               if not (OUT / rel).exists() or (OUT / rel).read_text("utf-8") != text]
+        extra = sorted(existing - set(files))
+        for rel in bad:
+            print(f"differs or missing: test-vectors/v1/{rel}")
+        for rel in extra:
+            print(f"not generated (stale): test-vectors/v1/{rel}")
+        if bad or extra:
+            print("vectors are out of date: run python tools/gen_vectors.py")
+            return 1
+        total = sum(text.count('"tcId"') for text in files.values())
+        print(f"vectors up to date: {len(files)} files, {total} tests")
+        return 0
+    for rel in sorted(existing - set(files)):
+        (OUT / rel).unlink()
+    for rel, text in files.items():
+        path = OUT / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, "utf-8")
+    total = sum(text.count('"tcId"') for text in files.values())
+    print(f"wrote {len(files)} files, {total} tests under test-vectors/v1")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
