@@ -1,0 +1,98 @@
+"""Run a sans-I/O P⁴ machine over an asyncio byte stream (STYLE.md "Machines").
+
+The machines (pairing, rendezvous) take bytes and time in and give bytes, events and a timer
+deadline out.  :func:`pump` is the whole I/O shell around one of them: it flushes what the machine
+wants sent, waits for either incoming bytes or the machine's next deadline, feeds whichever came
+first, and hands every event to ``on_event`` until that returns ``True`` (done) or the machine
+has nothing left to wait for.  Time is the caller's ``clock`` in integer milliseconds, so the
+same loop runs against wall time in a peer and a fake clock in a test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from ..errors import ErrorCode, P4Error
+
+__all__ = ["Machine", "monotonic_ms", "pump", "unix_ms"]
+
+READ_CHUNK = 16384
+
+
+class Machine(Protocol):
+    """The h11-style surface every P⁴ machine offers."""
+
+    def receive_data(self, data: bytes, now: int) -> None: ...
+    def data_to_send(self) -> bytes: ...
+    def next_event(self) -> object | None: ...
+    def get_timer(self) -> int | None: ...
+    def handle_timer(self, now: int) -> None: ...
+
+
+def monotonic_ms() -> int:
+    return time.monotonic_ns() // 1_000_000
+
+
+def unix_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+async def pump(
+    machine: Machine,
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    on_event: Callable[[object], bool],
+    *,
+    clock: Callable[[], int] = unix_ms,
+    timeout: float = 120.0,
+) -> None:
+    """Drive ``machine`` until ``on_event`` says done; raise ``P4Error(TIMEOUT)`` after ``timeout``.
+
+    EOF is passed to the machine as an empty ``receive_data`` (h11 convention), so it can turn a
+    lost stream into its own failure event; a machine that raises keeps its error (the caller
+    decides what it means).
+    """
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + timeout
+    eof = False
+    while True:
+        out = machine.data_to_send()
+        if out:
+            writer.write(out)
+            with contextlib.suppress(ConnectionError, OSError):
+                await writer.drain()
+        while (event := machine.next_event()) is not None:
+            if on_event(event):
+                out = machine.data_to_send()
+                if out:  # e.g. a final DONE or ERROR frame
+                    writer.write(out)
+                    with contextlib.suppress(ConnectionError, OSError):
+                        await writer.drain()
+                return
+        deadline = machine.get_timer()
+        if eof and deadline is None:
+            raise P4Error(ErrorCode.PROTOCOL_VIOLATION, "stream closed before the exchange ended")
+        wait = give_up - loop.time()
+        if deadline is not None:
+            wait = min(wait, max(0.0, (deadline - clock()) / 1000.0))
+        if wait <= 0 and loop.time() >= give_up:
+            raise P4Error(ErrorCode.TIMEOUT, f"no result within {timeout:.0f} s")
+        if eof:
+            await asyncio.sleep(wait)
+            machine.handle_timer(clock())
+            continue
+        try:
+            chunk = await asyncio.wait_for(reader.read(READ_CHUNK), max(wait, 0.0))
+        except asyncio.TimeoutError:
+            if deadline is not None and clock() >= deadline:
+                machine.handle_timer(clock())
+            continue
+        except (ConnectionError, OSError):
+            chunk = b""
+        if not chunk:
+            eof = True
+        machine.receive_data(chunk, clock())
