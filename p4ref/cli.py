@@ -1,0 +1,259 @@
+"""The ``p4`` command line (p4-02 §3 for identity and profile; pairing is wired in later).
+
+    p4 [--home DIR] init                 create a profile with a fresh identity (never overwrites)
+    p4 [--home DIR] id [--qr] [--light]  print this device's ID (optionally as a terminal QR code)
+    p4 [--home DIR] peers                list paired peers
+    p4 [--home DIR] peers rename OLD NEW
+    p4 [--home DIR] peers forget NAME
+    p4 [--home DIR] pair invite          (needs the rendezvous transport: see `p4 demo`)
+    p4 [--home DIR] pair accept CODE|URI
+    p4 demo [ARGS...]                    runs p4ref.demo:main when that module is present
+
+Every command is one ``cmd_*(args) -> int`` function so a later layer can be wired in by
+replacing one function. Errors print ``p4: error: <message> [CODE]`` on stderr and exit 1;
+usage errors exit 2 (argparse). No traceback is printed unless ``P4_DEBUG`` is set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from p4ref import __version__
+from p4ref.errors import P4Error
+from p4ref.io.store import Profile, default_home
+
+__all__ = ["build_parser", "main"]
+
+Command = Callable[[argparse.Namespace], int]
+
+PAIRING_UNAVAILABLE = (
+    "p4: pairing needs the rendezvous transport, which this build does not wire in yet;"
+    " see `p4 demo` for a pairing over the local test network"
+)
+
+
+# --------------------------------------------------------------------------------------------
+# Commands
+
+
+def _home(args: argparse.Namespace) -> Path:
+    home: str | None = getattr(args, "home", None)
+    return Path(home).expanduser() if home else default_home()
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    profile = Profile.init(_home(args), os.urandom)
+    print(f"Created profile {profile.path}")
+    print(f"Device ID: {profile.identity.device_id}")
+    return 0
+
+
+def cmd_id(args: argparse.Namespace) -> int:
+    device_id = Profile.open(_home(args)).identity.device_id
+    if args.qr:
+        sys.stdout.write(render_qr(device_id, light_background=args.light, stream=sys.stdout))
+    print(device_id)
+    return 0
+
+
+def cmd_peers_list(args: argparse.Namespace) -> int:
+    peers = Profile.open(_home(args)).peers()
+    if not peers:
+        print("No paired peers. Pair with `p4 pair invite` / `p4 pair accept CODE`.")
+        return 0
+    width = max(len("NAME"), *(len(p.name) for p in peers))
+    print(f"{'NAME':<{width}}  {'DEVICE ID':<63}  PAIRED (UTC)")
+    for p in peers:
+        when = datetime.datetime.fromtimestamp(p.paired_at, datetime.UTC)
+        print(f"{p.name:<{width}}  {p.device_id}  {when:%Y-%m-%d %H:%M}")
+    return 0
+
+
+def cmd_peers_rename(args: argparse.Namespace) -> int:
+    rec = Profile.open(_home(args)).rename_peer(args.old, args.new)
+    print(f"Renamed {args.old!r} to {rec.name!r}")
+    return 0
+
+
+def cmd_peers_forget(args: argparse.Namespace) -> int:
+    rec = Profile.open(_home(args)).forget_peer(args.name)
+    print(f"Forgot {rec.name!r} ({rec.device_id}); pair again to talk to it")
+    return 0
+
+
+def cmd_pair_invite(args: argparse.Namespace) -> int:
+    """Placeholder: the lead wires this to the pairing machine (p4-02 §4-§6)."""
+    print(PAIRING_UNAVAILABLE, file=sys.stderr)
+    return 2
+
+
+def cmd_pair_accept(args: argparse.Namespace) -> int:
+    """Placeholder: the lead wires this to the pairing machine (p4-02 §4-§6)."""
+    print(PAIRING_UNAVAILABLE, file=sys.stderr)
+    return 2
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Hand over to ``p4ref.demo:main(argv) -> int`` if that module exists; every argument after
+    ``demo`` is passed through untouched, a global ``--home`` as ``$P4_HOME``."""
+    try:
+        demo = importlib.import_module("p4ref.demo")
+    except ModuleNotFoundError as e:
+        if e.name not in ("p4ref.demo", "p4ref"):  # the demo's own dependency is missing
+            print(f"p4: error: the demo cannot start: {e} [INTERNAL_ERROR]", file=sys.stderr)
+            return 1
+        print("p4: the demo is not part of this build (no p4ref.demo module)", file=sys.stderr)
+        return 2
+    demo_main: Callable[[list[str]], int | None] = demo.main
+    if getattr(args, "home", None):  # the demo's own arguments stay its own: pass --home via env
+        os.environ["P4_HOME"] = str(_home(args))
+    result = demo_main(list(args.demo_args))
+    return int(result or 0)
+
+
+# --------------------------------------------------------------------------------------------
+# QR rendering
+
+
+def render_qr(text: str, *, light_background: bool = False, stream: object = None) -> str:
+    """``text`` as a QR code drawn with half blocks, two module rows per text line.
+
+    By default light modules are drawn (█) and dark ones left blank, which reads correctly on the
+    usual light-on-dark terminal; ``light_background`` swaps that. Falls back to ``##`` cells
+    when the output encoding has no block characters. The quiet zone is 4 modules (ISO 18004).
+    """
+    import qrcode  # deferred: only `p4 id --qr` pays for it
+
+    qr = qrcode.QRCode(border=4, error_correction=qrcode.constants.ERROR_CORRECT_M)
+    qr.add_data(text)
+    qr.make(fit=True)
+    matrix: list[list[bool]] = qr.get_matrix()
+    # "ink" = the cells we draw in the terminal's foreground colour
+    ink = [[cell if light_background else not cell for cell in row] for row in matrix]
+    encoding = getattr(stream, "encoding", None) or "utf-8"
+    try:
+        "█▀▄".encode(encoding)
+    except (UnicodeEncodeError, LookupError):
+        return "".join("".join("##" if c else "  " for c in row) + "\n" for row in ink)
+    if len(ink) % 2:
+        ink.append([not light_background] * len(ink[0]))
+    glyph = {(False, False): " ", (True, False): "▀", (False, True): "▄", (True, True): "█"}
+    lines = []
+    for top, bottom in zip(ink[0::2], ink[1::2], strict=True):
+        lines.append("".join(glyph[(t, b)] for t, b in zip(top, bottom, strict=True)) + "\n")
+    return "".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# Parser and entry point
+
+
+def build_parser() -> argparse.ArgumentParser:
+    home = argparse.ArgumentParser(add_help=False)
+    home.add_argument(
+        "--home",
+        metavar="DIR",
+        default=argparse.SUPPRESS,
+        help="profile directory (default: $P4_HOME, else ~/.p4)",
+    )
+    parser = argparse.ArgumentParser(
+        prog="p4", description="P⁴ — the Persistent Point-to-Point Protocol, reference peer."
+    )
+    parser.add_argument("--version", action="version", version=f"p4 {__version__}")
+    parser.add_argument("--home", metavar="DIR", default=None, help=home._actions[0].help)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def add(name: str, func: Command, help_: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, parents=[home], help=help_, description=help_)
+        p.set_defaults(func=func)
+        return p
+
+    add("init", cmd_init, "create a profile with a new device identity")
+    p_id = add("id", cmd_id, "print this device's ID")
+    p_id.add_argument("--qr", action="store_true", help="also draw it as a QR code")
+    p_id.add_argument(
+        "--light", action="store_true", help="QR for a terminal with a light background"
+    )
+
+    p_peers = add("peers", cmd_peers_list, "list paired peers (or rename/forget one)")
+    peers_sub = p_peers.add_subparsers(dest="peers_command", metavar="ACTION")
+    p_ren = peers_sub.add_parser("rename", parents=[home], help="rename a paired peer")
+    p_ren.add_argument("old", metavar="OLD", help="current name or device ID")
+    p_ren.add_argument("new", metavar="NEW", help="new name")
+    p_ren.set_defaults(func=cmd_peers_rename)
+    p_fgt = peers_sub.add_parser("forget", parents=[home], help="delete a paired peer")
+    p_fgt.add_argument("name", metavar="NAME", help="name or device ID")
+    p_fgt.set_defaults(func=cmd_peers_forget)
+    p_list = peers_sub.add_parser("list", parents=[home], help="list paired peers")
+    p_list.set_defaults(func=cmd_peers_list)
+
+    p_pair = add("pair", cmd_pair_invite, "pair with another device")
+    pair_sub = p_pair.add_subparsers(dest="pair_command", metavar="ACTION", required=True)
+    p_inv = pair_sub.add_parser("invite", parents=[home], help="show a code / QR to pair with")
+    p_inv.set_defaults(func=cmd_pair_invite)
+    p_acc = pair_sub.add_parser("accept", parents=[home], help="pair using a code or p4: URI")
+    p_acc.add_argument("code", metavar="CODE|URI", help="e.g. 7-apple-river or a p4: URI")
+    p_acc.set_defaults(func=cmd_pair_accept)
+
+    p_demo = add("demo", cmd_demo, "run the local demo (p4ref.demo); later arguments are its own")
+    p_demo.set_defaults(demo_args=[])
+    return parser
+
+
+def _split_demo(argv: list[str]) -> tuple[list[str], list[str]]:
+    """``[globals…, "demo", rest…]`` -> (``[globals…, "demo"]``, ``rest``): everything after
+    ``demo`` belongs to the demo, even ``--options`` argparse would otherwise claim."""
+    i = 0
+    while i < len(argv):
+        tok = argv[i]
+        if tok == "--home":
+            i += 2
+            continue
+        if tok.startswith("-"):
+            i += 1
+            continue
+        if tok == "demo":
+            return argv[: i + 1], argv[i + 1 :]
+        break
+    return argv, []
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``p4`` console script; returns the exit status."""
+    parser = build_parser()
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    args_list, demo_args = _split_demo(args_list)
+    try:
+        args = parser.parse_args(args_list)
+        if demo_args:
+            args.demo_args = demo_args
+    except SystemExit as e:  # --help, --version, usage errors
+        return e.code if isinstance(e.code, int) else 2
+    func: Command = args.func
+    try:
+        return func(args)
+    except P4Error as e:
+        print(f"p4: error: {e.message} [{e.code.name}]", file=sys.stderr)
+        return 1
+    except OSError as e:
+        where = f" ({e.filename})" if e.filename else ""
+        print(f"p4: error: {e.strerror or e}{where} [OS_ERROR]", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("p4: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # a bug: still one line, unless P4_DEBUG asks for the traceback
+        if os.environ.get("P4_DEBUG"):
+            raise
+        print(
+            f"p4: error: internal error: {type(e).__name__}: {e} (set P4_DEBUG=1 for a"
+            " traceback) [INTERNAL_ERROR]",
+            file=sys.stderr,
+        )
+        return 1

@@ -1,0 +1,229 @@
+"""The ``p4`` command line: drive ``main([...])`` with temporary profiles (p4-02 §3)."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import pytest
+import qrcode
+
+from p4ref import cli
+from p4ref.cli import main, render_qr
+from p4ref.identity import Identity, parse_device_id
+from p4ref.io.store import IDENTITY_FILE, PEERS_FILE, Profile
+
+ROOT = Path(__file__).resolve().parent.parent
+Cap = pytest.CaptureFixture[str]
+
+
+def key(label: str) -> bytes:
+    return Identity(hashlib.sha256(label.encode()).digest()).public_key
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> str:
+    return str(tmp_path / "p4")
+
+
+def run(capsys: Cap, *argv: str) -> tuple[int, str, str]:
+    rc = main(list(argv))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def test_init_then_id(home: str, capsys: Cap) -> None:
+    rc, out, err = run(capsys, "--home", home, "init")
+    assert rc == 0 and err == ""
+    device_id = out.splitlines()[-1].removeprefix("Device ID: ")
+    parse_device_id(device_id)
+    assert run(capsys, "--home", home, "id") == (0, device_id + "\n", "")
+    assert run(capsys, "id", "--home", home) == (0, device_id + "\n", "")  # after the command too
+    assert Profile.open(home).identity.device_id == device_id
+
+
+def test_p4_home_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Cap) -> None:
+    monkeypatch.setenv("P4_HOME", str(tmp_path / "env"))
+    assert run(capsys, "init")[0] == 0
+    assert (tmp_path / "env" / IDENTITY_FILE).exists()
+    rc, out, _ = run(capsys, "id")
+    assert rc == 0 and out.strip() == Profile.open(tmp_path / "env").identity.device_id
+
+
+def test_init_refuses_existing(home: str, capsys: Cap) -> None:
+    run(capsys, "--home", home, "init")
+    before = (Path(home) / IDENTITY_FILE).read_bytes()
+    rc, out, err = run(capsys, "--home", home, "init")
+    assert rc == 1 and out == ""
+    assert err.startswith("p4: error: ") and err.endswith("[PROFILE_EXISTS]\n")
+    assert err.count("\n") == 1
+    assert (Path(home) / IDENTITY_FILE).read_bytes() == before
+
+
+def test_errors_are_one_line(home: str, capsys: Cap) -> None:
+    rc, _, err = run(capsys, "--home", home, "id")
+    assert rc == 1 and err.endswith("[PROFILE_NOT_FOUND]\n") and "Traceback" not in err
+    assert "p4 init" in err
+    run(capsys, "--home", home, "init")
+    (Path(home) / IDENTITY_FILE).write_text("garbage\n")
+    rc, _, err = run(capsys, "--home", home, "peers")
+    assert rc == 1 and err.count("\n") == 1 and err.endswith("[PROFILE_CORRUPT]\n")
+
+
+def test_os_error_is_one_line(tmp_path: Path, capsys: Cap) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    rc, _, err = run(capsys, "--home", str(blocker / "sub"), "init")
+    assert rc == 1 and err.startswith("p4: error: ") and err.endswith("[OS_ERROR]\n")
+
+
+def test_unexpected_exception_is_one_line(
+    home: str, capsys: Cap, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(args: argparse.Namespace) -> int:
+        raise ValueError("boom")
+
+    monkeypatch.setattr(cli, "cmd_id", broken)
+    monkeypatch.delenv("P4_DEBUG", raising=False)
+    rc, _, err = run(capsys, "--home", home, "id")
+    assert rc == 1 and err.count("\n") == 1 and err.endswith("[INTERNAL_ERROR]\n")
+    monkeypatch.setenv("P4_DEBUG", "1")
+    with pytest.raises(ValueError):
+        main(["--home", home, "id"])
+
+
+def test_usage_errors_exit_2(capsys: Cap) -> None:
+    assert main([]) == 2
+    assert main(["frobnicate"]) == 2
+    assert main(["pair"]) == 2
+    assert main(["peers", "rename", "only-one"]) == 2
+    capsys.readouterr()
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == "p4 0.1.0"
+    assert main(["--help"]) == 0
+
+
+def test_peers_list_rename_forget(home: str, capsys: Cap) -> None:
+    run(capsys, "--home", home, "init")
+    rc, out, _ = run(capsys, "--home", home, "peers")
+    assert rc == 0 and "No paired peers" in out
+    p = Profile.open(home)
+    a = p.add_peer("laptop", key("a"), bytes(32), "apple", paired_at=1_700_000_000)
+    p.add_peer("phone", key("b"), bytes(32), "river", paired_at=1_700_000_060)
+    rc, out, _ = run(capsys, "--home", home, "peers")
+    lines = out.splitlines()
+    assert rc == 0 and lines[0].startswith("NAME")
+    assert lines[1].startswith("laptop") and a.device_id in lines[1]
+    assert "2023-11-14 22:13" in lines[1]
+    assert run(capsys, "--home", home, "peers", "list")[1] == out
+
+    rc, out, _ = run(capsys, "--home", home, "peers", "rename", "laptop", "work")
+    assert rc == 0 and "'work'" in out
+    rc, _, err = run(capsys, "--home", home, "peers", "rename", "phone", "work")
+    assert rc == 1 and err.endswith("[PEER_EXISTS]\n")
+    rc, out, _ = run(capsys, "--home", home, "peers", "forget", a.device_id.lower())
+    assert rc == 0 and "Forgot 'work'" in out
+    rc, _, err = run(capsys, "--home", home, "peers", "forget", "work")
+    assert rc == 1 and err.endswith("[PEER_UNKNOWN]\n")
+    assert [x.name for x in Profile.open(home).peers()] == ["phone"]
+    assert (Path(home) / PEERS_FILE).exists()
+
+
+@pytest.mark.parametrize("argv", [["pair", "invite"], ["pair", "accept", "7-apple-river"]])
+def test_pair_placeholders(home: str, capsys: Cap, argv: list[str]) -> None:
+    rc, out, err = run(capsys, "--home", home, *argv)
+    assert rc == 2 and out == ""
+    assert "rendezvous transport" in err and "p4 demo" in err
+
+
+def test_pair_commands_are_one_function_each(home: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[tuple[str, str | None]] = []
+    def accept(args: argparse.Namespace) -> int:
+        seen.append(("acc", args.code))
+        return 0
+
+    def invite(args: argparse.Namespace) -> int:
+        seen.append(("inv", None))
+        return 0
+
+    monkeypatch.setattr(cli, "cmd_pair_accept", accept)
+    monkeypatch.setattr(cli, "cmd_pair_invite", invite)
+    assert main(["pair", "accept", "p4:xyz"]) == 0
+    assert main(["pair", "invite"]) == 0
+    assert seen == [("acc", "p4:xyz"), ("inv", None)]
+
+
+def test_demo_dispatch(monkeypatch: pytest.MonkeyPatch, capsys: Cap) -> None:
+    monkeypatch.setitem(sys.modules, "p4ref.demo", None)  # "not installed"
+    rc, _, err = run(capsys, "demo")
+    assert rc == 2 and "not part of this build" in err
+    got: list[list[str]] = []
+    fake = types.ModuleType("p4ref.demo")
+
+    def demo_main(argv: list[str]) -> int:
+        got.append(argv)
+        return 3
+
+    fake.main = demo_main  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "p4ref.demo", fake)
+    monkeypatch.delenv("P4_HOME", raising=False)
+    assert main(["--home", "/x", "demo", "--fast", "--home", "two"]) == 3
+    assert got == [["--fast", "--home", "two"]]
+    assert os.environ["P4_HOME"] == "/x"
+
+
+# --- QR --------------------------------------------------------------------------------------
+
+
+def _unrender(art: str, light_background: bool) -> list[list[bool]]:
+    """Inverse of render_qr: half-block art back to the dark-module matrix."""
+    top = {" ": False, "▀": True, "▄": False, "█": True}
+    bottom = {" ": False, "▀": False, "▄": True, "█": True}
+    rows: list[list[bool]] = []
+    for line in art.splitlines():
+        rows.append([top[c] for c in line])
+        rows.append([bottom[c] for c in line])
+    return [[ink if light_background else not ink for ink in row] for row in rows]
+
+
+@pytest.mark.parametrize("light", [False, True])
+def test_qr_rendering_matches_matrix(light: bool) -> None:
+    text = "25NJQAM-CWEFLPM-VKL73J4-SZAHHIT-HOC4XT3-KTCGJNJ-PAINGR5-YHKENAI"
+    art = render_qr(text, light_background=light)
+    qr = qrcode.QRCode(border=4, error_correction=qrcode.constants.ERROR_CORRECT_M)
+    qr.add_data(text)
+    qr.make(fit=True)
+    matrix = qr.get_matrix()
+    back = _unrender(art, light)
+    assert back[: len(matrix)] == matrix
+    assert all(not any(row) for row in back[len(matrix) :])  # padding row is light
+
+
+def test_qr_ascii_fallback() -> None:
+    class Latin1:
+        encoding = "ascii"
+
+    art = render_qr("ABC", stream=Latin1())
+    assert set(art) <= {"#", " ", "\n"}
+
+
+def test_id_qr(home: str, capsys: Cap) -> None:
+    run(capsys, "--home", home, "init")
+    rc, out, _ = run(capsys, "--home", home, "id", "--qr")
+    device_id = Profile.open(home).identity.device_id
+    assert rc == 0 and out.endswith(device_id + "\n")
+    assert "█" in out or "#" in out
+
+
+def test_python_dash_m(home: str) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "p4ref", "--home", home, "id"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("p4: error: ") and "Traceback" not in proc.stderr
