@@ -1,0 +1,166 @@
+"""What the runner does with one vector, written as a generator of adapter calls.
+
+A job yields :class:`Call` objects and is sent back each response object (a dict); it returns a
+:class:`Verdict`.  The same job runs under the subprocess driver (pipelined, with timeouts and
+crash recovery) and under the in-process driver used by pytest, so both grade identically.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from typing import Any
+
+from .vectors import Case
+
+__all__ = [
+    "PASS_OUTCOMES",
+    "Call",
+    "Job",
+    "JobFactory",
+    "Verdict",
+    "codec_job",
+    "grade_answer",
+    "json_equal",
+    "transcript_job",
+]
+
+Json = dict[str, Any]
+
+# Outcomes (README "Outcomes").
+PASS = "pass"
+FAIL = "fail"
+WRONG_ERROR = "wrong-error"
+UNSUPPORTED = "unsupported"
+TIMEOUT = "timeout"
+CRASH = "crash"
+XFAIL = "xfail"
+XPASS = "xpass"
+ACCEPTABLE = "acceptable"
+OUTCOMES = (PASS, ACCEPTABLE, FAIL, WRONG_ERROR, UNSUPPORTED, TIMEOUT, CRASH, XFAIL, XPASS)
+PASS_OUTCOMES = frozenset({PASS, ACCEPTABLE, XFAIL})
+FAILING = frozenset({FAIL, WRONG_ERROR, TIMEOUT, CRASH, XPASS})
+
+
+@dataclass(frozen=True)
+class Call:
+    target: str  # "A" (the adapter under test) or "B" (the peer adapter in two-party mode)
+    op: str
+    params: Json
+    input: Json
+
+
+@dataclass(frozen=True)
+class Verdict:
+    outcome: str
+    detail: str = ""
+
+
+Job = Generator[Call, Json, Verdict]
+JobFactory = Callable[[], Job]
+
+
+def json_equal(a: Any, b: Any) -> bool:
+    """Exact JSON equality: ``true`` is not ``1``, ``1`` is not ``1.0``, key order is ignored."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(json_equal(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(json_equal(x, y) for x, y in zip(a, b, strict=True))
+    return bool(a == b)
+
+
+def short(obj: Any, limit: int = 240) -> str:
+    s = json.dumps(obj, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+    return s if len(s) <= limit else s[: limit - 3] + "..."
+
+
+def grade_answer(case_result: str, expect: Json, resp: Json) -> Verdict:
+    """Grade one codec/crypto answer against ``expect`` ({"value"} or {"error"})."""
+    status = resp.get("status")
+    if status == "unsupported":
+        return Verdict(UNSUPPORTED)
+    if status not in ("ok", "error"):
+        return Verdict(FAIL, f"malformed response status {status!r}")
+    acceptable = case_result == "acceptable"
+    if "error" in expect:
+        want = expect["error"]
+        if status == "error":
+            got = resp.get("error")
+            if got == want:
+                return Verdict(PASS)
+            return Verdict(WRONG_ERROR, f"expected error {want}, got {got}"
+                           + (f" ({resp['message']})" if resp.get("message") else ""))
+        if acceptable:
+            return Verdict(ACCEPTABLE, f"accepted (vector prefers {want})")
+        return Verdict(FAIL, f"expected error {want}, got ok {short(resp.get('value'))}")
+    if status == "error":
+        if acceptable:
+            return Verdict(ACCEPTABLE, f"rejected with {resp.get('error')}")
+        msg = f" ({resp['message']})" if resp.get("message") else ""
+        return Verdict(FAIL, f"expected ok, got error {resp.get('error')}{msg}")
+    if json_equal(resp.get("value"), expect.get("value")):
+        return Verdict(PASS)
+    return Verdict(FAIL, f"value differs: expected {short(expect.get('value'))}, "
+                         f"got {short(resp.get('value'))}")
+
+
+def codec_job(case: Case, target: str = "A") -> Job:
+    resp = yield Call(target, case.op, case.params, case.input)
+    return grade_answer(case.result, case.expect, resp)
+
+
+def _compare_step(i: int, want: Json, got: Json) -> str | None:
+    if "out" in want and not json_equal(got.get("out"), want["out"]):
+        return f"step {i}: out differs: expected {short(want['out'])}, got {short(got.get('out'))}"
+    if "state" in want and got.get("state") != want["state"]:
+        return f"step {i}: state expected {want['state']}, got {got.get('state')}"
+    return None
+
+
+def machine_new_call(target: str, machine: str, role: str, config: Json, rng: list[str]) -> Call:
+    return Call(target, "machine.new", {"machine": machine, "role": role, "config": config},
+                {"rng": rng})
+
+
+def transcript_job(case: Case, target: str = "A") -> Job:
+    """``machine.transcript``: one machine, the vector's steps, out/state compared per step."""
+    p, inp, expect = case.params, case.input, case.expect
+    resp = yield machine_new_call(target, str(p["machine"]), str(p["role"]),
+                                  dict(p.get("config") or {}), list(inp.get("rng", [])))
+    status = resp.get("status")
+    if status == "unsupported":
+        return Verdict(UNSUPPORTED, "machine.new unsupported")
+    if status != "ok":
+        if "error" in expect:
+            return grade_answer(case.result, expect, resp)
+        return Verdict(FAIL, f"machine.new failed: {resp.get('error')} {resp.get('message', '')}")
+    if "error" in expect:
+        yield Call(target, "machine.drop", {"handle": (resp.get("value") or {}).get("handle")}, {})
+        return Verdict(FAIL, f"machine.new accepted; expected error {expect['error']}")
+    value = resp.get("value") or {}
+    handle = value.get("handle")
+    steps = list(inp.get("steps", []))
+    want_steps = (expect.get("value") or {}).get("steps")
+    if not isinstance(want_steps, list):
+        want_steps = steps  # the out/state of each step sit in the input
+    verdict = Verdict(PASS)
+    for i, step in enumerate(steps):
+        r = yield Call(target, "machine.step", {"handle": handle},
+                       {"now": step["now"], "in": step["in"]})
+        if r.get("status") == "unsupported":
+            verdict = Verdict(UNSUPPORTED, f"machine.step unsupported at step {i}")
+            break
+        if r.get("status") != "ok":
+            verdict = Verdict(FAIL, f"step {i}: adapter error {r.get('error')} "
+                                    f"{r.get('message', '')}".rstrip())
+            break
+        want = want_steps[i] if i < len(want_steps) else {}
+        problem = _compare_step(i, want, r.get("value") or {})
+        if problem:
+            verdict = Verdict(FAIL, problem)
+            break
+    yield Call(target, "machine.drop", {"handle": handle}, {})
+    return verdict

@@ -1,0 +1,1 @@
+"""Harness self-test material: a toy layer with vectors, and a fake adapter that misbehaves."""

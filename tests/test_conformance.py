@@ -1,0 +1,266 @@
+"""Self-test of the conformance harness (conformance/): the reference passes, mutants fail exactly
+their vectors, and broken adapters are caught (non-compliant, crash, timeout, bad hello)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conformance import runner
+from conformance.coverage import coverage_markdown, parse_spec
+from conformance.mutants import MUTANTS
+from conformance.selftest.toy import build_tree
+from conformance.vectors import load_tree
+from p4ref.adapter import Adapter
+
+ROOT = Path(__file__).resolve().parent.parent
+# P4_CONFORMANCE_VECTORS points the real-tree tests at another tree (e.g. a fresh generation).
+TREE = Path(os.environ.get("P4_CONFORMANCE_VECTORS", ROOT / "test-vectors" / "v1"))
+PY = sys.executable
+REF = f"{PY} -m p4ref.adapter"
+FAKE = f"{PY} -m conformance.selftest.fake_adapter"
+
+
+def _real_cases() -> list[Any]:
+    rep = load_tree(TREE)
+    assert not rep.errors, rep.errors
+    if not rep.cases:
+        pytest.skip(f"no vectors under {TREE}")
+    return rep.cases
+
+
+def _run(argv: list[str], tmp_path: Path) -> tuple[int, dict[str, Any]]:
+    out = tmp_path / "r.json"
+    status = runner.main([*argv, "--json", str(out)])
+    return status, json.loads(out.read_text(encoding="utf-8"))
+
+
+def _outcomes(doc: dict[str, Any]) -> dict[str, str]:
+    return {r["id"]: r["outcome"] for r in doc["results"]}
+
+
+@pytest.fixture(scope="module")
+def toy_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tree(tmp_path_factory.mktemp("toy"))
+
+
+@pytest.fixture(scope="module")
+def bad_toy_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tree(tmp_path_factory.mktemp("badtoy"), misbehave=True)
+
+
+# --- the real tree against the reference --------------------------------------------------------
+
+
+def test_real_tree_is_schema_valid() -> None:
+    cases = _real_cases()
+    assert len({c.id for c in cases}) == len(cases)
+
+
+def test_reference_adapter_passes_everything(tmp_path: Path) -> None:
+    cases = _real_cases()
+    status, doc = _run(["--adapter", REF, "--vectors", str(TREE), "--junit",
+                        str(tmp_path / "j.xml"), "--markdown", str(tmp_path / "r.md")], tmp_path)
+    bad = {k: v for k, v in _outcomes(doc).items() if v not in ("pass", "unsupported")}
+    assert bad == {} and status == 0
+    assert doc["run"]["compliant"] is True and len(doc["results"]) >= len(cases)
+    assert ET.parse(tmp_path / "j.xml").getroot().tag == "testsuites"
+    assert "| **TOTAL** |" in (tmp_path / "r.md").read_text(encoding="utf-8")
+
+
+def test_inprocess_replay_matches() -> None:
+    _real_cases()
+    results = runner.run_vectors_inprocess(TREE)
+    assert [r for r in results if r.outcome not in ("pass", "unsupported")] == []
+
+
+@pytest.mark.parametrize("name", sorted(MUTANTS))
+def test_mutant_fails_exactly_its_vectors(name: str) -> None:
+    cases = _real_cases()
+    mutant = MUTANTS[name]
+    must = {c.id for c in cases if mutant.must_fail(c.op, c.expect, c.input)}
+    if not must:
+        pytest.skip(f"{name}: no vector in the tree can catch it yet")
+    results = runner.run_vectors_inprocess(TREE, handler=Adapter(mutant=name).handle)
+    failed = {r.id for r in results if r.outcome not in ("pass", "unsupported")}
+    assert failed == must
+
+
+def test_mutant_via_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cases = _real_cases()
+    mutant = MUTANTS["skip-length-check"]
+    must = {c.id for c in cases if mutant.must_fail(c.op, c.expect, c.input)}
+    if not must:
+        pytest.skip("no framing length vectors")
+    monkeypatch.setenv("P4_ADAPTER_MUTANT", "skip-length-check")
+    status, doc = _run(["--adapter", REF, "--vectors", str(TREE), "--layer", "framing"],
+                       tmp_path)
+    assert status == 1
+    assert {k for k, v in _outcomes(doc).items() if v == "fail"} == must
+    assert doc["run"]["impl"] == "p4ref+mutant:skip-length-check"
+
+
+# --- broken adapters on the toy tree ------------------------------------------------------------
+
+
+def test_toy_tree_passes_on_the_fake_adapter(toy_tree: Path, tmp_path: Path) -> None:
+    status, doc = _run(["--adapter", FAKE, "--vectors", str(toy_tree)], tmp_path)
+    assert status == 0, doc
+    assert set(_outcomes(doc).values()) == {"pass"}
+    assert {r["op"] for r in doc["results"]} == {"toy.echo", "machine.transcript",
+                                                  "machine.pair"}
+
+
+def test_unknown_op_answered_ok_is_non_compliant(toy_tree: Path, tmp_path: Path) -> None:
+    status, doc = _run(["--adapter", f"{FAKE} --ok-unknown", "--vectors", str(toy_tree),
+                        "--junit", str(tmp_path / "j.xml")], tmp_path)
+    assert status == 1
+    assert doc["run"]["compliant"] is False and "unknown op" in doc["run"]["compliance_detail"]
+    assert set(_outcomes(doc).values()) == {"pass"}  # every vector passes, the run still fails
+    xml = ET.parse(tmp_path / "j.xml").getroot()
+    assert xml.find("./testsuite[@name='adapter']/testcase/failure") is not None
+
+
+def test_crash_and_timeout_are_reported_and_the_run_continues(bad_toy_tree: Path,
+                                                              tmp_path: Path) -> None:
+    status, doc = _run(["--adapter", f"{FAKE} --crash-on crash --sleep-on sleep",
+                        "--vectors", str(bad_toy_tree), "--timeout", "1",
+                        "--markdown", str(tmp_path / "r.md")], tmp_path)
+    got = _outcomes(doc)
+    assert status == 1
+    assert got.pop("toy-echo-crash") == "crash"
+    assert got.pop("toy-echo-sleep") == "timeout"
+    assert set(got.values()) == {"pass"} and "toy-echo-after" in got
+    crash = next(r for r in doc["results"] if r["id"] == "toy-echo-crash")
+    assert "exit code 3" in crash["detail"]
+    assert "| `toy-echo-crash` | toy.echo | crash |" in (tmp_path / "r.md").read_text("utf-8")
+
+
+def test_expectations_turn_failures_into_xfail(bad_toy_tree: Path, tmp_path: Path) -> None:
+    exp = tmp_path / "exp.json"
+    exp.write_text(json.dumps({"toy-echo-crash": "known bug #1", "toy-echo-1": "flaky?"}))
+    status, doc = _run(["--adapter", f"{FAKE} --crash-on crash", "--vectors", str(bad_toy_tree),
+                        "--tag", "toy.echo", "--expectations", str(exp)], tmp_path)
+    got = _outcomes(doc)
+    assert got["toy-echo-crash"] == "xfail" and got["toy-echo-1"] == "xpass"
+    assert status == 1  # the xpass is unexpected
+
+
+def test_bad_hello_is_a_setup_error(toy_tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert runner.main(["--adapter", f"{FAKE} --bad-hello", "--vectors", str(toy_tree)]) == 2
+    assert "hello" in capsys.readouterr().err
+
+
+def test_two_party_cross_implementation(toy_tree: Path, tmp_path: Path) -> None:
+    status, doc = _run(["--adapter", FAKE, "--peer-adapter", f"{FAKE} --wrong-key",
+                        "--vectors", str(toy_tree), "--tag", "machine.pair"], tmp_path)
+    got = _outcomes(doc)
+    assert set(got) == {"toy-pair-ok@ab", "toy-pair-ok@ba", "toy-pair-nobody-starts@ab",
+                        "toy-pair-nobody-starts@ba"}
+    assert got["toy-pair-ok@ab"] == "fail"  # B plays role b and derives a different key
+    assert got["toy-pair-ok@ba"] == "pass"
+    assert status == 1
+    detail = next(r["detail"] for r in doc["results"] if r["id"] == "toy-pair-ok@ab")
+    assert "key differs" in detail
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_relay_faults_keep_the_safety_property(toy_tree: Path, tmp_path: Path,
+                                               seed: int) -> None:
+    status, doc = _run(["--adapter", FAKE, "--vectors", str(toy_tree), "--tag", "machine.pair",
+                        "--relay-faults", "drop=0.5,dup=0.5,reorder", "--seed", str(seed)],
+                       tmp_path)
+    assert status == 0, doc["results"]
+    assert doc["run"]["faults"].startswith("drop=0.5")
+
+
+def test_invalid_vector_file_fails_the_run(toy_tree: Path, tmp_path: Path) -> None:
+    root = build_tree(tmp_path / "t")
+    doc = json.loads((root / "toy" / "echo.json").read_text())
+    del doc["testGroups"][0]["tests"][0]["expect"]
+    (root / "toy" / "broken.json").write_text(json.dumps(doc))
+    rep = load_tree(root)
+    assert any("broken.json: schema" in e for e in rep.errors)
+    status, out = _run(["--adapter", FAKE, "--vectors", str(root)], tmp_path)
+    assert status == 1 and out["run"]["load_errors"]
+
+
+def test_inprocess_flag_and_layer_filter(toy_tree: Path, tmp_path: Path) -> None:
+    status, doc = _run(["--inprocess", "--vectors", str(toy_tree), "--layer", "nope"], tmp_path)
+    assert status == 0 and doc["results"] == []
+    status, doc = _run(["--inprocess", "--vectors", str(toy_tree)], tmp_path)
+    assert set(_outcomes(doc).values()) == {"unsupported"}  # the toy layer is not in p4ref
+    assert status == 0
+    assert runner.main(["--inprocess", "--vectors", str(toy_tree), "--require-all"]) == 1
+
+
+# --- coverage -----------------------------------------------------------------------------------
+
+
+def test_coverage_report(tmp_path: Path, toy_tree: Path) -> None:
+    spec = tmp_path / "spec"
+    spec.mkdir()
+    (spec / "p4-99-toy.md").write_text(
+        "# Toy\n\nA sender MUST say hello. [TOY-1] A receiver SHOULD wave [TOY-2].\n\n"
+        "- The key MUST NOT leak. [TOY-3]\n\n| a | b |\n|---|---|\n| x | y MAY z [TOY-4] |\n\n"
+        "```\nMUST [TOY-9]\n```\nSee [TOY-1].\n", encoding="utf-8")
+    reqs = parse_spec(spec)
+    assert {t: r.level for t, r in reqs.items()} == {
+        "TOY-1": "MUST", "TOY-2": "SHOULD", "TOY-3": "MUST", "TOY-4": "MAY"}
+    text, uncovered = coverage_markdown(spec, load_tree(toy_tree).cases)
+    assert uncovered == 1 and "| TOY-3 |" in text.split("### All tags")[0]
+    out = tmp_path / "cov.md"
+    assert runner.main(["coverage", "--spec", str(spec), "--vectors", str(toy_tree),
+                        "--markdown", str(out), "--strict"]) == 1
+    assert "MUST requirements with no vector (1)" in out.read_text(encoding="utf-8")
+
+
+def test_coverage_of_the_real_spec() -> None:
+    if not list((ROOT / "spec").glob("*.md")):
+        pytest.skip("no spec yet")
+    text, _ = coverage_markdown(ROOT / "spec", load_tree(TREE).cases)
+    assert "## Requirement coverage" in text
+
+
+# --- grading details ------------------------------------------------------------------------------
+
+
+def test_grading_rules() -> None:
+    from conformance.jobs import grade_answer, json_equal
+
+    assert not json_equal(1, True) and not json_equal(1, 1.0) and json_equal({"a": [1]}, {"a": [1]})
+    ok = {"status": "ok", "value": {"x": 1}}
+    err = {"status": "error", "error": "FRAME_TRUNCATED"}
+    assert grade_answer("valid", {"value": {"x": 1}}, ok).outcome == "pass"
+    assert grade_answer("valid", {"value": {"x": True}}, ok).outcome == "fail"
+    assert grade_answer("valid", {"value": {"x": 1}}, err).outcome == "fail"
+    assert grade_answer("invalid", {"error": "FRAME_TRUNCATED"}, err).outcome == "pass"
+    assert grade_answer("invalid", {"error": "FRAME_TOO_LARGE"}, err).outcome == "wrong-error"
+    assert grade_answer("invalid", {"error": "FRAME_TOO_LARGE"}, ok).outcome == "fail"
+    assert grade_answer("acceptable", {"value": {"x": 1}}, err).outcome == "acceptable"
+    assert grade_answer("acceptable", {"error": "X"}, ok).outcome == "acceptable"
+    assert grade_answer("valid", {"value": 1}, {"status": "unsupported"}).outcome == "unsupported"
+    assert grade_answer("valid", {"value": 1}, {"status": "weird"}).outcome == "fail"
+
+
+def test_transcript_mismatch_is_reported_per_step(tmp_path: Path) -> None:
+    from conformance.selftest import toy
+
+    root = build_tree(tmp_path / "t")
+    adapter = Adapter()
+    adapter.register_hook(toy)
+    results = runner.run_vectors_inprocess(root, handler=adapter.handle)
+    assert {r.outcome for r in results} == {"pass"}
+    path = root / "toy" / "transcript.json"
+    doc = json.loads(path.read_text())
+    doc["testGroups"][0]["tests"][0]["input"]["steps"][1]["state"] = "PAIRED"
+    path.write_text(json.dumps(doc))
+    case = next(c for c in runner.load_cases(root) if c.id == "toy-transcript-a")
+    (res,) = runner.run_case_inprocess(case, adapter.handle)
+    assert res.outcome == "fail" and "step 1: state expected PAIRED, got DONE" in res.detail
