@@ -214,7 +214,7 @@ def test_stream_split_anywhere_gives_the_same_frames(types: list[FrameType], dat
     assert got == frames
 
 
-# --- vectors, in-process, through the reference adapter's dispatch -------------------------
+# --- vector coverage (tests/test_vectors.py replays them all through the adapter) ------------
 
 
 def _vector_cases() -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
@@ -225,39 +225,6 @@ def _vector_cases() -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
             for t in grp["tests"]:
                 cases.append((t["id"], {"op": grp["op"], "params": grp["params"]}, t))
     return cases
-
-
-def _run(op: str, params: dict[str, Any], inp: dict[str, Any]) -> dict[str, Any]:
-    """A minimal local dispatch; the conformance harness replays the same files end to end."""
-    path = Path(params.get("path", "tor"))
-    try:
-        if op == "framing.decode":
-            f = decode_frame(bytes.fromhex(inp["frame"]), path)
-            return {"value": {"type": f.type, "flags": f.flags, "body": f.body.hex(),
-                              "ignorable": f.ignorable}}
-        if op == "framing.encode":
-            frame = Frame(inp["type"], inp["flags"], bytes.fromhex(inp["body"]))
-            return {"value": {"frame": encode_frame(frame, path).hex()}}
-        if op == "framing.stream":
-            reader = FrameReader(path)
-            out = []
-            for ch in inp["chunks"]:
-                reader.feed(bytes.fromhex(ch))
-                while (f := reader.next_frame()) is not None:
-                    out.append({"type": f.type, "flags": f.flags, "body": f.body.hex()})
-            return {"value": {"frames": out, "pending": reader.pending}}
-        if op == "cbor.decode":
-            return {"value": cbor_json(decode_cbor(bytes.fromhex(inp["cbor"])))}
-    except (DecodeError, LocalProtocolError) as exc:
-        return {"error": exc.code.name}
-    raise AssertionError(f"unknown op {op}")
-
-
-@pytest.mark.parametrize(("ident", "group", "case"), _vector_cases(), ids=lambda v: v
-                         if isinstance(v, str) else "")
-def test_framing_vector(ident: str, group: dict[str, Any], case: dict[str, Any]) -> None:
-    got = _run(group["op"], group["params"], case["input"])
-    assert got == case["expect"], ident
 
 
 def test_vectors_cover_every_type_and_framing_error() -> None:
