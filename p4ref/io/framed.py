@@ -63,7 +63,7 @@ class FramedStream:
             remaining = None if deadline is None else max(0.0, deadline - loop.time())
             try:
                 chunk = await asyncio.wait_for(self._reader.read(READ_CHUNK), remaining)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 raise P4Error(ErrorCode.TIMEOUT, f"no frame within {timeout} s") from None
             except (ConnectionError, OSError) as exc:
                 raise P4Error(ErrorCode.PROTOCOL_VIOLATION, f"stream broke: {exc}") from None

@@ -87,7 +87,7 @@ async def pump(
             continue
         try:
             chunk = await asyncio.wait_for(reader.read(READ_CHUNK), max(wait, 0.0))
-        except asyncio.TimeoutError:
+        except TimeoutError:
             if deadline is not None and clock() >= deadline:
                 machine.handle_timer(clock())
             continue
