@@ -3,7 +3,7 @@
 The machines (pairing, rendezvous) take bytes and time in and give bytes, events and a timer
 deadline out.  :func:`pump` is the whole I/O shell around one of them: it flushes what the machine
 wants sent, waits for either incoming bytes or the machine's next deadline, feeds whichever came
-first, and hands every event to ``on_event`` until that returns ``True`` (done) or the machine
+first, and hands every event to ``on_event`` (plain or async) until that returns ``True`` (done) or the machine
 has nothing left to wait for.  Time is the caller's ``clock`` in integer milliseconds, so the
 same loop runs against wall time in a peer and a fake clock in a test.
 """
@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from ..errors import ErrorCode, P4Error
@@ -45,7 +46,7 @@ async def pump(
     machine: Machine,
     reader: asyncio.StreamReader,
     writer: asyncio.StreamWriter,
-    on_event: Callable[[object], bool],
+    on_event: Callable[[object], bool | Awaitable[bool]],
     *,
     clock: Callable[[], int] = unix_ms,
     timeout: float = 120.0,
@@ -66,7 +67,10 @@ async def pump(
             with contextlib.suppress(ConnectionError, OSError):
                 await writer.drain()
         while (event := machine.next_event()) is not None:
-            if on_event(event):
+            done = on_event(event)
+            if inspect.isawaitable(done):
+                done = await done  # e.g. answering an offer needs aiortc's async createAnswer
+            if done:
                 out = machine.data_to_send()
                 if out:  # e.g. a final DONE or ERROR frame
                     writer.write(out)

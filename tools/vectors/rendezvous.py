@@ -1,0 +1,637 @@
+"""Rendezvous vectors (spec/p4-03-rendezvous-v1.md): derivation, signed messages, verification
+failures and machine transcripts for both roles.
+
+All randomness is fixed: identity seeds, pair root keys and nonces are SHA-256 of labelled
+strings.  Expected values come from the reference (``p4ref.rendezvous._adapter``); the derive
+cases are additionally checked against an independent HKDF written out here (RFC 5869).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from typing import Any, cast
+
+from nacl.signing import SigningKey
+
+from p4ref.errors import P4Error
+from p4ref.framing import Frame, FrameType, Path, encode_cbor, encode_frame, ping_body
+from p4ref.rendezvous import _adapter as adapter
+from p4ref.rendezvous import _codec as codec
+
+from ._envelope import Json, envelope, group, test
+
+SPEC, REV = "p4-03-rendezvous-v1", 1
+NOW = 1_764_000_000_000  # 2025-11-24T16:00:00Z, epoch 20416
+EPOCH = 20416
+DAY_MS = 86_400_000
+
+T = {
+    "keys": "RDV-2",
+    "same": "RDV-3",
+    "roles": "RDV-5",
+    "epoch": "RDV-7",
+    "window": "RDV-8",
+    "hkdf": "RDV-9",
+    "info": "RDV-10",
+    "onion": "RDV-11",
+    "auth": "RDV-12",
+    "types": "RDV-15",
+    "schema": "RDV-16",
+    "sdp": "RDV-18",
+    "fp": "RDV-19",
+    "ts": "RDV-20",
+    "echo": "RDV-21",
+    "bye": "RDV-22",
+    "siginput": "RDV-23",
+    "sig": "RDV-24",
+    "peer": "RDV-26",
+    "order": "RDV-25",
+    "replay": "RDV-27",
+    "gen": "RDV-30",
+    "answer": "RDV-31",
+    "glare": "RDV-34",
+    "resignal": "RDV-40",
+    "ping": "RDV-41",
+    "table": "RDV-42",
+    "error": "RDV-43",
+    "timers": "RDV-48",
+    "closed": "RDV-46",
+    "leader": "RDV-6",
+    "publish": "RDV-13",
+    "nonce": "RDV-17",
+    "record": "RDV-29",
+    "localgen": "RDV-32",
+    "nosdp": "RDV-33",
+    "glareaction": "RDV-35",
+    "crossed": "RDV-36",
+    "terminal": "RDV-44",
+    "recverror": "RDV-45",
+    "cachesize": "RDV-28",
+    "eof": "RDV-47",
+}
+
+NOTES: dict[str, Json] = {
+    "BAD_SIGNATURE": {"bugType": "AUTH_BYPASS", "description": "Signature does not verify."},
+    "REPLAY": {"bugType": "REPLAY", "description": "Nonce already accepted in this epoch."},
+    "WRONG_EPOCH": {"bugType": "MISSING_CHECK", "description": "Epoch outside prev/cur/next."},
+    "STALE_GENERATION": {"bugType": "MISSING_CHECK", "description": "Generation not new."},
+    "UNKNOWN_PEER": {"bugType": "AUTH_BYPASS", "description": "HELLO names another key."},
+    "OVERSIZE": {"bugType": "EDGE_CASE", "description": "Field or frame above its limit."},
+    "SCHEMA": {"bugType": "MISSING_CHECK", "description": "Missing, unknown or mistyped key."},
+    "OUT_OF_ORDER": {"bugType": "STATE_MACHINE", "description": "Message not allowed now."},
+    "GLARE": {"bugType": "EDGE_CASE", "description": "Both peers offered at once."},
+    "TIMEOUT": {"bugType": "EDGE_CASE", "description": "A timer expires."},
+    "BOUNDARY": {"bugType": "EDGE_CASE", "description": "Exactly at a limit: accepted."},
+}
+
+
+def _h(label: str) -> bytes:
+    return hashlib.sha256(b"p4 vector rendezvous " + label.encode()).digest()
+
+
+def _pub(seed: bytes) -> bytes:
+    return bytes(SigningKey(seed).verify_key)
+
+
+_IDS = sorted(((_h("identity 1"), _pub(_h("identity 1"))),
+               (_h("identity 2"), _pub(_h("identity 2")))), key=lambda t: t[1])
+(SEED_LOW, PUB_LOW), (SEED_HIGH, PUB_HIGH) = _IDS
+SEED_C = _h("identity stranger")
+PUB_C = _pub(SEED_C)
+ROOT = _h("pair root key")
+FP_LOW, FP_HIGH = _h("dtls fingerprint low"), _h("dtls fingerprint high")
+
+
+def _rng(label: str, n: int = 12) -> list[bytes]:
+    return [_h(f"rng {label} {i}")[:16] for i in range(n)]
+
+
+def _sign_raw(seed: bytes, recipient: bytes, ftype: FrameType, body: dict[int, Any]) -> bytes:
+    """A frame signed over any body map, bypassing the encoder's checks (for invalid cases)."""
+    key = SigningKey(seed)
+    unsigned = encode_cbor({k: v for k, v in body.items() if k != codec.KEY_SIG})
+    sig = key.sign(codec.signature_input(ftype, unsigned, bytes(key.verify_key), recipient))
+    full = dict(body)
+    full[codec.KEY_SIG] = sig.signature
+    return encode_frame(Frame(ftype, 0, encode_cbor(full)), Path.TOR)
+
+
+def _run(op: str, inp: Json) -> Json:
+    return adapter.run_op(op, {}, inp)
+
+
+def _case(op: str, ident: str, comment: str, tags: list[str], inp: Json, *,
+          error: str | None = None, flags: list[str] | None = None) -> Json:
+    got = _run(op, inp)
+    want_err = got.get("error")
+    if want_err != error:
+        raise AssertionError(f"{ident}: reference says {got}, builder expects {error}")
+    reqs = [T[t] for t in tags]
+    if error is not None:
+        return test(ident, comment, reqs, inp, valid=False, error=error, flags=flags)
+    return test(ident, comment, reqs, inp, value=got["value"], flags=flags)
+
+
+# ----------------------------------------------------------------------------- derivation
+
+
+def _hkdf(ikm: bytes, salt: bytes, info: bytes) -> bytes:
+    prk = hmac.new(salt, ikm, hashlib.sha256).digest()
+    return hmac.new(prk, info + b"\x01", hashlib.sha256).digest()
+
+
+def _derive_cases() -> list[Json]:
+    c: list[Json] = []
+    for ident, comment, root, me, peer, epoch in [
+        ("rdv-derive-low", "LOW peer's view, epoch 20416", ROOT, PUB_LOW, PUB_HIGH, EPOCH),
+        ("rdv-derive-high", "HIGH peer's view of the same pair: mirrored", ROOT, PUB_HIGH,
+         PUB_LOW, EPOCH),
+        ("rdv-derive-next-epoch", "next epoch: every output changes", ROOT, PUB_LOW, PUB_HIGH,
+         EPOCH + 1),
+        ("rdv-derive-epoch-0", "epoch 0", ROOT, PUB_LOW, PUB_HIGH, 0),
+        ("rdv-derive-other-root", "another pair root key, same identities", _h("other root"),
+         PUB_LOW, PUB_HIGH, EPOCH),
+    ]:
+        inp = {"pair_root_key": root.hex(), "my_pub": me.hex(), "peer_pub": peer.hex(),
+               "epoch": epoch}
+        tags = ["roles", "hkdf", "info", "onion", "auth", "publish"]
+        case = _case("rendezvous.derive", ident, comment,
+                     tags + (["epoch"] if epoch != EPOCH else []), inp)
+        # independent check of the HKDF inputs (§5.3)
+        low, high = sorted((me, peer))
+        role = "low" if me == low else "high"
+        info = b"P4-RDV-v1\x00onion-seed\x00" + role.encode() + b"\x00" + epoch.to_bytes(8, "big")
+        assert case["expect"]["value"]["my_onion_seed"] == _hkdf(root, low + high, info).hex()
+        c.append(case)
+    for ident, comment, root, me, peer in [
+        ("rdv-derive-same-identity", "both identity keys equal", ROOT, PUB_LOW, PUB_LOW),
+        ("rdv-derive-short-root", "pair root key of 31 bytes", ROOT[:31], PUB_LOW, PUB_HIGH),
+        ("rdv-derive-short-pub", "identity key of 31 bytes", ROOT, PUB_LOW[:31], PUB_HIGH),
+    ]:
+        inp = {"pair_root_key": root.hex(), "my_pub": me.hex(), "peer_pub": peer.hex(),
+               "epoch": EPOCH}
+        c.append(_case("rendezvous.derive", ident, comment,
+                       ["same" if me == peer else "keys"], inp, error="RDV_KEY_INVALID"))
+    return c
+
+
+# ----------------------------------------------------------------------------- messages
+
+_NONCE = _h("message nonce")[:16]
+_MSGS: list[tuple[str, str, Json]] = [
+    ("rdv-sign-hello", "dialer HELLO (no echo)",
+     {"type": "RV_HELLO", "epoch": EPOCH, "nonce": _NONCE.hex(), "timestamp_ms": NOW,
+      "sender_pub": PUB_LOW.hex(), "recipient_pub": PUB_HIGH.hex()}),
+    ("rdv-sign-hello-reply", "acceptor HELLO echoing the dialer's nonce",
+     {"type": "RV_HELLO", "epoch": EPOCH, "nonce": _h("n2")[:16].hex(), "timestamp_ms": NOW + 1,
+      "sender_pub": PUB_LOW.hex(), "recipient_pub": PUB_HIGH.hex(), "echo": _NONCE.hex()}),
+    ("rdv-sign-offer", "OFFER, generation 1",
+     {"type": "RV_OFFER", "epoch": EPOCH, "nonce": _NONCE.hex(), "generation": 1,
+      "sdp": "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\n", "fingerprint": FP_LOW.hex(),
+      "last_rx": 41}),
+    ("rdv-sign-offer-u64", "OFFER with generation and last_rx at 2^64-1",
+     {"type": "RV_OFFER", "epoch": EPOCH, "nonce": _NONCE.hex(), "generation": 2**64 - 1,
+      "sdp": "v=0", "fingerprint": FP_LOW.hex(), "last_rx": 2**64 - 1}),
+    ("rdv-sign-answer", "ANSWER to the OFFER above",
+     {"type": "RV_ANSWER", "epoch": EPOCH, "nonce": _h("n3")[:16].hex(), "generation": 1,
+      "sdp": "v=0\r\n", "fingerprint": FP_HIGH.hex(), "last_rx": 0,
+      "offer_nonce": _NONCE.hex()}),
+    ("rdv-sign-bye", "BYE, reason NO_ERROR",
+     {"type": "RV_BYE", "epoch": EPOCH, "nonce": _NONCE.hex(), "reason": 0}),
+    ("rdv-sign-bye-duplicate", "BYE, reason RDV_DUPLICATE_STREAM (0x0307)",
+     {"type": "RV_BYE", "epoch": EPOCH, "nonce": _h("n4")[:16].hex(), "reason": 0x0307}),
+]
+
+
+def _signed(msg: Json) -> bytes:
+    inp = {"identity_seed": SEED_LOW.hex(), "recipient_pub": PUB_HIGH.hex(), "message": msg}
+    return bytes.fromhex(_run("rendezvous.sign", inp)["value"]["frame"])
+
+
+def _sign_cases() -> list[Json]:
+    c = []
+    for ident, comment, msg in _MSGS:
+        inp = {"identity_seed": SEED_LOW.hex(), "recipient_pub": PUB_HIGH.hex(), "message": msg}
+        tags = ["types", "schema", "siginput", "sig"] + (["echo"] if "echo" in msg else [])
+        c.append(_case("rendezvous.sign", ident, comment, tags, inp))
+    bad = dict(_MSGS[2][2], sdp="x" * (codec.MAX_SDP_BYTES + 1))
+    c.append(_case("rendezvous.sign", "rdv-sign-sdp-oversize", "sender refuses SDP > 8192 bytes",
+                   ["sdp"], {"identity_seed": SEED_LOW.hex(), "recipient_pub": PUB_HIGH.hex(),
+                             "message": bad}, error="MESSAGE_INVALID", flags=["OVERSIZE"]))
+    return c
+
+
+def _decode_cases() -> list[Json]:
+    c: list[Json] = []
+    for ident, comment, msg in _MSGS:
+        c.append(_case("rendezvous.decode", ident.replace("sign", "decode"), comment,
+                       ["types", "schema"], {"frame": _signed(msg).hex()}))
+    offer: dict[int, Any] = {1: EPOCH, 2: _NONCE, 3: 1, 4: "v=0", 5: FP_LOW, 6: 0}
+
+    def raw(body: dict[int, Any], ftype: FrameType = FrameType.RV_OFFER) -> str:
+        return _sign_raw(SEED_LOW, PUB_HIGH, ftype, body).hex()
+
+    sdp_max = dict(offer)
+    sdp_max[4] = "é" * (codec.MAX_SDP_BYTES // 2)
+    c.append(_case("rendezvous.decode", "rdv-decode-sdp-8192", "SDP of exactly 8192 bytes",
+                   ["sdp"], {"frame": raw(sdp_max)}, flags=["BOUNDARY"]))
+    invalid: list[tuple[str, str, list[str], dict[int, Any], str, str]] = []
+    mutations: list[tuple[str, str, list[str], dict[int, Any], str]] = [
+        ("rdv-decode-sdp-8193", "SDP of 8193 bytes", ["sdp"],
+         {4: "x" * (codec.MAX_SDP_BYTES + 1)}, "OVERSIZE"),
+        ("rdv-decode-sdp-empty", "empty SDP", ["sdp"], {4: ""}, "SCHEMA"),
+        ("rdv-decode-unknown-key", "unknown key 9", ["schema"], {9: 0}, "SCHEMA"),
+        ("rdv-decode-fp-31", "fingerprint of 31 bytes", ["fp"], {5: FP_LOW[:31]}, "SCHEMA"),
+        ("rdv-decode-nonce-15", "nonce of 15 bytes", ["schema"], {2: _NONCE[:15]}, "SCHEMA"),
+        ("rdv-decode-gen-negative", "generation -1", ["schema"], {3: -1}, "SCHEMA"),
+        ("rdv-decode-gen-bool", "generation true", ["schema"], {3: True}, "SCHEMA"),
+        ("rdv-decode-sdp-bytes", "SDP as a byte string", ["schema"], {4: b"v=0"}, "SCHEMA"),
+    ]
+    for ident, comment, tags, mutate, flag in mutations:
+        body = dict(offer)
+        body.update(mutate)
+        invalid.append((ident, comment, tags, body, "MESSAGE_INVALID", flag))
+    missing = dict(offer)
+    del missing[6]
+    invalid.append(("rdv-decode-missing-key", "last_rx missing", ["schema"], missing,
+                    "MESSAGE_INVALID", "SCHEMA"))
+    for ident, comment, tags, body, err, flag in invalid:
+        c.append(_case("rendezvous.decode", ident, comment, tags, {"frame": raw(body)},
+                       error=err, flags=[flag]))
+    nosig = encode_frame(Frame(FrameType.RV_BYE, 0, encode_cbor({1: EPOCH, 2: _NONCE, 3: 0})),
+                         Path.TOR)
+    c.append(_case("rendezvous.decode", "rdv-decode-no-signature", "BYE without key 15",
+                   ["schema"], {"frame": nosig.hex()}, error="MESSAGE_INVALID",
+                   flags=["SCHEMA"]))
+    hello_ts = {1: EPOCH, 2: _NONCE, 3: NOW + DAY_MS, 4: PUB_LOW, 5: PUB_HIGH}
+    c.append(_case("rendezvous.decode", "rdv-decode-hello-ts-epoch",
+                   "HELLO timestamp in the next epoch", ["ts"],
+                   {"frame": raw(hello_ts, FrameType.RV_HELLO)}, error="MESSAGE_INVALID",
+                   flags=["SCHEMA"]))
+    big = bytes([1, 0x21, 0, 0x40, 0x00]) + b"\x00" * 16384
+    c.append(_case("rendezvous.decode", "rdv-decode-frame-too-large",
+                   "declared body 16384 > 16379", ["types"], {"frame": big.hex()},
+                   error="FRAME_TOO_LARGE", flags=["OVERSIZE"]))
+    flagged = bytearray(_signed(_MSGS[5][2]))
+    flagged[2] = 0x01
+    c.append(_case("rendezvous.decode", "rdv-decode-flags", "BYE with flag bit 0 set",
+                   ["types"], {"frame": bytes(flagged).hex()}, error="FRAME_BAD_FLAGS"))
+    return c
+
+
+def _verify_cases() -> list[Json]:
+    c: list[Json] = []
+    base = {"sender_pub": PUB_LOW.hex(), "recipient_pub": PUB_HIGH.hex(), "now": NOW}
+    hello, offer = _signed(_MSGS[0][2]), _signed(_MSGS[2][2])
+    for ident, comment, frame in [
+        ("rdv-verify-hello", "valid HELLO", hello),
+        ("rdv-verify-offer", "valid OFFER", offer),
+        ("rdv-verify-bye", "valid BYE", _signed(_MSGS[5][2])),
+    ]:
+        c.append(_case("rendezvous.verify", ident, comment, ["sig", "window"],
+                       dict(base, frame=frame.hex())))
+    c.append(_case("rendezvous.verify", "rdv-verify-prev-epoch", "receiver one epoch later",
+                   ["window"], dict(base, frame=offer.hex(), now=NOW + DAY_MS)))
+    bad_sig = bytearray(offer)
+    bad_sig[-1] ^= 0x01
+    c.append(_case("rendezvous.verify", "rdv-verify-bad-signature", "last signature byte flipped",
+                   ["sig"], dict(base, frame=bytes(bad_sig).hex()), error="RDV_BAD_SIGNATURE",
+                   flags=["BAD_SIGNATURE"]))
+    c.append(_case("rendezvous.verify", "rdv-verify-wrong-recipient",
+                   "signed for this sender but another recipient", ["siginput", "sig"],
+                   dict(base, frame=offer.hex(), recipient_pub=PUB_C.hex()),
+                   error="RDV_BAD_SIGNATURE", flags=["BAD_SIGNATURE"]))
+    c.append(_case("rendezvous.verify", "rdv-verify-wrong-sender",
+                   "verified against another sender key", ["sig"],
+                   dict(base, frame=offer.hex(), sender_pub=PUB_C.hex()),
+                   error="RDV_BAD_SIGNATURE", flags=["BAD_SIGNATURE"]))
+    c.append(_case("rendezvous.verify", "rdv-verify-replay", "nonce already in the cache",
+                   ["replay"], dict(base, frame=offer.hex(),
+                                    seen=[{"epoch": EPOCH, "nonce": _NONCE.hex()}]),
+                   error="RDV_REPLAY", flags=["REPLAY"]))
+    c.append(_case("rendezvous.verify", "rdv-verify-replay-other-epoch",
+                   "same nonce seen in another epoch: not a replay", ["replay"],
+                   dict(base, frame=offer.hex(),
+                        seen=[{"epoch": EPOCH - 1, "nonce": _NONCE.hex()}])))
+    for ident, comment, now in [
+        ("rdv-verify-epoch-too-old", "receiver two epochs later", NOW + 2 * DAY_MS),
+        ("rdv-verify-epoch-too-new", "receiver two epochs earlier", NOW - 2 * DAY_MS),
+    ]:
+        c.append(_case("rendezvous.verify", ident, comment, ["window"],
+                       dict(base, frame=offer.hex(), now=now), error="RDV_WRONG_EPOCH",
+                       flags=["WRONG_EPOCH"]))
+    c.append(_case("rendezvous.verify", "rdv-verify-generation-equal",
+                   "OFFER generation equal to the current one", ["gen"],
+                   dict(base, frame=offer.hex(), generation=1), error="RDV_STALE_GENERATION",
+                   flags=["STALE_GENERATION"]))
+    c.append(_case("rendezvous.verify", "rdv-verify-generation-lower",
+                   "OFFER generation below the current one", ["gen"],
+                   dict(base, frame=offer.hex(), generation=7), error="RDV_STALE_GENERATION",
+                   flags=["STALE_GENERATION"]))
+    c.append(_case("rendezvous.verify", "rdv-verify-generation-new",
+                   "OFFER generation one above the current one", ["gen"],
+                   dict(base, frame=offer.hex(), generation=0)))
+    stranger = _sign_raw(SEED_C, PUB_HIGH, FrameType.RV_HELLO,
+                         {1: EPOCH, 2: _NONCE, 3: NOW, 4: PUB_C, 5: PUB_HIGH})
+    c.append(_case("rendezvous.verify", "rdv-verify-unknown-peer",
+                   "HELLO from a key this endpoint is not paired with", ["peer"],
+                   dict(base, frame=stranger.hex()), error="RDV_UNKNOWN_PEER",
+                   flags=["UNKNOWN_PEER"]))
+    c.append(_case("rendezvous.verify", "rdv-verify-order-epoch-before-signature",
+                   "wrong epoch and bad signature: the epoch is checked first", ["order"],
+                   dict(base, frame=bytes(bad_sig).hex(), now=NOW + 2 * DAY_MS),
+                   error="RDV_WRONG_EPOCH", flags=["WRONG_EPOCH"]))
+    return c
+
+
+# ----------------------------------------------------------------------------- transcripts
+
+
+class _Rec:
+    """One machine driven through the adapter; its steps become a transcript test."""
+
+    def __init__(self, role: str, seed: bytes, peer: bytes, rng_label: str,
+                 generation: int = 0) -> None:
+        self.role = role
+        self.config: Json = {"identity_seed": seed.hex(), "peer_pub": peer.hex()}
+        if generation:
+            self.config["generation"] = generation
+        self.rng = _rng(rng_label)
+        self.m = adapter.new(role, self.config, list(self.rng))
+        self.steps: list[Json] = []
+        self.outs: list[Json] = []
+
+    def step(self, now: int, inp: Json) -> bytes:
+        out = adapter.step(self.m, now, inp)
+        self.steps.append({"now": now, "in": inp})
+        self.outs.append(out)
+        return b"".join(bytes.fromhex(o["send"]) for o in out["out"] if "send" in o)
+
+    def recv(self, now: int, data: bytes) -> bytes:
+        return self.step(now, {"recv": data.hex()})
+
+    def case(self, ident: str, comment: str, tags: list[str],
+             flags: list[str] | None = None) -> Json:
+        used = len(self.rng) - len(cast(Any, self.m)._rng._values)
+        inp = {"rng": [r.hex() for r in self.rng[:used]], "steps": self.steps}
+        return test(ident, comment, [T[t] for t in tags], inp,
+                    value={"steps": self.outs}, flags=flags)
+
+    def params(self) -> Json:
+        return {"machine": "rendezvous", "role": self.role, "config": self.config}
+
+
+def _pair(low_dials: bool, label: str, generation: int = 0) -> tuple[_Rec, _Rec]:
+    if low_dials:
+        return (_Rec("dialer", SEED_LOW, PUB_HIGH, label + " d", generation),
+                _Rec("acceptor", SEED_HIGH, PUB_LOW, label + " a", generation))
+    return (_Rec("dialer", SEED_HIGH, PUB_LOW, label + " d", generation),
+            _Rec("acceptor", SEED_LOW, PUB_HIGH, label + " a", generation))
+
+
+def _hello(d: _Rec, a: _Rec, t: int = NOW) -> None:
+    a.step(t, {"cmd": "start"})
+    reply = a.recv(t + 100, d.step(t, {"cmd": "start"}))
+    d.recv(t + 200, reply)
+
+
+def _offer(gen: int, fp: bytes, sdp: str = "v=0 offer", last_rx: int = 0) -> Json:
+    return {"cmd": "offer", "sdp": sdp, "fingerprint": fp.hex(), "generation": gen,
+            "last_rx": last_rx}
+
+
+def _answer(fp: bytes, sdp: str = "v=0 answer", last_rx: int = 0) -> Json:
+    return {"cmd": "answer", "sdp": sdp, "fingerprint": fp.hex(), "last_rx": last_rx}
+
+
+def _transcripts() -> list[Json]:
+    groups: dict[str, tuple[Json, list[Json]]] = {}
+
+    def add(rec: _Rec, ident: str, comment: str, tags: list[str],
+            flags: list[str] | None = None) -> None:
+        key = repr(rec.params())
+        groups.setdefault(key, (rec.params(), []))[1].append(rec.case(ident, comment, tags, flags))
+
+    for low_dials in (True, False):
+        who = "low-dials" if low_dials else "high-dials"
+        # happy path with re-signalling on the same stream, then BYE
+        d, a = _pair(low_dials, f"happy {who}")
+        _hello(d, a)
+        ans = a.recv(NOW + 400, d.step(NOW + 300, _offer(1, FP_LOW, last_rx=3)))
+        ans = a.step(NOW + 500, _answer(FP_HIGH, last_rx=4))
+        d.recv(NOW + 600, ans)
+        o2 = a.step(NOW + 700, _offer(2, FP_HIGH, "v=0 g2", 9))
+        d.recv(NOW + 800, o2)
+        a.recv(NOW + 1000, d.step(NOW + 900, _answer(FP_LOW, "v=0 a2", 10)))
+        d.recv(NOW + 1200, a.step(NOW + 1100, {"cmd": "bye", "reason": "NO_ERROR"}))
+        add(d, f"rdv-tx-happy-{who}-dialer", "HELLO, OFFER/ANSWER g1, peer re-offers g2, BYE",
+            ["echo", "gen", "resignal", "closed", "table"])
+        add(a, f"rdv-tx-happy-{who}-acceptor", "HELLO, OFFER/ANSWER g1, re-offer g2, BYE",
+            ["echo", "gen", "resignal", "closed", "table"])
+        # glare: both offer generation 1; LOW (leader) wins
+        d, a = _pair(low_dials, f"glare {who}")
+        _hello(d, a)
+        od = d.step(NOW + 300, _offer(1, FP_LOW if low_dials else FP_HIGH, "v=0 from dialer"))
+        oa = a.step(NOW + 300, _offer(1, FP_HIGH if low_dials else FP_LOW, "v=0 from acceptor"))
+        rd, ra = d.recv(NOW + 400, oa), a.recv(NOW + 400, od)
+        assert not rd and not ra
+        follower, leader = (a, d) if low_dials else (d, a)
+        leader.recv(NOW + 600, follower.step(NOW + 500, _answer(FP_HIGH)))
+        add(d, f"rdv-tx-glare-{who}-dialer", "both OFFER g1; the LOW peer's OFFER wins",
+            ["leader", "glare", "glareaction"], ["GLARE"])
+        add(a, f"rdv-tx-glare-{who}-acceptor", "both OFFER g1; the LOW peer's OFFER wins",
+            ["leader", "glare", "glareaction"], ["GLARE"])
+
+    # timers
+    d, _ = _pair(True, "timeout")
+    d.step(NOW, {"cmd": "start"})
+    d.step(NOW + 29_999, {"tick": True})
+    d.step(NOW + 30_000, {"tick": True})
+    add(d, "rdv-tx-hello-timeout", "no HELLO reply within 30 s", ["timers", "error"],
+        ["TIMEOUT"])
+    d, a = _pair(True, "answer timeout")
+    _hello(d, a)
+    d.step(NOW + 300, _offer(1, FP_LOW))
+    d.step(NOW + 30_300, {"tick": True})
+    add(d, "rdv-tx-answer-timeout", "no ANSWER within 30 s", ["timers", "error"], ["TIMEOUT"])
+
+    # acceptor-side rejections (LOW dials; the HIGH acceptor is recorded)
+    d, a = _pair(True, "replay")
+    _hello(d, a)
+    offer = d.step(NOW + 300, _offer(1, FP_LOW))
+    a.recv(NOW + 400, offer)
+    d.recv(NOW + 600, a.step(NOW + 500, _answer(FP_HIGH)))
+    a.recv(NOW + 700, offer)
+    add(a, "rdv-tx-replay-offer", "the same OFFER again after the ANSWER",
+        ["replay", "record", "error"],
+        ["REPLAY"])
+
+    d, a = _pair(True, "stale")
+    _hello(d, a)
+    a.recv(NOW + 400, d.step(NOW + 300, _offer(1, FP_LOW)))
+    a.step(NOW + 500, _answer(FP_HIGH))
+    a.recv(NOW + 600, _sign_raw(SEED_LOW, PUB_HIGH, FrameType.RV_OFFER,
+                                {1: EPOCH, 2: _h("fresh")[:16], 3: 1, 4: "v=0", 5: FP_LOW,
+                                 6: 0}))
+    add(a, "rdv-tx-stale-generation", "a fresh OFFER for the answered generation 1",
+        ["gen", "error"], ["STALE_GENERATION"])
+
+    d, a = _pair(True, "configured generation", generation=5)
+    _hello(d, a)
+    a.recv(NOW + 400, _sign_raw(SEED_LOW, PUB_HIGH, FrameType.RV_OFFER,
+                                {1: EPOCH, 2: _h("g4")[:16], 3: 4, 4: "v=0", 5: FP_LOW, 6: 0}))
+    add(a, "rdv-tx-below-configured-generation", "configured generation 5, OFFER for 4",
+        ["gen", "error"], ["STALE_GENERATION"])
+
+    _, a = _pair(True, "early offer")
+    a.step(NOW, {"cmd": "start"})
+    a.recv(NOW + 100, _sign_raw(SEED_LOW, PUB_HIGH, FrameType.RV_OFFER,
+                                {1: EPOCH, 2: _h("early")[:16], 3: 1, 4: "v=0", 5: FP_LOW,
+                                 6: 0}))
+    add(a, "rdv-tx-offer-before-hello", "OFFER before any HELLO", ["table", "nosdp", "error"],
+        ["OUT_OF_ORDER"])
+
+    d, a = _pair(True, "answer in ready")
+    _hello(d, a)
+    a.recv(NOW + 300, _sign_raw(SEED_LOW, PUB_HIGH, FrameType.RV_ANSWER,
+                                {1: EPOCH, 2: _h("x")[:16], 3: 1, 4: "v=0", 5: FP_LOW, 6: 0,
+                                 7: _h("y")[:16]}))
+    add(a, "rdv-tx-answer-without-offer", "ANSWER while no OFFER is outstanding",
+        ["table", "error"], ["OUT_OF_ORDER"])
+
+    d, a = _pair(True, "bad sig")
+    a.step(NOW, {"cmd": "start"})
+    hello = bytearray(d.step(NOW, {"cmd": "start"}))
+    hello[-1] ^= 0x80
+    a.recv(NOW + 100, bytes(hello))
+    add(a, "rdv-tx-bad-signature", "dialer HELLO with a corrupted signature", ["sig", "error"],
+        ["BAD_SIGNATURE"])
+
+    d, a = _pair(True, "wrong epoch")
+    a.recv(NOW + 2 * DAY_MS, d.step(NOW, {"cmd": "start"}))
+    add(a, "rdv-tx-wrong-epoch", "HELLO from epoch e received in epoch e+2", ["window", "error"],
+        ["WRONG_EPOCH"])
+
+    _, a = _pair(True, "stranger")
+    stranger = _Rec("dialer", SEED_C, PUB_HIGH, "stranger d")
+    a.recv(NOW + 100, stranger.step(NOW, {"cmd": "start"}))
+    add(a, "rdv-tx-unknown-peer", "HELLO signed by a key this pair does not contain",
+        ["peer", "error"], ["UNKNOWN_PEER"])
+
+    d, a = _pair(True, "oversize")
+    _hello(d, a)
+    a.recv(NOW + 300, _sign_raw(SEED_LOW, PUB_HIGH, FrameType.RV_OFFER,
+                                {1: EPOCH, 2: _h("big")[:16], 3: 1,
+                                 4: "x" * (codec.MAX_SDP_BYTES + 1), 5: FP_LOW, 6: 0}))
+    add(a, "rdv-tx-sdp-oversize", "OFFER with an SDP of 8193 bytes", ["sdp", "error"],
+        ["OVERSIZE"])
+
+    d, a = _pair(True, "echo")
+    d.step(NOW, {"cmd": "start"})
+    other, a2 = _pair(True, "echo other")
+    d.recv(NOW + 200, a2.recv(NOW + 100, other.step(NOW, {"cmd": "start"})))
+    add(d, "rdv-tx-hello-echo-mismatch", "acceptor HELLO echoing another HELLO's nonce",
+        ["echo", "error"], ["REPLAY"])
+
+    d, a = _pair(True, "ping")
+    _hello(d, a)
+    a.recv(NOW + 300, encode_frame(Frame(FrameType.PING, 0, ping_body(b"\x01" * 8)), Path.TOR)
+           + encode_frame(Frame(FrameType.PADDING, 0, b"\x00\x00"), Path.TOR)
+           + encode_frame(Frame(0xEA, 0, b"grease"), Path.TOR))
+    a.step(NOW + 400, _answer(FP_HIGH))
+    add(a, "rdv-tx-ping-padding-grease", "PING answered, PADDING and GREASE ignored; then a "
+        "local ANSWER with no OFFER is refused", ["ping", "table"])
+
+    # crossed OFFERs of different generations: the higher one wins, whoever leads
+    d, a = _pair(True, "crossed")
+    _hello(d, a)
+    od = d.step(NOW + 300, _offer(1, FP_LOW, "v=0 g1 from LOW"))
+    oa = a.step(NOW + 300, _offer(2, FP_HIGH, "v=0 g2 from HIGH"))
+    d.recv(NOW + 400, oa)
+    a.recv(NOW + 400, od)
+    a.recv(NOW + 600, d.step(NOW + 500, _answer(FP_LOW)))
+    add(d, "rdv-tx-crossed-generations-low", "LOW offers g1, HIGH offers g2: g2 wins",
+        ["glare", "crossed"], ["GLARE"])
+    add(a, "rdv-tx-crossed-generations-high", "LOW offers g1, HIGH offers g2: g2 wins",
+        ["glare", "crossed"], ["GLARE"])
+
+    # ANSWER checks on the offering side (the LOW dialer is recorded)
+    for ident, comment, gen, offer_nonce, err in [
+        ("rdv-tx-answer-wrong-offer-nonce", "ANSWER naming another OFFER's nonce", 3,
+         _h("not our offer")[:16], "MESSAGE_INVALID"),
+        ("rdv-tx-answer-old-generation", "ANSWER for generation 2 while 3 is outstanding", 2,
+         None, "RDV_STALE_GENERATION"),
+    ]:
+        d, a = _pair(True, ident)
+        _hello(d, a)
+        offer = d.step(NOW + 300, _offer(3, FP_LOW))
+        nonce = offer_nonce or bytes.fromhex(
+            adapter.run_op("rendezvous.decode", {}, {"frame": offer.hex()})["value"]["message"]
+            ["nonce"])
+        d.recv(NOW + 400, _sign_raw(SEED_HIGH, PUB_LOW, FrameType.RV_ANSWER,
+                                    {1: EPOCH, 2: _h(ident)[:16], 3: gen, 4: "v=0",
+                                     5: FP_HIGH, 6: 0, 7: nonce}))
+        add(d, ident, comment, ["answer", "error"], ["STALE_GENERATION"]
+            if err == "RDV_STALE_GENERATION" else ["SCHEMA"])
+
+    # local generation rule: configured generation 5
+    d, a = _pair(True, "local generation", generation=5)
+    _hello(d, a)
+    d.step(NOW + 300, _offer(5, FP_LOW))
+    d.step(NOW + 400, _offer(6, FP_LOW))
+    add(d, "rdv-tx-local-stale-generation", "send_offer(5) refused with generation 5 "
+        "configured; send_offer(6) sent", ["localgen"], ["STALE_GENERATION"])
+
+    # the peer's ERROR frame, then silence in the terminal state
+    d, a = _pair(True, "peer error")
+    _hello(d, a)
+    a.recv(NOW + 300, encode_frame(Frame(FrameType.ERROR, 0, encode_cbor(
+        {1: 0x0005, 2: "peer gave up"})), Path.TOR))
+    a.recv(NOW + 400, encode_frame(Frame(FrameType.PING, 0, ping_body(b"\x02" * 8)), Path.TOR))
+    add(a, "rdv-tx-peer-error", "ERROR from the peer: ERROR state, no reply; later frames "
+        "discarded", ["recverror", "terminal"])
+    d, a = _pair(True, "eof")
+    _hello(d, a)
+    a.recv(NOW + 400, d.step(NOW + 300, _offer(1, FP_LOW)))
+    a.step(NOW + 500, _answer(FP_HIGH))
+    a.recv(NOW + 600, b"")
+    add(a, "rdv-tx-eof-after-answer", "the stream ends after ANSWERED: ERROR, no frame",
+        ["eof"])
+    d, a = _pair(True, "bye then junk")
+    _hello(d, a)
+    a.recv(NOW + 400, d.step(NOW + 300, {"cmd": "bye", "reason": "RDV_DUPLICATE_STREAM"}))
+    a.recv(NOW + 500, b"\xff\xff\xff\xff\xff")
+    add(a, "rdv-tx-bye-then-junk", "BYE (duplicate stream) closes; bytes after it are discarded",
+        ["bye", "closed", "terminal"])
+
+    out: list[Json] = []
+    for params, tests in groups.values():
+        out.append(group("machine.transcript", tests, params))
+    return out
+
+
+def build() -> dict[str, Json]:
+    try:
+        files = {
+            "rendezvous/derive.json": envelope("rendezvous", SPEC, REV, NOTES, [
+                group("rendezvous.derive", _derive_cases()),
+            ]),
+            "rendezvous/messages.json": envelope("rendezvous", SPEC, REV, NOTES, [
+                group("rendezvous.sign", _sign_cases()),
+                group("rendezvous.decode", _decode_cases()),
+                group("rendezvous.verify", _verify_cases()),
+            ]),
+            "rendezvous/transcripts.json": envelope("rendezvous", SPEC, REV, NOTES,
+                                                    _transcripts()),
+        }
+    except P4Error as exc:  # pragma: no cover - a builder bug, not a vector
+        raise AssertionError(f"reference raised {exc}") from exc
+    return files
+
+
+if __name__ == "__main__":  # pragma: no cover - debugging aid
+    from ._envelope import dump
+
+    for name, obj in build().items():
+        print(name, obj["numberOfTests"], len(dump(obj)))
