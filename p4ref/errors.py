@@ -54,22 +54,22 @@ class ErrorCode(IntEnum):
     CBOR_TRAILING = 0x0117
     CBOR_NOT_MAP = 0x0118
 
-    # --- identity (p4-02, 0x0201-0x020F): identity helper adds codes here ---
+    # --- identity (p4-02, 0x0201-0x020F) ---
     DEVICE_ID_MALFORMED = 0x0201  # p4-02 §3.3: wrong length or a character outside the alphabet
     DEVICE_ID_CHECK_FAILED = 0x0202  # p4-02 §3.3: a Luhn mod 32 check character does not match
     IDENTITY_KEY_INVALID = 0x0203  # p4-02 §3.1: a key or seed of the wrong length
     SIGNATURE_INVALID = 0x0204  # p4-02 §3.1: an Ed25519 signature does not verify
 
-    # --- pairing (p4-02, 0x0210-0x02FF): pairing helper adds codes here ---
-    PAIR_CONFIRM_FAILED = 0x0210  # p4-02 §6.2: a key-confirmation or DONE MAC does not match
-    PAIR_PAKE_INVALID = 0x0211  # p4-02 §6.1: PAKE element not in the prime-order group, or K = I
-    PAIR_IDENTITY_INVALID = 0x0212  # p4-02 §6.5: identity message undecryptable/malformed/unsigned
-    PAIR_INVITATION_EXPIRED = 0x0213  # p4-02 §7.3: the invitation's expiry time has passed
-    PAIR_INVITATION_BURNT = 0x0214  # p4-02 §7.2: the invitation was already used or failed once
+    # --- pairing (p4-02, 0x0210-0x02FF) ---
+    PAIR_CONFIRM_FAILED = 0x0210  # p4-02 §7.4: a key-confirmation or DONE MAC does not match
+    PAIR_PAKE_INVALID = 0x0211  # p4-02 §7.3: PAKE element not in the prime-order group, or K = I
+    PAIR_IDENTITY_INVALID = 0x0212  # p4-02 §7.6: identity message undecryptable/malformed/unsigned
+    PAIR_INVITATION_EXPIRED = 0x0213  # p4-02 §5.3: the invitation's expiry time has passed
+    PAIR_INVITATION_BURNT = 0x0214  # p4-02 §5.3: the invitation was already used or failed once
     PAIR_CODE_MALFORMED = 0x0215  # p4-02 §5.1: a short code that does not parse (local)
     PAIR_URI_MALFORMED = 0x0216  # p4-02 §5.2: a p4:pair URI that does not parse (local)
 
-    # --- rendezvous (p4-03, 0x0301-0x03FF): rendezvous helper adds codes here ---
+    # --- rendezvous (p4-03, 0x0301-0x03FF) ---
     RDV_BAD_SIGNATURE = 0x0301
     RDV_REPLAY = 0x0302
     RDV_WRONG_EPOCH = 0x0303
@@ -78,7 +78,7 @@ class ErrorCode(IntEnum):
     RDV_KEY_INVALID = 0x0306
     RDV_DUPLICATE_STREAM = 0x0307
 
-    # --- local storage / profile (0x0601-0x06FF): profile helper adds codes here ---
+    # --- local storage / profile (0x0601-0x06FF) ---
     PROFILE_NOT_FOUND = 0x0601  # p4-02 §3.4: no profile (or no identity.key) at the path
     PROFILE_EXISTS = 0x0602  # p4-02 §3.4: init refused, a profile is already there
     PROFILE_CORRUPT = 0x0603  # p4-02 §3.4: a profile file fails its format or checksum
@@ -89,7 +89,7 @@ class ErrorCode(IntEnum):
     PEER_EXISTS = 0x0608  # p4-02 §3.4: a peer with that name or device ID is already paired
     PEER_NAME_INVALID = 0x0609  # p4-02 §3.4: empty, too long, or contains control characters
 
-    # --- tor driver, local (0x0701-0x07FF): tor helper adds codes here ---
+    # --- tor driver, local (0x0701-0x07FF) ---
     TOR_NOT_INSTALLED = 0x0701  # no `tor` / `tor-gencert` executable on PATH
     TOR_UNREACHABLE = 0x0702  # control port/socket cannot be reached or authenticated
     TOR_REFUSED = 0x0703  # tor answered a control command with an error (text included)

@@ -139,7 +139,8 @@ def front_matter(doc: str, text: str, rep: Report) -> None:
 
 def collect_tags(doc: str, text: str, rep: Report) -> None:
     for para in re.split(r"\n\s*\n", text):
-        for sentence in re.split(r"(?<=[.!?])\s+(?=[A-Z`(])", para):
+        # A tag closes its sentence: "… MUST x. [FRM-3] Next …" splits after the tag.
+        for sentence in re.split(r"(?<=[.!?])\s+(?=[A-Z`(])|(?<=\])\s+", para):
             for tag in dict.fromkeys(TAG_DEF.findall(sentence)):
                 if tag in rep.tags:
                     rep.fail(f"{doc}: tag [{tag}] is defined twice (also in {rep.tags[tag][0]})")

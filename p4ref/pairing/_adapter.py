@@ -1,0 +1,224 @@
+"""Conformance-adapter hook for pairing (p4-02): the machine and the codec/crypto ops.
+
+Machine (``MACHINE = "pairing"``)::
+
+    new(role, config, rng)   role "inviter" | "accepter"
+        config: {"code": "7-guitarist-revenge"} or {"uri": "p4:pair?..."},
+                "identity_seed": hex (32 bytes), optional "expires_at" (ms), "timeout_ms"
+        rng: the 64-byte values the machine draws, in order (one per attempt)
+    step(m, now, inp)        inp: {"cmd": "start"} | {"cmd": "connection_lost"} | {"recv": hex}
+                                  | {"tick": true}
+        -> {"out": [{"send": hex}..., {"event": ...}..., {"error": NAME}?], "state": NAME}
+
+Events: ``{"event": "PAIRED", "peer_identity", "pair_root_key", "sas"}`` and
+``{"event": "PAIRING_FAILED", "code": NAME}`` (reasons are prose and not compared).
+
+Ops (``vectors_ops``), bytes as hex: ``pairing.parse_code``, ``pairing.parse_uri``,
+``pairing.spake2``, ``pairing.key_schedule``, ``pairing.kdf``, ``pairing.open_identity``,
+``pairing.decode``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ..errors import ErrorCode, LocalProtocolError, P4Error
+from ..framing import HEADER_LEN, Frame, FrameType, Path, decode_frame, encode_frame
+from . import _crypto as C
+from ._codec import PairConfirm, PairDone, PairIdentity, PairPake, decode_message
+from ._events import Paired, PairingFailed
+from ._invite import parse_code, parse_uri
+from ._machine import DEFAULT_TIMEOUT_MS, Invitation, PairingMachine
+
+__all__ = ["MACHINE", "new", "step", "vectors_ops"]
+
+MACHINE = "pairing"
+Json = dict[str, Any]
+Op = Callable[[Json, Json], Json]
+
+
+def _hex(inp: Json, key: str) -> bytes:
+    value = inp.get(key)
+    if not isinstance(value, str):
+        raise LocalProtocolError(ErrorCode.MESSAGE_INVALID, f"{key} must be a hex string")
+    try:
+        return bytes.fromhex(value)
+    except ValueError:
+        raise LocalProtocolError(ErrorCode.MESSAGE_INVALID, f"{key} is not hex") from None
+
+
+def _str(inp: Json, key: str) -> str:
+    value = inp.get(key)
+    if not isinstance(value, str):
+        raise LocalProtocolError(ErrorCode.MESSAGE_INVALID, f"{key} must be a string")
+    return value
+
+
+def _invitation(config: Json) -> Invitation:
+    exp = config.get("expires_at")
+    expires_at = int(exp) if exp is not None else None
+    if "code" in config:
+        return Invitation.from_code(_str(config, "code"), expires_at)
+    return Invitation.from_uri(_str(config, "uri"), expires_at)
+
+
+def new(role: str, config: Json, rng: list[bytes]) -> PairingMachine:
+    return PairingMachine(
+        C.Role(role),
+        _invitation(config),
+        _hex(config, "identity_seed"),
+        list(rng),
+        timeout_ms=int(config.get("timeout_ms", DEFAULT_TIMEOUT_MS)),
+    )
+
+
+def step(m: PairingMachine, now_ms: int, inp: Json) -> Json:
+    err: str | None = None
+    started = b""
+    try:
+        if "recv" in inp:
+            m.receive_data(_hex(inp, "recv"), now_ms)
+        elif inp.get("cmd") == "start":
+            started = m.start(now_ms)  # start() hands back what it queued
+        elif inp.get("cmd") == "connection_lost":
+            m.connection_lost(now_ms)
+        elif inp.get("tick"):
+            m.handle_timer(now_ms)
+        else:
+            raise LocalProtocolError(ErrorCode.INTERNAL_ERROR, f"unknown input {sorted(inp)}")
+    except P4Error as exc:
+        err = exc.code.name
+    out: list[Json] = [{"send": f} for f in _split(started) + _frames_hex(m)]
+    while (ev := m.next_event()) is not None:
+        out.append(event_json(ev))
+    if err is not None:
+        out.append({"error": err})
+    return {"out": out, "state": m.state.value}
+
+
+def _frames_hex(m: PairingMachine) -> list[str]:
+    return [encode_frame(f, Path.TOR).hex() for f in m.frames_to_send()]
+
+
+def _split(data: bytes) -> list[str]:
+    """Cut a run of whole encoded frames into one hex string per frame."""
+    out, pos = [], 0
+    while pos < len(data):
+        end = pos + HEADER_LEN + int.from_bytes(data[pos + 3 : pos + 5], "big")
+        out.append(data[pos:end].hex())
+        pos = end
+    return out
+
+
+def event_json(ev: Paired | PairingFailed) -> Json:
+    if isinstance(ev, Paired):
+        return {
+            "event": "PAIRED",
+            "peer_identity": ev.peer_identity.hex(),
+            "pair_root_key": ev.pair_root_key.hex(),
+            "sas": ev.sas,
+        }
+    return {"event": "PAIRING_FAILED", "code": ev.code.name}
+
+
+# --- codec and crypto ops -------------------------------------------------------------------
+
+
+def _parse_code(params: Json, inp: Json) -> Json:
+    code = parse_code(_str(inp, "code"))
+    return {
+        "canonical": str(code),
+        "nameplate": code.nameplate,
+        "words": list(code.words),
+        "onion_seed": code.onion_seed.hex(),
+    }
+
+
+def _parse_uri(params: Json, inp: Json) -> Json:
+    uri = parse_uri(_str(inp, "uri"))
+    return {
+        "version": uri.version,
+        "secret": uri.secret.hex(),
+        "onion": uri.onion,
+        "expires": uri.expires,
+        "onion_seed": uri.onion_seed.hex(),
+    }
+
+
+def _spake2(params: Json, inp: Json) -> Json:
+    """Both halves of SPAKE2 from the password, slot and the two 64-byte draws."""
+    password, slot = _hex(inp, "password"), _str(inp, "slot")
+    w = C.derive_w(password, slot)
+    x, y = C.draw_scalar(_hex(inp, "x_random")), C.draw_scalar(_hex(inp, "y_random"))
+    p_a = C.spake2_element(C.Role.ACCEPTER, w, x)
+    p_b = C.spake2_element(C.Role.INVITER, w, y)
+    k = C.spake2_shared(C.Role.ACCEPTER, w, x, p_b)
+    if k != C.spake2_shared(C.Role.INVITER, w, y, p_a):  # pragma: no cover - group law
+        raise LocalProtocolError(ErrorCode.INTERNAL_ERROR, "K differs")
+    id_a, id_b = C.spake2_ids(slot)
+    tt = C.transcript(id_a, id_b, p_a, p_b, k, w)
+    ks = C.key_schedule(tt)
+    return {
+        "A": id_a.hex(), "B": id_b.hex(), "w": w.hex(), "x": x.hex(), "y": y.hex(),
+        "pA": p_a.hex(), "pB": p_b.hex(), "K": k.hex(), "TT": tt.hex(),
+        "Ke": ks.ke.hex(), "Ka": ks.ka.hex(), "KcA": ks.kca.hex(), "KcB": ks.kcb.hex(),
+        "cA": ks.ca.hex(), "cB": ks.cb.hex(),
+    }  # fmt: skip
+
+
+def _key_schedule(params: Json, inp: Json) -> Json:
+    """RFC 9382 §4 from a transcript (so RFC 9382 Appendix B vectors apply verbatim)."""
+    aad = _hex(inp, "aad") if "aad" in inp else C.AAD
+    ks = C.key_schedule(_hex(inp, "TT"), aad)
+    return {
+        "Ke": ks.ke.hex(), "Ka": ks.ka.hex(), "KcA": ks.kca.hex(), "KcB": ks.kcb.hex(),
+        "cA": ks.ca.hex(), "cB": ks.cb.hex(),
+    }  # fmt: skip
+
+
+def _kdf(params: Json, inp: Json) -> Json:
+    """Everything after the PAKE: TH, identity keys, TH2, root key, SAS, DONE key and MAC."""
+    ke, tt = _hex(inp, "Ke"), _hex(inp, "TT")
+    th = C.transcript_hash(tt)
+    k_a, k_b = C.identity_keys(ke, th)
+    fin = C.final_keys(ke, th, _hex(inp, "accepter_identity"), _hex(inp, "inviter_identity"))
+    return {
+        "TH": th.hex(), "k_identity_accepter": k_a.hex(), "k_identity_inviter": k_b.hex(),
+        "TH2": fin.th2.hex(), "pair_root_key": fin.pair_root_key.hex(), "sas": fin.sas,
+        "k_done": fin.k_done.hex(), "done_mac": C.done_mac(fin.k_done, fin.th2).hex(),
+    }  # fmt: skip
+
+
+def _open_identity(params: Json, inp: Json) -> Json:
+    pub = C.open_identity(
+        _hex(inp, "key"), _hex(inp, "TH"), _hex(inp, "ciphertext"), C.Role(_str(inp, "sender"))
+    )
+    return {"identity": pub.hex()}
+
+
+def _decode(params: Json, inp: Json) -> Json:
+    """Decode one pairing frame (framing checks first, then the p4-02 §6 body schema)."""
+    frame: Frame = decode_frame(_hex(inp, "frame"), Path.TOR)
+    if frame.type not in (0x10, 0x11, 0x12, 0x13):
+        raise LocalProtocolError(ErrorCode.UNEXPECTED_MESSAGE, "not a pairing frame")
+    msg = decode_message(frame)
+    name = FrameType(frame.type).name
+    if isinstance(msg, PairPake):
+        return {"type": name, "version": msg.version, "element": msg.element.hex()}
+    if isinstance(msg, PairIdentity):
+        return {"type": name, "ciphertext": msg.ciphertext.hex()}
+    assert isinstance(msg, PairConfirm | PairDone)
+    return {"type": name, "mac": msg.mac.hex()}
+
+
+def vectors_ops() -> dict[str, Op]:
+    return {
+        "pairing.parse_code": _parse_code,
+        "pairing.parse_uri": _parse_uri,
+        "pairing.spake2": _spake2,
+        "pairing.key_schedule": _key_schedule,
+        "pairing.kdf": _kdf,
+        "pairing.open_identity": _open_identity,
+        "pairing.decode": _decode,
+    }
