@@ -3,9 +3,9 @@
 The machines (pairing, rendezvous) take bytes and time in and give bytes, events and a timer
 deadline out.  :func:`pump` is the whole I/O shell around one of them: it flushes what the machine
 wants sent, waits for either incoming bytes or the machine's next deadline, feeds whichever came
-first, and hands every event to ``on_event`` (plain or async) until that returns ``True`` (done) or the machine
-has nothing left to wait for.  Time is the caller's ``clock`` in integer milliseconds, so the
-same loop runs against wall time in a peer and a fake clock in a test.
+first, and hands every event to ``on_event`` (plain or async) until that returns ``True``
+(done) or the machine has nothing left to wait for.  Time is the caller's ``clock`` in integer
+milliseconds, so the same loop runs against wall time in a peer and a fake clock in a test.
 """
 
 from __future__ import annotations
@@ -60,23 +60,24 @@ async def pump(
     loop = asyncio.get_running_loop()
     give_up = loop.time() + timeout
     eof = False
-    while True:
+
+    async def flush() -> None:
         out = machine.data_to_send()
         if out:
             writer.write(out)
             with contextlib.suppress(ConnectionError, OSError):
                 await writer.drain()
+
+    while True:
+        await flush()
         while (event := machine.next_event()) is not None:
             done = on_event(event)
             if inspect.isawaitable(done):
                 done = await done  # e.g. answering an offer needs aiortc's async createAnswer
             if done:
-                out = machine.data_to_send()
-                if out:  # e.g. a final DONE or ERROR frame
-                    writer.write(out)
-                    with contextlib.suppress(ConnectionError, OSError):
-                        await writer.drain()
+                await flush()  # e.g. a final DONE or ANSWER frame
                 return
+        await flush()  # what the event handlers queued (an OFFER after PeerAuthenticated …)
         deadline = machine.get_timer()
         if eof and deadline is None:
             raise P4Error(ErrorCode.PROTOCOL_VIOLATION, "stream closed before the exchange ended")

@@ -266,7 +266,8 @@ def _decode_tor() -> list[Json]:
         c.append(_decode_case(f"frm-dec-tor-{ft.name.lower().replace('_', '-')}",
                               f"{ft.name} on the tor path", ["header", "path"],
                               _raw(ft, body), tor))
-    c.append(_decode_case("frm-dec-tor-data", "DATA is a datachannel-only type", ["path", "data_not_tor"],
+    c.append(_decode_case("frm-dec-tor-data", "DATA is a datachannel-only type",
+                          ["path", "data_not_tor"],
                           _raw(FrameType.DATA, b"x"), tor, error="FRAME_PATH_NOT_ALLOWED",
                           flags=["PATH"]))
     c.append(_decode_case("frm-dec-tor-pake-unsorted", "PAIR_PAKE body keys unsorted",

@@ -1,0 +1,210 @@
+"""Rendezvous over Tor: publish a pair's derived onion, dial the peer's, run the signed exchange
+(p4-03 §5–§9 on top of :mod:`p4ref.io.tor`).
+
+Per pair and epoch each peer publishes its own derived onion service, authorising only the
+peer's client-auth key, and dials the peer's onion with its own client-auth key (p4-03 §5).  On
+a stream the :class:`~p4ref.rendezvous.RendezvousMachine` does everything that matters: HELLO
+proofs, signatures, epochs, replay and generation checks.  This module only moves its bytes
+(:func:`~p4ref.io.pump.pump`) and asks the caller for an SDP when one is needed, so it does not
+depend on WebRTC: ``make_offer()`` / ``make_answer(offer)`` return ``(sdp, dtls_fingerprint)``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from ..errors import ErrorCode, P4Error
+from ..rendezvous import (
+    AnswerReceived,
+    ByeReceived,
+    EpochKeys,
+    NonceCache,
+    OfferReceived,
+    PeerAuthenticated,
+    RendezvousFailed,
+    RendezvousMachine,
+    derive_epoch_keys,
+    epochs_to_dial,
+    epochs_to_publish,
+)
+from .pump import pump, unix_ms
+from .tor import OnionHandle, TorDriver
+
+__all__ = ["PairService", "SignalOutcome", "answer_on_stream", "dial_and_offer", "offer_on_stream"]
+
+#: The virtual port of every derived onion service (p4-03 §5).
+ONION_PORT = 80
+
+MakeOffer = Callable[[], Awaitable[tuple[str, bytes]]]
+MakeAnswer = Callable[[OfferReceived], Awaitable[tuple[str, bytes]]]
+
+
+@dataclass
+class SignalOutcome:
+    """What one completed exchange agreed: the generation and the peer's signed SDP."""
+
+    generation: int
+    peer_sdp: str
+    peer_fingerprint: bytes
+    peer_last_rx: int
+    epoch: int
+    seconds: float
+    machine: RendezvousMachine = field(repr=False)
+
+
+def _failed(event: RendezvousFailed | ByeReceived) -> P4Error:
+    if isinstance(event, ByeReceived):
+        return P4Error(ErrorCode.PROTOCOL_VIOLATION, f"peer said BYE (reason 0x{event.reason:04x})")
+    code = ErrorCode(event.code) if event.code in ErrorCode._value2member_map_ else None
+    name = code.name if code else f"0x{event.code:04x}"
+    who = "peer reported" if event.by_peer else "rejected"
+    return P4Error(code or ErrorCode.PROTOCOL_VIOLATION, f"rendezvous {who} {name}")
+
+
+class PairService:
+    """This device's derived onion(s) for one paired peer, and the streams that reach them."""
+
+    def __init__(self, tor: TorDriver, seed: bytes, my_pub: bytes, peer_pub: bytes,
+                 pair_root_key: bytes) -> None:
+        self._tor = tor
+        self._seed = seed
+        self._my_pub = my_pub
+        self._peer_pub = peer_pub
+        self._root = pair_root_key
+        self._server: asyncio.Server | None = None
+        self._handles: list[OnionHandle] = []
+        self._incoming: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = (
+            asyncio.Queue()
+        )
+        self.keys: list[EpochKeys] = []
+        self.nonces = NonceCache()
+
+    async def start(self, now_s: float | None = None) -> list[str]:
+        """Listen on loopback and publish one onion per epoch to publish; return the addresses."""
+
+        async def on_stream(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+            await self._incoming.put((r, w))
+
+        self._server = await asyncio.start_server(on_stream, "127.0.0.1", 0)
+        port = self._server.sockets[0].getsockname()[1]
+        now = unix_ms() / 1000 if now_s is None else now_s
+        for epoch in epochs_to_publish(now):
+            k = derive_epoch_keys(self._root, self._my_pub, self._peer_pub, epoch)
+            self.keys.append(k)
+            self._handles.append(await self._tor.publish(
+                k.my_onion_seed, {ONION_PORT: port}, [k.peer_client_auth_pub]))
+        return [k.my_onion_address for k in self.keys]
+
+    async def accept(self, timeout: float) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        try:
+            return await asyncio.wait_for(self._incoming.get(), timeout)
+        except TimeoutError:
+            raise P4Error(ErrorCode.TIMEOUT, f"the peer did not dial within {timeout} s") from None
+
+    async def answer_next(self, make_answer: MakeAnswer, *, generation: int = 0,
+                          timeout: float = 120.0) -> SignalOutcome:
+        """Accept the next stream and answer the peer's OFFER on it."""
+        reader, writer = await self.accept(timeout)
+        try:
+            return await answer_on_stream(self._seed, self._peer_pub, reader, writer, make_answer,
+                                          generation=generation, nonce_cache=self.nonces,
+                                          timeout=timeout)
+        finally:
+            writer.close()
+
+    async def close(self) -> None:
+        for handle in self._handles:
+            with contextlib.suppress(P4Error):
+                await self._tor.unpublish(handle)
+        self._handles.clear()
+        while not self._incoming.empty():  # streams that arrived but were never answered
+            _, writer = self._incoming.get_nowait()
+            writer.close()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+
+async def answer_on_stream(
+    seed: bytes, peer_pub: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+    make_answer: MakeAnswer, *, generation: int = 0, nonce_cache: NonceCache | None = None,
+    timeout: float = 120.0,
+) -> SignalOutcome:
+    """Acceptor side of one stream: authenticate the dialer, answer its OFFER (p4-03 §9)."""
+    t0 = asyncio.get_running_loop().time()
+    m = RendezvousMachine(seed, peer_pub, dialer=False, rng=os.urandom, generation=generation,
+                          nonce_cache=nonce_cache)
+    m.start(unix_ms())
+    got: list[OfferReceived] = []
+
+    async def on_event(ev: object) -> bool:
+        if isinstance(ev, RendezvousFailed | ByeReceived):
+            raise _failed(ev)
+        if isinstance(ev, OfferReceived):
+            sdp, fingerprint = await make_answer(ev)
+            m.send_answer(sdp, fingerprint, 0, unix_ms())
+            got.append(ev)
+            return True
+        return False
+
+    await pump(m, reader, writer, on_event, clock=unix_ms, timeout=timeout)
+    offer = got[0]
+    return SignalOutcome(offer.generation, offer.sdp, offer.fingerprint, offer.last_rx,
+                         m.peer_epoch or 0, asyncio.get_running_loop().time() - t0, m)
+
+
+async def dial_and_offer(
+    tor: TorDriver, seed: bytes, my_pub: bytes, peer_pub: bytes, pair_root_key: bytes,
+    make_offer: MakeOffer, *, generation: int = 1, last_rx: int = 0, timeout: float = 120.0,
+    now_s: float | None = None,
+) -> SignalOutcome:
+    """Dialer side: reach the peer's derived onion, authenticate, OFFER, wait for the ANSWER."""
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    now = unix_ms() / 1000 if now_s is None else now_s
+    last_error: P4Error | None = None
+    for epoch in epochs_to_dial(now):  # current first, then previous, then next (p4-03 §5.3)
+        k = derive_epoch_keys(pair_root_key, my_pub, peer_pub, epoch)
+        await tor.add_client_auth(k.peer_onion_address, k.my_client_auth_priv)
+        try:
+            reader, writer = await tor.open_stream(
+                k.peer_onion_address, ONION_PORT, timeout=max(5.0, timeout - (loop.time() - t0)))
+        except P4Error as exc:
+            last_error = exc
+            continue
+        try:
+            return await offer_on_stream(seed, peer_pub, reader, writer, make_offer,
+                                          generation, last_rx, epoch, t0, timeout)
+        finally:
+            writer.close()
+    raise last_error or P4Error(ErrorCode.TIMEOUT, "no epoch's onion was reachable")
+
+
+async def offer_on_stream(
+    seed: bytes, peer_pub: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+    make_offer: MakeOffer, generation: int, last_rx: int, epoch: int, t0: float, timeout: float,
+) -> SignalOutcome:
+    m = RendezvousMachine(seed, peer_pub, dialer=True, rng=os.urandom,
+                          generation=generation - 1)
+    m.start(unix_ms())
+    got: list[AnswerReceived] = []
+
+    async def on_event(ev: object) -> bool:
+        if isinstance(ev, RendezvousFailed | ByeReceived):
+            raise _failed(ev)
+        if isinstance(ev, PeerAuthenticated):
+            sdp, fingerprint = await make_offer()
+            m.send_offer(sdp, fingerprint, generation, last_rx, unix_ms())
+        elif isinstance(ev, AnswerReceived):
+            got.append(ev)
+            return True
+        return False
+
+    await pump(m, reader, writer, on_event, clock=unix_ms, timeout=timeout)
+    ans = got[0]
+    return SignalOutcome(ans.generation, ans.sdp, ans.fingerprint, ans.last_rx, epoch,
+                         asyncio.get_running_loop().time() - t0, m)
