@@ -1,12 +1,12 @@
-"""The ``p4`` command line (p4-02 §3 for identity and profile; pairing is wired in later).
+"""The ``p4`` command line (p4-02 §3 for identity and profile, p4-02 §4–§5 for pairing).
 
     p4 [--home DIR] init                 create a profile with a fresh identity (never overwrites)
     p4 [--home DIR] id [--qr] [--light]  print this device's ID (optionally as a terminal QR code)
     p4 [--home DIR] peers                list paired peers
     p4 [--home DIR] peers rename OLD NEW
     p4 [--home DIR] peers forget NAME
-    p4 [--home DIR] pair invite          (needs the rendezvous transport: see `p4 demo`)
-    p4 [--home DIR] pair accept CODE|URI
+    p4 [--home DIR] pair invite [--tor MODE]           short code + QR, pairs over Tor
+    p4 [--home DIR] pair accept CODE|URI [--tor MODE]
     p4 demo [ARGS...]                    runs p4ref.demo:main when that module is present
 
 Every command is one ``cmd_*(args) -> int`` function so a later layer can be wired in by
@@ -25,18 +25,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from p4ref import __version__
+from p4ref.cli_pair import add_pair_arguments, cmd_pair_accept, cmd_pair_invite
 from p4ref.errors import P4Error
 from p4ref.io.store import Profile, default_home
 
 __all__ = ["build_parser", "main"]
 
 Command = Callable[[argparse.Namespace], int]
-
-PAIRING_UNAVAILABLE = (
-    "p4: pairing needs the rendezvous transport, which this build does not wire in yet;"
-    " see `p4 demo` for a pairing over the local test network"
-)
-
 
 # --------------------------------------------------------------------------------------------
 # Commands
@@ -85,18 +80,6 @@ def cmd_peers_forget(args: argparse.Namespace) -> int:
     rec = Profile.open(_home(args)).forget_peer(args.name)
     print(f"Forgot {rec.name!r} ({rec.device_id}); pair again to talk to it")
     return 0
-
-
-def cmd_pair_invite(args: argparse.Namespace) -> int:
-    """Placeholder: the lead wires this to the pairing machine (p4-02 §4-§6)."""
-    print(PAIRING_UNAVAILABLE, file=sys.stderr)
-    return 2
-
-
-def cmd_pair_accept(args: argparse.Namespace) -> int:
-    """Placeholder: the lead wires this to the pairing machine (p4-02 §4-§6)."""
-    print(PAIRING_UNAVAILABLE, file=sys.stderr)
-    return 2
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -196,9 +179,11 @@ def build_parser() -> argparse.ArgumentParser:
     p_pair = add("pair", cmd_pair_invite, "pair with another device")
     pair_sub = p_pair.add_subparsers(dest="pair_command", metavar="ACTION", required=True)
     p_inv = pair_sub.add_parser("invite", parents=[home], help="show a code / QR to pair with")
+    add_pair_arguments(p_inv, invite=True)
     p_inv.set_defaults(func=cmd_pair_invite)
     p_acc = pair_sub.add_parser("accept", parents=[home], help="pair using a code or p4: URI")
     p_acc.add_argument("code", metavar="CODE|URI", help="e.g. 7-apple-river or a p4: URI")
+    add_pair_arguments(p_acc, invite=False)
     p_acc.set_defaults(func=cmd_pair_accept)
 
     p_demo = add("demo", cmd_demo, "run the local demo (p4ref.demo); later arguments are its own")

@@ -17,6 +17,7 @@ from p4ref import cli
 from p4ref.cli import main, render_qr
 from p4ref.identity import Identity, parse_device_id
 from p4ref.io.store import IDENTITY_FILE, PEERS_FILE, Profile
+from p4ref.pairing import ShortCode
 
 ROOT = Path(__file__).resolve().parent.parent
 Cap = pytest.CaptureFixture[str]
@@ -134,11 +135,24 @@ def test_peers_list_rename_forget(home: str, capsys: Cap) -> None:
     assert (Path(home) / PEERS_FILE).exists()
 
 
-@pytest.mark.parametrize("argv", [["pair", "invite"], ["pair", "accept", "7-apple-river"]])
-def test_pair_placeholders(home: str, capsys: Cap, argv: list[str]) -> None:
-    rc, out, err = run(capsys, "--home", home, *argv)
-    assert rc == 2 and out == ""
-    assert "rendezvous transport" in err and "p4 demo" in err
+@pytest.mark.parametrize(
+    ("argv", "code"),
+    [
+        (["pair", "accept", "7-apple"], "PAIR_CODE_MALFORMED"),
+        (["pair", "accept", "p4:pair?v=1"], "PAIR_URI_MALFORMED"),
+        (["pair", "accept", str(ShortCode.generate(bytes(4))), "--tor", "testnet:/nonexistent"],
+         "TOR_UNREACHABLE"),
+        (["pair", "invite", "--tor", "carrier-pigeon"], "TOR_UNREACHABLE"),
+    ],
+)
+def test_pair_errors_are_one_clear_line(home: str, capsys: Cap, argv: list[str],
+                                        code: str) -> None:
+    assert run(capsys, "--home", home, "init")[0] == 0
+    rc, _, err = run(capsys, "--home", home, *argv)
+    assert rc == 1
+    assert err.startswith("p4: error: ") and err.endswith(f"[{code}]\n"), err
+    assert err.count("\n") == 1  # one line, no traceback
+    assert Profile.open(home).peers() == []
 
 
 def test_pair_commands_are_one_function_each(home: str, monkeypatch: pytest.MonkeyPatch) -> None:
