@@ -46,6 +46,7 @@ __all__ = [
     "expanded_secret_key",
     "onion_address",
     "onion_address_from_seed",
+    "onion_public_key",
     "parse_onion_address",
     "tor_key_blob",
 ]
