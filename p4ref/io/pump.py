@@ -71,9 +71,13 @@ async def pump(
     while True:
         await flush()
         while (event := machine.next_event()) is not None:
-            done = on_event(event)
-            if inspect.isawaitable(done):
-                done = await done  # e.g. answering an offer needs aiortc's async createAnswer
+            try:
+                done = on_event(event)
+                if inspect.isawaitable(done):
+                    done = await done  # e.g. answering an offer needs aiortc's createAnswer
+            except BaseException:
+                await flush()  # the ERROR frame the machine queued with a failure event
+                raise
             if done:
                 await flush()  # e.g. a final DONE or ANSWER frame
                 return
