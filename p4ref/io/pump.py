@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import inspect
 import time
 from collections.abc import Awaitable, Callable
@@ -68,6 +69,14 @@ async def pump(
             with contextlib.suppress(ConnectionError, OSError):
                 await writer.drain()
 
+    async def feed(step: Callable[[int], None], now: int) -> None:
+        """A machine that raises has queued its ERROR frame first (STYLE.md): send it."""
+        try:
+            step(now)
+        except BaseException:
+            await flush()
+            raise
+
     while True:
         await flush()
         while (event := machine.next_event()) is not None:
@@ -92,16 +101,16 @@ async def pump(
             raise P4Error(ErrorCode.TIMEOUT, f"no result within {timeout:.0f} s")
         if eof:
             await asyncio.sleep(wait)
-            machine.handle_timer(clock())
+            await feed(machine.handle_timer, clock())
             continue
         try:
             chunk = await asyncio.wait_for(reader.read(READ_CHUNK), max(wait, 0.0))
         except TimeoutError:
             if deadline is not None and clock() >= deadline:
-                machine.handle_timer(clock())
+                await feed(machine.handle_timer, clock())
             continue
         except (ConnectionError, OSError):
             chunk = b""
         if not chunk:
             eof = True
-        machine.receive_data(chunk, clock())
+        await feed(functools.partial(machine.receive_data, chunk), clock())

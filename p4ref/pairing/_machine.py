@@ -295,11 +295,15 @@ class PairingMachine:
         return self.data_to_send()
 
     def receive_data(self, data: bytes, now: int) -> None:
-        """Feed bytes from the Tor stream; complete frames are processed at once.
+        """Feed bytes from the Tor stream; complete frames are processed at once.  ``b""`` is
+        end of stream (h11 convention), the same as :meth:`connection_lost`.
 
         Raises:
             RemoteProtocolError: (incl. DecodeError) after queueing ERROR and entering FAILED.
         """
+        if not data:
+            self.connection_lost(now)
+            return
         if self._closed:
             return
         self._reader.feed(data)
