@@ -13,27 +13,14 @@ the harness compares. Ops (vectors in ``test-vectors/v1/identity/``):
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 from p4ref.errors import ErrorCode, LocalProtocolError
 from p4ref.identity._device_id import device_id, parse_device_id
 from p4ref.identity._keys import Identity, verify
 
+from .._jsonargs import Json, Op
+from .._jsonargs import hex_arg as _hex
+
 __all__ = ["vectors_ops"]
-
-Json = dict[str, Any]
-Op = Callable[[Json, Json], Json]
-
-
-def _hex(inp: Json, key: str) -> bytes:
-    value = inp.get(key)
-    if not isinstance(value, str):
-        raise LocalProtocolError(ErrorCode.MESSAGE_INVALID, f"input.{key} must be a hex string")
-    try:
-        return bytes.fromhex(value)
-    except ValueError:
-        raise LocalProtocolError(ErrorCode.MESSAGE_INVALID, f"input.{key} is not hex") from None
 
 
 def _encode(params: Json, inp: Json) -> Json:

@@ -20,9 +20,9 @@ Ops (``vectors_ops``), bytes as hex: ``pairing.parse_code``, ``pairing.parse_uri
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
+from .._jsonargs import Json, Op
+from .._jsonargs import hex_arg as _hex
+from .._jsonargs import str_arg as _str
 from ..errors import ErrorCode, LocalProtocolError, P4Error
 from ..framing import HEADER_LEN, Frame, FrameType, Path, decode_frame, encode_frame
 from . import _crypto as C
@@ -34,25 +34,6 @@ from ._machine import DEFAULT_TIMEOUT_MS, Invitation, PairingMachine
 __all__ = ["MACHINE", "new", "step", "vectors_ops"]
 
 MACHINE = "pairing"
-Json = dict[str, Any]
-Op = Callable[[Json, Json], Json]
-
-
-def _hex(inp: Json, key: str) -> bytes:
-    value = inp.get(key)
-    if not isinstance(value, str):
-        raise LocalProtocolError(ErrorCode.MESSAGE_INVALID, f"{key} must be a hex string")
-    try:
-        return bytes.fromhex(value)
-    except ValueError:
-        raise LocalProtocolError(ErrorCode.MESSAGE_INVALID, f"{key} is not hex") from None
-
-
-def _str(inp: Json, key: str) -> str:
-    value = inp.get(key)
-    if not isinstance(value, str):
-        raise LocalProtocolError(ErrorCode.MESSAGE_INVALID, f"{key} must be a string")
-    return value
 
 
 def _invitation(config: Json) -> Invitation:

@@ -20,11 +20,12 @@ Codec/crypto ops (``vectors_ops``): ``rendezvous.derive``, ``rendezvous.sign``,
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 from nacl.signing import SigningKey
 
+from .._jsonargs import Json, Op
+from .._jsonargs import hex_arg as _hex
+from .._jsonargs import int_arg as _int
+from .._jsonargs import str_arg as _str
 from ..errors import DecodeError, ErrorCode, LocalProtocolError, P4Error
 from ..framing import FrameType, Path, decode_frame, encode_frame
 from . import _codec as codec
@@ -35,8 +36,6 @@ from ._machine import NonceCache, RendezvousMachine, check_received
 __all__ = ["MACHINE", "code_name", "event_json", "new", "step", "vectors_ops"]
 
 MACHINE = "rendezvous"
-Json = dict[str, Any]
-Op = Callable[[Json, Json], Json]
 
 
 def code_name(code: int) -> str:
@@ -52,30 +51,6 @@ def _code(value: object) -> int:
     if isinstance(value, str) and value in ErrorCode.__members__:
         return int(ErrorCode[value])
     raise LocalProtocolError(ErrorCode.MESSAGE_INVALID, f"not an error code: {value!r}")
-
-
-def _hex(inp: Json, key: str) -> bytes:
-    value = inp.get(key)
-    if not isinstance(value, str):
-        raise LocalProtocolError(ErrorCode.MESSAGE_INVALID, f"{key} must be a hex string")
-    try:
-        return bytes.fromhex(value)
-    except ValueError:
-        raise LocalProtocolError(ErrorCode.MESSAGE_INVALID, f"{key} is not hex") from None
-
-
-def _int(inp: Json, key: str, default: int | None = None) -> int:
-    value = inp.get(key, default)
-    if type(value) is not int:
-        raise LocalProtocolError(ErrorCode.MESSAGE_INVALID, f"{key} must be an integer")
-    return value
-
-
-def _str(inp: Json, key: str) -> str:
-    value = inp.get(key)
-    if not isinstance(value, str):
-        raise LocalProtocolError(ErrorCode.MESSAGE_INVALID, f"{key} must be a string")
-    return value
 
 
 class _ListRng:

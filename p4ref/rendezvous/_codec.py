@@ -110,6 +110,14 @@ Message: TypeAlias = Hello | Offer | Answer | Bye
 # (field name, CBOR key, kind, optional).  kinds: "u64", "u16", "nonce", "pub", "fp", "sdp", "sig"
 _Schema = tuple[tuple[str, int, str, bool], ...]
 _COMMON: _Schema = (("epoch", 1, "u64", False), ("nonce", 2, "nonce", False))
+# OFFER and ANSWER both describe one generation's direct path (p4-03 §6.2).
+_SESSION: _Schema = (
+    *_COMMON,
+    ("generation", 3, "u64", False),
+    ("sdp", 4, "sdp", False),
+    ("fingerprint", 5, "fp", False),
+    ("last_rx", 6, "u64", False),
+)
 _SCHEMAS: dict[FrameType, tuple[type[Any], _Schema]] = {
     FrameType.RV_HELLO: (
         Hello,
@@ -124,26 +132,11 @@ _SCHEMAS: dict[FrameType, tuple[type[Any], _Schema]] = {
     ),
     FrameType.RV_OFFER: (
         Offer,
-        (
-            *_COMMON,
-            ("generation", 3, "u64", False),
-            ("sdp", 4, "sdp", False),
-            ("fingerprint", 5, "fp", False),
-            ("last_rx", 6, "u64", False),
-            ("signature", KEY_SIG, "sig", False),
-        ),
+        (*_SESSION, ("signature", KEY_SIG, "sig", False)),
     ),
     FrameType.RV_ANSWER: (
         Answer,
-        (
-            *_COMMON,
-            ("generation", 3, "u64", False),
-            ("sdp", 4, "sdp", False),
-            ("fingerprint", 5, "fp", False),
-            ("last_rx", 6, "u64", False),
-            ("offer_nonce", 7, "nonce", False),
-            ("signature", KEY_SIG, "sig", False),
-        ),
+        (*_SESSION, ("offer_nonce", 7, "nonce", False), ("signature", KEY_SIG, "sig", False)),
     ),
     FrameType.RV_BYE: (
         Bye,
