@@ -611,6 +611,68 @@ def _transcripts() -> list[Json]:
     return out
 
 
+def _pair_groups() -> list[Json]:
+    """Both roles through the harness relay (``machine.pair``), so two implementations can be
+    run against each other: LOW dials (it leads), HIGH accepts."""
+    cfg = {"dialer": {"identity_seed": SEED_LOW.hex(), "peer_pub": PUB_HIGH.hex()},
+           "acceptor": {"identity_seed": SEED_HIGH.hex(), "peer_pub": PUB_LOW.hex()}}
+
+    def offer(role: str, at: int, fp: bytes, sdp: str) -> Json:
+        return {"role": role, "now": NOW + at,
+                "in": {"cmd": "offer", "sdp": sdp, "fingerprint": fp.hex(), "generation": 1,
+                       "last_rx": 0}}
+
+    def answer(at: int) -> Json:
+        return {"role": "acceptor", "now": NOW + at,
+                "in": {"cmd": "answer", "sdp": "v=0 answer", "fingerprint": FP_HIGH.hex(),
+                       "last_rx": 5}}
+
+    start = [{"role": "dialer", "now": NOW, "in": {"cmd": "start"}},
+             {"role": "acceptor", "now": NOW, "in": {"cmd": "start"}}]
+    authenticated = {"event": "PEER_AUTHENTICATED"}
+
+    def vec(ident: str, comment: str, tags: list[str], script: list[Json], final: Json,
+            config: Json, flags: list[str] | None = None) -> Json:
+        inp = {"rng": {"dialer": [r.hex() for r in _rng(f"{ident} d")],
+                       "acceptor": [r.hex() for r in _rng(f"{ident} a")]},
+               "script": script, "latencyMs": 10}
+        t = test(ident, comment, [T[x] for x in tags], inp, value={"final": final},
+                 flags=flags)
+        return group("machine.pair", [t], {"machine": "rendezvous",
+                                           "roles": ["dialer", "acceptor"], "config": config})
+
+    stranger = {"dialer": cfg["dialer"],
+                "acceptor": {"identity_seed": SEED_HIGH.hex(), "peer_pub": PUB_C.hex()}}
+    return [
+        vec("rdv-pair-offer-answer", "HELLO both ways, OFFER gen 1, ANSWER: both ANSWERED",
+            ["table", "order", "gen", "answer"],
+            [*start, offer("dialer", 100, FP_LOW, "v=0 offer"), answer(200)],
+            {"dialer": {"state": "ANSWERED", "events": [
+                authenticated, {"event": "ANSWER_RECEIVED", "generation": 1,
+                                "fingerprint": FP_HIGH.hex(), "last_rx": 5}]},
+             "acceptor": {"state": "ANSWERED", "events": [
+                 authenticated, {"event": "OFFER_RECEIVED", "generation": 1,
+                                 "fingerprint": FP_LOW.hex(), "sdp": "v=0 offer"}]}},
+            cfg),
+        vec("rdv-pair-unknown-peer", "the acceptor expects another device: both end in ERROR",
+            ["peer", "error"], start,
+            {"dialer": {"state": "ERROR", "events": [
+                {"event": "RENDEZVOUS_FAILED", "code": "RDV_UNKNOWN_PEER", "by_peer": True}]},
+             "acceptor": {"state": "ERROR", "events": [
+                 {"event": "RENDEZVOUS_FAILED", "code": "RDV_UNKNOWN_PEER"}]}},
+            stranger, flags=["UNKNOWN_PEER"]),
+        vec("rdv-pair-glare", "crossed OFFERs of one generation: the leader's wins",
+            ["glare", "glareaction", "leader"],
+            [*start, offer("dialer", 100, FP_LOW, "v=0 low"),
+             offer("acceptor", 100, FP_HIGH, "v=0 high"), answer(200)],
+            {"dialer": {"state": "ANSWERED", "events": [
+                authenticated, {"event": "ANSWER_RECEIVED", "generation": 1}]},
+             "acceptor": {"state": "ANSWERED", "events": [
+                 authenticated, {"event": "OFFER_RECEIVED", "sdp": "v=0 low", "glare": True}]}},
+            cfg),
+    ]
+
+
 def build() -> dict[str, Json]:
     try:
         files = {
@@ -624,6 +686,7 @@ def build() -> dict[str, Json]:
             ]),
             "rendezvous/transcripts.json": envelope("rendezvous", SPEC, REV, NOTES,
                                                     _transcripts()),
+            "rendezvous/pairs.json": envelope("rendezvous", SPEC, REV, NOTES, _pair_groups()),
         }
     except P4Error as exc:  # pragma: no cover - a builder bug, not a vector
         raise AssertionError(f"reference raised {exc}") from exc
