@@ -41,8 +41,12 @@ def build_all() -> dict[str, str]:
     import json
 
     for rel, text in files.items():
-        for grp in json.loads(text)["testGroups"]:
+        doc = json.loads(text)
+        for grp in doc["testGroups"]:
             for t in grp["tests"]:
+                undeclared = set(t["flags"]) - set(doc["notes"])
+                if undeclared:  # every flag explains itself in the file's notes (Wycheproof)
+                    raise SystemExit(f"{rel}: {t['id']} uses flags not in notes: {undeclared}")
                 if t["id"] in ids:
                     raise SystemExit(f"vector id {t['id']} in {rel} and {ids[t['id']]}")
                 ids[t["id"]] = rel

@@ -186,6 +186,15 @@ class FrameReader:
         """Bytes received but not yet returned as a frame."""
         return len(self._buf)
 
+    @property
+    def head_type(self) -> int | None:
+        """Type byte of the frame at the head of the buffer, once two bytes of it have arrived.
+
+        Lets a layer apply "never answer an ERROR frame with an ERROR frame" (p4-00 §7) when the
+        frame that failed to decode was itself an ERROR frame.
+        """
+        return self._buf[1] if len(self._buf) >= 2 else None
+
     def feed(self, data: bytes) -> None:
         if len(self._buf) + len(data) > self.max_buffer:
             raise LocalProtocolError(

@@ -308,7 +308,7 @@ class PairingMachine:
             return
         self._reader.feed(data)
         while not self._closed:
-            head = self._reader_head_type()
+            head = self._reader.head_type
             try:
                 frame = self._reader.next_frame()
             except DecodeError as exc:
@@ -408,11 +408,6 @@ class PairingMachine:
         exc = RemoteProtocolError(ErrorCode.UNEXPECTED_MESSAGE, what)
         self._fail(exc.code, exc.message, send=True)  # [PAIR-43]
         raise exc
-
-    def _reader_head_type(self) -> int | None:
-        """Type byte of the frame at the head of the stream buffer, if its header has arrived."""
-        buf = getattr(self._reader, "_buf", b"")
-        return buf[1] if len(buf) >= 2 else None
 
     def _fail(self, code: ErrorCode, reason: str, *, send: bool) -> None:
         if send:

@@ -352,16 +352,19 @@ class RendezvousMachine:
             return
         view = memoryview(bytes(data))
         step = 16384
+        head: int | None = None
         try:
             for i in range(0, len(view), step):
                 self._reader.feed(bytes(view[i : i + step]))
                 while self.state not in TERMINAL:
+                    head = self._reader.head_type
                     frame = self._reader.next_frame()
                     if frame is None:
                         break
                     self.receive_frame(frame, now)
         except DecodeError as exc:
-            self._fail(exc.code, str(exc))
+            # never answer a broken ERROR frame with an ERROR frame (p4-00 §7, CNV-36)
+            self._fail(exc.code, str(exc), send=head != FrameType.ERROR)
 
     def receive_frame(self, frame: Frame, now: int) -> None:
         """One frame from :class:`FrameReader` / ``decode_frame(…, Path.TOR)``."""
@@ -406,9 +409,11 @@ class RendezvousMachine:
             self.state = nxt
         return out
 
-    def _fail(self, code: int, reason: str) -> None:
-        """Queue ERROR first, then enter ERROR [RDV-43]."""
-        self._out.append(Frame(FrameType.ERROR, 0, error_body(code, reason)))
+    def _fail(self, code: int, reason: str, *, send: bool = True) -> None:
+        """Queue ERROR first (unless the peer's own ERROR frame was the broken one), then enter
+        ERROR [RDV-43]."""
+        if send:
+            self._out.append(Frame(FrameType.ERROR, 0, error_body(code, reason)))
         self._events.append(RendezvousFailed(int(code)))
         self._deadline = None
         self.state = State.ERROR

@@ -67,6 +67,7 @@ T = {
     "crossed": "RDV-36",
     "terminal": "RDV-44",
     "recverror": "RDV-45",
+    "noerrorreply": "CNV-36",
     "cachesize": "RDV-28",
     "eof": "RDV-47",
 }
@@ -77,6 +78,8 @@ NOTES: dict[str, Json] = {
     "WRONG_EPOCH": {"bugType": "MISSING_CHECK", "description": "Epoch outside prev/cur/next."},
     "STALE_GENERATION": {"bugType": "MISSING_CHECK", "description": "Generation not new."},
     "UNKNOWN_PEER": {"bugType": "AUTH_BYPASS", "description": "HELLO names another key."},
+    "NON_CANONICAL": {"bugType": "MALLEABILITY",
+                      "description": "A frame body that is not deterministic CBOR."},
     "OVERSIZE": {"bugType": "EDGE_CASE", "description": "Field or frame above its limit."},
     "SCHEMA": {"bugType": "MISSING_CHECK", "description": "Missing, unknown or mistyped key."},
     "OUT_OF_ORDER": {"bugType": "STATE_MACHINE", "description": "Message not allowed now."},
@@ -591,6 +594,12 @@ def _transcripts() -> list[Json]:
     a.recv(NOW + 400, encode_frame(Frame(FrameType.PING, 0, ping_body(b"\x02" * 8)), Path.TOR))
     add(a, "rdv-tx-peer-error", "ERROR from the peer: ERROR state, no reply; later frames "
         "discarded", ["recverror", "terminal"])
+    # a broken ERROR frame (unsorted keys) is fatal but never answered with an ERROR
+    d, a = _pair(True, "broken peer error")
+    _hello(d, a)
+    a.recv(NOW + 300, bytes([1, FrameType.ERROR, 0, 0, 5]) + bytes.fromhex("a202000100"))
+    add(a, "rdv-tx-broken-peer-error", "a malformed ERROR frame: ERROR state, no ERROR in reply",
+        ["noerrorreply", "recverror"], ["NON_CANONICAL"])
     d, a = _pair(True, "eof")
     _hello(d, a)
     a.recv(NOW + 400, d.step(NOW + 300, _offer(1, FP_LOW)))
