@@ -16,6 +16,7 @@ import contextlib
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..errors import ErrorCode, P4Error
 from ..rendezvous import (
@@ -34,7 +35,14 @@ from ..rendezvous import (
 from .pump import pump, unix_ms
 from .tor import OnionHandle, TorDriver
 
-__all__ = ["PairService", "SignalOutcome", "answer_on_stream", "dial_and_offer", "offer_on_stream"]
+__all__ = [
+    "PairService",
+    "SignalLink",
+    "SignalOutcome",
+    "answer_on_stream",
+    "dial_and_offer",
+    "offer_on_stream",
+]
 
 #: The virtual port of every derived onion service (p4-03 §5).
 ONION_PORT = 80
@@ -53,7 +61,76 @@ class SignalOutcome:
     peer_last_rx: int
     epoch: int
     seconds: float
-    machine: RendezvousMachine = field(repr=False)
+    link: SignalLink = field(repr=False)
+
+
+class SignalLink:
+    """One authenticated onion stream with its rendezvous machine, kept for re-signalling.
+
+    ARCHITECTURE decision 4: while a session lives the stream stays open, so a new generation
+    costs one OFFER/ANSWER round trip over the existing circuit instead of a new circuit, an
+    onion lookup and a HELLO exchange (p4-03 §8.7).
+    """
+
+    def __init__(self, machine: RendezvousMachine, reader: asyncio.StreamReader,
+                 writer: asyncio.StreamWriter, epoch: int = 0) -> None:
+        self.machine = machine
+        self._reader = reader
+        self._writer = writer
+        self.epoch = epoch
+
+    async def _pump_until(self, want: type, timeout: float,
+                          on_offer: MakeAnswer | None = None) -> Any:
+        got: list[Any] = []
+        m = self.machine
+
+        async def on_event(ev: object) -> bool:
+            if isinstance(ev, RendezvousFailed | ByeReceived):
+                raise _failed(ev)
+            if isinstance(ev, OfferReceived) and on_offer is not None:
+                sdp, fingerprint = await on_offer(ev)
+                m.send_answer(sdp, fingerprint, 0, unix_ms())
+            if isinstance(ev, want):
+                got.append(ev)
+                return True
+            return False
+
+        await pump(m, self._reader, self._writer, on_event, clock=unix_ms, timeout=timeout)
+        return got[0]
+
+    async def authenticate(self, timeout: float = 120.0) -> None:
+        """Run the HELLO exchange (the dialer has called ``start``)."""
+        ev = await self._pump_until(PeerAuthenticated, timeout)
+        self.epoch = ev.epoch
+
+    async def offer(self, make_offer: MakeOffer, generation: int, *, last_rx: int = 0,
+                    timeout: float = 120.0) -> SignalOutcome:
+        """OFFER ``generation`` (higher than any seen, p4-03 §8.3) and wait for the ANSWER."""
+        t0 = asyncio.get_running_loop().time()
+        sdp, fingerprint = await make_offer()
+        self.machine.send_offer(sdp, fingerprint, generation, last_rx, unix_ms())
+        ans: AnswerReceived = await self._pump_until(AnswerReceived, timeout)
+        return SignalOutcome(ans.generation, ans.sdp, ans.fingerprint, ans.last_rx, self.epoch,
+                             asyncio.get_running_loop().time() - t0, self)
+
+    async def answer(self, make_answer: MakeAnswer, *, timeout: float = 120.0) -> SignalOutcome:
+        """Wait for the peer's next OFFER (authenticating first if needed) and answer it."""
+        t0 = asyncio.get_running_loop().time()
+        ev: OfferReceived = await self._pump_until(OfferReceived, timeout, on_offer=make_answer)
+        self.epoch = self.machine.peer_epoch or self.epoch
+        return SignalOutcome(ev.generation, ev.sdp, ev.fingerprint, ev.last_rx, self.epoch,
+                             asyncio.get_running_loop().time() - t0, self)
+
+    async def close(self, reason: ErrorCode = ErrorCode.NO_ERROR) -> None:
+        """Say BYE if the stream is still usable, then close it."""
+        with contextlib.suppress(P4Error):
+            self.machine.send_bye(int(reason), unix_ms())
+        out = self.machine.data_to_send()
+        with contextlib.suppress(ConnectionError, OSError):
+            if out:
+                self._writer.write(out)
+                await asyncio.wait_for(self._writer.drain(), 5)
+        self._writer.close()
 
 
 def _failed(event: RendezvousFailed | ByeReceived) -> P4Error:
@@ -106,15 +183,20 @@ class PairService:
             raise P4Error(ErrorCode.TIMEOUT, f"the peer did not dial within {timeout} s") from None
 
     async def answer_next(self, make_answer: MakeAnswer, *, generation: int = 0,
-                          timeout: float = 120.0) -> SignalOutcome:
-        """Accept the next stream and answer the peer's OFFER on it."""
+                          timeout: float = 120.0, keep_open: bool = False) -> SignalOutcome:
+        """Accept the next stream and answer the peer's OFFER on it; with ``keep_open`` the
+        stream stays usable in ``outcome.link`` for later OFFERs (close it when done)."""
         reader, writer = await self.accept(timeout)
         try:
-            return await answer_on_stream(self._seed, self._peer_pub, reader, writer, make_answer,
-                                          generation=generation, nonce_cache=self.nonces,
-                                          timeout=timeout)
-        finally:
+            outcome = await answer_on_stream(self._seed, self._peer_pub, reader, writer,
+                                             make_answer, generation=generation,
+                                             nonce_cache=self.nonces, timeout=timeout)
+        except BaseException:
             writer.close()
+            raise
+        if not keep_open:
+            writer.close()
+        return outcome
 
     async def close(self) -> None:
         for handle in self._handles:
@@ -134,35 +216,21 @@ async def answer_on_stream(
     make_answer: MakeAnswer, *, generation: int = 0, nonce_cache: NonceCache | None = None,
     timeout: float = 120.0,
 ) -> SignalOutcome:
-    """Acceptor side of one stream: authenticate the dialer, answer its OFFER (p4-03 §9)."""
-    t0 = asyncio.get_running_loop().time()
+    """Acceptor side of one stream: authenticate the dialer, answer its OFFER (p4-03 §9).
+    The stream stays open in ``outcome.link`` for later OFFERs."""
     m = RendezvousMachine(seed, peer_pub, dialer=False, rng=os.urandom, generation=generation,
                           nonce_cache=nonce_cache)
     m.start(unix_ms())
-    got: list[OfferReceived] = []
-
-    async def on_event(ev: object) -> bool:
-        if isinstance(ev, RendezvousFailed | ByeReceived):
-            raise _failed(ev)
-        if isinstance(ev, OfferReceived):
-            sdp, fingerprint = await make_answer(ev)
-            m.send_answer(sdp, fingerprint, 0, unix_ms())
-            got.append(ev)
-            return True
-        return False
-
-    await pump(m, reader, writer, on_event, clock=unix_ms, timeout=timeout)
-    offer = got[0]
-    return SignalOutcome(offer.generation, offer.sdp, offer.fingerprint, offer.last_rx,
-                         m.peer_epoch or 0, asyncio.get_running_loop().time() - t0, m)
+    return await SignalLink(m, reader, writer).answer(make_answer, timeout=timeout)
 
 
 async def dial_and_offer(
     tor: TorDriver, seed: bytes, my_pub: bytes, peer_pub: bytes, pair_root_key: bytes,
     make_offer: MakeOffer, *, generation: int = 1, last_rx: int = 0, timeout: float = 120.0,
-    now_s: float | None = None,
+    now_s: float | None = None, keep_open: bool = False, fresh_circuit: bool = False,
 ) -> SignalOutcome:
-    """Dialer side: reach the peer's derived onion, authenticate, OFFER, wait for the ANSWER."""
+    """Dialer side: reach the peer's derived onion, authenticate, OFFER, wait for the ANSWER.
+    With ``keep_open`` the stream stays usable in ``outcome.link`` (close it when done)."""
     loop = asyncio.get_running_loop()
     t0 = loop.time()
     now = unix_ms() / 1000 if now_s is None else now_s
@@ -172,39 +240,39 @@ async def dial_and_offer(
         await tor.add_client_auth(k.peer_onion_address, k.my_client_auth_priv)
         try:
             reader, writer = await tor.open_stream(
-                k.peer_onion_address, ONION_PORT, timeout=max(5.0, timeout - (loop.time() - t0)))
+                k.peer_onion_address, ONION_PORT, timeout=max(5.0, timeout - (loop.time() - t0)),
+                fresh_circuit=fresh_circuit)
         except P4Error as exc:
             last_error = exc
             continue
+        link = await offer_on_stream(seed, peer_pub, reader, writer, generation=generation,
+                                     timeout=timeout)
+        link.epoch = epoch
         try:
-            return await offer_on_stream(seed, peer_pub, reader, writer, make_offer,
-                                          generation, last_rx, epoch, t0, timeout)
-        finally:
+            outcome = await link.offer(make_offer, generation, last_rx=last_rx, timeout=timeout)
+        except BaseException:
             writer.close()
+            raise
+        outcome.seconds = loop.time() - t0  # dial + HELLO + OFFER/ANSWER
+        if not keep_open:
+            writer.close()
+        return outcome
     raise last_error or P4Error(ErrorCode.TIMEOUT, "no epoch's onion was reachable")
 
 
 async def offer_on_stream(
     seed: bytes, peer_pub: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-    make_offer: MakeOffer, generation: int, last_rx: int, epoch: int, t0: float, timeout: float,
-) -> SignalOutcome:
+    *, generation: int = 1, timeout: float = 120.0,
+) -> SignalLink:
+    """Dialer side of an open stream: send HELLO and authenticate the acceptor; the returned
+    link then offers ``generation`` (or higher) with :meth:`SignalLink.offer`."""
     m = RendezvousMachine(seed, peer_pub, dialer=True, rng=os.urandom,
                           generation=generation - 1)
     m.start(unix_ms())
-    got: list[AnswerReceived] = []
-
-    async def on_event(ev: object) -> bool:
-        if isinstance(ev, RendezvousFailed | ByeReceived):
-            raise _failed(ev)
-        if isinstance(ev, PeerAuthenticated):
-            sdp, fingerprint = await make_offer()
-            m.send_offer(sdp, fingerprint, generation, last_rx, unix_ms())
-        elif isinstance(ev, AnswerReceived):
-            got.append(ev)
-            return True
-        return False
-
-    await pump(m, reader, writer, on_event, clock=unix_ms, timeout=timeout)
-    ans = got[0]
-    return SignalOutcome(ans.generation, ans.sdp, ans.fingerprint, ans.last_rx, epoch,
-                         asyncio.get_running_loop().time() - t0, m)
+    link = SignalLink(m, reader, writer)
+    try:
+        await link.authenticate(timeout)
+    except BaseException:
+        writer.close()
+        raise
+    return link
