@@ -56,6 +56,7 @@ ROUND_TRIPS = [
 
 @pytest.mark.parametrize(("ftype", "path"), ROUND_TRIPS, ids=lambda v: getattr(v, "name", v))
 def test_round_trip_every_type(ftype: FrameType, path: Path) -> None:
+    """The encoder writes Version 1 and the exact Length itself (FRM-5, FRM-6, FRM-41)."""
     frame = Frame(ftype, 0, _body_for(ftype))
     wire = encode_frame(frame, path)
     assert wire[0] == 1 and wire[1] == ftype
@@ -102,6 +103,7 @@ def test_data_fin_and_max_size() -> None:
 
 
 def test_reader_is_fatal_after_error_and_bounded() -> None:
+    """After a stream error the reader repeats it and returns no frame (FRM-38)."""
     reader = FrameReader(Path.TOR)
     reader.feed(bytes([1, 0x50, 0, 0, 0]))
     for _ in range(2):  # the error is sticky
@@ -115,6 +117,7 @@ def test_reader_is_fatal_after_error_and_bounded() -> None:
 
 
 def test_encoder_refuses_values_outside_the_subset() -> None:
+    """Encoders emit only the deterministic subset and refuse the rest (CNV-27, CNV-28)."""
     for bad in (1.5, {-1: 0}, {"k": 0}, 1 << 64, {True: 0}, object()):
         with pytest.raises(LocalProtocolError):
             encode_cbor(bad)  # type: ignore[arg-type]
@@ -180,6 +183,7 @@ def test_arbitrary_bytes_give_a_frame_or_a_typed_error(data: bytes, path: Path) 
 @given(st.binary(max_size=80))
 @settings(max_examples=400)
 def test_arbitrary_bytes_never_break_the_cbor_decoder(data: bytes) -> None:
+    """Whatever is accepted is already canonical: nothing is repaired (CNV-8)."""
     try:
         value = decode_cbor(data)
     except DecodeError as exc:
@@ -202,6 +206,8 @@ def test_stream_reader_never_raises_anything_else(chunks: list[bytes]) -> None:
 
 @given(st.lists(st.sampled_from(list(FrameType)), min_size=1, max_size=6), st.data())
 def test_stream_split_anywhere_gives_the_same_frames(types: list[FrameType], data: Any) -> None:
+    """Frames back to back on a stream, split anywhere, decode the same, each independently of
+    the ones before (FRM-1, FRM-31, FRM-43)."""
     frames = [Frame(t, 0, _body_for(t)) for t in types if Path.TOR in REGISTRY[t].paths]
     wire = b"".join(encode_frame(f, Path.TOR) for f in frames)
     cuts = sorted(data.draw(st.lists(st.integers(0, len(wire)), max_size=5)))
