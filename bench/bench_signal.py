@@ -18,14 +18,10 @@ import argparse
 import asyncio
 import os
 import statistics
-import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from nacl.signing import SigningKey
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from p4ref.io.signal import (
     PairService,

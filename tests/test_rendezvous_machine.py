@@ -50,6 +50,7 @@ from p4ref.rendezvous._machine import (
     transition_table_markdown,
     transition_table_mermaid,
 )
+from tools.vectors.rendezvous import _sign_raw  # one copy: the vector builder's
 
 ROOT = FsPath(__file__).resolve().parent.parent
 VECTORS = ROOT / "test-vectors" / "v1" / "rendezvous"
@@ -124,16 +125,6 @@ def _connect(low_dials: bool = True, **kw: Any) -> tuple[RendezvousMachine, Rend
     assert isinstance(ea, PeerAuthenticated) and ea.peer_pub == d.my_pub
     assert ed.my_role is d.role and ea.my_role is a.role and d.role is not a.role
     return d, a
-
-
-def _sign_raw(seed: bytes, recipient: bytes, ftype: FrameType, body: dict[int, Any]) -> bytes:
-    """A frame signed over an arbitrary body map (bypasses the encoder's own checks)."""
-    key = SigningKey(seed)
-    unsigned = encode_cbor({k: v for k, v in body.items() if k != codec.KEY_SIG})
-    sig = key.sign(codec.signature_input(ftype, unsigned, bytes(key.verify_key), recipient))
-    full = dict(body)
-    full[codec.KEY_SIG] = sig.signature
-    return encode_frame(Frame(ftype, 0, encode_cbor(full)), Path.TOR)
 
 
 def _offer_body(gen: int, nonce: bytes = b"\x42" * 16, epoch: int = 20416, **over: Any) -> dict:

@@ -20,7 +20,7 @@ from typing import Protocol
 
 from ..errors import ErrorCode, P4Error
 
-__all__ = ["Machine", "monotonic_ms", "pump", "unix_ms"]
+__all__ = ["Machine", "pump", "unix_ms"]
 
 READ_CHUNK = 16384
 
@@ -33,10 +33,6 @@ class Machine(Protocol):
     def next_event(self) -> object | None: ...
     def get_timer(self) -> int | None: ...
     def handle_timer(self, now: int) -> None: ...
-
-
-def monotonic_ms() -> int:
-    return time.monotonic_ns() // 1_000_000
 
 
 def unix_ms() -> int:

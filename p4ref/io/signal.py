@@ -136,7 +136,10 @@ class SignalLink:
 def _failed(event: RendezvousFailed | ByeReceived) -> P4Error:
     if isinstance(event, ByeReceived):
         return P4Error(ErrorCode.PROTOCOL_VIOLATION, f"peer said BYE (reason 0x{event.reason:04x})")
-    code = ErrorCode(event.code) if event.code in ErrorCode._value2member_map_ else None
+    try:
+        code: ErrorCode | None = ErrorCode(event.code)
+    except ValueError:  # a peer may send a code this side does not know (p4-00 §7)
+        code = None
     name = code.name if code else f"0x{event.code:04x}"
     who = "peer reported" if event.by_peer else "rejected"
     return P4Error(code or ErrorCode.PROTOCOL_VIOLATION, f"rendezvous {who} {name}")
