@@ -1,4 +1,4 @@
-"""The reference adapter's dispatch, in-process (p4ref/adapter.py, conformance/README.md)."""
+"""The reference adapter's dispatch, in-process (p4ref/adapter/, conformance/README.md)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 
 from conformance.mutants import MUTANTS
 from conformance.selftest import toy
-from p4ref.adapter import Adapter, cbor_from_json, handle, hello, serve
+from p4ref.adapter import LAYERS, Adapter, cbor_from_json, handle, hello, serve
 
 ROOT = Path(__file__).resolve().parent.parent
 PING = "010200000ba1014800010203040506" + "07"
@@ -100,10 +100,22 @@ def test_machine_ops_with_a_registered_hook() -> None:
     assert r["error"] == "MESSAGE_INVALID"
 
 
-def test_layer_hooks_are_discovered() -> None:
+def test_every_layer_is_registered_and_layer_folders_hold_no_adapter_glue() -> None:
+    # The reference adapter lives in p4ref/adapter/ and lists its layer modules explicitly; a layer
+    # folder (p4ref/<layer>/) holds the layer and nothing else.
+    registered = {m.__name__.rsplit(".", 1)[1] for m in LAYERS}
+    layers = {p.name for p in (ROOT / "p4ref").iterdir()
+              if (p / "__init__.py").exists() and p.name not in ("io", "adapter")}
+    assert layers <= registered, layers - registered
+    for layer in layers:
+        assert not (ROOT / "p4ref" / layer / "_adapter.py").exists(), layer
+        assert (ROOT / "p4ref" / "adapter" / f"{layer}.py").exists(), layer
+    assert not (ROOT / "p4ref" / "_jsonargs.py").exists()
+    assert not (ROOT / "p4ref" / "adapter.py").exists()
     ops = set(hello()["ops"])
-    if (ROOT / "p4ref" / "identity" / "_adapter.py").exists():
-        assert "identity.verify" in ops
+    assert {"framing.decode", "cbor.encode", "identity.verify", "pairing.parse_code",
+            "rendezvous.derive", "machine.new", "machine.step", "machine.drop"} <= ops
+    assert hello()["machines"] == ["pairing", "rendezvous"]
 
 
 def test_mutant_wraps_only_its_ops() -> None:

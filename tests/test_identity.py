@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from p4ref.adapter.identity import vectors_ops
 from p4ref.errors import DecodeError, ErrorCode, LocalProtocolError, P4Error, RemoteProtocolError
 from p4ref.identity import (
     ALPHABET,
@@ -19,7 +20,6 @@ from p4ref.identity import (
     parse_device_id,
     verify,
 )
-from p4ref.identity._adapter import vectors_ops
 from tools.vectors.identity import EXAMPLE_ID, RFC8032, build
 
 PUB1 = bytes.fromhex(RFC8032[0][2])

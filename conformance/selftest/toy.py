@@ -1,6 +1,6 @@
 """A toy layer for the harness's own tests (and a worked example for port authors).
 
-It has the shape of a real layer hook (``p4ref/<layer>/_adapter.py``): a codec op ``toy.echo``,
+It has the shape of a real layer hook (``p4ref/adapter/<layer>.py``): a codec op ``toy.echo``,
 and a two-role machine ``toy``: role ``a`` sends ``01 || rng_a`` on ``{"cmd": "start"}``; role
 ``b`` answers ``02 || rng_b``; each side then emits ``{"event": "DONE", "key": sha256(rng_a ||
 rng_b)}`` and enters ``DONE``.  A side still waiting after ``config.patience`` ticks (default 3)

@@ -4,8 +4,9 @@ each other's identity key, a 32-byte pair root key and a short authentication st
 - :mod:`._invite` — the short code and the ``p4:pair`` URI (p4-02 §5);
 - :mod:`._crypto` — SPAKE2 over edwards25519 and the key schedule (p4-02 §7);
 - :mod:`._codec` — the four PAIR_* messages (p4-02 §6);
-- :mod:`._machine` — the sans-I/O state machine for both roles (p4-02 §8);
-- :mod:`._adapter` — the conformance-harness hook.
+- :mod:`._machine` — the sans-I/O state machine for both roles (p4-02 §8).
+
+The conformance-adapter ops for this layer live in :mod:`p4ref.adapter.pairing`.
 """
 
 from ._codec import PairConfirm, PairDone, PairIdentity, PairPake, decode_message, encode_message

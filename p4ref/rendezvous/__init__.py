@@ -4,8 +4,9 @@
 - :mod:`._derive`: epoch numbers, roles, HKDF derivation of onion seeds and client-auth keys;
 - :mod:`._codec`: RV_HELLO / RV_OFFER / RV_ANSWER / RV_BYE bodies, signing and verification;
 - :mod:`._machine`: the sans-I/O stream machine, the replay cache and the dial scheduler;
-- :mod:`._onion`: tor's key blob, onion-address and client-auth encodings (pure);
-- :mod:`._adapter`: the conformance-harness hook.
+- :mod:`._onion`: tor's key blob, onion-address and client-auth encodings (pure).
+
+The conformance-adapter ops for this layer live in :mod:`p4ref.adapter.rendezvous`.
 """
 
 from ._codec import (

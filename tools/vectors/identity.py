@@ -13,9 +13,9 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from p4ref.adapter.identity import vectors_ops
 from p4ref.errors import P4Error
 from p4ref.identity import ALPHABET, device_id, luhn32_check_char
-from p4ref.identity._adapter import vectors_ops
 
 from ._envelope import Json, envelope, group, test
 

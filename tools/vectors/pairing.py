@@ -24,9 +24,9 @@ from typing import Any
 from nacl.bindings import crypto_scalarmult_ed25519_noclamp
 from nacl.signing import SigningKey
 
+from p4ref.adapter import pairing as adapter
 from p4ref.errors import P4Error
 from p4ref.framing import CborValue, Frame, FrameType, Path, encode_cbor, encode_frame, error_body
-from p4ref.pairing import _adapter as adapter
 from p4ref.pairing import _crypto as C
 from p4ref.pairing._invite import InviteUri, ShortCode
 

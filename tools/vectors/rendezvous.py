@@ -2,7 +2,7 @@
 failures and machine transcripts for both roles.
 
 All randomness is fixed: identity seeds, pair root keys and nonces are SHA-256 of labelled
-strings.  Expected values come from the reference (``p4ref.rendezvous._adapter``); the derive
+strings.  Expected values come from the reference (``p4ref.adapter.rendezvous``); the derive
 cases are additionally checked against an independent HKDF written out here (RFC 5869).
 """
 
@@ -14,9 +14,9 @@ from typing import Any, cast
 
 from nacl.signing import SigningKey
 
+from p4ref.adapter import rendezvous as adapter
 from p4ref.errors import P4Error
 from p4ref.framing import Frame, FrameType, Path, encode_cbor, encode_frame, ping_body
-from p4ref.rendezvous import _adapter as adapter
 from p4ref.rendezvous import _codec as codec
 
 from ._envelope import Json, envelope, group, test

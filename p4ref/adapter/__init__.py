@@ -1,18 +1,18 @@
 """The reference conformance adapter: ``python -m p4ref.adapter`` (contract: conformance/README.md).
 
 It speaks JSON Lines on stdin/stdout: first a hello line, then one response line per request
-line.  The dispatch table is built from whatever layers exist:
+line.  The dispatch table is built from the layer modules of this package, listed in
+:data:`LAYERS`:
 
-- ``framing.decode``, ``framing.encode``, ``framing.stream``, ``cbor.decode``, ``cbor.encode`` from
-  :mod:`p4ref.framing`;
-- every op of ``p4ref.<layer>._adapter.vectors_ops()``;
-- ``machine.new`` / ``machine.step`` / ``machine.drop`` for every ``p4ref.<layer>._adapter`` that
-  declares ``MACHINE``, ``new`` and ``step``.
+- :mod:`.framing`: ``framing.decode``, ``framing.encode``, ``framing.stream``, ``cbor.decode``,
+  ``cbor.encode``;
+- :mod:`.identity`, :mod:`.pairing`, :mod:`.rendezvous`: each one's ``vectors_ops()``;
+- ``machine.new`` / ``machine.step`` / ``machine.drop`` for every layer module that declares
+  ``MACHINE``, ``new`` and ``step``.
 
-A layer that is missing or fails to import simply contributes no ops (the import error goes to
-stderr), so a request for one of its ops answers ``unsupported``.  No input can crash the adapter:
-a :class:`~p4ref.errors.P4Error` becomes ``{"status": "error", "error": <code name>}``, anything
-else ``INTERNAL_ERROR`` with the traceback on stderr.
+The layer packages (``p4ref/<layer>/``) know nothing of the adapter.  No input can crash the
+adapter: a :class:`~p4ref.errors.P4Error` becomes ``{"status": "error", "error": <code name>}``,
+anything else ``INTERNAL_ERROR`` with the traceback on stderr.
 
 Self-test mutants (deliberately broken builds, ``conformance/mutants.py``) are enabled with the
 environment variable ``P4_ADAPTER_MUTANT=<name>``; they wrap ops here and never touch p4ref code.
@@ -20,20 +20,28 @@ environment variable ``P4_ADAPTER_MUTANT=<name>``; they wrap ops here and never 
 
 from __future__ import annotations
 
-import importlib
 import itertools
 import json
 import os
-import pkgutil
 import sys
 import traceback
 from collections.abc import Callable
+from types import ModuleType
 from typing import IO, Any, TextIO
 
 import p4ref
 from p4ref.errors import P4Error
 
-__all__ = ["MUTANT_ENV", "Adapter", "OpFn", "Unsupported", "handle", "hello", "main"]
+from . import framing as _framing
+from . import identity as _identity
+from . import pairing as _pairing
+from . import rendezvous as _rendezvous
+from .framing import cbor_from_json
+
+__all__ = [
+    "LAYERS", "MUTANT_ENV", "Adapter", "OpFn", "Unsupported", "cbor_from_json", "handle", "hello",
+    "main", "serve", "to_json",
+]
 
 Json = dict[str, Any]
 OpFn = Callable[[Json, Json], Any]
@@ -50,12 +58,6 @@ def _log(msg: str) -> None:
     print(f"p4ref.adapter: {msg}", file=sys.stderr, flush=True)
 
 
-def _hex(value: Any, what: str) -> bytes:
-    if not isinstance(value, str):
-        raise TypeError(f"{what} must be a hex string")
-    return bytes.fromhex(value)
-
-
 def to_json(value: Any) -> Any:
     """Make a hook's return value JSON: bytes become lowercase hex, tuples lists."""
     if isinstance(value, bytes | bytearray | memoryview):
@@ -67,102 +69,27 @@ def to_json(value: Any) -> Any:
     return value
 
 
-# --- framing ops ------------------------------------------------------------------------------
+def _hex(value: Any, what: str) -> bytes:
+    if not isinstance(value, str):
+        raise TypeError(f"{what} must be a hex string")
+    return bytes.fromhex(value)
 
 
-def framing_ops() -> dict[str, OpFn]:
-    """The L0 codec ops, or nothing when :mod:`p4ref.framing` is absent."""
-    try:
-        from p4ref import framing as fr
-    except ImportError as exc:
-        _log(f"framing layer unavailable: {exc}")
-        return {}
-
-    def decode(params: Json, inp: Json) -> Json:
-        f = fr.decode_frame(_hex(inp["frame"], "input.frame"), fr.Path(params["path"]))
-        return {"type": f.type, "flags": f.flags, "body": f.body.hex(), "ignorable": f.ignorable}
-
-    def encode(params: Json, inp: Json) -> Json:
-        frame = fr.Frame(int(inp["type"]), int(inp.get("flags", 0)), _hex(inp["body"], "body"))
-        return {"frame": fr.encode_frame(frame, fr.Path(params["path"])).hex()}
-
-    def stream(params: Json, inp: Json) -> Json:
-        reader = fr.FrameReader(fr.Path(params.get("path", "tor")))
-        frames: list[Json] = []
-        for chunk in inp["chunks"]:
-            reader.feed(_hex(chunk, "input.chunks[]"))
-            while (f := reader.next_frame()) is not None:
-                frames.append({"type": f.type, "flags": f.flags, "body": f.body.hex()})
-        return {"frames": frames, "pending": reader.pending}
-
-    def cbor_decode(params: Json, inp: Json) -> Any:
-        data = _hex(inp["cbor"], "input.cbor")
-        value = fr.decode_cbor_map(data) if params.get("map") else fr.decode_cbor(data)
-        return fr.cbor_json(value)  # the response value *is* the JSON form
-
-    def cbor_encode(params: Json, inp: Json) -> Json:  # input.value: a CBOR JSON form
-        return {"cbor": fr.encode_cbor(cbor_from_json(inp["value"])).hex()}
-
-    return {
-        "framing.decode": decode,
-        "framing.encode": encode,
-        "framing.stream": stream,
-        "cbor.decode": cbor_decode,
-        "cbor.encode": cbor_encode,
-    }
-
-
-def cbor_from_json(form: Any) -> Any:
-    """Inverse of :func:`p4ref.framing.cbor_json` (the JSON form of conformance/README.md)."""
-    if not isinstance(form, dict) or len(form) != 1:
-        raise TypeError(f"not a CBOR JSON form: {form!r}")
-    ((kind, v),) = form.items()
-    if kind == "int":
-        return int(v)
-    if kind == "bytes":
-        return _hex(v, "bytes")
-    if kind == "text":
-        return str(v)
-    if kind == "bool":
-        return bool(v)
-    if kind == "null":
-        return None
-    if kind == "array":
-        return [cbor_from_json(x) for x in v]
-    if kind == "map":
-        return {cbor_from_json(k): cbor_from_json(x) for k, x in v}
-    raise TypeError(f"unknown CBOR JSON kind {kind!r}")
-
-
-# --- layer hooks ------------------------------------------------------------------------------
-
-
-def layer_hooks() -> list[Any]:
-    """Import ``p4ref.<layer>._adapter`` for every subpackage that has one."""
-    hooks: list[Any] = []
-    for info in sorted(pkgutil.iter_modules(p4ref.__path__), key=lambda i: i.name):
-        if not info.ispkg:
-            continue
-        name = f"p4ref.{info.name}._adapter"
-        try:
-            hooks.append(importlib.import_module(name))
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                _log(f"{name} failed to import: {exc!r}")
-        except Exception as exc:
-            _log(f"{name} failed to import: {exc!r}")
-    return hooks
+#: Every layer module of the reference adapter, registered explicitly (no scanning).  Each has
+#: ``vectors_ops()``; a module that also declares ``MACHINE``, ``new`` and ``step`` serves a
+#: machine.
+LAYERS: tuple[ModuleType, ...] = (_framing, _identity, _pairing, _rendezvous)
 
 
 class Adapter:
     """The dispatch table and the live machine handles of one adapter process."""
 
     def __init__(self, mutant: str | None = None) -> None:
-        self.ops: dict[str, OpFn] = framing_ops()
+        self.ops: dict[str, OpFn] = {}
         self.machines: dict[str, Any] = {}
         self._handles: dict[str, tuple[Any, Any]] = {}
         self._next_handle = itertools.count(1)
-        for hook in layer_hooks():
+        for hook in LAYERS:
             self.register_hook(hook)
         self.mutant = mutant or None
         if self.mutant:

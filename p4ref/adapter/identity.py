@@ -1,4 +1,4 @@
-"""Conformance-adapter hook for the identity layer (p4-02 §3): codec and crypto ops.
+"""Reference-adapter ops for the identity layer (p4-02 §3): codec and crypto ops.
 
 ``vectors_ops()`` maps an op name to ``fn(params, input) -> value``; bytes are lowercase hex in
 both directions and an error result is a raised :class:`~p4ref.errors.P4Error` whose code name
@@ -17,8 +17,8 @@ from p4ref.errors import ErrorCode, LocalProtocolError
 from p4ref.identity._device_id import device_id, parse_device_id
 from p4ref.identity._keys import Identity, verify
 
-from .._jsonargs import Json, Op
-from .._jsonargs import hex_arg as _hex
+from ._jsonargs import Json, Op
+from ._jsonargs import hex_arg as _hex
 
 __all__ = ["vectors_ops"]
 

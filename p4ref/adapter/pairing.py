@@ -1,4 +1,4 @@
-"""Conformance-adapter hook for pairing (p4-02): the machine and the codec/crypto ops.
+"""Reference-adapter ops for pairing (p4-02): the machine and the codec/crypto ops.
 
 Machine (``MACHINE = "pairing"``)::
 
@@ -20,16 +20,16 @@ Ops (``vectors_ops``), bytes as hex: ``pairing.parse_code``, ``pairing.parse_uri
 
 from __future__ import annotations
 
-from .._jsonargs import Json, Op
-from .._jsonargs import hex_arg as _hex
-from .._jsonargs import str_arg as _str
 from ..errors import ErrorCode, LocalProtocolError, P4Error
 from ..framing import HEADER_LEN, Frame, FrameType, Path, decode_frame, encode_frame
-from . import _crypto as C
-from ._codec import PairConfirm, PairDone, PairIdentity, PairPake, decode_message
-from ._events import Paired, PairingFailed
-from ._invite import parse_code, parse_uri
-from ._machine import DEFAULT_TIMEOUT_MS, Invitation, PairingMachine
+from ..pairing import _crypto as C
+from ..pairing._codec import PairConfirm, PairDone, PairIdentity, PairPake, decode_message
+from ..pairing._events import Paired, PairingFailed
+from ..pairing._invite import parse_code, parse_uri
+from ..pairing._machine import DEFAULT_TIMEOUT_MS, Invitation, PairingMachine
+from ._jsonargs import Json, Op
+from ._jsonargs import hex_arg as _hex
+from ._jsonargs import str_arg as _str
 
 __all__ = ["MACHINE", "new", "step", "vectors_ops"]
 

@@ -1,4 +1,4 @@
-"""Conformance-adapter hook for the rendezvous layer (p4-03); pure.
+"""Reference-adapter ops for the rendezvous layer (p4-03); pure.
 
 Machine transcripts (group op ``machine.transcript``, params ``{machine: "rendezvous", role,
 config}``):
@@ -22,16 +22,23 @@ from __future__ import annotations
 
 from nacl.signing import SigningKey
 
-from .._jsonargs import Json, Op
-from .._jsonargs import hex_arg as _hex
-from .._jsonargs import int_arg as _int
-from .._jsonargs import str_arg as _str
 from ..errors import DecodeError, ErrorCode, LocalProtocolError, P4Error
 from ..framing import FrameType, Path, decode_frame, encode_frame
-from . import _codec as codec
-from ._derive import derive_epoch_keys, epochs_to_accept, role_of
-from ._events import AnswerReceived, Bye, Event, OfferReceived, PeerAuthenticated, RendezvousFailed
-from ._machine import NonceCache, RendezvousMachine, check_received
+from ..rendezvous import _codec as codec
+from ..rendezvous._derive import derive_epoch_keys, epochs_to_accept, role_of
+from ..rendezvous._events import (
+    AnswerReceived,
+    Bye,
+    Event,
+    OfferReceived,
+    PeerAuthenticated,
+    RendezvousFailed,
+)
+from ..rendezvous._machine import NonceCache, RendezvousMachine, check_received
+from ._jsonargs import Json, Op
+from ._jsonargs import hex_arg as _hex
+from ._jsonargs import int_arg as _int
+from ._jsonargs import str_arg as _str
 
 __all__ = ["MACHINE", "code_name", "event_json", "new", "step", "vectors_ops"]
 

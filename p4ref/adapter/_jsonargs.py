@@ -1,8 +1,8 @@
 """Reading the JSON arguments of conformance-adapter operations (conformance/README.md).
 
-Every layer's ``_adapter.py`` turns a request's ``params``/``input`` objects into codec and
-machine calls; these helpers are the one place that checks the JSON shapes, so a malformed request
-is always ``MESSAGE_INVALID`` with the same wording.
+Every layer module of :mod:`p4ref.adapter` turns a request's ``params``/``input`` objects into
+codec and machine calls; these helpers are the one place that checks the JSON shapes, so a
+malformed request is always ``MESSAGE_INVALID`` with the same wording.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .errors import ErrorCode, LocalProtocolError
+from ..errors import ErrorCode, LocalProtocolError
 
 __all__ = ["Json", "Op", "hex_arg", "int_arg", "str_arg"]
 
