@@ -1,0 +1,1 @@
+"""Fuzz targets and their runner (python -m tools.fuzz)."""
