@@ -68,6 +68,8 @@ class ErrorCode(IntEnum):
     PAIR_INVITATION_BURNT = 0x0214  # p4-02 §5.3: the invitation was already used or failed once
     PAIR_CODE_MALFORMED = 0x0215  # p4-02 §5.1: a short code that does not parse (local)
     PAIR_URI_MALFORMED = 0x0216  # p4-02 §5.2: a p4:pair URI that does not parse (local)
+    PAIR_INVITER_MISMATCH = 0x0217  # p4-02 §7.6: inviter key is not the one the URI commits to
+    PAIR_OUTCOME_UNKNOWN = 0x0218  # p4-02 §8.4: no PAIR_DONE; the peer may have stored (local)
 
     # --- rendezvous (p4-03, 0x0301-0x03FF) ---
     RDV_BAD_SIGNATURE = 0x0301
