@@ -7,9 +7,21 @@ import asyncio
 import os
 
 from p4ref.errors import ErrorCode, P4Error
-from p4ref.io.pair_tor import _run
+from p4ref.framing import Frame, FrameReader, FrameType, encode_cbor, encode_frame, parse_error_body
+from p4ref.framing import Path as FramePath
+from p4ref.io.pair_tor import (
+    PAIRING_PORT,
+    InviteGroup,
+    PairingResult,
+    PendingInvite,
+    _run,
+    accept_invitation,
+    create_invitation,
+)
 from p4ref.io.pump import unix_ms
-from p4ref.pairing import Invitation, PairingMachine, Role, ShortCode
+from p4ref.io.tor import OnionHandle
+from p4ref.pairing import Invitation, PairingMachine, Role, ShortCode, parse_code
+from p4ref.rendezvous._onion import onion_address_from_seed
 from p4ref.pairing._invite import EVEN_WORDS
 
 
@@ -56,3 +68,152 @@ def test_end_of_stream_is_connection_lost_for_the_pairing_machine() -> None:
     m.start(unix_ms())
     m.receive_data(b"", unix_ms())
     assert m.state.name == "FAILED"
+
+
+# --- the inviter serves every stream on its own machine (issue 8 §1.3, p4-02 [PAIR-48]) -------
+
+class _LoopbackTor:
+    """Stands in for TorDriver: "publishing" an onion just remembers the local port."""
+
+    def __init__(self) -> None:
+        self.ports: dict[str, int] = {}
+
+    async def publish(self, seed: bytes, port_map: dict[int, int]) -> OnionHandle:
+        addr = onion_address_from_seed(seed)
+        self.ports[addr] = port_map[PAIRING_PORT]
+        return OnionHandle(addr)
+
+    async def unpublish(self, handle: OnionHandle) -> None:
+        self.ports.pop(handle.address, None)
+
+    async def open_stream(self, addr: str, port: int, timeout: float = 60.0,
+                          **_: object) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        if addr not in self.ports:
+            raise P4Error(ErrorCode.TOR_ONION_UNREACHABLE, "descriptor not found")
+        return await asyncio.open_connection("127.0.0.1", self.ports[addr])
+
+
+def _frame(ftype: FrameType, body: object) -> bytes:
+    return encode_frame(Frame(ftype, 0, encode_cbor(body)), FramePath.TOR)  # type: ignore[arg-type]
+
+
+JUNK = [
+    b"",  # connect and close
+    b"\x00" * 7,  # not a frame
+    b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+    _frame(FrameType.PAIR_PAKE, {1: 1, 2: b"short"}),  # malformed PAIR_PAKE body
+    _frame(FrameType.PAIR_PAKE, {1: 1, 2: bytes(32)}),  # not a group element
+    _frame(FrameType.PAIR_CONFIRM, {1: bytes(32)}),  # out of order
+    _frame(FrameType.ERROR, {1: 5, 2: "go away"}),  # an ERROR before the PAKE
+]
+
+
+async def _junk(tor: _LoopbackTor, onion: str, data: bytes) -> bytes:
+    r, w = await tor.open_stream(onion, PAIRING_PORT)
+    w.write(data)
+    await w.drain()
+    if not data:
+        w.close()
+        return b""
+    got = await asyncio.wait_for(r.read(4096), 5)
+    w.close()
+    return got
+
+
+def test_junk_streams_before_the_pake_do_not_burn_the_invitation() -> None:
+    seed_i, seed_a = os.urandom(32), os.urandom(32)
+
+    async def scenario() -> tuple[object, object, int]:
+        tor = _LoopbackTor()
+        invite = await create_invitation(tor, seed_i, expires_s=60)  # type: ignore[arg-type]
+        silent = await tor.open_stream(invite.onion, PAIRING_PORT)  # connects, says nothing
+        await asyncio.gather(*(_junk(tor, invite.onion, j) for j in JUNK))
+        mine, theirs = await asyncio.gather(
+            invite.wait(timeout=30),
+            accept_invitation(tor, seed_a, invite.text, timeout=30),  # type: ignore[arg-type]
+        )
+        silent[1].close()
+        return mine, theirs, invite.streams_dropped
+
+    mine, theirs, dropped = asyncio.run(asyncio.wait_for(scenario(), 60))
+    assert isinstance(mine, PairingResult) and isinstance(theirs, PairingResult)
+    assert mine.sas == theirs.sas and mine.pair_root_key == theirs.pair_root_key
+    assert dropped == len(JUNK)
+
+
+def test_answered_pake_consumes_it_and_later_streams_are_told_so() -> None:
+    seed_i = os.urandom(32)
+
+    async def scenario() -> tuple[BaseException | None, BaseException | None, bytes]:
+        tor = _LoopbackTor()
+        invite = await create_invitation(tor, seed_i, expires_s=60)  # type: ignore[arg-type]
+        code = parse_code(invite.text)
+        other = next(w for w in EVEN_WORDS if w != code.words[1])
+        typo = f"{code.nameplate}-{code.words[0]}-{other}"
+        guess = accept_invitation(tor, os.urandom(32), typo, timeout=30)  # type: ignore[arg-type]
+        results = await asyncio.gather(invite.result(), guess, return_exceptions=True)
+        late = await _junk(tor, invite.onion, _frame(FrameType.PAIR_PAKE, {1: 1, 2: bytes(32)}))
+        await invite.close()
+        return (*results[:2], late)  # type: ignore[return-value]
+
+    inviter, accepter, late = asyncio.run(asyncio.wait_for(scenario(), 60))
+    assert isinstance(inviter, P4Error) and inviter.code is ErrorCode.PAIR_CONFIRM_FAILED
+    assert isinstance(accepter, P4Error) and accepter.code is ErrorCode.PAIR_CONFIRM_FAILED
+    reader = FrameReader(FramePath.TOR)
+    reader.feed(late)
+    frame = reader.next_frame()
+    assert frame is not None and frame.type == FrameType.ERROR
+    assert parse_error_body(frame.body)[0] == ErrorCode.PAIR_INVITATION_BURNT
+
+
+def test_short_code_and_uri_fail_independently() -> None:
+    seed_i, seed_a = os.urandom(32), os.urandom(32)
+
+    async def scenario() -> tuple[PendingInvite, PairingResult, BaseException | None]:
+        tor = _LoopbackTor()
+        group = InviteGroup()
+        code = await create_invitation(tor, seed_i, expires_s=60,  # type: ignore[arg-type]
+                                       group=group)
+        uri = await create_invitation(tor, seed_i, uri=True, expires_s=60,  # type: ignore[arg-type]
+                                      group=group)
+        c = parse_code(code.text)
+        typo = f"{c.nameplate}-{c.words[0]}-{next(w for w in EVEN_WORDS if w != c.words[1])}"
+        guess: BaseException | None = None
+        try:
+            await accept_invitation(tor, os.urandom(32), typo, timeout=30)  # type: ignore[arg-type]
+        except P4Error as exc:
+            guess = exc
+        (winner, mine), theirs = await asyncio.gather(
+            group.wait(30),
+            accept_invitation(tor, seed_a, uri.text, timeout=30),  # type: ignore[arg-type]
+        )
+        assert mine.sas == theirs.sas
+        for m in group.members:
+            await m.close()
+        return winner, mine, guess
+
+    winner, _, guess = asyncio.run(asyncio.wait_for(scenario(), 60))
+    assert isinstance(guess, P4Error) and guess.code is ErrorCode.PAIR_CONFIRM_FAILED
+    assert winner.is_uri
+
+
+def test_group_wait_retrieves_every_exception() -> None:
+    """Both invitations expiring together must not leave "Task exception was never retrieved"."""
+
+    async def scenario() -> P4Error:
+        tor = _LoopbackTor()
+        group = InviteGroup()
+        for uri in (False, True):
+            await create_invitation(tor, os.urandom(32), uri=uri,  # type: ignore[arg-type]
+                                    expires_s=60, group=group)
+        try:
+            await group.wait(0.2)
+        except P4Error as exc:
+            return exc
+        finally:
+            for m in group.members:
+                await m.close()
+        raise AssertionError("no timeout")
+
+    err = asyncio.run(scenario())
+    assert err.code is ErrorCode.PAIR_INVITATION_EXPIRED

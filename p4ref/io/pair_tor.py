@@ -1,11 +1,22 @@
 """Pairing over Tor (p4-02 §4–§5 on top of :mod:`p4ref.io.tor`).
 
 The inviter publishes a temporary onion service whose key is derived from the invitation alone
-(the nameplate of a short code, or the secret of a ``p4:pair`` URI) and waits for one stream; the
-accepter derives the same address from what the user typed or scanned, dials it and runs the
-PAKE.  The :class:`~p4ref.pairing.PairingMachine` does all the protocol work; this module moves
-its bytes (:func:`~p4ref.io.pump.pump`) and unpublishes the onion when the attempt ends, whatever
-the outcome: an invitation is good for one attempt (p4-02 §5.3).
+(the nameplate of a short code, or the secret of a ``p4:pair`` URI); the accepter derives the same
+address from what the user typed or scanned, dials it and runs the PAKE.  The
+:class:`~p4ref.pairing.PairingMachine` does all the protocol work; this module moves its bytes
+(:func:`~p4ref.io.pump.pump`).
+
+Anyone can reach a short code's onion (its key is public), so the inviter serves **every**
+incoming stream on its own machine, independently: a stream that sends junk, stalls or closes
+before a well-formed PAIR_PAKE is dropped and costs the invitation nothing (p4-02 [PAIR-48]).
+Only a PAIR_PAKE the inviter answers consumes the invitation (p4-02 §5.3 [PAIR-18]); from then on
+every other stream, and every later one, is refused with ERROR(PAIR_INVITATION_BURNT), so each
+invitation still gives an attacker exactly one online guess.
+
+An :class:`InviteGroup` ties invitations that offer one pairing in several forms (the CLI's short
+code and URI): they fail independently (a wrong guess at the short code burns the code, not the
+URI), at most one of them runs an attempt at a time (a PAIR_PAKE on one waits while the other's
+attempt runs), and the first success ends them all.
 """
 
 from __future__ import annotations
@@ -15,8 +26,10 @@ import contextlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 from ..errors import ErrorCode, P4Error
+from ..framing import Frame, FrameReader, FrameType, Path, encode_frame, error_body
 from ..pairing import (
     DEFAULT_EXPIRY_MS,
     Invitation,
@@ -33,10 +46,24 @@ from ..rendezvous._onion import onion_address_from_seed
 from .pump import pump, unix_ms
 from .tor import OnionHandle, TorDriver
 
-__all__ = ["PairingResult", "PendingInvite", "accept_invitation", "create_invitation"]
+__all__ = [
+    "DIAL_TIMEOUT_S",
+    "MAX_STREAMS",
+    "InviteGroup",
+    "PairingResult",
+    "PendingInvite",
+    "accept_invitation",
+    "create_invitation",
+]
 
 #: The virtual port of a pairing onion (p4-02 §4).
 PAIRING_PORT = 80
+#: How long the accepter tries to reach the inviter's onion before saying nobody serves it.
+DIAL_TIMEOUT_S = 30.0
+#: Streams an invitation serves at once before the PAKE; more are closed at once.
+MAX_STREAMS = 32
+
+Notice = Literal["attempt", "failed"]
 
 
 @dataclass(frozen=True)
@@ -48,6 +75,56 @@ class PairingResult:
 
     def __repr__(self) -> str:  # the root key is a secret
         return f"PairingResult(sas={self.sas!r}, seconds={self.seconds:.2f})"
+
+
+class _Dropped(Exception):
+    """A stream ends without touching the invitation (before the PAKE, or refused)."""
+
+
+class _Watch:
+    """A :class:`PairingMachine` seen through the pump, noting whether it answered a PAIR_PAKE
+    (the moment the inviter's invitation is consumed, p4-02 §5.3)."""
+
+    def __init__(self, machine: PairingMachine, on_answer: Callable[[], None]) -> None:
+        self.machine = machine
+        self.answered = False
+        self._on_answer = on_answer
+        self._out = b""
+
+    def _collect(self) -> None:
+        out = self.machine.data_to_send()
+        if out and not self.answered:
+            reader = FrameReader(Path.TOR)
+            reader.feed(out)
+            while (frame := reader.next_frame()) is not None:
+                if frame.type == FrameType.PAIR_PAKE:
+                    self.answered = True
+                    self._on_answer()
+                    break
+        self._out += out
+
+    def receive_data(self, data: bytes, now: int) -> None:
+        try:
+            self.machine.receive_data(data, now)
+        finally:
+            self._collect()
+
+    def handle_timer(self, now: int) -> None:
+        try:
+            self.machine.handle_timer(now)
+        finally:
+            self._collect()
+
+    def data_to_send(self) -> bytes:
+        self._collect()
+        out, self._out = self._out, b""
+        return out
+
+    def next_event(self) -> object | None:
+        return self.machine.next_event()
+
+    def get_timer(self) -> int | None:
+        return self.machine.get_timer()
 
 
 async def _run(machine: PairingMachine, first: bytes, reader: asyncio.StreamReader,
@@ -75,87 +152,271 @@ async def _run(machine: PairingMachine, first: bytes, reader: asyncio.StreamRead
                          asyncio.get_running_loop().time() - t0)
 
 
+def _refusal(code: ErrorCode) -> bytes:
+    expired = code is ErrorCode.PAIR_INVITATION_EXPIRED
+    reason = "invitation expired" if expired else "invitation used"
+    return encode_frame(Frame(FrameType.ERROR, 0, error_body(code, reason)), Path.TOR)
+
+
+class InviteGroup:
+    """Invitations offered together for one pairing; see the module docstring."""
+
+    def __init__(self) -> None:
+        self._owner: PendingInvite | None = None
+        self._free = asyncio.Event()
+        self._free.set()
+        self.members: list[PendingInvite] = []
+
+    async def wait_turn(self, invite: PendingInvite) -> None:
+        """Return when no *other* member is running an attempt."""
+        while self._owner is not None and self._owner is not invite:
+            await self._free.wait()
+
+    def claim(self, invite: PendingInvite) -> None:
+        self._owner = invite
+        self._free.clear()
+
+    def release(self, invite: PendingInvite) -> None:
+        if self._owner is invite:
+            self._owner = None
+            self._free.set()
+
+    async def wait(self, timeout: float) -> tuple[PendingInvite, PairingResult]:
+        """The first member that pairs, and its result.  Raises the last member's error when
+        every member failed (each is burnt or expired), PAIR_INVITATION_EXPIRED on ``timeout``.
+        Never leaves a task with an unretrieved exception."""
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + timeout
+        tasks = {asyncio.ensure_future(m.result()): m for m in self.members}
+        last: BaseException | None = None
+        try:
+            pending = set(tasks)
+            while pending:
+                remaining = give_up - loop.time()
+                if remaining <= 0 and self._owner is not None:
+                    remaining = 1.0  # an attempt under way ends by its own timer (p4-02 §8.4)
+                if remaining <= 0:
+                    break
+                done, pending = await asyncio.wait(pending, timeout=remaining,
+                                                   return_when=asyncio.FIRST_COMPLETED)
+                for t in done:
+                    exc = t.exception()
+                    if exc is None:
+                        return tasks[t], t.result()
+                    last = exc
+            if last is not None and not pending:
+                raise last
+            raise P4Error(ErrorCode.PAIR_INVITATION_EXPIRED,
+                          f"nobody accepted the invitation within {timeout:.0f} s")
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+
 class PendingInvite:
-    """A published invitation waiting for its one accepter."""
+    """A published invitation, serving every stream until one attempt consumes it."""
 
     def __init__(self, tor: TorDriver, identity_seed: bytes, invitation: Invitation,
-                 onion_seed: bytes, text: str, rng: Callable[[int], bytes]) -> None:
+                 onion_seed: bytes, text: str, rng: Callable[[int], bytes], *,
+                 group: InviteGroup | None = None,
+                 notify: Callable[[Notice, PendingInvite, P4Error | None], None] | None = None,
+                 ) -> None:  # fmt: skip
         self._tor = tor
         self._seed = identity_seed
         self._invitation = invitation
         self._onion_seed = onion_seed
         self._rng = rng
+        self._group = group
+        self._notify = notify
+        if group is not None:
+            group.members.append(self)
         self.text = text  # what the user reads out, types or scans
+        self.is_uri = text.startswith("p4:")
         self.onion = onion_address_from_seed(onion_seed)
         self._server: asyncio.Server | None = None
         self._handle: OnionHandle | None = None
-        self._streams: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = (
-            asyncio.Queue()
-        )
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._consumed = False
+        self._outcome: asyncio.Future[PairingResult] | None = None
         self.publish_seconds = 0.0
+        self.streams_dropped = 0  # streams that ended before (or without) consuming it
+
+    @property
+    def consumed(self) -> bool:
+        """True once a PAIR_PAKE was answered: the invitation is used, whatever comes next."""
+        return self._consumed
 
     async def publish(self) -> None:
-        async def on_stream(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-            await self._streams.put((r, w))
-
         loop = asyncio.get_running_loop()
+        self._outcome = loop.create_future()
         t0 = loop.time()
-        self._server = await asyncio.start_server(on_stream, "127.0.0.1", 0)
+        self._server = await asyncio.start_server(self._on_stream, "127.0.0.1", 0)
         port = self._server.sockets[0].getsockname()[1]
         self._handle = await self._tor.publish(self._onion_seed, {PAIRING_PORT: port})
         self.publish_seconds = loop.time() - t0
 
+    def _on_stream(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._consumed or self._outcome is None or self._outcome.done():
+            self._refuse(writer)
+            return
+        if len(self._tasks) >= MAX_STREAMS:
+            self.streams_dropped += 1
+            writer.close()
+            return
+        task = asyncio.ensure_future(self._serve(reader, writer))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _refuse(self, writer: asyncio.StreamWriter) -> None:
+        expired = self._invitation.expires_at is not None and (
+            unix_ms() >= self._invitation.expires_at)
+        writer.write(_refusal(ErrorCode.PAIR_INVITATION_EXPIRED if expired
+                              else ErrorCode.PAIR_INVITATION_BURNT))
+        writer.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """One stream, one machine.  Never raises: the outcome goes to :meth:`result`."""
+        machine = PairingMachine(Role.INVITER, self._invitation, self._seed, self._rng)
+        watch = _Watch(machine, self._claim)
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        outcome: list[Paired] = []
+        error: BaseException | None = None
+
+        async def before_feed() -> None:
+            if watch.answered:
+                return
+            if self._group is not None:
+                await self._group.wait_turn(self)
+            if self._consumed:  # another stream of this invitation got there first
+                self._refuse(writer)
+                raise _Dropped
+
+        def on_event(ev: object) -> bool:
+            if isinstance(ev, PairingFailed):
+                raise P4Error(ev.code, f"pairing failed: {ev.reason}")
+            if isinstance(ev, Paired):
+                outcome.append(ev)
+                return True
+            return False
+
+        try:
+            machine.start(unix_ms())
+            expires = self._invitation.expires_at or unix_ms() + DEFAULT_EXPIRY_MS
+            limit = max(0.001, (expires - unix_ms()) / 1000) + machine.timeout_ms / 1000
+            await pump(watch, reader, writer, on_event, clock=unix_ms, timeout=limit,
+                       before_feed=before_feed, end_on_eof=True)
+        except _Dropped:
+            pass
+        except Exception as exc:  # junk, a protocol error, a lost stream, a bug
+            error = exc
+        finally:
+            writer.close()
+        if not watch.answered:  # before the PAKE: drop the stream, keep the invitation [PAIR-48]
+            self.streams_dropped += 1
+            return
+        if outcome:
+            ev = outcome[0]
+            self._finish(result=PairingResult(ev.peer_identity, ev.pair_root_key, ev.sas,
+                                              loop.time() - t0))
+        elif isinstance(error, P4Error):
+            self._finish(exc=error)
+        elif isinstance(error, (ConnectionError, OSError)) or error is None:
+            self._finish(exc=P4Error(ErrorCode.PROTOCOL_VIOLATION,
+                                     "connection lost during pairing"))
+        else:
+            self._finish(exc=P4Error(ErrorCode.INTERNAL_ERROR,
+                                     f"{type(error).__name__}: {error}"))
+
+    def _claim(self) -> None:
+        self._consumed = True
+        if self._group is not None:
+            self._group.claim(self)
+        if self._notify is not None:
+            self._notify("attempt", self, None)
+
+    def _finish(self, *, result: PairingResult | None = None, exc: P4Error | None = None) -> None:
+        assert self._outcome is not None
+        if self._outcome.done():
+            return
+        if result is not None:
+            self._outcome.set_result(result)
+        else:
+            assert exc is not None
+            self._outcome.set_exception(exc)
+            if self._notify is not None:
+                self._notify("failed", self, exc)
+        if self._group is not None:
+            self._group.release(self)
+
+    async def result(self) -> PairingResult:
+        """Wait for the attempt that consumes this invitation to end (no timeout)."""
+        assert self._outcome is not None, "publish() first"
+        return await asyncio.shield(self._outcome)
+
     async def wait(self, timeout: float = 600.0) -> PairingResult:
-        """Pair with the first accepter to connect; the invitation is spent either way."""
+        """Pair with the first accepter whose PAIR_PAKE is answered; the invitation is then spent
+        either way.  Streams that fail before that do not count.  Closes the invitation."""
         try:
             try:
-                reader, writer = await asyncio.wait_for(self._streams.get(), timeout)
+                return await asyncio.wait_for(self.result(), timeout)
             except TimeoutError:
                 raise P4Error(ErrorCode.PAIR_INVITATION_EXPIRED,
                               f"nobody accepted the invitation within {timeout:.0f} s") from None
-            machine = PairingMachine(Role.INVITER, self._invitation, self._seed, self._rng)
-            first = machine.start(unix_ms())
-            return await _run(machine, first, reader, writer, timeout)
         finally:
             await self.close()
 
     async def close(self) -> None:
+        if self._outcome is not None and not self._outcome.done():
+            self._outcome.cancel()
         if self._handle is not None:
             with contextlib.suppress(P4Error):
                 await self._tor.unpublish(self._handle)
             self._handle = None
-        while not self._streams.empty():
-            self._streams.get_nowait()[1].close()
+        tasks = list(self._tasks)
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
             self._server = None
+        if self._group is not None:
+            self._group.release(self)
 
 
 async def create_invitation(
     tor: TorDriver, identity_seed: bytes, *, uri: bool = False,
     expires_s: float = DEFAULT_EXPIRY_MS / 1000, rng: Callable[[int], bytes] = os.urandom,
+    group: InviteGroup | None = None,
+    notify: Callable[[Notice, PendingInvite, P4Error | None], None] | None = None,
 ) -> PendingInvite:
     """Make a short code (or a ``p4:pair`` URI), publish its onion, and return the pending
     invitation; ``await invite.wait()`` pairs with whoever uses it first."""
     expires_ms = unix_ms() + int(expires_s * 1000)
     if uri:
-        u = InviteUri(rng(32), expires_ms // 1000)
+        u = InviteUri(rng(32), -(-expires_ms // 1000))
         invite = PendingInvite(tor, identity_seed, Invitation.from_uri(u), u.onion_seed, str(u),
-                               rng)
+                               rng, group=group, notify=notify)
     else:
         code = ShortCode.generate(rng(4))
         invite = PendingInvite(tor, identity_seed, Invitation.from_code(code, expires_ms),
-                               code.onion_seed, str(code), rng)
+                               code.onion_seed, str(code), rng, group=group, notify=notify)
     await invite.publish()
     return invite
 
 
 async def accept_invitation(
     tor: TorDriver, identity_seed: bytes, text: str, *, timeout: float = 120.0,
-    rng: Callable[[int], bytes] = os.urandom,
+    rng: Callable[[int], bytes] = os.urandom, dial_timeout: float = DIAL_TIMEOUT_S,
+    progress: Callable[[str], None] | None = None,
 ) -> PairingResult:
-    """Use a short code or a ``p4:pair`` URI: dial the inviter's pairing onion and pair."""
+    """Use a short code or a ``p4:pair`` URI: dial the inviter's pairing onion and pair.
+
+    Gives up reaching the onion after ``min(dial_timeout, timeout)`` seconds (a code nobody
+    serves: mistyped number, expired, or already used), raising the Tor driver's error.
+    """
     if text.strip().lower().startswith("p4:"):
         u = parse_uri(text)
         invitation, seed = Invitation.from_uri(u), u.onion_seed
@@ -164,8 +425,15 @@ async def accept_invitation(
         invitation, seed = Invitation.from_code(c), c.onion_seed
     if invitation.expires_at is not None and unix_ms() > invitation.expires_at:
         raise P4Error(ErrorCode.PAIR_INVITATION_EXPIRED, "this invitation has expired")
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    if progress is not None:
+        progress("connecting to the other device over Tor…")
     reader, writer = await tor.open_stream(onion_address_from_seed(seed), PAIRING_PORT,
-                                           timeout=timeout, fresh_circuit=True)
+                                           timeout=min(dial_timeout, timeout),
+                                           fresh_circuit=True)
+    if progress is not None:
+        progress("connected; checking the code…")
     machine = PairingMachine(Role.ACCEPTER, invitation, identity_seed, rng)
     first = machine.start(unix_ms())
-    return await _run(machine, first, reader, writer, timeout)
+    return await _run(machine, first, reader, writer, max(1.0, timeout - (loop.time() - t0)))

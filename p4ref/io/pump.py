@@ -6,6 +6,12 @@ wants sent, waits for either incoming bytes or the machine's next deadline, feed
 first, and hands every event to ``on_event`` (plain or async) until that returns ``True``
 (done) or the machine has nothing left to wait for.  Time is the caller's ``clock`` in integer
 milliseconds, so the same loop runs against wall time in a peer and a fake clock in a test.
+
+Two hooks serve a listener that runs one machine per incoming stream (the pairing inviter,
+:mod:`p4ref.io.pair_tor`): ``before_feed`` is awaited with the bytes in hand before each
+``receive_data`` (it may hold them back, or raise to drop the stream), and ``end_on_eof`` returns
+quietly when the peer closed the stream and the machine, told so, has nothing more to say and
+nothing but its own expiry to wait for.
 """
 
 from __future__ import annotations
@@ -47,6 +53,8 @@ async def pump(
     *,
     clock: Callable[[], int] = unix_ms,
     timeout: float = 120.0,
+    before_feed: Callable[[], Awaitable[None]] | None = None,
+    end_on_eof: bool = False,
 ) -> None:
     """Drive ``machine`` until ``on_event`` says done; raise ``P4Error(TIMEOUT)`` after ``timeout``.
 
@@ -88,6 +96,8 @@ async def pump(
                 return
         await flush()  # what the event handlers queued (an OFFER after PeerAuthenticated …)
         deadline = machine.get_timer()
+        if eof and end_on_eof:
+            return
         if eof and deadline is None:
             raise P4Error(ErrorCode.PROTOCOL_VIOLATION, "stream closed before the exchange ended")
         wait = give_up - loop.time()
@@ -109,4 +119,6 @@ async def pump(
             chunk = b""
         if not chunk:
             eof = True
+        if before_feed is not None:
+            await before_feed()
         await feed(functools.partial(machine.receive_data, chunk), clock())
