@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from conformance.runner import Options, run_suite, run_vectors_inprocess
 from conformance.vectors import default_vectors_dir
+from p4ref.adapter import handle
 
 
 def _subprocess(vectors: Path, window: int) -> tuple[float, int, int]:
@@ -42,7 +43,7 @@ def main() -> int:
         secs, n, status = best
         rows.append((label, secs, n, "PASS" if status == 0 else "FAIL"))
     t0 = time.perf_counter()
-    results = run_vectors_inprocess(a.vectors)
+    results = run_vectors_inprocess(a.vectors, handle)
     secs = time.perf_counter() - t0
     bad = [r for r in results if r.outcome not in ("pass", "unsupported")]
     rows.append(("in-process", secs, len(results), "FAIL" if bad else "PASS"))

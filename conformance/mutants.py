@@ -1,31 +1,46 @@
-"""Deliberately broken builds of the reference adapter: the harness's own self-test.
+"""Deliberately broken adapters: the harness's own self-test (conformance/README.md §8).
 
-Each :class:`Mutant` wraps the reference adapter's op table (``P4_ADAPTER_MUTANT=<name> python -m
-p4ref.adapter``) to re-introduce one classic bug, and declares which vectors must catch it
-(:attr:`Mutant.must_fail`).  ``tests/test_conformance.py`` runs every mutant and requires that it
-fails *exactly* those vectors — at least one — and passes all others (the web-platform-tests
+A :class:`Mutant` wraps *any* adapter from the harness's side, through the adapter contract only:
+it sees each request and the real adapter's response, and rewrites the response to re-introduce one
+classic bug.  It declares which vectors must catch that bug (:meth:`Mutant.must_fail`);
+``tests/test_conformance.py`` runs every mutant over the reference adapter and requires that it
+fails *exactly* those vectors, at least one, and passes all others (the web-platform-tests
 "expected-fail" idea: a harness that cannot see a known bug is itself broken).
 
-Every mutant here is an "error suppression": when the real op rejects the input with one of the
-listed registry codes, the mutant answers ``ok`` with a best-effort value instead.  Because the
-reference passes every vector, such a mutant fails exactly the vectors of those ops whose expected
-error is one of those codes; that is what ``must_fail`` states.  Only mutants that some vector can
-catch belong here (no session-layer ``replay-wrong-seq`` until session vectors exist).
+Two ways to run one:
+
+- in-process: ``Mutant.wrap(handle)`` turns a ``handle(request) -> response`` callable into the
+  broken one;
+- as a process: ``python -m conformance.mutants NAME -- COMMAND...`` is a JSON-Lines proxy that
+  starts the adapter ``COMMAND``, forwards every request to it and rewrites its responses, e.g.
+  ``p4-conformance --adapter "python -m conformance.mutants skip-length-check -- python -m
+  p4ref.adapter"``.
+
+Most mutants are "error suppressions": when the real adapter rejects a request of one of the
+mutant's ops with one of the listed registry codes, the mutant answers ``ok`` with a best-effort
+value computed from the request alone.  Against an adapter that passes every vector, such a
+mutant fails exactly the vectors of those ops whose expected error is one of those codes.  Only
+mutants that some vector can catch belong here.  This module never imports an implementation.
 """
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from typing import Any
+from typing import IO, Any
 
-from p4ref.errors import P4Error
+import cbor2
 
-__all__ = ["MUTANTS", "Mutant"]
+__all__ = ["MUTANTS", "Handler", "Mutant", "cbor_json", "main"]
 
 Json = dict[str, Any]
-OpFn = Callable[[Json, Json], Any]
-Fallback = Callable[[Json, Json, P4Error], Any]
+#: The in-process adapter contract: one request object in, one response object out.
+Handler = Callable[[Json], Json]
+#: An error suppression's replacement value: ``(op, params, input) -> value``.
+Fallback = Callable[[str, Json, Json], Any]
 
 
 @dataclass(frozen=True)
@@ -36,12 +51,13 @@ class Mutant:
     errors: frozenset[str]  # registry codes the bug swallows
     fallback: Fallback  # the value answered instead of the error
     flags: tuple[str, ...] = ()  # the vector flags these failures usually carry (documentation)
-    #: for mutants that are not error suppressions: a custom op wrapper and failure predicate
-    wrapper: Callable[[OpFn], OpFn] | None = None
+    #: for mutants that are not error suppressions: a response rewriter and a failure predicate
+    rewrite: Callable[[Json, Json], Json] | None = None
     predicate: Callable[[str, Json, Json], bool] | None = None
 
-    def covers_op(self, op: str) -> bool:
-        return any(op == o or (o.endswith(".") and op.startswith(o)) for o in self.ops)
+    def covers_op(self, op: object) -> bool:
+        return isinstance(op, str) and any(
+            op == o or (o.endswith(".") and op.startswith(o)) for o in self.ops)
 
     def must_fail(self, op: str, expect: Json, inp: Json | None = None) -> bool:
         """Whether a vector (group ``op``, test ``expect`` and ``input``) must fail."""
@@ -49,32 +65,56 @@ class Mutant:
             return self.predicate(op, expect, inp or {})
         return self.covers_op(op) and expect.get("error") in self.errors
 
-    def wrap(self, ops: dict[str, OpFn]) -> dict[str, OpFn]:
-        out = dict(ops)
-        for name, fn in ops.items():
-            if self.covers_op(name):
-                out[name] = self._wrap_one(fn)
-        return out
+    def apply(self, request: Json, response: Json) -> Json:
+        """The response the broken adapter gives to ``request`` where the real one gave
+        ``response``."""
+        op = request.get("op")
+        if not self.covers_op(op) or not isinstance(response, dict):
+            return response
+        if self.rewrite is not None:
+            return self.rewrite(request, response)
+        if response.get("status") != "error" or response.get("error") not in self.errors:
+            return response
+        try:
+            value = self.fallback(str(op), dict(request.get("params") or {}),
+                                  dict(request.get("input") or {}))
+        except Exception:
+            value = {}
+        return {"id": response.get("id"), "status": "ok", "value": value}
 
-    def _wrap_one(self, fn: OpFn) -> OpFn:
-        if self.wrapper is not None:
-            return self.wrapper(fn)
+    def wrap(self, handler: Handler) -> Handler:
+        """The in-process mutant of ``handler``."""
 
-        def wrapped(params: Json, inp: Json) -> Any:
-            try:
-                return fn(params, inp)
-            except P4Error as exc:
-                if exc.code.name not in self.errors:
-                    raise
-                try:
-                    return self.fallback(params, inp, exc)
-                except Exception:
-                    return {}
+        def wrapped(request: Json) -> Json:
+            return self.apply(request, handler(request))
 
         return wrapped
 
 
-def _frame_fields(params: Json, inp: Json, exc: P4Error) -> Json:
+# --- error-suppression fallbacks: computed from the request only -------------------------------
+
+
+def cbor_json(value: Any) -> Any:
+    """The CBOR JSON form (conformance/README.md §3.1) of a value decoded by ``cbor2``; map
+    entries stay in encoded order."""
+    if isinstance(value, bool):
+        return {"bool": value}
+    if value is None:
+        return {"null": True}
+    if isinstance(value, int):
+        return {"int": str(value)}
+    if isinstance(value, bytes):
+        return {"bytes": value.hex()}
+    if isinstance(value, str):
+        return {"text": value}
+    if isinstance(value, list | tuple):
+        return {"array": [cbor_json(v) for v in value]}
+    if isinstance(value, dict):
+        return {"map": [[cbor_json(k), cbor_json(v)] for k, v in value.items()]}
+    raise TypeError(f"no CBOR JSON form for {type(value).__name__}")
+
+
+def _frame_fields(inp: Json) -> Json:
     """framing.decode without the check: read the header and take what the length says."""
     data = bytes.fromhex(inp["frame"])
     length = int.from_bytes(data[3:5], "big")
@@ -82,50 +122,38 @@ def _frame_fields(params: Json, inp: Json, exc: P4Error) -> Json:
             "ignorable": False}
 
 
-def _frame_bytes(params: Json, inp: Json, exc: P4Error) -> Json:
+def _frame_bytes(inp: Json) -> Json:
     """framing.encode without the check: emit the header and body as given."""
     body = bytes.fromhex(inp["body"])
     head = bytes([1, int(inp["type"]) & 0xFF, int(inp.get("flags", 0)) & 0xFF])
     return {"frame": (head + (len(body) & 0xFFFF).to_bytes(2, "big") + body).hex()}
 
 
-def _lenient_cbor(params: Json, inp: Json, exc: P4Error) -> Any:
+def _lenient_cbor(inp: Json) -> Any:
     """cbor.decode with a permissive decoder (cbor2 accepts non-minimal and unsorted input)."""
-    import cbor2
-
-    from p4ref.framing import cbor_json
-
     return cbor_json(cbor2.loads(bytes.fromhex(inp["cbor"])))
 
 
-def _by_op(**table: Fallback) -> Fallback:
-    def pick(params: Json, inp: Json, exc: P4Error) -> Any:
-        if "frame" in inp:
-            return table["decode"](params, inp, exc)
-        if "body" in inp and "type" in inp:
-            return table["encode"](params, inp, exc)
-        return table["cbor"](params, inp, exc)
-
-    return pick
+def _framing(op: str, params: Json, inp: Json) -> Any:
+    if op == "framing.decode":
+        return _frame_fields(inp)
+    if op == "framing.encode":
+        return _frame_bytes(inp)
+    return _lenient_cbor(inp)
 
 
-def _valid(params: Json, inp: Json, exc: P4Error) -> Json:
+def _valid(op: str, params: Json, inp: Json) -> Json:
     return {"valid": True}
 
 
-_FRAMING = _by_op(decode=_frame_fields, encode=_frame_bytes, cbor=_lenient_cbor)
-
-
-def _strip_errors(fn: OpFn) -> OpFn:
+def _strip_errors(request: Json, response: Json) -> Json:
     """machine.step that drops ``{"error": CODE}`` items: the machine still fails, silently."""
-
-    def wrapped(params: Json, inp: Json) -> Any:
-        value = fn(params, inp)
-        if isinstance(value, dict) and isinstance(value.get("out"), list):
-            value = {**value, "out": [o for o in value["out"] if "error" not in o]}
-        return value
-
-    return wrapped
+    value = response.get("value")
+    if response.get("status") == "ok" and isinstance(value, dict) \
+            and isinstance(value.get("out"), list):
+        out = [o for o in value["out"] if not (isinstance(o, dict) and "error" in o)]
+        return {**response, "value": {**value, "out": out}}
+    return response
 
 
 def _reports_errors(op: str, expect: Json, inp: Json) -> bool:
@@ -154,16 +182,16 @@ MUTANTS: dict[str, Mutant] = {
            "framing.decode ignores bytes after the frame and the 16384-byte limit; "
            "framing.encode emits oversize frames",
            ("framing.decode", "framing.encode"), ("FRAME_TRAILING_BYTES", "FRAME_TOO_LARGE"),
-           _FRAMING, ("TRAILING", "OVERLENGTH")),
+           _framing, ("TRAILING", "OVERLENGTH")),
         _m("accept-noncanonical-cbor",
            "non-minimal integers and unsorted map keys are accepted (cbor.decode, frame bodies) "
            "and emitted (framing.encode)",
            ("cbor.decode", "framing.decode", "framing.encode"),
-           ("CBOR_NON_MINIMAL", "CBOR_UNSORTED_KEYS"), _FRAMING,
+           ("CBOR_NON_MINIMAL", "CBOR_UNSORTED_KEYS"), _framing,
            ("NON_MINIMAL", "NON_CANONICAL")),
         _m("ignore-unknown-type",
            "an unassigned type outside the ignorable range is accepted instead of rejected",
-           ("framing.decode", "framing.encode"), ("FRAME_UNKNOWN_TYPE",), _FRAMING,
+           ("framing.decode", "framing.encode"), ("FRAME_UNKNOWN_TYPE",), _framing,
            ("UNKNOWN_TYPE",)),
         _m("accept-bad-signature",
            "signature checks in the identity, pairing and rendezvous codec ops always succeed",
@@ -171,7 +199,87 @@ MUTANTS: dict[str, Mutant] = {
            _valid, ("SIGNATURE",)),
         Mutant("swallow-machine-errors",
                "machine.step drops {\"error\": CODE} outputs (the failure is never reported)",
-               ("machine.step",), frozenset(), _valid, (), wrapper=_strip_errors,
+               ("machine.step",), frozenset(), _valid, (), rewrite=_strip_errors,
                predicate=_reports_errors),
     )
 }
+
+
+# --- the JSON-Lines proxy ------------------------------------------------------------------------
+
+
+def _write(out: IO[bytes], obj: Any) -> None:
+    out.write(json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n")
+    out.flush()
+
+
+def proxy(mutant: Mutant, command: list[str], stdin: IO[bytes], stdout: IO[bytes]) -> int:
+    """Start ``command`` (an adapter), relay its hello (``impl`` gets ``+mutant:NAME``), then
+    forward each request line and write back the mutant's rewrite of the answer.  Returns the
+    adapter's exit status once either side reaches end of stream."""
+    child = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert child.stdin is not None and child.stdout is not None
+    try:
+        hello_line = child.stdout.readline()
+        if not hello_line:
+            return child.wait() or 1
+        try:
+            hello = json.loads(hello_line)
+        except ValueError:
+            hello = None
+        if isinstance(hello, dict) and "p4adapter" in hello:
+            hello["impl"] = f"{hello.get('impl', '?')}+mutant:{mutant.name}"
+            _write(stdout, hello)
+        else:
+            stdout.write(hello_line)
+            stdout.flush()
+        for raw in stdin:
+            line = raw.strip()
+            if not line:
+                continue
+            try:
+                request = json.loads(line)
+            except ValueError:
+                request = None
+            child.stdin.write(line + b"\n")
+            child.stdin.flush()
+            while True:  # the adapter's answer (stray non-JSON lines are passed through)
+                answer = child.stdout.readline()
+                if not answer:
+                    return child.wait() or 1
+                try:
+                    response = json.loads(answer)
+                except ValueError:
+                    stdout.write(answer)
+                    stdout.flush()
+                    continue
+                break
+            if isinstance(request, dict) and isinstance(response, dict):
+                response = mutant.apply(request, response)
+            _write(stdout, response)
+        child.stdin.close()
+        return child.wait()
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) < 3 or args[1] != "--":
+        print("usage: python -m conformance.mutants NAME -- ADAPTER COMMAND...\nmutants: "
+              + ", ".join(sorted(MUTANTS)), file=sys.stderr)
+        return 2
+    name, command = args[0], args[2:]
+    if name not in MUTANTS:
+        print(f"unknown mutant {name!r}; known: {', '.join(sorted(MUTANTS))}", file=sys.stderr)
+        return 2
+    try:
+        return proxy(MUTANTS[name], command, sys.stdin.buffer, sys.stdout.buffer)
+    except (BrokenPipeError, KeyboardInterrupt):
+        return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

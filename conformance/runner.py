@@ -5,6 +5,7 @@ Usage (the contract an adapter must meet is conformance/README.md)::
     p4-conformance --adapter "python -m p4ref.adapter"
     p4-conformance --adapter "node p4.js" --layer framing --junit out.xml --json out.json
     p4-conformance --adapter "A" --peer-adapter "B" --relay-faults drop,dup,reorder --seed 7
+    p4-conformance --inprocess p4ref.adapter          # a Python adapter, no subprocess
     p4-conformance coverage [--spec spec] [--vectors DIR] [--markdown FILE]
 
 Exit status: 0 when nothing unexpected happened; 1 when a vector failed (fail, wrong-error,
@@ -15,6 +16,7 @@ timeout, crash, xpass), the adapter is NON-COMPLIANT, a vector file is invalid, 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import secrets
 import shlex
@@ -52,7 +54,7 @@ Json = dict[str, Any]
 class Options:
     adapter: str | None = None
     peer_adapter: str | None = None
-    inprocess: bool = False
+    inprocess: str | None = None  # a Python module with hello() and handle(request)
     vectors: Path = field(default_factory=default_vectors_dir)
     schema: Path | None = None
     layers: list[str] = field(default_factory=list)
@@ -124,16 +126,12 @@ def _result(case: Case, rid: str, v: Verdict, seconds: float) -> Result:
                   seconds=round(seconds, 6))
 
 
-def run_vectors_inprocess(vectors_dir: Path | str | None = None, *,
-                          handler: Callable[[Json], Json] | None = None,
+def run_vectors_inprocess(vectors_dir: Path | str | None, handler: Callable[[Json], Json], *,
                           layers: list[str] | None = None, tags: list[str] | None = None,
                           faults: Faults | None = None) -> list[Result]:
-    """Replay every vector in-process through ``p4ref.adapter.handle`` (or ``handler``), with the
-    same grading as the subprocess runner.  Invalid vector files raise ``ValueError``."""
-    if handler is None:
-        from p4ref.adapter import handle
-
-        handler = handle
+    """Replay every vector in-process through ``handler`` (an in-process adapter: one request
+    object in, one response object out, e.g. ``p4ref.adapter.handle``), with the same grading as
+    the subprocess runner.  Invalid vector files raise ``ValueError``."""
     root = Path(vectors_dir) if vectors_dir is not None else default_vectors_dir()
     rep = load_tree(root)
     if rep.errors:
@@ -153,17 +151,22 @@ def load_cases(vectors_dir: Path | str | None = None) -> list[Case]:
     return rep.cases
 
 
-def run_case_inprocess(case: Case, handler: Callable[[Json], Json] | None = None
-                       ) -> list[Result]:
-    """Run one case in-process (one result; a ``machine.pair`` case also gives one)."""
-    if handler is None:
-        from p4ref.adapter import handle
-
-        handler = handle
+def run_case_inprocess(case: Case, handler: Callable[[Json], Json]) -> list[Result]:
+    """Run one case in-process through ``handler`` (one result; a ``machine.pair`` case also
+    gives one)."""
     jobs = build_jobs([case])
     verdicts, durations = run_inprocess([f for _, _, f in jobs], handler)
     return [_result(c, rid, v, d)
             for (c, rid, _), v, d in zip(jobs, verdicts, durations, strict=True)]
+
+
+def load_inprocess(name: str) -> Any:
+    """Import an in-process adapter module by name (``--inprocess MODULE``).  The harness knows
+    it only through the contract: ``hello() -> dict`` and ``handle(request) -> response``."""
+    module = importlib.import_module(name)
+    if not all(callable(getattr(module, f, None)) for f in ("handle", "hello")):
+        raise ImportError(f"{name} has no hello() and handle(request) functions")
+    return module
 
 
 def _probe(info: RunInfo) -> Callable[[Any, str], None]:
@@ -196,19 +199,17 @@ def run_suite(opts: Options) -> tuple[list[Result], RunInfo, list[Case], int]:
     jobs = build_jobs(cases, two_adapters=bool(opts.peer_adapter), faults=opts.faults)
     factories = [f for _, _, f in jobs]
     if opts.inprocess:
-        from p4ref.adapter import Adapter
-
-        adapter = Adapter()
-        h = adapter.hello()
+        module = load_inprocess(opts.inprocess)
+        h = module.hello()
         info.impl, info.version = str(h["impl"]), str(h["version"])
-        resp = adapter.handle({"id": 0, "op": f"p4probe.no_such_op_{secrets.token_hex(4)}"})
+        resp = module.handle({"id": 0, "op": f"p4probe.no_such_op_{secrets.token_hex(4)}"})
         if resp.get("status") != "unsupported":
             info.compliant = False
             info.compliance_detail = f"unknown op answered {resp}"
-        verdicts, durations = run_inprocess(factories, adapter.handle)
+        verdicts, durations = run_inprocess(factories, module.handle)
     else:
         if not opts.adapter:
-            raise AdapterError("--adapter COMMAND is required (or --inprocess)")
+            raise AdapterError("--adapter COMMAND is required (or --inprocess MODULE)")
         env = None
         if opts.adapter_env:
             import os
@@ -249,8 +250,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="command line of the adapter under test (split like a POSIX shell)")
     p.add_argument("--peer-adapter", metavar="COMMAND",
                    help="second adapter for two-party (machine.pair) vectors")
-    p.add_argument("--inprocess", action="store_true",
-                   help="use the Python reference adapter in this process (no subprocess)")
+    p.add_argument("--inprocess", metavar="MODULE",
+                   help="an in-process Python adapter: a module with hello() and "
+                        "handle(request) -> response (e.g. p4ref.adapter); no subprocess")
     p.add_argument("--vectors", type=Path, default=None, metavar="DIR",
                    help="vector root (default: <repo>/test-vectors/v1)")
     p.add_argument("--schema", type=Path, default=None, help="envelope JSON Schema file")
@@ -329,11 +331,12 @@ def main(argv: list[str] | None = None) -> int:
                    require_all=a.require_all, adapter_cwd=a.adapter_cwd, adapter_env=env,
                    verbose=a.verbose)
     if not opts.adapter and not opts.inprocess:
-        print("p4-conformance: --adapter COMMAND is required (or --inprocess)", file=sys.stderr)
+        print("p4-conformance: --adapter COMMAND is required (or --inprocess MODULE)",
+              file=sys.stderr)
         return 2
     try:
         results, info, cases, status = run_suite(opts)
-    except AdapterError as exc:
+    except (AdapterError, ImportError) as exc:
         print(f"p4-conformance: adapter failed to start: {exc}", file=sys.stderr)
         return 2
     extra = ""

@@ -14,6 +14,7 @@ import pytest
 from conformance.mutants import MUTANTS
 from conformance.selftest import toy
 from p4ref.adapter import LAYERS, Adapter, cbor_from_json, handle, hello, serve
+from p4ref.errors import ErrorCode, P4Error
 
 ROOT = Path(__file__).resolve().parent.parent
 PING = "010200000ba1014800010203040506" + "07"
@@ -81,9 +82,24 @@ def test_non_object_request() -> None:
     assert r["status"] == "error" and r["id"] is None
 
 
+class _ToyHook:
+    """The harness's toy layer as a reference-adapter layer module (its errors as P4Errors)."""
+
+    MACHINE = toy.MACHINE
+    step = staticmethod(toy.step)
+    vectors_ops = staticmethod(toy.vectors_ops)
+
+    @staticmethod
+    def new(role: str, config: dict[str, Any], rng: list[bytes]) -> toy.Toy:
+        try:
+            return toy.new(role, config, rng)
+        except toy.ToyError as exc:
+            raise P4Error(ErrorCode[exc.code], str(exc)) from None
+
+
 def test_machine_ops_with_a_registered_hook() -> None:
     a = Adapter()
-    a.register_hook(toy)
+    a.register_hook(_ToyHook)
     assert {"machine.new", "machine.step", "machine.drop", "toy.echo"} <= set(a.hello()["ops"])
     assert "toy" in a.hello()["machines"]
     r = a.handle(req("machine.new", {"machine": "toy", "role": "a", "config": {}},
@@ -119,15 +135,33 @@ def test_every_layer_is_registered_and_layer_folders_hold_no_adapter_glue() -> N
 
 
 def test_mutant_wraps_only_its_ops() -> None:
-    m = Adapter(mutant="skip-length-check")
-    assert m.hello()["impl"] == "p4ref+mutant:skip-length-check"
-    r = m.handle(req("framing.decode", {"path": "datachannel"}, {"frame": PING + "00"}))
+    m = MUTANTS["skip-length-check"].wrap(handle)
+    r = m(req("framing.decode", {"path": "datachannel"}, {"frame": PING + "00"}))
     assert r["status"] == "ok" and r["value"]["body"] == PING[10:]
-    r = m.handle(req("framing.decode", {"path": "datachannel"}, {"frame": "0102"}))
-    assert r["error"] == "FRAME_TRUNCATED"
-    with pytest.raises(SystemExit):
-        Adapter(mutant="no-such-mutant")
+    assert handle(req("framing.decode", {"path": "datachannel"},
+                      {"frame": PING + "00"}))["error"] == "FRAME_TRAILING_BYTES"
+    r = m(req("framing.decode", {"path": "datachannel"}, {"frame": "0102"}))
+    assert r["error"] == "FRAME_TRUNCATED"  # not one of its codes
+    r = m(req("cbor.decode", {}, {"cbor": "a1180100"}))
+    assert r["error"] == "CBOR_NON_MINIMAL"  # not one of its ops' codes
+    lenient = MUTANTS["accept-noncanonical-cbor"].wrap(handle)
+    r = lenient(req("cbor.decode", {}, {"cbor": "a1180100"}))
+    assert r == {"id": 1, "status": "ok", "value": {"map": [[{"int": "1"}, {"int": "0"}]]}}
     assert set(MUTANTS) >= {"skip-length-check", "accept-noncanonical-cbor", "ignore-unknown-type"}
+
+
+def test_mutant_proxy_process_rewrites_answers() -> None:
+    lines = [json.dumps(req("framing.decode", {"path": "tor"}, {"frame": PING + "00"}, rid=5)),
+             json.dumps(req("no.such_op", rid=6))]
+    proc = subprocess.run(
+        [sys.executable, "-m", "conformance.mutants", "skip-length-check", "--",
+         sys.executable, "-m", "p4ref.adapter"], cwd=ROOT, capture_output=True, timeout=60,
+        input="\n".join(lines) + "\n", text=True, check=True)
+    out = [json.loads(x) for x in proc.stdout.splitlines()]
+    assert out[0]["p4adapter"] == 1 and out[0]["impl"] == "p4ref+mutant:skip-length-check"
+    assert out[1]["id"] == 5 and out[1]["status"] == "ok" and out[1]["value"]["body"] == PING[10:]
+    assert out[2] == {"id": 6, "status": "unsupported"}
+    assert len(out) == 3
 
 
 def test_serve_loop() -> None:

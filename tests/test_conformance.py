@@ -3,6 +3,7 @@ their vectors, and broken adapters are caught (non-compliant, crash, timeout, ba
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import sys
@@ -15,9 +16,10 @@ import pytest
 from conformance import runner
 from conformance.coverage import coverage_markdown, parse_spec
 from conformance.mutants import MUTANTS
+from conformance.selftest.fake_adapter import FakeAdapter
 from conformance.selftest.toy import build_tree
 from conformance.vectors import load_tree
-from p4ref.adapter import Adapter
+from p4ref.adapter import handle
 
 ROOT = Path(__file__).resolve().parent.parent
 # P4_CONFORMANCE_VECTORS points the real-tree tests at another tree (e.g. a fresh generation).
@@ -76,7 +78,7 @@ def test_reference_adapter_passes_everything(tmp_path: Path) -> None:
 
 def test_inprocess_replay_matches() -> None:
     _real_cases()
-    results = runner.run_vectors_inprocess(TREE)
+    results = runner.run_vectors_inprocess(TREE, handle)
     assert [r for r in results if r.outcome not in ("pass", "unsupported")] == []
 
 
@@ -87,23 +89,33 @@ def test_mutant_fails_exactly_its_vectors(name: str) -> None:
     must = {c.id for c in cases if mutant.must_fail(c.op, c.expect, c.input)}
     if not must:
         pytest.skip(f"{name}: no vector in the tree can catch it yet")
-    results = runner.run_vectors_inprocess(TREE, handler=Adapter(mutant=name).handle)
+    results = runner.run_vectors_inprocess(TREE, mutant.wrap(handle))
     failed = {r.id for r in results if r.outcome not in ("pass", "unsupported")}
     assert failed == must
 
 
-def test_mutant_via_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("name", ["skip-length-check", "swallow-machine-errors"])
+def test_mutant_as_a_proxy_process(name: str, tmp_path: Path) -> None:
+    # The same defect, run the way a port author would: a JSON-Lines proxy in front of the adapter.
     cases = _real_cases()
-    mutant = MUTANTS["skip-length-check"]
-    must = {c.id for c in cases if mutant.must_fail(c.op, c.expect, c.input)}
-    if not must:
-        pytest.skip("no framing length vectors")
-    monkeypatch.setenv("P4_ADAPTER_MUTANT", "skip-length-check")
-    status, doc = _run(["--adapter", REF, "--vectors", str(TREE), "--layer", "framing"],
-                       tmp_path)
+    mutant = MUTANTS[name]
+    layer = "framing" if name == "skip-length-check" else "pairing"
+    must = {c.id for c in cases if c.layer == layer and mutant.must_fail(c.op, c.expect, c.input)}
+    assert must, f"{name}: no {layer} vector catches it"
+    status, doc = _run(["--adapter", f"{PY} -m conformance.mutants {name} -- {REF}",
+                        "--vectors", str(TREE), "--layer", layer], tmp_path)
     assert status == 1
     assert {k for k, v in _outcomes(doc).items() if v == "fail"} == must
-    assert doc["run"]["impl"] == "p4ref+mutant:skip-length-check"
+    assert doc["run"]["impl"] == f"p4ref+mutant:{name}"
+    assert doc["run"]["compliant"] is True
+
+
+def test_mutant_proxy_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    from conformance.mutants import main
+
+    assert main(["no-such-mutant", "--", "true"]) == 2
+    assert "unknown mutant" in capsys.readouterr().err
+    assert main(["skip-length-check", "true"]) == 2
 
 
 # --- broken adapters on the toy tree ------------------------------------------------------------
@@ -192,12 +204,14 @@ def test_invalid_vector_file_fails_the_run(toy_tree: Path, tmp_path: Path) -> No
 
 
 def test_inprocess_flag_and_layer_filter(toy_tree: Path, tmp_path: Path) -> None:
-    status, doc = _run(["--inprocess", "--vectors", str(toy_tree), "--layer", "nope"], tmp_path)
+    ref = ["--inprocess", "p4ref.adapter"]
+    status, doc = _run([*ref, "--vectors", str(toy_tree), "--layer", "nope"], tmp_path)
     assert status == 0 and doc["results"] == []
-    status, doc = _run(["--inprocess", "--vectors", str(toy_tree)], tmp_path)
+    status, doc = _run([*ref, "--vectors", str(toy_tree)], tmp_path)
     assert set(_outcomes(doc).values()) == {"unsupported"}  # the toy layer is not in p4ref
-    assert status == 0
-    assert runner.main(["--inprocess", "--vectors", str(toy_tree), "--require-all"]) == 1
+    assert status == 0 and doc["run"]["impl"] == "p4ref"
+    assert runner.main([*ref, "--vectors", str(toy_tree), "--require-all"]) == 1
+    assert runner.main(["--inprocess", "json", "--vectors", str(toy_tree)]) == 2  # no handle()
 
 
 # --- coverage -----------------------------------------------------------------------------------
@@ -250,11 +264,8 @@ def test_grading_rules() -> None:
 
 
 def test_transcript_mismatch_is_reported_per_step(tmp_path: Path) -> None:
-    from conformance.selftest import toy
-
     root = build_tree(tmp_path / "t")
-    adapter = Adapter()
-    adapter.register_hook(toy)
+    adapter = FakeAdapter()
     results = runner.run_vectors_inprocess(root, handler=adapter.handle)
     assert {r.outcome for r in results} == {"pass"}
     path = root / "toy" / "transcript.json"
@@ -264,3 +275,30 @@ def test_transcript_mismatch_is_reported_per_step(tmp_path: Path) -> None:
     case = next(c for c in runner.load_cases(root) if c.id == "toy-transcript-a")
     (res,) = runner.run_case_inprocess(case, adapter.handle)
     assert res.outcome == "fail" and "step 1: state expected PAIRED, got DONE" in res.detail
+
+
+# --- one-way dependencies -------------------------------------------------------------------------
+
+
+def _imports(path: Path) -> set[str]:
+    mods: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            mods |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            mods.add(node.module)
+    return mods
+
+
+@pytest.mark.parametrize(("package", "forbidden"), [("conformance", "p4ref"),
+                                                    ("p4ref", "conformance")])
+def test_harness_and_reference_depend_one_way(package: str, forbidden: str) -> None:
+    # The harness knows implementations only through the adapter contract (conformance/README.md),
+    # and the reference adapter knows nothing of the harness.
+    files = sorted((ROOT / package).rglob("*.py"))
+    assert len(files) > 5
+    bad = {str(f.relative_to(ROOT)): m for f in files for m in _imports(f)
+           if m == forbidden or m.startswith(forbidden + ".")}
+    assert bad == {}
+    text = "\n".join(f.read_text(encoding="utf-8") for f in files)
+    assert f"import_module(\"{forbidden}" not in text and f"__import__(\"{forbidden}" not in text

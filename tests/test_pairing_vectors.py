@@ -11,6 +11,7 @@ import pytest
 
 from conformance.relay import Faults
 from conformance.runner import run_vectors_inprocess
+from p4ref.adapter import handle
 from tools.vectors import pairing
 from tools.vectors._envelope import dump
 
@@ -45,7 +46,7 @@ def test_committed_files_match_the_builder(built: dict[str, str]) -> None:
 
 
 def test_every_vector_passes_inprocess(tree: Path) -> None:
-    results = run_vectors_inprocess(tree)
+    results = run_vectors_inprocess(tree, handle)
     assert results, "no vectors ran"
     bad = [(r.id, r.outcome, getattr(r, "detail", "")) for r in results if r.outcome != "pass"]
     assert bad == []
@@ -54,7 +55,7 @@ def test_every_vector_passes_inprocess(tree: Path) -> None:
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_pairs_are_safe_under_relay_faults(tree: Path, seed: int) -> None:
     """Drop, duplicate, reorder: a pairing may fail, but never ends with two different keys."""
-    results = run_vectors_inprocess(tree, faults=Faults(0.2, 0.2, 0.3, seed))
+    results = run_vectors_inprocess(tree, handle, faults=Faults(0.2, 0.2, 0.3, seed))
     bad = [(r.id, r.outcome) for r in results if r.outcome != "pass"]
     assert bad == []
 

@@ -7,13 +7,14 @@ import pytest
 
 from conformance.runner import load_cases, run_case_inprocess
 from conformance.vectors import Case
+from p4ref.adapter import handle
 
 CASES = load_cases()
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_vector(case: Case) -> None:
-    for result in run_case_inprocess(case):
+    for result in run_case_inprocess(case, handle):
         assert result.outcome == "pass", f"{result.id}: {result.outcome} {result.detail}"
 
 

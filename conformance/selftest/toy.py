@@ -1,10 +1,11 @@
 """A toy layer for the harness's own tests (and a worked example for port authors).
 
-It has the shape of a real layer hook (``p4ref/adapter/<layer>.py``): a codec op ``toy.echo``,
-and a two-role machine ``toy``: role ``a`` sends ``01 || rng_a`` on ``{"cmd": "start"}``; role
-``b`` answers ``02 || rng_b``; each side then emits ``{"event": "DONE", "key": sha256(rng_a ||
-rng_b)}`` and enters ``DONE``.  A side still waiting after ``config.patience`` ticks (default 3)
-emits ``{"error": "TIMEOUT"}`` and enters ``FAILED``.  Duplicates are ignored.
+It has the shape of a layer module of the reference adapter (``p4ref/adapter/<layer>.py``): a
+codec op ``toy.echo``, and a two-role machine ``toy``: role ``a`` sends ``01 || rng_a`` on
+``{"cmd": "start"}``; role ``b`` answers ``02 || rng_b``; each side then emits
+``{"event": "DONE", "key": sha256(rng_a || rng_b)}`` and enters ``DONE``.  A side still waiting
+after ``config.patience`` ticks (default 3) emits ``{"error": "TIMEOUT"}`` and enters ``FAILED``.
+Duplicates are ignored.  A rejected request raises :class:`ToyError` with the registry name.
 
 :func:`build_tree` writes a small vector tree for this layer (codec, transcript, pair vectors,
 plus ``toy.crash`` / ``toy.sleep`` vectors that the fake adapter misbehaves on).
@@ -19,12 +20,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from p4ref.errors import ErrorCode, P4Error
-
-__all__ = ["MACHINE", "build_tree", "new", "step", "vectors_ops"]
+__all__ = ["MACHINE", "ToyError", "build_tree", "new", "step", "vectors_ops"]
 
 Json = dict[str, Any]
 MACHINE = "toy"
+
+
+class ToyError(Exception):
+    """A rejected toy request; ``code`` is the registry name the adapter answers."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 @dataclass
@@ -41,7 +48,7 @@ class Toy:
 
 def new(role: str, config: Json, rng: list[bytes]) -> Toy:
     if role not in ("a", "b"):
-        raise P4Error(ErrorCode.MESSAGE_INVALID, f"unknown role {role!r}")
+        raise ToyError("MESSAGE_INVALID", f"unknown role {role!r}")
     return Toy(role, list(rng), int(config.get("patience", 3)),
                "IDLE" if role == "a" else "WAIT")
 
@@ -80,7 +87,7 @@ def step(m: Toy, now_ms: int, inp: Json) -> Json:
 
 def _echo(params: Json, inp: Json) -> Json:
     if "fail" in inp:
-        raise P4Error(ErrorCode[str(inp["fail"])], "asked to fail")
+        raise ToyError(str(inp["fail"]), "asked to fail")
     return {"echo": inp.get("data")}
 
 

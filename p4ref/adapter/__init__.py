@@ -14,15 +14,14 @@ The layer packages (``p4ref/<layer>/``) know nothing of the adapter.  No input c
 adapter: a :class:`~p4ref.errors.P4Error` becomes ``{"status": "error", "error": <code name>}``,
 anything else ``INTERNAL_ERROR`` with the traceback on stderr.
 
-Self-test mutants (deliberately broken builds, ``conformance/mutants.py``) are enabled with the
-environment variable ``P4_ADAPTER_MUTANT=<name>``; they wrap ops here and never touch p4ref code.
+The adapter knows nothing of the harness either: the harness's self-test mutants wrap this
+adapter from the outside (``python -m conformance.mutants NAME -- python -m p4ref.adapter``).
 """
 
 from __future__ import annotations
 
 import itertools
 import json
-import os
 import sys
 import traceback
 from collections.abc import Callable
@@ -39,14 +38,13 @@ from . import rendezvous as _rendezvous
 from .framing import cbor_from_json
 
 __all__ = [
-    "LAYERS", "MUTANT_ENV", "Adapter", "OpFn", "Unsupported", "cbor_from_json", "handle", "hello",
+    "LAYERS", "Adapter", "OpFn", "Unsupported", "cbor_from_json", "handle", "hello",
     "main", "serve", "to_json",
 ]
 
 Json = dict[str, Any]
 OpFn = Callable[[Json, Json], Any]
 
-MUTANT_ENV = "P4_ADAPTER_MUTANT"
 PROTOCOL_VERSION = 1
 
 
@@ -84,20 +82,13 @@ LAYERS: tuple[ModuleType, ...] = (_framing, _identity, _pairing, _rendezvous)
 class Adapter:
     """The dispatch table and the live machine handles of one adapter process."""
 
-    def __init__(self, mutant: str | None = None) -> None:
+    def __init__(self) -> None:
         self.ops: dict[str, OpFn] = {}
         self.machines: dict[str, Any] = {}
         self._handles: dict[str, tuple[Any, Any]] = {}
         self._next_handle = itertools.count(1)
         for hook in LAYERS:
             self.register_hook(hook)
-        self.mutant = mutant or None
-        if self.mutant:
-            from conformance.mutants import MUTANTS  # the self-test defects live with the harness
-
-            if self.mutant not in MUTANTS:
-                raise SystemExit(f"unknown {MUTANT_ENV} {self.mutant!r}; known: {sorted(MUTANTS)}")
-            self.ops = MUTANTS[self.mutant].wrap(self.ops)
 
     def register_hook(self, hook: Any) -> None:
         """Add a layer hook's ``vectors_ops()`` and, if it declares ``MACHINE``, its machine."""
@@ -139,7 +130,7 @@ class Adapter:
     def hello(self) -> Json:
         msg: Json = {
             "p4adapter": PROTOCOL_VERSION,
-            "impl": "p4ref" + (f"+mutant:{self.mutant}" if self.mutant else ""),
+            "impl": "p4ref",
             "version": p4ref.__version__,
             "ops": sorted(self.ops),
         }
@@ -179,7 +170,7 @@ _DEFAULT: Adapter | None = None
 def _default() -> Adapter:
     global _DEFAULT
     if _DEFAULT is None:
-        _DEFAULT = Adapter(os.environ.get(MUTANT_ENV))
+        _DEFAULT = Adapter()
     return _DEFAULT
 
 
@@ -219,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     proto = open(sys.stdout.fileno(), "w", encoding="utf-8", closefd=False)  # noqa: SIM115
     sys.stdout = sys.stderr  # a stray print() in any layer must not corrupt the protocol stream
     try:
-        serve(Adapter(os.environ.get(MUTANT_ENV)), sys.stdin.buffer, proto)
+        serve(Adapter(), sys.stdin.buffer, proto)
     except (BrokenPipeError, KeyboardInterrupt):
         return 0
     return 0
