@@ -57,7 +57,7 @@ class ErrorCode(IntEnum):
     # --- identity (p4-02, 0x0201-0x020F) ---
     DEVICE_ID_MALFORMED = 0x0201  # p4-02 §3.3: wrong length or a character outside the alphabet
     DEVICE_ID_CHECK_FAILED = 0x0202  # p4-02 §3.3: a Luhn mod 32 check character does not match
-    IDENTITY_KEY_INVALID = 0x0203  # p4-02 §3.1: a key or seed of the wrong length
+    IDENTITY_KEY_INVALID = 0x0203  # p4-02 §3.1: wrong length; non-canonical/small-order key
     SIGNATURE_INVALID = 0x0204  # p4-02 §3.1: an Ed25519 signature does not verify
 
     # --- pairing (p4-02, 0x0210-0x02FF) ---

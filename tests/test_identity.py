@@ -14,6 +14,7 @@ from p4ref.errors import DecodeError, ErrorCode, LocalProtocolError, P4Error, Re
 from p4ref.identity import (
     ALPHABET,
     Identity,
+    check_public_key,
     device_id,
     generate_identity,
     luhn32_check_char,
@@ -99,6 +100,78 @@ def test_verify_errors() -> None:
         with pytest.raises(RemoteProtocolError) as e:
             verify(pub, msg, s)
         assert e.value.code is code
+
+
+# --- Ed25519 edge cases (p4-02 §3.1.1) ------------------------------------------------------
+
+
+def _edge_tests() -> list[dict[str, Any]]:
+    keys = build()["identity/keys.json"]
+    (grp,) = [g for g in keys["testGroups"] if g["op"] == "identity.verify"]
+    return [t for t in grp["tests"] if t["flags"] or t["id"].startswith("idn-verify-edge")]
+
+
+@pytest.mark.parametrize("case", _edge_tests(), ids=lambda t: str(t["id"]))
+def test_edge_verdicts_match_libsodium(case: dict[str, Any]) -> None:
+    """IDN-2, IDN-27, IDN-28: the spec's verdict at each edge is libsodium's accept/refuse.
+
+    PyNaCl's VerifyKey is libsodium's crypto_sign_ed25519_verify_detached (released branches:
+    S < L, A canonical and not of small order, R not of small order, [S]B - [k]A encoded and
+    compared with R byte for byte). p4ref only adds the key checks up front, for the error code.
+    """
+    from nacl.exceptions import BadSignatureError
+    from nacl.signing import VerifyKey
+
+    inp = case["input"]
+    pub, msg, sig = (bytes.fromhex(inp[k]) for k in ("public_key", "message", "signature"))
+    try:
+        VerifyKey(pub).verify(msg, sig)
+        sodium_accepts = True
+    except (BadSignatureError, ValueError):
+        sodium_accepts = False
+    assert sodium_accepts == (case["result"] == "valid")
+
+
+def test_small_order_key_is_identity_key_invalid() -> None:
+    """IDN-27, IDN-28: a key of small order is refused as a key, before the signature; with
+    S = r the equation [S]B = R + [k]0 holds, so only the key check can refuse it."""
+    from tools.vectors.identity import BASE, _enc, _mul
+
+    r = 12345
+    sig = _enc(_mul(r, BASE)) + r.to_bytes(32, "little")
+    for key in (
+        (1).to_bytes(32, "little"),  # the neutral element
+        bytes(32),  # order 4
+        (1 | 1 << 255).to_bytes(32, "little"),  # "-0"
+        (2**255 - 18).to_bytes(32, "little"),  # y = p + 1: the neutral element again
+    ):
+        with pytest.raises(RemoteProtocolError) as e:
+            verify(key, b"m", sig)
+        assert e.value.code is ErrorCode.IDENTITY_KEY_INVALID
+        with pytest.raises(RemoteProtocolError) as e:
+            verify(key, b"m", sig[:63])  # the key is checked before the signature's length
+        assert e.value.code is ErrorCode.IDENTITY_KEY_INVALID
+
+
+@given(st.binary(min_size=32, max_size=32))
+def test_check_public_key_agrees_with_strict_decoding(pub: bytes) -> None:
+    """IDN-27 against an independent decoder (RFC 8032 §5.1.3 plus [8]A != 0)."""
+    from tools.vectors.identity import ZERO, _dec, _mul
+
+    pt = _dec(pub)
+    expect_ok = pt is not None and _mul(8, pt) != ZERO
+    try:
+        check_public_key(pub)
+        ok = True
+    except RemoteProtocolError as e:
+        assert e.code is ErrorCode.IDENTITY_KEY_INVALID
+        ok = False
+    assert ok == expect_ok
+
+
+def test_real_keys_pass_check_public_key() -> None:
+    for i in range(50):
+        check_public_key(Identity(bytes([i]) * 32).public_key)
 
 
 # --- device ID: format -----------------------------------------------------------------------

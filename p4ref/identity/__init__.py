@@ -1,6 +1,7 @@
 """L1 identity: the device's Ed25519 key and its human-facing device ID (p4-02 §3).
 
-- :class:`Identity`, :func:`generate_identity`, :func:`verify` — the key (p4-02 §3.1).
+- :class:`Identity`, :func:`generate_identity`, :func:`check_public_key`, :func:`verify` — the key
+  and the verification rules (p4-02 §3.1).
 - :func:`device_id`, :func:`parse_device_id` — the text form with Luhn mod 32 check
   characters (p4-02 §3.2, §3.3).
 
@@ -17,7 +18,14 @@ from p4ref.identity._device_id import (
     luhn32_check_char,
     parse_device_id,
 )
-from p4ref.identity._keys import SEED_LEN, SIGNATURE_LEN, Identity, generate_identity, verify
+from p4ref.identity._keys import (
+    SEED_LEN,
+    SIGNATURE_LEN,
+    Identity,
+    check_public_key,
+    generate_identity,
+    verify,
+)
 
 __all__ = [
     "ALPHABET",
@@ -26,6 +34,7 @@ __all__ = [
     "SEED_LEN",
     "SIGNATURE_LEN",
     "Identity",
+    "check_public_key",
     "device_id",
     "generate_identity",
     "luhn32_check_char",

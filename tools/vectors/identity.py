@@ -1,7 +1,14 @@
 """Identity vectors: device-ID text form and Ed25519 keys (p4-02-identity-pairing-v1 §3).
 
 Files: ``identity/device_id.json`` (ops ``identity.device_id_encode`` / ``_decode``) and
-``identity/keys.json`` (``identity.keypair`` / ``sign`` / ``verify``, RFC 8032 §7.1 TEST 1-3).
+``identity/keys.json`` (``identity.keypair`` / ``sign`` / ``verify``, RFC 8032 §7.1 TEST 1-3, and
+the Ed25519 edge cases of p4-02 §3.1.1: small-order, non-canonical and mixed-order keys and R
+values, S ≥ ℓ, cofactored-only signatures, and the order of the key and signature checks).
+
+The edge inputs are built here in plain integer arithmetic on edwards25519 (no library would sign
+with a small-order key), and each verdict is stated three times: by the builder, by
+:func:`_spec_verify` (p4-02 §3.1.1 step by step, written from the spec text) and by the reference
+(libsodium through PyNaCl); the build fails unless all three agree.
 
 Every expected result is computed by the reference (through the same adapter ops the harness
 calls) *and* compared with what the builder states — a literal where one is given, the declared
@@ -37,6 +44,8 @@ T = {
     "check": "IDN-12",  # check characters -> DEVICE_ID_CHECK_FAILED
     "padding": "IDN-13",  # last 4 bits zero
     "equal": "IDN-14",  # compare parsed keys, not text
+    "keyvalid": "IDN-27",  # canonical, not small order, on the curve -> IDENTITY_KEY_INVALID
+    "verify": "IDN-28",  # verification steps in order; cofactorless, R compared byte for byte
 }
 
 NOTES: dict[str, Json] = {
@@ -83,6 +92,39 @@ NOTES: dict[str, Json] = {
         "bugType": "SIGNATURE_MALLEABILITY",
         "description": "S replaced by S + L: RFC 8032 §5.1.7 requires rejecting S >= L.",
     },
+    "SMALL_ORDER_KEY": {
+        "bugType": "EDGE_CASE",
+        "description": "A public key of small order (any of the 8 torsion points, or an "
+        "encoding of one): refused with IDENTITY_KEY_INVALID even where [S]B = R + [k]A holds "
+        "(ZIP-215 and libraries that follow it accept these).",
+        "links": ["https://eprint.iacr.org/2020/1244", "https://zips.z.cash/zip-0215"],
+    },
+    "NON_CANONICAL_KEY": {
+        "bugType": "EDGE_CASE",
+        "description": "A public key whose y is >= p, or that is not on the curve: "
+        "IDENTITY_KEY_INVALID, not SIGNATURE_INVALID.",
+    },
+    "MIXED_ORDER_KEY": {
+        "bugType": "EDGE_CASE",
+        "description": "A key aB + T with T of order 8: accepted as a key; the cofactorless "
+        "equation decides. Catches verifiers that refuse it, or use the cofactored equation.",
+        "links": ["https://eprint.iacr.org/2020/1244"],
+    },
+    "COFACTORED_ONLY": {
+        "bugType": "EDGE_CASE",
+        "description": "[8][S]B = [8]R + [8][k]A holds but [S]B = R + [k]A does not: "
+        "SIGNATURE_INVALID (the cofactorless equation is normative).",
+        "links": ["https://eprint.iacr.org/2020/1244"],
+    },
+    "SMALL_ORDER_R": {
+        "bugType": "EDGE_CASE",
+        "description": "R of small order: SIGNATURE_INVALID even where the equation holds.",
+    },
+    "NON_CANONICAL_R": {
+        "bugType": "SIGNATURE_MALLEABILITY",
+        "description": "R not in canonical form (y >= p, or x = 0 with the sign bit set): "
+        "SIGNATURE_INVALID even where the equation holds after decoding.",
+    },
 }
 
 # RFC 8032 §7.1, TEST 1-3: (name, secret key (seed), public key, message, signature)
@@ -115,6 +157,92 @@ EXAMPLE_ID = "25NJQAM-CWEFLPM-VKL73J4-SZAHHIT-HOC4XT3-KTCGJNJ-PAINGR5-YHKENAI"
 
 L = 2**252 + 27742317777372353535851937790883648493  # order of the Ed25519 base point
 
+# --- edwards25519 in integers (RFC 8032 §5.1), only to build and check the edge cases ---------
+
+P = 2**255 - 19
+D = (-121665 * pow(121666, P - 2, P)) % P
+SQRT_M1 = pow(2, (P - 1) // 4, P)
+Point = tuple[int, int]  # affine (x, y)
+ZERO: Point = (0, 1)
+
+
+def _inv(v: int) -> int:
+    return pow(v, P - 2, P)
+
+
+def _recover_x(y: int, sign: int) -> int | None:
+    """RFC 8032 §5.1.3 step 2-4 for a canonical y; None if not on the curve or x = 0 and sign."""
+    if y >= P:
+        return None
+    x2 = (y * y - 1) * _inv(D * y * y + 1) % P
+    if x2 == 0:
+        return None if sign else 0
+    x = pow(x2, (P + 3) // 8, P)
+    if (x * x - x2) % P:
+        x = x * SQRT_M1 % P
+    if (x * x - x2) % P:
+        return None
+    return P - x if x & 1 != sign else x
+
+
+def _add(a: Point, b: Point) -> Point:
+    (x1, y1), (x2, y2) = a, b
+    t = D * x1 * x2 * y1 * y2 % P
+    return (x1 * y2 + x2 * y1) * _inv(1 + t) % P, (y1 * y2 + x1 * x2) * _inv(1 - t) % P
+
+
+def _mul(k: int, pt: Point) -> Point:
+    acc = ZERO
+    while k:
+        if k & 1:
+            acc = _add(acc, pt)
+        pt, k = _add(pt, pt), k >> 1
+    return acc
+
+
+def _enc(pt: Point) -> bytes:
+    return (pt[1] | (pt[0] & 1) << 255).to_bytes(32, "little")
+
+
+def _dec(b: bytes) -> Point | None:
+    """Strict decoding (RFC 8032 §5.1.3): None for y >= p or a non-point."""
+    v = int.from_bytes(b, "little")
+    x = _recover_x(v & ((1 << 255) - 1), v >> 255)
+    return None if x is None else (x, v & ((1 << 255) - 1))
+
+
+BASE: Point = (_recover_x(4 * _inv(5) % P, 0) or 0, 4 * _inv(5) % P)
+Y8 = 2707385501144840649318225287225658788936804267575313519463743609750303402022
+T8: Point = (_recover_x(Y8, 0) or 0, Y8)  # a point of order 8
+assert _mul(L, BASE) == ZERO and _mul(4, T8) != ZERO and _mul(8, T8) == ZERO
+
+
+def _k(r: bytes, a: bytes, msg: bytes) -> int:
+    return int.from_bytes(hashlib.sha512(r + a + msg).digest(), "little") % L
+
+
+def _spec_verify(pub: bytes, msg: bytes, sig: bytes) -> str | None:
+    """p4-02 §3.1.1, step by step as the text says: the error code, or None if valid."""
+    if len(pub) != 32:
+        return "IDENTITY_KEY_INVALID"  # step 1
+    y = int.from_bytes(pub, "little") & ((1 << 255) - 1)
+    if y >= P or y in (0, 1, P - 1, Y8, P - Y8) or _dec(pub) is None:
+        return "IDENTITY_KEY_INVALID"  # step 2
+    if len(sig) != 64:
+        return "SIGNATURE_INVALID"  # step 3
+    r_bytes, s = sig[:32], int.from_bytes(sig[32:], "little")
+    if s >= L:
+        return "SIGNATURE_INVALID"  # step 4
+    r_pt, a_pt = _dec(r_bytes), _dec(pub)
+    if r_pt is None or _enc(r_pt) != r_bytes or _mul(8, r_pt) == ZERO:
+        return "SIGNATURE_INVALID"  # step 5
+    assert a_pt is not None
+    neg_ka = _mul(8 * L - _k(r_bytes, pub, msg), a_pt)  # −[k]A for A of any order (8ℓ·A = 0)
+    if _enc(_add(_mul(s, BASE), neg_ka)) != r_bytes:
+        return "SIGNATURE_INVALID"  # step 6
+    return None
+
+
 _OPS = vectors_ops()
 
 
@@ -138,6 +266,12 @@ def _case(
 ) -> Json:
     """A test whose outcome the reference must reproduce (``value`` None = take the computed)."""
     ok, got = _run(op, inp)
+    if op == "identity.verify":
+        spec = _spec_verify(
+            *(bytes.fromhex(inp[k]) for k in ("public_key", "message", "signature"))
+        )
+        if spec != error:
+            raise AssertionError(f"{ident}: p4-02 §3.1.1 gives {spec}, the builder says {error}")
     if error is not None:
         if ok or got != error:
             raise AssertionError(f"{ident}: expected {error}, reference gave {got!r}")
@@ -703,12 +837,222 @@ def _keys_files() -> Json:
             flags=["WRONG_LENGTH"],
         ),
     ]
+    vf += _edge_verify_tests()
     groups = [
         group("identity.keypair", kp),
         group("identity.sign", sg),
         group("identity.verify", vf),
     ]
     return envelope("identity", SPEC, REVISION, _notes(groups), groups)
+
+
+def _le(n: int) -> bytes:
+    return n.to_bytes(32, "little")
+
+
+def _grind(r: bytes, a: bytes, label: str, *, multiple_of: int, want: bool) -> tuple[bytes, int]:
+    """The first message ``label || i`` whose k is (or is not) a multiple of ``multiple_of``."""
+    for i in range(1000):
+        msg = f"{label} {i}".encode()
+        k = _k(r, a, msg)
+        if (k % multiple_of == 0) == want:
+            return msg, k
+    raise AssertionError("no message found")  # pragma: no cover - probability 2^-100 or so
+
+
+def _edge_verify_tests() -> list[Json]:
+    """Edge cases of p4-02 §3.1.1 ("Taming the many EdDSAs", Chalkias et al. 2020, Table 1)."""
+    a = int.from_bytes(_seeded("identity/edge-a"), "little") % L  # a secret scalar
+    r = int.from_bytes(_seeded("identity/edge-r"), "little") % L  # a nonce
+    a_pt, r_pt = _mul(a, BASE), _mul(r, BASE)
+    pub, rb = _enc(a_pt), _enc(r_pt)
+    op, key_bad, sig_bad = "identity.verify", "IDENTITY_KEY_INVALID", "SIGNATURE_INVALID"
+    kv, vr = [T["keyvalid"], T["verify"]], [T["sig"], T["verify"]]
+    tests: list[Json] = []
+
+    def case(
+        ident: str,
+        comment: str,
+        req: list[str],
+        a_b: bytes,
+        msg: bytes,
+        sig: bytes,
+        error: str | None,
+        flags: list[str],
+    ) -> None:
+        inp = {"public_key": a_b.hex(), "message": msg.hex(), "signature": sig.hex()}
+        value = {"valid": True} if error is None else None
+        tests.append(_case(op, ident, comment, req, inp, value=value, error=error, flags=flags))
+
+    # --- small-order public keys: the equation holds (k ≡ 0 mod the point's order, S = r) ---
+    small = [
+        ("identity", "the neutral element (0, 1), order 1", _le(1), 1),
+        ("order2", "(0, −1), order 2", _le(P - 1), 2),
+        ("order4", "(√−1, 0), order 4", _le(0), 4),
+        ("order8", "a point of order 8, y = Y8", _enc(T8), 8),
+        ("order8-neg-y", "a point of order 8, y = p − Y8", _enc(_add(T8, (0, P - 1))), 8),
+        ("negative-zero", "(0, 1) with the sign bit set ('−0')", _le(1 | 1 << 255), 1),
+        ("noncanonical-identity", "(0, 1) written with y = p + 1", _le(P + 1), 1),
+        ("noncanonical-order4", "(√−1, 0) written with y = p", _le(P), 4),
+    ]
+    for name, what, key, order in small:
+        msg, _ = _grind(rb, key, f"small-order key {name}", multiple_of=order, want=True)
+        case(
+            f"idn-verify-small-order-key-{name}",
+            f"Public key {what}; S = r, so [S]B = R + [k]A holds (cofactored too). Refused.",
+            kv,
+            key,
+            msg,
+            rb + _le(r),
+            key_bad,
+            ["SMALL_ORDER_KEY"],
+        )
+
+    # --- keys that are not canonical encodings of a curve point ---
+    y3 = 3  # (x, 3) is on the curve; so is its non-canonical spelling y = p + 3
+    assert _recover_x(y3, 0) is not None and _recover_x(2, 0) is None
+    sig2 = bytes.fromhex(RFC8032[1][4])
+    for ident, what, key in [
+        ("idn-verify-noncanonical-key", "y = p + 3 (the point with y = 3)", _le(P + y3)),
+        ("idn-verify-noncanonical-key-sign", "y = p + 3, sign bit set", _le(P + y3 | 1 << 255)),
+        ("idn-verify-key-all-ones", "all 32 bytes 0xff (y = 2^255 − 1 ≥ p)", b"\xff" * 32),
+        ("idn-verify-key-not-on-curve", "y = 2: (y² − 1)/(dy² + 1) is not a square", _le(2)),
+    ]:
+        case(
+            ident,
+            f"Public key {what}, with RFC 8032 TEST 2's message and signature.",
+            kv,
+            key,
+            bytes.fromhex(RFC8032[1][3]),
+            sig2,
+            key_bad,
+            ["NON_CANONICAL_KEY"],
+        )
+
+    # --- mixed-order key aB + T8: the cofactorless equation decides ---
+    mixed = _enc(_add(a_pt, T8))
+    msg, k = _grind(rb, mixed, "mixed-order key", multiple_of=8, want=True)
+    case(
+        "idn-verify-mixed-order-key-valid",
+        "Key aB + T (T of order 8), k ≡ 0 mod 8: [S]B = R + [k]A holds. Valid.",
+        [T["sig"], T["keyvalid"], T["verify"]],
+        mixed,
+        msg,
+        rb + _le((r + k * a) % L),
+        None,
+        ["MIXED_ORDER_KEY"],
+    )
+    msg, k = _grind(rb, mixed, "mixed-order key", multiple_of=8, want=False)
+    case(
+        "idn-verify-mixed-order-key-cofactored-only",
+        "Key aB + T (T of order 8), k ≢ 0 mod 8: only the cofactored equation holds.",
+        vr,
+        mixed,
+        msg,
+        rb + _le((r + k * a) % L),
+        sig_bad,
+        ["MIXED_ORDER_KEY", "COFACTORED_ONLY"],
+    )
+
+    # --- R values: S = k·a makes [S]B = R + [k]A hold for R = 0 ---
+    msg = b"p4 edge R"
+    for ident, what, r_b, flag in [
+        (
+            "idn-verify-small-order-r-identity",
+            "R = (0, 1): the equation holds",
+            _le(1),
+            "SMALL_ORDER_R",
+        ),
+        (
+            "idn-verify-small-order-r-order8",
+            "R of order 8: only the cofactored equation holds",
+            _enc(T8),
+            "SMALL_ORDER_R",
+        ),
+        (
+            "idn-verify-noncanonical-r-identity",
+            "R = (0, 1) written with y = p + 1",
+            _le(P + 1),
+            "NON_CANONICAL_R",
+        ),
+        (
+            "idn-verify-noncanonical-r-negative-zero",
+            "R = (0, 1) with the sign bit set",
+            _le(1 | 1 << 255),
+            "NON_CANONICAL_R",
+        ),
+    ]:
+        k = _k(r_b, pub, msg)
+        case(ident, f"{what}; S = k·a.", vr, pub, msg, r_b + _le(k * a % L), sig_bad, [flag])
+    r_mixed = _enc(_add(r_pt, T8))
+    k = _k(r_mixed, pub, msg)
+    case(
+        "idn-verify-mixed-order-r",
+        "R = rB + T (T of order 8), S = r + k·a: only the cofactored equation holds.",
+        vr,
+        pub,
+        msg,
+        r_mixed + _le((r + k * a) % L),
+        sig_bad,
+        ["COFACTORED_ONLY"],
+    )
+    k = _k(rb, pub, msg)
+    good = rb + _le((r + k * a) % L)
+    case(
+        "idn-verify-edge-baseline",
+        "The honest signature these edge cases vary.",
+        [T["sig"], T["verify"]],
+        pub,
+        msg,
+        good,
+        None,
+        [],
+    )
+
+    # --- order of checks: the key first, whatever is wrong with the signature ---
+    case(
+        "idn-verify-order-short-key-short-signature",
+        "31-byte key and 63-byte signature: the key is checked first.",
+        [T["keylen"], T["verify"]],
+        pub[:31],
+        msg,
+        good[:63],
+        key_bad,
+        ["CHECK_ORDER"],
+    )
+    case(
+        "idn-verify-order-small-order-key-short-signature",
+        "Small-order key (0, 1) and a 63-byte signature: the key is checked first.",
+        [T["keyvalid"], T["verify"]],
+        _le(1),
+        msg,
+        good[:63],
+        key_bad,
+        ["CHECK_ORDER"],
+    )
+    s_plus_l = rb + _le((r + k * a) % L + L)
+    case(
+        "idn-verify-order-noncanonical-key-s-out-of-range",
+        "Non-canonical key and S ≥ ℓ: the key is checked first.",
+        [T["keyvalid"], T["verify"]],
+        _le(P + y3),
+        msg,
+        s_plus_l,
+        key_bad,
+        ["CHECK_ORDER"],
+    )
+    case(
+        "idn-verify-edge-s-plus-l",
+        "The baseline with S + ℓ (< 2^253, so a check of the top "
+        "three bits alone lets it through).",
+        vr,
+        pub,
+        msg,
+        s_plus_l,
+        sig_bad,
+        ["S_OUT_OF_RANGE"],
+    )
+    return tests
 
 
 def _notes(groups: list[Json]) -> dict[str, Json]:
