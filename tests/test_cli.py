@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import datetime
 import hashlib
+import io
 import os
+import stat
 import subprocess
 import sys
+import time
 import types
 from pathlib import Path
 
@@ -15,9 +19,14 @@ import qrcode
 
 from p4ref import cli
 from p4ref.cli import main, render_qr
+from p4ref.cli import pair as pair_cli
+from p4ref.errors import ErrorCode
 from p4ref.identity import Identity, parse_device_id
+from p4ref.io.burnt import BURNT_FILE, BurntCodes
 from p4ref.io.store import IDENTITY_FILE, PEERS_FILE, Profile
-from p4ref.pairing import ShortCode
+from p4ref.pairing import InviteUri, parse_uri
+
+CODE = "7-adroitness-aardvark"
 
 ROOT = Path(__file__).resolve().parent.parent
 Cap = pytest.CaptureFixture[str]
@@ -140,9 +149,8 @@ def test_peers_list_rename_forget(home: str, capsys: Cap) -> None:
     [
         (["pair", "accept", "7-apple"], "PAIR_CODE_MALFORMED"),
         (["pair", "accept", "p4:pair?v=1"], "PAIR_URI_MALFORMED"),
-        (["pair", "accept", str(ShortCode.generate(bytes(4))), "--tor", "testnet:/nonexistent"],
-         "TOR_UNREACHABLE"),
-        (["pair", "invite", "--tor", "carrier-pigeon"], "TOR_UNREACHABLE"),
+        (["pair", "accept", CODE, "--tor", "testnet:/nonexistent"], "TOR_UNREACHABLE"),
+        (["pair", "invite", "--tor", "testnet:/nonexistent"], "TOR_UNREACHABLE"),
     ],
 )
 def test_pair_errors_are_one_clear_line(home: str, capsys: Cap, argv: list[str],
@@ -241,3 +249,174 @@ def test_python_dash_m(home: str) -> None:
     )
     assert proc.returncode == 1
     assert proc.stderr.startswith("p4: error: ") and "Traceback" not in proc.stderr
+
+
+# --- pairing as a user meets it, before anything reaches Tor (issue 10 §1) -------------------
+
+NO_TOR = ["--tor", "testnet:/nonexistent"]  # any attempt to reach Tor fails TOR_UNREACHABLE
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["pair", "invite", "--tor", "system:abc"],
+        ["pair", "invite", "--tor", "system:0"],
+        ["pair", "invite", "--tor", "carrier-pigeon"],
+        ["pair", "accept", CODE, "--tor", "launch:x"],
+        ["pair", "invite", "--timeout", "0"],
+        ["pair", "invite", "--timeout", "-5"],
+        ["pair", "accept", CODE, "--timeout", "nan"],
+        ["pair", "accept", CODE, "--timeout", "soon"],
+    ],
+)
+def test_bad_tor_and_timeout_are_usage_errors(home: str, capsys: Cap, argv: list[str]) -> None:
+    rc, out, err = run(capsys, "--home", home, *argv)
+    assert rc == 2 and out == ""
+    assert "INTERNAL_ERROR" not in err and "Traceback" not in err
+    assert "--tor" in err or "--timeout" in err
+
+
+@pytest.mark.parametrize(
+    ("name", "code"),
+    [
+        ("", "PEER_NAME_INVALID"),
+        (" phone", "PEER_NAME_INVALID"),
+        ("x" * 65, "PEER_NAME_INVALID"),
+        (Identity(bytes(32)).device_id, "PEER_NAME_INVALID"),  # reads as a device ID
+        ("laptop", "PEER_EXISTS"),  # taken
+    ],
+)
+@pytest.mark.parametrize("verb", ["invite", "accept"])
+def test_name_is_checked_before_dialling(home: str, capsys: Cap, name: str, code: str,
+                                         verb: str) -> None:
+    run(capsys, "--home", home, "init")
+    Profile.open(home).add_peer("laptop", key("a"), bytes(32), "123456")
+    argv = ["pair", verb, *([CODE] if verb == "accept" else []), "--name", name, *NO_TOR]
+    rc, _, err = run(capsys, "--home", home, *argv)
+    assert rc == 1 and err.endswith(f"[{code}]\n") and err.count("\n") == 1, err
+
+
+def test_code_from_environment_or_stdin(home: str, capsys: Cap,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    run(capsys, "--home", home, "init")
+    monkeypatch.setenv("P4_CODE", "7-apple")  # a malformed code proves it was read
+    rc, _, err = run(capsys, "--home", home, "pair", "accept", *NO_TOR)
+    assert rc == 1 and err.endswith("[PAIR_CODE_MALFORMED]\n")
+    monkeypatch.setenv("P4_CODE", CODE)
+    rc, _, err = run(capsys, "--home", home, "pair", "accept", *NO_TOR)
+    assert rc == 1 and err.endswith("[TOR_UNREACHABLE]\n")  # got as far as Tor
+    monkeypatch.delenv("P4_CODE")
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+    rc, _, err = run(capsys, "--home", home, "pair", "accept", *NO_TOR)
+    assert rc == 1 and "P4_CODE" in err and err.endswith("[PAIR_CODE_MALFORMED]\n")
+    monkeypatch.setattr(sys, "stdin", io.StringIO(CODE + "\n"))
+    rc, _, err = run(capsys, "--home", home, "pair", "accept", *NO_TOR)
+    assert rc == 1 and err.endswith("[TOR_UNREACHABLE]\n")
+
+
+def test_burnt_code_is_refused_before_dialling(home: str, capsys: Cap) -> None:
+    run(capsys, "--home", home, "init")
+    p = Profile.open(home)
+    burnt = BurntCodes(p.path, p.identity.seed)
+    burnt.remember(CODE, ErrorCode.PAIR_CONFIRM_FAILED)
+    for typed in (CODE, "  7-Adroitness-AARDVARK "):  # the same code, typed differently
+        rc, _, err = run(capsys, "--home", home, "pair", "accept", typed, *NO_TOR)
+        assert rc == 1 and err.count("\n") == 1
+        assert "wrong code, or someone guessing — get a new code from the other device" in err
+        assert err.endswith("[PAIR_CONFIRM_FAILED]\n")
+    data = (Path(home) / BURNT_FILE).read_text()
+    assert "adroitness" not in data.lower() and "aardvark" not in data.lower()
+    assert stat.S_IMODE((Path(home) / BURNT_FILE).stat().st_mode) == 0o600
+    # another code is not affected; an expired entry is forgotten
+    rc, _, err = run(capsys, "--home", home, "pair", "accept", "8-adroitness-aardvark", *NO_TOR)
+    assert err.endswith("[TOR_UNREACHABLE]\n")
+    burnt.check(CODE, now=int(time.time()) + 2 * 86400)  # no raise: expired
+
+
+def test_damaged_burnt_file_is_ignored(home: str, capsys: Cap) -> None:
+    run(capsys, "--home", home, "init")
+    (Path(home) / BURNT_FILE).write_text("[[[[" * 10000)
+    _, _, err = run(capsys, "--home", home, "pair", "accept", CODE, *NO_TOR)
+    assert err.endswith("[TOR_UNREACHABLE]\n")
+
+
+def test_expired_uri_is_refused_before_dialling(home: str, capsys: Cap) -> None:
+    run(capsys, "--home", home, "init")
+    create = getattr(InviteUri, "create", None)
+    uri = (create(bytes(32), 1_000_000, key("i")) if create else InviteUri(bytes(32), 1_000_000))
+    rc, _, err = run(capsys, "--home", home, "pair", "accept", str(uri), *NO_TOR)
+    assert rc == 1 and "expired — get a new code" in err
+    assert err.endswith("[PAIR_INVITATION_EXPIRED]\n")
+
+
+def test_names_cannot_be_device_ids_and_ids_win(home: str, capsys: Cap) -> None:
+    run(capsys, "--home", home, "init")
+    p = Profile.open(home)
+    a = p.add_peer("laptop", key("a"), bytes(32), "1")
+    b = p.add_peer("phone", key("b"), bytes(32), "2")
+    rc, _, err = run(capsys, "--home", home, "peers", "rename", "phone", a.device_id)
+    assert rc == 1 and err.endswith("[PEER_NAME_INVALID]\n")
+    # a record that already carries another device's ID as its name (an older p4 allowed it)
+    p.forget_peer("phone")
+    p.add_peer(a.device_id.lower(), b.identity_key, bytes(32), "2")
+    rc, out, _ = run(capsys, "--home", home, "peers", "forget", a.device_id.lower())
+    assert rc == 0 and "Forgot 'laptop'" in out
+    assert [x.identity_key for x in Profile.open(home).peers()] == [b.identity_key]
+
+
+def test_mistyped_device_id_gets_did_you_mean(home: str, capsys: Cap) -> None:
+    run(capsys, "--home", home, "init")
+    p = Profile.open(home)
+    p.add_peer("laptop", key("a"), bytes(32), "1")
+    for i in range(20):  # a device ID with an O, an I or a B to confuse
+        rec = p.add_peer(f"phone{i}", key(f"b{i}"), bytes(32), "2")
+        if any(c in rec.device_id for c in "OIB"):
+            break
+        p.forget_peer(rec.name)
+    real = rec.device_id
+    j = next(i for i, c in enumerate(real) if c in "OIB")
+    confused = real[:j] + {"O": "0", "I": "1", "B": "8"}[real[j]] + real[j + 1 :]
+    k = 3 if real[3] != "Q" else 4
+    typo = real[:k] + ("Q" if real[k] != "Q" else "R") + real[k + 1 :]
+    for wrong in (confused, typo):
+        rc, _, err = run(capsys, "--home", home, "peers", "forget", wrong)
+        assert rc == 1 and err.endswith("[PEER_UNKNOWN]\n") and err.count("\n") == 1
+        assert f"did you mean {real} ({rec.name!r})?" in err, err
+        assert "laptop" not in err
+    assert len(Profile.open(home).peers()) == 2  # nothing was deleted
+
+
+def _invite_args(**kw: object) -> argparse.Namespace:
+    return argparse.Namespace(**{"light": False, "show_uri": False, **kw})
+
+
+def _a_uri() -> str:
+    create = getattr(InviteUri, "create", None)
+    return str(create(os.urandom(32), 4_102_444_800, key("i")) if create
+               else InviteUri(os.urandom(32), 4_102_444_800))
+
+
+def test_invite_screen_fits_80x24_with_the_code_last() -> None:
+    code, uri = "1048576-businessman-christmas", _a_uri()
+    when = datetime.datetime(2026, 1, 1, 14, 5)
+    screen = pair_cli._screen(code, uri, when, _invite_args())
+    lines = screen.splitlines()
+    assert len(lines) <= 23, len(lines)  # and the cursor on the 24th
+    assert max(len(line) for line in lines) <= 80
+    assert lines[-1] == f"  p4 pair accept {code}"
+    assert "14:05" in screen and "s=" not in screen.lower()  # the secret is not printed
+    qr_rows = [line[: len(lines[0].rstrip())] for line in lines if line[:1] in "█▀▄ "]
+    art = "\n".join(r for r in qr_rows if set(r) <= set("█▀▄ ") and len(r) == len(qr_rows[0]))
+    matrix = qrcode.QRCode(border=1, error_correction=qrcode.constants.ERROR_CORRECT_L)
+    matrix.add_data(uri.upper())
+    matrix.make(fit=True)
+    assert _unrender(art, False)[: len(matrix.get_matrix())] == matrix.get_matrix()
+    assert parse_uri(uri.upper()) == parse_uri(uri)  # the QR's upper case reads the same
+
+
+def test_invite_screen_shows_the_uri_only_on_request() -> None:
+    uri = _a_uri()
+    screen = pair_cli._screen("7-adroitness-aardvark", uri, datetime.datetime(2026, 1, 1),
+                              _invite_args(show_uri=True))
+    assert f"p4 pair accept '{uri}'" in screen  # quoted: & and ? are special to a shell
+    assert screen.splitlines()[-1] == "  p4 pair accept 7-adroitness-aardvark"

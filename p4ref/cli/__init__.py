@@ -3,15 +3,18 @@
     p4 [--home DIR] init                 create a profile with a fresh identity (never overwrites)
     p4 [--home DIR] id [--qr] [--light]  print this device's ID (optionally as a terminal QR code)
     p4 [--home DIR] peers                list paired peers
-    p4 [--home DIR] peers rename OLD NEW
-    p4 [--home DIR] peers forget NAME
-    p4 [--home DIR] pair invite [--tor MODE]           short code + QR, pairs over Tor
-    p4 [--home DIR] pair accept CODE|URI [--tor MODE]
+    p4 [--home DIR] peers rename OLD NEW   OLD: a device ID or a name (IDs are tried first)
+    p4 [--home DIR] peers forget ID|NAME
+    p4 [--home DIR] pair invite [--tor MODE] [--show-uri]   QR + short code, pairs over Tor
+    p4 [--home DIR] pair accept [CODE|URI] [--tor MODE]      else $P4_CODE, else a prompt
     p4 demo [ARGS...]                    runs p4ref.demo:main when that module is present
 
 Every command is one ``cmd_*(args) -> int`` function so a later layer can be wired in by
 replacing one function. Errors print ``p4: error: <message> [CODE]`` on stderr and exit 1;
 usage errors exit 2 (argparse). No traceback is printed unless ``P4_DEBUG`` is set.
+
+The package: :mod:`.pair` (``p4 pair``), :mod:`.qr` (terminal QR codes), :mod:`._peers` (device
+IDs before names, "did you mean"), :mod:`._common` (profile path, argument types, progress).
 """
 
 from __future__ import annotations
@@ -22,24 +25,22 @@ import importlib
 import os
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 from p4ref import __version__
-from p4ref.cli_pair import add_pair_arguments, cmd_pair_accept, cmd_pair_invite
 from p4ref.errors import P4Error
-from p4ref.io.store import Profile, default_home
+from p4ref.io.store import Profile
 
-__all__ = ["build_parser", "main"]
+from ._common import home as _home
+from ._peers import check_new_name, resolve_peer
+from .pair import add_pair_arguments, cmd_pair_accept, cmd_pair_invite
+from .qr import render_qr
+
+__all__ = ["build_parser", "main", "render_qr"]
 
 Command = Callable[[argparse.Namespace], int]
 
 # --------------------------------------------------------------------------------------------
 # Commands
-
-
-def _home(args: argparse.Namespace) -> Path:
-    home: str | None = getattr(args, "home", None)
-    return Path(home).expanduser() if home else default_home()
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -71,13 +72,17 @@ def cmd_peers_list(args: argparse.Namespace) -> int:
 
 
 def cmd_peers_rename(args: argparse.Namespace) -> int:
-    rec = Profile.open(_home(args)).rename_peer(args.old, args.new)
-    print(f"Renamed {args.old!r} to {rec.name!r}")
+    profile = Profile.open(_home(args))
+    new = check_new_name(args.new)
+    old = resolve_peer(profile, args.old)
+    rec = profile.rename_peer(old.name, new)
+    print(f"Renamed {old.name!r} to {rec.name!r}")
     return 0
 
 
 def cmd_peers_forget(args: argparse.Namespace) -> int:
-    rec = Profile.open(_home(args)).forget_peer(args.name)
+    profile = Profile.open(_home(args))
+    rec = profile.forget_peer(resolve_peer(profile, args.name).name)
     print(f"Forgot {rec.name!r} ({rec.device_id}); pair again to talk to it")
     return 0
 
@@ -98,39 +103,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
         os.environ["P4_HOME"] = str(_home(args))
     result = demo_main(list(args.demo_args))
     return int(result or 0)
-
-
-# --------------------------------------------------------------------------------------------
-# QR rendering
-
-
-def render_qr(text: str, *, light_background: bool = False, stream: object = None) -> str:
-    """``text`` as a QR code drawn with half blocks, two module rows per text line.
-
-    By default light modules are drawn (█) and dark ones left blank, which reads correctly on the
-    usual light-on-dark terminal; ``light_background`` swaps that. Falls back to ``##`` cells
-    when the output encoding has no block characters. The quiet zone is 4 modules (ISO 18004).
-    """
-    import qrcode  # deferred: only `p4 id --qr` pays for it
-
-    qr = qrcode.QRCode(border=4, error_correction=qrcode.constants.ERROR_CORRECT_M)
-    qr.add_data(text)
-    qr.make(fit=True)
-    matrix: list[list[bool]] = qr.get_matrix()
-    # "ink" = the cells we draw in the terminal's foreground colour
-    ink = [[cell if light_background else not cell for cell in row] for row in matrix]
-    encoding = getattr(stream, "encoding", None) or "utf-8"
-    try:
-        "█▀▄".encode(encoding)
-    except (UnicodeEncodeError, LookupError):
-        return "".join("".join("##" if c else "  " for c in row) + "\n" for row in ink)
-    if len(ink) % 2:
-        ink.append([not light_background] * len(ink[0]))
-    glyph = {(False, False): " ", (True, False): "▀", (False, True): "▄", (True, True): "█"}
-    lines = []
-    for top, bottom in zip(ink[0::2], ink[1::2], strict=True):
-        lines.append("".join(glyph[(t, b)] for t, b in zip(top, bottom, strict=True)) + "\n")
-    return "".join(lines)
 
 
 # --------------------------------------------------------------------------------------------
@@ -167,11 +139,11 @@ def build_parser() -> argparse.ArgumentParser:
     p_peers = add("peers", cmd_peers_list, "list paired peers (or rename/forget one)")
     peers_sub = p_peers.add_subparsers(dest="peers_command", metavar="ACTION")
     p_ren = peers_sub.add_parser("rename", parents=[home], help="rename a paired peer")
-    p_ren.add_argument("old", metavar="OLD", help="current name or device ID")
+    p_ren.add_argument("old", metavar="OLD", help="device ID or current name")
     p_ren.add_argument("new", metavar="NEW", help="new name")
     p_ren.set_defaults(func=cmd_peers_rename)
     p_fgt = peers_sub.add_parser("forget", parents=[home], help="delete a paired peer")
-    p_fgt.add_argument("name", metavar="NAME", help="name or device ID")
+    p_fgt.add_argument("name", metavar="ID|NAME", help="device ID or name")
     p_fgt.set_defaults(func=cmd_peers_forget)
     p_list = peers_sub.add_parser("list", parents=[home], help="list paired peers")
     p_list.set_defaults(func=cmd_peers_list)
@@ -182,7 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_pair_arguments(p_inv, invite=True)
     p_inv.set_defaults(func=cmd_pair_invite)
     p_acc = pair_sub.add_parser("accept", parents=[home], help="pair using a code or p4: URI")
-    p_acc.add_argument("code", metavar="CODE|URI", help="e.g. 7-apple-river or a p4: URI")
+    p_acc.add_argument("code", metavar="CODE|URI", nargs="?", default=None,
+                       help="e.g. 7-adroitness-aardvark or a p4:pair link; if left out, taken"
+                            " from $P4_CODE or asked for (keeps it out of shell history)")
     add_pair_arguments(p_acc, invite=False)
     p_acc.set_defaults(func=cmd_pair_accept)
 

@@ -1,8 +1,17 @@
 """``p4 pair invite`` and ``p4 pair accept``: pairing over Tor from the command line (p4-02).
 
-``invite`` offers both entry paths at once, as a person expects: it prints a short code to read
-out and draws a ``p4:pair`` URI as a QR code to scan, publishes the pairing onion of each, and
-pairs with whichever is used first; the other is withdrawn.  ``accept`` takes either form.
+``invite`` offers both entry paths at once, as a person expects: a QR code to scan and, printed
+last, a short code to read out (the ``p4:pair`` URI itself, which holds a 256-bit secret, only
+with ``--show-uri``).  It publishes the pairing onion of each and pairs with whichever is used
+first.  The two fail independently: a wrong guess at the short code spends the code, and the QR
+code keeps working.  ``accept`` takes either form, from the command line, from ``$P4_CODE`` or
+from a prompt (so the code stays out of the shell's history).
+
+Everything that can be checked locally is checked before anything is published or dialled: the
+profile, ``--name``, the code's form, whether this device already burnt that code, a URI's
+expiry.  While it works it says what it is doing on stderr ("publishing…", "connecting to the
+other device…"); every failure is one line that says what happened in words and what to do, with
+the registry code in brackets for scripts.
 
 ``--tor`` says where tor is: ``system`` (a running tor's control port, 9051; ``system:PORT``),
 ``launch`` (start a private tor process with stem), or ``testnet:DIR[:N]`` (client ``N`` of the
@@ -13,22 +22,39 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import datetime
 import json
 import os
+import shlex
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ErrorCode, P4Error
-from .identity import device_id
-from .io.pair_tor import PairingResult, PendingInvite, accept_invitation, create_invitation
-from .io.store import Profile
-from .io.tor import TorConfig, TorDriver
-from .pairing import parse_code, parse_uri
+from ..errors import ErrorCode, P4Error
+from ..identity import device_id
+from ..io.burnt import BurntCodes
+from ..io.pair_tor import (
+    DIAL_TIMEOUT_S,
+    InviteGroup,
+    PairingResult,
+    PendingInvite,
+    accept_invitation,
+    create_invitation,
+)
+from ..io.store import PeerRecord, Profile
+from ..io.tor import TorConfig, TorDriver
+from ..pairing import parse_code, parse_uri
+from ._common import home, say, seconds, tor_spec
+from ._peers import check_new_name
+from .qr import render_qr
 
-__all__ = ["add_pair_arguments", "cmd_pair_accept", "cmd_pair_invite", "tor_config"]
+__all__ = ["CODE_ENV", "add_pair_arguments", "cmd_pair_accept", "cmd_pair_invite", "tor_config"]
+
+#: Environment variable ``p4 pair accept`` reads the code from when none is given.
+CODE_ENV = "P4_CODE"
+
+GET_NEW = "get a new code from the other device"
 
 
 @dataclass(frozen=True)
@@ -41,98 +67,293 @@ class _Client:
 
 def tor_config(spec: str) -> TorConfig:
     """Parse ``--tor``: ``system[:PORT]``, ``launch`` or ``testnet:DIR[:N]``."""
+    spec = tor_spec(spec) if isinstance(spec, str) else spec
     kind, _, rest = spec.partition(":")
     if kind == "system":
         return TorConfig(mode="system", control_port=int(rest) if rest else None)
-    if kind == "launch" and not rest:
+    if kind == "launch":
         return TorConfig(mode="launch")
-    if kind == "testnet" and rest:
-        directory, _, index = rest.partition(":")
-        desc_path = Path(directory) / "tornet.json"
-        try:
-            desc = json.loads(desc_path.read_text("utf-8"))
-            c = desc["clients"][int(index or 0)]
-            client = _Client(c["control_port"], c["socks_port"], c["cookie_path"], c["data_dir"])
-        except (OSError, ValueError, KeyError, IndexError) as exc:
-            raise P4Error(ErrorCode.TOR_UNREACHABLE,
-                          f"no private Tor network described in {desc_path}: {exc}") from None
-        return TorConfig.testnet(client)
-    raise P4Error(ErrorCode.TOR_UNREACHABLE,
-                  f"--tor {spec!r}: expected system[:PORT], launch or testnet:DIR[:N]")
+    directory, sep, index = rest.rpartition(":")
+    if not sep or not index.isdigit():
+        directory, index = rest, "0"
+    desc_path = Path(directory) / "tornet.json"
+    try:
+        desc = json.loads(desc_path.read_text("utf-8"))
+        c = desc["clients"][int(index)]
+        client = _Client(c["control_port"], c["socks_port"], c["cookie_path"], c["data_dir"])
+    except (OSError, ValueError, KeyError, IndexError, TypeError) as exc:
+        raise P4Error(ErrorCode.TOR_UNREACHABLE,
+                      f"no private Tor network described in {desc_path}: {exc}") from None
+    return TorConfig.testnet(client)
 
 
 def add_pair_arguments(p: argparse.ArgumentParser, *, invite: bool) -> None:
-    p.add_argument("--tor", default="system", metavar="MODE",
+    p.add_argument("--tor", default="system", metavar="MODE", type=tor_spec,
                    help="system[:PORT] (default), launch, or testnet:DIR[:N]")
-    p.add_argument("--name", help="name to store the new peer under")
-    p.add_argument("--timeout", type=float, default=600.0 if invite else 120.0,
+    p.add_argument("--name", help="name to store the new peer under (not a device ID)")
+    p.add_argument("--timeout", type=seconds, default=600.0 if invite else 120.0,
                    help="seconds to wait (default: %(default)s)")
+    p.add_argument("--replace", action="store_true",
+                   help="if the other device is already paired with this one (it forgot this"
+                        " device), replace the old pairing without asking")
     if invite:
         p.add_argument("--light", action="store_true", help="QR for a light terminal")
+        p.add_argument("--show-uri", action="store_true",
+                       help="also print the p4:pair link (it holds the invitation's secret)")
 
 
-def _store(profile: Profile, result: PairingResult, name: str | None) -> str:
-    peer_name = name or f"peer-{device_id(result.peer_identity)[:7].lower()}"
-    profile.add_peer(peer_name, result.peer_identity, result.pair_root_key, result.sas)
-    print(f"Paired with {peer_name} ({device_id(result.peer_identity)})")
+# --------------------------------------------------------------------------------------------
+# Before anything goes on the network
+
+
+def _precheck_name(profile: Profile, args: argparse.Namespace) -> str | None:
+    """``--name`` valid and free (unless ``--replace`` may free it): checked before dialling."""
+    if args.name is None:
+        return None
+    name = check_new_name(args.name)
+    taken = next((p for p in profile.peers() if p.name == name), None)
+    if taken is not None and not args.replace:
+        raise P4Error(ErrorCode.PEER_EXISTS,
+                      f"a peer named {name!r} is already paired ({taken.device_id}); choose"
+                      " another --name, or add --replace if you are pairing with that device"
+                      " again")
+    return name
+
+
+def _confirm(question: str) -> bool:
+    if not sys.stdin.isatty():
+        return False
+    try:
+        answer = input(f"{question} [y/N] ")
+    except EOFError:
+        return False
+    return answer.strip().lower() in ("y", "yes")
+
+
+def _store(profile: Profile, result: PairingResult, name: str | None,
+           args: argparse.Namespace) -> None:
+    """Store the new peer; a device that forgot us and paired again replaces its stale record
+    once the user agrees (``--replace`` agrees in advance)."""
+    peer_id = device_id(result.peer_identity)
+    peers = profile.peers()
+    stale: PeerRecord | None = next(
+        (p for p in peers if p.identity_key == result.peer_identity), None)
+    if stale is not None:
+        question = (f"This device was already paired with {stale.name!r} ({peer_id}); it seems"
+                    " to have forgotten this one. Replace the old pairing?")
+        if not (args.replace or _confirm(question)):
+            raise P4Error(ErrorCode.PEER_EXISTS,
+                          f"{stale.name!r} ({peer_id}) is already paired and the old pairing was"
+                          " kept; run again with --replace to replace it, or first"
+                          f" `p4 peers forget {stale.name}`")
+        profile.forget_peer(stale.name)
+        name = name or stale.name
+    if name is None:
+        base = f"peer-{peer_id[:7].lower()}"
+        taken = {p.name for p in profile.peers()}
+        name = base
+        n = 2
+        while name in taken:
+            name, n = f"{base}-{n}", n + 1
+    elif args.replace:
+        clash = next((p for p in profile.peers() if p.name == name), None)
+        if clash is not None:
+            profile.forget_peer(clash.name)
+    profile.add_peer(name, result.peer_identity, result.pair_root_key, result.sas)
+    print(f"Paired with {name} ({peer_id})")
     print(f"Compare this code with the other device: {result.sas}")
-    return peer_name
+
+
+# --------------------------------------------------------------------------------------------
+# Failures in words
+
+
+def _tor_trouble(exc: P4Error) -> P4Error | None:
+    if exc.code in (ErrorCode.TOR_UNREACHABLE, ErrorCode.TOR_NOT_INSTALLED,
+                    ErrorCode.TOR_LAUNCH_FAILED, ErrorCode.TOR_REFUSED):
+        return P4Error(exc.code, f"cannot use Tor: {exc.message} (is tor running with a"
+                                 " ControlPort? `--tor launch` starts one of its own)")
+    return None
+
+
+def _explain_accept(exc: P4Error, dialling: bool) -> P4Error:
+    c = exc.code
+    if c is ErrorCode.PAIR_CONFIRM_FAILED:
+        return P4Error(c, f"wrong code, or someone guessing — {GET_NEW}")
+    if c is ErrorCode.PAIR_INVITATION_BURNT:
+        return P4Error(c, f"this code was already used — {GET_NEW}")
+    if c is ErrorCode.PAIR_INVITATION_EXPIRED:
+        return P4Error(c, f"this code has expired — {GET_NEW}")
+    if dialling and c in (ErrorCode.TOR_ONION_UNREACHABLE, ErrorCode.TOR_TIMEOUT):
+        return P4Error(c, f"no device is offering this code (tried for {DIAL_TIMEOUT_S:.0f} s):"
+                          " check it, or it has expired or was already used — " + GET_NEW)
+    if (trouble := _tor_trouble(exc)) is not None:
+        return trouble
+    if c is ErrorCode.TIMEOUT:
+        return P4Error(c, "the other device stopped answering during pairing — try again with"
+                          " a new code")
+    if c is ErrorCode.PROTOCOL_VIOLATION:
+        return P4Error(c, "the connection to the other device was lost during pairing — try"
+                          " again with a new code")
+    return P4Error(c, f"pairing failed: {exc.message}")
+
+
+def _explain_invite(exc: P4Error, expiry: datetime.datetime) -> P4Error:
+    c = exc.code
+    again = "run `p4 pair invite` again"
+    if c is ErrorCode.PAIR_INVITATION_EXPIRED:
+        return P4Error(c, f"nobody used the invitation before it expired at {expiry:%H:%M} —"
+                          f" {again}")
+    if c is ErrorCode.PAIR_CONFIRM_FAILED:
+        return P4Error(c, "someone tried a wrong code, so the invitation is used up — " + again
+                          + " and read the new code out carefully")
+    if (trouble := _tor_trouble(exc)) is not None:
+        return trouble
+    if c is ErrorCode.TIMEOUT:
+        return P4Error(c, f"the other device stopped answering during pairing — {again}")
+    if c is ErrorCode.PROTOCOL_VIOLATION:
+        return P4Error(c, f"the connection to the other device was lost during pairing — {again}")
+    return P4Error(c, f"pairing failed: {exc.message}")
+
+
+# --------------------------------------------------------------------------------------------
+# invite
+
+
+def _screen(code: str, uri: str, expiry: datetime.datetime, args: argparse.Namespace) -> str:
+    """QR + short code in 80×24: a compact QR (quiet zone 1, level L, the URI in upper case so
+    most of it is coded as alphanumerics), the instructions beside it, the code last."""
+    qr = render_qr(uri.upper(), light_background=args.light, stream=sys.stdout, border=1,
+                   error_correction="L").splitlines()
+    side = ["Scan this with the other device,", "or there run the command below.",
+            f"It expires at {expiry:%H:%M}, works once."]
+    width = max(len(line) for line in qr)
+    cols = shutil.get_terminal_size((80, 24)).columns
+    lines = list(qr)
+    if width + 2 + max(len(s) for s in side) <= max(cols, 80):
+        for i, s in enumerate(side):
+            lines[len(qr) - len(side) + i] += "  " + s
+    else:
+        lines += side
+    if args.show_uri:
+        lines.append(f"  p4 pair accept {shlex.quote(uri)}")
+    lines.append(f"  p4 pair accept {code}")
+    return "\n".join(lines) + "\n"
 
 
 async def _invite(profile: Profile, args: argparse.Namespace) -> PairingResult:
-    from .cli import render_qr
-
+    expiry = datetime.datetime.now() + datetime.timedelta(seconds=args.timeout)
     tor = TorDriver(tor_config(args.tor))
-    await tor.start()
-    invites: list[PendingInvite] = []
+    group = InviteGroup()
+
+    def notify(kind: str, invite: PendingInvite, exc: P4Error | None) -> None:
+        what = "QR code" if invite.is_uri else "short code"
+        if kind == "attempt":
+            say(f"the other device connected with the {what}; pairing…")
+        elif exc is not None:
+            others = [m for m in group.members if m is not invite and not m.consumed]
+            rest = "; the QR code still works" if others and not invite.is_uri else ""
+            reason = _explain_invite(exc, expiry).message.split(" — ")[0]
+            say(f"{reason} ({what}, {exc.code.name}){rest}")
+
     try:
-        invites.append(await create_invitation(tor, profile.identity.seed,
-                                               expires_s=args.timeout))
-        invites.append(await create_invitation(tor, profile.identity.seed, uri=True,
-                                               expires_s=args.timeout))
-        code, uri = invites[0].text, invites[1].text
-        expiry = datetime.datetime.now() + datetime.timedelta(seconds=args.timeout)
-        print(f"On the other device run:  p4 pair accept {code}", flush=True)
-        print(f"or scan this p4: URI ({uri}):", flush=True)
-        print(render_qr(uri, light_background=args.light, stream=sys.stdout), flush=True)
-        print(f"The invitation expires at {expiry:%H:%M} and works once.", flush=True)
-        tasks = [asyncio.ensure_future(i.wait(timeout=args.timeout)) for i in invites]
-        done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        for t in pending:  # the path nobody used is withdrawn
-            t.cancel()
-            with contextlib.suppress(asyncio.CancelledError, P4Error):
-                await t
-        return next(iter(done)).result()
+        try:
+            say("connecting to Tor…")
+            await tor.start()
+            say("publishing the invitation…")
+            code = await create_invitation(tor, profile.identity.seed, expires_s=args.timeout,
+                                           group=group, notify=notify)
+            uri = await create_invitation(tor, profile.identity.seed, uri=True,
+                                          expires_s=args.timeout, group=group, notify=notify)
+            sys.stdout.write(_screen(code.text, uri.text, expiry, args))
+            sys.stdout.flush()
+            _, result = await group.wait(args.timeout)
+            return result
+        except P4Error as exc:
+            raise _explain_invite(exc, expiry) from None
     finally:
-        for i in invites:
-            await i.close()
+        for m in group.members:
+            await m.close()
         await tor.close()
 
 
 def cmd_pair_invite(args: argparse.Namespace) -> int:
-    from .cli import _home
-
-    profile = Profile.open(_home(args))
+    profile = Profile.open(home(args))
+    name = _precheck_name(profile, args)
     result = asyncio.run(_invite(profile, args))
-    _store(profile, result, args.name)
+    _store(profile, result, name, args)
     return 0
 
 
-async def _accept(profile: Profile, args: argparse.Namespace) -> PairingResult:
+# --------------------------------------------------------------------------------------------
+# accept
+
+
+def _read_code(args: argparse.Namespace) -> str:
+    """The code: the argument, else ``$P4_CODE``, else a prompt (or one line of stdin)."""
+    text: str | None = args.code
+    if text is None:
+        text = os.environ.get(CODE_ENV) or None
+    if text is None:
+        if sys.stdin.isatty():
+            try:
+                text = input("Code (or p4:pair link) shown on the other device: ")
+            except EOFError:
+                text = ""
+        else:
+            text = sys.stdin.readline()
+    text = text.strip()
+    if not text:
+        raise P4Error(ErrorCode.PAIR_CODE_MALFORMED,
+                      f"no code given: type it when asked, or set {CODE_ENV}, or pass it as an"
+                      " argument")
+    return text
+
+
+async def _accept(profile: Profile, text: str, args: argparse.Namespace) -> PairingResult:
     tor = TorDriver(tor_config(args.tor))
-    await tor.start()
+    dialling = False
+
+    def progress(line: str) -> None:
+        nonlocal dialling
+        dialling = line.startswith("connecting")
+        say(line)
+
     try:
-        return await accept_invitation(tor, profile.identity.seed, args.code,
-                                       timeout=args.timeout, rng=os.urandom)
+        say("connecting to Tor…")
+        await tor.start()
+        return await accept_invitation(tor, profile.identity.seed, text, timeout=args.timeout,
+                                       rng=os.urandom, progress=progress)
+    except P4Error as exc:
+        raise _explain_accept(exc, dialling) from exc
     finally:
         await tor.close()
 
 
 def cmd_pair_accept(args: argparse.Namespace) -> int:
-    from .cli import _home
-
-    text = args.code.strip()
+    text = _read_code(args)
     _ = parse_uri(text) if text.lower().startswith("p4:") else parse_code(text)  # typo: fail now
-    profile = Profile.open(_home(args))
-    _store(profile, asyncio.run(_accept(profile, args)), args.name)
+    profile = Profile.open(home(args))
+    name = _precheck_name(profile, args)
+    burnt = BurntCodes(profile.path, profile.identity.seed)
+    try:
+        burnt.check(text)
+    except P4Error as exc:
+        raise _explain_accept(exc, False) from None
+    if text.lower().startswith("p4:") and parse_uri(text).expires * 1000 <= _now_ms():
+        raise _explain_accept(P4Error(ErrorCode.PAIR_INVITATION_EXPIRED), False)
+    try:
+        result = asyncio.run(_accept(profile, text, args))
+    except P4Error as exc:
+        cause = exc.__cause__ if isinstance(exc.__cause__, P4Error) else exc
+        if cause.code in (ErrorCode.PAIR_CONFIRM_FAILED, ErrorCode.PAIR_INVITATION_BURNT,
+                          ErrorCode.PAIR_INVITATION_EXPIRED):
+            burnt.remember(text, cause.code)
+        raise
+    burnt.remember(text, ErrorCode.PAIR_INVITATION_BURNT)  # used now: retyping it says so
+    _store(profile, result, name, args)
     return 0
+
+
+def _now_ms() -> int:
+    return int(datetime.datetime.now(datetime.UTC).timestamp() * 1000)

@@ -26,10 +26,11 @@ import contextlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal, cast
 
 from ..errors import ErrorCode, P4Error
 from ..framing import Frame, FrameReader, FrameType, Path, encode_frame, error_body
+from ..identity import Identity
 from ..pairing import (
     DEFAULT_EXPIRY_MS,
     Invitation,
@@ -42,6 +43,7 @@ from ..pairing import (
     parse_code,
     parse_uri,
 )
+from ..pairing._invite import CODE_RANDOM_LEN
 from ..rendezvous._onion import onion_address_from_seed
 from .pump import pump, unix_ms
 from .tor import OnionHandle, TorDriver
@@ -396,11 +398,14 @@ async def create_invitation(
     invitation; ``await invite.wait()`` pairs with whoever uses it first."""
     expires_ms = unix_ms() + int(expires_s * 1000)
     if uri:
-        u = InviteUri(rng(32), -(-expires_ms // 1000))
+        secret, expires = rng(32), -(-expires_ms // 1000)
+        create_uri = getattr(InviteUri, "create", None)  # p4-02 r2: commits to our key
+        u: InviteUri = (create_uri(secret, expires, Identity(identity_seed).public_key)
+                        if create_uri is not None else cast(Any, InviteUri)(secret, expires))
         invite = PendingInvite(tor, identity_seed, Invitation.from_uri(u), u.onion_seed, str(u),
                                rng, group=group, notify=notify)
     else:
-        code = ShortCode.generate(rng(4))
+        code = ShortCode.generate(rng(CODE_RANDOM_LEN))
         invite = PendingInvite(tor, identity_seed, Invitation.from_code(code, expires_ms),
                                code.onion_seed, str(code), rng, group=group, notify=notify)
     await invite.publish()
