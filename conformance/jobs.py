@@ -12,6 +12,8 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any
 
+import cbor2
+
 from .vectors import Case
 
 __all__ = [
@@ -21,8 +23,10 @@ __all__ = [
     "JobFactory",
     "Verdict",
     "codec_job",
+    "error_frame_key",
     "grade_answer",
     "json_equal",
+    "out_equal",
     "transcript_job",
 ]
 
@@ -72,6 +76,52 @@ def json_equal(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
+ERROR_TYPE = 0x01  # p4-01 §4.4.1
+
+
+def error_frame_key(frame_hex: object) -> tuple[int, int] | None:
+    """``(flags, code)`` of a well-formed ERROR frame, or None for any other frame.
+
+    Well-formed (conformance/README.md §4.3): version 0x01, type 0x01 (ERROR), a length field
+    equal to the number of body bytes, and a body that is a CBOR map whose key 1 (code) is an
+    unsigned integer.  Its reason text (key 2) is free (p4-00 CNV-39) and never compared."""
+    if not isinstance(frame_hex, str):
+        return None
+    try:
+        data = bytes.fromhex(frame_hex)
+    except ValueError:
+        return None
+    if len(data) < 5 or data[0] != 0x01 or data[1] != ERROR_TYPE \
+            or int.from_bytes(data[3:5], "big") != len(data) - 5:
+        return None
+    try:
+        body = cbor2.loads(data[5:])
+    except Exception:
+        return None
+    code = body.get(1) if isinstance(body, dict) else None
+    if type(code) is not int or code < 0:
+        return None
+    return data[2], code
+
+
+def item_equal(want: Any, got: Any) -> bool:
+    """One machine output item: exact JSON equality, except that an expected ``send`` of a
+    well-formed ERROR frame matches any ``send`` of a well-formed ERROR frame with the same type,
+    flags and code (RULES decision 2; conformance/README.md §4.3)."""
+    if isinstance(want, dict) and isinstance(got, dict) and want.keys() == got.keys() == {"send"}:
+        key = error_frame_key(want["send"])
+        if key is not None:
+            return error_frame_key(got["send"]) == key
+    return json_equal(want, got)
+
+
+def out_equal(want: Any, got: Any) -> bool:
+    """A step's ``out`` list: same length, and each item equal by :func:`item_equal`, in order."""
+    if not isinstance(want, list) or not isinstance(got, list) or len(want) != len(got):
+        return json_equal(want, got)
+    return all(item_equal(w, g) for w, g in zip(want, got, strict=True))
+
+
 def short(obj: Any, limit: int = 240) -> str:
     s = json.dumps(obj, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
     return s if len(s) <= limit else s[: limit - 3] + "..."
@@ -113,7 +163,7 @@ def codec_job(case: Case, target: str = "A") -> Job:
 
 
 def _compare_step(i: int, want: Json, got: Json) -> str | None:
-    if "out" in want and not json_equal(got.get("out"), want["out"]):
+    if "out" in want and not out_equal(want["out"], got.get("out")):
         return f"step {i}: out differs: expected {short(want['out'])}, got {short(got.get('out'))}"
     if "state" in want and got.get("state") != want["state"]:
         return f"step {i}: state expected {want['state']}, got {got.get('state')}"

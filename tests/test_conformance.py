@@ -302,3 +302,70 @@ def test_harness_and_reference_depend_one_way(package: str, forbidden: str) -> N
     assert bad == {}
     text = "\n".join(f.read_text(encoding="utf-8") for f in files)
     assert f"import_module(\"{forbidden}" not in text and f"__import__(\"{forbidden}" not in text
+
+
+# --- ERROR frames are compared by type, flags and code ------------------------------------------
+
+
+def _frame(ftype: int, flags: int, body: bytes, length: int | None = None) -> str:
+    n = len(body) if length is None else length
+    return (bytes([1, ftype, flags]) + n.to_bytes(2, "big") + body).hex()
+
+
+def _error(code: int, reason: str, flags: int = 0) -> str:
+    import cbor2
+
+    return _frame(0x01, flags, cbor2.dumps({1: code, 2: reason}))
+
+
+def test_error_frames_compare_by_code_not_reason() -> None:
+    from conformance.jobs import error_frame_key, out_equal
+
+    a, b = _error(0x0203, "bad confirmation"), _error(0x0203, "")
+    assert a != b and error_frame_key(a) == (0, 0x0203) == error_frame_key(b)
+    assert out_equal([{"send": a}, {"error": "X"}], [{"send": b}, {"error": "X"}])
+    assert not out_equal([{"send": a}], [{"send": _error(0x0204, "bad confirmation")}])
+    assert not out_equal([{"send": a}], [{"send": _error(0x0203, "x", flags=1)}])
+    assert not out_equal([{"send": a}], [{"send": b}, {"error": "X"}])
+    assert not out_equal([{"send": a}], [{"event": "PAIRED"}])
+    # not a well-formed ERROR frame: compared byte for byte
+    ping = _frame(0x02, 0, bytes.fromhex("a1014800010203040506") + b"\x07")
+    assert error_frame_key(ping) is None and not out_equal([{"send": ping}], [{"send": a}])
+    bad_len = _frame(0x01, 0, bytes.fromhex(a[10:]), length=99)
+    assert error_frame_key(bad_len) is None
+    assert not out_equal([{"send": bad_len}], [{"send": a}])
+    assert out_equal([{"send": bad_len}], [{"send": bad_len}])
+    not_map = _frame(0x01, 0, bytes.fromhex("820102"))
+    assert error_frame_key(not_map) is None and error_frame_key("zz") is None
+
+
+def test_transcript_error_frame_with_other_reason_passes(tmp_path: Path) -> None:
+    # A real vector whose expected output holds an ERROR frame: a port that words the reason
+    # differently must pass, one that sends another code must fail.
+    import cbor2
+
+    cases = [c for c in _real_cases() if c.op == "machine.transcript"]
+    from conformance.jobs import error_frame_key
+
+    def with_error(c: Any) -> bool:
+        steps = (c.expect.get("value") or {}).get("steps") or c.input.get("steps", [])
+        return any(error_frame_key(o.get("send")) for s in steps for o in s.get("out", []))
+
+    case = next((c for c in cases if with_error(c)), None)
+    if case is None:
+        pytest.skip("no transcript sends an ERROR frame")
+
+    def reword(code_delta: int) -> Any:
+        def h(request: dict[str, Any]) -> dict[str, Any]:
+            resp = handle(request)
+            if request["op"] == "machine.step" and resp.get("status") == "ok":
+                for item in resp["value"]["out"]:
+                    key = error_frame_key(item.get("send"))
+                    if key is not None:
+                        body = cbor2.dumps({1: key[1] + code_delta, 2: "worded otherwise"})
+                        item["send"] = _frame(0x01, key[0], body)
+            return resp
+        return h
+
+    assert runner.run_case_inprocess(case, reword(0))[0].outcome == "pass"
+    assert runner.run_case_inprocess(case, reword(1))[0].outcome == "fail"

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from nacl.signing import SigningKey
 
 from p4ref.adapter import rendezvous as adapter
+from p4ref.adapter import to_json
 from p4ref.errors import ErrorCode, LocalProtocolError, P4Error
 from p4ref.framing import (
     Frame,
@@ -768,10 +769,10 @@ def _run_doc(doc: dict[str, Any]) -> None:
                 assert got == t["expect"]["value"]["steps"], t["id"]
             else:
                 assert g["op"] in ops
-                res = adapter.run_op(g["op"], g["params"], t["input"])
+                res = to_json(adapter.run_op(g["op"], g["params"], t["input"]))
                 exp = t["expect"]
                 want = {"error": exp["error"]} if "error" in exp else {"value": exp["value"]}
-                assert res == want, t["id"]
+                assert res == to_json(want), t["id"]
 
 
 @pytest.mark.skipif(not _vector_files(), reason="vectors not generated yet")

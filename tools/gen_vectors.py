@@ -2,7 +2,8 @@
 
 Each module in ``tools/vectors/`` whose name does not start with ``_`` builds a layer's files
 (``build() -> {relative path: envelope}``).  Output is a pure function of the code: no clock, no OS
-randomness, so regeneration is byte-identical and CI diffs it (STYLE.md "Vectors").
+randomness, so regeneration is byte-identical and CI diffs it (STYLE.md "Vectors").  The writer
+puts every integer beyond +-(2^53 - 1) in the lossless form ``{"int": "<decimal>"}``.
 
     python tools/gen_vectors.py            # rewrite the tree
     python tools/gen_vectors.py --check    # exit 1 if any file differs, is missing or is extra
@@ -15,6 +16,7 @@ import importlib
 import pkgutil
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -24,6 +26,23 @@ from tools import vectors  # noqa: E402
 from tools.vectors._envelope import dump  # noqa: E402
 
 OUT = ROOT / "test-vectors" / "v1"
+
+#: The largest integer every JSON parser reads exactly (IEEE 754 double): 2^53 - 1.
+MAX_SAFE_INT = 2**53 - 1
+
+
+def lossless_ints(obj: Any) -> Any:
+    """Every integer beyond +-(2^53 - 1) written as ``{"int": "<decimal>"}`` (conformance/README.md
+    §3.1, RULES decision 5), so that no JSON parser rounds it; everything else unchanged."""
+    if isinstance(obj, bool):
+        return obj
+    if isinstance(obj, int):
+        return {"int": str(obj)} if abs(obj) > MAX_SAFE_INT else obj
+    if isinstance(obj, dict):
+        return {k: lossless_ints(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [lossless_ints(v) for v in obj]
+    return obj
 
 
 def build_all() -> dict[str, str]:
@@ -36,7 +55,7 @@ def build_all() -> dict[str, str]:
         for rel, obj in built.items():
             if rel in files:
                 raise SystemExit(f"{mod}: {rel} is built twice")
-            files[rel] = dump(obj)
+            files[rel] = dump(lossless_ints(obj))
     ids: dict[str, str] = {}
     import json
 

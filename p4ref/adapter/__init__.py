@@ -35,6 +35,7 @@ from . import framing as _framing
 from . import identity as _identity
 from . import pairing as _pairing
 from . import rendezvous as _rendezvous
+from ._jsonargs import MAX_SAFE_INT, int_value
 from .framing import cbor_from_json
 
 __all__ = [
@@ -57,9 +58,12 @@ def _log(msg: str) -> None:
 
 
 def to_json(value: Any) -> Any:
-    """Make a hook's return value JSON: bytes become lowercase hex, tuples lists."""
+    """Make a hook's return value JSON: bytes become lowercase hex, tuples lists, and integers
+    beyond +-(2^53 - 1) the lossless ``{"int": "<decimal>"}`` (conformance/README.md §3.1)."""
     if isinstance(value, bytes | bytearray | memoryview):
         return bytes(value).hex()
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_SAFE_INT:
+        return {"int": str(value)}
     if isinstance(value, dict):
         return {str(k): to_json(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -120,7 +124,7 @@ class Adapter:
     def _machine_step(self, params: Json, inp: Json) -> Json:
         args = {**params, **inp}
         hook, obj = self._handles[str(args["handle"])]
-        out = hook.step(obj, int(args["now"]), dict(args["in"]))
+        out = hook.step(obj, int_value(args["now"], "now"), dict(args["in"]))
         return {"out": to_json(out.get("out", [])), "state": str(out.get("state"))}
 
     def _machine_drop(self, params: Json, inp: Json) -> Json:

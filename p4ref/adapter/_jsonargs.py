@@ -12,7 +12,7 @@ from typing import Any
 
 from ..errors import ErrorCode, LocalProtocolError
 
-__all__ = ["Json", "Op", "hex_arg", "int_arg", "str_arg"]
+__all__ = ["MAX_SAFE_INT", "Json", "Op", "hex_arg", "int_arg", "int_value", "str_arg"]
 
 Json = dict[str, Any]
 #: One adapter operation: ``(params, input) -> value``; raise a P4Error for an error result.
@@ -36,8 +36,27 @@ def str_arg(inp: Json, key: str) -> str:
     return value
 
 
+#: The largest integer a JSON number carries exactly everywhere (conformance/README.md §3.1).
+MAX_SAFE_INT = 2**53 - 1
+
+
+def int_value(value: Any, what: str) -> int:
+    """An integer in either JSON form: a bare number, or the lossless ``{"int": "<decimal>"}``
+    that vectors use beyond 2^53 - 1 (conformance/README.md §3.1); both are accepted at any size."""
+    if type(value) is int:
+        return value
+    if isinstance(value, dict) and value.keys() == {"int"}:
+        text = value["int"]
+        if isinstance(text, str) and _canonical_decimal(text):
+            return int(text)
+    raise LocalProtocolError(ErrorCode.MESSAGE_INVALID, f"{what} must be an integer")
+
+
+def _canonical_decimal(text: str) -> bool:
+    digits = text[1:] if text.startswith("-") else text
+    return (digits.isascii() and digits.isdigit() and (digits == "0" or digits[0] != "0")
+            and text != "-0")
+
+
 def int_arg(inp: Json, key: str, default: int | None = None) -> int:
-    value = inp.get(key, default)
-    if type(value) is not int:
-        raise LocalProtocolError(ErrorCode.MESSAGE_INVALID, f"{key} must be an integer")
-    return value
+    return int_value(inp.get(key, default), key)

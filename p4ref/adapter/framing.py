@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from .. import framing as fr
-from ._jsonargs import Json, Op
+from ..errors import P4Error
+from ._jsonargs import Json, Op, int_value
 
 __all__ = ["cbor_from_json", "vectors_ops"]
 
@@ -21,13 +22,23 @@ def _hex(value: Any, what: str) -> bytes:
     return bytes.fromhex(value)
 
 
+def _int(value: Any, what: str) -> int:
+    """A small integer in either JSON form; a malformed request is INTERNAL_ERROR (a bug in the
+    caller, conformance/README.md §2.4), not a protocol error."""
+    try:
+        return int_value(value, what)
+    except P4Error:
+        raise TypeError(f"{what} must be an integer") from None
+
+
 def _decode(params: Json, inp: Json) -> Json:
     f = fr.decode_frame(_hex(inp["frame"], "input.frame"), fr.Path(params["path"]))
     return {"type": f.type, "flags": f.flags, "body": f.body.hex(), "ignorable": f.ignorable}
 
 
 def _encode(params: Json, inp: Json) -> Json:
-    frame = fr.Frame(int(inp["type"]), int(inp.get("flags", 0)), _hex(inp["body"], "body"))
+    frame = fr.Frame(_int(inp["type"], "type"), _int(inp.get("flags", 0), "flags"),
+                     _hex(inp["body"], "body"))
     return {"frame": fr.encode_frame(frame, fr.Path(params["path"])).hex()}
 
 

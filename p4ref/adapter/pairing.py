@@ -27,7 +27,7 @@ from ..pairing._codec import PairConfirm, PairDone, PairIdentity, PairPake, deco
 from ..pairing._events import Paired, PairingFailed
 from ..pairing._invite import parse_code, parse_uri
 from ..pairing._machine import DEFAULT_TIMEOUT_MS, Invitation, PairingMachine
-from ._jsonargs import Json, Op
+from ._jsonargs import Json, Op, int_value
 from ._jsonargs import hex_arg as _hex
 from ._jsonargs import str_arg as _str
 
@@ -38,7 +38,7 @@ MACHINE = "pairing"
 
 def _invitation(config: Json) -> Invitation:
     exp = config.get("expires_at")
-    expires_at = int(exp) if exp is not None else None
+    expires_at = int_value(exp, "expires_at") if exp is not None else None
     if "code" in config:
         return Invitation.from_code(_str(config, "code"), expires_at)
     return Invitation.from_uri(_str(config, "uri"), expires_at)
@@ -50,7 +50,7 @@ def new(role: str, config: Json, rng: list[bytes]) -> PairingMachine:
         _invitation(config),
         _hex(config, "identity_seed"),
         list(rng),
-        timeout_ms=int(config.get("timeout_ms", DEFAULT_TIMEOUT_MS)),
+        timeout_ms=int_value(config.get("timeout_ms", DEFAULT_TIMEOUT_MS), "timeout_ms"),
     )
 
 

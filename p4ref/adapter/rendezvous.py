@@ -35,7 +35,7 @@ from ..rendezvous._events import (
     RendezvousFailed,
 )
 from ..rendezvous._machine import NonceCache, RendezvousMachine, check_received
-from ._jsonargs import Json, Op
+from ._jsonargs import Json, Op, int_value
 from ._jsonargs import hex_arg as _hex
 from ._jsonargs import int_arg as _int
 from ._jsonargs import str_arg as _str
@@ -178,6 +178,8 @@ def _sign(params: Json, inp: Json) -> Json:
     raw = inp.get("message")
     if not isinstance(raw, dict):
         raise LocalProtocolError(ErrorCode.MESSAGE_INVALID, "message must be an object")
+    # integers beyond 2^53 - 1 arrive in the lossless {"int": "<decimal>"} form
+    raw = {k: int_value(v, k) if isinstance(v, dict) else v for k, v in raw.items()}
     signed = codec.sign_message(codec.message_from_json(raw), key, recipient)
     frame = codec.encode_message(signed)
     unsigned = codec.unsigned_body(signed)
