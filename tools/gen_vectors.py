@@ -7,6 +7,9 @@ puts every integer beyond +-(2^53 - 1) in the lossless form ``{"int": "<decimal>
 
     python tools/gen_vectors.py            # rewrite the tree
     python tools/gen_vectors.py --check    # exit 1 if any file differs, is missing or is extra
+
+It also writes the per-layer counts between the ``vector-counts`` markers of spec/README.md, and
+``--check`` verifies them.
 """
 
 from __future__ import annotations
@@ -26,6 +29,9 @@ from tools import vectors  # noqa: E402
 from tools.vectors._envelope import dump  # noqa: E402
 
 OUT = ROOT / "test-vectors" / "v1"
+SPEC_README = ROOT / "spec" / "README.md"
+COUNTS_BEGIN = "<!-- vector-counts: written by tools/gen_vectors.py; do not edit by hand -->"
+COUNTS_END = "<!-- /vector-counts -->"
 
 #: The largest integer every JSON parser reads exactly (IEEE 754 double): 2^53 - 1.
 MAX_SAFE_INT = 2**53 - 1
@@ -72,6 +78,33 @@ def build_all() -> dict[str, str]:
     return files
 
 
+def counts_table(files: dict[str, str]) -> str:
+    """The per-layer vector counts of spec/README.md, as a Markdown table."""
+    import json
+
+    per: dict[str, list[int]] = {}
+    for rel, text in sorted(files.items()):
+        n = json.loads(text)["numberOfTests"]
+        row = per.setdefault(rel.split("/", 1)[0], [0, 0])
+        row[0] += 1
+        row[1] += n
+    lines = ["| Layer | Files | Vectors |", "|---|---:|---:|"]
+    lines += [f"| {layer} | {f} | {n} |" for layer, (f, n) in per.items()]
+    lines.append(f"| **total** | {sum(r[0] for r in per.values())} | "
+                 f"{sum(r[1] for r in per.values())} |")
+    return "\n".join(lines)
+
+
+def with_counts(readme: str, files: dict[str, str]) -> str:
+    """``readme`` with the text between the vector-count markers replaced (unchanged if the
+    markers are absent)."""
+    start, end = readme.find(COUNTS_BEGIN), readme.find(COUNTS_END)
+    if start < 0 or end < start:
+        return readme
+    head = readme[: start + len(COUNTS_BEGIN)]
+    return f"{head}\n{counts_table(files)}\n{readme[end:]}"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--check", action="store_true", help="verify instead of writing")
@@ -86,7 +119,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"differs or missing: test-vectors/v1/{rel}")
         for rel in extra:
             print(f"not generated (stale): test-vectors/v1/{rel}")
-        if bad or extra:
+        readme = SPEC_README.read_text("utf-8") if SPEC_README.exists() else ""
+        stale_counts = with_counts(readme, files) != readme
+        if stale_counts:
+            print("differs: the vector counts in spec/README.md")
+        if bad or extra or stale_counts:
             print("vectors are out of date: run python tools/gen_vectors.py")
             return 1
         total = sum(text.count('"tcId"') for text in files.values())
@@ -98,6 +135,10 @@ def main(argv: list[str] | None = None) -> int:
         path = OUT / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, "utf-8")
+    if SPEC_README.exists():
+        readme = SPEC_README.read_text("utf-8")
+        if with_counts(readme, files) != readme:
+            SPEC_README.write_text(with_counts(readme, files), "utf-8")
     total = sum(text.count('"tcId"') for text in files.values())
     print(f"wrote {len(files)} files, {total} tests under test-vectors/v1")
     return 0
