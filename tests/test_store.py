@@ -305,6 +305,73 @@ def test_corrupt_peers_file(home: Path, profile: Profile, variant: str) -> None:
         assert path.read_bytes() == data  # untouched
 
 
+@pytest.mark.parametrize(
+    ("variant", "data"),
+    [
+        ("open-brackets", b"[" * 5000),
+        ("nested-peers", b'{"format": "p4-peers", "version": 1, "peers": ' + b"[" * 100_000),
+        ("nested-closed", b"[" * 3000 + b"]" * 3000 + b"\n"),
+        ("huge-sha256", b'{"format": "p4-peers", "version": 1, "peers": [], "sha256": 7'
+         + b"7" * 5000 + b"}\n"),
+        ("huge-version", b'{"format": "p4-peers", "version": ' + b"9" * 5000 + b"}\n"),
+        ("long-version", b'{"format": "p4-peers", "version": 1000000000000000}\n'),
+    ],
+)
+def test_hostile_peers_json_is_corrupt(
+    home: Path, profile: Profile, variant: str, data: bytes
+) -> None:
+    """IDN-30: deep nesting and huge integers are PROFILE_CORRUPT, not RecursionError or
+    ValueError (Python refuses int() of more than 4300 digits); a 16-digit version is not
+    "version unsupported" either."""
+    path = home / PEERS_FILE
+    path.write_bytes(data)
+    os.chmod(path, 0o600)
+    for op in (lambda: Profile.open(home), profile.peers):
+        with pytest.raises(ProfileError) as e:
+            op()
+        assert code_of(e) is ErrorCode.PROFILE_CORRUPT, variant
+    assert path.read_bytes() == data
+
+
+_OPEN = "import sys; from p4ref.io.store import Profile; Profile.open(sys.argv[1]).peers()"
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform")
+@pytest.mark.parametrize("target", [IDENTITY_FILE, PEERS_FILE])
+def test_fifo_is_refused_without_blocking(home: Path, profile: Profile, target: str) -> None:
+    """IDN-29: a FIFO in place of a profile file is PROFILE_CORRUPT at once; opening it for
+    reading would wait for a writer forever. Run in a child so a regression cannot hang."""
+    path = home / target
+    if target == IDENTITY_FILE:
+        path.unlink()
+    os.mkfifo(path, 0o600)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", _OPEN, str(home)], cwd=ROOT, capture_output=True, timeout=20
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"Profile.open blocked on a FIFO {target}")
+    assert done.returncode != 0
+    assert b"PROFILE_CORRUPT" in done.stderr and b"not a regular file" in done.stderr
+    assert stat.S_ISFIFO(os.lstat(path).st_mode)  # left as it is (IDN-24)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform")
+def test_fifo_lock_file_is_refused(home: Path, profile: Profile) -> None:
+    (home / LOCK_FILE).unlink(missing_ok=True)
+    os.mkfifo(home / LOCK_FILE, 0o600)
+    with pytest.raises(ProfileError) as e:
+        profile.add_peer("laptop", key("a"), bytes(32), "s")
+    assert code_of(e) is ErrorCode.PROFILE_CORRUPT
+
+
+def test_directory_in_place_of_key_is_corrupt(home: Path, profile: Profile) -> None:
+    (home / PEERS_FILE).mkdir(mode=0o700)
+    with pytest.raises(ProfileError) as e:
+        Profile.open(home)
+    assert code_of(e) is ErrorCode.PROFILE_CORRUPT
+
+
 def test_peers_newer_version(home: Path, profile: Profile) -> None:
     profile.add_peer("laptop", key("a"), bytes(32), "s", paired_at=1)
     path = home / PEERS_FILE

@@ -22,6 +22,13 @@ def steps() -> list[tuple[str, list[str]]]:
     out = [
         ("ruff", [str(BIN / "ruff"), "check", "."]),
         ("mypy --strict", [str(BIN / "mypy"), "--strict", "p4ref", "conformance", "tools"]),
+        # Windows and macOS: the package must import and type-check there too (issue 10 §3);
+        # platform differences live in p4ref/io/_platform.py.
+        *(
+            (f"mypy --strict --platform {plat}",
+             [str(BIN / "mypy"), "--strict", "--platform", plat, "p4ref", "conformance", "tools"])
+            for plat in ("win32", "darwin")
+        ),
         ("spec consistency", [py, "tools/spec_check.py"]),
         ("vectors regenerate byte-identically", [py, "tools/gen_vectors.py", "--check"]),
     ]

@@ -1,11 +1,11 @@
 """The profile directory: the identity seed and the paired-peer records (p4-02 §3.4).
 
-Layout (default ``$P4_HOME``, else ``~/.p4``)::
+Layout (default ``$P4_HOME``, else the platform's folder: :func:`p4ref.io._platform.default_home`)::
 
     <home>/             mode 0700
       identity.key      mode 0600  "p4-identity-key 1" header, hex seed, device ID   [IDN-18]
       peers.json        mode 0600  {"format", "version", "peers", "sha256"}          [IDN-19]
-      lock              mode 0600  fcntl.flock target serialising writers            [IDN-26]
+      lock              mode 0600  exclusive-lock target serialising writers         [IDN-26]
 
 Rules this module implements (p4-02 §3.4):
 
@@ -17,17 +17,23 @@ Rules this module implements (p4-02 §3.4):
   PROFILE_VERSION_UNSUPPORTED. Nothing is ever repaired, replaced or deleted on the user's
   behalf [IDN-24]; ``init`` never overwrites [IDN-25].
 - ``identity.key`` and ``peers.json`` hold secrets: a file or directory that is a symlink, is
-  owned by another user or is group/other-accessible is PROFILE_INSECURE [IDN-16] [IDN-17].
+  owned by another user or is group/other-accessible is PROFILE_INSECURE [IDN-16] [IDN-17]
+  (owner and mode checks only where POSIX modes exist; p4-02 §3.4.5 for Windows).
+- A profile file that is not a regular file (a FIFO, a device, a directory) is PROFILE_CORRUPT
+  and is never opened in a way that could block [IDN-29]; ``peers.json`` that nests deeper than
+  its schema or holds an integer of more than 15 digits is PROFILE_CORRUPT, never a Python
+  RecursionError or ValueError [IDN-30].
 - Absent ``peers.json`` means "no peers yet"; it is created by the first :meth:`Profile.add_peer`.
 
-This is the only module that touches the profile on disk; :mod:`p4ref.identity` stays pure.
+This is the only module that touches the profile on disk; :mod:`p4ref.identity` stays pure, and
+every platform difference (locking, modes, open flags, the default directory) is in
+:mod:`p4ref.io._platform`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import hashlib
 import json
 import os
@@ -42,6 +48,7 @@ from typing import Any
 
 from p4ref.errors import ErrorCode, P4Error, RemoteProtocolError
 from p4ref.identity import Identity, device_id, generate_identity, parse_device_id
+from p4ref.io import _platform
 
 __all__ = [
     "IDENTITY_FILE",
@@ -62,6 +69,7 @@ FORMAT_VERSION = 1
 MAX_NAME_LEN = 64
 MAX_SAS_LEN = 128
 MAX_FILE_SIZE = 16 * 1024 * 1024
+MAX_INT_DIGITS = 15  # peers.json: paired_at and version need far fewer [IDN-30]
 _TMP_PREFIX = ".tmp-"
 
 
@@ -70,9 +78,8 @@ class ProfileError(P4Error):
 
 
 def default_home() -> Path:
-    """``$P4_HOME`` if set and non-empty, else ``~/.p4`` (p4-02 §3.4)."""
-    env = os.environ.get("P4_HOME")
-    return Path(env) if env else Path.home() / ".p4"
+    """``$P4_HOME`` if set and non-empty, else the platform's default (p4-02 §3.4)."""
+    return _platform.default_home()
 
 
 # --------------------------------------------------------------------------------------------
@@ -168,10 +175,24 @@ def _hex_field(path: Path, rec: dict[str, Any], key: str, n: int) -> bytes:
         raise _corrupt(path, f"peer field {key!r} is not hex") from None
 
 
+class _TooLong(ValueError):
+    pass
+
+
+def _parse_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise _TooLong(f"an integer of {len(text)} digits")
+    return int(text)
+
+
 def _decode_peers(path: Path, data: bytes) -> list[PeerRecord]:
     try:
-        doc = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        doc = json.loads(data.decode("utf-8"), parse_int=_parse_int)
+    except _TooLong as e:
+        raise _corrupt(path, str(e)) from None
+    except RecursionError:  # nesting deeper than the interpreter's stack; the schema has 3 levels
+        raise _corrupt(path, "nested too deeply") from None
+    except (UnicodeDecodeError, ValueError) as e:  # json.JSONDecodeError is a ValueError
         raise _corrupt(path, f"not valid JSON: {e}") from None
     if not isinstance(doc, dict) or doc.get("format") != PEERS_FORMAT:
         raise _corrupt(path, f'not a "{PEERS_FORMAT}" file')
@@ -263,12 +284,20 @@ def _decode_key(path: Path, data: bytes) -> Identity:
 # File primitives
 
 
-def _check_mode(path: Path, st: os.stat_result, *, is_dir: bool) -> None:
+def _check_type(path: Path, st: os.stat_result, *, is_dir: bool) -> None:
+    """Symlink: PROFILE_INSECURE [IDN-17]; not a directory / regular file: PROFILE_CORRUPT
+    [IDN-29]. Called on ``lstat`` before opening, so a FIFO is never opened."""
     if stat.S_ISLNK(st.st_mode):
         raise ProfileError(ErrorCode.PROFILE_INSECURE, f"{path} is a symbolic link")
     if is_dir != stat.S_ISDIR(st.st_mode) or (not is_dir and not stat.S_ISREG(st.st_mode)):
         raise _corrupt(path, "not a directory" if is_dir else "not a regular file")
-    if st.st_uid != os.getuid():
+
+
+def _check_mode(path: Path, st: os.stat_result, *, is_dir: bool) -> None:
+    _check_type(path, st, is_dir=is_dir)
+    if not _platform.POSIX_MODES:
+        return  # Windows: the per-user folder's ACL, not modes (p4-02 §3.4.5)
+    if not _platform.owned_by_user(st):
         raise ProfileError(ErrorCode.PROFILE_INSECURE, f"{path} is owned by another user")
     if st.st_mode & 0o077:
         want = "0700" if is_dir else "0600"
@@ -280,9 +309,18 @@ def _check_mode(path: Path, st: os.stat_result, *, is_dir: bool) -> None:
 
 
 def _read_secret_file(path: Path) -> bytes | None:
-    """The bytes of ``path`` (None if it does not exist), after the ownership/mode checks."""
+    """The bytes of ``path`` (None if it does not exist), after the ownership/mode checks.
+
+    ``lstat`` first, so a FIFO or device in its place is refused without being opened (opening
+    a FIFO waits for a writer); the open itself is non-blocking and does not follow symlinks,
+    and ``fstat`` re-checks what was opened, in case the name was swapped in between [IDN-29].
+    """
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        _check_type(path, os.lstat(path), is_dir=False)
+    except FileNotFoundError:
+        return None
+    try:
+        fd = os.open(path, _platform.OPEN_READ)
     except FileNotFoundError:
         return None
     except OSError as e:
@@ -302,14 +340,6 @@ def _read_secret_file(path: Path) -> bytes | None:
         os.close(fd)
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def atomic_write(path: Path, data: bytes, *, exclusive: bool = False) -> None:
     """Replace ``path`` by ``data`` atomically, mode 0600 (p4-02 §3.4.3) [IDN-23].
 
@@ -321,7 +351,7 @@ def atomic_write(path: Path, data: bytes, *, exclusive: bool = False) -> None:
     fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX + path.name + ".", dir=directory)
     try:
         try:
-            os.fchmod(fd, 0o600)
+            _platform.make_private(fd)
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]
@@ -342,7 +372,7 @@ def atomic_write(path: Path, data: bytes, *, exclusive: bool = False) -> None:
         if tmp:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
-    _fsync_dir(directory)
+    _platform.fsync_dir(directory)
 
 
 # --------------------------------------------------------------------------------------------
@@ -354,7 +384,7 @@ class Profile:
     """An opened profile directory (p4-02 §3.4). Create with :meth:`init` or :meth:`open`.
 
     :meth:`peers` re-reads ``peers.json`` on every call, so several processes may share one
-    profile; writers serialise on ``<home>/lock`` with ``fcntl.flock`` [IDN-26].
+    profile; writers serialise on an exclusive lock of ``<home>/lock`` [IDN-26].
     """
 
     path: Path
@@ -374,7 +404,7 @@ class Profile:
         st = os.lstat(home)
         if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
             raise ProfileError(ErrorCode.PROFILE_INSECURE, f"{home} is not a plain directory")
-        if st.st_uid != os.getuid():
+        if not _platform.owned_by_user(st):
             raise ProfileError(ErrorCode.PROFILE_INSECURE, f"{home} is owned by another user")
         identity = generate_identity(rng)
         for name in (IDENTITY_FILE, PEERS_FILE):
@@ -518,24 +548,30 @@ def _remove_stale_temps(home: Path) -> None:
 
 @contextlib.contextmanager
 def _locked(home: Path, timeout: float) -> Iterator[None]:
-    """Hold an exclusive ``flock`` on ``<home>/lock`` (PROFILE_LOCKED after ``timeout`` s)."""
-    fd = os.open(home / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    """Hold an exclusive lock on ``<home>/lock`` (PROFILE_LOCKED after ``timeout`` s): ``flock``
+    on POSIX, ``LockFileEx`` on byte 0 on Windows (p4-02 §3.4.4) [IDN-26]."""
+    path = home / LOCK_FILE
+    with contextlib.suppress(FileNotFoundError):
+        _check_type(path, os.lstat(path), is_dir=False)
     try:
+        fd = os.open(path, _platform.OPEN_LOCK, 0o600)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise ProfileError(ErrorCode.PROFILE_INSECURE, f"{path} is a symbolic link") from None
+        raise
+    try:
+        _check_type(path, os.fstat(fd), is_dir=False)
         deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise ProfileError(
-                        ErrorCode.PROFILE_LOCKED,
-                        f"another p4 process is changing {home}; try again",
-                    ) from None
-                time.sleep(0.02)
+        while not _platform.try_lock(fd):
+            if time.monotonic() >= deadline:
+                raise ProfileError(
+                    ErrorCode.PROFILE_LOCKED,
+                    f"another p4 process is changing {home}; try again",
+                )
+            time.sleep(0.02)
         try:
             yield
         finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
+            _platform.unlock(fd)
     finally:
         os.close(fd)
