@@ -195,16 +195,31 @@ def test_draw_scalar_rejects_zero_and_bad_length() -> None:
 
 def _sealed(role: C.Role = C.Role.ACCEPTER) -> tuple[bytes, bytes, bytes, SigningKey]:
     key, th, sk = bytes(range(32)), hashlib.sha256(b"th").digest(), SigningKey(bytes(32))
-    return key, th, C.seal_identity(key, th, sk, role), sk
+    return key, th, C.seal_identity(key, th, sk, role, NONCE), sk
+
+
+NONCE = hashlib.sha256(b"nonce").digest()
 
 
 def test_identity_round_trip() -> None:
     key, th, ct, sk = _sealed()
-    assert len(ct) == C.IDENTITY_CT_LEN
-    assert C.open_identity(key, th, ct, C.Role.ACCEPTER) == bytes(sk.verify_key)
+    assert len(ct) == C.IDENTITY_CT_LEN == 154
+    assert C.open_identity(key, th, ct, C.Role.ACCEPTER) == C.OpenedIdentity(
+        bytes(sk.verify_key), NONCE
+    )
 
 
-@pytest.mark.parametrize("index", [0, 10, 50, 118])
+@pytest.mark.parametrize("length", [0, 1, 15, 16, 119, 153, 155, 1000])
+def test_identity_any_length_is_a_typed_error(length: int) -> None:
+    """Fuzz finding (issue 8 §2): a ciphertext under 16 bytes made PyNaCl raise ValueError."""
+    key, th, ct, _ = _sealed()
+    data = (ct * 8)[:length]
+    with pytest.raises(RemoteProtocolError) as exc:
+        C.open_identity(key, th, data, C.Role.ACCEPTER)
+    assert exc.value.code is ErrorCode.PAIR_IDENTITY_INVALID
+
+
+@pytest.mark.parametrize("index", [0, 10, 50, 118, 153])
 def test_identity_tampered(index: int) -> None:
     key, th, ct, _ = _sealed()
     bad = bytearray(ct)
@@ -223,9 +238,14 @@ def test_identity_wrong_role_or_transcript() -> None:
 
 
 def test_final_keys_shape() -> None:
-    fin = C.final_keys(bytes(16), bytes(32), bytes(32), b"\x01" * 32)
+    n1, n2, cm = b"\x02" * 32, b"\x03" * 32, b"\x04" * 32
+    fin = C.final_keys(bytes(16), bytes(32), bytes(32), b"\x01" * 32, n1, n2, cm)
     assert len(fin.pair_root_key) == 32 and len(fin.sas) == 6 and fin.sas.isdigit()
-    assert fin != C.final_keys(bytes(16), bytes(32), b"\x01" * 32, bytes(32))  # order matters
+    other = C.final_keys(bytes(16), bytes(32), b"\x01" * 32, bytes(32), n1, n2, cm)
+    assert fin != other  # order matters
+    assert fin.k_done_accepter != fin.k_done_inviter  # one PAIR_DONE key per direction
+    for args in ((n2, n1, cm), (n1, n1, cm), (n1, n2, n1)):  # the nonces and the commitment
+        assert C.final_keys(bytes(16), bytes(32), bytes(32), b"\x01" * 32, *args).sas != fin.sas
 
 
 def test_onion_seeds_are_domain_separated() -> None:
@@ -255,10 +275,10 @@ def test_wordlist_spot_checks() -> None:
 
 
 def test_code_round_trip() -> None:
-    for r in (b"\x00\x00\x00\x00", b"\xff\xff\xff\xff", b"\x12\x34\x56\x78"):
+    for r in (bytes(6), b"\xff" * 6, b"\x12\x34\x56\x78\x9a\xbc"):
         code = ShortCode.generate(r)
         assert parse_code(str(code)) == code
-        assert 1 <= code.nameplate <= 9999
+        assert 1 <= code.nameplate <= 9_999_999
     assert str(parse_code("  7-GUITARIST-Revenge\n")) == "7-guitarist-revenge"
 
 
@@ -266,7 +286,7 @@ def test_code_round_trip() -> None:
     "text",
     [
         "", "7", "7-guitarist", "7-guitarist-revenge-extra", "0-guitarist-revenge",
-        "07-guitarist-revenge", "10000-guitarist-revenge", "-1-guitarist-revenge",
+        "07-guitarist-revenge", "10000000-guitarist-revenge", "-1-guitarist-revenge",
         "7-revenge-guitarist", "7-guitarist-guitarist", "7 guitarist revenge",
         "7--guitarist-revenge", "x-guitarist-revenge", "٧-guitarist-revenge",
     ],
@@ -277,8 +297,11 @@ def test_code_malformed(text: str) -> None:
     assert exc.value.code is ErrorCode.PAIR_CODE_MALFORMED
 
 
+PUB = bytes(SigningKey(bytes(32)).verify_key)
+
+
 def test_uri_round_trip() -> None:
-    uri = InviteUri(bytes(range(32)), 1_795_000_000)
+    uri = InviteUri.create(bytes(range(32)), 1_795_000_000, PUB)
     text = str(uri)
     assert text.startswith("p4:pair?v=1&o=") and len(uri.onion) == 56
     assert parse_uri(text) == uri
@@ -288,9 +311,9 @@ def test_uri_round_trip() -> None:
 
 
 def _uri_variants() -> dict[str, tuple[str, ErrorCode]]:
-    good = str(InviteUri(bytes(range(32)), 1_795_000_000))
+    good = str(InviteUri.create(bytes(range(32)), 1_795_000_000, PUB))
     q = dict(p.split("=") for p in good.split("?")[1].split("&"))
-    other = InviteUri(bytes(32), 1).onion
+    other = InviteUri(bytes(32), 1, bytes(16)).onion
 
     def mk(**kw: str) -> str:
         return "p4:pair?" + "&".join(f"{k}={v}" for k, v in {**q, **kw}.items())

@@ -41,7 +41,15 @@ T0 = 1_000_000
 
 
 def rng(label: str, n: int = 2) -> list[bytes]:
-    return [hashlib.sha512(f"{label}{i}".encode()).digest() for i in range(n)]
+    """``n`` attempts' draws: a 64-byte scalar value, then a 32-byte identity nonce, each."""
+    out = []
+    for i in range(n):
+        out += [hashlib.sha512(f"{label}{i}".encode()).digest(),
+                hashlib.sha256(f"{label}{i}".encode()).digest()]  # fmt: skip
+    return out
+
+
+PUB_I = bytes(SigningKey(SEED_I).verify_key)
 
 
 def machines(
@@ -111,7 +119,7 @@ def test_short_code_pairing() -> None:
 
 
 def test_uri_pairing() -> None:
-    uri = InviteUri(hashlib.sha256(b"secret").digest(), 2_000_000)
+    uri = InviteUri.create(hashlib.sha256(b"secret").digest(), 2_000_000, PUB_I)
     inv = Invitation.from_uri(str(uri))
     assert inv.expires_at == 2_000_000_000
     a, i = machines(inv, inv)
@@ -121,7 +129,7 @@ def test_uri_pairing() -> None:
 def test_code_and_uri_give_different_keys() -> None:
     a, i = machines()
     k1 = run(a, i).events["a"][0]
-    inv = Invitation.from_uri(InviteUri(hashlib.sha256(b"s").digest(), 2_000_000))
+    inv = Invitation.from_uri(InviteUri.create(hashlib.sha256(b"s").digest(), 2_000_000, PUB_I))
     a, i = machines(inv, inv)
     k2 = run(a, i).events["a"][0]
     assert isinstance(k1, Paired) and isinstance(k2, Paired)
@@ -244,11 +252,13 @@ def test_default_expiry_is_ten_minutes() -> None:
     assert i.get_timer() == T0 + 600_000
 
 
-def test_start_after_expiry_is_a_local_error() -> None:
+def test_start_after_expiry_fails_the_machine() -> None:
+    """PAIR-17: an accepter never starts with an expired invitation; nothing is sent."""
     a, _ = machines(inv_a=Invitation.from_code(CODE, expires_at=T0))
-    with pytest.raises(LocalProtocolError) as exc:
-        a.start(T0)
-    assert exc.value.code is ErrorCode.PAIR_INVITATION_EXPIRED
+    assert a.start(T0) == b""
+    ev = a.next_event()
+    assert isinstance(ev, PairingFailed) and ev.code is ErrorCode.PAIR_INVITATION_EXPIRED
+    assert a.state is State.FAILED
 
 
 def test_pairing_timeout() -> None:
@@ -278,7 +288,8 @@ def test_out_of_order_message_is_unexpected() -> None:
     with pytest.raises(RemoteProtocolError) as exc:
         i.receive_frame(Frame(FrameType.PAIR_CONFIRM, 0, b"\xa1\x01\x58\x20" + bytes(32)), T0)
     assert exc.value.code is ErrorCode.UNEXPECTED_MESSAGE
-    assert i.state is State.FAILED
+    # before the PAKE only the stream ends; the invitation is not consumed [PAIR-48]
+    assert i.state is State.WAIT_PAKE and i.stream_closed
 
 
 def test_rendezvous_frame_is_unexpected() -> None:
@@ -361,7 +372,7 @@ def _sample_frames() -> dict[str, Frame]:
     return {
         "PAIR_PAKE": Frame(FrameType.PAIR_PAKE, 0, b"\xa2\x01\x01\x02" + b32),
         "PAIR_CONFIRM": Frame(FrameType.PAIR_CONFIRM, 0, b"\xa1\x01" + b32),
-        "PAIR_IDENTITY": Frame(FrameType.PAIR_IDENTITY, 0, b"\xa1\x01\x58\x77" + bytes(119)),
+        "PAIR_IDENTITY": Frame(FrameType.PAIR_IDENTITY, 0, b"\xa1\x01\x58\x9a" + bytes(154)),
         "PAIR_DONE": Frame(FrameType.PAIR_DONE, 0, b"\xa1\x01" + b32),
         "ERROR": Frame(FrameType.ERROR, 0, b"\xa2\x01\x01\x02\x60"),
         "RV_HELLO": Frame(FrameType.RV_HELLO, 0, b"\xa0"),
@@ -370,8 +381,8 @@ def _sample_frames() -> dict[str, Frame]:
 
 REACHABLE = {
     Role.ACCEPTER: [
-        State.IDLE, State.WAIT_PAKE, State.WAIT_CONFIRM, State.WAIT_IDENTITY, State.PAIRED,
-        State.FAILED,
+        State.IDLE, State.WAIT_PAKE, State.WAIT_CONFIRM, State.WAIT_IDENTITY, State.WAIT_DONE,
+        State.PAIRED, State.FAILED,
     ],
     Role.INVITER: [
         State.IDLE, State.WAIT_PAKE, State.WAIT_CONFIRM, State.WAIT_IDENTITY, State.WAIT_DONE,
@@ -395,14 +406,19 @@ def test_every_state_input_pair(role: Role, state: State, frame: str) -> None:
     except RemoteProtocolError as exc:
         assert state not in (State.PAIRED, State.FAILED, State.IDLE)
         row = TRANSITIONS[role].get((state, Input(frame) if frame != "RV_HELLO" else Input.ERROR))
-        if frame == "RV_HELLO" or row is None:
-            assert exc.code is ErrorCode.UNEXPECTED_MESSAGE
-        assert me.state is State.FAILED
+        if frame == "RV_HELLO" or row is None:  # schema first, then the state [PAIR-43]
+            assert exc.code in (ErrorCode.UNEXPECTED_MESSAGE, ErrorCode.MESSAGE_INVALID)
+        if role is Role.INVITER and state is State.WAIT_PAKE:
+            assert me.state is State.WAIT_PAKE and me.stream_closed  # [PAIR-48]
+        else:
+            assert me.state is State.FAILED
         assert me.frames_to_send()[-1].type == FrameType.ERROR
         return
     # no exception: a listed transition, a discard in a terminal state, or a peer ERROR
     if state in (State.PAIRED, State.FAILED):
         assert me.state is state
+    elif role is Role.INVITER and state is State.WAIT_PAKE:
+        assert frame == "ERROR" and me.state is State.WAIT_PAKE and me.stream_closed
     else:
         assert frame == "ERROR" and me.state is State.FAILED
 
@@ -558,7 +574,7 @@ def test_broken_error_frame_is_not_answered() -> None:
     with pytest.raises(RemoteProtocolError) as exc:
         i.receive_data(b"\x01\x01\x00\x00\x01\xa0", T0)  # ERROR with an empty map
     assert exc.value.code is ErrorCode.MESSAGE_INVALID
-    assert i.frames_to_send() == [] and i.state is State.FAILED
+    assert i.frames_to_send() == [] and i.state is State.WAIT_PAKE and i.stream_closed
 
 
 def test_stream_is_dead_after_an_error_until_replaced() -> None:
@@ -569,9 +585,8 @@ def test_stream_is_dead_after_an_error_until_replaced() -> None:
     i.receive_data(pake, T0)
     assert i.frames_to_send() == []  # the peer closed this stream: nothing more is processed
     i.connection_lost(T0)
-    i.receive_data(pake, T0)
-    (err,) = i.frames_to_send()
-    assert parse_error_body(err.body)[0] == ErrorCode.PAIR_INVITATION_BURNT
+    i.receive_data(pake, T0)  # a peer's ERROR before the PAKE did not consume the invitation
+    assert [f.type for f in i.frames_to_send()] == [FrameType.PAIR_PAKE, FrameType.PAIR_CONFIRM]
 
 
 def test_each_attempt_draws_a_fresh_scalar() -> None:

@@ -1,17 +1,20 @@
 """Reference-adapter ops for pairing (p4-02): the machine and the codec/crypto ops.
 
+The interface is p4-02 §14 "Test-vector interface"; this module implements it.
+
 Machine (``MACHINE = "pairing"``)::
 
     new(role, config, rng)   role "inviter" | "accepter"
         config: {"code": "7-guitarist-revenge"} or {"uri": "p4:pair?..."},
-                "identity_seed": hex (32 bytes), optional "expires_at" (ms), "timeout_ms"
-        rng: the 64-byte values the machine draws, in order (one per attempt)
-    step(m, now, inp)        inp: {"cmd": "start"} | {"cmd": "connection_lost"} | {"recv": hex}
-                                  | {"tick": true}
+                "identity_seed": hex (32 bytes), optional "expires_at" (ms), "timeout_ms" (ms)
+        rng: the values the machine draws, in order (64-byte scalar draw, 32-byte nonce)
+    step(m, now, inp)        inp: {"cmd": "start"} | {"recv": hex} (any split; "" = end of
+                                  stream) | {"tick": true}
         -> {"out": [{"send": hex}..., {"event": ...}..., {"error": NAME}?], "state": NAME}
 
-Events: ``{"event": "PAIRED", "peer_identity", "pair_root_key", "sas"}`` and
-``{"event": "PAIRING_FAILED", "code": NAME}`` (reasons are prose and not compared).
+``{"error": CODE}`` is the last item of the step in which the machine fails, with the code of its
+PAIRING_FAILED event (conformance/README.md); a command the machine refuses without failing is an
+adapter-level error.
 
 Ops (``vectors_ops``), bytes as hex: ``pairing.parse_code``, ``pairing.parse_uri``,
 ``pairing.spake2``, ``pairing.key_schedule``, ``pairing.kdf``, ``pairing.open_identity``,
@@ -20,7 +23,7 @@ Ops (``vectors_ops``), bytes as hex: ``pairing.parse_code``, ``pairing.parse_uri
 
 from __future__ import annotations
 
-from ..errors import ErrorCode, LocalProtocolError, P4Error
+from ..errors import ErrorCode, LocalProtocolError, RemoteProtocolError
 from ..framing import HEADER_LEN, Frame, FrameType, Path, decode_frame, encode_frame
 from ..pairing import _crypto as C
 from ..pairing._codec import PairConfirm, PairDone, PairIdentity, PairPake, decode_message
@@ -39,6 +42,8 @@ MACHINE = "pairing"
 def _invitation(config: Json) -> Invitation:
     exp = config.get("expires_at")
     expires_at = int_value(exp, "expires_at") if exp is not None else None
+    if ("code" in config) == ("uri" in config):
+        raise LocalProtocolError(ErrorCode.INTERNAL_ERROR, "config has one of code, uri")
     if "code" in config:
         return Invitation.from_code(_str(config, "code"), expires_at)
     return Invitation.from_uri(_str(config, "uri"), expires_at)
@@ -55,26 +60,28 @@ def new(role: str, config: Json, rng: list[bytes]) -> PairingMachine:
 
 
 def step(m: PairingMachine, now_ms: int, inp: Json) -> Json:
-    err: str | None = None
+    """One step.  A peer's protocol error shows in the outputs (ERROR sent, PAIRING_FAILED,
+    ``error``); a LocalProtocolError (a refused command) propagates as an adapter-level error."""
     started = b""
     try:
         if "recv" in inp:
             m.receive_data(_hex(inp, "recv"), now_ms)
         elif inp.get("cmd") == "start":
             started = m.start(now_ms)  # start() hands back what it queued
-        elif inp.get("cmd") == "connection_lost":
-            m.connection_lost(now_ms)
-        elif inp.get("tick"):
+        elif inp.get("tick") is True:
             m.handle_timer(now_ms)
         else:
             raise LocalProtocolError(ErrorCode.INTERNAL_ERROR, f"unknown input {sorted(inp)}")
-    except P4Error as exc:
-        err = exc.code.name
+    except RemoteProtocolError:
+        pass  # the machine queued ERROR / PAIRING_FAILED; the outputs say what happened
     out: list[Json] = [{"send": f} for f in _split(started) + _frames_hex(m)]
+    failed: str | None = None
     while (ev := m.next_event()) is not None:
         out.append(event_json(ev))
-    if err is not None:
-        out.append({"error": err})
+        if isinstance(ev, PairingFailed):
+            failed = ev.code.name
+    if failed is not None:
+        out.append({"error": failed})
     return {"out": out, "state": m.state.value}
 
 
@@ -110,6 +117,8 @@ def _parse_code(params: Json, inp: Json) -> Json:
     code = parse_code(_str(inp, "code"))
     return {
         "canonical": str(code),
+        "password": code.password.hex(),
+        "slot": code.slot,
         "nameplate": code.nameplate,
         "words": list(code.words),
         "onion_seed": code.onion_seed.hex(),
@@ -122,6 +131,7 @@ def _parse_uri(params: Json, inp: Json) -> Json:
         "version": uri.version,
         "secret": uri.secret.hex(),
         "onion": uri.onion,
+        "key_commitment": uri.key_commitment.hex(),
         "expires": uri.expires,
         "onion_seed": uri.onion_seed.hex(),
     }
@@ -159,36 +169,44 @@ def _key_schedule(params: Json, inp: Json) -> Json:
 
 
 def _kdf(params: Json, inp: Json) -> Json:
-    """Everything after the PAKE: TH, identity keys, TH2, root key, SAS, DONE key and MAC."""
+    """Everything after the PAKE: TH, identity keys, the inviter's commitment, TH2, root key,
+    SAS, both PAIR_DONE keys and MACs, and the URI's commitment to the inviter's key."""
     ke, tt = _hex(inp, "Ke"), _hex(inp, "TT")
+    pub_a, pub_i = _hex(inp, "accepter_identity"), _hex(inp, "inviter_identity")
+    nonce_a, nonce_i = _hex(inp, "accepter_nonce"), _hex(inp, "inviter_nonce")
     th = C.transcript_hash(tt)
     k_a, k_b = C.identity_keys(ke, th)
-    fin = C.final_keys(ke, th, _hex(inp, "accepter_identity"), _hex(inp, "inviter_identity"))
+    commitment = C.identity_commitment(th, pub_i, nonce_i)
+    fin = C.final_keys(ke, th, pub_a, pub_i, nonce_a, nonce_i, commitment)
     return {
         "TH": th.hex(), "k_identity_accepter": k_a.hex(), "k_identity_inviter": k_b.hex(),
-        "TH2": fin.th2.hex(), "pair_root_key": fin.pair_root_key.hex(), "sas": fin.sas,
-        "k_done": fin.k_done.hex(), "done_mac": C.done_mac(fin.k_done, fin.th2).hex(),
+        "commitment": commitment.hex(), "TH2": fin.th2.hex(),
+        "pair_root_key": fin.pair_root_key.hex(), "sas": fin.sas,
+        "k_done_accepter": fin.k_done_accepter.hex(), "k_done_inviter": fin.k_done_inviter.hex(),
+        "done_accepter": C.done_mac(fin.k_done_accepter, fin.th2).hex(),
+        "done_inviter": C.done_mac(fin.k_done_inviter, fin.th2).hex(),
+        "uri_key_commitment": C.inviter_key_commitment(pub_i).hex(),
     }  # fmt: skip
 
 
 def _open_identity(params: Json, inp: Json) -> Json:
-    pub = C.open_identity(
+    opened = C.open_identity(
         _hex(inp, "key"), _hex(inp, "TH"), _hex(inp, "ciphertext"), C.Role(_str(inp, "sender"))
     )
-    return {"identity": pub.hex()}
+    return {"identity": opened.public_key.hex(), "nonce": opened.nonce.hex()}
 
 
 def _decode(params: Json, inp: Json) -> Json:
     """Decode one pairing frame (framing checks first, then the p4-02 §6 body schema)."""
     frame: Frame = decode_frame(_hex(inp, "frame"), Path.TOR)
-    if frame.type not in (0x10, 0x11, 0x12, 0x13):
-        raise LocalProtocolError(ErrorCode.UNEXPECTED_MESSAGE, "not a pairing frame")
-    msg = decode_message(frame)
+    msg = decode_message(frame)  # UNEXPECTED_MESSAGE for a type that is not a pairing message
     name = FrameType(frame.type).name
     if isinstance(msg, PairPake):
         return {"type": name, "version": msg.version, "element": msg.element.hex()}
     if isinstance(msg, PairIdentity):
         return {"type": name, "ciphertext": msg.ciphertext.hex()}
+    if isinstance(msg, PairConfirm) and msg.commitment is not None:
+        return {"type": name, "mac": msg.mac.hex(), "commitment": msg.commitment.hex()}
     assert isinstance(msg, PairConfirm | PairDone)
     return {"type": name, "mac": msg.mac.hex()}
 

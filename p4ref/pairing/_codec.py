@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from ..errors import DecodeError, ErrorCode
 from ..framing import CborValue, Frame, FrameType, decode_cbor_map, encode_cbor
-from ._crypto import ELEMENT_LEN, IDENTITY_CT_LEN, MAC_LEN, PROTOCOL_VERSION
+from ._crypto import COMMITMENT_LEN, ELEMENT_LEN, IDENTITY_CT_LEN, MAC_LEN, PROTOCOL_VERSION
 
 __all__ = [
     "Message",
@@ -35,14 +35,20 @@ class PairPake:
 
 @dataclass(frozen=True, slots=True)
 class PairConfirm:
-    """PAIR_CONFIRM (0x11): ``{1: mac bstr(32)}`` — cA or cB of RFC 9382 §4."""
+    """PAIR_CONFIRM (0x11): ``{1: mac bstr(32), ?2: commitment bstr(32)}``.
+
+    ``mac`` is cA or cB of RFC 9382 §4.  The inviter's PAIR_CONFIRM carries its identity
+    commitment (key 2, p4-02 §7.5); the accepter's has none.  The codec accepts both shapes;
+    which one a role must receive is the machine's check.
+    """
 
     mac: bytes
+    commitment: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class PairIdentity:
-    """PAIR_IDENTITY (0x12): ``{1: ciphertext bstr(119)}`` — the sealed identity."""
+    """PAIR_IDENTITY (0x12): ``{1: ciphertext bstr(154)}`` — the sealed identity."""
 
     ciphertext: bytes
 
@@ -63,11 +69,18 @@ def encode_message(msg: Message) -> Frame:
         return Frame(FrameType.PAIR_PAKE, 0, encode_cbor({1: msg.version, 2: msg.element}))
     if isinstance(msg, PairConfirm):
         body, ftype = {1: msg.mac}, FrameType.PAIR_CONFIRM
+        if msg.commitment is not None:
+            body[2] = msg.commitment
     elif isinstance(msg, PairIdentity):
         body, ftype = {1: msg.ciphertext}, FrameType.PAIR_IDENTITY
     else:
         body, ftype = {1: msg.mac}, FrameType.PAIR_DONE
     return Frame(ftype, 0, encode_cbor(body))
+
+
+_PAIRING_TYPES = frozenset(
+    {FrameType.PAIR_PAKE, FrameType.PAIR_CONFIRM, FrameType.PAIR_IDENTITY, FrameType.PAIR_DONE}
+)
 
 
 def _invalid(ftype: FrameType, why: str) -> DecodeError:
@@ -85,14 +98,22 @@ def decode_message(frame: Frame) -> Message:
     """Decode a pairing frame's body (the frame header was checked by the framing codec).
 
     Raises:
-        DecodeError: a CBOR_* code from the framing layer, MESSAGE_INVALID, or
+        DecodeError: UNEXPECTED_MESSAGE for a frame type that is not a pairing message (any
+            other type, assigned or not); a CBOR_* code from the framing layer; MESSAGE_INVALID;
             VERSION_UNSUPPORTED.
     """
+    if frame.type not in _PAIRING_TYPES:
+        raise DecodeError(ErrorCode.UNEXPECTED_MESSAGE, f"frame type 0x{frame.type:02x}")
     ftype = FrameType(frame.type)
     fields = decode_cbor_map(frame.body)
-    expected = {1, 2} if ftype is FrameType.PAIR_PAKE else {1}
-    if set(fields) != expected:
-        raise _invalid(ftype, f"keys must be exactly {sorted(expected)}")
+    if ftype is FrameType.PAIR_PAKE:
+        allowed: tuple[set[int], ...] = ({1, 2},)
+    elif ftype is FrameType.PAIR_CONFIRM:
+        allowed = ({1}, {1, 2})
+    else:
+        allowed = ({1},)
+    if set(fields) not in allowed:
+        raise _invalid(ftype, f"keys must be exactly one of {[sorted(k) for k in allowed]}")
     if ftype is FrameType.PAIR_PAKE:
         version = fields[1]
         if not isinstance(version, int) or isinstance(version, bool) or version < 0:
@@ -102,9 +123,9 @@ def decode_message(frame: Frame) -> Message:
             raise DecodeError(ErrorCode.VERSION_UNSUPPORTED, f"pairing version {version}")
         return PairPake(element, version)
     if ftype is FrameType.PAIR_CONFIRM:
-        return PairConfirm(_bstr(fields, 1, MAC_LEN, ftype))
+        mac = _bstr(fields, 1, MAC_LEN, ftype)
+        commitment = _bstr(fields, 2, COMMITMENT_LEN, ftype) if 2 in fields else None
+        return PairConfirm(mac, commitment)
     if ftype is FrameType.PAIR_IDENTITY:
         return PairIdentity(_bstr(fields, 1, IDENTITY_CT_LEN, ftype))
-    if ftype is FrameType.PAIR_DONE:
-        return PairDone(_bstr(fields, 1, MAC_LEN, ftype))
-    raise _invalid(ftype, "not a pairing message")
+    return PairDone(_bstr(fields, 1, MAC_LEN, ftype))

@@ -48,24 +48,31 @@ from ..errors import ErrorCode, LocalProtocolError, RemoteProtocolError
 __all__ = [
     "AAD",
     "COFACTOR",
+    "COMMITMENT_LEN",
     "ELEMENT_LEN",
     "IDENTITY_CT_LEN",
     "MAC_LEN",
     "M_POINT",
+    "NONCE_LEN",
     "N_POINT",
     "PROTOCOL",
     "PROTOCOL_VERSION",
     "SCALAR_DRAW_LEN",
+    "URI_KEY_COMMITMENT_LEN",
     "FinalKeys",
+    "OpenedIdentity",
     "Role",
     "Spake2Keys",
+    "check_element",
     "derive_w",
     "done_mac",
     "draw_scalar",
     "final_keys",
     "hkdf_sha256",
+    "identity_commitment",
     "identity_keys",
     "identity_signed_bytes",
+    "inviter_key_commitment",
     "key_schedule",
     "lp",
     "nameplate_onion_seed",
@@ -91,6 +98,7 @@ N_POINT = bytes.fromhex("d3bfb518f44f3430f29d0c92af503865a1ed3281dc69b35dd868ba8
 COFACTOR = 8
 _H_SCALAR = COFACTOR.to_bytes(32, "little")
 _ZERO_SCALAR = bytes(32)
+_IDENTITY_POINT = bytes([1]) + bytes(31)  # the neutral element of edwards25519, encoded
 
 ELEMENT_LEN = 32  # compressed edwards25519 point (RFC 8032 §5.1.2)
 SCALAR_DRAW_LEN = 64  # bytes drawn per ephemeral scalar, reduced mod the group order
@@ -98,9 +106,13 @@ MAC_LEN = 32  # HMAC-SHA-256
 #: AAD of RFC 9382 §4 ("ConfirmationKeys" || AAD): empty; the context is in A, B and w instead.
 AAD = b""
 
+NONCE_LEN = 32  # the identity nonce each role reveals with its identity (p4-02 §7.6)
+COMMITMENT_LEN = 32  # the inviter's identity commitment in its PAIR_CONFIRM (p4-02 §7.5)
+URI_KEY_COMMITMENT_LEN = 16  # the inviter-key commitment a URI carries (p4-02 §5.2)
+
 _AEAD_NONCE = bytes(24)  # each identity key encrypts exactly one message (p4-02 §7.6)
 _AEAD_TAG = 16
-_IDENTITY_PT_LEN = 103  # canonical CBOR {1: bstr(32), 2: bstr(64)}
+_IDENTITY_PT_LEN = 138  # canonical CBOR {1: bstr(32), 2: bstr(64), 3: bstr(32)}
 IDENTITY_CT_LEN = _IDENTITY_PT_LEN + _AEAD_TAG
 
 
@@ -141,8 +153,19 @@ def pairing_onion_seed(secret: bytes) -> bytes:
 
 
 def nameplate_onion_seed(nameplate: int) -> bytes:
-    """Seed of the inviter's pairing onion for a short code: from the nameplate only (§5.1)."""
+    """Seed of the inviter's pairing onion for a short code: from the nameplate only (§5.1).
+
+    Nothing derived from the secret words is ever published: an onion address computed from the
+    words would let anyone who sees it test all 65536 word pairs offline.
+    """
     return hkdf_sha256(str(nameplate).encode("ascii"), b"", PROTOCOL + b" onion nameplate", 32)
+
+
+def inviter_key_commitment(inviter_public_key: bytes) -> bytes:
+    """The 16-byte commitment to the inviter's identity key that a URI carries (§5.2):
+    the first 16 bytes of SHA-256(lp("P4-PAIR-v1 inviter key") || lp(pub))."""
+    digest = hashlib.sha256(lp(PROTOCOL + b" inviter key") + lp(inviter_public_key)).digest()
+    return digest[:URI_KEY_COMMITMENT_LEN]
 
 
 # --- SPAKE2 (RFC 9382) -----------------------------------------------------------------------
@@ -196,6 +219,26 @@ def spake2_element(role: Role, w: bytes, scalar: bytes) -> bytes:
         crypto_scalarmult_ed25519_base_noclamp(scalar), crypto_scalarmult_ed25519_noclamp(w, own)
     )
     return out
+
+
+def check_element(role: Role, w: bytes, peer_element: bytes) -> None:
+    """The checks of §7.3 on a received element that need no scalar [PAIR-29] [PAIR-30]:
+    a canonical point of the prime-order subgroup, other than the identity, whose unblinded
+    value ``pB − w·N`` (accepter) or ``pA − w·M`` (inviter) is not the identity.  A point that
+    passes cannot give K = identity (the unblinded value then has order ℓ).
+
+    Raises:
+        RemoteProtocolError: PAIR_PAKE_INVALID.
+    """
+    if len(peer_element) != ELEMENT_LEN or not crypto_core_ed25519_is_valid_point(peer_element):
+        raise RemoteProtocolError(ErrorCode.PAIR_PAKE_INVALID, "PAKE element is not valid")
+    _, peer = _blind(role)
+    try:
+        q: bytes = crypto_core_ed25519_sub(peer_element, crypto_scalarmult_ed25519_noclamp(w, peer))
+    except (RuntimeError, CryptoError):  # pragma: no cover - sub of two valid points
+        raise RemoteProtocolError(ErrorCode.PAIR_PAKE_INVALID, "PAKE element") from None
+    if q == _IDENTITY_POINT:
+        raise RemoteProtocolError(ErrorCode.PAIR_PAKE_INVALID, "PAKE element unblinds to I")
 
 
 def spake2_shared(role: Role, w: bytes, scalar: bytes, peer_element: bytes) -> bytes:
@@ -263,49 +306,73 @@ def identity_keys(ke: bytes, th: bytes) -> tuple[bytes, bytes]:
     )
 
 
+def identity_commitment(th: bytes, public_key: bytes, nonce: bytes) -> bytes:
+    """The inviter's commitment to its identity (§7.5), sent before it sees the accepter's:
+    SHA-256(lp("P4-PAIR-v1 commitment") || lp(TH) || lp(pub) || lp(nonce))."""
+    return hashlib.sha256(
+        lp(PROTOCOL + b" commitment") + lp(th) + lp(public_key) + lp(nonce)
+    ).digest()
+
+
 def identity_signed_bytes(role: Role, th: bytes, public_key: bytes) -> bytes:
     """What each side signs: lp("P4-PAIR-v1 identity") || lp(role) || lp(TH) || lp(pub)."""
     return lp(PROTOCOL + b" identity") + lp(role.value.encode("ascii")) + lp(th) + lp(public_key)
 
 
-def _identity_plaintext(public_key: bytes, signature: bytes) -> bytes:
-    # canonical CBOR {1: bstr(32), 2: bstr(64)}, written out so this module needs no codec
-    return b"\xa2\x01\x58\x20" + public_key + b"\x02\x58\x40" + signature
+def _identity_plaintext(public_key: bytes, signature: bytes, nonce: bytes) -> bytes:
+    # canonical CBOR {1: bstr(32), 2: bstr(64), 3: bstr(32)}, written out: no codec needed here
+    return b"\xa3\x01\x58\x20" + public_key + b"\x02\x58\x40" + signature + b"\x03\x58\x20" + nonce
 
 
-def seal_identity(key: bytes, th: bytes, signing_key: SigningKey, role: Role) -> bytes:
-    """The ciphertext of a PAIR_IDENTITY body: AEAD(key, nonce=0^24, aad=TH, {1: pub, 2: sig})."""
+def seal_identity(
+    key: bytes, th: bytes, signing_key: SigningKey, role: Role, nonce: bytes
+) -> bytes:
+    """The ciphertext of a PAIR_IDENTITY body (§7.6):
+    AEAD(key, nonce=0^24, aad=TH, {1: pub, 2: sig, 3: identity nonce})."""
+    if len(nonce) != NONCE_LEN:
+        raise LocalProtocolError(ErrorCode.INTERNAL_ERROR, "the identity nonce is 32 bytes")
     pub = bytes(signing_key.verify_key)
     sig = signing_key.sign(identity_signed_bytes(role, th, pub)).signature
-    pt = _identity_plaintext(pub, sig)
+    pt = _identity_plaintext(pub, sig, nonce)
     ct: bytes = crypto_aead_xchacha20poly1305_ietf_encrypt(pt, th, _AEAD_NONCE, key)
     return ct
 
 
-def open_identity(key: bytes, th: bytes, ciphertext: bytes, role: Role) -> bytes:
-    """Decrypt and verify the peer's identity message (§7.6) [PAIR-37]; returns its public key.
+@dataclass(frozen=True, slots=True)
+class OpenedIdentity:
+    """A peer's identity message after decryption and signature check."""
 
-    ``role`` is the *sender's* role.
+    public_key: bytes
+    nonce: bytes
+
+
+def open_identity(key: bytes, th: bytes, ciphertext: bytes, role: Role) -> OpenedIdentity:
+    """Decrypt and verify the peer's identity message (§7.6) [PAIR-37].
+
+    ``role`` is the *sender's* role.  Any byte string is accepted as input: whatever is not a
+    sealed identity of the right length, key and transcript is PAIR_IDENTITY_INVALID.
 
     Raises:
-        RemoteProtocolError: PAIR_IDENTITY_INVALID on a decryption failure, a plaintext other
-            than the canonical ``{1: bstr(32), 2: bstr(64)}``, a key that is not a valid point,
-            or a bad signature.
+        RemoteProtocolError: PAIR_IDENTITY_INVALID on a ciphertext that is not 154 bytes or does
+            not decrypt, a plaintext other than the canonical ``{1: bstr(32), 2: bstr(64),
+            3: bstr(32)}``, a key that is not a valid point, or a bad signature.
     """
+    if len(ciphertext) != IDENTITY_CT_LEN:  # also keeps libsodium from raising on < 16 bytes
+        raise RemoteProtocolError(ErrorCode.PAIR_IDENTITY_INVALID, "sealed identity length")
+    if len(key) != 32:  # a key of another length opens nothing
+        raise RemoteProtocolError(ErrorCode.PAIR_IDENTITY_INVALID, "identity key length")
     try:
         pt: bytes = crypto_aead_xchacha20poly1305_ietf_decrypt(ciphertext, th, _AEAD_NONCE, key)
-    except CryptoError:
+    except (CryptoError, ValueError, TypeError):
         raise RemoteProtocolError(ErrorCode.PAIR_IDENTITY_INVALID, "cannot decrypt") from None
-    if len(pt) != _IDENTITY_PT_LEN:
-        raise RemoteProtocolError(ErrorCode.PAIR_IDENTITY_INVALID, "identity plaintext length")
-    pub, sig = pt[4:36], pt[39:103]
-    if pt != _identity_plaintext(pub, sig) or not crypto_core_ed25519_is_valid_point(pub):
+    pub, sig, nonce = pt[4:36], pt[39:103], pt[106:138]
+    if pt != _identity_plaintext(pub, sig, nonce) or not crypto_core_ed25519_is_valid_point(pub):
         raise RemoteProtocolError(ErrorCode.PAIR_IDENTITY_INVALID, "identity plaintext layout")
     try:
         VerifyKey(pub).verify(identity_signed_bytes(role, th, pub), sig)
     except (BadSignatureError, ValueError):
         raise RemoteProtocolError(ErrorCode.PAIR_IDENTITY_INVALID, "bad signature") from None
-    return pub
+    return OpenedIdentity(pub, nonce)
 
 
 @dataclass(frozen=True, slots=True)
@@ -313,18 +380,34 @@ class FinalKeys:
     th2: bytes
     pair_root_key: bytes
     sas: str
-    k_done: bytes
+    k_done_accepter: bytes  # keys the accepter's PAIR_DONE
+    k_done_inviter: bytes  # keys the inviter's PAIR_DONE
 
 
-def final_keys(ke: bytes, th: bytes, accepter_pub: bytes, inviter_pub: bytes) -> FinalKeys:
-    """TH2, the pair root key, the SAS and the PAIR_DONE key (p4-02 §7.7) [PAIR-40]."""
+def final_keys(
+    ke: bytes,
+    th: bytes,
+    accepter_pub: bytes,
+    inviter_pub: bytes,
+    accepter_nonce: bytes,
+    inviter_nonce: bytes,
+    commitment: bytes,
+) -> FinalKeys:
+    """TH2, the pair root key, the SAS and the two PAIR_DONE keys (p4-02 §7.7) [PAIR-40].
+
+    TH2 covers both identity nonces and the inviter's commitment, so the SAS depends on a value
+    each role fixed before it saw the other's (the accepter's nonce is revealed after the
+    inviter committed to its own): neither side, nor a man in the middle, can choose it.
+    """
     th2 = hashlib.sha256(
         lp(PROTOCOL + b" paired") + lp(th) + lp(accepter_pub) + lp(inviter_pub)
-    ).digest()
+        + lp(accepter_nonce) + lp(inviter_nonce) + lp(commitment)
+    ).digest()  # fmt: skip
     root = hkdf_sha256(ke, th2, PROTOCOL + b" pair root key", 32)
     sas_int = int.from_bytes(hkdf_sha256(ke, th2, PROTOCOL + b" sas", 8), "big") % 1_000_000
-    k_done = hkdf_sha256(ke, th2, PROTOCOL + b" done", 32)
-    return FinalKeys(th2, root, f"{sas_int:06d}", k_done)
+    k_da = hkdf_sha256(ke, th2, PROTOCOL + b" done accepter", 32)
+    k_di = hkdf_sha256(ke, th2, PROTOCOL + b" done inviter", 32)
+    return FinalKeys(th2, root, f"{sas_int:06d}", k_da, k_di)
 
 
 def done_mac(k_done: bytes, th2: bytes) -> bytes:

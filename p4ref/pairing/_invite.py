@@ -3,11 +3,15 @@
 Two ways to carry one invitation; both end in the same PAKE (p4-02 §7) with a different password:
 
 - short code ``<nameplate>-<odd word>-<even word>`` (magic-wormhole style): the nameplate is a
-  decimal number 1–9999 that names the pairing rendezvous (the onion is derived from it alone);
-  the two words are the secret, 8 bits each from the PGP word list (16 bits in all).
-- URI ``p4:pair?v=1&o=<onion>&s=<secret>&x=<expiry>``: the inviter's pairing onion (56-character
-  v3 label, no ``.onion``), a 256-bit secret in unpadded lowercase base32, and the expiry as Unix
-  seconds.  The onion is derived from the secret, so a receiver can check the two agree.
+  decimal number 1–9999999 that names the pairing rendezvous (the onion is derived from it
+  alone); the two words are the secret, 8 bits each from the PGP word list (16 bits in all).
+- URI ``p4:pair?v=1&o=<onion>&s=<secret>&i=<key commitment>&x=<expiry>``: the inviter's pairing
+  onion (56-character v3 label, no ``.onion``), a 256-bit secret in unpadded lowercase base32, a
+  16-byte commitment to the inviter's identity key (base32), and the expiry as Unix seconds.  The
+  onion is derived from the secret, so a receiver can check the two agree.
+
+Text rules are ASCII-only (p4-02 §5.4): only SP, HT, LF and CR are stripped, only A–Z are
+lower-cased, and any other non-ASCII character makes the input malformed.
 
 Everything here is pure: randomness comes in as bytes.
 """
@@ -20,30 +24,52 @@ import re
 from dataclasses import dataclass
 
 from ..errors import ErrorCode, LocalProtocolError
-from ._crypto import PROTOCOL_VERSION, nameplate_onion_seed, pairing_onion_seed
+from ._crypto import (
+    PROTOCOL_VERSION,
+    URI_KEY_COMMITMENT_LEN,
+    inviter_key_commitment,
+    nameplate_onion_seed,
+    pairing_onion_seed,
+)
 
 __all__ = [
     "CODE_RANDOM_LEN",
     "EVEN_WORDS",
     "MAX_NAMEPLATE",
+    "NAMEPLATE_SPACE",
     "ODD_WORDS",
     "SECRET_LEN",
     "InviteUri",
     "ShortCode",
+    "ascii_fold",
     "onion_for_seed",
     "parse_code",
     "parse_uri",
 ]
 
-MAX_NAMEPLATE = 9999
+#: Nameplates are 1 … 9,999,999 (at most 7 digits): 2^23.25 values, at least 2^20 (p4-02 §5.1).
+MAX_NAMEPLATE = 9_999_999
+NAMEPLATE_SPACE = MAX_NAMEPLATE
 SECRET_LEN = 32
-#: Random bytes a new short code consumes: 2 for the nameplate, 1 per word.
-CODE_RANDOM_LEN = 4
+#: Random bytes a new short code consumes: 4 for the nameplate, 1 per word.
+CODE_RANDOM_LEN = 6
 
-_NAMEPLATE_RE = re.compile(r"[1-9][0-9]{0,3}")
+_NAMEPLATE_RE = re.compile(r"[1-9][0-9]{0,6}")
 _ONION_RE = re.compile(r"[a-z2-7]{56}")
 _B32_SECRET_RE = re.compile(r"[a-z2-7]{52}")
+_B32_KEY_COMMITMENT_RE = re.compile(r"[a-z2-7]{26}")
+_VERSION_RE = re.compile(r"[1-9][0-9]{0,2}")
 _EXPIRY_RE = re.compile(r"0|[1-9][0-9]{0,15}")
+_ASCII_WS = " \t\n\r"  # the only characters stripped (p4-02 §5.4)
+_UPPER_TO_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def ascii_fold(text: str, code: ErrorCode) -> str:
+    """The ASCII text rule of p4-02 §5.4: refuse any character outside U+0000–U+007F with
+    ``code``, strip SP, HT, LF and CR at both ends, and lower-case A–Z (nothing else)."""
+    if not text.isascii():
+        raise LocalProtocolError(code, "non-ASCII character")
+    return text.strip(_ASCII_WS).translate(_UPPER_TO_LOWER)
 
 
 def onion_for_seed(seed: bytes) -> str:
@@ -64,7 +90,7 @@ class ShortCode:
     words: tuple[str, str]
 
     def __post_init__(self) -> None:
-        # p4-02 §5.1 [PAIR-6]: nameplate 1..9999, first word odd list, second word even list
+        # p4-02 §5.1 [PAIR-6]: nameplate 1..9999999, first word odd, second word even list
         if not 1 <= self.nameplate <= MAX_NAMEPLATE:
             raise LocalProtocolError(ErrorCode.PAIR_CODE_MALFORMED, "nameplate out of range")
         if self.words[0] not in _ODD_INDEX or self.words[1] not in _EVEN_INDEX:
@@ -87,24 +113,25 @@ class ShortCode:
         return nameplate_onion_seed(self.nameplate)
 
     @classmethod
-    def generate(cls, random4: bytes) -> ShortCode:
-        """A new code from 4 random bytes: nameplate from bytes 0–1, words from bytes 2 and 3."""
-        if len(random4) != CODE_RANDOM_LEN:
-            raise LocalProtocolError(ErrorCode.INTERNAL_ERROR, "a short code needs 4 random bytes")
-        nameplate = 1 + int.from_bytes(random4[:2], "big") % MAX_NAMEPLATE
-        return cls(nameplate, (ODD_WORDS[random4[2]], EVEN_WORDS[random4[3]]))
+    def generate(cls, random6: bytes) -> ShortCode:
+        """A new code from 6 random bytes [PAIR-4]: the nameplate from bytes 0–3
+        (``1 + u32be mod 9999999``), the words from bytes 4 and 5."""
+        if len(random6) != CODE_RANDOM_LEN:
+            raise LocalProtocolError(ErrorCode.INTERNAL_ERROR, "a short code needs 6 random bytes")
+        nameplate = 1 + int.from_bytes(random6[:4], "big") % MAX_NAMEPLATE
+        return cls(nameplate, (ODD_WORDS[random6[4]], EVEN_WORDS[random6[5]]))
 
 
 def parse_code(text: str) -> ShortCode:
     """Parse a short code typed by a person (p4-02 §5.1).
 
-    Surrounding white space is ignored and letters are case-insensitive; anything else must be
-    exactly ``<nameplate>-<odd word>-<even word>``.
+    ASCII only (§5.4): SP, HT, LF and CR around the code are ignored and A–Z read as a–z;
+    anything else must be exactly ``<nameplate>-<odd word>-<even word>``.
 
     Raises:
         LocalProtocolError: PAIR_CODE_MALFORMED.
     """
-    parts = text.strip().lower().split("-")
+    parts = ascii_fold(text, ErrorCode.PAIR_CODE_MALFORMED).split("-")
     if len(parts) != 3 or not _NAMEPLATE_RE.fullmatch(parts[0]):
         raise LocalProtocolError(ErrorCode.PAIR_CODE_MALFORMED, "expected nameplate-word-word")
     return ShortCode(int(parts[0]), (parts[1], parts[2]))
@@ -119,15 +146,24 @@ def _b32(data: bytes) -> str:
 
 @dataclass(frozen=True, slots=True)
 class InviteUri:
-    """A parsed ``p4:pair`` URI.  ``expires`` is Unix time in seconds."""
+    """A parsed ``p4:pair`` URI.  ``expires`` is Unix time in seconds; ``key_commitment`` is
+    the 16-byte commitment to the inviter's identity key (§5.2) that the accepter checks."""
 
     secret: bytes
     expires: int
+    key_commitment: bytes
     version: int = PROTOCOL_VERSION
 
     def __post_init__(self) -> None:
         if len(self.secret) != SECRET_LEN:
             raise LocalProtocolError(ErrorCode.PAIR_URI_MALFORMED, "secret is 32 bytes")
+        if len(self.key_commitment) != URI_KEY_COMMITMENT_LEN:
+            raise LocalProtocolError(ErrorCode.PAIR_URI_MALFORMED, "key commitment is 16 bytes")
+
+    @classmethod
+    def create(cls, secret: bytes, expires: int, inviter_public_key: bytes) -> InviteUri:
+        """The inviter's URI: its secret, its expiry and its identity public key [PAIR-10]."""
+        return cls(secret, expires, inviter_key_commitment(inviter_public_key))
 
     slot = "uri"
 
@@ -144,53 +180,64 @@ class InviteUri:
         return onion_for_seed(self.onion_seed)
 
     def __str__(self) -> str:
-        return f"p4:pair?v={self.version}&o={self.onion}&s={_b32(self.secret)}&x={self.expires}"
+        return (
+            f"p4:pair?v={self.version}&o={self.onion}&s={_b32(self.secret)}"
+            f"&i={_b32(self.key_commitment)}&x={self.expires}"
+        )
 
 
 _URI_PREFIX = "p4:pair?"
-_URI_KEYS = ("v", "o", "s", "x")
+_URI_KEYS = ("v", "o", "s", "i", "x")
+
+
+def _b32_canonical(text: str, what: str) -> bytes:
+    """Decode unpadded lower-case base32 whose spare bits are zero [PAIR-14]."""
+    try:
+        raw = base64.b32decode(text.upper() + "=" * (-len(text) % 8))
+    except binascii.Error:  # pragma: no cover - the grammar already excludes this
+        raise LocalProtocolError(ErrorCode.PAIR_URI_MALFORMED, f"bad base32 {what}") from None
+    if _b32(raw) != text:  # the spare bits of the last character must be zero
+        raise LocalProtocolError(ErrorCode.PAIR_URI_MALFORMED, f"non-canonical base32 {what}")
+    return raw
 
 
 def parse_uri(text: str) -> InviteUri:
-    """Parse a ``p4:pair`` URI (p4-02 §5.2).
+    """Parse a ``p4:pair`` URI (p4-02 §5.2), checking in the order of §5.2 [PAIR-12]…[PAIR-15].
 
-    The whole URI is case-insensitive; surrounding white space is ignored.  The four parameters
-    ``v``, ``o``, ``s``, ``x`` must each appear exactly once, in any order, and nothing else.
+    ASCII only (§5.4); the whole URI is case-insensitive; SP, HT, LF and CR around it are
+    ignored.  The five parameters ``v``, ``o``, ``s``, ``i``, ``x`` must each appear exactly
+    once, in any order, and nothing else.
 
     Raises:
-        LocalProtocolError: VERSION_UNSUPPORTED for ``v`` other than 1; PAIR_URI_MALFORMED for
+        LocalProtocolError: VERSION_UNSUPPORTED for a well-formed ``v`` other than 1 (checked as
+            soon as the parameters are split, before any other value); PAIR_URI_MALFORMED for
             anything else that is wrong, including an onion that does not match the secret.
     """
-    s = text.strip().lower()
+    malformed = ErrorCode.PAIR_URI_MALFORMED
+    s = ascii_fold(text, malformed)
     if not s.startswith(_URI_PREFIX):
-        raise LocalProtocolError(ErrorCode.PAIR_URI_MALFORMED, "not a p4:pair? URI")
+        raise LocalProtocolError(malformed, "not a p4:pair? URI")
     params: dict[str, str] = {}
     for item in s[len(_URI_PREFIX) :].split("&"):
         key, sep, value = item.partition("=")
-        if not sep or key not in _URI_KEYS or key in params:
-            raise LocalProtocolError(ErrorCode.PAIR_URI_MALFORMED, f"bad parameter {key!r}")
+        if not sep or not key or key in params:
+            raise LocalProtocolError(malformed, f"bad or repeated parameter {key!r}")
         params[key] = value
+    v = params.get("v")
+    if v is not None and _VERSION_RE.fullmatch(v) and int(v) != PROTOCOL_VERSION:
+        raise LocalProtocolError(ErrorCode.VERSION_UNSUPPORTED, f"pairing v{v}")
     if set(params) != set(_URI_KEYS):
-        raise LocalProtocolError(ErrorCode.PAIR_URI_MALFORMED, "missing parameter")
-    if not re.fullmatch(r"[1-9][0-9]{0,2}", params["v"]):
-        raise LocalProtocolError(ErrorCode.PAIR_URI_MALFORMED, "bad version")
-    if int(params["v"]) != PROTOCOL_VERSION:
-        raise LocalProtocolError(ErrorCode.VERSION_UNSUPPORTED, f"pairing v{params['v']}")
-    if not _B32_SECRET_RE.fullmatch(params["s"]):
-        raise LocalProtocolError(ErrorCode.PAIR_URI_MALFORMED, "secret is 52 base32 chars")
-    try:
-        secret = base64.b32decode(params["s"].upper() + "====")
-    except binascii.Error:  # pragma: no cover - the regex already excludes this
-        raise LocalProtocolError(ErrorCode.PAIR_URI_MALFORMED, "bad base32") from None
-    if _b32(secret) != params["s"]:  # the 4 spare bits of the last character must be zero
-        raise LocalProtocolError(ErrorCode.PAIR_URI_MALFORMED, "non-canonical base32")
-    if not _EXPIRY_RE.fullmatch(params["x"]):
-        raise LocalProtocolError(ErrorCode.PAIR_URI_MALFORMED, "bad expiry")
-    if not _ONION_RE.fullmatch(params["o"]):
-        raise LocalProtocolError(ErrorCode.PAIR_URI_MALFORMED, "bad onion label")
-    uri = InviteUri(secret, int(params["x"]))
+        raise LocalProtocolError(malformed, "parameters must be exactly v, o, s, i, x")
+    grammar = {"v": _VERSION_RE, "o": _ONION_RE, "s": _B32_SECRET_RE,
+               "i": _B32_KEY_COMMITMENT_RE, "x": _EXPIRY_RE}  # fmt: skip
+    for key in _URI_KEYS:
+        if not grammar[key].fullmatch(params[key]):
+            raise LocalProtocolError(malformed, f"bad value of {key}")
+    secret = _b32_canonical(params["s"], "secret")
+    commitment = _b32_canonical(params["i"], "key commitment")
+    uri = InviteUri(secret, int(params["x"]), commitment)
     if uri.onion != params["o"]:
-        raise LocalProtocolError(ErrorCode.PAIR_URI_MALFORMED, "onion does not match the secret")
+        raise LocalProtocolError(malformed, "onion does not match the secret")
     return uri
 
 

@@ -13,21 +13,40 @@ Rule 1: all state logic is the table :data:`TRANSITIONS` — ``{role: {(State, I
 action)}}``.  The actions only compute and queue output; they never choose the next state, except
 that an action may *fail*, which always leads to FAILED.
 
-Rule 2: anything absent from the table is a protocol error.  A frame whose (state, input) pair is
-not in the table gets ERROR(UNEXPECTED_MESSAGE) and FAILED [PAIR-43], except in the terminal
-states PAIRED and FAILED, where unlisted frames are discarded [PAIR-44].  Timer and
-connection-loss inputs that are not listed are no-ops (their timers are not armed in that state).
+Rule 2: a received frame is checked in this order (p4-02 §8.3): framing (p4-01), the message
+schema (§6, MESSAGE_INVALID / VERSION_UNSUPPORTED), the state (a (state, input) pair absent from
+the table is ERROR(UNEXPECTED_MESSAGE)) [PAIR-43], and then the action's own checks.  In the
+terminal states PAIRED and FAILED nothing is checked: a PAIR_PAKE is refused (inviter) and every
+other frame, malformed or not, is discarded [PAIR-44].
 
 Rule 3: on a remote error the machine queues the ERROR frame first, then a
 :class:`PairingFailed` event, then enters FAILED, and only then raises
 :class:`~p4ref.errors.RemoteProtocolError` — so the caller can flush the ERROR before closing
 (STYLE.md).  Failures that are not the peer's fault (expiry, timeout, the peer's own ERROR) do the
-same without raising.
+same without raising.  One exception: an inviter in WAIT_PAKE has not consumed its invitation, so
+a bad stream (junk, a malformed or invalid PAIR_PAKE, an ERROR) only ends that stream — ERROR is
+queued, the rest of the stream is ignored, the machine stays in WAIT_PAKE and still raises so the
+caller closes the stream [PAIR-48].
 
-Rule 4: an invitation is single-use.  The inviter consumes it the moment it answers a PAIR_PAKE:
-any failure after that — wrong code, timeout, lost connection — burns it, and a later PAIR_PAKE is
-refused with ERROR(PAIR_INVITATION_BURNT) [PAIR-47].  That is what limits an attacker to one
-online guess per invitation.
+Rule 4: an invitation is single-use.  The inviter consumes it the moment it answers a well-formed
+PAIR_PAKE: any failure after that — wrong code, timeout, lost connection — burns it, and a later
+PAIR_PAKE is refused with ERROR(PAIR_INVITATION_BURNT) [PAIR-47].  That is what limits an
+attacker to one online guess per invitation.
+
+Rule 5: the SAS cannot be chosen.  The inviter sends a commitment to (identity key, nonce) with
+its PAIR_CONFIRM, before it sees anything of the accepter's identity; the accepter reveals its
+identity and a fresh nonce only after that; the inviter then reveals and the accepter checks the
+commitment (p4-02 §7.5).  Both nonces and the commitment go into TH2 and so into the SAS.
+
+Rule 6: both or neither, as far as two messages allow (p4-02 §7.7, §11.7).  The accepter sends
+PAIR_DONE when it has verified everything; the inviter verifies it, reports Paired (the
+application stores the pair before it transmits what the machine queued) and answers with its own
+PAIR_DONE; only then does the accepter report Paired.  An accepter whose PAIR_DONE gets no answer
+fails with PAIR_OUTCOME_UNKNOWN: the inviter may have stored the pair.
+
+Input: ``receive_data`` takes any split of the stream (it slices what it is given, so no call can
+overflow the frame reader); ``b""`` is the end of the stream.  Timers fire only in
+:meth:`~PairingMachine.handle_timer`; frames never fire them.
 
 Framing-level frames are handled before the table: ignorable types and PADDING are discarded,
 PONG is discarded, PING is answered with PONG while the machine is not terminal [PAIR-45].
@@ -39,6 +58,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import NoReturn
 
 from nacl.signing import SigningKey
 
@@ -101,7 +121,7 @@ class Input(StrEnum):
 
 S, I = State, Input  # noqa: E741 - short names keep the table readable
 _TERMINAL = frozenset({S.PAIRED, S.FAILED})
-_FRAME_INPUTS = {
+_FRAME_INPUTS: dict[int, Input] = {
     FrameType.PAIR_PAKE: I.PAIR_PAKE,
     FrameType.PAIR_CONFIRM: I.PAIR_CONFIRM,
     FrameType.PAIR_IDENTITY: I.PAIR_IDENTITY,
@@ -128,11 +148,11 @@ TRANSITIONS: dict[C.Role, dict[tuple[State, Input], Row]] = {
         (S.IDLE, I.START): (S.WAIT_PAKE, "listen"),
         (S.WAIT_PAKE, I.PAIR_PAKE): (S.WAIT_CONFIRM, "answer_pake"),
         (S.WAIT_PAKE, I.EXPIRY): (S.FAILED, "expire"),
-        (S.WAIT_PAKE, I.ERROR): (S.FAILED, "peer_error"),
+        (S.WAIT_PAKE, I.ERROR): (S.WAIT_PAKE, "drop_stream"),
         (S.WAIT_PAKE, I.CONNECTION_LOST): (S.WAIT_PAKE, "nothing"),
         (S.WAIT_CONFIRM, I.PAIR_CONFIRM): (S.WAIT_IDENTITY, "check_confirm"),
         (S.WAIT_IDENTITY, I.PAIR_IDENTITY): (S.WAIT_DONE, "take_identity_send_own"),
-        (S.WAIT_DONE, I.PAIR_DONE): (S.PAIRED, "check_done"),
+        (S.WAIT_DONE, I.PAIR_DONE): (S.PAIRED, "check_done_send_done"),
         **_failures([S.WAIT_CONFIRM, S.WAIT_IDENTITY, S.WAIT_DONE]),
         (S.PAIRED, I.PAIR_PAKE): (S.PAIRED, "refuse_burnt"),
         (S.FAILED, I.PAIR_PAKE): (S.FAILED, "refuse_burnt"),
@@ -141,31 +161,39 @@ TRANSITIONS: dict[C.Role, dict[tuple[State, Input], Row]] = {
         (S.IDLE, I.START): (S.WAIT_PAKE, "send_pake"),
         (S.WAIT_PAKE, I.PAIR_PAKE): (S.WAIT_CONFIRM, "take_pake"),
         (S.WAIT_CONFIRM, I.PAIR_CONFIRM): (S.WAIT_IDENTITY, "check_confirm_send_identity"),
-        (S.WAIT_IDENTITY, I.PAIR_IDENTITY): (S.PAIRED, "take_identity_send_done"),
+        (S.WAIT_IDENTITY, I.PAIR_IDENTITY): (S.WAIT_DONE, "take_identity_send_done"),
+        (S.WAIT_DONE, I.PAIR_DONE): (S.PAIRED, "check_done"),
         **_failures([S.WAIT_PAKE, S.WAIT_CONFIRM, S.WAIT_IDENTITY]),
+        (S.WAIT_DONE, I.ERROR): (S.FAILED, "peer_error"),
+        (S.WAIT_DONE, I.TIMEOUT): (S.FAILED, "time_out_unknown"),
+        (S.WAIT_DONE, I.CONNECTION_LOST): (S.FAILED, "lost_unknown"),
     },
 }
 
 #: What each action does, for the generated spec table (p4-02 §8.2).
 ACTION_TEXT: dict[str, str] = {
-    "listen": "arm the expiry timer",
-    "answer_pake": "check expiry; draw y; send PAIR_PAKE(pB), PAIR_CONFIRM(cB); arm the pairing"
-    " timer; the invitation is now consumed",
-    "expire": "emit PairingFailed(PAIR_INVITATION_EXPIRED)",
-    "peer_error": "emit PairingFailed(peer's code)",
+    "listen": "check expiry; arm the expiry timer",
+    "answer_pake": "check expiry; check pA; draw y and nI; send PAIR_PAKE(pB),"
+    " PAIR_CONFIRM(cB, commitment); arm the pairing timer; the invitation is now consumed",
+    "expire": "emit PAIRING_FAILED(PAIR_INVITATION_EXPIRED)",
+    "drop_stream": "ignore the rest of the stream (the invitation is not consumed)",
+    "peer_error": "emit PAIRING_FAILED(peer's code)",
     "nothing": "—",
     "check_confirm": "verify cA",
     "take_identity_send_own": "open and verify the accepter's identity; send PAIR_IDENTITY",
-    "check_done": "verify the DONE MAC; emit Paired",
-    "time_out": "send ERROR(TIMEOUT); emit PairingFailed(TIMEOUT)",
-    "lost": "emit PairingFailed(PROTOCOL_VIOLATION)",
+    "check_done_send_done": "verify the accepter's PAIR_DONE; emit PAIRED; send PAIR_DONE",
+    "time_out": "send ERROR(TIMEOUT); emit PAIRING_FAILED(TIMEOUT)",
+    "time_out_unknown": "send ERROR(TIMEOUT); emit PAIRING_FAILED(PAIR_OUTCOME_UNKNOWN)",
+    "lost": "emit PAIRING_FAILED(PROTOCOL_VIOLATION)",
+    "lost_unknown": "emit PAIRING_FAILED(PAIR_OUTCOME_UNKNOWN)",
     "refuse_burnt": "send ERROR(PAIR_INVITATION_EXPIRED) if the invitation expired, else"
     " ERROR(PAIR_INVITATION_BURNT)",
-    "send_pake": "draw x; send PAIR_PAKE(pA); arm the pairing timer",
-    "take_pake": "compute K and the key schedule",
-    "check_confirm_send_identity": "verify cB; send PAIR_CONFIRM(cA), PAIR_IDENTITY",
-    "take_identity_send_done": "open and verify the inviter's identity; send PAIR_DONE; emit"
-    " Paired",
+    "send_pake": "check expiry; draw x; send PAIR_PAKE(pA); arm the pairing timer",
+    "take_pake": "check pB; compute K and the key schedule",
+    "check_confirm_send_identity": "verify cB; draw nA; send PAIR_CONFIRM(cA), PAIR_IDENTITY",
+    "take_identity_send_done": "open and verify the inviter's identity and its commitment;"
+    " send PAIR_DONE",
+    "check_done": "verify the inviter's PAIR_DONE; emit PAIRED",
 }
 
 
@@ -200,11 +228,14 @@ class Invitation:
     ``expires_at`` is in the machine's clock (ms); ``None`` means the inviter default applies
     from :meth:`PairingMachine.start` (inviter) or no check (accepter).  A URI carries its expiry
     in Unix seconds, so machines that use URI invitations must be driven with Unix-time ``now``.
+    ``key_commitment`` is the URI's commitment to the inviter's identity key (§5.2): the
+    accepter checks the inviter's key against it; ``None`` for a short code.
     """
 
     password: bytes
     slot: str
     expires_at: int | None = None
+    key_commitment: bytes | None = None
 
     @classmethod
     def from_code(cls, code: ShortCode | str, expires_at: int | None = None) -> Invitation:
@@ -215,7 +246,8 @@ class Invitation:
     def from_uri(cls, uri: InviteUri | str, expires_at: int | None = None) -> Invitation:
         """For a URI the expiry defaults to the URI's ``x`` (Unix seconds → ms)."""
         u = parse_uri(uri) if isinstance(uri, str) else uri
-        return cls(u.password, u.slot, u.expires * 1000 if expires_at is None else expires_at)
+        exp = u.expires * 1000 if expires_at is None else expires_at
+        return cls(u.password, u.slot, exp, u.key_commitment)
 
 
 class _Terminate(Exception):
@@ -228,9 +260,18 @@ class _Terminate(Exception):
 
 RandomSource = Callable[[int], bytes] | Sequence[bytes]
 
+#: receive_data() feeds the frame reader at most this many bytes at a time (any split works).
+_FEED_CHUNK = 16384
+
 
 class PairingMachine:
-    """One role of one pairing invitation; see the module docstring."""
+    """One role of one pairing invitation; see the module docstring.
+
+    ``rng`` is either a function ``n -> n random bytes`` or the list of values the machine draws,
+    in order: the accepter draws 64 bytes (its scalar) at ``start`` and 32 bytes (its identity
+    nonce) on the inviter's PAIR_CONFIRM; the inviter draws 64 bytes and then 32 bytes when it
+    answers a PAIR_PAKE.
+    """
 
     def __init__(
         self,
@@ -246,14 +287,23 @@ class PairingMachine:
         if not isinstance(identity, SigningKey) and len(identity) != 32:
             raise LocalProtocolError(ErrorCode.IDENTITY_KEY_INVALID, "identity seed is 32 bytes")
         self._signing_key = identity if isinstance(identity, SigningKey) else SigningKey(identity)
+        self._own_pub = bytes(self._signing_key.verify_key)
+        kc = invitation.key_commitment
+        own_kc = C.inviter_key_commitment(self._own_pub)
+        if self.role is C.Role.INVITER and kc is not None and kc != own_kc:
+            raise LocalProtocolError(
+                ErrorCode.PAIR_INVITER_MISMATCH, "the URI commits to another identity key"
+            )
+        if timeout_ms <= 0:
+            raise LocalProtocolError(ErrorCode.INTERNAL_ERROR, "timeout_ms must be positive")
         self._rng = rng
         self._rng_pos = 0
         self.timeout_ms = timeout_ms
         self._table = TRANSITIONS[self.role]
         self._state = S.IDLE
         self._reader = FrameReader(Path.TOR)
-        # True once an ERROR went either way on the current stream: input is ignored until the
-        # stream is replaced (p4-00 §7.2: stop processing; never answer an ERROR)
+        # True once the current stream is done with: an ERROR went either way, or a framing error
+        # in a terminal state.  Input is ignored until the stream is replaced (p4-00 §7.2).
         self._closed = False
         self._end_code: ErrorCode | None = None
         self._out: list[Frame] = []
@@ -264,9 +314,10 @@ class PairingMachine:
         self._w: bytes | None = None
         self._scalar: bytes | None = None
         self._own_element = b""
-        self._peer_element = b""
         self._keys: C.Spake2Keys | None = None
         self._th = b""
+        self._nonce = b""
+        self._commitment = b""
         self._final: C.FinalKeys | None = None
         self._peer_pub = b""
 
@@ -276,50 +327,60 @@ class PairingMachine:
     def state(self) -> State:
         return self._state
 
+    @property
+    def stream_closed(self) -> bool:
+        """True when the machine ignores the rest of the current stream: close it."""
+        return self._closed
+
     def start(self, now: int) -> bytes:
         """Begin: the accepter sends its PAKE message, the inviter starts listening.
 
+        An invitation already expired at ``now`` fails the machine at once with
+        PAIR_INVITATION_EXPIRED [PAIR-16] [PAIR-17] (nothing is sent).
+
         Raises:
-            LocalProtocolError: PAIR_INVITATION_EXPIRED if the invitation has already expired
-                [PAIR-16] [PAIR-17]; INTERNAL_ERROR if called twice.
+            LocalProtocolError: INTERNAL_ERROR if called twice.
         """
+        if self._state is not S.IDLE:
+            raise LocalProtocolError(ErrorCode.INTERNAL_ERROR, "start() called twice")
         exp = self.invitation.expires_at
         if self.role is C.Role.INVITER and exp is None:
             exp = now + DEFAULT_EXPIRY_MS
-        if exp is not None and now >= exp:
-            raise LocalProtocolError(ErrorCode.PAIR_INVITATION_EXPIRED, "invitation expired")
-        if self._state is not S.IDLE:
-            raise LocalProtocolError(ErrorCode.INTERNAL_ERROR, "start() called twice")
-        self._expires_at = exp if self.role is C.Role.INVITER else None
+        self._expires_at = exp
         self._dispatch(I.START, now, None)
         return self.data_to_send()
 
     def receive_data(self, data: bytes, now: int) -> None:
-        """Feed bytes from the Tor stream; complete frames are processed at once.  ``b""`` is
-        end of stream (h11 convention), the same as :meth:`connection_lost`.
+        """Feed bytes from the Tor stream, any number, any split; complete frames are processed
+        at once.  ``b""`` is end of stream (h11 convention), the same as :meth:`connection_lost`.
 
         Raises:
-            RemoteProtocolError: (incl. DecodeError) after queueing ERROR and entering FAILED.
+            RemoteProtocolError: (incl. DecodeError) the peer broke the protocol: ERROR has been
+                queued and the stream must be closed; the state says whether the attempt failed.
         """
         if not data:
             self.connection_lost(now)
             return
-        if self._closed:
-            return
-        self._reader.feed(data)
-        while not self._closed:
-            head = self._reader.head_type
-            try:
-                frame = self._reader.next_frame()
-            except DecodeError as exc:
-                if self._state not in _TERMINAL and self._state is not S.IDLE:
-                    # never answer a broken ERROR frame with one (p4-00 §7.2) [PAIR-46]
-                    self._fail(exc.code, exc.message, send=head != FrameType.ERROR)
-                self._closed = True
-                raise
-            if frame is None:
+        if self._state is S.IDLE:
+            raise LocalProtocolError(ErrorCode.INTERNAL_ERROR, "call start() first")
+        view = bytes(data)
+        for pos in range(0, len(view), _FEED_CHUNK):
+            if self._closed:
                 return
-            self.receive_frame(frame, now)
+            self._reader.feed(view[pos : pos + _FEED_CHUNK])
+            while not self._closed:
+                head = self._reader.head_type
+                try:
+                    frame = self._reader.next_frame()
+                except DecodeError as exc:
+                    self._closed = True
+                    if self._state in _TERMINAL:
+                        return  # [PAIR-44]: discarded, never answered
+                    # never answer a broken ERROR frame with one (p4-00 §7.2, CNV-36)
+                    self._protocol_error(exc.code, exc.message, send=head != FrameType.ERROR)
+                if frame is None:
+                    break
+                self.receive_frame(frame, now)
 
     def receive_frame(self, frame: Frame, now: int) -> None:
         """Process one decoded frame (its header and flags were checked by the framing codec)."""
@@ -333,16 +394,16 @@ class PairingMachine:
             if self._state not in _TERMINAL:
                 self._out.append(Frame(FrameType.PONG, 0, frame.body))
             return
-        try:
-            inp = _FRAME_INPUTS.get(FrameType(frame.type))
-        except ValueError:
-            inp = None
+        inp = _FRAME_INPUTS.get(frame.type)
+        if self._state in _TERMINAL:
+            if inp is not None and (self._state, inp) in self._table:
+                self._dispatch(inp, now, frame)
+            return  # [PAIR-44]
         if inp is None:  # a known type that has no business in pairing (DATA, RV_*, ...)
-            if self._state in _TERMINAL:
-                return
-            self._unexpected(f"frame type 0x{frame.type:02x}")
-        else:
-            self._dispatch(inp, now, frame)
+            self._protocol_error(
+                ErrorCode.UNEXPECTED_MESSAGE, f"frame type 0x{frame.type:02x}", send=True
+            )
+        self._dispatch(inp, now, frame)
 
     def connection_lost(self, now: int) -> None:
         """The Tor stream closed.  Before the PAKE this is harmless for the inviter."""
@@ -360,6 +421,7 @@ class PairingMachine:
         return self._deadline
 
     def handle_timer(self, now: int) -> None:
+        """Fire the timer whose deadline is ≤ ``now``, if any (p4-02 §8.4)."""
         deadline = self.get_timer()
         if deadline is None or now < deadline:
             return
@@ -378,7 +440,26 @@ class PairingMachine:
 
     # --- the table -----------------------------------------------------------------------
 
+    def _schema(self, inp: Input, frame: Frame) -> Message:
+        """Check (2) of p4-02 §8.3: the body schema, including the direction rule of key 2 of
+        PAIR_CONFIRM (the inviter's carries a commitment, the accepter's does not)."""
+        msg = decode_message(frame)
+        if isinstance(msg, PairConfirm):
+            from_inviter = self.role is C.Role.ACCEPTER
+            if (msg.commitment is not None) != from_inviter:
+                raise DecodeError(
+                    ErrorCode.MESSAGE_INVALID,
+                    "PAIR_CONFIRM: key 2 is required from the inviter and absent from the accepter",
+                )
+        return msg
+
     def _dispatch(self, inp: Input, now: int, frame: Frame | None) -> None:
+        msg: Message | Frame | None = frame
+        try:
+            if frame is not None and inp is not I.ERROR and self._state not in _TERMINAL:
+                msg = self._schema(inp, frame)
+        except RemoteProtocolError as exc:
+            self._protocol_error(exc.code, exc.message, send=True)
         row = self._table.get((self._state, inp))
         if row is None:
             if self._state is S.IDLE or inp is I.START:
@@ -387,16 +468,14 @@ class PairingMachine:
                 )
             if frame is None or self._state in _TERMINAL:
                 return  # unlisted timer/connection input, or a frame after the end [PAIR-44]
-            self._unexpected(f"{inp.value} in {self._state.value}")
-            return
+            self._protocol_error(
+                ErrorCode.UNEXPECTED_MESSAGE, f"{inp.value} in {self._state.value}", send=True
+            )
         nxt, action = row
         try:
-            decode = frame is not None and inp is not I.ERROR and self._state not in _TERMINAL
-            msg = decode_message(frame) if decode and frame is not None else None
-            getattr(self, "_do_" + action)(now, msg if msg is not None else frame)
+            getattr(self, "_do_" + action)(now, msg)
         except RemoteProtocolError as exc:
-            self._fail(exc.code, exc.message, send=True)
-            raise
+            self._protocol_error(exc.code, exc.message, send=True)
         except _Terminate as t:
             self._fail(t.code, t.reason, send=t.send)
             return
@@ -404,10 +483,16 @@ class PairingMachine:
         if nxt in _TERMINAL:
             self._forget()
 
-    def _unexpected(self, what: str) -> None:
-        exc = RemoteProtocolError(ErrorCode.UNEXPECTED_MESSAGE, what)
-        self._fail(exc.code, exc.message, send=True)  # [PAIR-43]
-        raise exc
+    def _protocol_error(self, code: ErrorCode, reason: str, *, send: bool) -> NoReturn:
+        """The peer broke the protocol: ERROR (if allowed), then fail — or, for an inviter whose
+        invitation is not consumed yet, only end the stream [PAIR-48] — then raise."""
+        if self.role is C.Role.INVITER and self._state is S.WAIT_PAKE:
+            if send:
+                self._out.append(Frame(FrameType.ERROR, 0, error_body(code, reason)))
+            self._closed = True
+        else:
+            self._fail(code, reason, send=send)
+        raise RemoteProtocolError(code, reason)
 
     def _fail(self, code: ErrorCode, reason: str, *, send: bool) -> None:
         if send:
@@ -420,36 +505,43 @@ class PairingMachine:
 
     def _forget(self) -> None:
         self._w = self._scalar = self._keys = self._final = None
-        self._th = b""
+        self._th = self._nonce = b""
 
-    def _draw(self) -> bytes:
+    def _random(self, n: int) -> bytes:
         if callable(self._rng):
-            data = self._rng(C.SCALAR_DRAW_LEN)
+            data = bytes(self._rng(n))
         else:
             if self._rng_pos >= len(self._rng):
                 raise LocalProtocolError(ErrorCode.INTERNAL_ERROR, "rng exhausted")
-            data = self._rng[self._rng_pos]
+            data = bytes(self._rng[self._rng_pos])
             self._rng_pos += 1
-        return C.draw_scalar(bytes(data))
+        if len(data) != n:
+            raise LocalProtocolError(ErrorCode.INTERNAL_ERROR, f"rng gave {len(data)}, not {n}")
+        return data
 
     def _send(self, *msgs: Message) -> None:
         self._out.extend(encode_message(m) for m in msgs)
 
     # --- actions (p4-02 §8.2) --------------------------------------------------------------
 
+    def _check_expiry(self, now: int, send: bool) -> None:
+        if self._expires_at is not None and now >= self._expires_at:
+            raise _Terminate(ErrorCode.PAIR_INVITATION_EXPIRED, "invitation expired", send)
+
     def _do_nothing(self, now: int, msg: object) -> None:
         pass
 
     def _do_listen(self, now: int, msg: object) -> None:
-        pass  # the expiry deadline was set by start()
+        self._check_expiry(now, False)
 
     def _do_send_pake(self, now: int, msg: object) -> None:
+        self._check_expiry(now, False)  # [PAIR-17]
         self._begin(now)
         self._send(PairPake(self._own_element))
 
     def _begin(self, now: int) -> None:
         self._w = C.derive_w(self.invitation.password, self.invitation.slot)
-        self._scalar = self._draw()
+        self._scalar = C.draw_scalar(self._random(C.SCALAR_DRAW_LEN))
         self._own_element = C.spake2_element(self.role, self._w, self._scalar)
         self._deadline = now + self.timeout_ms
 
@@ -464,16 +556,18 @@ class PairingMachine:
         tt = C.transcript(id_a, id_b, p_a, p_b, k, self._w)
         self._keys = C.key_schedule(tt)
         self._th = C.transcript_hash(tt)
-        self._peer_element = peer_element
 
     def _do_answer_pake(self, now: int, msg: object) -> None:
         assert isinstance(msg, PairPake)
-        if self._expires_at is not None and now >= self._expires_at:
-            raise _Terminate(ErrorCode.PAIR_INVITATION_EXPIRED, "invitation expired", True)
+        self._check_expiry(now, True)  # [PAIR-16]: before the element is looked at
+        w = C.derive_w(self.invitation.password, self.invitation.slot)
+        C.check_element(C.Role.INVITER, w, msg.element)  # invalid: the stream ends, not the invite
         self._begin(now)  # from here on the invitation is consumed [PAIR-18]
         self._pake(msg.element)
+        self._nonce = self._random(C.NONCE_LEN)
+        self._commitment = C.identity_commitment(self._th, self._own_pub, self._nonce)
         assert self._keys is not None
-        self._send(PairPake(self._own_element), PairConfirm(self._keys.cb))
+        self._send(PairPake(self._own_element), PairConfirm(self._keys.cb, self._commitment))
 
     def _do_take_pake(self, now: int, msg: object) -> None:
         assert isinstance(msg, PairPake)
@@ -493,16 +587,22 @@ class PairingMachine:
 
     def _do_check_confirm_send_identity(self, now: int, msg: object) -> None:
         assert isinstance(msg, PairConfirm) and self._keys is not None
+        assert msg.commitment is not None  # the schema check requires it from the inviter
         self._check_mac(self._keys.cb, msg.mac)
+        self._commitment = msg.commitment  # fixed before we reveal anything [PAIR-36]
+        self._nonce = self._random(C.NONCE_LEN)
         k_a, _ = self._identity_keys()
-        sealed = C.seal_identity(k_a, self._th, self._signing_key, self.role)
+        sealed = C.seal_identity(k_a, self._th, self._signing_key, self.role, self._nonce)
         self._send(PairConfirm(self._keys.ca), PairIdentity(sealed))
 
-    def _finish(self, accepter_pub: bytes, inviter_pub: bytes) -> None:
+    def _finish(self, accepter: C.OpenedIdentity, inviter: C.OpenedIdentity) -> None:
         assert self._keys is not None
-        if accepter_pub == inviter_pub:
+        if accepter.public_key == inviter.public_key:
             raise RemoteProtocolError(ErrorCode.PAIR_IDENTITY_INVALID, "peer uses our identity")
-        self._final = C.final_keys(self._keys.ke, self._th, accepter_pub, inviter_pub)
+        self._final = C.final_keys(
+            self._keys.ke, self._th, accepter.public_key, inviter.public_key,
+            accepter.nonce, inviter.nonce, self._commitment,
+        )  # fmt: skip
 
     def _paired(self) -> None:
         assert self._final is not None
@@ -511,23 +611,39 @@ class PairingMachine:
     def _do_take_identity_send_own(self, now: int, msg: object) -> None:
         assert isinstance(msg, PairIdentity)
         k_a, k_b = self._identity_keys()
-        self._peer_pub = C.open_identity(k_a, self._th, msg.ciphertext, C.Role.ACCEPTER)
-        own_pub = bytes(self._signing_key.verify_key)
-        self._finish(self._peer_pub, own_pub)
-        self._send(PairIdentity(C.seal_identity(k_b, self._th, self._signing_key, self.role)))
+        peer = C.open_identity(k_a, self._th, msg.ciphertext, C.Role.ACCEPTER)
+        self._peer_pub = peer.public_key
+        self._finish(peer, C.OpenedIdentity(self._own_pub, self._nonce))
+        sealed = C.seal_identity(k_b, self._th, self._signing_key, self.role, self._nonce)
+        self._send(PairIdentity(sealed))
 
     def _do_take_identity_send_done(self, now: int, msg: object) -> None:
         assert isinstance(msg, PairIdentity)
         _, k_b = self._identity_keys()
-        self._peer_pub = C.open_identity(k_b, self._th, msg.ciphertext, C.Role.INVITER)
-        self._finish(bytes(self._signing_key.verify_key), self._peer_pub)
+        peer = C.open_identity(k_b, self._th, msg.ciphertext, C.Role.INVITER)
+        if C.identity_commitment(self._th, peer.public_key, peer.nonce) != self._commitment:
+            raise RemoteProtocolError(
+                ErrorCode.PAIR_IDENTITY_INVALID, "identity does not open the commitment"
+            )
+        kc = self.invitation.key_commitment
+        if kc is not None and C.inviter_key_commitment(peer.public_key) != kc:
+            raise RemoteProtocolError(
+                ErrorCode.PAIR_INVITER_MISMATCH, "not the identity key the URI commits to"
+            )
+        self._peer_pub = peer.public_key
+        self._finish(C.OpenedIdentity(self._own_pub, self._nonce), peer)
         assert self._final is not None
-        self._send(PairDone(C.done_mac(self._final.k_done, self._final.th2)))
-        self._paired()
+        self._send(PairDone(C.done_mac(self._final.k_done_accepter, self._final.th2)))
+
+    def _do_check_done_send_done(self, now: int, msg: object) -> None:
+        assert isinstance(msg, PairDone) and self._final is not None
+        self._check_mac(C.done_mac(self._final.k_done_accepter, self._final.th2), msg.mac)
+        self._paired()  # the application stores the pair before it sends our PAIR_DONE
+        self._send(PairDone(C.done_mac(self._final.k_done_inviter, self._final.th2)))
 
     def _do_check_done(self, now: int, msg: object) -> None:
         assert isinstance(msg, PairDone) and self._final is not None
-        self._check_mac(C.done_mac(self._final.k_done, self._final.th2), msg.mac)
+        self._check_mac(C.done_mac(self._final.k_done_inviter, self._final.th2), msg.mac)
         self._paired()
 
     def _do_expire(self, now: int, msg: object) -> None:
@@ -536,18 +652,36 @@ class PairingMachine:
     def _do_time_out(self, now: int, msg: object) -> None:
         raise _Terminate(ErrorCode.TIMEOUT, "pairing timed out", True)
 
+    def _do_time_out_unknown(self, now: int, msg: object) -> None:
+        self._out.append(Frame(FrameType.ERROR, 0, error_body(ErrorCode.TIMEOUT, "timed out")))
+        self._closed = True
+        raise _Terminate(ErrorCode.PAIR_OUTCOME_UNKNOWN, "no PAIR_DONE from the inviter", False)
+
     def _do_lost(self, now: int, msg: object) -> None:
         raise _Terminate(ErrorCode.PROTOCOL_VIOLATION, "connection lost during pairing", False)
 
-    def _do_peer_error(self, now: int, msg: object) -> None:
+    def _do_lost_unknown(self, now: int, msg: object) -> None:
+        raise _Terminate(ErrorCode.PAIR_OUTCOME_UNKNOWN, "connection lost before PAIR_DONE", False)
+
+    def _peer_code(self, msg: object) -> tuple[ErrorCode, str]:
         assert isinstance(msg, Frame)
-        code, reason = _parse_error_body(msg.body)
         try:
-            ecode = ErrorCode(code)
+            code, reason = _parse_error_body(msg.body)
+        except DecodeError as exc:  # a broken ERROR frame is never answered (CNV-36)
+            self._protocol_error(exc.code, exc.message, send=False)
+        try:
+            return ErrorCode(code), reason
         except ValueError:
-            ecode, reason = ErrorCode.PROTOCOL_VIOLATION, f"peer error 0x{code:04x}: {reason}"
+            return ErrorCode.PROTOCOL_VIOLATION, f"peer error 0x{code:04x}: {reason}"
+
+    def _do_peer_error(self, now: int, msg: object) -> None:
+        ecode, reason = self._peer_code(msg)
         self._closed = True  # the peer closed this stream [PAIR-46]
         raise _Terminate(ecode, reason, False)
+
+    def _do_drop_stream(self, now: int, msg: object) -> None:
+        self._peer_code(msg)
+        self._closed = True  # [PAIR-48]: this stream is over, the invitation is not
 
     def _do_refuse_burnt(self, now: int, msg: object) -> None:
         expired = self._end_code is ErrorCode.PAIR_INVITATION_EXPIRED
