@@ -20,9 +20,10 @@ import qrcode
 from p4ref import cli
 from p4ref.cli import main, render_qr
 from p4ref.cli import pair as pair_cli
-from p4ref.errors import ErrorCode
+from p4ref.errors import ErrorCode, P4Error
 from p4ref.identity import Identity, parse_device_id
 from p4ref.io.burnt import BURNT_FILE, BurntCodes
+from p4ref.io.pair_tor import PairingResult
 from p4ref.io.store import IDENTITY_FILE, PEERS_FILE, Profile
 from p4ref.pairing import InviteUri, parse_uri
 
@@ -420,3 +421,36 @@ def test_invite_screen_shows_the_uri_only_on_request() -> None:
                               _invite_args(show_uri=True))
     assert f"p4 pair accept '{uri}'" in screen  # quoted: & and ? are special to a shell
     assert screen.splitlines()[-1] == "  p4 pair accept 7-adroitness-aardvark"
+
+
+def _result(identity: bytes, root: bytes = b"\x02" * 32) -> PairingResult:
+    return PairingResult(identity, root, "123456", 1.0)
+
+
+def test_repairing_a_device_that_forgot_us(home: str, capsys: Cap,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    run(capsys, "--home", home, "init")
+    p = Profile.open(home)
+    p.add_peer("phone", key("b"), b"\x01" * 32, "111111")
+    args = argparse.Namespace(replace=False)
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))  # not a terminal: nobody to ask
+    with pytest.raises(P4Error) as e:
+        pair_cli._store(p, _result(key("b")), None, args)
+    assert e.value.code is ErrorCode.PEER_EXISTS and "--replace" in e.value.message
+    assert p.peer("phone").pair_root_key == b"\x01" * 32  # kept
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.setattr(sys, "stdin", Tty("n\n"))
+    with pytest.raises(P4Error):
+        pair_cli._store(p, _result(key("b")), None, args)
+    monkeypatch.setattr(sys, "stdin", Tty("y\n"))
+    pair_cli._store(p, _result(key("b")), None, args)
+    assert p.peer("phone").pair_root_key == b"\x02" * 32  # replaced, name kept
+    pair_cli._store(p, _result(key("b"), b"\x03" * 32), "mobile",
+                    argparse.Namespace(replace=True))
+    assert [(x.name, x.pair_root_key) for x in p.peers()] == [("mobile", b"\x03" * 32)]
+    out = capsys.readouterr().out
+    assert "Paired with mobile" in out

@@ -21,8 +21,8 @@ from p4ref.io.pair_tor import (
 from p4ref.io.pump import unix_ms
 from p4ref.io.tor import OnionHandle
 from p4ref.pairing import Invitation, PairingMachine, Role, ShortCode, parse_code
-from p4ref.rendezvous._onion import onion_address_from_seed
 from p4ref.pairing._invite import EVEN_WORDS
+from p4ref.rendezvous._onion import onion_address_from_seed
 
 
 def test_wrong_code_fails_both_sides_without_waiting_for_a_timer() -> None:
