@@ -239,6 +239,11 @@ def test_peer_errors(profile: Profile) -> None:
          ErrorCode.PEER_NAME_INVALID),
         (lambda: profile.add_peer("c", key("c")[:31], bytes(32), "s"),
          ErrorCode.IDENTITY_KEY_INVALID),
+        # IDN-21: a small-order or non-canonical key is never stored (p4-02 §3.1.1)
+        (lambda: profile.add_peer("c", (1).to_bytes(32, "little"), bytes(32), "s"),
+         ErrorCode.IDENTITY_KEY_INVALID),
+        (lambda: profile.add_peer("c", b"\xff" * 32, bytes(32), "s"),
+         ErrorCode.IDENTITY_KEY_INVALID),
         (lambda: profile.rename_peer("nobody", "x"), ErrorCode.PEER_UNKNOWN),
         (lambda: profile.forget_peer("nobody"), ErrorCode.PEER_UNKNOWN),
         (lambda: profile.peer("nobody"), ErrorCode.PEER_UNKNOWN),

@@ -47,7 +47,13 @@ from pathlib import Path
 from typing import Any
 
 from p4ref.errors import ErrorCode, P4Error, RemoteProtocolError
-from p4ref.identity import Identity, device_id, generate_identity, parse_device_id
+from p4ref.identity import (
+    Identity,
+    check_public_key,
+    device_id,
+    generate_identity,
+    parse_device_id,
+)
 from p4ref.io import _platform
 
 __all__ = [
@@ -475,6 +481,10 @@ class Profile:
             raise ProfileError(
                 ErrorCode.IDENTITY_KEY_INVALID, "identity and pair root keys are 32 bytes"
             )
+        try:  # a key no signature can verify with (p4-02 §3.1.1) is never stored [IDN-21]
+            check_public_key(bytes(identity_key))
+        except RemoteProtocolError as e:
+            raise ProfileError(ErrorCode.IDENTITY_KEY_INVALID, e.message) from None
         if not isinstance(sas, str) or len(sas) > MAX_SAS_LEN:
             raise ProfileError(ErrorCode.MESSAGE_INVALID, f"sas is text ≤ {MAX_SAS_LEN} chars")
         if identity_key == self.identity.public_key:
