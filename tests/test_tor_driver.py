@@ -8,17 +8,45 @@ The restart test runs last: it stops and restarts client 0.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import itertools
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
+from python_socks import ProxyError, ProxyType
+from python_socks.async_.asyncio import Proxy
 
+import p4ref.io.tor as tor_mod
 from p4ref.errors import ErrorCode
-from p4ref.io.tor import OnionHandle, TorConfig, TorDriver, TorError
+from p4ref.io.tor import (
+    PASSWORD_ENV,
+    BootstrapStatus,
+    OnionHandle,
+    TorConfig,
+    TorDriver,
+    TorError,
+    _socks_reply_code,
+)
 from p4ref.io.tornet import TorNet, free_ports
 from p4ref.rendezvous._onion import client_auth_keypair, onion_address_from_seed
+
+TOR = shutil.which("tor") or ("/usr/sbin/tor" if os.path.exists("/usr/sbin/tor") else None)
+needs_tor = pytest.mark.skipif(TOR is None, reason="tor is not installed")
+# a directory authority nobody listens on: a tor that trusts only it can never bootstrap
+NO_DIRECTORY = {
+    "TestingTorNetwork": "1",
+    "DirAuthority": "nowhere orport=1 no-v2 v3ident=" + "0" * 40 + " 127.0.0.1:1 " + "0" * 40,
+}
 
 _counter = itertools.count()
 
@@ -304,3 +332,368 @@ def test_survives_tor_restart(tornet: TorNet) -> None:
         assert got == b"after restart"
 
     _run(tornet, body)
+
+
+# ---------------------------------------------------------------------- failures a user meets
+# (issue 10 §2). Loopback only: fake listeners started here, or tors started here.
+
+
+@dataclass
+class _Tor:
+    proc: subprocess.Popen[bytes]
+    control_port: int
+    socks_port: int
+    data_dir: Path
+
+
+@contextmanager
+def _standalone_tor(tmp_path: Path, *lines: str, control: bool = True) -> Iterator[_Tor]:
+    """A tor of our own on 127.0.0.1 (nothing else): ``lines`` are added to its torrc. It dies
+    with this test process (``__OwningControllerProcess`` names a watchdog child)."""
+    assert TOR is not None
+    data = tmp_path / "tor"
+    data.mkdir(mode=0o700)
+    cport, sport = free_ports(2)
+    watchdog = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.buffer.read()"],
+                                stdin=subprocess.PIPE)  # fmt: skip
+    torrc = [
+        f"DataDirectory {data}",
+        f"SocksPort 127.0.0.1:{sport}",
+        f"Log notice file {data / 'notice.log'}",
+        f"__OwningControllerProcess {watchdog.pid}",
+        *( [f"ControlPort 127.0.0.1:{cport}", "CookieAuthentication 1"] if control else []),
+        *lines,
+    ]  # fmt: skip
+    (data / "torrc").write_text("\n".join(torrc) + "\n")
+    (data / "defaults").write_text("")
+    proc = subprocess.Popen([TOR, "--defaults-torrc", str(data / "defaults"), "-f",
+                             str(data / "torrc")], stdout=subprocess.DEVNULL)  # fmt: skip
+    try:
+        end = time.monotonic() + 30
+        while time.monotonic() < end:
+            log = data / "notice.log"
+            text = log.read_text(errors="replace") if log.exists() else ""
+            assert proc.poll() is None, text
+            if "Opened Control listener" in text:
+                break
+            time.sleep(0.05)
+        yield _Tor(proc, cport, sport, data)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        assert watchdog.stdin is not None
+        watchdog.stdin.close()
+        watchdog.wait(10)
+
+
+async def _start_fails(drv: TorDriver, within: float) -> tuple[TorError, float]:
+    t = time.monotonic()
+    with pytest.raises(TorError) as ei:
+        await asyncio.wait_for(drv.start(), within)
+    await drv.close()
+    return ei.value, time.monotonic() - t
+
+
+@pytest.mark.timeout(60)
+def test_silent_control_port_times_out_within_control_timeout() -> None:
+    """A control port that accepts and never answers (a stopped tor) used to hang
+    ``authenticate()`` forever; now connect + authenticate together take control_timeout."""
+
+    async def main() -> None:
+        with socket.create_server(("127.0.0.1", 0)) as silent:
+            port = silent.getsockname()[1]
+            drv = TorDriver(TorConfig(mode="system", control_port=port, control_timeout=1.5))
+            err, took = await _start_fails(drv, 20)
+        assert err.code == ErrorCode.TOR_TIMEOUT
+        assert f"127.0.0.1:{port}" in err.message and "did not answer" in err.message
+        assert took < 5
+
+    asyncio.run(main())
+
+
+def test_no_control_port_says_what_to_enable() -> None:
+    """A stock Debian tor has no ControlPort: say what to put in torrc, or to use launch."""
+
+    async def main() -> None:
+        (port,) = free_ports(1)
+        with socket.create_server(("127.0.0.1", 0)) as socks:  # a tor's SOCKS port, say
+            sport = socks.getsockname()[1]
+            drv = TorDriver(TorConfig(mode="system", control_port=port, socks_port=sport))
+            err, _ = await _start_fails(drv, 10)
+        assert err.code == ErrorCode.TOR_UNREACHABLE
+        for text in (f"ControlPort {port}", "CookieAuthentication 1", "/etc/tor/torrc",
+                     "--tor launch", f"SOCKS port {sport} answers"):  # fmt: skip
+            assert text in err.message, (text, err.message)
+
+    asyncio.run(main())
+
+
+@needs_tor
+def test_packaged_control_socket_is_found(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``system`` with no port: after 127.0.0.1:9051 the driver tries the control socket a
+    packaged tor opens by default (Debian: /run/tor/control); here one in tmp_path."""
+    (closed,) = free_ports(1)
+    sock_path = tmp_path / "tor" / "control"
+    monkeypatch.setattr(tor_mod, "DEFAULT_CONTROL_PORT", closed)
+    monkeypatch.setattr(tor_mod, "SYSTEM_CONTROL_SOCKETS", ("/nonexistent/p4", str(sock_path)))
+    with _standalone_tor(tmp_path, f"ControlSocket {sock_path}", "CookieAuthentication 1",
+                         "DisableNetwork 1", control=False):  # fmt: skip
+
+        async def main() -> None:
+            err, _ = await _start_fails(TorDriver(TorConfig(mode="system")), 20)
+            # it got in through the socket: what stops it now is DisableNetwork
+            assert err.code == ErrorCode.TOR_TIMEOUT
+            assert str(sock_path) in err.message and "DisableNetwork" in err.message
+
+        asyncio.run(main())
+
+
+@needs_tor
+def test_password_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = subprocess.run([TOR or "tor", "--quiet", "--hash-password", "p4 sekrit"],
+                         capture_output=True, text=True, check=True).stdout  # fmt: skip
+    hashed = out.split()[-1]
+    monkeypatch.delenv(PASSWORD_ENV, raising=False)
+    with _standalone_tor(tmp_path, "CookieAuthentication 0", f"HashedControlPassword {hashed}",
+                         "DisableNetwork 1") as t:  # fmt: skip
+
+        def cfg(**kw: object) -> TorConfig:
+            return TorConfig(mode="system", control_port=t.control_port,
+                             socks_port=t.socks_port, wait_bootstrap=False, **kw)  # type: ignore[arg-type]  # fmt: skip
+
+        async def main() -> None:
+            err, _ = await _start_fails(TorDriver(cfg()), 20)
+            assert err.code == ErrorCode.TOR_UNREACHABLE
+            assert "requires a password" in err.message and PASSWORD_ENV in err.message
+            err, _ = await _start_fails(TorDriver(cfg(password="wrong")), 20)
+            assert err.code == ErrorCode.TOR_UNREACHABLE and "rejected the password" in err.message
+            monkeypatch.setenv(PASSWORD_ENV, "p4 sekrit")
+            async with TorDriver(cfg()) as drv:
+                assert drv.connected
+                assert (await drv.bootstrap_status()).disable_network
+            async with TorDriver(cfg(password="p4 sekrit")) as drv:
+                assert drv.connected
+
+        asyncio.run(main())
+
+
+@needs_tor
+def test_offline_tor_is_reported_at_once(tmp_path: Path) -> None:
+    """``DisableNetwork 1``: was "tor has no SOCKS listener" (system) or a 60 s HSDir-upload
+    TOR_TIMEOUT (launch); now TOR_TIMEOUT saying tor is offline, within seconds."""
+    with _standalone_tor(tmp_path, "DisableNetwork 1", control=True) as t:
+
+        async def system() -> None:
+            drv = TorDriver(TorConfig(mode="system", control_port=t.control_port))
+            err, took = await _start_fails(drv, 20)
+            assert err.code == ErrorCode.TOR_TIMEOUT
+            assert "offline" in err.message and "DisableNetwork" in err.message
+            assert took < 5
+
+        asyncio.run(system())
+
+    async def launch() -> None:
+        drv = TorDriver(TorConfig(mode="launch", torrc={"DisableNetwork": "1"}))
+        err, took = await _start_fails(drv, 30)
+        assert err.code == ErrorCode.TOR_TIMEOUT and "DisableNetwork" in err.message
+        assert took < 15
+
+    asyncio.run(launch())
+
+
+@needs_tor
+@pytest.mark.timeout(90)
+def test_tor_that_cannot_bootstrap_is_reported(tmp_path: Path) -> None:
+    """A tor whose only directory is unreachable (as on an offline machine): was a silent wait
+    (600 s in ``p4 pair invite``); now TOR_TIMEOUT once bootstrap stalls, with tor's account."""
+    lines = [f"{k} {v}" for k, v in NO_DIRECTORY.items()]
+    with _standalone_tor(tmp_path, *lines) as t:
+        seen: list[str] = []
+
+        async def system() -> None:
+            cfg = TorConfig(mode="system", control_port=t.control_port, bootstrap_stall_timeout=3)
+            err, took = await _start_fails(TorDriver(cfg, on_status=seen.append), 30)
+            assert err.code == ErrorCode.TOR_TIMEOUT
+            assert "cannot connect to the Tor network" in err.message
+            assert "no bootstrap progress for 3 s" in err.message
+            assert "Connection refused" in err.message  # tor's own words about the problem
+            assert took < 10
+
+        asyncio.run(system())
+        assert any("bootstrapped" in line for line in seen)
+
+    async def launch() -> None:
+        cfg = TorConfig(mode="launch", torrc=NO_DIRECTORY, bootstrap_stall_timeout=3)
+        err, took = await _start_fails(TorDriver(cfg), 40)
+        assert err.code == ErrorCode.TOR_TIMEOUT and "no bootstrap progress" in err.message
+        assert took < 15
+
+    asyncio.run(launch())
+
+
+def test_stall_timeout_defaults() -> None:
+    assert TorConfig(mode="launch").stall_timeout == 30
+    assert TorConfig(mode="system").stall_timeout == 10
+    assert TorConfig(mode="system", bootstrap_stall_timeout=2).stall_timeout == 2
+    st = BootstrapStatus.parse(
+        'WARN BOOTSTRAP PROGRESS=5 TAG=conn SUMMARY="Connecting to a relay" '
+        'WARNING="Connection refused" REASON=CONNECTREFUSED COUNT=3 RECOMMENDATION=ignore '
+        'HOSTID="$0000" HOSTADDR="127.0.0.1:1"'
+    )
+    assert (st.progress, st.tag, st.reason, st.host) == (5, "conn", "CONNECTREFUSED", "127.0.0.1:1")
+    assert st.describe() == ("bootstrapped 5% (Connecting to a relay); last problem: "
+                             "Connection refused (CONNECTREFUSED, 127.0.0.1:1)")  # fmt: skip
+    assert BootstrapStatus.parse("NOTICE BOOTSTRAP PROGRESS=100 TAG=done SUMMARY=\"Done\"").done
+
+
+# ------------------------------------------ SOCKS reply codes, with and without ExtendedErrors
+
+
+@asynccontextmanager
+async def _fake_socks(replies: list[int]) -> AsyncIterator[tuple[int, list[int]]]:
+    """A SOCKS5 server on 127.0.0.1 answering CONNECT with ``replies`` in turn (the last one
+    repeats); after 0x00 it echoes. Yields (port, codes sent)."""
+    sent: list[int] = []
+
+    async def handle(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        try:
+            _ver, n = await r.readexactly(2)
+            methods = await r.readexactly(n)
+            if 2 in methods:  # username/password (python-socks sends one)
+                w.write(b"\x05\x02")
+                _v, ulen = await r.readexactly(2)
+                await r.readexactly(ulen)
+                (plen,) = await r.readexactly(1)
+                await r.readexactly(plen)
+                w.write(b"\x01\x00")
+            else:
+                w.write(b"\x05\x00")
+            _v, _cmd, _rsv, atyp = await r.readexactly(4)
+            if atyp == 3:
+                (alen,) = await r.readexactly(1)
+                await r.readexactly(alen + 2)
+            else:
+                await r.readexactly((4 if atyp == 1 else 16) + 2)
+            code = replies[min(len(sent), len(replies) - 1)]
+            sent.append(code)
+            w.write(bytes([5, code, 0, 1, 0, 0, 0, 0, 0, 0]))
+            await w.drain()
+            while code == 0 and (data := await r.read(4096)):
+                w.write(data)
+                await w.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            w.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1], sent
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+def test_socks_reply_code_from_python_socks() -> None:
+    """0x01-0x08 come in ``error_code``; tor's 0xF0-0xF7 only in python-socks' text (its
+    newest code still raises ``Invalid reply code: 0XF0`` without ``error_code``)."""
+
+    async def main() -> None:
+        for code in (0x01, 0x04, 0x05, 0xF0, 0xF4, 0xF7):
+            async with _fake_socks([code]) as (port, _):
+                proxy = Proxy(ProxyType.SOCKS5, "127.0.0.1", port, username="u", password="p",
+                              rdns=True)  # fmt: skip
+                with pytest.raises(ProxyError) as ei:
+                    await proxy.connect("example.onion", 80, timeout=5)
+                assert _socks_reply_code(ei.value) == code, ei.value
+
+    asyncio.run(main())
+    assert _socks_reply_code(ProxyError("Invalid reply code: 0XF3")) == 0xF3
+    assert _socks_reply_code(ProxyError("General SOCKS server failure", error_code=1)) == 1
+    assert _socks_reply_code(ProxyError("Malformed connect reply")) is None
+
+
+_ONION = onion_address_from_seed(hashlib.sha256(b"p4 fake socks").digest())
+
+
+def test_without_extended_errors_host_unreachable_is_retried() -> None:
+    """Debian's SocksPort has no ExtendedErrors: "descriptor not found" arrives as 0x04, which
+    used to fail at once; it is retried like 0xF0 and the stream opens once tor has it."""
+
+    async def main() -> None:
+        async with _fake_socks([0x04, 0x04, 0x00]) as (port, sent):
+            drv = TorDriver(TorConfig(mode="system", socks_port=port))
+            drv.extended_errors = False
+            reader, writer = await drv.open_stream(_ONION, 80, timeout=10)
+            writer.write(b"hello")
+            assert await asyncio.wait_for(reader.readexactly(5), 5) == b"hello"
+            writer.close()
+            await writer.wait_closed()
+            assert sent == [0x04, 0x04, 0x00]
+        async with _fake_socks([0x04]) as (port, sent):
+            drv = TorDriver(TorConfig(mode="system", socks_port=port))
+            with pytest.raises(TorError) as ei:
+                await drv.open_stream(_ONION, 80, timeout=1.2)
+            assert ei.value.code == ErrorCode.TOR_ONION_UNREACHABLE
+            assert "descriptor not found" in ei.value.message and len(sent) >= 2
+
+    asyncio.run(main())
+
+
+def test_without_extended_errors_general_failure_is_client_auth() -> None:
+    async def main() -> None:
+        async with _fake_socks([0x01]) as (port, sent):
+            drv = TorDriver(TorConfig(mode="system", socks_port=port))
+            drv.extended_errors = False
+            with pytest.raises(TorError) as ei:
+                await drv.open_stream(_ONION, 80, timeout=5)
+            assert ei.value.code == ErrorCode.TOR_CLIENT_AUTH_FAILED
+            assert "ExtendedErrors" in ei.value.message and sent == [0x01]
+
+    asyncio.run(main())
+
+
+@pytest.mark.tor
+def test_socks_port_without_extended_errors(tornet: TorNet) -> None:
+    """A SocksPort without ExtendedErrors (Debian's default) is detected and warned about once;
+    a missing descriptor is retried and a missing client key is still TOR_CLIENT_AUTH_FAILED."""
+    client = tornet.clients[1]
+    (plain,) = free_ports(1)
+
+    async def main() -> None:
+        admin = TorDriver(TorConfig.testnet(client))
+        await admin.start()
+        try:
+            resp = await admin._msg(admin._controller, f'SETCONF SocksPort="127.0.0.1:'
+                                    f'{client.socks_port} ExtendedErrors" SocksPort="127.0.0.1:'
+                                    f'{plain}"')  # fmt: skip
+            assert resp.is_ok(), resp
+            assert admin.extended_errors is True and admin.warnings == []
+            seen: list[str] = []
+            async with _echo_server() as lport, TorDriver(
+                TorConfig.testnet(client, socks_port=plain), on_status=seen.append
+            ) as peer, TorDriver(TorConfig.testnet(tornet.clients[0])) as host:
+                assert peer.extended_errors is False
+                assert len(peer.warnings) == 1 and "ExtendedErrors" in peer.warnings[0]
+                assert seen == peer.warnings
+                never = onion_address_from_seed(_seed("plain never"))
+                t = time.monotonic()
+                with pytest.raises(TorError) as ei:
+                    await peer.open_stream(never, 80, timeout=3, fresh_circuit=True)
+                assert ei.value.code == ErrorCode.TOR_ONION_UNREACHABLE
+                assert "descriptor not found" in ei.value.message
+                assert time.monotonic() - t > 2  # retried, not failed at the first 0x04
+                handle, priv = await _publish_authed(host, peer, lport, "plain")
+                with pytest.raises(TorError) as ei:
+                    await peer.open_stream(handle.address, 80, timeout=20)
+                assert ei.value.code == ErrorCode.TOR_CLIENT_AUTH_FAILED
+                await peer.add_client_auth(handle.address, priv)
+                assert await _roundtrip(peer, handle.address, b"plain") == b"plain"
+                assert seen == peer.warnings  # warned once, not per stream
+        finally:
+            restore = f'SETCONF SocksPort="127.0.0.1:{client.socks_port} ExtendedErrors"'
+            with contextlib.suppress(TorError):
+                await admin._msg(admin._controller, restore)
+            await admin.close()
+
+    asyncio.run(main())

@@ -33,6 +33,17 @@ Theory of operation
   reconnect task retries every 0.5 s (relaunching tor in ``launch`` mode), then restores state
   from the registries: every client-auth key (``ONION_CLIENT_AUTH_ADD``) and every published
   onion (same seed → same address). :meth:`TorDriver.wait_ready` waits for that.
+- **Failing fast, in words a person can act on** (issue 10 §2). Connecting and authenticating
+  together are bounded by ``control_timeout`` (stem has no timeout there: a stopped tor hung it).
+  ``system`` with no port tries 127.0.0.1:9051, then a packaged tor's control socket
+  (``/run/tor/control``); when nothing answers the message says what to add to torrc — we do
+  not fall back to launching a tor, because a system tor may use bridges where Tor is blocked.
+  The control password comes from ``TorConfig.password`` or ``$P4_TOR_CONTROL_PASSWORD``.
+  :meth:`TorDriver.start` then checks ``DisableNetwork`` (offline: fail at once) and waits for
+  bootstrap, failing when it makes no progress for ``stall_timeout`` seconds (30 s for a tor we
+  launch, 10 s otherwise) with tor's own ``status/bootstrap-phase`` warning. A SOCKS port
+  without ``ExtendedErrors`` is warned about once (:attr:`TorDriver.warnings`) and its generic
+  codes are mapped (0x04 retried like 0xF0; 0x01 taken as a client-authorization failure).
 - **Errors** are :class:`TorError` (a :class:`~p4ref.errors.P4Error`) with codes
   ``TOR_NOT_INSTALLED``, ``TOR_UNREACHABLE``, ``TOR_REFUSED`` (tor's reply text included),
   ``TOR_TIMEOUT`` (the deadline passed while tor had not answered), ``TOR_ONION_UNREACHABLE``
@@ -44,6 +55,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import logging
 import os
 import re
@@ -51,9 +63,11 @@ import secrets
 import shutil
 import socket
 import tempfile
-from collections.abc import Iterable, Mapping
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, Self
 
 from p4ref.errors import ErrorCode, P4Error
 from p4ref.rendezvous._onion import (
@@ -65,6 +79,8 @@ from p4ref.rendezvous._onion import (
 )
 
 __all__ = [
+    "PASSWORD_ENV",
+    "BootstrapStatus",
     "ClientLike",
     "OnionHandle",
     "TorConfig",
@@ -98,6 +114,17 @@ _SOCKS_TEXT = {
     0xF7: "onion service introduction timed out",
 }
 _RETRY_INTERVAL = 0.5
+# Without ``ExtendedErrors`` on its SocksPort (Debian's default torrc) tor answers an onion it
+# cannot find, or whose introduction failed, with 0x04 and a descriptor it cannot decrypt
+# (client authorization missing or wrong) with 0x01 (checked against tor 0.4.9).
+SOCKS_GENERAL_FAILURE = 0x01
+SOCKS_HOST_UNREACHABLE = 0x04
+_RETRYABLE_PLAIN = frozenset({SOCKS_HOST_UNREACHABLE})
+
+PASSWORD_ENV = "P4_TOR_CONTROL_PASSWORD"
+"""Environment variable holding the control-port password (``HashedControlPassword``)."""
+DEFAULT_CONTROL_PORT = 9051
+DEFAULT_SOCKS_PORT = 9050
 
 
 class TorError(P4Error):
@@ -142,6 +169,24 @@ class TorConfig:
     control_timeout: float = 10.0
     publish_timeout: float = 60.0
     reconnect_timeout: float = 120.0
+    wait_bootstrap: bool = True
+    bootstrap_timeout: float = 300.0
+    bootstrap_stall_timeout: float | None = None
+
+    @property
+    def stall_timeout(self) -> float:
+        """Seconds without bootstrap progress after which :meth:`TorDriver.start` gives up:
+        ``bootstrap_stall_timeout``, else 30 s for a tor we launch (it starts from nothing) and
+        10 s for a running tor (it normally finished long ago)."""
+        if self.bootstrap_stall_timeout is not None:
+            return self.bootstrap_stall_timeout
+        return 30.0 if self.mode == "launch" else 10.0
+
+    def control_password(self) -> str | None:
+        """``password``, else the environment variable ``P4_TOR_CONTROL_PASSWORD``."""
+        if self.password is not None:
+            return self.password
+        return os.environ.get(PASSWORD_ENV) or None
 
     @classmethod
     def testnet(cls, client: ClientLike, **overrides: Any) -> TorConfig:
@@ -188,14 +233,63 @@ class _UploadWaiter:
 
 
 def _socks_reply_code(exc: BaseException) -> int | None:
-    """The SOCKS5 reply code of a python-socks ``ProxyError``. python-socks 2.x knows only codes
-    0x00–0x08; tor's extended 0xF0–0xF7 come back as "Invalid reply code: 0XF0" with no
-    ``error_code``, so the message is parsed too."""
+    """The SOCKS5 reply code of a python-socks ``ProxyError``.
+
+    Codes 0x01–0x08 come structured, in ``error_code``. python-socks (2.8.2 here, and its
+    repository's newest code, checked) builds ``ReplyCode(data[1])`` and, for a code outside
+    RFC 1928's table, raises ``ReplyError(f"Invalid reply code: {data[1]:#02X}")`` with no
+    ``error_code``: tor's extended 0xF0–0xF7 therefore exist only in that text, which is parsed
+    here (pinned by tests against the installed python-socks and a fake SOCKS server)."""
     code = getattr(exc, "error_code", None)
     if isinstance(code, int):
-        return code
-    m = re.search(r"reply code:\s*0x([0-9a-f]{1,2})", str(exc), re.IGNORECASE)
+        return int(code)
+    m = re.search(r"reply code:\s*0x([0-9a-f]{1,2})\b", str(exc), re.IGNORECASE)
     return int(m.group(1), 16) if m else None
+
+
+_KV = re.compile(r'([A-Z_]+)=("(?:[^"\\]|\\.)*"|\S*)')
+
+
+@dataclass(frozen=True, slots=True)
+class BootstrapStatus:
+    """``GETINFO status/bootstrap-phase`` (control-spec "Bootstrap events"), plus
+    ``DisableNetwork`` and ``network-liveness``."""
+
+    progress: int = 0
+    tag: str = ""
+    summary: str = ""
+    warning: str = ""
+    reason: str = ""
+    host: str = ""
+    disable_network: bool = False
+    liveness: str = ""
+
+    @classmethod
+    def parse(cls, phase: str, *, disable_network: bool = False, liveness: str = "") -> Self:
+        kv = {k: v[1:-1].replace('\\"', '"') if v.startswith('"') else v
+              for k, v in _KV.findall(phase)}  # fmt: skip
+        try:
+            progress = int(kv.get("PROGRESS", "0"))
+        except ValueError:
+            progress = 0
+        return cls(progress, kv.get("TAG", ""), kv.get("SUMMARY", ""), kv.get("WARNING", ""),
+                   kv.get("REASON", ""), kv.get("HOSTADDR", ""), disable_network,
+                   liveness)  # fmt: skip
+
+    @property
+    def done(self) -> bool:
+        return self.progress >= 100 and not self.disable_network
+
+    def describe(self) -> str:
+        """One line for a person: ``bootstrapped 5% (Connecting to a relay); last problem:
+        Connection refused (CONNECTREFUSED, 127.0.0.1:1)``."""
+        out = f"bootstrapped {self.progress}%" + (f" ({self.summary})" if self.summary else "")
+        if self.warning:
+            extra = ", ".join(x for x in (self.reason, self.host) if x)
+            out += f"; last problem: {self.warning}" + (f" ({extra})" if extra else "")
+        if self.liveness == "down" and self.progress >= 100:
+            out += "; tor reports the network as down (no circuit completed lately)"
+        return out
 
 
 def _normalize_onion(addr: str) -> str:
@@ -204,13 +298,49 @@ def _normalize_onion(addr: str) -> str:
     return label[: -len(".onion")] if label.endswith(".onion") else label
 
 
-def _probe(host: str, port: int | None) -> None:
+SYSTEM_CONTROL_SOCKETS: tuple[str, ...] = (
+    () if os.name == "nt" else ("/run/tor/control", "/var/run/tor/control")
+)
+"""Control sockets a packaged tor opens without any torrc change (Debian/Ubuntu's
+``tor-service-defaults-torrc``: ``ControlSocket /run/tor/control GroupWritable`` with cookie
+authentication, group ``debian-tor``); ``system`` mode with no port given tries them after
+127.0.0.1:9051."""
+
+
+def _probe(host: str, port: int | None, timeout: float = 5.0) -> None:
     """Connect once and close: stem's ``Controller.from_port`` leaks its socket when the
-    connection is refused (a ResourceWarning later), so refuse early without stem."""
+    connection is refused (a ResourceWarning later), and its connect has no timeout, so refuse
+    early, within ``timeout``, without stem."""
     if port is None:
         raise OSError("no control port configured")
-    with socket.create_connection((host, port), timeout=5):
+    with socket.create_connection((host, port), timeout=max(0.1, min(5.0, timeout))):
         pass
+
+
+def _port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
+def _socks_flags(conf: Iterable[str], port: int) -> list[str] | None:
+    """The flags of the ``SocksPort`` entry (``GETCONF SocksPort`` values such as ``9050``,
+    ``127.0.0.1:9050 ExtendedErrors`` or ``unix:/run/tor/socks WorldWritable``) that listens on
+    TCP ``port``; ``None`` if no entry names that port."""
+    for entry in conf:
+        words = (entry or "").split()
+        if not words or words[0].lower().startswith("unix:"):
+            continue
+        where = words[0].rsplit(":", 1)[-1]
+        if where.isdigit() and int(where) == port:
+            return words[1:]
+    return None
+
+
+def _has_flag(flags: Iterable[str], name: str) -> bool:
+    return any(f.lower() == name.lower() for f in flags)
 
 
 def _close_leaked_socket(exc: BaseException) -> None:
@@ -225,6 +355,42 @@ def _close_leaked_socket(exc: BaseException) -> None:
         _close_leaked_socket(exc.__context__)
 
 
+def _auth_text(where: str, exc: BaseException) -> str:
+    """A person's account of a stem authentication failure, with what to do."""
+    import stem.connection as sc
+
+    env = f"the environment variable {PASSWORD_ENV}"
+    if isinstance(exc, sc.MissingPassword):
+        return (f"tor's control port {where} requires a password (HashedControlPassword): "
+                f"put it in {env}")
+    if isinstance(exc, sc.IncorrectPassword | sc.PasswordAuthRejected):
+        return (f"tor's control port {where} rejected the password (from {env} or the "
+                "password setting): use the one whose hash is tor's HashedControlPassword")
+    if isinstance(exc, sc.UnreadableCookieFile):
+        return (f"cannot read tor's authentication cookie {exc.cookie_path} ({exc}): let your "
+                "user read it (Debian/Ubuntu: `sudo adduser $USER debian-tor`, then log in "
+                "again; torrc needs `CookieAuthFileGroupReadable 1`)")
+    if isinstance(exc, sc.IncorrectSocketType):
+        return f"{where} is not a tor control port ({exc})"
+    return f"tor control authentication at {where} failed: {exc}"
+
+
+def _find_tor(cmd: str) -> str | None:
+    """The tor executable for ``launch`` mode: ``p4ref.io._platform.find_tor`` (each
+    platform's usual install locations) for the default name, else PATH and /usr/sbin."""
+    if cmd == "tor":
+        try:
+            platform = importlib.import_module("p4ref.io._platform")
+        except ImportError:
+            platform = None
+        finder = getattr(platform, "find_tor", None)
+        if callable(finder):
+            found = finder()
+            return str(found) if found else None
+    sbin = os.path.join("/usr/sbin", cmd)
+    return shutil.which(cmd) or (sbin if os.path.exists(sbin) else None)
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -236,8 +402,18 @@ class TorDriver:
     """One tor, driven from asyncio. ``await start()`` before use, ``await close()`` after
     (or ``async with TorDriver(cfg) as tor``)."""
 
-    def __init__(self, config: TorConfig) -> None:
+    def __init__(
+        self, config: TorConfig, *, on_status: Callable[[str], None] | None = None
+    ) -> None:
+        """``on_status`` (optional) receives one line for a person whenever something worth
+        showing happens: bootstrap progress, tor's bootstrap problems, configuration warnings
+        (each also logged)."""
         self.config = config
+        self.on_status = on_status
+        self.extended_errors: bool | None = None
+        """Whether the SOCKS port in use has ``ExtendedErrors`` (``None`` before ``start``)."""
+        self.warnings: list[str] = []
+        """Configuration warnings found by :meth:`start` (each logged once)."""
         self.reconnects = 0
         self._controller: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -251,6 +427,7 @@ class TorDriver:
         self._proc: Any = None
         self._tmpdir: str | None = None
         self._control_port = config.control_port
+        self._control_socket = config.control_socket
         self._socks_port = config.socks_port
 
     # ------------------------------------------------------------------ lifecycle
@@ -282,25 +459,37 @@ class TorDriver:
         return [p.handle for p in self._published.values()]
 
     async def start(self) -> None:
-        """Launch tor (``launch`` mode), connect and authenticate to its control port."""
+        """Launch tor (``launch`` mode), connect and authenticate to its control port (each
+        attempt bounded by ``control_timeout``), then, unless ``wait_bootstrap`` is false, wait
+        until tor has bootstrapped: at once TOR_TIMEOUT if tor is offline (``DisableNetwork``),
+        and TOR_TIMEOUT with tor's own account of the problem when bootstrap makes no progress
+        for ``stall_timeout`` seconds or does not finish within ``bootstrap_timeout``."""
         loop = self._loop = asyncio.get_running_loop()
         self._closing = False
         try:
             if self.config.mode == "launch":
                 await asyncio.to_thread(self._launch_sync)
-            elif self._control_port is None and self.config.control_socket is None:
-                self._control_port = 9051
             deadline = loop.time() + self.config.launch_timeout
             while True:
                 try:
-                    controller = await asyncio.to_thread(self._connect_sync)
+                    controller = await self._connect()
                     break
-                except TorError:
+                except TorError as exc:
                     # a tor we just launched may open its control port a moment later
-                    if self.config.mode != "launch" or loop.time() >= deadline:
+                    if (self.config.mode != "launch" or loop.time() >= deadline
+                            or exc.code != ErrorCode.TOR_UNREACHABLE):  # fmt: skip
                         raise
+                    if self._proc is not None and self._proc.poll() is not None:
+                        raise TorError(
+                            ErrorCode.TOR_LAUNCH_FAILED,
+                            f"tor exited (code {self._proc.returncode}) before opening its "
+                            f"control port: {exc.message}",
+                        ) from exc
                     await asyncio.sleep(0.1)
             await self._install(controller)
+            if self.config.wait_bootstrap:
+                cfg = self.config
+                await self._await_bootstrap(cfg.bootstrap_timeout, cfg.stall_timeout)
         except BaseException:
             await self.close()
             raise
@@ -345,19 +534,74 @@ class TorDriver:
         if self._failure is not None:
             raise self._failure
 
-    async def wait_bootstrapped(self, timeout: float = 120.0) -> None:
-        """Wait for ``Bootstrapped 100%`` (``GETINFO status/bootstrap-phase``)."""
+    async def wait_bootstrapped(
+        self, timeout: float = 120.0, stall_timeout: float | None = None
+    ) -> None:
+        """Wait for ``Bootstrapped 100%`` (``GETINFO status/bootstrap-phase``); TOR_TIMEOUT at
+        once if tor is offline (``DisableNetwork``), after ``stall_timeout`` seconds without
+        progress (default: ``timeout``), or after ``timeout``."""
+        await self._ctrl()
+        await self._await_bootstrap(timeout, timeout if stall_timeout is None else stall_timeout)
+
+    async def bootstrap_status(self) -> BootstrapStatus:
+        """tor's bootstrap phase, ``DisableNetwork`` and ``network-liveness`` right now."""
+        return await self._bootstrap_status(await self._ctrl())
+
+    async def _bootstrap_status(self, c: Any) -> BootstrapStatus:
+        info = await self._getinfo(c, "status/bootstrap-phase")
+        info.update(await self._getinfo(c, "network-liveness"))  # alone: older tors lack it
+        conf = await self._msg(c, "GETCONF DisableNetwork")
+        disabled = any(line.strip().lower() == "disablenetwork=1"
+                       for _code, _div, line in conf.content())  # fmt: skip
+        return BootstrapStatus.parse(info.get("status/bootstrap-phase", ""),
+                                     disable_network=disabled,
+                                     liveness=info.get("network-liveness", ""))  # fmt: skip
+
+    def _status(self, line: str, *, warn: bool = False) -> None:
+        """To ``on_status`` if given (and logged at debug level), else logged."""
+        if self.on_status is None:
+            (log.warning if warn else log.info)("%s", line)
+            return
+        log.debug("%s", line)
+        with contextlib.suppress(Exception):
+            self.on_status(line)
+
+    async def _await_bootstrap(self, timeout: float, stall: float) -> None:
+        c = self._controller
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        phase = ""
-        while loop.time() < deadline:
-            c = await self._ctrl()
-            with contextlib.suppress(Exception):
-                phase = await asyncio.to_thread(c.get_info, "status/bootstrap-phase")
-            if "PROGRESS=100" in phase:
+        start = loop.time()
+        deadline = start + timeout
+        best, since = -1, start
+        shown = ""
+        while True:
+            st = await self._bootstrap_status(c)
+            where = self._where()
+            if st.disable_network:
+                raise TorError(
+                    ErrorCode.TOR_TIMEOUT,
+                    f"tor ({where}) is offline: its DisableNetwork option is set, so it makes no "
+                    "connections and cannot publish or reach onion services (Tor Browser's tor "
+                    "waits like this until you press Connect). Set `DisableNetwork 0` in its "
+                    "torrc (or send it SETCONF DisableNetwork=0) and try again",
+                )
+            if st.done:
                 return
-            await asyncio.sleep(0.2)
-        raise TorError(ErrorCode.TOR_TIMEOUT, f"tor not bootstrapped: {phase}")
+            now = loop.time()
+            if st.progress > best:
+                best, since = st.progress, now
+            if st.describe() != shown:
+                shown = st.describe()
+                self._status(f"tor: {shown}", warn=bool(st.warning))
+            if now - since >= stall or now >= deadline:
+                stuck = (f"no bootstrap progress for {now - since:.0f} s" if now - since >= stall
+                         else f"not bootstrapped after {timeout:.0f} s")  # fmt: skip
+                raise TorError(
+                    ErrorCode.TOR_TIMEOUT,
+                    f"tor ({where}) cannot connect to the Tor network: {stuck}, {st.describe()}. "
+                    "Is this machine offline, or is Tor blocked here (then configure bridges "
+                    "in tor's torrc)?",
+                )
+            await asyncio.sleep(min(0.25, max(0.0, deadline - now)))
 
     # ------------------------------------------------------------------ onion services
 
@@ -437,6 +681,9 @@ class TorDriver:
         descriptor is refetched (``HSFETCH``, at most every 5 s) — a peer that restarted has new
         introduction points, and tor may still hold the old descriptor.
 
+        Without ``ExtendedErrors`` on tor's SOCKS port (:attr:`extended_errors` false) 0x04 is
+        retried like 0xF0 and 0x01 is taken as a client-authorization failure.
+
         Raises TOR_CLIENT_AUTH_FAILED (0xF4/0xF5, at once), TOR_ONION_UNREACHABLE (other onion
         errors, or retries exhausted), TOR_TIMEOUT (tor never answered before the deadline),
         TOR_UNREACHABLE (the SOCKS port stayed closed).
@@ -477,18 +724,32 @@ class TorDriver:
             except ProxyError as exc:
                 code = _socks_reply_code(exc)
                 text = _SOCKS_TEXT.get(code or -1, str(exc))
+                plain = self.extended_errors is False  # see _install: Debian's default
+                if code == SOCKS_HOST_UNREACHABLE:
+                    text = ("onion service descriptor not found or introduction failed "
+                            "(tor said only 'host unreachable')")  # fmt: skip
+                if code == SOCKS_GENERAL_FAILURE and plain:
+                    key = "a wrong" if addr in self._client_auth else "no"
+                    raise TorError(
+                        ErrorCode.TOR_CLIENT_AUTH_FAILED,
+                        f"{addr}.onion: tor said only 'general SOCKS server failure' (0x01), "
+                        "which for an onion is usually client authorization: this tor has "
+                        f"{key} client key for it (its SOCKS port lacks ExtendedErrors, which "
+                        "would say exactly)",
+                    ) from exc
                 if code in (SOCKS_MISSING_CLIENT_AUTH, SOCKS_WRONG_CLIENT_AUTH):
                     raise TorError(
                         ErrorCode.TOR_CLIENT_AUTH_FAILED, f"{addr}.onion: {text} (0x{code:02x})"
                     ) from exc
-                if code not in _RETRYABLE:
+                if code not in _RETRYABLE and code not in _RETRYABLE_PLAIN:
                     raise TorError(
                         ErrorCode.TOR_ONION_UNREACHABLE,
                         f"{addr}.onion:{port}: {text}" + (f" (0x{code:02x})" if code else ""),
                     ) from exc
                 last = f"{text} (0x{code:02x})"
                 last_code = ErrorCode.TOR_ONION_UNREACHABLE
-                refetch = code in (SOCKS_INTRO_FAILED, SOCKS_INTRO_TIMED_OUT)
+                refetch = code in (SOCKS_INTRO_FAILED, SOCKS_INTRO_TIMED_OUT,
+                                   SOCKS_HOST_UNREACHABLE)  # fmt: skip
             else:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 try:
@@ -518,19 +779,37 @@ class TorDriver:
         return self._controller
 
     async def _msg(self, c: Any, command: str) -> Any:
+        return await self._call(c, command.split()[0], c.msg, command)
+
+    async def _call(self, c: Any, what: str, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)`` (a blocking stem call on ``c``) in a worker thread, bounded by
+        ``control_timeout``. On timeout the connection is closed: that wakes the thread (stem
+        would otherwise wait for the reply forever, and ``asyncio.run`` waits for its worker
+        threads at exit), and a late reply must not be taken for the next command's."""
         import stem
 
         try:
-            return await asyncio.wait_for(
-                asyncio.to_thread(c.msg, command), self.config.control_timeout
-            )
+            return await asyncio.wait_for(asyncio.to_thread(fn, *args), self.config.control_timeout)
         except stem.SocketClosed as exc:
             self._lost(c)
             raise TorError(ErrorCode.TOR_UNREACHABLE, "tor control connection lost") from exc
         except TimeoutError as exc:
+            await asyncio.to_thread(c.close)
             raise TorError(
-                ErrorCode.TOR_TIMEOUT, f"no answer from tor to {command.split()[0]}"
+                ErrorCode.TOR_TIMEOUT,
+                f"tor ({self._where()}) did not answer {what} within "
+                f"{self.config.control_timeout:g} s; the control connection was closed",
             ) from exc
+
+    async def _getinfo(self, c: Any, *keys: str) -> dict[str, str]:
+        """``GETINFO k1 k2 …`` → {key: value}; a key tor does not know is left out."""
+        resp = await self._msg(c, "GETINFO " + " ".join(keys))
+        out: dict[str, str] = {}
+        for code, _div, line in resp.content():
+            key, eq, value = line.partition("=")
+            if code == "250" and eq and key in keys:
+                out[key] = value.strip()
+        return out
 
     async def _client_auth_add(self, c: Any, addr: str, priv: bytes) -> None:
         resp = await self._msg(
@@ -626,54 +905,175 @@ class TorDriver:
 
     # ------------------------------------------------------------------ connect / reconnect
 
-    def _connect_sync(self) -> Any:
+    def _where(self) -> str:
+        port = self._control_port or DEFAULT_CONTROL_PORT
+        return self._control_socket or f"{self.config.control_host}:{port}"
+
+    async def _connect(self) -> Any:
+        """Connect and authenticate; ``system`` mode with no port or socket given tries
+        127.0.0.1:9051, then the packaged tor's control socket (:data:`SYSTEM_CONTROL_SOCKETS`)."""
+        cfg = self.config
+        if cfg.mode != "system" or cfg.control_port is not None or self._control_socket:
+            return await self._connect_bounded()
+        self._control_port = DEFAULT_CONTROL_PORT
+        try:
+            return await self._connect_bounded()
+        except TorError as exc:
+            if exc.code != ErrorCode.TOR_UNREACHABLE or "refused" not in exc.message:
+                raise
+            first = exc
+        for path in SYSTEM_CONTROL_SOCKETS:
+            if os.path.exists(path):
+                return await self._connect_bounded(path)
+        raise first
+
+    async def _connect_bounded(self, control_socket: str | None = None) -> Any:
+        """:meth:`_connect_sync` in a thread; ``control_timeout`` bounds connecting and
+        authenticating together (:meth:`_connect_sync` closes the socket when it passes)."""
+        timeout = self.config.control_timeout
+        return await asyncio.to_thread(self._connect_sync, timeout, control_socket)
+
+    def _connect_sync(self, timeout: float, control_socket: str | None = None) -> Any:
         import stem
         import stem.connection
         import stem.control
+        import stem.socket
 
         cfg = self.config
-        where = cfg.control_socket or f"{cfg.control_host}:{self._control_port}"
+        path = control_socket or self._control_socket
+        where = path or self._where()
+        deadline = time.monotonic() + timeout
         try:
-            if cfg.control_socket is not None:
-                c = stem.control.Controller.from_socket_file(cfg.control_socket)
+            if path is not None:
+                sock = stem.socket.ControlSocketFile(path)
             else:
-                _probe(cfg.control_host, self._control_port)
-                c = stem.control.Controller.from_port(cfg.control_host, self._control_port)
+                _probe(cfg.control_host, self._control_port, timeout)
+                sock = stem.socket.ControlPort(cfg.control_host, self._control_port)
         except (stem.SocketError, OSError) as exc:
             _close_leaked_socket(exc)
-            raise TorError(
-                ErrorCode.TOR_UNREACHABLE, f"cannot reach tor's control port {where}: {exc}"
-            ) from None
+            raise TorError(ErrorCode.TOR_UNREACHABLE, self._unreachable_text(where, exc)) from None
+        # stem has no timeout for the PROTOCOLINFO/AUTHENTICATE exchange: a tor that accepts
+        # and never answers (stopped with SIGSTOP, hung) would block authenticate() forever.
+        # Closing the socket when the time is up wakes it; stem then reconnects once and asks
+        # again, so keep closing until authenticate() has given up.
+        expired, finished = threading.Event(), threading.Event()
+
+        def expire() -> None:
+            expired.set()
+            while not finished.is_set():
+                sock.close()
+                finished.wait(0.05)
+
+        timer = threading.Timer(max(0.0, deadline - time.monotonic()), expire)
+        timer.daemon = True
+        timer.start()
+        c: Any = None
         try:
-            c.authenticate(password=cfg.password)
-        except (stem.connection.AuthenticationFailure, stem.SocketError) as exc:
-            c.close()
-            raise TorError(ErrorCode.TOR_UNREACHABLE, f"tor control authentication: {exc}") from exc
+            c = stem.control.Controller(sock)
+            c.authenticate(password=cfg.control_password())
+            if expired.is_set():
+                raise stem.SocketClosed("timed out")
+        except Exception as exc:
+            (c or sock).close()
+            if expired.is_set():
+                raise TorError(
+                    ErrorCode.TOR_TIMEOUT,
+                    f"tor's control port {where} accepted the connection but did not answer "
+                    f"within {timeout:g} s: is tor stopped (e.g. suspended) or hung, or is "
+                    "something other than tor listening there?",
+                ) from None
+            if isinstance(exc, stem.connection.AuthenticationFailure | stem.SocketError):
+                raise TorError(ErrorCode.TOR_UNREACHABLE, _auth_text(where, exc)) from None
+            raise
+        finally:
+            finished.set()
+            timer.cancel()
+        self._control_socket = path
         return c
+
+    def _unreachable_text(self, where: str, exc: BaseException) -> str:
+        """What to do when nothing answers at the control port (issue 10: a stock Debian tor
+        has no ControlPort; we say what to enable rather than start a tor of our own, because
+        a system tor may be configured with bridges where Tor is blocked, and a tor we launch
+        would silently bypass them)."""
+        cfg = self.config
+        text = f"cannot reach tor's control port {where}: {exc}"
+        if cfg.mode == "launch":
+            return text
+        if cfg.mode == "testnet":
+            return text + " (is the private Tor network still up? `python tools/tornet.py up`)"
+        if self._control_socket is not None:
+            return text + "; is tor running, and may your user use its control socket?"
+        port = self._control_port or DEFAULT_CONTROL_PORT
+        socks = cfg.socks_port or DEFAULT_SOCKS_PORT
+        if _port_open(cfg.socks_host, socks):
+            text += f". A tor is running (its SOCKS port {socks} answers) but has no control port"
+        else:
+            text += ". Is tor running? If it is"
+        return (
+            text + f": tor opens none by default. Add `ControlPort {port}` and "
+            "`CookieAuthentication 1` to its torrc (Debian/Ubuntu: /etc/tor/torrc; "
+            "Homebrew: $(brew --prefix)/etc/tor/torrc), restart tor (`sudo systemctl restart "
+            "tor`), and let your user read the cookie (Debian/Ubuntu: `sudo adduser $USER "
+            "debian-tor`, then log in again). Or let P⁴ start a tor of its own: `--tor launch`"
+        )
 
     async def _install(self, c: Any) -> None:
         import stem.control
 
-        def setup() -> list[tuple[str, int]]:
+        def setup() -> tuple[list[tuple[str, int]], list[str]]:
             c.add_event_listener(self._on_hs_desc, stem.control.EventType.HS_DESC)
             c.add_status_listener(self._on_status)
-            if self._socks_port is None:
-                listeners: list[tuple[str, int]] = c.get_listeners(stem.control.Listener.SOCKS)
-                return listeners
-            return []
+            listeners: list[tuple[str, int]] = []
+            for item in c.get_info("net/listeners/socks", "").split():
+                addr, _, port = item.strip('"').rpartition(":")
+                if addr and addr != "unix" and port.isdigit():
+                    listeners.append((addr.strip("[]"), int(port)))
+            conf: list[str] = [str(x) for x in c.get_conf("SocksPort", [], True) if x]
+            return listeners, conf
 
         try:
-            listeners = await asyncio.to_thread(setup)
+            listeners, conf = await self._call(c, "SETEVENTS/GETINFO", setup)
+        except TorError:
+            await asyncio.to_thread(c.close)
+            raise
         except Exception as exc:
             await asyncio.to_thread(c.close)
             raise TorError(ErrorCode.TOR_UNREACHABLE, f"tor control setup failed: {exc}") from exc
-        if self._socks_port is None:
-            if not listeners:
-                await asyncio.to_thread(c.close)
-                raise TorError(ErrorCode.TOR_UNREACHABLE, "tor has no SOCKS listener")
-            self._socks_port = int(listeners[0][1])
         self._controller = c
         self._failure = None
+        if self._socks_port is None:
+            if not listeners:
+                st = await self._bootstrap_status(c)
+                if st.disable_network and self.config.wait_bootstrap:
+                    return  # start() says "offline", which is why there is no listener
+                self._controller = None
+                await asyncio.to_thread(c.close)
+                why = (" because it is offline (DisableNetwork is set)" if st.disable_network
+                       else ": add `SocksPort 9050 ExtendedErrors` to its torrc")  # fmt: skip
+                raise TorError(
+                    ErrorCode.TOR_UNREACHABLE, f"tor ({self._where()}) has no SOCKS listener{why}"
+                )
+            # prefer a port with ExtendedErrors (tor's onion error codes 0xF0-0xF7)
+            ext = [x for x in listeners
+                   if _has_flag(_socks_flags(conf, x[1]) or [], "ExtendedErrors")]  # fmt: skip
+            self._socks_port = (ext or listeners)[0][1]
+        flags = _socks_flags(conf, self._socks_port)
+        if flags is None and not conf:
+            flags = []  # no SocksPort line: tor's default, 9050 without flags
+        self.extended_errors = None if flags is None else _has_flag(flags, "ExtendedErrors")
+        if self.extended_errors is False:
+            text = (
+                f"tor's SOCKS port {self.config.socks_host}:{self._socks_port} lacks "
+                "ExtendedErrors, so tor reports onion failures only as generic SOCKS errors: "
+                "a missing or wrong client key looks like 'general failure' and a missing "
+                "descriptor like 'host unreachable' (P⁴ retries the latter). Add the flag to "
+                f"that SocksPort line in tor's torrc, e.g. `SocksPort {self._socks_port} "
+                "ExtendedErrors`, and restart tor"
+            )
+            if text not in self.warnings:
+                self.warnings.append(text)
+                self._status(text, warn=True)
 
     def _on_status(self, controller: Any, state: Any, timestamp: float) -> None:
         """stem status thread → loop: the control connection closed."""
@@ -705,7 +1105,7 @@ class TorDriver:
                     self._proc is None or self._proc.poll() is not None
                 ):
                     await asyncio.to_thread(self._launch_sync)
-                c = await asyncio.to_thread(self._connect_sync)
+                c = await self._connect()
                 await self._install(c)
                 await self._restore(c)
             except TorError as exc:
@@ -745,13 +1145,12 @@ class TorDriver:
         import stem.process
 
         cfg = self.config
-        tor = shutil.which(cfg.tor_cmd) or (
-            f"/usr/sbin/{cfg.tor_cmd}" if os.path.exists(f"/usr/sbin/{cfg.tor_cmd}") else None
-        )
+        tor = _find_tor(cfg.tor_cmd)
         if tor is None:
             raise TorError(
                 ErrorCode.TOR_NOT_INSTALLED,
-                f"`{cfg.tor_cmd}` not found; install tor (Debian/Ubuntu: apt-get install tor)",
+                f"`{cfg.tor_cmd}` not found; install tor (Debian/Ubuntu: `sudo apt-get install "
+                "tor`; macOS: `brew install tor`; Windows: the Tor Expert Bundle)",
             )
         if cfg.data_dir is not None:
             data_dir = cfg.data_dir
