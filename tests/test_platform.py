@@ -90,6 +90,13 @@ def test_make_private(tmp_path: Path) -> None:
     _platform.fsync_dir(tmp_path)
 
 
+def test_replace(tmp_path: Path) -> None:
+    (tmp_path / "a").write_bytes(b"new")
+    (tmp_path / "b").write_bytes(b"old")
+    _platform.replace(tmp_path / "a", tmp_path / "b")
+    assert (tmp_path / "b").read_bytes() == b"new" and not (tmp_path / "a").exists()
+
+
 class _NoSignalLoop(asyncio.SelectorEventLoop):
     """A loop without add_signal_handler, like Windows' ProactorEventLoop."""
 

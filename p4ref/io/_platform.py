@@ -12,6 +12,8 @@ this module is a bug. ``mypy --strict --platform win32`` / ``darwin`` / ``linux`
   inheritance, never block on a FIFO, binary mode, as far as each platform has them.
 - :func:`fsync_dir` — make a rename durable (POSIX; a no-op on Windows, which cannot open a
   directory with ``os.open``).
+- :func:`replace` — ``os.replace``, retried briefly on Windows while a reader still has the
+  target open (Windows refuses to rename over an open file; POSIX does not care).
 - :func:`try_lock` / :func:`unlock` — an exclusive, non-blocking lock on an open file:
   ``flock(2)`` on POSIX, ``LockFileEx`` on byte 0 on Windows, both through ``filelock``.
 - :func:`find_tor` — the ``tor`` executable where each platform's packages put it.
@@ -27,6 +29,7 @@ import shutil
 import signal
 import stat
 import sys
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -43,6 +46,7 @@ __all__ = [
     "make_private",
     "on_stop_signals",
     "owned_by_user",
+    "replace",
     "tor_candidates",
     "try_lock",
     "unlock",
@@ -97,6 +101,22 @@ def fsync_dir(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def replace(src: Path | str, dst: Path | str, *, patience: float = 2.0) -> None:
+    """``os.replace``; on Windows, retry for up to ``patience`` s on a sharing violation."""
+    if sys.platform != "win32":
+        os.replace(src, dst)
+        return
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            os.replace(src, dst)
+            return
+        except PermissionError:  # a reader has dst open without FILE_SHARE_DELETE
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.02)
 
 
 def try_lock(fd: int) -> bool:

@@ -372,7 +372,7 @@ def atomic_write(path: Path, data: bytes, *, exclusive: bool = False) -> None:
                     ErrorCode.PROFILE_EXISTS, f"{path} already exists; not replaced"
                 ) from None
         else:
-            os.replace(tmp, path)
+            _platform.replace(tmp, path)
             tmp = ""
     finally:
         if tmp:
