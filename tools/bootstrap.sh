@@ -12,14 +12,27 @@ command -v tor >/dev/null 2>&1 || [ -x /usr/sbin/tor ] || missing="$missing tor"
 python3 -c 'import ensurepip, venv' 2>/dev/null || missing="$missing python3-venv"
 if [ -n "$missing" ]; then
     echo "bootstrap: installing Debian packages:$missing"
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing
+    # Another apt/dpkg (unattended-upgrades on a fresh machine) may hold the lock: wait for it
+    # up to 5 minutes instead of failing.
+    APT="apt-get -o DPkg::Lock::Timeout=300"
+    $SUDO $APT update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO $APT install -y -qq --no-install-recommends $missing
 fi
 
 if [ ! -x .venv/bin/python ]; then
     echo "bootstrap: creating .venv"
     python3 -m venv .venv
 fi
-.venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
-.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+# Reinstall only when pyproject.toml changed since the last run (a second run only checks).
+# The editable build's setuptools prints an informational "Editable installation" notice as a
+# UserWarning; hide warnings of that category in the build (errors still show).
+stamp=.venv/.p4-pyproject.sha256
+want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] || ! .venv/bin/python -c 'import p4ref' 2>/dev/null
+then
+    .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
+    PYTHONWARNINGS=ignore::UserWarning \
+        .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+    echo "$want" > "$stamp"
+fi
 echo "bootstrap: ready ($(.venv/bin/python --version), $(tor --version 2>/dev/null | head -n 1 || /usr/sbin/tor --version | head -n 1))"
