@@ -80,6 +80,17 @@ class ErrorCode(IntEnum):
     RDV_KEY_INVALID = 0x0306
     RDV_DUPLICATE_STREAM = 0x0307
 
+    # --- session (p4-04, 0x0401-0x04FF) ---
+    SES_WRONG_PEER = 0x0401  # p4-04 §7.3 check 4: a HELLO names keys that are not this pair's
+    SES_WRONG_GENERATION = 0x0402  # p4-04 §7.3 check 5: HELLO generation is not the connection's
+    SES_BINDING_MISMATCH = 0x0403  # p4-04 §7.3 check 6: HELLO channel bindings differ from ours
+    SES_BAD_SIGNATURE = 0x0404  # p4-04 §7.3 check 7: the SES_AUTH signature does not verify
+    SES_SEQ_GAP = 0x0405  # p4-04 §8.2, §8.5: a seq beyond the next expected one
+    SES_ACK_INVALID = 0x0406  # p4-04 §8.3: an ACK above the last assigned seq
+    SES_INCARNATION_STALE = 0x0407  # p4-04 §9: counters went backwards within an incarnation
+    SES_INCARNATION_CONFLICT = 0x0408  # p4-04 §9: a retired incarnation is back online
+    SES_OUTBOX_FULL = 0x0409  # p4-04 §8.6: local, the outbox quota is reached
+
     # --- local storage / profile (0x0601-0x06FF) ---
     PROFILE_NOT_FOUND = 0x0601  # p4-02 §3.4: no profile (or no identity.key) at the path
     PROFILE_EXISTS = 0x0602  # p4-02 §3.4: init refused, a profile is already there

@@ -6,6 +6,7 @@ import asyncio
 import os
 import signal
 import stat
+import subprocess
 import sys
 from pathlib import Path
 
@@ -13,6 +14,19 @@ import pytest
 from platformdirs import user_data_dir
 
 from p4ref.io import _platform
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_store_imports_without_posix_modules() -> None:
+    """Issue 10 §3: p4ref.io.store imported fcntl at module level, so p4ref could not be
+    imported on Windows. With fcntl and termios unavailable, the store still imports."""
+    code = (
+        "import sys; sys.modules['fcntl'] = None; sys.modules['termios'] = None\n"
+        "import p4ref.io.store, p4ref.identity, p4ref.cli\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, timeout=60)
+    assert done.returncode == 0, done.stderr.decode()
 
 
 def test_default_home_per_platform(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -61,6 +61,12 @@ class FrameType(IntEnum):
     RV_OFFER = 0x21
     RV_ANSWER = 0x22
     RV_BYE = 0x23
+    SES_HELLO = 0x31
+    SES_AUTH = 0x32
+    SES_MSG = 0x33
+    SES_ACK = 0x34
+    SES_END = 0x35
+    SES_SIGNAL = 0x36
     DATA = 0x40
 
 
@@ -89,6 +95,12 @@ REGISTRY: dict[FrameType, TypeInfo] = {
     FrameType.RV_OFFER: TypeInfo(BodyKind.CBOR, 0x00, _TOR, "p4-03"),
     FrameType.RV_ANSWER: TypeInfo(BodyKind.CBOR, 0x00, _TOR, "p4-03"),
     FrameType.RV_BYE: TypeInfo(BodyKind.CBOR, 0x00, _TOR, "p4-03"),
+    FrameType.SES_HELLO: TypeInfo(BodyKind.CBOR, 0x00, _BOTH, "p4-04"),
+    FrameType.SES_AUTH: TypeInfo(BodyKind.CBOR, 0x00, _BOTH, "p4-04"),
+    FrameType.SES_MSG: TypeInfo(BodyKind.BINARY, 0x00, _BOTH, "p4-04"),
+    FrameType.SES_ACK: TypeInfo(BodyKind.BINARY, 0x00, _BOTH, "p4-04"),
+    FrameType.SES_END: TypeInfo(BodyKind.CBOR, 0x00, _BOTH, "p4-04"),
+    FrameType.SES_SIGNAL: TypeInfo(BodyKind.BINARY, 0x00, _BOTH, "p4-04"),
     FrameType.DATA: TypeInfo(BodyKind.BINARY, 0x01, _DC, "p4-05"),
 }
 
