@@ -175,8 +175,15 @@ def machine_new_call(target: str, machine: str, role: str, config: Json, rng: li
                 {"rng": rng})
 
 
-def transcript_job(case: Case, target: str = "A") -> Job:
-    """``machine.transcript``: one machine, the vector's steps, out/state compared per step."""
+def transcript_job(case: Case, target: str = "A", *, split_recv: bool = False) -> Job:
+    """``machine.transcript``: one machine, the vector's steps, out/state compared per step.
+
+    A step whose expectation holds ``error`` (a step-level key, conformance/README.md §4.2) must
+    be answered with an adapter-level error of that code: a command the machine refuses without
+    failing.  With ``split_recv``, every ``recv`` of more than one byte is delivered one byte per
+    ``machine.step`` at the same ``now``; the outputs of those steps, concatenated, must equal the
+    step's expected ``out``, and the state after the last byte its ``state`` (README §3.4: the
+    machine accepts every split of the stream)."""
     p, inp, expect = case.params, case.input, case.expect
     resp = yield machine_new_call(target, str(p["machine"]), str(p["role"]),
                                   dict(p.get("config") or {}), list(inp.get("rng", [])))
@@ -198,19 +205,45 @@ def transcript_job(case: Case, target: str = "A") -> Job:
         want_steps = steps  # the out/state of each step sit in the input
     verdict = Verdict(PASS)
     for i, step in enumerate(steps):
-        r = yield Call(target, "machine.step", {"handle": handle},
-                       {"now": step["now"], "in": step["in"]})
-        if r.get("status") == "unsupported":
-            verdict = Verdict(UNSUPPORTED, f"machine.step unsupported at step {i}")
-            break
-        if r.get("status") != "ok":
-            verdict = Verdict(FAIL, f"step {i}: adapter error {r.get('error')} "
-                                    f"{r.get('message', '')}".rstrip())
-            break
         want = want_steps[i] if i < len(want_steps) else {}
-        problem = _compare_step(i, want, r.get("value") or {})
+        item = step["in"]
+        pieces = [item]
+        if split_recv and isinstance(item, dict) and set(item) == {"recv"} \
+                and isinstance(item["recv"], str) and len(item["recv"]) > 2:
+            data = item["recv"]
+            pieces = [{"recv": data[k:k + 2]} for k in range(0, len(data), 2)]
+        out: list[Any] = []
+        got: Json = {}
+        problem: str | None = None
+        for piece in pieces:
+            r = yield Call(target, "machine.step", {"handle": handle},
+                           {"now": step["now"], "in": piece})
+            if r.get("status") == "unsupported":
+                return (yield from _drop(target, handle, Verdict(
+                    UNSUPPORTED, f"machine.step unsupported at step {i}")))
+            if "error" in want:
+                if r.get("status") == "error" and r.get("error") == want["error"]:
+                    continue
+                problem = (f"step {i}: expected the step to be refused with {want['error']}, "
+                           f"got {r.get('status')} {r.get('error') or short(r.get('value'))}")
+                break
+            if r.get("status") != "ok":
+                problem = (f"step {i}: adapter error {r.get('error')} "
+                           f"{r.get('message', '')}".rstrip())
+                break
+            got = r.get("value") or {}
+            items = got.get("out")
+            out += items if isinstance(items, list) else [items]
+        if problem is None and "error" not in want:
+            problem = _compare_step(i, want, {"out": out, "state": got.get("state")})
         if problem:
+            if len(pieces) > 1:
+                problem += f" (recv split into {len(pieces)} one-byte steps)"
             verdict = Verdict(FAIL, problem)
             break
+    return (yield from _drop(target, handle, verdict))
+
+
+def _drop(target: str, handle: Any, verdict: Verdict) -> Job:
     yield Call(target, "machine.drop", {"handle": handle}, {})
     return verdict

@@ -156,6 +156,37 @@ def _strip_errors(request: Json, response: Json) -> Json:
     return response
 
 
+def whole_frames(data_hex: str) -> bool:
+    """Whether ``data_hex`` is a concatenation of complete frames (by their Length fields)."""
+    data = bytes.fromhex(data_hex)
+    pos = 0
+    while pos < len(data):
+        if len(data) - pos < 5:
+            return False
+        pos += 5 + int.from_bytes(data[pos + 3 : pos + 5], "big")
+    return pos == len(data)
+
+
+def _split_recv(item: Any) -> bool:
+    return isinstance(item, dict) and isinstance(item.get("recv"), str) \
+        and not whole_frames(item["recv"])
+
+
+def _refuse_partial(request: Json, response: Json) -> Json:
+    """machine.step that refuses a ``recv`` that does not hold whole frames, as a port that assumes
+    one complete frame per read would."""
+    if _split_recv((request.get("input") or {}).get("in")):
+        return {"id": response.get("id"), "status": "error", "error": "FRAME_TRUNCATED",
+                "message": "whole frames only"}
+    return response
+
+
+def _feeds_partial(op: str, expect: Json, inp: Json) -> bool:
+    """A transcript that feeds part of a frame in some ``recv`` step."""
+    return op == "machine.transcript" and any(_split_recv(s.get("in"))
+                                              for s in inp.get("steps", []))
+
+
 def _reports_errors(op: str, expect: Json, inp: Json) -> bool:
     """A transcript with an expected ``{"error"}`` output, or a pair vector whose perfect-network
     outcome lists ``errors`` for a role."""
@@ -201,6 +232,11 @@ MUTANTS: dict[str, Mutant] = {
                "machine.step drops {\"error\": CODE} outputs (the failure is never reported)",
                ("machine.step",), frozenset(), _valid, (), rewrite=_strip_errors,
                predicate=_reports_errors),
+        Mutant("whole-frames-only",
+               "machine.step refuses a recv that is not a sequence of whole frames (one frame "
+               "per read assumed; README §3.4 says any split)",
+               ("machine.step",), frozenset(), _valid, (), rewrite=_refuse_partial,
+               predicate=_feeds_partial),
     )
 }
 

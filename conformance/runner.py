@@ -65,6 +65,7 @@ class Options:
     window: int = 32
     faults: Faults = field(default_factory=Faults)
     require_all: bool = False
+    split_recv: bool = False
     adapter_cwd: str | None = None
     adapter_env: dict[str, str] = field(default_factory=dict)
     verbose: bool = False
@@ -85,14 +86,16 @@ def select(cases: list[Case], layers: list[str], tags: list[str]) -> list[Case]:
     return out
 
 
-def build_jobs(cases: list[Case], *, two_adapters: bool = False, faults: Faults | None = None
-               ) -> list[tuple[Case, str, JobFactory]]:
+def build_jobs(cases: list[Case], *, two_adapters: bool = False, faults: Faults | None = None,
+               split_recv: bool = False) -> list[tuple[Case, str, JobFactory]]:
     """One job per vector (two per ``machine.pair`` vector when a peer adapter is given:
-    ``<id>@ab`` puts roles[0] in A and roles[1] in B, ``<id>@ba`` the reverse)."""
+    ``<id>@ab`` puts roles[0] in A and roles[1] in B, ``<id>@ba`` the reverse).  With
+    ``split_recv``, transcripts deliver every received byte in its own step."""
     jobs: list[tuple[Case, str, JobFactory]] = []
     for c in cases:
         if c.op == "machine.transcript":
-            jobs.append((c, c.id, lambda c=c: transcript_job(c)))  # type: ignore[misc]
+            jobs.append((c, c.id, lambda c=c: transcript_job(  # type: ignore[misc]
+                c, split_recv=split_recv)))
         elif c.op == "machine.pair":
             r0, r1 = (str(r) for r in c.params.get("roles", ["?", "?"])[:2])
             variants = ([("ab", {r0: "A", r1: "B"}), ("ba", {r0: "B", r1: "A"})]
@@ -128,7 +131,8 @@ def _result(case: Case, rid: str, v: Verdict, seconds: float) -> Result:
 
 def run_vectors_inprocess(vectors_dir: Path | str | None, handler: Callable[[Json], Json], *,
                           layers: list[str] | None = None, tags: list[str] | None = None,
-                          faults: Faults | None = None) -> list[Result]:
+                          faults: Faults | None = None, split_recv: bool = False
+                          ) -> list[Result]:
     """Replay every vector in-process through ``handler`` (an in-process adapter: one request
     object in, one response object out, e.g. ``p4ref.adapter.handle``), with the same grading as
     the subprocess runner.  Invalid vector files raise ``ValueError``."""
@@ -136,7 +140,8 @@ def run_vectors_inprocess(vectors_dir: Path | str | None, handler: Callable[[Jso
     rep = load_tree(root)
     if rep.errors:
         raise ValueError("invalid vector tree:\n" + "\n".join(rep.errors))
-    jobs = build_jobs(select(rep.cases, layers or [], tags or []), faults=faults)
+    jobs = build_jobs(select(rep.cases, layers or [], tags or []), faults=faults,
+                      split_recv=split_recv)
     verdicts, durations = run_inprocess([f for _, _, f in jobs], handler)
     return [_result(c, rid, v, d)
             for (c, rid, _), v, d in zip(jobs, verdicts, durations, strict=True)]
@@ -196,7 +201,8 @@ def run_suite(opts: Options) -> tuple[list[Result], RunInfo, list[Case], int]:
     for w in rep.warnings:
         print(f"p4-conformance: warning: {w}", file=sys.stderr)
     cases = select(rep.cases, opts.layers, opts.tags)
-    jobs = build_jobs(cases, two_adapters=bool(opts.peer_adapter), faults=opts.faults)
+    jobs = build_jobs(cases, two_adapters=bool(opts.peer_adapter), faults=opts.faults,
+                      split_recv=opts.split_recv)
     factories = [f for _, _, f in jobs]
     if opts.inprocess:
         module = load_inprocess(opts.inprocess)
@@ -269,6 +275,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="two-party relay faults: drop,dup,reorder (optionally name=rate)")
     p.add_argument("--seed", type=int, default=0, help="seed of the relay fault RNG")
     p.add_argument("--require-all", action="store_true", help="unsupported counts as failure")
+    p.add_argument("--split-recv", action="store_true",
+                   help="transcripts: deliver every received byte in its own machine.step")
     p.add_argument("--adapter-cwd", metavar="DIR", help="working directory of the adapters")
     p.add_argument("--adapter-env", action="append", default=[], metavar="K=V")
     p.add_argument("--junit", type=Path, metavar="FILE")
@@ -328,7 +336,8 @@ def main(argv: list[str] | None = None) -> int:
                    vectors=a.vectors or default_vectors_dir(), schema=a.schema, layers=a.layer,
                    tags=a.tag, expectations=a.expectations, timeout=a.timeout,
                    startup_timeout=a.startup_timeout, window=max(1, a.window), faults=faults,
-                   require_all=a.require_all, adapter_cwd=a.adapter_cwd, adapter_env=env,
+                   require_all=a.require_all, split_recv=a.split_recv,
+                   adapter_cwd=a.adapter_cwd, adapter_env=env,
                    verbose=a.verbose)
     if not opts.adapter and not opts.inprocess:
         print("p4-conformance: --adapter COMMAND is required (or --inprocess MODULE)",

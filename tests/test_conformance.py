@@ -374,3 +374,42 @@ def test_transcripts_compare_error_frames_by_code_only() -> None:
     for case in cases:
         assert runner.run_case_inprocess(case, reworded)[0].outcome == "pass", case.id
         assert runner.run_case_inprocess(case, shifted)[0].outcome == "fail", case.id
+
+
+# --- recv splits and refused commands -------------------------------------------------------------
+
+
+def test_reference_accepts_every_recv_split_byte_by_byte() -> None:
+    # README §3.4: a machine accepts every split of the stream; --split-recv feeds one byte a step.
+    results = runner.run_vectors_inprocess(TREE, handle, tags=["machine.transcript"],
+                                           split_recv=True)
+    assert len(results) >= 50
+    assert [(r.id, r.detail) for r in results if r.outcome != "pass"] == []
+    whole = MUTANTS["whole-frames-only"].wrap(handle)
+    split = runner.run_vectors_inprocess(TREE, whole, tags=["machine.transcript"],
+                                         split_recv=True)
+    # a port that wants whole frames per read fails every transcript that receives anything
+    multi = {c.id for c in _real_cases() if c.op == "machine.transcript"
+             and any(len(s["in"].get("recv", "")) > 2 for s in c.input["steps"])}
+    assert multi and multi <= {r.id for r in split if r.outcome == "fail"}
+
+
+def test_refused_command_is_a_step_level_error(tmp_path: Path) -> None:
+    root = build_tree(tmp_path / "t")
+    adapter = FakeAdapter()
+    case = next(c for c in runner.load_cases(root) if c.id == "toy-transcript-refused")
+    assert runner.run_case_inprocess(case, adapter.handle)[0].outcome == "pass"
+    path = root / "toy" / "transcript.json"
+    doc = json.loads(path.read_text())
+    steps = doc["testGroups"][0]["tests"][1]["input"]["steps"]
+    steps[1]["error"] = "TIMEOUT"  # refused, but with another code
+    path.write_text(json.dumps(doc))
+    case = next(c for c in runner.load_cases(root) if c.id == "toy-transcript-refused")
+    (res,) = runner.run_case_inprocess(case, adapter.handle)
+    assert res.outcome == "fail"
+    assert "refused with TIMEOUT, got error UNEXPECTED_MESSAGE" in res.detail
+    del steps[1]["error"]  # not expected to be refused: the refusal fails the vector
+    path.write_text(json.dumps(doc))
+    case = next(c for c in runner.load_cases(root) if c.id == "toy-transcript-refused")
+    (res,) = runner.run_case_inprocess(case, adapter.handle)
+    assert res.outcome == "fail" and "step 1: adapter error UNEXPECTED_MESSAGE" in res.detail

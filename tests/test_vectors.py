@@ -178,6 +178,8 @@ def test_vector_lint_accepts_what_the_text_defines(tmp_path: Path) -> None:
     (_tx([{"now": 0, "in": {"tick": True}, "out": [{"error": "NO_SUCH_CODE"}]}]),
      "undefined: error code NO_SUCH_CODE"),
     (_tx([], config={"timeout_ms": 5}), "undefined: machine toy config timeout_ms"),
+    (_tx([{"now": 0, "in": {"cmd": "start"}, "error": "NOT_A_CODE"}]),
+     "undefined: error code NOT_A_CODE"),  # a refused command's code
     (_tx([], role="c"), "undefined: machine toy role c"),
     (("toy.echo", {}, {"id": "big", "input": {"n": 2**64 - 1}, "expect": {"value": {}}}),
      "big: input.n: integer 18446744073709551615 beyond 2^53-1"),

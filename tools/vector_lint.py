@@ -442,6 +442,8 @@ class Linter:
             for i, s in enumerate(steps):
                 self.in_item(m, mname, s.get("in"), vid)
                 w = want[i] if isinstance(want, list) and i < len(want) else s
+                if "error" in w:  # a refused command (conformance/README.md §4.2)
+                    self.code(w["error"], vid)
                 for o in w.get("out", []):
                     self.out_item(m, mname, o, vid)
                 if "state" in w:

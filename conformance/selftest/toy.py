@@ -5,7 +5,8 @@ codec op ``toy.echo``, and a two-role machine ``toy``: role ``a`` sends ``01 || 
 ``{"cmd": "start"}``; role ``b`` answers ``02 || rng_b``; each side then emits
 ``{"event": "DONE", "key": sha256(rng_a || rng_b)}`` and enters ``DONE``.  A side still waiting
 after ``config.patience`` ticks (default 3) emits ``{"error": "TIMEOUT"}`` and enters ``FAILED``.
-Duplicates are ignored.  A rejected request raises :class:`ToyError` with the registry name.
+Duplicates are ignored.  A rejected request, and a ``start`` the machine refuses (role ``b``, or
+a second one), raise :class:`ToyError` with the registry name.
 
 :func:`build_tree` writes a small vector tree for this layer (codec, transcript, pair vectors,
 plus ``toy.crash`` / ``toy.sleep`` vectors that the fake adapter misbehaves on).
@@ -60,7 +61,9 @@ def _key(m: Toy) -> str:
 
 def step(m: Toy, now_ms: int, inp: Json) -> Json:
     out: list[Json] = []
-    if inp.get("cmd") == "start" and m.role == "a" and m.state == "IDLE":
+    if inp.get("cmd") == "start":
+        if m.role != "a" or m.state != "IDLE":  # refused; the machine stays as it is
+            raise ToyError("UNEXPECTED_MESSAGE", f"start in {m.state}")
         m.mine = m.rng.pop(0)
         out.append({"send": (b"\x01" + m.mine).hex()})
         m.state = "WAIT"
@@ -139,7 +142,16 @@ def tree(*, misbehave: bool = False) -> dict[str, Json]:
             {"now": 0, "in": {"cmd": "start"}, "out": [{"send": "01" + RNG_A}], "state": "WAIT"},
             {"now": 10, "in": {"recv": "02" + RNG_B},
              "out": [{"event": "DONE", "key": KEY}], "state": "DONE"},
-        ]}, value={})]
+        ]}, value={}),
+        _t("toy-transcript-refused", {
+            "rng": [RNG_A],
+            "steps": [
+                {"now": 0, "in": {"cmd": "start"}, "out": [{"send": "01" + RNG_A}],
+                 "state": "WAIT"},
+                {"now": 1, "in": {"cmd": "start"}, "error": "UNEXPECTED_MESSAGE"},
+                {"now": 10, "in": {"recv": "02" + RNG_B},
+                 "out": [{"event": "DONE", "key": KEY}], "state": "DONE"},
+            ]}, value={})]
     pair_ok = _t("toy-pair-ok", {
         "rng": {"a": [RNG_A], "b": [RNG_B]},
         "script": [{"role": "a", "now": 0, "in": {"cmd": "start"}}],
