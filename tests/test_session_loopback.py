@@ -174,7 +174,8 @@ def _check_exactly_once(a: Peer, b: Peer) -> None:
 
 
 def test_one_generation_round_trip() -> None:
-    """SES-26, SES-27, SES-5, SES-6, SES-38: messages both ways, acknowledged and removed from the outbox."""
+    """SES-5, SES-6, SES-26, SES-27, SES-38: messages both ways, acknowledged and removed from
+    the outbox."""
     net, a, b = _pair(1)
     net.open_generation()
     net.settle()
@@ -187,9 +188,9 @@ def test_one_generation_round_trip() -> None:
 
 
 def test_late_frame_of_old_generation_after_new_generations_first_frame() -> None:
-    """SES-26, SES-27, SES-31, SES-32, SES-34: generation 2 takes over while frames of generation 1 are still in
-    flight; the late frames of 1 arrive after 2's first frame and are neither lost nor
-    delivered twice; 1 then ends with SES_END and closes."""
+    """SES-26, SES-27, SES-31, SES-32, SES-34: generation 2 takes over while frames of
+    generation 1 are still in flight; the late frames of 1 arrive after 2's first frame and
+    are neither lost nor delivered twice; 1 then ends with SES_END and closes."""
     net, a, b = _pair(2)
     g1 = net.open_generation()
     net.settle()
@@ -241,10 +242,10 @@ def test_late_frame_of_old_generation_first() -> None:
 
 @pytest.mark.parametrize("seed", range(12))
 def test_random_faults_exactly_once(seed: int) -> None:
-    """SES-26, SES-27, SES-5, SES-6, SES-38, SES-31, SES-32, SES-34, SES-7: random sends both ways across many
-    generations, with connections killed with frames in flight, old and new connections
-    interleaved, lazy inbox commits and crashes of either peer; every message arrives once,
-    in order."""
+    """SES-5, SES-6, SES-7, SES-26, SES-27, SES-31, SES-32, SES-34, SES-38: random sends both
+    ways across many generations, with connections killed with frames in flight, old and new
+    connections interleaved, lazy inbox commits and crashes of either peer; every message
+    arrives once, in order."""
     net, a, b = _pair(100 + seed)
     r = random.Random(seed)
     net.open_generation()
