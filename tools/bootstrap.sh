@@ -10,6 +10,18 @@ SUDO=""
 missing=""
 command -v tor >/dev/null 2>&1 || [ -x /usr/sbin/tor ] || missing="$missing tor"
 python3 -c 'import ensurepip, venv' 2>/dev/null || missing="$missing python3-venv"
+# The NAT and mobility lab (tools/netlab): iproute2 (ip netns), iptables NAT rules, conntrack,
+# coturn (STUN/TURN); gcc + libnetfilter-queue-dev + python3-dev build NetfilterQueue, its
+# packet delayer (this kernel has no netem).
+have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; }
+have ip || missing="$missing iproute2"
+have iptables-restore || missing="$missing iptables"
+have conntrack || missing="$missing conntrack"
+have turnserver || missing="$missing coturn"
+have gcc || missing="$missing gcc"
+[ -e /usr/include/libnetfilter_queue/libnetfilter_queue.h ] || missing="$missing libnetfilter-queue-dev"
+python3 -c 'import os, sysconfig; assert os.path.exists(sysconfig.get_paths()["include"] + "/Python.h")' \
+    2>/dev/null || missing="$missing python3-dev"
 if [ -n "$missing" ]; then
     echo "bootstrap: installing Debian packages:$missing"
     # Another apt/dpkg (unattended-upgrades on a fresh machine) may hold the lock: wait for it
