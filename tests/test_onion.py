@@ -139,3 +139,37 @@ def test_wrong_lengths_rejected() -> None:
     for fn in (expanded_secret_key, onion_address, onion_address_from_seed, client_auth_keypair):
         with pytest.raises(P4Error):
             fn(b"\x00" * 31)
+
+
+@pytest.mark.parametrize("bad", [
+    "a" * 50 + "=" * 6,  # issue 8 §2: raised IndexError (decodes to fewer than 35 bytes)
+    "a" * 48 + "=" * 8,
+    TOR_ADDR[:-1] + "=",
+    TOR_ADDR.replace("s", "\u017f"),  # LONG S: "ſ".upper() == "S"
+    TOR_ADDR.replace("i", "\u0131"),  # DOTLESS I: "ı".upper() == "I"
+    TOR_ADDR.upper().replace("K", "\u212a"),  # KELVIN SIGN: "K".lower() == "k"
+    "\u00a0" + TOR_ADDR,  # NBSP is not ASCII white space
+    TOR_ADDR + "\u2028",
+    TOR_ADDR + "\x0b",  # VT: ASCII, but not one of SP HT LF CR
+    TOR_ADDR + "\x1c",
+    TOR_ADDR + ".onion.",
+    "\u0661" * 56,  # ARABIC-INDIC DIGIT ONE
+])
+def test_text_rules_are_ascii_only(bad: str) -> None:
+    """RDV-56: every non-ASCII character and every malformed label is ONION_ADDRESS_INVALID,
+    never another exception."""
+    with pytest.raises(DecodeError) as ei:
+        parse_onion_address(bad)
+    assert ei.value.code == ErrorCode.ONION_ADDRESS_INVALID
+
+
+def test_only_sp_ht_lf_cr_are_stripped() -> None:
+    assert parse_onion_address(" \t" + TOR_ADDR + ".onion\r\n") == TOR_PUB
+
+
+@given(st.text(max_size=70))
+def test_any_text_gives_a_key_or_the_typed_error(s: str) -> None:
+    try:
+        assert len(parse_onion_address(s)) == 32
+    except DecodeError as exc:
+        assert exc.code == ErrorCode.ONION_ADDRESS_INVALID

@@ -29,7 +29,6 @@ Test vectors: tor's ``src/test/test_hs_common.c`` (``test_build_address``,
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 
 from nacl.bindings import crypto_scalarmult_base
@@ -56,6 +55,9 @@ ONION_VERSION = 3
 ONION_ADDRESS_LEN = 56
 """Length of the base32 label without ``.onion``: 35 bytes → 56 base32 characters."""
 _CHECKSUM_PREFIX = b".onion checksum"
+_ASCII_SPACE = " \t\n\r"
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+_BASE32_LOWER = frozenset("abcdefghijklmnopqrstuvwxyz234567")
 _KEY_LEN = 32
 
 
@@ -116,16 +118,20 @@ def onion_address_from_seed(seed: bytes) -> str:
 
 
 def parse_onion_address(s: str) -> bytes:
-    """Validate a v3 onion address and return its 32-byte Ed25519 public key.
+    """Validate a v3 onion address and return its 32-byte Ed25519 public key [RDV-56].
 
-    Accepts an optional ``.onion`` suffix and either case. Checks length, base32, the version byte
-    (must be 3) and the 2-byte checksum (rend-spec-v3 §6; the same checks as tor's
-    ``hs_address_is_valid``). Any failure raises :class:`DecodeError` with
-    ``ErrorCode.ONION_ADDRESS_INVALID``.
+    ASCII only (p4-00 text rules): leading and trailing SP, HT, LF and CR are stripped, ``A``–``Z``
+    fold to ``a``–``z`` and nothing else is folded, an optional ``.onion`` suffix is removed, and
+    what is left must be exactly 56 characters of ``a``–``z`` / ``2``–``7`` (no padding).  Then the
+    version byte (must be 3) and the 2-byte checksum are checked (rend-spec-v3 §6; tor's
+    ``hs_address_is_valid``).  Any failure, including any non-ASCII character, raises
+    :class:`DecodeError` with ``ErrorCode.ONION_ADDRESS_INVALID``.
     """
     if not isinstance(s, str):
         raise DecodeError(ErrorCode.ONION_ADDRESS_INVALID, "onion address must be a str")
-    label = s.strip().lower()
+    if not s.isascii():
+        raise DecodeError(ErrorCode.ONION_ADDRESS_INVALID, "onion address is not ASCII")
+    label = s.strip(_ASCII_SPACE).translate(_ASCII_LOWER)
     if label.endswith(".onion"):
         label = label[: -len(".onion")]
     if len(label) != ONION_ADDRESS_LEN:
@@ -133,10 +139,9 @@ def parse_onion_address(s: str) -> bytes:
             ErrorCode.ONION_ADDRESS_INVALID,
             f"v3 onion address has {ONION_ADDRESS_LEN} characters, got {len(label)}",
         )
-    try:
-        raw = base64.b32decode(label.upper(), casefold=False)
-    except (binascii.Error, ValueError) as exc:
-        raise DecodeError(ErrorCode.ONION_ADDRESS_INVALID, "onion address is not base32") from exc
+    if not set(label) <= _BASE32_LOWER:
+        raise DecodeError(ErrorCode.ONION_ADDRESS_INVALID, "onion address is not base32")
+    raw = base64.b32decode(label.upper())  # 56 alphabet characters: always 35 bytes
     pub, checksum, version = raw[:32], raw[32:34], raw[34]
     if version != ONION_VERSION:
         raise DecodeError(
