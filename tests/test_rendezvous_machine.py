@@ -119,7 +119,9 @@ def _connect(low_dials: bool = True, **kw: Any) -> tuple[RendezvousMachine, Rend
     d, a = _machine(low_dials, **kw)
     assert _w(a, "start")(NOW) == b""
     a.receive_data(_w(d, "start")(NOW), NOW + 1)
+    assert a.state is State.HELLO_ECHOED and not _events(a)  # not yet: the dialer is unproven
     d.receive_data(a.data_to_send(), NOW + 2)
+    a.receive_data(d.data_to_send(), NOW + 3)  # the third HELLO, echoing the acceptor's nonce
     assert d.state is State.READY and a.state is State.READY
     (ed,), (ea,) = _events(d), _events(a)
     assert isinstance(ed, PeerAuthenticated) and ed.peer_pub == a.my_pub
@@ -128,8 +130,12 @@ def _connect(low_dials: bool = True, **kw: Any) -> tuple[RendezvousMachine, Rend
     return d, a
 
 
-def _offer_body(gen: int, nonce: bytes = b"\x42" * 16, epoch: int = 20416, **over: Any) -> dict:
-    body: dict[int, Any] = {1: epoch, 2: nonce, 3: gen, 4: "v=0", 5: FP_A, 6: 0}
+def _offer_body(gen: int, nonce: bytes = b"\x42" * 16, epoch: int = 20416,
+                stream: RendezvousMachine | None = None, **over: Any) -> dict:
+    """An OFFER body bound to ``stream``'s HELLO nonce (the recipient) [RDV-51]."""
+    bound = stream.hello_nonce if stream is not None else None
+    body: dict[int, Any] = {1: epoch, 2: nonce, 3: gen, 4: "v=0", 5: FP_A, 6: 0,
+                            8: bound or bytes(16)}
     body.update(over)
     return body
 
@@ -183,6 +189,11 @@ def test_stream_split_anywhere() -> None:
     hello = _w(d, "start")(NOW)
     for i in range(len(hello)):
         a.receive_data(hello[i : i + 1], NOW)
+    assert a.state is State.HELLO_ECHOED
+    d.receive_data(a.data_to_send(), NOW)
+    confirm = d.data_to_send()
+    for i in range(len(confirm)):
+        a.receive_data(confirm[i : i + 1], NOW)
     assert a.state is State.READY
 
 
@@ -251,7 +262,8 @@ def test_signature_binds_recipient() -> None:
     """A message signed for another recipient does not verify here [RDV-23]."""
     a = _ready_acceptor()
     peer_seed = SEED_LOW if a.peer_pub == PUB_LOW else SEED_HIGH
-    a.receive_data(_sign_raw(peer_seed, PUB_C, FrameType.RV_OFFER, _offer_body(1)), NOW)
+    a.receive_data(_sign_raw(peer_seed, PUB_C, FrameType.RV_OFFER, _offer_body(1, stream=a)),
+                   NOW)
     _assert_failed(a, ErrorCode.RDV_BAD_SIGNATURE)
 
 
@@ -269,7 +281,7 @@ def test_replay_across_streams_with_shared_cache() -> None:
     d, a = _machine(nonce_cache=cache)
     hello = _w(d, "start")(NOW)
     a.receive_data(hello, NOW)
-    assert a.state is State.READY
+    assert a.state is State.HELLO_ECHOED
     _, a2 = _machine(nonce_cache=cache)
     a2.receive_data(hello, NOW + 1000)
     _assert_failed(a2, ErrorCode.RDV_REPLAY)
@@ -289,7 +301,7 @@ def test_hello_echo_must_be_ours() -> None:
 def test_epoch_window(epoch_delta: int, ok: bool) -> None:
     a = _ready_acceptor()
     peer_seed = SEED_LOW if a.peer_pub == PUB_LOW else SEED_HIGH
-    body = _offer_body(1, epoch=20416 + epoch_delta)
+    body = _offer_body(1, epoch=20416 + epoch_delta, stream=a)
     a.receive_data(_sign_raw(peer_seed, a.my_pub, FrameType.RV_OFFER, body), NOW)
     if ok:
         assert a.state is State.OFFER_RECEIVED
@@ -298,12 +310,13 @@ def test_epoch_window(epoch_delta: int, ok: bool) -> None:
 
 
 def test_stale_generation() -> None:
-    d, a = _connect(generation=5)
+    d, a = _connect(last_generation=5)
     with pytest.raises(LocalProtocolError) as e:
         _w(d, "send_offer")("v=0", FP_A, 5, 0, NOW)
     assert e.value.code is ErrorCode.RDV_STALE_GENERATION and d.state is State.READY
     peer_seed = SEED_LOW if a.peer_pub == PUB_LOW else SEED_HIGH
-    a.receive_data(_sign_raw(peer_seed, a.my_pub, FrameType.RV_OFFER, _offer_body(5)), NOW)
+    a.receive_data(_sign_raw(peer_seed, a.my_pub, FrameType.RV_OFFER,
+                             _offer_body(5, stream=a)), NOW)
     _assert_failed(a, ErrorCode.RDV_STALE_GENERATION)
 
 
@@ -312,7 +325,7 @@ def test_same_generation_after_answer_is_stale() -> None:
     a.receive_data(_w(d, "send_offer")("v=0", FP_A, 3, 0, NOW), NOW)
     d.receive_data(_w(a, "send_answer")("v=0", FP_B, 0, NOW), NOW)
     peer_seed = SEED_LOW if a.peer_pub == PUB_LOW else SEED_HIGH
-    body = _offer_body(3, nonce=b"\x77" * 16)
+    body = _offer_body(3, nonce=b"\x77" * 16, stream=a)
     a.receive_data(_sign_raw(peer_seed, a.my_pub, FrameType.RV_OFFER, body), NOW)
     _assert_failed(a, ErrorCode.RDV_STALE_GENERATION)
 
@@ -321,13 +334,15 @@ def test_answer_must_match_offer() -> None:
     d, _a = _connect()
     _w(d, "send_offer")("v=0", FP_A, 2, 0, NOW)
     a_seed = SEED_LOW if d.peer_pub == PUB_LOW else SEED_HIGH
-    stale = {1: 20416, 2: b"\x01" * 16, 3: 1, 4: "a", 5: FP_B, 6: 0, 7: b"\x02" * 16}
+    stale = {1: 20416, 2: b"\x01" * 16, 3: 1, 4: "a", 5: FP_B, 6: 0, 7: b"\x02" * 16,
+             8: d.hello_nonce}
     d2 = d
     d2.receive_data(_sign_raw(a_seed, d.my_pub, FrameType.RV_ANSWER, stale), NOW)
     _assert_failed(d2, ErrorCode.RDV_STALE_GENERATION)
     d, _a = _connect()
     _w(d, "send_offer")("v=0", FP_A, 2, 0, NOW)
-    wrong = {1: 20416, 2: b"\x01" * 16, 3: 2, 4: "a", 5: FP_B, 6: 0, 7: b"\x02" * 16}
+    wrong = {1: 20416, 2: b"\x01" * 16, 3: 2, 4: "a", 5: FP_B, 6: 0, 7: b"\x02" * 16,
+             8: d.hello_nonce}
     d.receive_data(_sign_raw(a_seed, d.my_pub, FrameType.RV_ANSWER, wrong), NOW)
     _assert_failed(d, ErrorCode.MESSAGE_INVALID)
 
@@ -367,7 +382,7 @@ def test_message_invalid(mutate: Callable[[dict], Any]) -> None:
     (RDV-49)."""
     a = _ready_acceptor()
     peer_seed = SEED_LOW if a.peer_pub == PUB_LOW else SEED_HIGH
-    body = _offer_body(1)
+    body = _offer_body(1, stream=a)
     mutate(body)
     a.receive_data(_sign_raw(peer_seed, a.my_pub, FrameType.RV_OFFER, body), NOW)
     _assert_failed(a, ErrorCode.MESSAGE_INVALID)
@@ -376,7 +391,7 @@ def test_message_invalid(mutate: Callable[[dict], Any]) -> None:
 def test_sdp_limit_exactly() -> None:
     a = _ready_acceptor()
     peer_seed = SEED_LOW if a.peer_pub == PUB_LOW else SEED_HIGH
-    body = _offer_body(1)
+    body = _offer_body(1, stream=a)
     body[4] = "é" * (codec.MAX_SDP_BYTES // 2)  # 8192 bytes of UTF-8: the limit is inclusive
     a.receive_data(_sign_raw(peer_seed, a.my_pub, FrameType.RV_OFFER, body), NOW)
     assert a.state is State.OFFER_RECEIVED
@@ -405,7 +420,8 @@ def test_out_of_order(which: str) -> None:
         a.receive_data(_sign_raw(peer_seed, a.my_pub, FrameType.RV_OFFER, _offer_body(1)), NOW)
     elif which == "answer-in-ready":
         d, a = _connect()
-        body = {1: 20416, 2: b"\x01" * 16, 3: 1, 4: "a", 5: FP_B, 6: 0, 7: b"\x02" * 16}
+        body = {1: 20416, 2: b"\x01" * 16, 3: 1, 4: "a", 5: FP_B, 6: 0, 7: b"\x02" * 16,
+                8: a.hello_nonce}
         peer_seed = SEED_LOW if a.peer_pub == PUB_LOW else SEED_HIGH
         a.receive_data(_sign_raw(peer_seed, a.my_pub, FrameType.RV_ANSWER, body), NOW)
     elif which == "pairing-frame":
@@ -417,7 +433,7 @@ def test_out_of_order(which: str) -> None:
         a.receive_data(hello, NOW)
     else:
         peer_seed = SEED_LOW if a.peer_pub == PUB_LOW else SEED_HIGH
-        body = {1: 20416, 2: b"\x01" * 16, 3: 0}
+        body = {1: 20416, 2: b"\x01" * 16, 3: 0, 8: bytes(16)}
         a.receive_data(_sign_raw(peer_seed, a.my_pub, FrameType.RV_BYE, body), NOW)
     _assert_failed(a, ErrorCode.UNEXPECTED_MESSAGE)
 
@@ -473,6 +489,12 @@ def _states_reached() -> dict[State, Callable[[], tuple[RendezvousMachine, Rende
         a.receive_data(_w(d, "start")(NOW), NOW)
         return d, a
 
+    def hello_echoed() -> tuple[RendezvousMachine, RendezvousMachine]:
+        d, a = _machine()
+        _w(a, "start")(NOW)
+        a.receive_data(_w(d, "start")(NOW), NOW)
+        return a, d
+
     def ready() -> tuple[RendezvousMachine, RendezvousMachine]:
         return _connect()
 
@@ -504,6 +526,7 @@ def _states_reached() -> dict[State, Callable[[], tuple[RendezvousMachine, Rende
         State.IDLE: idle,
         State.LISTENING: listening,
         State.HELLO_SENT: hello_sent,
+        State.HELLO_ECHOED: hello_echoed,
         State.READY: ready,
         State.OFFER_SENT: offer_sent,
         State.OFFER_RECEIVED: offer_received,
@@ -523,21 +546,29 @@ def _frame_for(inp: Input, m: RendezvousMachine, peer: RendezvousMachine) -> byt
     if inp is Input.RECV_HELLO_REPLY:
         if m.state is State.HELLO_SENT:
             return peer.data_to_send()
+        if m.state is State.HELLO_ECHOED:  # the dialer's third HELLO
+            peer.receive_data(m.data_to_send(), NOW)
+            return peer.data_to_send()
         body = {1: 20416, 2: b"\x64" * 16, 3: NOW, 4: m.peer_pub, 5: to, 6: b"\x65" * 16}
         return _sign_raw(seed, to, FrameType.RV_HELLO, body)
     gen = m.generation + 1
+    bound = m.hello_nonce or bytes(16)
     if inp in (Input.RECV_OFFER, Input.RECV_OFFER_WINS):
-        return _sign_raw(seed, to, FrameType.RV_OFFER, _offer_body(gen + 1, nonce=b"\x61" * 16))
+        body = _offer_body(gen + 1, nonce=b"\x61" * 16, stream=m)
+        return _sign_raw(seed, to, FrameType.RV_OFFER, body)
     if inp is Input.RECV_OFFER_LOSES:
         win = max(0, m.generation if m.is_leader else m.generation - 1)
-        return _sign_raw(seed, to, FrameType.RV_OFFER, _offer_body(win, nonce=b"\x62" * 16))
+        body = _offer_body(win, nonce=b"\x62" * 16, stream=m)
+        return _sign_raw(seed, to, FrameType.RV_OFFER, body)
     if inp is Input.RECV_ANSWER:
         if m.state is State.OFFER_SENT:
             return _w(peer, "send_answer")("v=0", FP_B, 0, NOW)
-        body = {1: 20416, 2: b"\x66" * 16, 3: gen, 4: "a", 5: FP_B, 6: 0, 7: b"\x67" * 16}
+        body = {1: 20416, 2: b"\x66" * 16, 3: gen, 4: "a", 5: FP_B, 6: 0, 7: b"\x67" * 16,
+                8: bound}
         return _sign_raw(seed, to, FrameType.RV_ANSWER, body)
     if inp is Input.RECV_BYE:
-        return _sign_raw(seed, to, FrameType.RV_BYE, {1: 20416, 2: b"\x63" * 16, 3: 0})
+        body = {1: 20416, 2: b"\x63" * 16, 3: 0, 8: bound}
+        return _sign_raw(seed, to, FrameType.RV_BYE, body)
     if inp is Input.RECV_ERROR:
         return encode_frame(Frame(FrameType.ERROR, 0, encode_cbor({1: 1, 2: ""})), Path.TOR)
     if inp is Input.RECV_PING:
@@ -734,11 +765,27 @@ def test_table_renderings() -> None:
     md = transition_table_markdown()
     assert md.count("\n") == len(TRANSITIONS) + 2
     assert transition_table_mermaid().startswith("stateDiagram-v2")
+    spec = (ROOT / "spec" / "p4-03-rendezvous-v1.md").read_text()
+    assert md in spec and transition_table_mermaid() in spec  # §9.1, §9.2 are generated
+    for state in State:  # §14.2 lists every state
+        assert f"| `{state.value}` |" in spec, state
+
+
+def test_worked_example_is_the_vector() -> None:
+    """p4-03 §15.2 prints the frame of the vector rdv-sign-offer-worked-example."""
+    spec = (ROOT / "spec" / "p4-03-rendezvous-v1.md").read_text()
+    doc = json.loads((VECTORS / "messages.json").read_text())
+    (frame,) = [t["expect"]["value"]["frame"] for g in doc["testGroups"] for t in g["tests"]
+                if t["id"] == "rdv-sign-offer-worked-example"]
+    section = spec[spec.index("### 15.2"):spec.index("### 15.3")]
+    printed = "".join(section.split("frame =")[1].split("```")[0].split())
+    assert printed == frame
 
 
 def test_adapter_ops_roundtrip() -> None:
     ops = adapter.vectors_ops()
-    msg = {"type": "RV_BYE", "epoch": 20416, "nonce": "00" * 16, "reason": 0}
+    msg = {"type": "RV_BYE", "epoch": 20416, "nonce": "00" * 16, "reason": 0,
+           "stream_nonce": "11" * 16}
     signed = ops["rendezvous.sign"](
         {}, {"identity_seed": SEED_LOW.hex(), "recipient_pub": PUB_HIGH.hex(), "message": msg}
     )
@@ -844,3 +891,145 @@ def test_a_broken_error_frame_is_not_answered_with_an_error_frame() -> None:
         ev = m.next_event()
         assert isinstance(ev, RendezvousFailed) and ev.code == ErrorCode.CBOR_UNSORTED_KEYS
         assert (m.data_to_send() != b"") is answered
+
+
+# ------------------------------------------------------------- any split, fuzz findings (issue 8)
+
+
+def _transcript_bytes() -> tuple[list[bytes], list[bytes]]:
+    """What each side received in a session where only the other side acts after ``start``, so
+    that replaying it needs no local command: (to the acceptor, to the dialer)."""
+    ping = encode_frame(Frame(FrameType.PING, 0, ping_body(b"\x03" * 8)), Path.TOR)
+    logs: list[list[bytes]] = []
+    for dialer_offers in (True, False):
+        d, a = _machine()
+        src, dst = (d, a) if dialer_offers else (a, d)
+        log: list[bytes] = []
+
+        def flush(x: RendezvousMachine, y: RendezvousMachine, keep: bool,
+                  log: list[bytes] = log) -> None:
+            data = x.data_to_send()
+            if data:
+                y.receive_data(data, NOW)
+                if keep:
+                    log.append(data)
+
+        a.start(NOW)
+        d.start(NOW)
+        flush(d, a, dialer_offers)
+        flush(a, d, not dialer_offers)
+        flush(d, a, dialer_offers)
+        src.send_offer("v=0 offer", FP_A, 1, 2, NOW)
+        flush(src, dst, True)
+        log.append(ping)
+        src.send_bye(0, NOW)
+        flush(src, dst, True)
+        assert dst.state is State.CLOSED
+        logs.append(log)
+    return logs[0], logs[1]
+
+
+def _replay(dialer: bool, chunks: list[bytes]) -> tuple[list[bytes], list[Any], State]:
+    d, a = _machine()
+    m = d if dialer else a
+    m.start(NOW)
+    sent = [m.data_to_send()]
+    events: list[Any] = []
+    for chunk in chunks:
+        m.receive_data(chunk, NOW)
+        sent.append(m.data_to_send())
+        events.extend(_events(m))
+    return [b"".join(sent)], events, m.state
+
+
+_TRANSCRIPT = _transcript_bytes()
+
+
+@given(st.booleans(), st.lists(st.integers(0, 2000), max_size=12))
+@settings(max_examples=150, deadline=None)
+def test_every_split_of_a_transcript_gives_the_same_outputs_and_state(
+        dialer: bool, cuts: list[int]) -> None:
+    """RULES decision 3 / RDV-53: the machine accepts every split of the same stream
+    identically (same bytes sent, same events, same final state)."""
+    stream = b"".join(_TRANSCRIPT[1] if dialer else _TRANSCRIPT[0])
+    points = sorted({c % (len(stream) + 1) for c in cuts})
+    chunks = [stream[i:j] for i, j in zip([0, *points], [*points, len(stream)], strict=True)]
+    chunks = [c for c in chunks if c]
+    want = _replay(dialer, [stream])
+    assert want[2] is State.CLOSED  # the whole stream ran: HELLOs, OFFER, PING, BYE
+    assert _replay(dialer, chunks) == want
+
+
+def test_more_than_64k_after_a_terminal_frame_in_one_call() -> None:
+    """Issue 8 §2: a BYE followed by > 64 KiB in one receive_data raised INTERNAL_ERROR "reader
+    buffer full"; the bytes after a terminal frame are discarded [RDV-44]."""
+    d, a = _connect()
+    bye = _w(d, "send_bye")(0, NOW)
+    a.receive_data(bye + b"\x00" * 70_000, NOW)
+    assert a.state is State.CLOSED and a.frames_to_send() == []
+    assert _events(a) == [ByeReceived(0)]
+    d, a = _connect()
+    ping = encode_frame(Frame(FrameType.PING, 0, ping_body(b"\x04" * 8)), Path.TOR)
+    a.receive_data(ping * 8000, NOW)  # 120 kB of complete frames in one call: all answered
+    assert a.state is State.READY and len(a.frames_to_send()) == 8000
+
+
+def test_eof_inside_a_frame_is_frame_truncated() -> None:
+    """FRM-36 before RDV-47: a partial frame at end of stream is FRAME_TRUNCATED, by the peer,
+    and nothing is sent."""
+    d, a = _connect()
+    offer = _w(d, "send_offer")("v=0", FP_A, 1, 0, NOW)
+    a.receive_data(offer[:7], NOW)
+    a.receive_data(b"", NOW)
+    assert a.state is State.ERROR and a.frames_to_send() == []
+    assert _events(a) == [RendezvousFailed(ErrorCode.FRAME_TRUNCATED, by_peer=True)]
+
+
+def test_an_error_type_byte_with_a_bad_header_is_not_answered() -> None:
+    """RDV-54 / CNV-36: the type byte alone makes a frame an ERROR frame."""
+    for head, answered in ((bytes([1, FrameType.ERROR, 0x80]), False),
+                           (bytes([1, FrameType.PING, 0x80]), True),
+                           (bytes([2, FrameType.ERROR, 0x00]), False)):
+        m = _ready_acceptor()
+        m.receive_data(head + b"\x00\x01\xa0", NOW)
+        assert m.state is State.ERROR
+        assert (m.data_to_send() != b"") is answered, head
+
+
+def test_ignorable_frame_before_a_broken_error_frame() -> None:
+    """The reader discards ignorable frames itself; the type byte consulted is the broken
+    frame's, not the discarded one's."""
+    m = _ready_acceptor()
+    grease = encode_frame(Frame(0xEA, 0, b"x"), Path.TOR)
+    m.receive_data(grease + bytes([1, FrameType.ERROR, 0x80, 0, 1, 0xA0]), NOW)
+    assert m.state is State.ERROR and m.data_to_send() == b""
+
+
+def test_adapter_refused_command_is_a_step_error() -> None:
+    """RULES decision 4: a command refused without failing answers the step with an error and
+    changes nothing; a failure step ends with {"error": CODE} after the event."""
+    m = adapter.new("dialer", {"identity_seed": SEED_LOW.hex(), "peer_pub": PUB_HIGH.hex(),
+                               "last_generation": 5}, [b"\x01" * 16])
+    adapter.step(m, NOW, {"cmd": "start"})
+    with pytest.raises(LocalProtocolError) as e:
+        adapter.step(m, NOW, {"cmd": "send_answer", "sdp": "v=0", "fingerprint": "00" * 32,
+                              "last_rx": 0})
+    assert e.value.code is ErrorCode.UNEXPECTED_MESSAGE and m.state is State.HELLO_SENT
+    out = adapter.step(m, NOW + HELLO_TIMEOUT_MS, {"tick": True})
+    assert [next(iter(o)) for o in out["out"]] == ["send", "event", "error"]
+    assert out["out"][-1] == {"error": "TIMEOUT"} and out["out"][1]["code"] == "TIMEOUT"
+    with pytest.raises(LocalProtocolError):
+        adapter.new("dialer", {"identity_seed": "00" * 32, "peer_pub": "11" * 32,
+                               "generation": 1}, [])  # the revision-1 key name is gone
+
+
+def test_local_stale_generation_refused_and_draws_nothing() -> None:
+    """RDV-32: with last_generation 5, send_offer(5) is refused locally; send_offer(6) goes."""
+    d, _a = _connect(last_generation=5)
+    with pytest.raises(LocalProtocolError) as e:
+        _w(d, "send_offer")("v=0", FP_A, 5, 0, NOW)
+    assert e.value.code is ErrorCode.RDV_STALE_GENERATION and d.state is State.READY
+    assert _w(d, "send_offer")("v=0", FP_A, 6, 0, NOW)[:2] == bytes([1, FrameType.RV_OFFER])
+    with pytest.raises(LocalProtocolError):
+        RendezvousMachine(SEED_LOW, PUB_HIGH, dialer=True, rng=_rng(b"x"),
+                          last_generation=2**64)

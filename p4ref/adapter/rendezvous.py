@@ -1,24 +1,22 @@
 """Reference-adapter ops for the rendezvous layer (p4-03); pure.
 
-Machine transcripts (group op ``machine.transcript``, params ``{machine: "rendezvous", role,
-config}``):
+Everything here is the p4-03 section "Test-vector interface" (§14) turned into code: the ops
+``rendezvous.derive``, ``rendezvous.sign``, ``rendezvous.decode``, ``rendezvous.verify`` and
+``rendezvous.parse_onion``, and the ``rendezvous`` machine (roles ``dialer`` / ``acceptor``;
+config keys ``identity_seed``, ``peer_pub``, ``last_generation``; commands ``start``,
+``send_offer``, ``send_answer``, ``send_bye``; events ``PEER_AUTHENTICATED``,
+``OFFER_RECEIVED``, ``ANSWER_RECEIVED``, ``BYE``, ``RENDEZVOUS_FAILED``).
 
-- ``role``: ``"dialer"`` or ``"acceptor"`` (LOW/HIGH follow from the keys);
-- ``config``: ``{identity_seed: hex, peer_pub: hex, generation?: int}``;
-- ``rng``: the 16-byte nonces (and 2-byte jitter values) the machine draws, in order;
-- step input: ``{"recv": frame hex}`` | ``{"tick": true}`` | ``{"cmd": "start"}`` |
-  ``{"cmd": "offer", sdp, fingerprint, generation, last_rx}`` |
-  ``{"cmd": "answer", sdp, fingerprint, last_rx}`` | ``{"cmd": "bye", reason: NAME}``;
-- step input ``{"recv": ""}`` is end of stream (EOF);
-- step output: ``{"out": [...], "state": NAME}``; ``out`` lists a refused local call as
-  ``{"error": NAME}``, then the frames the machine queued, in order, as ``{"send": hex}``, then
-  events as ``{"event": NAME, ...}``.
-
-Codec/crypto ops (``vectors_ops``): ``rendezvous.derive``, ``rendezvous.sign``,
-``rendezvous.verify``, ``rendezvous.decode`` (see each function).
+``machine.step`` output (conformance/README.md §3.4, RULES decisions 3–4): the frames the machine
+queued, in order, as ``{"send": hex}``, then its events, then, in the step in which it failed,
+``{"error": CODE}`` with the code of its ``RENDEZVOUS_FAILED`` event.  A command the machine
+refuses without failing (wrong state, stale generation, bad argument) is not an output: the whole
+step request is answered with that error.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from nacl.signing import SigningKey
 
@@ -35,7 +33,8 @@ from ..rendezvous._events import (
     RendezvousFailed,
 )
 from ..rendezvous._machine import NonceCache, RendezvousMachine, check_received
-from ._jsonargs import Json, Op, int_value
+from ..rendezvous._onion import parse_onion_address
+from ._jsonargs import Json, Op
 from ._jsonargs import hex_arg as _hex
 from ._jsonargs import int_arg as _int
 from ._jsonargs import str_arg as _str
@@ -43,6 +42,7 @@ from ._jsonargs import str_arg as _str
 __all__ = ["MACHINE", "code_name", "event_json", "new", "step", "vectors_ops"]
 
 MACHINE = "rendezvous"
+CONFIG_KEYS = frozenset({"identity_seed", "peer_pub", "last_generation"})
 
 
 def code_name(code: int) -> str:
@@ -53,11 +53,9 @@ def code_name(code: int) -> str:
 
 
 def _code(value: object) -> int:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
     if isinstance(value, str) and value in ErrorCode.__members__:
         return int(ErrorCode[value])
-    raise LocalProtocolError(ErrorCode.MESSAGE_INVALID, f"not an error code: {value!r}")
+    raise LocalProtocolError(ErrorCode.MESSAGE_INVALID, f"not an error code name: {value!r}")
 
 
 class _ListRng:
@@ -76,16 +74,23 @@ class _ListRng:
             raise LocalProtocolError(ErrorCode.INTERNAL_ERROR, f"rng value has {len(v)} != {n}")
         return v
 
+    @property
+    def left(self) -> int:
+        return len(self._values)
+
 
 def new(role: str, config: Json, rng: list[bytes]) -> RendezvousMachine:
     if role not in ("dialer", "acceptor"):
         raise LocalProtocolError(ErrorCode.MESSAGE_INVALID, f"role {role!r}")
+    unknown = set(config) - CONFIG_KEYS
+    if unknown:
+        raise LocalProtocolError(ErrorCode.MESSAGE_INVALID, f"unknown config {sorted(unknown)}")
     return RendezvousMachine(
         _hex(config, "identity_seed"),
         _hex(config, "peer_pub"),
         dialer=role == "dialer",
         rng=_ListRng(rng),
-        generation=_int(config, "generation", 0),
+        last_generation=_int(config, "last_generation", 0),
     )
 
 
@@ -109,48 +114,74 @@ def event_json(ev: Event) -> Json:
             out["glare"] = ev.glare
         return out
     if isinstance(ev, Bye):
-        return {"event": "BYE", "reason": code_name(ev.reason)}
+        return {"event": "BYE", "code": code_name(ev.reason)}
     assert isinstance(ev, RendezvousFailed)
     return {"event": "RENDEZVOUS_FAILED", "code": code_name(ev.code), "by_peer": ev.by_peer}
 
 
 def step(m: RendezvousMachine, now_ms: int, inp: Json) -> Json:
-    out: list[Json] = []
-    try:
-        if "recv" in inp:
-            m.receive_data(_hex(inp, "recv"), now_ms)
-        elif inp.get("tick"):
-            m.handle_timer(now_ms)
+    """One step; a refused command raises (the step request answers ``error``, decision 4)."""
+    if "recv" in inp:
+        m.receive_data(_hex(inp, "recv"), now_ms)
+    elif inp.get("tick") is True:
+        m.handle_timer(now_ms)
+    else:
+        cmd = inp.get("cmd")
+        if cmd == "start":
+            m.start(now_ms)
+        elif cmd == "send_offer":
+            m.send_offer(
+                _str(inp, "sdp"), _hex(inp, "fingerprint"), _int(inp, "generation"),
+                _int(inp, "last_rx"), now_ms,
+            )
+        elif cmd == "send_answer":
+            m.send_answer(_str(inp, "sdp"), _hex(inp, "fingerprint"), _int(inp, "last_rx"), now_ms)
+        elif cmd == "send_bye":
+            m.send_bye(_code(inp.get("reason", "NO_ERROR")), now_ms)
         else:
-            cmd = inp.get("cmd")
-            if cmd == "start":
-                m.start(now_ms)
-            elif cmd == "offer":
-                m.send_offer(
-                    _str(inp, "sdp"), _hex(inp, "fingerprint"), _int(inp, "generation"),
-                    _int(inp, "last_rx"), now_ms,
-                )
-            elif cmd == "answer":
-                m.send_answer(
-                    _str(inp, "sdp"), _hex(inp, "fingerprint"), _int(inp, "last_rx"), now_ms
-                )
-            elif cmd == "bye":
-                m.send_bye(_code(inp.get("reason", "NO_ERROR")), now_ms)
-            else:
-                raise LocalProtocolError(ErrorCode.MESSAGE_INVALID, f"unknown step {inp!r}")
-    except LocalProtocolError as exc:
-        out.append({"error": exc.code.name})
-    out.extend({"send": encode_frame(f, Path.TOR).hex()} for f in m.frames_to_send())
+            raise LocalProtocolError(ErrorCode.MESSAGE_INVALID, f"unknown step {inp!r}")
+    out: list[Json] = [{"send": encode_frame(f, Path.TOR).hex()} for f in m.frames_to_send()]
+    failed: int | None = None
     while (ev := m.next_event()) is not None:
         out.append(event_json(ev))
+        if isinstance(ev, RendezvousFailed):
+            failed = ev.code
+    if failed is not None:
+        out.append({"error": code_name(failed)})
     return {"out": out, "state": m.state.value}
 
 
 # ------------------------------------------------------------------------- codec / crypto ops
 
+_MESSAGE_INTS = ("epoch", "timestamp_ms", "generation", "last_rx", "reason")
+_MESSAGE_HEX = ("nonce", "sender_pub", "recipient_pub", "echo", "fingerprint", "offer_nonce",
+                "stream_nonce", "signature")
+
+
+def _message_arg(inp: Json) -> codec.Message:
+    """The ``message`` object of ``rendezvous.sign``: ``type`` plus the §6.2 field names."""
+    raw = inp.get("message")
+    if not isinstance(raw, dict):
+        raise LocalProtocolError(ErrorCode.MESSAGE_INVALID, "message must be an object")
+    unknown = set(raw) - {"type", "sdp", *_MESSAGE_INTS, *_MESSAGE_HEX}
+    if unknown:
+        raise LocalProtocolError(ErrorCode.MESSAGE_INVALID, f"unknown fields {sorted(unknown)}")
+    d: dict[str, Any] = {"type": _str(raw, "type")}
+    if d["type"] in ("RV_OFFER", "RV_ANSWER", "RV_BYE") and "stream_nonce" not in raw:
+        raise LocalProtocolError(ErrorCode.MESSAGE_INVALID, "stream_nonce is required (§6.2)")
+    for key in raw:
+        if key in _MESSAGE_INTS:
+            d[key] = _int(raw, key)
+        elif key in _MESSAGE_HEX:
+            d[key] = _hex(raw, key).hex()
+        elif key == "sdp":
+            d[key] = _str(raw, key)
+    return codec.message_from_json(d)
+
 
 def _derive(params: Json, inp: Json) -> Json:
-    """{pair_root_key, my_pub, peer_pub, epoch} -> every derived value (§5)."""
+    """{pair_root_key, my_pub, peer_pub, epoch} -> every derived value (§5); onion addresses are
+    the 56-character label without ``.onion``."""
     k = derive_epoch_keys(
         _hex(inp, "pair_root_key"), _hex(inp, "my_pub"), _hex(inp, "peer_pub"), _int(inp, "epoch")
     )
@@ -175,12 +206,7 @@ def _sign(params: Json, inp: Json) -> Json:
     key = SigningKey(seed)
     recipient = _hex(inp, "recipient_pub")
     role_of(bytes(key.verify_key), recipient)  # RDV_KEY_INVALID on equal/short keys
-    raw = inp.get("message")
-    if not isinstance(raw, dict):
-        raise LocalProtocolError(ErrorCode.MESSAGE_INVALID, "message must be an object")
-    # integers beyond 2^53 - 1 arrive in the lossless {"int": "<decimal>"} form
-    raw = {k: int_value(v, k) if isinstance(v, dict) else v for k, v in raw.items()}
-    signed = codec.sign_message(codec.message_from_json(raw), key, recipient)
+    signed = codec.sign_message(_message_arg(inp), key, recipient)
     frame = codec.encode_message(signed)
     unsigned = codec.unsigned_body(signed)
     sig_input = codec.signature_input(
@@ -198,25 +224,38 @@ def _decode(params: Json, inp: Json) -> Json:
 
 
 def _verify(params: Json, inp: Json) -> Json:
-    """{frame, sender_pub, recipient_pub, now, seen?: [{epoch, nonce}], generation?} -> {message}.
-
-    Applies §8.1 steps 1–7 as a receiver whose replay cache holds ``seen`` and whose highest
-    generation is ``generation``: an OFFER must exceed it (no glare in this stateless op)."""
+    """{frame, sender_pub, recipient_pub, now, seen?, hello_nonce?, last_generation?} ->
+    {message}: §8.1 steps 1–8 as a receiver whose replay cache holds ``seen``, whose own HELLO
+    nonce on the stream is ``hello_nonce`` and whose ``G`` is ``last_generation`` (no glare in
+    this stateless op: an OFFER must exceed it, an ANSWER must not be below it)."""
     frame = decode_frame(_hex(inp, "frame"), Path.TOR)
     msg = codec.decode_message(frame)
     now = _int(inp, "now")
     cache = NonceCache()
     window = epochs_to_accept(now // 1000)
-    for item in inp.get("seen", []):
+    seen = inp.get("seen", [])
+    if not isinstance(seen, list) or not all(isinstance(i, dict) for i in seen):
+        raise LocalProtocolError(ErrorCode.MESSAGE_INVALID, "seen is a list of objects")
+    for item in seen:
         cache.add(_int(item, "epoch"), _hex(item, "nonce"), window)
     check_received(msg, _hex(inp, "sender_pub"), _hex(inp, "recipient_pub"), now, cache)
-    if "generation" in inp and isinstance(msg, codec.Offer | codec.Answer):
-        current = _int(inp, "generation")
+    if "hello_nonce" in inp:
+        mine = _hex(inp, "hello_nonce")
+        bound = msg.echo if isinstance(msg, codec.Hello) else msg.stream_nonce
+        if bound is not None and bound != mine:
+            raise DecodeError(ErrorCode.RDV_REPLAY, "not bound to this stream")
+    if "last_generation" in inp and isinstance(msg, codec.Offer | codec.Answer):
+        current = _int(inp, "last_generation")
         if msg.generation < current or (
             isinstance(msg, codec.Offer) and msg.generation == current
         ):
             raise DecodeError(ErrorCode.RDV_STALE_GENERATION, f"generation {msg.generation}")
     return {"message": codec.message_json(msg)}
+
+
+def _parse_onion(params: Json, inp: Json) -> Json:
+    """{address} -> {public_key}: a v3 onion address, with or without ``.onion`` (§5.4)."""
+    return {"public_key": parse_onion_address(_str(inp, "address")).hex()}
 
 
 def vectors_ops() -> dict[str, Op]:
@@ -225,11 +264,12 @@ def vectors_ops() -> dict[str, Op]:
         "rendezvous.sign": _sign,
         "rendezvous.verify": _verify,
         "rendezvous.decode": _decode,
+        "rendezvous.parse_onion": _parse_onion,
     }
 
 
 def run_op(op: str, params: Json, inp: Json) -> Json:
-    """Helper for tests: ``{"value": …}`` or ``{"error": NAME}``."""
+    """Helper for tests and the vector builder: ``{"value": …}`` or ``{"error": NAME}``."""
     try:
         return {"value": vectors_ops()[op](params, inp)}
     except P4Error as exc:

@@ -7,6 +7,13 @@ a stream the :class:`~p4ref.rendezvous.RendezvousMachine` does everything that m
 proofs, signatures, epochs, replay and generation checks.  This module only moves its bytes
 (:func:`~p4ref.io.pump.pump`) and asks the caller for an SDP when one is needed, so it does not
 depend on WebRTC: ``make_offer()`` / ``make_answer(offer)`` return ``(sdp, dtls_fingerprint)``.
+
+Replay state is per peer, never per stream (p4-03 §8.2, §8.3): every machine of one
+(device, peer) pair, dialed or accepted, shares one :class:`PeerReplay`, which holds the nonce
+cache [RDV-27] and the high-water mark ``last_generation`` [RDV-52].  With a
+:class:`~p4ref.io.replay_store.ReplayStore` the mark survives restarts: it is loaded into each
+machine's ``last_generation`` and advanced on disk *before* an OFFER is answered or sent, so an
+OFFER recorded before a crash is stale after it.
 """
 
 from __future__ import annotations
@@ -17,6 +24,8 @@ import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from nacl.signing import SigningKey
 
 from ..errors import ErrorCode, P4Error
 from ..rendezvous import (
@@ -33,10 +42,12 @@ from ..rendezvous import (
     epochs_to_publish,
 )
 from .pump import pump, unix_ms
+from .replay_store import ReplayStore
 from .tor import OnionHandle, TorDriver
 
 __all__ = [
     "PairService",
+    "PeerReplay",
     "SignalLink",
     "SignalOutcome",
     "answer_on_stream",
@@ -49,6 +60,39 @@ ONION_PORT = 80
 
 MakeOffer = Callable[[], Awaitable[tuple[str, bytes]]]
 MakeAnswer = Callable[[OfferReceived], Awaitable[tuple[str, bytes]]]
+
+
+class PeerReplay:
+    """The replay state of one peer, shared by every stream to or from it: the nonce cache
+    [RDV-27] and ``last_generation``, persisted in ``store`` when one is given [RDV-52]."""
+
+    def __init__(self, peer_pub: bytes, store: ReplayStore | None = None) -> None:
+        self.peer_pub = bytes(peer_pub)
+        self.store = store
+        self.nonces = NonceCache()
+        self._mark = store.last_generation(self.peer_pub) if store is not None else 0
+
+    def last_generation(self) -> int:
+        return self._mark
+
+    def advance(self, generation: int) -> None:
+        """Record ``generation`` as used; durable before it returns when a store is set."""
+        if self.store is not None:
+            self._mark = self.store.advance(self.peer_pub, generation)
+        else:
+            self._mark = max(self._mark, generation)
+
+
+_SHARED: dict[tuple[bytes, bytes], PeerReplay] = {}
+
+
+def peer_replay(my_pub: bytes, peer_pub: bytes, store: ReplayStore | None = None) -> PeerReplay:
+    """This process's one :class:`PeerReplay` for (``my_pub``, ``peer_pub``); the first caller's
+    ``store`` is the one used."""
+    key = (bytes(my_pub), bytes(peer_pub))
+    if key not in _SHARED:
+        _SHARED[key] = PeerReplay(peer_pub, store)
+    return _SHARED[key]
 
 
 @dataclass
@@ -73,11 +117,13 @@ class SignalLink:
     """
 
     def __init__(self, machine: RendezvousMachine, reader: asyncio.StreamReader,
-                 writer: asyncio.StreamWriter, epoch: int = 0) -> None:
+                 writer: asyncio.StreamWriter, epoch: int = 0,
+                 replay: PeerReplay | None = None) -> None:
         self.machine = machine
         self._reader = reader
         self._writer = writer
         self.epoch = epoch
+        self.replay = replay if replay is not None else PeerReplay(machine.peer_pub)
 
     async def _pump_until(self, want: type, timeout: float,
                           on_offer: MakeAnswer | None = None) -> Any:
@@ -87,9 +133,11 @@ class SignalLink:
         async def on_event(ev: object) -> bool:
             if isinstance(ev, RendezvousFailed | ByeReceived):
                 raise _failed(ev)
-            if isinstance(ev, OfferReceived) and on_offer is not None:
-                sdp, fingerprint = await on_offer(ev)
-                m.send_answer(sdp, fingerprint, 0, unix_ms())
+            if isinstance(ev, OfferReceived):
+                self.replay.advance(ev.generation)  # durable before anything is answered
+                if on_offer is not None:
+                    sdp, fingerprint = await on_offer(ev)
+                    m.send_answer(sdp, fingerprint, 0, unix_ms())
             if isinstance(ev, want):
                 got.append(ev)
                 return True
@@ -103,11 +151,16 @@ class SignalLink:
         ev = await self._pump_until(PeerAuthenticated, timeout)
         self.epoch = ev.epoch
 
-    async def offer(self, make_offer: MakeOffer, generation: int, *, last_rx: int = 0,
-                    timeout: float = 120.0) -> SignalOutcome:
-        """OFFER ``generation`` (higher than any seen, p4-03 §8.3) and wait for the ANSWER."""
+    async def offer(self, make_offer: MakeOffer, generation: int | None = None, *,
+                    last_rx: int = 0, timeout: float = 120.0) -> SignalOutcome:
+        """OFFER ``generation`` (higher than any seen, p4-03 §8.3; default: the next one) and
+        wait for the ANSWER."""
         t0 = asyncio.get_running_loop().time()
+        if generation is None:
+            generation = self.machine.generation + 1
         sdp, fingerprint = await make_offer()
+        if generation > self.machine.generation:  # else send_offer refuses it, changing nothing
+            self.replay.advance(generation)
         self.machine.send_offer(sdp, fingerprint, generation, last_rx, unix_ms())
         ans: AnswerReceived = await self._pump_until(AnswerReceived, timeout)
         return SignalOutcome(ans.generation, ans.sdp, ans.fingerprint, ans.last_rx, self.epoch,
@@ -149,7 +202,7 @@ class PairService:
     """This device's derived onion(s) for one paired peer, and the streams that reach them."""
 
     def __init__(self, tor: TorDriver, seed: bytes, my_pub: bytes, peer_pub: bytes,
-                 pair_root_key: bytes) -> None:
+                 pair_root_key: bytes, *, store: ReplayStore | None = None) -> None:
         self._tor = tor
         self._seed = seed
         self._my_pub = my_pub
@@ -161,7 +214,8 @@ class PairService:
             asyncio.Queue()
         )
         self.keys: list[EpochKeys] = []
-        self.nonces = NonceCache()
+        self.replay = peer_replay(my_pub, peer_pub, store)
+        self.nonces = self.replay.nonces
 
     async def start(self, now_s: float | None = None) -> list[str]:
         """Listen on loopback and publish one onion per epoch to publish; return the addresses."""
@@ -193,7 +247,7 @@ class PairService:
         try:
             outcome = await answer_on_stream(self._seed, self._peer_pub, reader, writer,
                                              make_answer, generation=generation,
-                                             nonce_cache=self.nonces, timeout=timeout)
+                                             replay=self.replay, timeout=timeout)
         except BaseException:
             writer.close()
             raise
@@ -214,26 +268,38 @@ class PairService:
             await self._server.wait_closed()
 
 
+def _replay_for(seed: bytes, peer_pub: bytes, replay: PeerReplay | None) -> PeerReplay:
+    if replay is not None:
+        return replay
+    return peer_replay(bytes(SigningKey(bytes(seed)).verify_key), peer_pub)
+
+
 async def answer_on_stream(
     seed: bytes, peer_pub: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-    make_answer: MakeAnswer, *, generation: int = 0, nonce_cache: NonceCache | None = None,
+    make_answer: MakeAnswer, *, generation: int = 0, replay: PeerReplay | None = None,
     timeout: float = 120.0,
 ) -> SignalOutcome:
     """Acceptor side of one stream: authenticate the dialer, answer its OFFER (p4-03 §9).
-    The stream stays open in ``outcome.link`` for later OFFERs."""
-    m = RendezvousMachine(seed, peer_pub, dialer=False, rng=os.urandom, generation=generation,
-                          nonce_cache=nonce_cache)
+    ``generation`` is a floor for the peer's next OFFER on top of the persisted mark.  The
+    stream stays open in ``outcome.link`` for later OFFERs."""
+    replay = _replay_for(seed, peer_pub, replay)
+    m = RendezvousMachine(seed, peer_pub, dialer=False, rng=os.urandom,
+                          last_generation=max(generation, replay.last_generation()),
+                          nonce_cache=replay.nonces)
     m.start(unix_ms())
-    return await SignalLink(m, reader, writer).answer(make_answer, timeout=timeout)
+    return await SignalLink(m, reader, writer, replay=replay).answer(make_answer, timeout=timeout)
 
 
 async def dial_and_offer(
     tor: TorDriver, seed: bytes, my_pub: bytes, peer_pub: bytes, pair_root_key: bytes,
-    make_offer: MakeOffer, *, generation: int = 1, last_rx: int = 0, timeout: float = 120.0,
-    now_s: float | None = None, keep_open: bool = False, fresh_circuit: bool = False,
+    make_offer: MakeOffer, *, generation: int | None = None, last_rx: int = 0,
+    timeout: float = 120.0, now_s: float | None = None, keep_open: bool = False,
+    fresh_circuit: bool = False, replay: PeerReplay | None = None,
 ) -> SignalOutcome:
-    """Dialer side: reach the peer's derived onion, authenticate, OFFER, wait for the ANSWER.
-    With ``keep_open`` the stream stays usable in ``outcome.link`` (close it when done)."""
+    """Dialer side: reach the peer's derived onion, authenticate, OFFER ``generation`` (default:
+    one above the persisted mark), wait for the ANSWER.  With ``keep_open`` the stream stays
+    usable in ``outcome.link`` (close it when done)."""
+    replay = _replay_for(seed, peer_pub, replay)
     loop = asyncio.get_running_loop()
     t0 = loop.time()
     now = unix_ms() / 1000 if now_s is None else now_s
@@ -248,8 +314,8 @@ async def dial_and_offer(
         except P4Error as exc:
             last_error = exc
             continue
-        link = await offer_on_stream(seed, peer_pub, reader, writer, generation=generation,
-                                     timeout=timeout)
+        link = await offer_on_stream(seed, peer_pub, reader, writer, timeout=timeout,
+                                     replay=replay)
         link.epoch = epoch
         try:
             outcome = await link.offer(make_offer, generation, last_rx=last_rx, timeout=timeout)
@@ -265,14 +331,18 @@ async def dial_and_offer(
 
 async def offer_on_stream(
     seed: bytes, peer_pub: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-    *, generation: int = 1, timeout: float = 120.0,
+    *, generation: int | None = None, timeout: float = 120.0, replay: PeerReplay | None = None,
 ) -> SignalLink:
-    """Dialer side of an open stream: send HELLO and authenticate the acceptor; the returned
-    link then offers ``generation`` (or higher) with :meth:`SignalLink.offer`."""
+    """Dialer side of an open stream: the three-HELLO exchange (p4-03 §6.3); the returned link
+    then offers with :meth:`SignalLink.offer`.  ``generation``, if given, is the lowest
+    generation this link may offer (on top of the persisted mark)."""
+    replay = _replay_for(seed, peer_pub, replay)
+    floor = 0 if generation is None else generation - 1
     m = RendezvousMachine(seed, peer_pub, dialer=True, rng=os.urandom,
-                          generation=generation - 1)
+                          last_generation=max(floor, replay.last_generation()),
+                          nonce_cache=replay.nonces)
     m.start(unix_ms())
-    link = SignalLink(m, reader, writer)
+    link = SignalLink(m, reader, writer, replay=replay)
     try:
         await link.authenticate(timeout)
     except BaseException:

@@ -53,6 +53,7 @@ MAX_SDP_BYTES = 8192
 KEY_SIG = 15
 _U64_MAX = (1 << 64) - 1
 _UNSIGNED = b"\x00" * SIG_LEN
+_NO_STREAM = b"\x00" * NONCE_LEN
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +79,9 @@ class Offer:
     sdp: str
     fingerprint: bytes
     last_rx: int
+    #: The recipient's HELLO nonce on this stream [RDV-51].  The default (zeros) is only for
+    #: codec-level callers; a receiver refuses it unless its own HELLO nonce is zero (fail-closed).
+    stream_nonce: bytes = _NO_STREAM
     signature: bytes = _UNSIGNED
 
 
@@ -92,6 +96,9 @@ class Answer:
     fingerprint: bytes
     last_rx: int
     offer_nonce: bytes
+    #: The recipient's HELLO nonce on this stream [RDV-51].  The default (zeros) is only for
+    #: codec-level callers; a receiver refuses it unless its own HELLO nonce is zero (fail-closed).
+    stream_nonce: bytes = _NO_STREAM
     signature: bytes = _UNSIGNED
 
 
@@ -102,6 +109,9 @@ class Bye:
     epoch: int
     nonce: bytes
     reason: int
+    #: The recipient's HELLO nonce on this stream [RDV-51].  The default (zeros) is only for
+    #: codec-level callers; a receiver refuses it unless its own HELLO nonce is zero (fail-closed).
+    stream_nonce: bytes = _NO_STREAM
     signature: bytes = _UNSIGNED
 
 
@@ -118,6 +128,8 @@ _SESSION: _Schema = (
     ("fingerprint", 5, "fp", False),
     ("last_rx", 6, "u64", False),
 )
+# Every message after the HELLOs names the recipient's HELLO nonce on its stream [RDV-51].
+_STREAM: tuple[str, int, str, bool] = ("stream_nonce", 8, "nonce", False)
 _SCHEMAS: dict[FrameType, tuple[type[Any], _Schema]] = {
     FrameType.RV_HELLO: (
         Hello,
@@ -132,15 +144,20 @@ _SCHEMAS: dict[FrameType, tuple[type[Any], _Schema]] = {
     ),
     FrameType.RV_OFFER: (
         Offer,
-        (*_SESSION, ("signature", KEY_SIG, "sig", False)),
+        (*_SESSION, _STREAM, ("signature", KEY_SIG, "sig", False)),
     ),
     FrameType.RV_ANSWER: (
         Answer,
-        (*_SESSION, ("offer_nonce", 7, "nonce", False), ("signature", KEY_SIG, "sig", False)),
+        (
+            *_SESSION,
+            ("offer_nonce", 7, "nonce", False),
+            _STREAM,
+            ("signature", KEY_SIG, "sig", False),
+        ),
     ),
     FrameType.RV_BYE: (
         Bye,
-        (*_COMMON, ("reason", 3, "u16", False), ("signature", KEY_SIG, "sig", False)),
+        (*_COMMON, ("reason", 3, "u16", False), _STREAM, ("signature", KEY_SIG, "sig", False)),
     ),
 }
 _TYPE_OF: dict[type[Any], FrameType] = {cls: t for t, (cls, _) in _SCHEMAS.items()}
@@ -274,7 +291,7 @@ def message_from_json(d: dict[str, Any]) -> Message:
             continue
         v = d[f.name]
         is_bytes = f.name in ("nonce", "sender_pub", "recipient_pub", "echo", "fingerprint",
-                              "offer_nonce", "signature")
+                              "offer_nonce", "stream_nonce", "signature")
         kwargs[f.name] = bytes.fromhex(v) if is_bytes and isinstance(v, str) else v
     try:
         msg: Message = cls(**kwargs)

@@ -3,12 +3,20 @@
 Theory of operation
 -------------------
 A stream is opened by one peer (the *dialer*) to the other's derived onion service (the
-*acceptor*).  The dialer calls :meth:`RendezvousMachine.start`, which returns an RV_HELLO; the
-acceptor answers with its own RV_HELLO echoing the dialer's nonce, and both are READY once each
-has checked the other's HELLO (identity, epoch, signature, freshness).  From READY, either peer
-may send an RV_OFFER for a new *generation* (one RTCPeerConnection per generation, p4-04); the
-other answers with RV_ANSWER and both reach ANSWERED, which is the hand-off to the session layer.
-The stream stays open: a later OFFER for a higher generation re-signals over the same circuit.
+*acceptor*).  Three signed RV_HELLOs prove identity and liveness both ways [RDV-21]: the dialer's
+HELLO carries a fresh nonce ``n1``; the acceptor answers with a HELLO of its own nonce ``n2``
+echoing ``n1`` (state HELLO_ECHOED); the dialer checks the echo, answers with a third HELLO
+echoing ``n2`` and is READY; the acceptor checks that echo and is READY.  A recorded dialer HELLO
+replayed to a restarted acceptor therefore never reaches READY: the replayer cannot sign the echo
+of the fresh ``n2``.  Every later message (OFFER, ANSWER, BYE) names the recipient's HELLO nonce
+on this stream in ``stream_nonce`` [RDV-51], so a message recorded on another stream is refused
+(RDV_REPLAY) even before the generation rule looks at it.
+
+From READY, either peer may send an RV_OFFER for a new *generation* (one RTCPeerConnection per
+generation, p4-04); the other answers with RV_ANSWER and both reach ANSWERED, which is the
+hand-off to the session layer.  The stream stays open: a later OFFER for a higher generation
+re-signals over the same circuit.  ``last_generation`` is the driver's persisted high-water mark
+for the pair (:mod:`p4ref.io.replay_store`): an OFFER must exceed it even after a restart.
 
 Glare: when both peers' OFFERs cross, the higher generation wins; for equal generations the
 LOW peer (the leader) wins.  The winner ignores the losing OFFER and waits for its ANSWER; the
@@ -23,9 +31,11 @@ state change [RDV-42].  CLOSED and ERROR are terminal: received bytes are discar
 
 Sans-I/O: ``now`` is Unix time in milliseconds (epochs are wall-clock days), randomness comes
 from the injected ``rng(n) -> bytes``.  Every frame to send, whether a command produced it
-(``start``, ``send_*``, which also return it for inspection) or the machine did (the acceptor's
-HELLO, PONG, ERROR), waits in one queue: write :meth:`data_to_send` after every call
-(``p4ref.io.pump`` does).  ``receive_data(b"")`` is end of stream.
+(``start``, ``send_*``, which also return it for inspection) or the machine did (the HELLO
+replies, PONG, ERROR), waits in one queue: write :meth:`data_to_send` after every call
+(``p4ref.io.pump`` does).  ``receive_data`` takes any split of the stream (slices of 16 KiB keep
+the reader bounded, bytes after a terminal frame are discarded); ``receive_data(b"")`` is end of
+stream: FRAME_TRUNCATED if part of a frame is buffered [FRM-36], else PROTOCOL_VIOLATION [RDV-47].
 """
 
 from __future__ import annotations
@@ -79,6 +89,10 @@ __all__ = [
 Rng = Callable[[int], bytes]
 _M = TypeVar("_M", codec.Offer, codec.Answer, codec.Bye)
 _NO_NONCE = bytes(codec.NONCE_LEN)
+_U64_MAX = (1 << 64) - 1
+#: ``receive_data`` feeds the reader at most this much at a time, draining it in between, so
+#: any split of any input is accepted with a bounded buffer (issue 8 §2) [RDV-53].
+_CHUNK = 16384
 
 #: Timers (§9.3) [RDV-48].
 HELLO_TIMEOUT_MS = 30_000
@@ -95,7 +109,8 @@ NONCE_CACHE_PER_EPOCH = 4096
 class State(StrEnum):
     IDLE = "IDLE"  # dialer, before start()
     LISTENING = "LISTENING"  # acceptor, waiting for the dialer's HELLO
-    HELLO_SENT = "HELLO_SENT"
+    HELLO_SENT = "HELLO_SENT"  # dialer, waiting for the acceptor's HELLO echoing its nonce
+    HELLO_ECHOED = "HELLO_ECHOED"  # acceptor, waiting for the dialer's HELLO echoing its nonce
     READY = "READY"
     OFFER_SENT = "OFFER_SENT"
     OFFER_RECEIVED = "OFFER_RECEIVED"
@@ -136,6 +151,7 @@ _LIVE = (
     State.IDLE,
     State.LISTENING,
     State.HELLO_SENT,
+    State.HELLO_ECHOED,
     State.READY,
     State.OFFER_SENT,
     State.OFFER_RECEIVED,
@@ -144,13 +160,15 @@ _LIVE = (
 _AUTHENTICATED = (State.READY, State.OFFER_SENT, State.OFFER_RECEIVED, State.ANSWERED)
 
 TRANSITIONS: dict[tuple[State, Input], tuple[State, str]] = {
-    # HELLO exchange [RDV-21], [RDV-26]
+    # HELLO exchange, three messages [RDV-21], [RDV-26]
     (State.IDLE, Input.START): (State.HELLO_SENT, "send_hello"),
     (State.LISTENING, Input.START): (State.LISTENING, "arm_hello_timer"),
-    (State.LISTENING, Input.RECV_HELLO): (State.READY, "accept_hello"),
-    (State.HELLO_SENT, Input.RECV_HELLO_REPLY): (State.READY, "hello_replied"),
+    (State.LISTENING, Input.RECV_HELLO): (State.HELLO_ECHOED, "echo_hello"),
+    (State.HELLO_SENT, Input.RECV_HELLO_REPLY): (State.READY, "confirm_hello"),
+    (State.HELLO_ECHOED, Input.RECV_HELLO_REPLY): (State.READY, "hello_confirmed"),
     (State.LISTENING, Input.TIMEOUT): (State.ERROR, "timeout"),
     (State.HELLO_SENT, Input.TIMEOUT): (State.ERROR, "timeout"),
+    (State.HELLO_ECHOED, Input.TIMEOUT): (State.ERROR, "timeout"),
     # OFFER / ANSWER [RDV-30]–[RDV-36]
     (State.READY, Input.SEND_OFFER): (State.OFFER_SENT, "send_offer"),
     (State.ANSWERED, Input.SEND_OFFER): (State.OFFER_SENT, "send_offer"),
@@ -259,6 +277,15 @@ class NonceCache:
         return sum(len(b) for b in self._by_epoch.values())
 
 
+class _BrokenFrame(Exception):
+    """A framing error, with the type byte of the frame that caused it (for CNV-36)."""
+
+    def __init__(self, error: DecodeError, head: int | None) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.head = head
+
+
 @dataclass(frozen=True, slots=True)
 class _Pending:
     generation: int
@@ -276,7 +303,7 @@ class RendezvousMachine:
         *,
         dialer: bool,
         rng: Rng,
-        generation: int = 0,
+        last_generation: int = 0,
         nonce_cache: NonceCache | None = None,
     ) -> None:
         if len(identity_seed) != 32:
@@ -287,14 +314,19 @@ class RendezvousMachine:
         self.role: Role = role_of(self.my_pub, self.peer_pub)
         self.dialer = dialer
         self._rng = rng
-        self.generation = generation  # highest generation configured, offered or received
+        if type(last_generation) is not int or not 0 <= last_generation <= _U64_MAX:
+            raise LocalProtocolError(ErrorCode.MESSAGE_INVALID, "last_generation is a u64")
+        #: ``G`` of §8.3: the highest generation configured (``last_generation``, the persisted
+        #: high-water mark), offered or received; the driver persists it [RDV-52].
+        self.generation = last_generation
         self.nonces = nonce_cache if nonce_cache is not None else NonceCache()
         self.state = State.IDLE if dialer else State.LISTENING
         self._reader = FrameReader(Path.TOR)
         self._events: list[Event] = []
         self._out: list[Frame] = []
         self._deadline: int | None = None
-        self._hello_nonce: bytes | None = None
+        self._hello_nonce: bytes | None = None  # our HELLO nonce that the peer echoes
+        self._peer_nonce = _NO_NONCE  # the peer's HELLO nonce we echoed: our stream_nonce
         self._pending: _Pending | None = None  # our OFFER awaiting an ANSWER
         self._received: codec.Offer | None = None  # the peer's OFFER we must answer
         self.peer_epoch: int | None = None
@@ -304,6 +336,12 @@ class RendezvousMachine:
     @property
     def is_leader(self) -> bool:
         return self.role is Role.LOW
+
+    @property
+    def hello_nonce(self) -> bytes | None:
+        """This endpoint's HELLO nonce on the stream, once sent: the ``stream_nonce`` every
+        OFFER, ANSWER and BYE from the peer must carry [RDV-51]."""
+        return self._hello_nonce
 
     def next_event(self) -> Event | None:
         return self._events.pop(0) if self._events else None
@@ -344,27 +382,35 @@ class RendezvousMachine:
         return self._local(Input.SEND_BYE, now, (int(reason),))
 
     def receive_data(self, data: bytes, now: int) -> None:
-        """Bytes from the onion stream (any split); ``b""`` means the stream ended (EOF)."""
+        """Bytes from the onion stream, any split [RDV-53]; ``b""`` means the stream ended."""
         if self.state in TERMINAL:
-            return
+            return  # [RDV-44]
         if not data:
-            self._input(Input.RECV_EOF, now, None)
+            if self._reader.pending:  # a partial frame: framing's error first [RDV-47], [FRM-36]
+                self._fail(ErrorCode.FRAME_TRUNCATED, "stream ended inside a frame",
+                           send=False, by_peer=True)
+            else:
+                self._input(Input.RECV_EOF, now, None)
             return
         view = memoryview(bytes(data))
-        step = 16384
-        head: int | None = None
         try:
-            for i in range(0, len(view), step):
-                self._reader.feed(bytes(view[i : i + step]))
-                while self.state not in TERMINAL:
-                    head = self._reader.head_type
-                    frame = self._reader.next_frame()
-                    if frame is None:
-                        break
+            for i in range(0, len(view), _CHUNK):
+                self._reader.feed(bytes(view[i : i + _CHUNK]))
+                while (frame := self._next_frame()) is not None:
                     self.receive_frame(frame, now)
+                    if self.state in TERMINAL:
+                        return  # the rest of the input is discarded [RDV-44]
+        except _BrokenFrame as exc:
+            # a frame whose type byte says ERROR is never answered with an ERROR frame, whatever
+            # check it failed (p4-00 CNV-36) [RDV-54]
+            self._fail(exc.error.code, str(exc.error), send=exc.head != FrameType.ERROR)
+
+    def _next_frame(self) -> Frame | None:
+        try:
+            return self._reader.next_frame()
         except DecodeError as exc:
-            # never answer a broken ERROR frame with an ERROR frame (p4-00 §7, CNV-36)
-            self._fail(exc.code, str(exc), send=head != FrameType.ERROR)
+            # the reader keeps the broken frame at the head of its buffer (p4-01 FRM-38)
+            raise _BrokenFrame(exc, self._reader.head_type) from None
 
     def receive_frame(self, frame: Frame, now: int) -> None:
         """One frame from :class:`FrameReader` / ``decode_frame(…, Path.TOR)``."""
@@ -409,12 +455,12 @@ class RendezvousMachine:
             self.state = nxt
         return out
 
-    def _fail(self, code: int, reason: str, *, send: bool = True) -> None:
-        """Queue ERROR first (unless the peer's own ERROR frame was the broken one), then enter
-        ERROR [RDV-43]."""
+    def _fail(self, code: int, reason: str, *, send: bool = True, by_peer: bool = False) -> None:
+        """Queue ERROR first (unless the peer's own ERROR frame was the broken one, or the stream
+        has ended), then enter ERROR [RDV-43]."""
         if send:
             self._out.append(Frame(FrameType.ERROR, 0, error_body(code, reason)))
-        self._events.append(RendezvousFailed(int(code)))
+        self._events.append(RendezvousFailed(int(code), by_peer=by_peer))
         self._deadline = None
         self.state = State.ERROR
 
@@ -453,8 +499,11 @@ class RendezvousMachine:
             if (self.state, inp) not in TRANSITIONS:
                 raise RemoteProtocolError(ErrorCode.UNEXPECTED_MESSAGE, f"{inp.value} here")
         window = check_received(msg, self.peer_pub, self.my_pub, now, self.nonces)
-        if isinstance(msg, codec.Hello) and msg.echo is not None and msg.echo != self._hello_nonce:
-            raise RemoteProtocolError(ErrorCode.RDV_REPLAY, "HELLO echo is not our nonce")
+        if isinstance(msg, codec.Hello):
+            if msg.echo is not None and msg.echo != self._hello_nonce:
+                raise RemoteProtocolError(ErrorCode.RDV_REPLAY, "HELLO echo is not our nonce")
+        elif msg.stream_nonce != self._hello_nonce:  # [RDV-51]
+            raise RemoteProtocolError(ErrorCode.RDV_REPLAY, "message bound to another stream")
         if isinstance(msg, codec.Offer):
             inp = self._classify_offer(msg)
         elif isinstance(msg, codec.Answer):
@@ -501,23 +550,35 @@ class RendezvousMachine:
         self._deadline = now + HELLO_TIMEOUT_MS
 
     def _authenticated(self, msg: codec.Hello) -> None:
+        """``msg`` is the peer's HELLO echoing our nonce: its epoch is the one reported
+        [RDV-55]."""
         self._deadline = None
         self.peer_epoch = msg.epoch
         self._events.append(PeerAuthenticated(self.peer_pub, msg.epoch, self.role))
 
-    def _a_accept_hello(self, now: int, msg: codec.Hello) -> None:
+    def _a_echo_hello(self, now: int, msg: codec.Hello) -> None:
+        """Acceptor: answer the dialer's HELLO with ours, echoing its nonce."""
+        self._peer_nonce = msg.nonce
+        self._hello_nonce, frame = self._hello(now, msg.nonce)
+        self._out.append(frame)
+
+    def _a_confirm_hello(self, now: int, msg: codec.Hello) -> None:
+        """Dialer: the acceptor echoed our nonce; echo its nonce back (the third HELLO)."""
+        self._peer_nonce = msg.nonce
         _, frame = self._hello(now, msg.nonce)
         self._out.append(frame)
         self._authenticated(msg)
 
-    def _a_hello_replied(self, now: int, msg: codec.Hello) -> None:
+    def _a_hello_confirmed(self, now: int, msg: codec.Hello) -> None:
+        """Acceptor: the dialer echoed our fresh nonce, so it is live on this stream."""
         self._authenticated(msg)
 
     def _a_timeout(self, now: int) -> None:
         self._fail(ErrorCode.TIMEOUT, "rendezvous timer expired")
 
     def _a_stream_closed(self, now: int, _: object) -> None:
-        """EOF: the stream is gone, so no ERROR frame; the driver learns it from the event."""
+        """EOF with nothing buffered: the stream is gone, so no ERROR frame; the driver learns it
+        from the event [RDV-47]."""
         self._deadline = None
         self._events.append(RendezvousFailed(ErrorCode.PROTOCOL_VIOLATION, by_peer=True))
 
@@ -530,7 +591,10 @@ class RendezvousMachine:
                 f"generation {generation} must exceed {self.generation}",
             )
         msg = self._fresh(
-            codec.Offer(epoch_of(now // 1000), _NO_NONCE, generation, sdp, fingerprint, last_rx)
+            codec.Offer(
+                epoch_of(now // 1000), _NO_NONCE, generation, sdp, fingerprint, last_rx,
+                self._peer_nonce,
+            )
         )
         nonce = msg.nonce
         data = self._sign(msg)
@@ -565,7 +629,7 @@ class RendezvousMachine:
         msg = self._fresh(
             codec.Answer(
                 epoch_of(now // 1000), _NO_NONCE, offer.generation, sdp, fingerprint, last_rx,
-                offer.nonce,
+                offer.nonce, self._peer_nonce,
             )
         )
         data = self._sign(msg)
@@ -573,7 +637,9 @@ class RendezvousMachine:
         return data
 
     def _a_send_bye(self, now: int, reason: int) -> Frame:
-        data = self._sign(self._fresh(codec.Bye(epoch_of(now // 1000), _NO_NONCE, reason)))
+        data = self._sign(
+            self._fresh(codec.Bye(epoch_of(now // 1000), _NO_NONCE, reason, self._peer_nonce))
+        )
         self._deadline = None
         return data
 

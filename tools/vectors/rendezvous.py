@@ -8,6 +8,7 @@ cases are additionally checked against an independent HKDF written out here (RFC
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 from typing import Any, cast
@@ -21,7 +22,7 @@ from p4ref.rendezvous import _codec as codec
 
 from ._envelope import Json, envelope, group, test
 
-SPEC, REV = "p4-03-rendezvous-v1", 1
+SPEC, REV = "p4-03-rendezvous-v1", 2
 NOW = 1_764_000_000_000  # 2025-11-24T16:00:00Z, epoch 20416
 EPOCH = 20416
 DAY_MS = 86_400_000
@@ -70,6 +71,13 @@ T = {
     "noerrorreply": "CNV-36",
     "cachesize": "RDV-28",
     "eof": "RDV-47",
+    "bound": "RDV-51",
+    "mark": "RDV-52",
+    "split": "RDV-53",
+    "errorbyte": "RDV-54",
+    "authepoch": "RDV-55",
+    "onionparse": "RDV-56",
+    "truncated": "FRM-36",
 }
 
 NOTES: dict[str, Json] = {
@@ -86,6 +94,10 @@ NOTES: dict[str, Json] = {
     "GLARE": {"bugType": "EDGE_CASE", "description": "Both peers offered at once."},
     "TIMEOUT": {"bugType": "EDGE_CASE", "description": "A timer expires."},
     "BOUNDARY": {"bugType": "EDGE_CASE", "description": "Exactly at a limit: accepted."},
+    "NON_ASCII": {"bugType": "CAN_OF_WORMS",
+                  "description": "Non-ASCII text that Unicode case folding maps to ASCII."},
+    "SPLIT": {"bugType": "EDGE_CASE",
+              "description": "Frames split across or packed into one recv step."},
 }
 
 
@@ -182,6 +194,7 @@ def _derive_cases() -> list[Json]:
 # ----------------------------------------------------------------------------- messages
 
 _NONCE = _h("message nonce")[:16]
+_STREAM = _h("recipient hello nonce")[:16]  # the recipient's HELLO nonce on the stream
 _MSGS: list[tuple[str, str, Json]] = [
     ("rdv-sign-hello", "dialer HELLO (no echo)",
      {"type": "RV_HELLO", "epoch": EPOCH, "nonce": _NONCE.hex(), "timestamp_ms": NOW,
@@ -192,19 +205,30 @@ _MSGS: list[tuple[str, str, Json]] = [
     ("rdv-sign-offer", "OFFER, generation 1",
      {"type": "RV_OFFER", "epoch": EPOCH, "nonce": _NONCE.hex(), "generation": 1,
       "sdp": "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\n", "fingerprint": FP_LOW.hex(),
-      "last_rx": 41}),
+      "last_rx": 41, "stream_nonce": _STREAM.hex()}),
+    ("rdv-sign-offer-worked-example", "the OFFER of p4-03 §15.2",
+     {"type": "RV_OFFER", "epoch": EPOCH, "nonce": _NONCE.hex(), "generation": 1,
+      "sdp": "v=0\r\n", "fingerprint": FP_LOW.hex(), "last_rx": 41,
+      "stream_nonce": _STREAM.hex()}),
     ("rdv-sign-offer-u64", "OFFER with generation and last_rx at 2^64-1",
      {"type": "RV_OFFER", "epoch": EPOCH, "nonce": _NONCE.hex(), "generation": 2**64 - 1,
-      "sdp": "v=0", "fingerprint": FP_LOW.hex(), "last_rx": 2**64 - 1}),
+      "sdp": "v=0", "fingerprint": FP_LOW.hex(), "last_rx": 2**64 - 1,
+      "stream_nonce": _STREAM.hex()}),
     ("rdv-sign-answer", "ANSWER to the OFFER above",
      {"type": "RV_ANSWER", "epoch": EPOCH, "nonce": _h("n3")[:16].hex(), "generation": 1,
       "sdp": "v=0\r\n", "fingerprint": FP_HIGH.hex(), "last_rx": 0,
-      "offer_nonce": _NONCE.hex()}),
+      "offer_nonce": _NONCE.hex(), "stream_nonce": _STREAM.hex()}),
     ("rdv-sign-bye", "BYE, reason NO_ERROR",
-     {"type": "RV_BYE", "epoch": EPOCH, "nonce": _NONCE.hex(), "reason": 0}),
+     {"type": "RV_BYE", "epoch": EPOCH, "nonce": _NONCE.hex(), "reason": 0,
+      "stream_nonce": _STREAM.hex()}),
     ("rdv-sign-bye-duplicate", "BYE, reason RDV_DUPLICATE_STREAM (0x0307)",
-     {"type": "RV_BYE", "epoch": EPOCH, "nonce": _h("n4")[:16].hex(), "reason": 0x0307}),
+     {"type": "RV_BYE", "epoch": EPOCH, "nonce": _h("n4")[:16].hex(), "reason": 0x0307,
+      "stream_nonce": _STREAM.hex()}),
 ]
+
+
+def _msg(ident: str) -> Json:
+    return next(m for i, _, m in _MSGS if i == ident)
 
 
 def _signed(msg: Json) -> bytes:
@@ -217,8 +241,9 @@ def _sign_cases() -> list[Json]:
     for ident, comment, msg in _MSGS:
         inp = {"identity_seed": SEED_LOW.hex(), "recipient_pub": PUB_HIGH.hex(), "message": msg}
         tags = ["types", "schema", "siginput", "sig"] + (["echo"] if "echo" in msg else [])
+        tags += ["bound"] if "stream_nonce" in msg else []
         c.append(_case("rendezvous.sign", ident, comment, tags, inp))
-    bad = dict(_MSGS[2][2], sdp="x" * (codec.MAX_SDP_BYTES + 1))
+    bad = dict(_msg("rdv-sign-offer"), sdp="x" * (codec.MAX_SDP_BYTES + 1))
     c.append(_case("rendezvous.sign", "rdv-sign-sdp-oversize", "sender refuses SDP > 8192 bytes",
                    ["sdp"], {"identity_seed": SEED_LOW.hex(), "recipient_pub": PUB_HIGH.hex(),
                              "message": bad}, error="MESSAGE_INVALID", flags=["OVERSIZE"]))
@@ -230,7 +255,7 @@ def _decode_cases() -> list[Json]:
     for ident, comment, msg in _MSGS:
         c.append(_case("rendezvous.decode", ident.replace("sign", "decode"), comment,
                        ["types", "schema"], {"frame": _signed(msg).hex()}))
-    offer: dict[int, Any] = {1: EPOCH, 2: _NONCE, 3: 1, 4: "v=0", 5: FP_LOW, 6: 0}
+    offer: dict[int, Any] = {1: EPOCH, 2: _NONCE, 3: 1, 4: "v=0", 5: FP_LOW, 6: 0, 8: _STREAM}
 
     def raw(body: dict[int, Any], ftype: FrameType = FrameType.RV_OFFER) -> str:
         return _sign_raw(SEED_LOW, PUB_HIGH, ftype, body).hex()
@@ -259,11 +284,16 @@ def _decode_cases() -> list[Json]:
     del missing[6]
     invalid.append(("rdv-decode-missing-key", "last_rx missing", ["schema"], missing,
                     "MESSAGE_INVALID", "SCHEMA"))
+    unbound = dict(offer)
+    del unbound[8]
+    invalid.append(("rdv-decode-offer-without-stream-nonce",
+                    "OFFER without key 8 (a revision-1 OFFER)", ["schema", "bound"], unbound,
+                    "MESSAGE_INVALID", "SCHEMA"))
     for ident, comment, tags, body, err, flag in invalid:
         c.append(_case("rendezvous.decode", ident, comment, tags, {"frame": raw(body)},
                        error=err, flags=[flag]))
-    nosig = encode_frame(Frame(FrameType.RV_BYE, 0, encode_cbor({1: EPOCH, 2: _NONCE, 3: 0})),
-                         Path.TOR)
+    nosig = encode_frame(Frame(FrameType.RV_BYE, 0, encode_cbor({1: EPOCH, 2: _NONCE, 3: 0,
+                                                                 8: _STREAM})), Path.TOR)
     c.append(_case("rendezvous.decode", "rdv-decode-no-signature", "BYE without key 15",
                    ["schema"], {"frame": nosig.hex()}, error="MESSAGE_INVALID",
                    flags=["SCHEMA"]))
@@ -276,7 +306,7 @@ def _decode_cases() -> list[Json]:
     c.append(_case("rendezvous.decode", "rdv-decode-frame-too-large",
                    "declared body 16384 > 16379", ["types"], {"frame": big.hex()},
                    error="FRAME_TOO_LARGE", flags=["OVERSIZE"]))
-    flagged = bytearray(_signed(_MSGS[5][2]))
+    flagged = bytearray(_signed(_msg("rdv-sign-bye")))
     flagged[2] = 0x01
     c.append(_case("rendezvous.decode", "rdv-decode-flags", "BYE with flag bit 0 set",
                    ["types"], {"frame": bytes(flagged).hex()}, error="FRAME_BAD_FLAGS"))
@@ -286,11 +316,11 @@ def _decode_cases() -> list[Json]:
 def _verify_cases() -> list[Json]:
     c: list[Json] = []
     base = {"sender_pub": PUB_LOW.hex(), "recipient_pub": PUB_HIGH.hex(), "now": NOW}
-    hello, offer = _signed(_MSGS[0][2]), _signed(_MSGS[2][2])
+    hello, offer = _signed(_msg("rdv-sign-hello")), _signed(_msg("rdv-sign-offer"))
     for ident, comment, frame in [
         ("rdv-verify-hello", "valid HELLO", hello),
         ("rdv-verify-offer", "valid OFFER", offer),
-        ("rdv-verify-bye", "valid BYE", _signed(_MSGS[5][2])),
+        ("rdv-verify-bye", "valid BYE", _signed(_msg("rdv-sign-bye"))),
     ]:
         c.append(_case("rendezvous.verify", ident, comment, ["sig", "window"],
                        dict(base, frame=frame.hex())))
@@ -326,15 +356,35 @@ def _verify_cases() -> list[Json]:
                        flags=["WRONG_EPOCH"]))
     c.append(_case("rendezvous.verify", "rdv-verify-generation-equal",
                    "OFFER generation equal to the current one", ["gen"],
-                   dict(base, frame=offer.hex(), generation=1), error="RDV_STALE_GENERATION",
+                   dict(base, frame=offer.hex(), last_generation=1), error="RDV_STALE_GENERATION",
                    flags=["STALE_GENERATION"]))
     c.append(_case("rendezvous.verify", "rdv-verify-generation-lower",
                    "OFFER generation below the current one", ["gen"],
-                   dict(base, frame=offer.hex(), generation=7), error="RDV_STALE_GENERATION",
+                   dict(base, frame=offer.hex(), last_generation=7),
+                   error="RDV_STALE_GENERATION",
                    flags=["STALE_GENERATION"]))
     c.append(_case("rendezvous.verify", "rdv-verify-generation-new",
                    "OFFER generation one above the current one", ["gen"],
-                   dict(base, frame=offer.hex(), generation=0)))
+                   dict(base, frame=offer.hex(), last_generation=0)))
+    c.append(_case("rendezvous.verify", "rdv-verify-generation-after-u64-mark",
+                   "receiver mark 2^64-1: no OFFER can be new (lossless integers)",
+                   ["gen", "mark"],
+                   dict(base, frame=_signed(_msg("rdv-sign-offer-u64")).hex(),
+                        last_generation=2**64 - 1),
+                   error="RDV_STALE_GENERATION", flags=["STALE_GENERATION", "BOUNDARY"]))
+    c.append(_case("rendezvous.verify", "rdv-verify-bound-to-this-stream",
+                   "OFFER naming the receiver's HELLO nonce", ["bound"],
+                   dict(base, frame=offer.hex(), hello_nonce=_STREAM.hex())))
+    c.append(_case("rendezvous.verify", "rdv-verify-bound-to-another-stream",
+                   "OFFER naming another HELLO nonce: recorded on another stream", ["bound"],
+                   dict(base, frame=offer.hex(), hello_nonce=_h("other stream")[:16].hex()),
+                   error="RDV_REPLAY", flags=["REPLAY"]))
+    c.append(_case("rendezvous.verify", "rdv-verify-order-replay-before-generation",
+                   "unbound and stale: the binding (step 7) is checked before the generation",
+                   ["order", "bound"],
+                   dict(base, frame=offer.hex(), hello_nonce=_h("other stream")[:16].hex(),
+                        last_generation=5),
+                   error="RDV_REPLAY", flags=["REPLAY"]))
     stranger = _sign_raw(SEED_C, PUB_HIGH, FrameType.RV_HELLO,
                          {1: EPOCH, 2: _NONCE, 3: NOW, 4: PUB_C, 5: PUB_HIGH})
     c.append(_case("rendezvous.verify", "rdv-verify-unknown-peer",
@@ -355,11 +405,11 @@ class _Rec:
     """One machine driven through the adapter; its steps become a transcript test."""
 
     def __init__(self, role: str, seed: bytes, peer: bytes, rng_label: str,
-                 generation: int = 0) -> None:
+                 last_generation: int = 0) -> None:
         self.role = role
         self.config: Json = {"identity_seed": seed.hex(), "peer_pub": peer.hex()}
-        if generation:
-            self.config["generation"] = generation
+        if last_generation:
+            self.config["last_generation"] = last_generation
         self.rng = _rng(rng_label)
         self.m = adapter.new(role, self.config, list(self.rng))
         self.steps: list[Json] = []
@@ -374,9 +424,16 @@ class _Rec:
     def recv(self, now: int, data: bytes) -> bytes:
         return self.step(now, {"recv": data.hex()})
 
+    @property
+    def stream_nonce(self) -> bytes:
+        """This machine's HELLO nonce: what the peer's OFFER/ANSWER/BYE must name [RDV-51]."""
+        nonce = self.m.hello_nonce
+        assert nonce is not None
+        return nonce
+
     def case(self, ident: str, comment: str, tags: list[str],
              flags: list[str] | None = None) -> Json:
-        used = len(self.rng) - len(cast(Any, self.m)._rng._values)
+        used = len(self.rng) - cast(Any, self.m)._rng.left
         inp = {"rng": [r.hex() for r in self.rng[:used]], "steps": self.steps}
         return test(ident, comment, [T[t] for t in tags], inp,
                     value={"steps": self.outs}, flags=flags)
@@ -385,27 +442,41 @@ class _Rec:
         return {"machine": "rendezvous", "role": self.role, "config": self.config}
 
 
-def _pair(low_dials: bool, label: str, generation: int = 0) -> tuple[_Rec, _Rec]:
+def _pair(low_dials: bool, label: str, last_generation: int = 0) -> tuple[_Rec, _Rec]:
     if low_dials:
-        return (_Rec("dialer", SEED_LOW, PUB_HIGH, label + " d", generation),
-                _Rec("acceptor", SEED_HIGH, PUB_LOW, label + " a", generation))
-    return (_Rec("dialer", SEED_HIGH, PUB_LOW, label + " d", generation),
-            _Rec("acceptor", SEED_LOW, PUB_HIGH, label + " a", generation))
+        return (_Rec("dialer", SEED_LOW, PUB_HIGH, label + " d", last_generation),
+                _Rec("acceptor", SEED_HIGH, PUB_LOW, label + " a", last_generation))
+    return (_Rec("dialer", SEED_HIGH, PUB_LOW, label + " d", last_generation),
+            _Rec("acceptor", SEED_LOW, PUB_HIGH, label + " a", last_generation))
 
 
 def _hello(d: _Rec, a: _Rec, t: int = NOW) -> None:
+    """The three HELLOs (§6.3): both READY afterwards."""
     a.step(t, {"cmd": "start"})
-    reply = a.recv(t + 100, d.step(t, {"cmd": "start"}))
-    d.recv(t + 200, reply)
+    echo = a.recv(t + 100, d.step(t, {"cmd": "start"}))
+    a.recv(t + 300, d.recv(t + 200, echo))
 
 
 def _offer(gen: int, fp: bytes, sdp: str = "v=0 offer", last_rx: int = 0) -> Json:
-    return {"cmd": "offer", "sdp": sdp, "fingerprint": fp.hex(), "generation": gen,
+    return {"cmd": "send_offer", "sdp": sdp, "fingerprint": fp.hex(), "generation": gen,
             "last_rx": last_rx}
 
 
 def _answer(fp: bytes, sdp: str = "v=0 answer", last_rx: int = 0) -> Json:
-    return {"cmd": "answer", "sdp": sdp, "fingerprint": fp.hex(), "last_rx": last_rx}
+    return {"cmd": "send_answer", "sdp": sdp, "fingerprint": fp.hex(), "last_rx": last_rx}
+
+
+def _bye(reason: str = "NO_ERROR") -> Json:
+    return {"cmd": "send_bye", "reason": reason}
+
+
+def _low_offer(to: _Rec, nonce_label: str, gen: int, over: dict[int, Any] | None = None
+               ) -> bytes:
+    """An OFFER signed by LOW for the HIGH acceptor ``to``, bound to its stream."""
+    body: dict[int, Any] = {1: EPOCH, 2: _h(nonce_label)[:16], 3: gen, 4: "v=0", 5: FP_LOW,
+                            6: 0, 8: to.stream_nonce}
+    body.update(over or {})
+    return _sign_raw(SEED_LOW, PUB_HIGH, FrameType.RV_OFFER, body)
 
 
 def _transcripts() -> list[Json]:
@@ -418,33 +489,63 @@ def _transcripts() -> list[Json]:
 
     for low_dials in (True, False):
         who = "low-dials" if low_dials else "high-dials"
-        # happy path with re-signalling on the same stream, then BYE
+        # happy path with re-signalling on the same stream, then BYE.  The dialer's third HELLO
+        # and its OFFER reach the acceptor in one recv step (any split is allowed).
         d, a = _pair(low_dials, f"happy {who}")
-        _hello(d, a)
-        ans = a.recv(NOW + 400, d.step(NOW + 300, _offer(1, FP_LOW, last_rx=3)))
+        a.step(NOW, {"cmd": "start"})
+        echo = a.recv(NOW + 100, d.step(NOW, {"cmd": "start"}))
+        confirm = d.recv(NOW + 200, echo)
+        offer = d.step(NOW + 300, _offer(1, FP_LOW, last_rx=3))
+        a.recv(NOW + 400, confirm + offer)
         ans = a.step(NOW + 500, _answer(FP_HIGH, last_rx=4))
         d.recv(NOW + 600, ans)
         o2 = a.step(NOW + 700, _offer(2, FP_HIGH, "v=0 g2", 9))
         d.recv(NOW + 800, o2)
         a.recv(NOW + 1000, d.step(NOW + 900, _answer(FP_LOW, "v=0 a2", 10)))
-        d.recv(NOW + 1200, a.step(NOW + 1100, {"cmd": "bye", "reason": "NO_ERROR"}))
-        add(d, f"rdv-tx-happy-{who}-dialer", "HELLO, OFFER/ANSWER g1, peer re-offers g2, BYE",
-            ["echo", "gen", "resignal", "closed", "table"])
-        add(a, f"rdv-tx-happy-{who}-acceptor", "HELLO, OFFER/ANSWER g1, re-offer g2, BYE",
-            ["echo", "gen", "resignal", "closed", "table"])
+        d.recv(NOW + 1200, a.step(NOW + 1100, _bye()))
+        add(d, f"rdv-tx-happy-{who}-dialer",
+            "three HELLOs, OFFER/ANSWER g1, peer re-offers g2, BYE",
+            ["echo", "bound", "authepoch", "gen", "resignal", "closed", "table"])
+        add(a, f"rdv-tx-happy-{who}-acceptor",
+            "three HELLOs (the third with the OFFER in one recv), OFFER/ANSWER g1, re-offer g2, "
+            "BYE", ["echo", "bound", "authepoch", "gen", "resignal", "closed", "table", "split"],
+            ["SPLIT"])
         # glare: both offer generation 1; LOW (leader) wins
         d, a = _pair(low_dials, f"glare {who}")
         _hello(d, a)
-        od = d.step(NOW + 300, _offer(1, FP_LOW if low_dials else FP_HIGH, "v=0 from dialer"))
-        oa = a.step(NOW + 300, _offer(1, FP_HIGH if low_dials else FP_LOW, "v=0 from acceptor"))
-        rd, ra = d.recv(NOW + 400, oa), a.recv(NOW + 400, od)
+        od = d.step(NOW + 400, _offer(1, FP_LOW if low_dials else FP_HIGH, "v=0 from dialer"))
+        oa = a.step(NOW + 400, _offer(1, FP_HIGH if low_dials else FP_LOW, "v=0 from acceptor"))
+        rd, ra = d.recv(NOW + 500, oa), a.recv(NOW + 500, od)
         assert not rd and not ra
         follower, leader = (a, d) if low_dials else (d, a)
-        leader.recv(NOW + 600, follower.step(NOW + 500, _answer(FP_HIGH)))
+        leader.recv(NOW + 700, follower.step(NOW + 600, _answer(FP_HIGH)))
         add(d, f"rdv-tx-glare-{who}-dialer", "both OFFER g1; the LOW peer's OFFER wins",
             ["leader", "glare", "glareaction"], ["GLARE"])
         add(a, f"rdv-tx-glare-{who}-acceptor", "both OFFER g1; the LOW peer's OFFER wins",
             ["leader", "glare", "glareaction"], ["GLARE"])
+
+    # byte-at-a-time and split deliveries give the same outputs (decision 3, RDV-53)
+    d, a = _pair(True, "split")
+    a.step(NOW, {"cmd": "start"})
+    hello = d.step(NOW, {"cmd": "start"})
+    a.recv(NOW + 100, hello[:1])
+    a.recv(NOW + 101, hello[1:5])
+    a.recv(NOW + 102, hello[5:-1])
+    a.recv(NOW + 103, hello[-1:])
+    add(a, "rdv-tx-split-hello", "the dialer HELLO in four recv steps (1, 4, rest-1, 1 bytes): "
+        "the echo HELLO comes with the last byte", ["split", "echo"], ["SPLIT"])
+
+    # the PEER_AUTHENTICATED epoch is the one the peer's echoing HELLO names (its clock)
+    d, a = _pair(True, "epoch report")
+    a.step(NOW + DAY_MS, {"cmd": "start"})
+    echo = a.recv(NOW + DAY_MS + 100, d.step(NOW, {"cmd": "start"}))
+    a.recv(NOW + DAY_MS + 300, d.recv(NOW + 200, echo))
+    add(d, "rdv-tx-authenticated-epoch-peer-clock",
+        "the acceptor's clock is one epoch ahead: the dialer reports epoch 20417, the "
+        "acceptor's HELLO epoch", ["authepoch", "window"])
+    add(a, "rdv-tx-authenticated-epoch-dialer-clock",
+        "the dialer's clock is one epoch behind: the acceptor reports epoch 20416, the epoch "
+        "of the dialer's echoing (third) HELLO", ["authepoch", "window"])
 
     # timers
     d, _ = _pair(True, "timeout")
@@ -453,61 +554,102 @@ def _transcripts() -> list[Json]:
     d.step(NOW + 30_000, {"tick": True})
     add(d, "rdv-tx-hello-timeout", "no HELLO reply within 30 s", ["timers", "error"],
         ["TIMEOUT"])
+    d, a = _pair(True, "echo timeout")
+    a.step(NOW, {"cmd": "start"})
+    a.recv(NOW + 100, d.step(NOW, {"cmd": "start"}))
+    a.step(NOW + 30_000, {"tick": True})
+    add(a, "rdv-tx-hello-echo-timeout", "a dialer HELLO (or a replay of one) but no third HELLO "
+        "within 30 s of start: HELLO_ECHOED times out, nothing was reported",
+        ["timers", "echo", "error"], ["TIMEOUT", "REPLAY"])
     d, a = _pair(True, "answer timeout")
     _hello(d, a)
-    d.step(NOW + 300, _offer(1, FP_LOW))
-    d.step(NOW + 30_300, {"tick": True})
+    d.step(NOW + 400, _offer(1, FP_LOW))
+    d.step(NOW + 30_400, {"tick": True})
     add(d, "rdv-tx-answer-timeout", "no ANSWER within 30 s", ["timers", "error"], ["TIMEOUT"])
 
     # acceptor-side rejections (LOW dials; the HIGH acceptor is recorded)
     d, a = _pair(True, "replay")
     _hello(d, a)
-    offer = d.step(NOW + 300, _offer(1, FP_LOW))
-    a.recv(NOW + 400, offer)
-    d.recv(NOW + 600, a.step(NOW + 500, _answer(FP_HIGH)))
-    a.recv(NOW + 700, offer)
+    offer = d.step(NOW + 400, _offer(1, FP_LOW))
+    a.recv(NOW + 500, offer)
+    d.recv(NOW + 700, a.step(NOW + 600, _answer(FP_HIGH)))
+    a.recv(NOW + 800, offer)
     add(a, "rdv-tx-replay-offer", "the same OFFER again after the ANSWER",
-        ["replay", "record", "error"],
-        ["REPLAY"])
+        ["replay", "record", "error"], ["REPLAY"])
+
+    # replay after a restart (issue 8 §1.4): a recorded dialer HELLO and third HELLO replayed
+    # to a new acceptor machine: the old echo is not the new acceptor nonce
+    d, a = _pair(True, "recorded")
+    a.step(NOW, {"cmd": "start"})
+    hello = d.step(NOW, {"cmd": "start"})
+    confirm = d.recv(NOW + 200, a.recv(NOW + 100, hello))
+    _, restarted = _pair(True, "restarted")
+    restarted.step(NOW + 60_000, {"cmd": "start"})
+    restarted.recv(NOW + 60_100, hello)
+    restarted.recv(NOW + 60_200, confirm)
+    add(restarted, "rdv-tx-replayed-hellos-after-restart",
+        "a restarted acceptor (empty cache) gets a recorded dialer HELLO, answers it with a "
+        "fresh nonce, then the recorded third HELLO, which echoes the old nonce: RDV_REPLAY",
+        ["echo", "replay", "error"], ["REPLAY"])
+    # ... and an OFFER recorded on another stream, on a live one
+    d, a = _pair(True, "other stream")
+    _hello(d, a)
+    d2, a2 = _pair(True, "live stream")
+    _hello(d2, a2)
+    a2.recv(NOW + 500, d.step(NOW + 400, _offer(1, FP_LOW)))
+    add(a2, "rdv-tx-offer-from-another-stream",
+        "a correctly signed OFFER bound to another stream's HELLO nonce: RDV_REPLAY",
+        ["bound", "error"], ["REPLAY"])
+    # the persisted mark refuses the generation already answered before the restart
+    d, a = _pair(True, "mark", last_generation=1)
+    _hello(d, a)
+    a.recv(NOW + 500, _low_offer(a, "after restart", 1))
+    add(a, "rdv-tx-offer-at-persisted-mark",
+        "last_generation 1 (the persisted mark), a fresh bound OFFER of generation 1",
+        ["mark", "gen", "error"], ["STALE_GENERATION", "REPLAY"])
 
     d, a = _pair(True, "stale")
     _hello(d, a)
-    a.recv(NOW + 400, d.step(NOW + 300, _offer(1, FP_LOW)))
-    a.step(NOW + 500, _answer(FP_HIGH))
-    a.recv(NOW + 600, _sign_raw(SEED_LOW, PUB_HIGH, FrameType.RV_OFFER,
-                                {1: EPOCH, 2: _h("fresh")[:16], 3: 1, 4: "v=0", 5: FP_LOW,
-                                 6: 0}))
+    a.recv(NOW + 500, d.step(NOW + 400, _offer(1, FP_LOW)))
+    a.step(NOW + 600, _answer(FP_HIGH))
+    a.recv(NOW + 700, _low_offer(a, "fresh", 1))
     add(a, "rdv-tx-stale-generation", "a fresh OFFER for the answered generation 1",
         ["gen", "error"], ["STALE_GENERATION"])
 
-    d, a = _pair(True, "configured generation", generation=5)
+    d, a = _pair(True, "configured generation", last_generation=5)
     _hello(d, a)
-    a.recv(NOW + 400, _sign_raw(SEED_LOW, PUB_HIGH, FrameType.RV_OFFER,
-                                {1: EPOCH, 2: _h("g4")[:16], 3: 4, 4: "v=0", 5: FP_LOW, 6: 0}))
-    add(a, "rdv-tx-below-configured-generation", "configured generation 5, OFFER for 4",
-        ["gen", "error"], ["STALE_GENERATION"])
+    a.recv(NOW + 500, _low_offer(a, "g4", 4))
+    add(a, "rdv-tx-below-configured-generation", "last_generation 5, OFFER for 4",
+        ["gen", "mark", "error"], ["STALE_GENERATION"])
 
     _, a = _pair(True, "early offer")
     a.step(NOW, {"cmd": "start"})
     a.recv(NOW + 100, _sign_raw(SEED_LOW, PUB_HIGH, FrameType.RV_OFFER,
                                 {1: EPOCH, 2: _h("early")[:16], 3: 1, 4: "v=0", 5: FP_LOW,
-                                 6: 0}))
+                                 6: 0, 8: _h("no hello yet")[:16]}))
     add(a, "rdv-tx-offer-before-hello", "OFFER before any HELLO", ["table", "nosdp", "error"],
         ["OUT_OF_ORDER"])
 
+    d, a = _pair(True, "offer before third hello")
+    a.step(NOW, {"cmd": "start"})
+    a.recv(NOW + 100, d.step(NOW, {"cmd": "start"}))
+    a.recv(NOW + 200, _low_offer(a, "too early", 1))
+    add(a, "rdv-tx-offer-before-third-hello", "a bound OFFER in HELLO_ECHOED, before the "
+        "dialer echoed the acceptor's nonce", ["table", "nosdp", "error"], ["OUT_OF_ORDER"])
+
     d, a = _pair(True, "answer in ready")
     _hello(d, a)
-    a.recv(NOW + 300, _sign_raw(SEED_LOW, PUB_HIGH, FrameType.RV_ANSWER,
+    a.recv(NOW + 400, _sign_raw(SEED_LOW, PUB_HIGH, FrameType.RV_ANSWER,
                                 {1: EPOCH, 2: _h("x")[:16], 3: 1, 4: "v=0", 5: FP_LOW, 6: 0,
-                                 7: _h("y")[:16]}))
+                                 7: _h("y")[:16], 8: a.stream_nonce}))
     add(a, "rdv-tx-answer-without-offer", "ANSWER while no OFFER is outstanding",
         ["table", "error"], ["OUT_OF_ORDER"])
 
     d, a = _pair(True, "bad sig")
     a.step(NOW, {"cmd": "start"})
-    hello = bytearray(d.step(NOW, {"cmd": "start"}))
-    hello[-1] ^= 0x80
-    a.recv(NOW + 100, bytes(hello))
+    corrupt = bytearray(d.step(NOW, {"cmd": "start"}))
+    corrupt[-1] ^= 0x80
+    a.recv(NOW + 100, bytes(corrupt))
     add(a, "rdv-tx-bad-signature", "dialer HELLO with a corrupted signature", ["sig", "error"],
         ["BAD_SIGNATURE"])
 
@@ -524,9 +666,7 @@ def _transcripts() -> list[Json]:
 
     d, a = _pair(True, "oversize")
     _hello(d, a)
-    a.recv(NOW + 300, _sign_raw(SEED_LOW, PUB_HIGH, FrameType.RV_OFFER,
-                                {1: EPOCH, 2: _h("big")[:16], 3: 1,
-                                 4: "x" * (codec.MAX_SDP_BYTES + 1), 5: FP_LOW, 6: 0}))
+    a.recv(NOW + 400, _low_offer(a, "big", 1, {4: "x" * (codec.MAX_SDP_BYTES + 1)}))
     add(a, "rdv-tx-sdp-oversize", "OFFER with an SDP of 8193 bytes", ["sdp", "error"],
         ["OVERSIZE"])
 
@@ -539,21 +679,20 @@ def _transcripts() -> list[Json]:
 
     d, a = _pair(True, "ping")
     _hello(d, a)
-    a.recv(NOW + 300, encode_frame(Frame(FrameType.PING, 0, ping_body(b"\x01" * 8)), Path.TOR)
+    a.recv(NOW + 400, encode_frame(Frame(FrameType.PING, 0, ping_body(b"\x01" * 8)), Path.TOR)
            + encode_frame(Frame(FrameType.PADDING, 0, b"\x00\x00"), Path.TOR)
            + encode_frame(Frame(0xEA, 0, b"grease"), Path.TOR))
-    a.step(NOW + 400, _answer(FP_HIGH))
-    add(a, "rdv-tx-ping-padding-grease", "PING answered, PADDING and GREASE ignored; then a "
-        "local ANSWER with no OFFER is refused", ["ping", "table"])
+    add(a, "rdv-tx-ping-padding-grease", "PING answered, PADDING and GREASE ignored, all in one "
+        "recv", ["ping", "split"], ["SPLIT"])
 
     # crossed OFFERs of different generations: the higher one wins, whoever leads
     d, a = _pair(True, "crossed")
     _hello(d, a)
-    od = d.step(NOW + 300, _offer(1, FP_LOW, "v=0 g1 from LOW"))
-    oa = a.step(NOW + 300, _offer(2, FP_HIGH, "v=0 g2 from HIGH"))
-    d.recv(NOW + 400, oa)
-    a.recv(NOW + 400, od)
-    a.recv(NOW + 600, d.step(NOW + 500, _answer(FP_LOW)))
+    od = d.step(NOW + 400, _offer(1, FP_LOW, "v=0 g1 from LOW"))
+    oa = a.step(NOW + 400, _offer(2, FP_HIGH, "v=0 g2 from HIGH"))
+    d.recv(NOW + 500, oa)
+    a.recv(NOW + 500, od)
+    a.recv(NOW + 700, d.step(NOW + 600, _answer(FP_LOW)))
     add(d, "rdv-tx-crossed-generations-low", "LOW offers g1, HIGH offers g2: g2 wins",
         ["glare", "crossed"], ["GLARE"])
     add(a, "rdv-tx-crossed-generations-high", "LOW offers g1, HIGH offers g2: g2 wins",
@@ -568,51 +707,64 @@ def _transcripts() -> list[Json]:
     ]:
         d, a = _pair(True, ident)
         _hello(d, a)
-        offer = d.step(NOW + 300, _offer(3, FP_LOW))
+        offer = d.step(NOW + 400, _offer(3, FP_LOW))
         nonce = offer_nonce or bytes.fromhex(
             adapter.run_op("rendezvous.decode", {}, {"frame": offer.hex()})["value"]["message"]
             ["nonce"])
-        d.recv(NOW + 400, _sign_raw(SEED_HIGH, PUB_LOW, FrameType.RV_ANSWER,
+        d.recv(NOW + 500, _sign_raw(SEED_HIGH, PUB_LOW, FrameType.RV_ANSWER,
                                     {1: EPOCH, 2: _h(ident)[:16], 3: gen, 4: "v=0",
-                                     5: FP_HIGH, 6: 0, 7: nonce}))
+                                     5: FP_HIGH, 6: 0, 7: nonce, 8: d.stream_nonce}))
         add(d, ident, comment, ["answer", "error"], ["STALE_GENERATION"]
             if err == "RDV_STALE_GENERATION" else ["SCHEMA"])
 
-    # local generation rule: configured generation 5
-    d, a = _pair(True, "local generation", generation=5)
+    # local generation rule: last_generation 5, the first OFFER is 6
+    d, a = _pair(True, "local generation", last_generation=5)
     _hello(d, a)
-    d.step(NOW + 300, _offer(5, FP_LOW))
     d.step(NOW + 400, _offer(6, FP_LOW))
-    add(d, "rdv-tx-local-stale-generation", "send_offer(5) refused with generation 5 "
-        "configured; send_offer(6) sent", ["localgen"], ["STALE_GENERATION"])
+    add(d, "rdv-tx-offer-above-mark", "last_generation 5: send_offer(6) is sent",
+        ["localgen", "mark"])
 
     # the peer's ERROR frame, then silence in the terminal state
     d, a = _pair(True, "peer error")
     _hello(d, a)
-    a.recv(NOW + 300, encode_frame(Frame(FrameType.ERROR, 0, encode_cbor(
+    a.recv(NOW + 400, encode_frame(Frame(FrameType.ERROR, 0, encode_cbor(
         {1: 0x0005, 2: "peer gave up"})), Path.TOR))
-    a.recv(NOW + 400, encode_frame(Frame(FrameType.PING, 0, ping_body(b"\x02" * 8)), Path.TOR))
+    a.recv(NOW + 500, encode_frame(Frame(FrameType.PING, 0, ping_body(b"\x02" * 8)), Path.TOR))
     add(a, "rdv-tx-peer-error", "ERROR from the peer: ERROR state, no reply; later frames "
         "discarded", ["recverror", "terminal"])
     # a broken ERROR frame (unsorted keys) is fatal but never answered with an ERROR
     d, a = _pair(True, "broken peer error")
     _hello(d, a)
-    a.recv(NOW + 300, bytes([1, FrameType.ERROR, 0, 0, 5]) + bytes.fromhex("a202000100"))
+    a.recv(NOW + 400, bytes([1, FrameType.ERROR, 0, 0, 5]) + bytes.fromhex("a202000100"))
     add(a, "rdv-tx-broken-peer-error", "a malformed ERROR frame: ERROR state, no ERROR in reply",
-        ["noerrorreply", "recverror"], ["NON_CANONICAL"])
+        ["noerrorreply", "recverror", "errorbyte"], ["NON_CANONICAL"])
+    # ... also when a header check fails: the type byte alone makes it an ERROR frame
+    d, a = _pair(True, "error frame bad flags")
+    _hello(d, a)
+    a.recv(NOW + 400, encode_frame(Frame(FrameType.ERROR, 0, encode_cbor(
+        {1: 0x0005, 2: ""})), Path.TOR)[:2] + b"\x80" + encode_frame(Frame(
+            FrameType.ERROR, 0, encode_cbor({1: 0x0005, 2: ""})), Path.TOR)[3:])
+    add(a, "rdv-tx-error-type-bad-flags", "a frame with the ERROR type byte and flag bit 7 set: "
+        "FRAME_BAD_FLAGS, ERROR state, no ERROR frame in reply", ["noerrorreply", "errorbyte"])
     d, a = _pair(True, "eof")
     _hello(d, a)
-    a.recv(NOW + 400, d.step(NOW + 300, _offer(1, FP_LOW)))
-    a.step(NOW + 500, _answer(FP_HIGH))
-    a.recv(NOW + 600, b"")
+    a.recv(NOW + 500, d.step(NOW + 400, _offer(1, FP_LOW)))
+    a.step(NOW + 600, _answer(FP_HIGH))
+    a.recv(NOW + 700, b"")
     add(a, "rdv-tx-eof-after-answer", "the stream ends after ANSWERED: ERROR, no frame",
         ["eof"])
+    d, a = _pair(True, "eof inside a frame")
+    _hello(d, a)
+    a.recv(NOW + 500, d.step(NOW + 400, _offer(1, FP_LOW))[:20])
+    a.recv(NOW + 600, b"")
+    add(a, "rdv-tx-eof-inside-a-frame", "the stream ends 20 bytes into an OFFER: "
+        "FRAME_TRUNCATED (framing, FRM-36) before PROTOCOL_VIOLATION (RDV-47), no frame",
+        ["eof", "truncated", "split"], ["SPLIT"])
     d, a = _pair(True, "bye then junk")
     _hello(d, a)
-    a.recv(NOW + 400, d.step(NOW + 300, {"cmd": "bye", "reason": "RDV_DUPLICATE_STREAM"}))
-    a.recv(NOW + 500, b"\xff\xff\xff\xff\xff")
-    add(a, "rdv-tx-bye-then-junk", "BYE (duplicate stream) closes; bytes after it are discarded",
-        ["bye", "closed", "terminal"])
+    a.recv(NOW + 500, d.step(NOW + 400, _bye("RDV_DUPLICATE_STREAM")) + b"\xff" * 5)
+    add(a, "rdv-tx-bye-then-junk", "BYE (duplicate stream) and junk in one recv: CLOSED, the "
+        "bytes after the BYE are discarded", ["bye", "closed", "terminal", "split"], ["SPLIT"])
 
     out: list[Json] = []
     for params, tests in groups.values():
@@ -628,13 +780,13 @@ def _pair_groups() -> list[Json]:
 
     def offer(role: str, at: int, fp: bytes, sdp: str) -> Json:
         return {"role": role, "now": NOW + at,
-                "in": {"cmd": "offer", "sdp": sdp, "fingerprint": fp.hex(), "generation": 1,
-                       "last_rx": 0}}
+                "in": {"cmd": "send_offer", "sdp": sdp, "fingerprint": fp.hex(),
+                       "generation": 1, "last_rx": 0}}
 
     def answer(at: int) -> Json:
         return {"role": "acceptor", "now": NOW + at,
-                "in": {"cmd": "answer", "sdp": "v=0 answer", "fingerprint": FP_HIGH.hex(),
-                       "last_rx": 5}}
+                "in": {"cmd": "send_answer", "sdp": "v=0 answer",
+                       "fingerprint": FP_HIGH.hex(), "last_rx": 5}}
 
     start = [{"role": "dialer", "now": NOW, "in": {"cmd": "start"}},
              {"role": "acceptor", "now": NOW, "in": {"cmd": "start"}}]
@@ -665,10 +817,11 @@ def _pair_groups() -> list[Json]:
             cfg),
         vec("rdv-pair-unknown-peer", "the acceptor expects another device: both end in ERROR",
             ["peer", "error"], start,
-            {"dialer": {"state": "ERROR", "events": [
+            {"dialer": {"state": "ERROR", "errors": ["RDV_UNKNOWN_PEER"], "events": [
                 {"event": "RENDEZVOUS_FAILED", "code": "RDV_UNKNOWN_PEER", "by_peer": True}]},
-             "acceptor": {"state": "ERROR", "events": [
-                 {"event": "RENDEZVOUS_FAILED", "code": "RDV_UNKNOWN_PEER"}]}},
+             "acceptor": {"state": "ERROR", "errors": ["RDV_UNKNOWN_PEER"], "events": [
+                 {"event": "RENDEZVOUS_FAILED", "code": "RDV_UNKNOWN_PEER",
+                  "by_peer": False}]}},
             stranger, flags=["UNKNOWN_PEER"]),
         vec("rdv-pair-glare", "crossed OFFERs of one generation: the leader's wins",
             ["glare", "glareaction", "leader"],
@@ -682,6 +835,54 @@ def _pair_groups() -> list[Json]:
     ]
 
 
+# ----------------------------------------------------------------------------- onion addresses
+
+_ONION = "iqdwoocyiodcp76yu3gycuwauskmzmuyzw34v5cx6wqlsab2ovdopryd"  # §14.1, LOW's onion
+
+
+def _onion_cases() -> list[Json]:
+    """``rendezvous.parse_onion``: ASCII-only text rules (RDV-56), with or without ``.onion``."""
+    c: list[Json] = []
+    for ident, comment, addr, tags, flags in [
+        ("rdv-onion-label", "the 56-character label, as rendezvous.derive gives it", _ONION,
+         ["onionparse", "onion"], []),
+        ("rdv-onion-suffix", "with the .onion suffix", _ONION + ".onion", ["onionparse"], []),
+        ("rdv-onion-upper", "upper case A-Z, suffix too", (_ONION + ".onion").upper(),
+         ["onionparse"], []),
+        ("rdv-onion-ascii-space", "surrounded by SP, HT, LF and CR (stripped)",
+         " \t" + _ONION + ".onion\r\n", ["onionparse"], ["BOUNDARY"]),
+    ]:
+        c.append(_case("rendezvous.parse_onion", ident, comment, tags, {"address": addr},
+                       flags=flags or None))
+    bad_checksum = _ONION[:-8] + ("a" if _ONION[-8] != "a" else "b") + _ONION[-7:]
+    version_2 = base64.b32encode(
+        bytes.fromhex(_run("rendezvous.parse_onion", {"address": _ONION})["value"]["public_key"])
+        + b"\x00\x00\x02").decode().lower()
+    for ident, comment, addr, flags in [
+        ("rdv-onion-long-s", "U+017F LATIN SMALL LETTER LONG S in place of s (upper() maps it "
+         "to S)", _ONION.replace("s", "\u017f"), ["NON_ASCII"]),
+        ("rdv-onion-dotless-i", "U+0131 LATIN SMALL LETTER DOTLESS I in place of i (upper() "
+         "maps it to I)", _ONION.replace("i", "\u0131"), ["NON_ASCII"]),
+        ("rdv-onion-kelvin", "U+212A KELVIN SIGN in an upper-case address (lower() maps it to "
+         "k)", _ONION.upper().replace("K", "\u212a"), ["NON_ASCII"]),
+        ("rdv-onion-nbsp", "surrounded by U+00A0 NO-BREAK SPACE (not stripped)",
+         "\u00a0" + _ONION + "\u00a0", ["NON_ASCII"]),
+        ("rdv-onion-vt", "followed by VT (U+000B), which is not one of the four stripped",
+         _ONION + "\u000b", []),
+        ("rdv-onion-padding", "50 letters and 6 '=' (base32 padding): 56 characters that "
+         "decode to fewer than 35 bytes", "a" * 50 + "=" * 6, []),
+        ("rdv-onion-55", "55 characters", _ONION[:-1], []),
+        ("rdv-onion-digit-1", "a '1', outside the base32 alphabet", "1" + _ONION[1:], []),
+        ("rdv-onion-checksum", "one character changed: the checksum fails", bad_checksum, []),
+        ("rdv-onion-version-2", "a valid-looking label whose version byte is 2", version_2, []),
+        ("rdv-onion-empty", "the empty string", "", []),
+        ("rdv-onion-suffix-only", "only .onion", ".onion", []),
+    ]:
+        c.append(_case("rendezvous.parse_onion", ident, comment, ["onionparse"],
+                       {"address": addr}, error="ONION_ADDRESS_INVALID", flags=flags or None))
+    return c
+
+
 def build() -> dict[str, Json]:
     try:
         files = {
@@ -692,6 +893,9 @@ def build() -> dict[str, Json]:
                 group("rendezvous.sign", _sign_cases()),
                 group("rendezvous.decode", _decode_cases()),
                 group("rendezvous.verify", _verify_cases()),
+            ]),
+            "rendezvous/onion.json": envelope("rendezvous", SPEC, REV, NOTES, [
+                group("rendezvous.parse_onion", _onion_cases()),
             ]),
             "rendezvous/transcripts.json": envelope("rendezvous", SPEC, REV, NOTES,
                                                     _transcripts()),
