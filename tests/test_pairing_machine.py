@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import itertools
 import re
 from pathlib import Path as FsPath
 
@@ -597,3 +598,97 @@ def test_each_attempt_draws_a_fresh_scalar() -> None:
     assert e1 != e2
     with pytest.raises(LocalProtocolError):  # an exhausted source is an error, never a reuse
         PairingMachine(Role.ACCEPTER, inv, SEED_A, []).start(T0)
+
+
+# --- fuzz findings (issue 8 §2) and any split of the stream [PAIR-61] ---------------------------
+
+
+def test_decode_message_of_a_non_pairing_type_is_a_typed_error() -> None:
+    """Was ``ValueError: 234 is not a valid FrameType`` for an ignorable type (p4-02 §6.3)."""
+    from p4ref.errors import DecodeError
+    from p4ref.pairing import decode_message
+
+    for ftype in (0xEA, 0xE0, 0xFE, FrameType.RV_HELLO, FrameType.PING, 0x14):
+        with pytest.raises(DecodeError) as exc:
+            decode_message(Frame(ftype, 0, b"\xa0"))
+        assert exc.value.code is ErrorCode.UNEXPECTED_MESSAGE
+
+
+def test_more_than_64_kib_in_one_call_is_accepted() -> None:
+    """Was INTERNAL_ERROR "reader buffer full" with the bytes dropped and no ERROR queued."""
+    a, i = machines()
+    i.start(T0)
+    padding = encode_frame(Frame(FrameType.PADDING, 0, bytes(16_000)), Path.TOR)
+    big = padding * 5 + a.start(T0)  # ~80 KiB, then the PAIR_PAKE
+    assert len(big) > 64 * 1024
+    i.receive_data(big, T0)
+    assert i.state is State.WAIT_CONFIRM
+    assert [f.type for f in i.frames_to_send()] == [FrameType.PAIR_PAKE, FrameType.PAIR_CONFIRM]
+
+
+def test_done_then_malformed_frame_in_one_read_still_pairs() -> None:
+    """Was CBOR_MALFORMED raised in PAIRED, the PAIRED event lost [PAIR-44]."""
+    a, i = machines()
+    i.start(T0)
+    i.receive_data(a.start(T0), T0)
+    a.receive_data(i.data_to_send(), T0)
+    i.receive_data(a.data_to_send(), T0)
+    a.receive_data(i.data_to_send(), T0)  # the accepter sends its PAIR_DONE
+    junk = b"\x01\x10\x00\x00\x03\xa2\x01\x18"  # a PAIR_PAKE whose body is broken CBOR
+    i.receive_data(a.data_to_send() + junk, T0)  # no exception
+    assert i.state is State.PAIRED and isinstance(i.next_event(), Paired)
+    done = i.data_to_send()
+    a.receive_data(done + junk + b"\x07" * 70_000, T0)  # nor here, however much follows
+    assert a.state is State.PAIRED and isinstance(a.next_event(), Paired)
+    assert a.frames_to_send() == [] and i.frames_to_send() == []
+
+
+def _feed(role: Role, stream: bytes, cuts: list[int]) -> tuple[bytes, list[object], State]:
+    """A fresh machine of ``role`` fed ``stream`` cut at ``cuts``: (all it sent, events, state)."""
+    a, i = machines()
+    me = a if role is Role.ACCEPTER else i
+    sent = me.start(T0)
+    bounds = [0, *sorted(set(cuts)), len(stream)]
+    for lo, hi in itertools.pairwise(bounds):
+        if hi > lo:
+            me.receive_data(stream[lo:hi], T0)
+            sent += me.data_to_send()
+    return sent, list(iter(me.next_event, None)), me.state
+
+
+def _honest_streams() -> tuple[bytes, bytes]:
+    """(the inviter's stream to the accepter, the accepter's stream to the inviter), recorded
+    one frame at a time; with fixed randomness each role's replies do not depend on timing."""
+    a, i = machines()
+    i.start(T0)
+    pending = [("i", f) for f in decode_frames(a.start(T0))]
+    to_a, to_i = b"", b""
+    while pending:
+        dst, frame = pending.pop(0)
+        if dst == "i":
+            to_i += frame
+            i.receive_data(frame, T0)
+            pending += [("a", f) for f in decode_frames(i.data_to_send())]
+        else:
+            to_a += frame
+            a.receive_data(frame, T0)
+            pending += [("i", f) for f in decode_frames(a.data_to_send())]
+    assert a.state is State.PAIRED and i.state is State.PAIRED
+    return to_a, to_i
+
+
+STREAMS = _honest_streams()
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(role=st.sampled_from(list(Role)), cuts=st.lists(st.integers(0, 600), max_size=12))
+def test_every_split_gives_the_same_outputs_and_state(role: Role, cuts: list[int]) -> None:
+    """RULES 3 / [PAIR-61]: for a valid transcript, any split of the received bytes gives the
+    same frames sent, the same events and the same final state."""
+    stream = STREAMS[0] if role is Role.ACCEPTER else STREAMS[1]
+    whole = _feed(role, stream, [])
+    cut = _feed(role, stream, [c % (len(stream) + 1) for c in cuts])
+    assert cut[0] == whole[0] and cut[2] is whole[2] is State.PAIRED
+    assert [repr(e) for e in cut[1]] == [repr(e) for e in whole[1]]
+    byte_by_byte = _feed(role, stream, list(range(len(stream))))
+    assert byte_by_byte[0] == whole[0] and byte_by_byte[2] is State.PAIRED

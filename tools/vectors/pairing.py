@@ -235,15 +235,21 @@ def _code_cases() -> list[Json]:
         cases.append(_case(f"pair-code-bad-{ident}", comment, ["code-parse"], {"code": text}, op,
                            error="PAIR_CODE_MALFORMED", flags=["MALFORMED"]))  # fmt: skip
     non_ascii = [
-        ("kelvin-sign", "7-hamburger-\u212aiwi",
-         "U+212A KELVIN SIGN for the k of kiwi (lower() would read it as k)"),
+        (
+            "kelvin-sign",
+            "7-hamburger-\u212aiwi",
+            "U+212A KELVIN SIGN for the k of kiwi (lower() would read it as k)",
+        ),
         ("nbsp", "\u00a07-guitarist-revenge", "a leading U+00A0 NO-BREAK SPACE"),
         ("ideographic-space", "7-guitarist-revenge\u3000", "a trailing U+3000 IDEOGRAPHIC SPACE"),
         ("line-separator", "7-guitarist-revenge\u2028", "a trailing U+2028 LINE SEPARATOR"),
         ("file-separator", "\x1c7-guitarist-revenge", "a leading U+001C (str.strip() strips it)"),
         ("unit-separator", "7-guitarist-revenge\x1f", "a trailing U+001F"),
-        ("vertical-tab", "\x0b7-guitarist-revenge", "a leading VT: only SP, HT, LF, CR are "
-         "stripped"),
+        (
+            "vertical-tab",
+            "\x0b7-guitarist-revenge",
+            "a leading VT: only SP, HT, LF, CR are stripped",
+        ),
         ("fullwidth-digit", "\uff17-guitarist-revenge", "U+FF17 FULLWIDTH DIGIT SEVEN"),
     ]
     for ident, text, comment in non_ascii:
@@ -320,8 +326,12 @@ def _uri_cases() -> list[Json]:
         ("expiry-leading-zero", mk(x="0" + q["x"]), "expiry with a leading zero", malformed,
          "uri-parse"),
     ]  # fmt: skip
-    flag_of = {"secret-non-canonical": "NON_CANONICAL", "onion-mismatch": "ONION_MISMATCH",
-               "version-2": "VERSION", "key-commitment-non-canonical": "NON_CANONICAL"}
+    flag_of = {
+        "secret-non-canonical": "NON_CANONICAL",
+        "onion-mismatch": "ONION_MISMATCH",
+        "version-2": "VERSION",
+        "key-commitment-non-canonical": "NON_CANONICAL",
+    }
     for ident, text, comment, err, tag in bad:
         flag = "CHECK_ORDER" if tag == "uri-order" else flag_of.get(ident, "MALFORMED")
         cases.append(_case(f"pair-uri-bad-{ident}", comment, [tag], {"uri": text}, op, error=err,
@@ -675,77 +685,149 @@ def _transcripts() -> list[Json]:
     # honest runs: short code and URI, both roles
     a, i = _pair("")
     _honest(a, i)
-    add(i, "pair-tx-code-inviter", "short code, inviter side (§13 example)",
-        ["table", "single-use", "confirm-inviter", "identity-check", "done-check", "root",
-         "commit", "done-inviter"])
-    add(a, "pair-tx-code-accepter", "short code, accepter side (§13 example)",
-        ["table", "confirm-accepter", "identity-check", "root", "tor-only", "commit-check",
-         "done-inviter"])
+    add(
+        i,
+        "pair-tx-code-inviter",
+        "short code, inviter side (§13 example)",
+        [
+            "table",
+            "single-use",
+            "confirm-inviter",
+            "identity-check",
+            "done-check",
+            "root",
+            "commit",
+            "done-inviter",
+        ],
+    )
+    add(
+        a,
+        "pair-tx-code-accepter",
+        "short code, accepter side (§13 example)",
+        [
+            "table",
+            "confirm-accepter",
+            "identity-check",
+            "root",
+            "tor-only",
+            "commit-check",
+            "done-inviter",
+        ],
+    )
     fa, fi = _frames_of(a, i)  # each: PAKE, CONFIRM, IDENTITY, DONE
     ua, ui = _pair("uri ", uri=URI, expires_at=None)
     _honest(ua, ui)
-    add(ui, "pair-tx-uri-inviter", "URI invitation, inviter side (expiry from the URI)",
-        ["table", "uri-onion", "root"])
-    add(ua, "pair-tx-uri-accepter", "URI invitation, accepter side: the inviter's key matches "
-        "the URI's commitment", ["table", "root", "uri-key-check"])
+    add(
+        ui,
+        "pair-tx-uri-inviter",
+        "URI invitation, inviter side (expiry from the URI)",
+        ["table", "uri-onion", "root"],
+    )
+    add(
+        ua,
+        "pair-tx-uri-accepter",
+        "URI invitation, accepter side: the inviter's key matches the URI's commitment",
+        ["table", "root", "uri-key-check"],
+    )
 
     # any split: the same bytes in other pieces give the same outputs
     sa = accepter()
     sa.recv(NOW + 2, fi[0] + fi[1])
     sa.recv(NOW + 3, fi[2] + fi[3])
-    add(sa, "pair-tx-accepter-two-frames-per-recv", "the inviter's frames two per recv",
-        ["any-split"], ["SPLIT"])
+    add(
+        sa,
+        "pair-tx-accepter-two-frames-per-recv",
+        "the inviter's frames two per recv",
+        ["any-split"],
+        ["SPLIT"],
+    )
     sa = accepter()
     stream = b"".join(fi)
     for n, (lo, hi) in enumerate([(0, 1), (1, 60), (60, 200), (200, len(stream))]):
         sa.recv(NOW + 2 + n, stream[lo:hi])
-    add(sa, "pair-tx-accepter-odd-splits", "the inviter's stream cut at bytes 1, 60 and 200",
-        ["any-split"], ["SPLIT"])
+    add(
+        sa,
+        "pair-tx-accepter-odd-splits",
+        "the inviter's stream cut at bytes 1, 60 and 200",
+        ["any-split"],
+        ["SPLIT"],
+    )
     si = inviter()
     si.recv(NOW + 2, b"".join(fa))
-    add(si, "pair-tx-inviter-one-recv", "the accepter's whole stream in one recv",
-        ["any-split", "done-inviter"], ["SPLIT"])
+    add(
+        si,
+        "pair-tx-inviter-one-recv",
+        "the accepter's whole stream in one recv",
+        ["any-split", "done-inviter"],
+        ["SPLIT"],
+    )
 
     # the last PAIR_DONE: lost, late, tampered, followed by junk
     la = accepter()
     for n, f in enumerate(fi[:3]):
         la.recv(NOW + 2 + n, f)
     la.step(NOW + 1 + 60_000, {"tick": True})
-    add(la, "pair-tx-accepter-done-lost-timeout",
+    add(
+        la,
+        "pair-tx-accepter-done-lost-timeout",
         "the inviter's PAIR_DONE never comes: ERROR(TIMEOUT), PAIRING_FAILED(PAIR_OUTCOME_UNKNOWN)",
-        ["outcome-unknown", "timer"], ["DONE_LOST"])
+        ["outcome-unknown", "timer"],
+        ["DONE_LOST"],
+    )
     la = accepter()
     for n, f in enumerate(fi[:3]):
         la.recv(NOW + 2 + n, f)
     la.step(NOW + 10, {"recv": ""})
-    add(la, "pair-tx-accepter-done-lost-stream",
+    add(
+        la,
+        "pair-tx-accepter-done-lost-stream",
         "the stream ends after the accepter's PAIR_DONE: PAIR_OUTCOME_UNKNOWN, nothing stored",
-        ["outcome-unknown", "lost"], ["DONE_LOST"])
+        ["outcome-unknown", "lost"],
+        ["DONE_LOST"],
+    )
     la = accepter()
     for n, f in enumerate(fi[:3]):
         la.recv(NOW + 2 + n, f)
     la.recv(NOW + 10, _flip(fi[3]))
-    add(la, "pair-tx-tampered-done-inviter", "the inviter's PAIR_DONE with one bit flipped",
-        ["done-inviter"], ["TAMPERED"])
+    add(
+        la,
+        "pair-tx-tampered-done-inviter",
+        "the inviter's PAIR_DONE with one bit flipped",
+        ["done-inviter"],
+        ["TAMPERED"],
+    )
     la = accepter()
     for n, f in enumerate(fi[:3]):
         la.recv(NOW + 2 + n, f)
     la.recv(NOW + 10, _frame(0x01, error_body(0x0210, "bad done")))
-    add(la, "pair-tx-accepter-done-refused", "the inviter refuses the accepter's PAIR_DONE: a "
-        "definite failure with the inviter's code", ["peer-error", "done-inviter"])
+    add(
+        la,
+        "pair-tx-accepter-done-refused",
+        "the inviter refuses the accepter's PAIR_DONE: a definite failure with the inviter's code",
+        ["peer-error", "done-inviter"],
+    )
     junk = _frame(0x10, b"\xa2\x01\x18\x01")  # non-minimal CBOR, cut short
     la = accepter()
     for n, f in enumerate(fi[:3]):
         la.recv(NOW + 2 + n, f)
     la.recv(NOW + 10, fi[3] + junk)
-    add(la, "pair-tx-accepter-done-then-junk", "PAIR_DONE and a malformed frame in one recv: "
-        "PAIRED, the junk discarded", ["terminal-discard", "any-split"])
+    add(
+        la,
+        "pair-tx-accepter-done-then-junk",
+        "PAIR_DONE and a malformed frame in one recv: PAIRED, the junk discarded",
+        ["terminal-discard", "any-split"],
+    )
     li = inviter()
     for n, f in enumerate(fa[:3]):
         li.recv(NOW + 2 + n, f)
     li.recv(NOW + 10, fa[3] + junk)
-    add(li, "pair-tx-inviter-done-then-junk", "PAIR_DONE and a malformed frame in one recv: "
-        "PAIRED and PAIR_DONE sent, the junk discarded", ["terminal-discard", "done-inviter"])
+    add(
+        li,
+        "pair-tx-inviter-done-then-junk",
+        "PAIR_DONE and a malformed frame in one recv: "
+        "PAIRED and PAIR_DONE sent, the junk discarded",
+        ["terminal-discard", "done-inviter"],
+    )
 
     # wrong code: the accepter detects it on cB; the inviter learns it from ERROR; burnt after
     wa = _Rec("accepter", _cfg(SEED_A, code=WRONG_CODE, expires_at=None), ["wrong x"])
@@ -755,16 +837,25 @@ def _transcripts() -> list[Json]:
     pake_i, confirm_i = wi.recv(NOW + 2, pake_a)
     wa.recv(NOW + 3, pake_i)
     (err,) = wa.recv(NOW + 4, confirm_i)
-    add(wa, "pair-tx-wrong-code-accepter", "wrong words: cB does not verify",
-        ["confirm-accepter", "burn-both"], ["WRONG_CODE"])
+    add(
+        wa,
+        "pair-tx-wrong-code-accepter",
+        "wrong words: cB does not verify",
+        ["confirm-accepter", "burn-both"],
+        ["WRONG_CODE"],
+    )
     wi.recv(NOW + 5, err)
     (pake_a2,) = _Rec("accepter", _cfg(SEED_A, expires_at=None), ["retry x"]).step(
         NOW + 6, {"cmd": "start"})  # fmt: skip
     wi.step(NOW + 6, {"recv": ""})
     wi.recv(NOW + 7, pake_a2)
-    add(wi, "pair-tx-wrong-code-inviter-burnt",
+    add(
+        wi,
+        "pair-tx-wrong-code-inviter-burnt",
         "wrong words: the accepter's ERROR ends the attempt; the right code afterwards is refused",
-        ["peer-error", "burnt-reply", "single-use", "burn-both"], ["WRONG_CODE", "BURNT"])
+        ["peer-error", "burnt-reply", "single-use", "burn-both"],
+        ["WRONG_CODE", "BURNT"],
+    )
 
     # wrong code seen by the inviter: an accepter that skips checking cB and sends its cA
     xi = inviter("wrong2 y")
@@ -777,8 +868,13 @@ def _transcripts() -> list[Json]:
     ida, idb = C.spake2_ids("7")
     ca = C.key_schedule(C.transcript(ida, idb, p_a, p_b, k, w_bad)).ca
     xi.recv(NOW + 2, _frame(0x11, encode_cbor({1: ca})))
-    add(xi, "pair-tx-wrong-code-inviter", "wrong words: cA does not verify at the inviter",
-        ["confirm-inviter"], ["WRONG_CODE"])
+    add(
+        xi,
+        "pair-tx-wrong-code-inviter",
+        "wrong words: cA does not verify at the inviter",
+        ["confirm-inviter"],
+        ["WRONG_CODE"],
+    )
 
     # tampered messages
     ti = inviter()
@@ -793,38 +889,63 @@ def _transcripts() -> list[Json]:
     ti.recv(NOW + 2, fa[0])
     ti.recv(NOW + 12, fa[1])
     ti.recv(NOW + 13, _flip(fa[2], 60))
-    add(ti, "pair-tx-tampered-identity", "sealed accepter identity with one bit flipped",
-        ["identity-check"], ["TAMPERED"])
+    add(
+        ti,
+        "pair-tx-tampered-identity",
+        "sealed accepter identity with one bit flipped",
+        ["identity-check"],
+        ["TAMPERED"],
+    )
     ti = inviter()
     for n, f in enumerate(fa[:3]):
         ti.recv(NOW + 2 + n, f)
     ti.recv(NOW + 30, _flip(fa[3]))
-    add(ti, "pair-tx-tampered-done", "the accepter's PAIR_DONE MAC with one bit flipped",
-        ["done-check"], ["TAMPERED"])
+    add(
+        ti,
+        "pair-tx-tampered-done",
+        "the accepter's PAIR_DONE MAC with one bit flipped",
+        ["done-check"],
+        ["TAMPERED"],
+    )
     ta = accepter()
     ta.recv(NOW + 2, fi[0])
     ta.recv(NOW + 3, fi[1])
     ta.recv(NOW + 4, _flip(fi[2], 30))
-    add(ta, "pair-tx-tampered-identity-inviter", "sealed inviter identity with one bit flipped",
-        ["identity-check"], ["TAMPERED"])
+    add(
+        ta,
+        "pair-tx-tampered-identity-inviter",
+        "sealed inviter identity with one bit flipped",
+        ["identity-check"],
+        ["TAMPERED"],
+    )
     ta = accepter()
     ta.recv(NOW + 2, fi[0])
     ta.recv(NOW + 3, _flip(fi[1], -1))  # the last byte of the commitment
     ta.recv(NOW + 4, fi[2])
-    add(ta, "pair-tx-commitment-mismatch", "the inviter's identity does not open the commitment "
-        "it sent in PAIR_CONFIRM", ["commit-check"], ["SAS_COMMIT"])
+    add(
+        ta,
+        "pair-tx-commitment-mismatch",
+        "the inviter's identity does not open the commitment it sent in PAIR_CONFIRM",
+        ["commit-check"],
+        ["SAS_COMMIT"],
+    )
 
     # the URI commits to another identity key than the one that answers
     other_uri = str(InviteUri.create(SECRET, EXPIRES // 1000, _pub(SEED_X)))
     ka, ki = _pair("uri ", uri=URI, expires_at=None)
     _honest(ka, ki)
-    uka, uki = _frames_of(ka, ki)
+    _, uki = _frames_of(ka, ki)
     ma = _Rec("accepter", _cfg(SEED_A, uri=other_uri, expires_at=None), ["uri x"])
     ma.step(NOW + 1, {"cmd": "start"})
     for n, f in enumerate(uki[:3]):
         ma.recv(NOW + 2 + n, f)
-    add(ma, "pair-tx-uri-inviter-mismatch", "the inviter's key is not the one the URI commits "
-        "to: PAIR_INVITER_MISMATCH, no PAIR_DONE", ["uri-key-check"], ["URI_KEY"])
+    add(
+        ma,
+        "pair-tx-uri-inviter-mismatch",
+        "the inviter's key is not the one the URI commits to: PAIR_INVITER_MISMATCH, no PAIR_DONE",
+        ["uri-key-check"],
+        ["URI_KEY"],
+    )
 
     # self-pairing: both devices use the same identity key
     sa = _Rec("accepter", _cfg(SEED_I, expires_at=None), ["self x"])
@@ -835,8 +956,12 @@ def _transcripts() -> list[Json]:
     c2, id2 = sa.recv(NOW + 4, c1)
     si.recv(NOW + 5, c2)
     si.recv(NOW + 6, id2)
-    add(si, "pair-tx-self", "the accepter presents the inviter's own identity key",
-        ["identity-self"])
+    add(
+        si,
+        "pair-tx-self",
+        "the accepter presents the inviter's own identity key",
+        ["identity-self"],
+    )
 
     # bad PAKE elements and versions at the inviter: the stream ends, the invitation does not
     bad_pakes: list[tuple[str, str, dict[int, CborValue], str, str]] = [
@@ -856,57 +981,101 @@ def _transcripts() -> list[Json]:
     for ident, comment, body, tag, flag in bad_pakes:
         bi = inviter()
         bi.recv(NOW + 1, _frame(0x10, encode_cbor(body)))
-        add(bi, f"pair-tx-pake-{ident}", comment + ": ERROR, the stream ends, the invitation "
-            "stays", [tag, "stream-drop"], [flag])
+        add(
+            bi,
+            f"pair-tx-pake-{ident}",
+            comment + ": ERROR, the stream ends, the invitation stays",
+            [tag, "stream-drop"],
+            [flag],
+        )
     bi = inviter()
     bi.recv(NOW + 1, _frame(0x10, encode_cbor({1: 1, 2: bytes([1]) + bytes(31)})))
     bi.recv(NOW + 2, fa[0])  # same stream: ignored
     bi.step(NOW + 3, {"recv": ""})
     for n, f in enumerate(fa):  # a new stream: the real accepter pairs
         bi.recv(NOW + 4 + n, f)
-    add(bi, "pair-tx-bad-pake-then-pair", "an invalid PAIR_PAKE costs its stream only: the next "
-        "stream pairs", ["stream-drop", "single-use"], ["BAD_POINT"])
+    add(
+        bi,
+        "pair-tx-bad-pake-then-pair",
+        "an invalid PAIR_PAKE costs its stream only: the next stream pairs",
+        ["stream-drop", "single-use"],
+        ["BAD_POINT"],
+    )
     bi = inviter()
     bi.recv(NOW + 1, b"\x07junk on the stream")
     bi.step(NOW + 2, {"recv": ""})
     bi.recv(NOW + 3, fa[0])
-    add(bi, "pair-tx-junk-then-pake", "junk before any PAKE: framing ERROR on that stream; the "
-        "next stream is answered", ["stream-drop"], ["MALFORMED"])
+    add(
+        bi,
+        "pair-tx-junk-then-pake",
+        "junk before any PAKE: framing ERROR on that stream; the next stream is answered",
+        ["stream-drop"],
+        ["MALFORMED"],
+    )
 
     # check order
     ei = inviter(expires_at=NOW + 1000)
     ei.recv(NOW + 1000, _frame(0x10, encode_cbor({1: 1, 2: bytes([1]) + bytes(31)})))
-    add(ei, "pair-tx-late-invalid-pake", "an invalid element at the expiry time: expiry is "
-        "checked before the element", ["check-order", "expiry-enforce"], ["CHECK_ORDER"])
+    add(
+        ei,
+        "pair-tx-late-invalid-pake",
+        "an invalid element at the expiry time: expiry is checked before the element",
+        ["check-order", "expiry-enforce"],
+        ["CHECK_ORDER"],
+    )
     ei = inviter(expires_at=NOW + 1000)
     ei.recv(NOW + 1000, _frame(0x10, encode_cbor({1: 1})))
     ei.step(NOW + 1001, {"tick": True})
-    add(ei, "pair-tx-late-malformed-pake", "a malformed PAIR_PAKE at the expiry time: the schema "
+    add(
+        ei,
+        "pair-tx-late-malformed-pake",
+        "a malformed PAIR_PAKE at the expiry time: the schema "
         "first (its stream ends), then the timer expires the invitation",
-        ["check-order", "expiry-timer"], ["CHECK_ORDER"])
+        ["check-order", "expiry-timer"],
+        ["CHECK_ORDER"],
+    )
     oa = accepter()
     oa.recv(NOW + 2, _frame(0x11, encode_cbor({1: bytes(31)})))
-    add(oa, "pair-tx-schema-before-state", "a malformed PAIR_CONFIRM while waiting for "
-        "PAIR_PAKE: MESSAGE_INVALID (schema), not UNEXPECTED_MESSAGE", ["check-order"],
-        ["CHECK_ORDER"])
+    add(
+        oa,
+        "pair-tx-schema-before-state",
+        "a malformed PAIR_CONFIRM while waiting for "
+        "PAIR_PAKE: MESSAGE_INVALID (schema), not UNEXPECTED_MESSAGE",
+        ["check-order"],
+        ["CHECK_ORDER"],
+    )
     oa = accepter()
     oa.recv(NOW + 2, fi[0])
     oa.recv(NOW + 3, _frame(0x11, encode_cbor({1: fi[1][9:41]})))
-    add(oa, "pair-tx-confirm-without-commitment", "the inviter's PAIR_CONFIRM without key 2",
-        ["commit", "body-schema"], ["TRUNCATED"])
+    add(
+        oa,
+        "pair-tx-confirm-without-commitment",
+        "the inviter's PAIR_CONFIRM without key 2",
+        ["commit", "body-schema"],
+        ["TRUNCATED"],
+    )
     oi = inviter()
     oi.recv(NOW + 2, fa[0])
     oi.recv(NOW + 3, _frame(0x11, encode_cbor({1: fa[1][9:41], 2: bytes(32)})))
-    add(oi, "pair-tx-confirm-with-commitment", "the accepter's PAIR_CONFIRM with a key 2",
-        ["commit", "body-schema"], ["OVERSIZED"])
+    add(
+        oi,
+        "pair-tx-confirm-with-commitment",
+        "the accepter's PAIR_CONFIRM with a key 2",
+        ["commit", "body-schema"],
+        ["OVERSIZED"],
+    )
 
     # truncated and oversized frames on the stream
     bi = inviter()
     bi.recv(NOW + 1, fa[0][:-1])
     bi.step(EXPIRES, {"tick": True})
-    add(bi, "pair-tx-frame-truncated",
+    add(
+        bi,
+        "pair-tx-frame-truncated",
         "PAIR_PAKE missing its last byte: buffered, then the invitation expires",
-        ["expiry-timer"], ["TRUNCATED", "EXPIRED"])
+        ["expiry-timer"],
+        ["TRUNCATED", "EXPIRED"],
+    )
     bi = inviter()
     bi.recv(NOW + 1, bytes.fromhex("01100040") + b"\x00")
     add(bi, "pair-tx-frame-too-large", "frame header declares 16384 body bytes", ["body-schema",
@@ -915,54 +1084,96 @@ def _transcripts() -> list[Json]:
     # out of order
     oi = inviter()
     oi.recv(NOW + 1, fa[1])
-    add(oi, "pair-tx-inviter-confirm-first", "PAIR_CONFIRM before PAIR_PAKE: the stream ends",
-        ["unexpected", "stream-drop"], ["OUT_OF_ORDER"])
+    add(
+        oi,
+        "pair-tx-inviter-confirm-first",
+        "PAIR_CONFIRM before PAIR_PAKE: the stream ends",
+        ["unexpected", "stream-drop"],
+        ["OUT_OF_ORDER"],
+    )
     oi = inviter()
     oi.recv(NOW + 1, fa[0])
     oi.recv(NOW + 2, fa[0])
-    add(oi, "pair-tx-inviter-pake-twice", "PAIR_PAKE repeated on the stream", ["unexpected"],
-        ["OUT_OF_ORDER"])
+    add(
+        oi,
+        "pair-tx-inviter-pake-twice",
+        "PAIR_PAKE repeated on the stream",
+        ["unexpected"],
+        ["OUT_OF_ORDER"],
+    )
     oi = inviter()
     oi.recv(NOW + 1, fa[0])
     oi.recv(NOW + 2, fa[2])
-    add(oi, "pair-tx-inviter-identity-before-confirm", "PAIR_IDENTITY before PAIR_CONFIRM",
-        ["unexpected"], ["OUT_OF_ORDER"])
+    add(
+        oi,
+        "pair-tx-inviter-identity-before-confirm",
+        "PAIR_IDENTITY before PAIR_CONFIRM",
+        ["unexpected"],
+        ["OUT_OF_ORDER"],
+    )
     oa = accepter()
     oa.recv(NOW + 2, fi[1])
-    add(oa, "pair-tx-accepter-confirm-first", "PAIR_CONFIRM before PAIR_PAKE", ["unexpected"],
-        ["OUT_OF_ORDER"])
+    add(
+        oa,
+        "pair-tx-accepter-confirm-first",
+        "PAIR_CONFIRM before PAIR_PAKE",
+        ["unexpected"],
+        ["OUT_OF_ORDER"],
+    )
     oa = accepter()
     oa.recv(NOW + 2, fi[0])
     oa.recv(NOW + 3, _frame(0x13, encode_cbor({1: bytes(32)})))
-    add(oa, "pair-tx-accepter-done", "PAIR_DONE before PAIR_CONFIRM", ["unexpected"],
-        ["OUT_OF_ORDER"])
+    add(
+        oa,
+        "pair-tx-accepter-done",
+        "PAIR_DONE before PAIR_CONFIRM",
+        ["unexpected"],
+        ["OUT_OF_ORDER"],
+    )
     oa = accepter()
     oa.recv(NOW + 2, _frame(0x20, b"\xa0"))
-    add(oa, "pair-tx-accepter-rendezvous-frame", "an RV_HELLO during pairing", ["unexpected"],
-        ["OUT_OF_ORDER"])
+    add(
+        oa,
+        "pair-tx-accepter-rendezvous-frame",
+        "an RV_HELLO during pairing",
+        ["unexpected"],
+        ["OUT_OF_ORDER"],
+    )
 
     # framing-level frames, ERROR and terminal states
     ci = inviter()
     ci.recv(NOW + 1, encode_frame(Frame(FrameType.PING, 0, encode_cbor({1: bytes(8)})), Path.TOR))
     ci.recv(NOW + 2, _frame(0xEA, b"grease") + _frame(0x04, b"\x00\x00"))
     ci.recv(NOW + 3, fa[0])
-    add(ci, "pair-tx-ping-grease-padding", "PING answered, GREASE and PADDING discarded",
-        ["core-frames"])
+    add(
+        ci,
+        "pair-tx-ping-grease-padding",
+        "PING answered, GREASE and PADDING discarded",
+        ["core-frames"],
+    )
     ci = inviter()
     ci.recv(NOW + 1, _frame(0x01, error_body(0x0005, "gave up")))
     ci.recv(NOW + 2, fa[0])  # same stream: ignored after the peer's ERROR
     ci.step(NOW + 3, {"recv": ""})
     ci.recv(NOW + 4, fa[0])  # a new stream: answered, the invitation was not consumed
-    add(ci, "pair-tx-inviter-peer-error-before-pake",
+    add(
+        ci,
+        "pair-tx-inviter-peer-error-before-pake",
         "ERROR before any PAKE: that stream is dead, the invitation is not; a new stream pairs",
-        ["peer-error", "stream-drop"])
+        ["peer-error", "stream-drop"],
+    )
     ci = inviter()
     ci.recv(NOW + 1, fa[0])
     ci.recv(NOW + 2, _frame(0x01, error_body(0x0005, "gave up")))
     ci.step(NOW + 3, {"recv": ""})
     ci.recv(NOW + 4, fa[0])
-    add(ci, "pair-tx-inviter-peer-error", "ERROR after the PAKE: failed and burnt",
-        ["peer-error", "burnt-reply"], ["BURNT"])
+    add(
+        ci,
+        "pair-tx-inviter-peer-error",
+        "ERROR after the PAKE: failed and burnt",
+        ["peer-error", "burnt-reply"],
+        ["BURNT"],
+    )
     ci = inviter()
     ci.recv(NOW + 1, fa[0])
     ci.recv(NOW + 2, _frame(0x01, encode_cbor({1: 5, 2: b"not text"})))
@@ -974,33 +1185,56 @@ def _transcripts() -> list[Json]:
         pa_.recv(NOW + 2 + n, f)
     pa_.recv(NOW + 10, fi[1])
     pa_.recv(NOW + 11, _frame(0x01, error_body(0x0005, "late")))
-    add(pa_, "pair-tx-accepter-paired-discards", "after PAIRED, further frames are discarded",
-        ["terminal-discard"])
+    add(
+        pa_,
+        "pair-tx-accepter-paired-discards",
+        "after PAIRED, further frames are discarded",
+        ["terminal-discard"],
+    )
 
     # connection loss
     li = inviter()
     li.step(NOW + 1, {"recv": ""})
     li.recv(NOW + 2, fa[0])
     li.step(NOW + 3, {"recv": ""})
-    add(li, "pair-tx-connection-lost", "lost before the PAKE: keep waiting; after: burnt",
-        ["lost", "single-use"])
+    add(
+        li,
+        "pair-tx-connection-lost",
+        "lost before the PAKE: keep waiting; after: burnt",
+        ["lost", "single-use"],
+    )
 
     # expiry and timeout
     ei = inviter(expires_at=NOW + 1000)
     ei.step(NOW + 999, {"tick": True})
     ei.step(NOW + 1000, {"tick": True})
     ei.recv(NOW + 1001, fa[0])
-    add(ei, "pair-tx-expiry-timer", "the expiry timer fires: FAILED without a frame; then burnt",
-        ["expiry-timer", "burnt-reply"], ["EXPIRED"])
+    add(
+        ei,
+        "pair-tx-expiry-timer",
+        "the expiry timer fires: FAILED without a frame; then burnt",
+        ["expiry-timer", "burnt-reply"],
+        ["EXPIRED"],
+    )
     ei = inviter(expires_at=NOW + 1000)
     ei.recv(NOW + 1000, fa[0])
-    add(ei, "pair-tx-pake-after-expiry", "PAIR_PAKE at the expiry time, timer not yet run",
-        ["expiry-enforce"], ["EXPIRED"])
+    add(
+        ei,
+        "pair-tx-pake-after-expiry",
+        "PAIR_PAKE at the expiry time, timer not yet run",
+        ["expiry-enforce"],
+        ["EXPIRED"],
+    )
     ea = _Rec("accepter", _cfg(SEED_A, uri=str(InviteUri.create(SECRET, NOW // 1000,
               _pub(SEED_I))), expires_at=None), ["x"])  # fmt: skip
     ea.step(NOW, {"cmd": "start"})
-    add(ea, "pair-tx-accepter-uri-expired", "URI whose expiry is now: start fails, nothing sent",
-        ["expiry-accepter"], ["EXPIRED"])
+    add(
+        ea,
+        "pair-tx-accepter-uri-expired",
+        "URI whose expiry is now: start fails, nothing sent",
+        ["expiry-accepter"],
+        ["EXPIRED"],
+    )
     ta = _Rec("accepter", _cfg(SEED_A, expires_at=None, timeout_ms=60_000), ["x"])
     ta.step(NOW, {"cmd": "start"})
     ta.step(NOW + 59_999, {"tick": True})
@@ -1010,8 +1244,13 @@ def _transcripts() -> list[Json]:
     ta.step(NOW, {"cmd": "start"})
     ta.recv(NOW + 60_000, fi[0])  # a frame at the deadline does not fire the timer
     ta.step(NOW + 60_000, {"tick": True})
-    add(ta, "pair-tx-timer-on-tick-only", "timers fire only on tick, not on a late frame",
-        ["timer"], ["TIMEOUT"])
+    add(
+        ta,
+        "pair-tx-timer-on-tick-only",
+        "timers fire only on tick, not on a late frame",
+        ["timer"],
+        ["TIMEOUT"],
+    )
     ti = _Rec("inviter", _cfg(SEED_I, timeout_ms=60_000), ["y"])
     ti.step(NOW, {"cmd": "start"})
     ti.recv(NOW + 5, fa[0])
