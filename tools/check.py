@@ -1,8 +1,9 @@
 """Everything CI checks, in one command (the README's test command runs this after bootstrap).
 
 Steps: ruff; mypy --strict on p4ref, conformance and tools; the spec ↔ code consistency check;
-byte-identical vector regeneration; the conformance suite against the reference adapter; and the
-whole pytest suite last (its closing line is the run's verdict).  Stops at the first failure.
+byte-identical vector regeneration; the vector lint (tools/vector_lint.py); the conformance suite
+against the reference adapter; and the whole pytest suite last (its closing line is the run's
+verdict).  Stops at the first failure.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ def steps() -> list[tuple[str, list[str]]]:
         ),
         ("spec consistency", [py, "tools/spec_check.py"]),
         ("vectors regenerate byte-identically", [py, "tools/gen_vectors.py", "--check"]),
+        # every op, machine, command, event, state … a vector uses is defined in the spec text
+        ("vector lint", [py, "tools/vector_lint.py"]),
     ]
     if (ROOT / "conformance" / "runner.py").exists():
         out.append(("conformance vs reference adapter",
