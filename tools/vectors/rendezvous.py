@@ -416,10 +416,15 @@ class _Rec:
         self.outs: list[Json] = []
 
     def step(self, now: int, inp: Json) -> bytes:
-        out = adapter.step(self.m, now, inp)
+        """One step; a refused command is recorded as a step-level ``{"error": CODE}``
+        (conformance/README.md §4.2): the machine is unchanged."""
+        try:
+            out = adapter.step(self.m, now, inp)
+        except P4Error as exc:
+            out = {"error": exc.code.name}
         self.steps.append({"now": now, "in": inp})
         self.outs.append(out)
-        return b"".join(bytes.fromhex(o["send"]) for o in out["out"] if "send" in o)
+        return b"".join(bytes.fromhex(o["send"]) for o in out.get("out", []) if "send" in o)
 
     def recv(self, now: int, data: bytes) -> bytes:
         return self.step(now, {"recv": data.hex()})
@@ -682,8 +687,10 @@ def _transcripts() -> list[Json]:
     a.recv(NOW + 400, encode_frame(Frame(FrameType.PING, 0, ping_body(b"\x01" * 8)), Path.TOR)
            + encode_frame(Frame(FrameType.PADDING, 0, b"\x00\x00"), Path.TOR)
            + encode_frame(Frame(0xEA, 0, b"grease"), Path.TOR))
+    a.step(NOW + 500, _answer(FP_HIGH))
     add(a, "rdv-tx-ping-padding-grease", "PING answered, PADDING and GREASE ignored, all in one "
-        "recv", ["ping", "split"], ["SPLIT"])
+        "recv; then a local send_answer with no OFFER is refused (a step-level error) and "
+        "changes nothing", ["ping", "split", "table"], ["SPLIT"])
 
     # crossed OFFERs of different generations: the higher one wins, whoever leads
     d, a = _pair(True, "crossed")
@@ -720,9 +727,11 @@ def _transcripts() -> list[Json]:
     # local generation rule: last_generation 5, the first OFFER is 6
     d, a = _pair(True, "local generation", last_generation=5)
     _hello(d, a)
-    d.step(NOW + 400, _offer(6, FP_LOW))
-    add(d, "rdv-tx-offer-above-mark", "last_generation 5: send_offer(6) is sent",
-        ["localgen", "mark"])
+    d.step(NOW + 400, _offer(5, FP_LOW))
+    d.step(NOW + 500, _offer(6, FP_LOW))
+    add(d, "rdv-tx-local-stale-generation", "last_generation 5: send_offer(5) is refused (a "
+        "step-level error, nothing drawn), send_offer(6) is sent", ["localgen", "mark"],
+        ["STALE_GENERATION"])
 
     # the peer's ERROR frame, then silence in the terminal state
     d, a = _pair(True, "peer error")
