@@ -59,7 +59,7 @@ _SPEC = """# Toy
 
 | op | params | input | ok value | errors |
 |---|---|---|---|---|
-| `toy.echo` | — | `data`: hex, `n`: uint64 (optional) | `data`: hex | `MESSAGE_INVALID` |
+| `toy.echo` | — | `data`: hex, `n`: uint64 | `data`: hex, `why`: str (free) | `MESSAGE_INVALID` |
 | `toy.form` | — | `cbor`: hex | the CBOR JSON form | — |
 
 | machine | roles | meaning |
@@ -189,6 +189,8 @@ def test_vector_lint_accepts_what_the_text_defines(tmp_path: Path) -> None:
      "carries free text 'reason'"),
     (_tx([{"now": 0, "in": {"tick": True}, "out": [{"event": "DONE", "note": "x"}]}]),
      "carries 'note', which the spec marks (free)"),
+    (("toy.echo", {}, {"id": "w", "input": {}, "expect": {"value": {"why": "because"}}}),
+     "w: expected value of toy.echo carries 'why', which the spec marks (free)"),
 ])
 def test_vector_lint_reports(tmp_path: Path, test: Any, problem: str) -> None:
     failures, _ = _lint_tree(tmp_path, [test])

@@ -174,6 +174,7 @@ class OpDef:
     input: set[str] | None
     value: set[str] | None
     errors: set[str]
+    free: set[str] = field(default_factory=set)  # ok-value fields marked (free)
 
 
 @dataclass
@@ -226,7 +227,8 @@ def _add_op(c: Contract, t: Table, row: list[str]) -> None:
     if name in c.ops:
         c.problems.append(f"op {name} is defined twice ({c.ops[name].source}, {t.source})")
     c.ops[name] = OpDef(t.source, params if params is not None else set(),
-                        inp if inp is not None else set(), value, errors)
+                        inp if inp is not None else set(), value, errors,
+                        parts[2][1] if parts[2] is not None else set())
 
 
 def _scope(t: Table, row: list[str], section_machines: set[str], c: Contract) -> set[str]:
@@ -478,6 +480,9 @@ class Linter:
             if d.value is not None and isinstance(value, dict):
                 for k in value:
                     self.f.need(k in d.value, f"op {op} value {k}", vid)
+                    if k in d.free:
+                        self.f.errors.append(f"{vid}: expected value of {op} carries {k!r}, "
+                                             "which the spec marks (free)")
             if "error" in expect:
                 self.f.need(expect["error"] in d.errors, f"op {op} error {expect['error']}", vid)
                 self.code(expect["error"], vid)
