@@ -89,10 +89,11 @@ class SignalReceived:
 
 @dataclass(frozen=True, slots=True)
 class ReconnectNeeded:
-    """A new generation should be set up now; ``reason`` is ``dead``, ``network`` or ``lost``."""
+    """A new generation should be set up now; ``cause`` is ``dead`` (no open connection left),
+    ``no_direct`` (only the onion stream is open) or ``network`` (network-changed input)."""
 
     name: ClassVar[str] = "RECONNECT_NEEDED"
-    reason: str
+    cause: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +111,7 @@ class SessionReset:
     the peer a second time)."""
 
     name: ClassVar[str] = "SESSION_RESET"
-    reason: str  # "restored" (this side), "peer_restored", "peer_new"
+    kind: str  # "restored" (this side), "peer_restored", "peer_new"
     lost_in: tuple[int, int] | None = None
     lost_out: tuple[int, int] | None = None
     renumbered: int = 0

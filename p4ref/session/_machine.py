@@ -262,7 +262,7 @@ class SessionMachine:
         self._rng = rng
         self.config = config or SessionConfig()
         if state is None:
-            state = SessionState(inc=self._draw(codec.INC_LEN))
+            state = SessionState(inc=self._draw_inc())
         self.s = replace(state, outbox=dict(sorted(state.outbox.items())))  # never alias
         self.rx_next = self.s.rx + 1  # next seq expected from the peer
         self._ack_sent = self.s.rx  # highest ACK we sent
@@ -286,6 +286,11 @@ class SessionMachine:
 
     def conn_state(self, conn: int) -> ConnState:
         return self._conns[conn].state
+
+    def state_string(self) -> str:
+        """The ``state`` of a ``machine.step`` answer (§13): status, then ``conn:STATE``."""
+        conns = " ".join(f"{k}:{c.state.value}" for k, c in sorted(self._conns.items()))
+        return f"{self.status} {conns}".rstrip()
 
     def persistent_state(self) -> SessionState:
         """What storage holds right now if the driver followed the durability rules [SES-7]."""
@@ -431,6 +436,12 @@ class SessionMachine:
             raise LocalProtocolError(ErrorCode.INTERNAL_ERROR, "rng returned the wrong length")
         return b
 
+    def _draw_inc(self) -> bytes:
+        """A fresh incarnation; never the all-zero "none" value [SES-18]."""
+        while (inc := self._draw(codec.INC_LEN)) == codec.NO_INC:
+            pass
+        return inc
+
     def _active_conn(self) -> _Conn | None:
         return self._conns.get(self.active) if self.active is not None else None
 
@@ -483,9 +494,9 @@ class SessionMachine:
             self.status = status
             self._events.append(Status(status))
 
-    def _want_reconnect(self, reason: str) -> None:
+    def _want_reconnect(self, cause: str) -> None:
         self._reconnecting = True
-        self._events.append(ReconnectNeeded(reason))
+        self._events.append(ReconnectNeeded(cause))
         self._update_status()
 
     # --- paths -------------------------------------------------------------------------
@@ -509,8 +520,10 @@ class SessionMachine:
         candidates = [c for c in self._conns.values() if c.state is ConnState.OPEN]
         if candidates:
             self._activate(max(candidates, key=self._rank), now)
-        if not candidates or self._conns[self.active or 0].path is Path.TOR:
-            self._want_reconnect("dead" if not candidates else "lost")
+        if not candidates:
+            self._want_reconnect("dead")
+        elif self._conns[self.active or 0].path is Path.TOR:
+            self._want_reconnect("no_direct")
 
     def _pump(self, now: int) -> None:
         """Send what the window allows on the active connection."""
@@ -606,6 +619,8 @@ class SessionMachine:
             self._activate(c, now)
             if old is not None and old.path is Path.DATACHANNEL and old.state in _SENDING:
                 self._input(old, Input.END, None, now)  # make-before-break [SES-32]
+            if c.path is Path.TOR:
+                self._want_reconnect("no_direct")  # the onion stream is a fallback [SES-10]
 
     def _resume(self, c: _Conn, m: codec.Hello, h: codec.Hello, now: int) -> None:
         """Incarnation and position rules of §10, from the two HELLOs of this connection."""
@@ -648,7 +663,7 @@ class SessionMachine:
             self.s.rx = self._ack_sent = h.acked
             self.rx_next = h.acked + 1
         pending = list(self.s.outbox.values())
-        self.s.inc = self._draw(codec.INC_LEN)
+        self.s.inc = self._draw_inc()
         self.s.outbox = {i + 1: p for i, p in enumerate(pending)}
         self.s.tx, self.s.acked = len(pending), 0
         self._next_send, self._inflight = 1, 0
