@@ -21,12 +21,12 @@ from p4ref.io.pair_tor import (
 from p4ref.io.pump import unix_ms
 from p4ref.io.tor import OnionHandle
 from p4ref.pairing import Invitation, PairingMachine, Role, ShortCode, parse_code
-from p4ref.pairing._invite import EVEN_WORDS
+from p4ref.pairing._invite import CODE_RANDOM_LEN, EVEN_WORDS
 from p4ref.rendezvous._onion import onion_address_from_seed
 
 
 def test_wrong_code_fails_both_sides_without_waiting_for_a_timer() -> None:
-    code = ShortCode.generate(b"\x01\x02\x03\x04")
+    code = ShortCode.generate(b"\x01\x02\x03\x04\x05\x06")
     other = next(w for w in EVEN_WORDS if w != code.words[1])
     typo = f"{code.nameplate}-{code.words[0]}-{other}"
 
@@ -63,8 +63,8 @@ def test_wrong_code_fails_both_sides_without_waiting_for_a_timer() -> None:
 
 
 def test_end_of_stream_is_connection_lost_for_the_pairing_machine() -> None:
-    m = PairingMachine(Role.ACCEPTER, Invitation.from_code(ShortCode.generate(bytes(4))),
-                       b"a" * 32, os.urandom)
+    code = ShortCode.generate(bytes(CODE_RANDOM_LEN))
+    m = PairingMachine(Role.ACCEPTER, Invitation.from_code(code), b"a" * 32, os.urandom)
     m.start(unix_ms())
     m.receive_data(b"", unix_ms())
     assert m.state.name == "FAILED"
@@ -217,3 +217,38 @@ def test_group_wait_retrieves_every_exception() -> None:
 
     err = asyncio.run(scenario())
     assert err.code is ErrorCode.PAIR_INVITATION_EXPIRED
+
+
+def test_inviter_stores_before_its_pair_done_and_sends_none_if_storing_fails() -> None:
+    """p4-02 [PAIR-63]: the inviter's application stores the pair before the PAIR_DONE the
+    machine queued with PAIRED goes out, and never sends it if storing fails."""
+
+    async def scenario(fail: bool) -> tuple[list[str], object, object]:
+        tor = _LoopbackTor()
+        log: list[str] = []
+
+        def store(result: PairingResult) -> None:
+            log.append("stored")
+            if fail:
+                raise P4Error(ErrorCode.PEER_EXISTS, "refused by the user")
+
+        invite = await create_invitation(tor, os.urandom(32), expires_s=60,  # type: ignore[arg-type]
+                                         on_paired=store)
+
+        async def accept() -> PairingResult:
+            r = await accept_invitation(tor, os.urandom(32), invite.text,  # type: ignore[arg-type]
+                                        timeout=5)
+            log.append("accepter paired")
+            return r
+
+        mine, theirs = await asyncio.gather(invite.wait(timeout=30), accept(),
+                                            return_exceptions=True)
+        return log, mine, theirs
+
+    log, mine, theirs = asyncio.run(scenario(False))
+    assert isinstance(mine, PairingResult) and isinstance(theirs, PairingResult)
+    assert log == ["stored", "accepter paired"]
+    log, mine, theirs = asyncio.run(scenario(True))
+    assert isinstance(mine, P4Error) and mine.code is ErrorCode.PEER_EXISTS
+    assert isinstance(theirs, P4Error) and theirs.code is ErrorCode.PAIR_OUTCOME_UNKNOWN
+    assert log == ["stored"]

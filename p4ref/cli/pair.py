@@ -56,6 +56,15 @@ CODE_ENV = "P4_CODE"
 
 GET_NEW = "get a new code from the other device"
 
+#: Accepter failures after which the invitation is spent: remembered, refused when retyped.
+REMEMBERED = frozenset({
+    ErrorCode.PAIR_CONFIRM_FAILED,
+    ErrorCode.PAIR_INVITATION_BURNT,
+    ErrorCode.PAIR_INVITATION_EXPIRED,
+    ErrorCode.PAIR_INVITER_MISMATCH,
+    ErrorCode.PAIR_OUTCOME_UNKNOWN,
+})
+
 
 @dataclass(frozen=True)
 class _Client:
@@ -178,12 +187,21 @@ def _tor_trouble(exc: P4Error) -> P4Error | None:
 
 def _explain_accept(exc: P4Error, dialling: bool) -> P4Error:
     c = exc.code
+    if c.name.startswith(("PEER_", "PROFILE_")):  # already worded for a person
+        return exc
     if c is ErrorCode.PAIR_CONFIRM_FAILED:
         return P4Error(c, f"wrong code, or someone guessing — {GET_NEW}")
     if c is ErrorCode.PAIR_INVITATION_BURNT:
         return P4Error(c, f"this code was already used — {GET_NEW}")
     if c is ErrorCode.PAIR_INVITATION_EXPIRED:
         return P4Error(c, f"this code has expired — {GET_NEW}")
+    if c is ErrorCode.PAIR_OUTCOME_UNKNOWN:
+        return P4Error(c, "the connection broke at the very end: the other device may have stored"
+                          " the pairing, this one did not — pair again with a new code (that"
+                          " replaces it)")
+    if c is ErrorCode.PAIR_INVITER_MISMATCH:
+        return P4Error(c, "the device answering is not the one that made this QR code (someone"
+                          f" may be in the way) — nothing was stored; {GET_NEW}")
     if dialling and c in (ErrorCode.TOR_ONION_UNREACHABLE, ErrorCode.TOR_TIMEOUT):
         return P4Error(c, f"no device is offering this code (tried for {DIAL_TIMEOUT_S:.0f} s):"
                           " check it, or it has expired or was already used — " + GET_NEW)
@@ -200,6 +218,8 @@ def _explain_accept(exc: P4Error, dialling: bool) -> P4Error:
 
 def _explain_invite(exc: P4Error, expiry: datetime.datetime) -> P4Error:
     c = exc.code
+    if c.name.startswith(("PEER_", "PROFILE_")):  # already worded for a person
+        return exc
     again = "run `p4 pair invite` again"
     if c is ErrorCode.PAIR_INVITATION_EXPIRED:
         return P4Error(c, f"nobody used the invitation before it expired at {expiry:%H:%M} —"
@@ -241,7 +261,8 @@ def _screen(code: str, uri: str, expiry: datetime.datetime, args: argparse.Names
     return "\n".join(lines) + "\n"
 
 
-async def _invite(profile: Profile, args: argparse.Namespace) -> PairingResult:
+async def _invite(profile: Profile, name: str | None,
+                  args: argparse.Namespace) -> PairingResult:
     expiry = datetime.datetime.now() + datetime.timedelta(seconds=args.timeout)
     tor = TorDriver(tor_config(args.tor))
     group = InviteGroup()
@@ -261,10 +282,14 @@ async def _invite(profile: Profile, args: argparse.Namespace) -> PairingResult:
             say("connecting to Tor…")
             await tor.start()
             say("publishing the invitation…")
+            def store(result: PairingResult) -> None:  # before our PAIR_DONE goes out
+                _store(profile, result, name, args)
+
             code = await create_invitation(tor, profile.identity.seed, expires_s=args.timeout,
-                                           group=group, notify=notify)
+                                           group=group, notify=notify, on_paired=store)
             uri = await create_invitation(tor, profile.identity.seed, uri=True,
-                                          expires_s=args.timeout, group=group, notify=notify)
+                                          expires_s=args.timeout, group=group, notify=notify,
+                                          on_paired=store)
             sys.stdout.write(_screen(code.text, uri.text, expiry, args))
             sys.stdout.flush()
             _, result = await group.wait(args.timeout)
@@ -280,8 +305,7 @@ async def _invite(profile: Profile, args: argparse.Namespace) -> PairingResult:
 def cmd_pair_invite(args: argparse.Namespace) -> int:
     profile = Profile.open(home(args))
     name = _precheck_name(profile, args)
-    result = asyncio.run(_invite(profile, args))
-    _store(profile, result, name, args)
+    asyncio.run(_invite(profile, name, args))  # stores the pair itself (p4-02 [PAIR-63])
     return 0
 
 
@@ -346,8 +370,7 @@ def cmd_pair_accept(args: argparse.Namespace) -> int:
         result = asyncio.run(_accept(profile, text, args))
     except P4Error as exc:
         cause = exc.__cause__ if isinstance(exc.__cause__, P4Error) else exc
-        if cause.code in (ErrorCode.PAIR_CONFIRM_FAILED, ErrorCode.PAIR_INVITATION_BURNT,
-                          ErrorCode.PAIR_INVITATION_EXPIRED):
+        if cause.code in REMEMBERED:
             burnt.remember(text, cause.code)
         raise
     burnt.remember(text, ErrorCode.PAIR_INVITATION_BURNT)  # used now: retyping it says so

@@ -38,15 +38,6 @@ SHORT_CODE_TTL_S = 24 * 3600
 MAX_ENTRIES = 1000
 _MAX_SIZE = 1 << 20
 
-#: Outcomes that spend an invitation for good: remembered, and refused when retyped.
-BURNING = frozenset({
-    ErrorCode.PAIR_CONFIRM_FAILED,
-    ErrorCode.PAIR_INVITATION_BURNT,
-    ErrorCode.PAIR_INVITATION_EXPIRED,
-    ErrorCode.NO_ERROR,  # paired: the invitation was used
-})
-
-
 def canonical(text: str) -> tuple[str, int | None]:
     """The canonical form of a code or URI, and the URI's expiry (Unix s) if it has one."""
     if text.strip().lower().startswith("p4:"):

@@ -128,6 +128,11 @@ class _Watch:
     def get_timer(self) -> int | None:
         return self.machine.get_timer()
 
+    @property
+    def stream_closed(self) -> bool:
+        """The machine ignores the rest of this stream (p4-02 [PAIR-46], [PAIR-48])."""
+        return bool(getattr(self.machine, "stream_closed", False))
+
 
 async def _run(machine: PairingMachine, first: bytes, reader: asyncio.StreamReader,
                writer: asyncio.StreamWriter, timeout: float) -> PairingResult:
@@ -205,6 +210,8 @@ class InviteGroup:
                     exc = t.exception()
                     if exc is None:
                         return tasks[t], t.result()
+                    if tasks[t].fatal:
+                        raise exc
                     last = exc
             if last is not None and not pending:
                 raise last
@@ -223,6 +230,7 @@ class PendingInvite:
                  onion_seed: bytes, text: str, rng: Callable[[int], bytes], *,
                  group: InviteGroup | None = None,
                  notify: Callable[[Notice, PendingInvite, P4Error | None], None] | None = None,
+                 on_paired: Callable[[PairingResult], None] | None = None,
                  ) -> None:  # fmt: skip
         self._tor = tor
         self._seed = identity_seed
@@ -231,6 +239,7 @@ class PendingInvite:
         self._rng = rng
         self._group = group
         self._notify = notify
+        self._on_paired = on_paired
         if group is not None:
             group.members.append(self)
         self.text = text  # what the user reads out, types or scans
@@ -243,6 +252,7 @@ class PendingInvite:
         self._outcome: asyncio.Future[PairingResult] | None = None
         self.publish_seconds = 0.0
         self.streams_dropped = 0  # streams that ended before (or without) consuming it
+        self.fatal = False  # failed in on_paired: the whole group ends, not just this invitation
 
     @property
     def consumed(self) -> bool:
@@ -300,6 +310,17 @@ class PendingInvite:
                 raise P4Error(ev.code, f"pairing failed: {ev.reason}")
             if isinstance(ev, Paired):
                 outcome.append(ev)
+                if self._on_paired is not None:
+                    # store before the PAIR_DONE queued with PAIRED goes out, and never send it
+                    # if storing fails (p4-02 [PAIR-63])
+                    try:
+                        self._on_paired(PairingResult(ev.peer_identity, ev.pair_root_key, ev.sas,
+                                                      loop.time() - t0))
+                    except BaseException:
+                        watch.data_to_send()  # dropped: the PAIR_DONE must not be sent
+                        self.fatal = True
+                        outcome.clear()
+                        raise
                 return True
             return False
 
@@ -318,7 +339,9 @@ class PendingInvite:
         if not watch.answered:  # before the PAKE: drop the stream, keep the invitation [PAIR-48]
             self.streams_dropped += 1
             return
-        if outcome:
+        if self.fatal and error is not None:  # storing failed: its own error, as it is
+            self._finish(exc=error)
+        elif outcome:
             ev = outcome[0]
             self._finish(result=PairingResult(ev.peer_identity, ev.pair_root_key, ev.sas,
                                               loop.time() - t0))
@@ -338,7 +361,8 @@ class PendingInvite:
         if self._notify is not None:
             self._notify("attempt", self, None)
 
-    def _finish(self, *, result: PairingResult | None = None, exc: P4Error | None = None) -> None:
+    def _finish(self, *, result: PairingResult | None = None,
+                exc: BaseException | None = None) -> None:
         assert self._outcome is not None
         if self._outcome.done():
             return
@@ -347,7 +371,7 @@ class PendingInvite:
         else:
             assert exc is not None
             self._outcome.set_exception(exc)
-            if self._notify is not None:
+            if self._notify is not None and isinstance(exc, P4Error) and not self.fatal:
                 self._notify("failed", self, exc)
         if self._group is not None:
             self._group.release(self)
@@ -393,9 +417,14 @@ async def create_invitation(
     expires_s: float = DEFAULT_EXPIRY_MS / 1000, rng: Callable[[int], bytes] = os.urandom,
     group: InviteGroup | None = None,
     notify: Callable[[Notice, PendingInvite, P4Error | None], None] | None = None,
+    on_paired: Callable[[PairingResult], None] | None = None,
 ) -> PendingInvite:
     """Make a short code (or a ``p4:pair`` URI), publish its onion, and return the pending
-    invitation; ``await invite.wait()`` pairs with whoever uses it first."""
+    invitation; ``await invite.wait()`` pairs with whoever uses it first.
+
+    ``on_paired`` stores the pair: it runs when the machine reports PAIRED, before the inviter's
+    PAIR_DONE is sent, and if it raises that PAIR_DONE is never sent (p4-02 [PAIR-63]).
+    """
     expires_ms = unix_ms() + int(expires_s * 1000)
     if uri:
         secret, expires = rng(32), -(-expires_ms // 1000)
@@ -403,11 +432,13 @@ async def create_invitation(
         u: InviteUri = (create_uri(secret, expires, Identity(identity_seed).public_key)
                         if create_uri is not None else cast(Any, InviteUri)(secret, expires))
         invite = PendingInvite(tor, identity_seed, Invitation.from_uri(u), u.onion_seed, str(u),
-                               rng, group=group, notify=notify)
+                               rng, group=group, notify=notify,
+                               on_paired=on_paired)
     else:
         code = ShortCode.generate(rng(CODE_RANDOM_LEN))
         invite = PendingInvite(tor, identity_seed, Invitation.from_code(code, expires_ms),
-                               code.onion_seed, str(code), rng, group=group, notify=notify)
+                               code.onion_seed, str(code), rng, group=group, notify=notify,
+                               on_paired=on_paired)
     await invite.publish()
     return invite
 

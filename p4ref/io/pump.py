@@ -1,17 +1,19 @@
 """Run a sans-I/O P⁴ machine over an asyncio byte stream (STYLE.md "Machines").
 
 The machines (pairing, rendezvous) take bytes and time in and give bytes, events and a timer
-deadline out.  :func:`pump` is the whole I/O shell around one of them: it flushes what the machine
-wants sent, waits for either incoming bytes or the machine's next deadline, feeds whichever came
-first, and hands every event to ``on_event`` (plain or async) until that returns ``True``
-(done) or the machine has nothing left to wait for.  Time is the caller's ``clock`` in integer
-milliseconds, so the same loop runs against wall time in a peer and a fake clock in a test.
+deadline out.  :func:`pump` is the whole I/O shell around one of them: it hands every event to
+``on_event`` (plain or async) and then flushes what the machine wants sent, waits for either
+incoming bytes or the machine's next deadline, feeds whichever came first, and so on until
+``on_event`` returns ``True`` (done) or the machine has nothing left to wait for.  Time is the
+caller's ``clock`` in integer milliseconds, so the same loop runs against wall time in a peer and
+a fake clock in a test.
 
 Two hooks serve a listener that runs one machine per incoming stream (the pairing inviter,
 :mod:`p4ref.io.pair_tor`): ``before_feed`` is awaited with the bytes in hand before each
 ``receive_data`` (it may hold them back, or raise to drop the stream), and ``end_on_eof`` returns
 quietly when the peer closed the stream and the machine, told so, has nothing more to say and
-nothing but its own expiry to wait for.
+nothing but its own expiry to wait for — or when the machine says (``stream_closed``) that it
+ignores the rest of this stream, e.g. after the peer's ERROR.
 """
 
 from __future__ import annotations
@@ -82,7 +84,9 @@ async def pump(
             raise
 
     while True:
-        await flush()
+        # Events first, then what the same step queued: an application may have to act on an
+        # event before that output leaves (p4-02 [PAIR-63]: store the pair, then send PAIR_DONE;
+        # if storing fails, the handler discards the output and raises).
         while (event := machine.next_event()) is not None:
             try:
                 done = on_event(event)
@@ -96,7 +100,7 @@ async def pump(
                 return
         await flush()  # what the event handlers queued (an OFFER after PeerAuthenticated …)
         deadline = machine.get_timer()
-        if eof and end_on_eof:
+        if end_on_eof and (eof or getattr(machine, "stream_closed", False)):
             return
         if eof and deadline is None:
             raise P4Error(ErrorCode.PROTOCOL_VIOLATION, "stream closed before the exchange ended")
