@@ -132,3 +132,14 @@ def test_replayed_generation_refused_after_restart(tmp_path: Path) -> None:
                                            first_gen=4))
     assert isinstance(accepted[0], SignalOutcome) and accepted[0].generation == 4
     assert ReplayStore(store_path).last_generation(PUB_B) == 4
+
+
+def test_a_store_given_later_is_attached_and_written(tmp_path: Path) -> None:
+    mine, peer = b"\x05" * 32, b"\x06" * 32
+    replay = peer_replay(mine, peer)
+    replay.advance(7)
+    store = ReplayStore(tmp_path / "replay.json")
+    assert peer_replay(mine, peer, store) is replay
+    assert store.last_generation(peer) == 7 and replay.last_generation() == 7
+    replay.advance(9)
+    assert ReplayStore(tmp_path / "replay.json").last_generation(peer) == 9

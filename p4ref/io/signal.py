@@ -75,6 +75,13 @@ class PeerReplay:
     def last_generation(self) -> int:
         return self._mark
 
+    def attach(self, store: ReplayStore) -> None:
+        """Persist from now on: the mark becomes the larger of the stored and the in-memory
+        one, written back."""
+        if self.store is None:
+            self.store = store
+            self._mark = store.advance(self.peer_pub, self._mark)
+
     def advance(self, generation: int) -> None:
         """Record ``generation`` as used; durable before it returns when a store is set."""
         if self.store is not None:
@@ -87,12 +94,15 @@ _SHARED: dict[tuple[bytes, bytes], PeerReplay] = {}
 
 
 def peer_replay(my_pub: bytes, peer_pub: bytes, store: ReplayStore | None = None) -> PeerReplay:
-    """This process's one :class:`PeerReplay` for (``my_pub``, ``peer_pub``); the first caller's
-    ``store`` is the one used."""
+    """This process's one :class:`PeerReplay` for (``my_pub``, ``peer_pub``), shared by every
+    stream to and from that peer; a ``store`` given by any caller is attached to it."""
     key = (bytes(my_pub), bytes(peer_pub))
-    if key not in _SHARED:
-        _SHARED[key] = PeerReplay(peer_pub, store)
-    return _SHARED[key]
+    replay = _SHARED.get(key)
+    if replay is None:
+        replay = _SHARED[key] = PeerReplay(peer_pub, store)
+    elif store is not None:
+        replay.attach(store)
+    return replay
 
 
 @dataclass
