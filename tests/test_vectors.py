@@ -189,6 +189,10 @@ def test_vector_lint_accepts_what_the_text_defines(tmp_path: Path) -> None:
      "carries free text 'reason'"),
     (_tx([{"now": 0, "in": {"tick": True}, "out": [{"event": "DONE", "note": "x"}]}]),
      "carries 'note', which the spec marks (free)"),
+    (_tx([{"now": 0, "in": {"tick": True}, "out": [{"event": "DONE"}]}]),
+     "undefined: machine toy event DONE field key is required but missing"),  # compared exactly
+    (("toy.echo", {}, {"id": "r", "input": {}, "expect": {"value": {}}}),
+     "undefined: op toy.echo value data is required but missing"),
     (("toy.echo", {}, {"id": "w", "input": {}, "expect": {"value": {"why": "because"}}}),
      "w: expected value of toy.echo carries 'why', which the spec marks (free)"),
 ])

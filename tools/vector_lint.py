@@ -150,21 +150,34 @@ def name_of(cell: str) -> str | None:
     return m.group(1).strip() if m else None
 
 
-def fields_of(cell: str | None) -> tuple[set[str], set[str]] | None:
-    """``(fields, free fields)`` of a field-list cell; None when the cell lists no field (an
-    unchecked ok value); empty sets for ``—`` or an empty cell."""
+@dataclass(frozen=True)
+class Fields:
+    names: set[str]
+    free: set[str]  # marked (free)
+    optional: set[str]  # marked (optional)
+
+    @property
+    def required(self) -> set[str]:
+        return self.names - self.free - self.optional
+
+
+def fields_of(cell: str | None) -> Fields | None:
+    """The fields of a field-list cell; None when the cell lists no field (an unchecked ok
+    value); no fields for ``—`` or an empty cell."""
     if cell is None:
-        return set(), set()
+        return Fields(set(), set(), set())
     matches = list(_FIELD.finditer(cell))
     if not matches:
-        return None if cell.strip() not in ("", "—", "-", "–") else (set(), set())
-    names, free = set(), set()
+        return None if cell.strip() not in ("", "—", "-", "–") else Fields(set(), set(), set())
+    names, free, optional = set(), set(), set()
     for k, m in enumerate(matches):
-        seg_end = matches[k + 1].start() if k + 1 < len(matches) else len(cell)
+        seg = cell[m.end():matches[k + 1].start() if k + 1 < len(matches) else len(cell)]
         names.add(m.group(1))
-        if "(free)" in cell[m.end():seg_end]:
+        if "(free)" in seg:
             free.add(m.group(1))
-    return names, free
+        if "(optional" in seg:
+            optional.add(m.group(1))
+    return Fields(names, free, optional)
 
 
 @dataclass
@@ -175,6 +188,7 @@ class OpDef:
     value: set[str] | None
     errors: set[str]
     free: set[str] = field(default_factory=set)  # ok-value fields marked (free)
+    required: set[str] = field(default_factory=set)  # ok-value fields neither free nor optional
 
 
 @dataclass
@@ -185,6 +199,7 @@ class MachineDef:
     commands: dict[str, set[str]] = field(default_factory=dict)
     events: dict[str, set[str]] = field(default_factory=dict)
     free: dict[str, set[str]] = field(default_factory=dict)  # event -> free fields
+    required: dict[str, set[str]] = field(default_factory=dict)  # event -> required fields
     states: set[str] = field(default_factory=set)
 
 
@@ -223,12 +238,14 @@ def _add_op(c: Contract, t: Table, row: list[str]) -> None:
         return
     errors = {tok for tok in _TICK.findall(t.cell(row, "errors") or "") if _CODE.match(tok)}
     parts = [fields_of(t.cell(row, col)) for col in ("params", "input", "ok value")]
-    params, inp, value = (None if p is None else p[0] for p in parts)
+    params, inp, value = (None if p is None else p.names for p in parts)
     if name in c.ops:
         c.problems.append(f"op {name} is defined twice ({c.ops[name].source}, {t.source})")
+    out = parts[2]
     c.ops[name] = OpDef(t.source, params if params is not None else set(),
                         inp if inp is not None else set(), value, errors,
-                        parts[2][1] if parts[2] is not None else set())
+                        out.free if out is not None else set(),
+                        out.required if out is not None else set())
 
 
 def _scope(t: Table, row: list[str], section_machines: set[str], c: Contract) -> set[str]:
@@ -268,11 +285,12 @@ def _read_section(c: Contract, section: list[Table]) -> None:
                         m.states.add(name)
                     elif t.kind == "command":
                         f = fields_of(t.cell(row, "args"))
-                        m.commands[name] = f[0] if f else set()
+                        m.commands[name] = f.names if f else set()
                     else:
                         f = fields_of(t.cell(row, "fields"))
-                        m.events[name] = f[0] if f else set()
-                        m.free[name] = f[1] if f else set()
+                        m.events[name] = f.names if f else set()
+                        m.free[name] = f.free if f else set()
+                        m.required[name] = f.required if f else set()
 
 
 def read_contract(spec_dir: Path, readme: Path) -> Contract:
@@ -379,7 +397,8 @@ class Linter:
                 self.f.need(a in m.commands.get(cmd, set()),
                             f"machine {mname} command {cmd} arg {a}", vid)
 
-    def event(self, m: MachineDef | None, mname: str, item: Json, vid: str) -> None:
+    def event(self, m: MachineDef | None, mname: str, item: Json, vid: str,
+              exact: bool = False) -> None:
         name = item.get("event")
         fields = set(item) - {"event"}
         for f in fields & set(FREE_EVENT_FIELDS):
@@ -394,6 +413,10 @@ class Linter:
             if f in m.free.get(str(name), set()):
                 self.f.errors.append(f"{vid}: expected event {name} carries {f!r}, which the "
                                      "spec marks (free)")
+        if exact:  # a transcript's out is compared exactly: a port emits every required field
+            for f in m.required.get(str(name), set()) - fields:
+                self.f.need(False, f"machine {mname} event {name} field {f} is required but "
+                                   "missing", vid)
 
     def out_item(self, m: MachineDef | None, mname: str, item: Any, vid: str) -> None:
         if not isinstance(item, dict) or len([k for k in item if k in self.c.output_items]) > 1:
@@ -402,7 +425,7 @@ class Linter:
         kind = next((k for k in item if k in self.c.output_items), next(iter(item), "?"))
         self.f.need(kind in self.c.output_items, f"output item {kind}", vid)
         if kind == "event":
-            self.event(m, mname, item, vid)
+            self.event(m, mname, item, vid, exact=True)
         elif kind == "error":
             self.code(item["error"], vid)
 
@@ -483,6 +506,8 @@ class Linter:
                     if k in d.free:
                         self.f.errors.append(f"{vid}: expected value of {op} carries {k!r}, "
                                              "which the spec marks (free)")
+                for k in d.required - set(value):  # compared exactly: a port emits them all
+                    self.f.need(False, f"op {op} value {k} is required but missing", vid)
             if "error" in expect:
                 self.f.need(expect["error"] in d.errors, f"op {op} error {expect['error']}", vid)
                 self.code(expect["error"], vid)
