@@ -55,7 +55,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import logging
 import os
 import re
@@ -77,6 +76,8 @@ from p4ref.rendezvous._onion import (
     parse_onion_address,
     tor_key_blob,
 )
+
+from ._platform import find_tor
 
 __all__ = [
     "PASSWORD_ENV",
@@ -376,17 +377,10 @@ def _auth_text(where: str, exc: BaseException) -> str:
 
 
 def _find_tor(cmd: str) -> str | None:
-    """The tor executable for ``launch`` mode: ``p4ref.io._platform.find_tor`` (each
-    platform's usual install locations) for the default name, else PATH and /usr/sbin."""
+    """The tor executable for ``launch`` mode: for the default name, where each platform's
+    packages put it (:func:`p4ref.io._platform.find_tor`); else ``cmd`` on PATH or in /usr/sbin."""
     if cmd == "tor":
-        try:
-            platform = importlib.import_module("p4ref.io._platform")
-        except ImportError:
-            platform = None
-        finder = getattr(platform, "find_tor", None)
-        if callable(finder):
-            found = finder()
-            return str(found) if found else None
+        return find_tor()
     sbin = os.path.join("/usr/sbin", cmd)
     return shutil.which(cmd) or (sbin if os.path.exists(sbin) else None)
 
