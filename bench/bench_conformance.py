@@ -1,15 +1,18 @@
 """Time the conformance suite against the reference adapter (target: whole suite ≤ 30 s).
 
-    .venv/bin/python bench/bench_conformance.py [--vectors DIR] [--repeat N] [--window N]
+    .venv/bin/python bench/bench_conformance.py [--vectors DIR] [--repeat N] [--window N] [--quick]
 
 Reports three numbers: the subprocess run exactly as ``p4-conformance --adapter "python -m
 p4ref.adapter"`` does it (start-up, hello, probe, pipelined requests), the same with no
-pipelining (``--window 1``), and the in-process replay used by pytest.
+pipelining (``--window 1``), and the in-process replay used by pytest; then each subprocess
+run's time as a ratio to the in-process replay (the cost of the process boundary and JSON lines).
+``--quick`` (or ``P4_BENCH_QUICK=1``): each run once, for CI.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 import time
@@ -35,7 +38,11 @@ def main() -> int:
     p.add_argument("--vectors", type=Path, default=default_vectors_dir())
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--window", type=int, default=32)
+    p.add_argument("--quick", action="store_true", default=os.environ.get("P4_BENCH_QUICK") == "1",
+                   help="each run once, for CI (also: P4_BENCH_QUICK=1)")
     a = p.parse_args()
+    if a.quick:
+        a.repeat = 1
     rows = []
     modes = ((f"subprocess, window {a.window}", a.window), ("subprocess, window 1", 1))
     for label, window in modes:
@@ -51,6 +58,9 @@ def main() -> int:
     for label, secs, n, verdict in rows:
         rate = n / secs if secs else float("inf")
         print(f"{label:<24} {n:>6} vectors  {secs:7.3f} s  {rate:9.0f} vectors/s  {verdict}")
+    inproc = rows[-1][1]
+    for label, secs, _n, _v in rows[:-1]:
+        print(f"ratio ({label} / in-process): {secs / inproc if inproc else float('inf'):.1f}×")
     return 0 if all(r[3] == "PASS" for r in rows) else 1
 
 

@@ -1,16 +1,19 @@
 """Framing codec cost per MiB, against a hand-written ``struct`` baseline measured in the same run.
 
-    python bench/bench_framing.py [--rounds N]
+    python bench/bench_framing.py [--rounds N] [--quick]
 
 Target (issue 2): encode+decode of 16 KiB DATA frames costs ≤ 3 ms of CPU per MiB, so framing is
 never the bottleneck next to aiortc's ≈ 50–60 ms/MiB (research/webrtc-lab.md).  Small control
 frames are reported too; their cost is dominated by CBOR validation, per frame not per byte.
 Machines here are noisy, so the numbers that matter are the ratios to the baseline.
+``--quick`` (or ``P4_BENCH_QUICK=1``): one round over 1/16 MiB, for CI.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
+import os
 import struct
 import time
 from collections.abc import Callable
@@ -52,22 +55,35 @@ def interpreted_round(frame: Frame) -> None:
     _ = wire[5 : 5 + h.length]
 
 
-def per_mib(fn: Callable[[], object], frame_len: int, rounds: int) -> float:
-    """CPU milliseconds per MiB of frames, best of ``rounds`` repetitions."""
-    frames = max(1, MIB // frame_len)
+def _baseline_round(frame: Frame, wire: bytes) -> None:
+    baseline_encode(frame.type, frame.flags, frame.body)
+    baseline_decode(wire)
+
+
+def _p4_round(frame: Frame, wire: bytes) -> None:
+    encode_frame(frame, Path.DATACHANNEL)
+    decode_frame(wire, Path.DATACHANNEL)
+
+
+def per_mib(fn: Callable[[], object], frame_len: int, rounds: int, share: float = 1.0) -> float:
+    """CPU milliseconds per MiB of frames, best of ``rounds`` repetitions over ``share`` MiB."""
+    frames = max(1, int(MIB * share) // frame_len)
     best = float("inf")
     for _ in range(rounds):
         t0 = time.process_time()
         for _ in range(frames):
             fn()
         best = min(best, time.process_time() - t0)
-    return best * 1000.0
+    return best * 1000.0 * MIB / (frames * frame_len)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--quick", action="store_true", default=os.environ.get("P4_BENCH_QUICK") == "1",
+                    help="a few iterations only, for CI (also: P4_BENCH_QUICK=1)")
     args = ap.parse_args(argv)
+    rounds, share = (1, 1 / 16) if args.quick else (args.rounds, 1.0)
 
     data = Frame(FrameType.DATA, 0, bytes(range(256)) * (MAX_BODY_SIZE // 256)
                  + bytes(MAX_BODY_SIZE % 256))
@@ -77,11 +93,10 @@ def main(argv: list[str] | None = None) -> int:
     for label, frame in (("16 KiB DATA", data), ("PING (16 B, CBOR body)", ping)):
         size = 5 + len(frame.body)
         wire = encode_frame(frame, dc)
-        base = per_mib(lambda f=frame, w=wire: (baseline_encode(f.type, f.flags, f.body),
-                                                baseline_decode(w)), size, args.rounds)
-        ours = per_mib(lambda f=frame, w=wire: (encode_frame(f, dc), decode_frame(w, dc)),
-                       size, args.rounds)
-        interp = per_mib(lambda f=frame: interpreted_round(f), size, max(2, args.rounds // 2))
+        base = per_mib(functools.partial(_baseline_round, frame, wire), size, rounds, share)
+        ours = per_mib(functools.partial(_p4_round, frame, wire), size, rounds, share)
+        interp = per_mib(functools.partial(interpreted_round, frame), size,
+                         1 if args.quick else max(2, rounds // 2), share)
         print(f"{label + ': struct baseline':<34}{base:>10.3f}{1.0:>12.1f}")
         print(f"{label + ': p4ref (compiled hdr)':<34}{ours:>10.3f}{ours / base:>12.1f}")
         print(f"{label + ': construct interpreted':<34}{interp:>10.3f}{interp / base:>12.1f}")

@@ -1,6 +1,6 @@
 """Cost of one pairing, against an Ed25519 sign+verify baseline measured in the same run.
 
-    python bench/bench_pairing.py [--rounds N]
+    python bench/bench_pairing.py [--rounds N] [--quick]
 
 Measured, all in-process and with the pure machines (no Tor, no sockets):
 
@@ -12,12 +12,14 @@ Measured, all in-process and with the pure machines (no Tor, no sockets):
 - baseline ``ed25519``: one Ed25519 sign plus one verify of a 64-byte message (libsodium).
 
 Machines here are noisy, so the numbers that matter are the ratios to the baseline.
+``--quick`` (or ``P4_BENCH_QUICK=1``): 5 rounds, for CI.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -33,8 +35,11 @@ SEED_A, SEED_I = hashlib.sha256(b"accepter").digest(), hashlib.sha256(b"inviter"
 
 def one_pairing(n: int) -> None:
     inv = Invitation.from_code(CODE, expires_at=10**12)
-    a = PairingMachine(Role.ACCEPTER, inv, SEED_A, [hashlib.sha512(b"x%d" % n).digest()])
-    i = PairingMachine(Role.INVITER, inv, SEED_I, [hashlib.sha512(b"y%d" % n).digest()])
+    # each role draws its 64-byte scalar, then a 32-byte identity nonce
+    a = PairingMachine(Role.ACCEPTER, inv, SEED_A,
+                       [hashlib.sha512(b"x%d" % n).digest(), hashlib.sha256(b"x%d" % n).digest()])
+    i = PairingMachine(Role.INVITER, inv, SEED_I,
+                       [hashlib.sha512(b"y%d" % n).digest(), hashlib.sha256(b"y%d" % n).digest()])
     i.start(0)
     data = a.start(0)
     while data:
@@ -91,7 +96,11 @@ def measure(fn: Callable[[int], None], rounds: int) -> float:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=300)
+    ap.add_argument("--quick", action="store_true", default=os.environ.get("P4_BENCH_QUICK") == "1",
+                    help="a few iterations only, for CI (also: P4_BENCH_QUICK=1)")
     args = ap.parse_args(argv)
+    if args.quick:
+        args.rounds = 5
     base = measure(ed25519, args.rounds * 3)
     rows = [
         ("ed25519 sign+verify (baseline)", base),

@@ -1,8 +1,11 @@
 """What Tor costs P⁴'s rendezvous path, against loopback TCP measured in the same run.
 
-    python bench/bench_tor.py [--rounds 50] [--fresh 10] [--size 64] [--json]
+    python bench/bench_tor.py [--rounds 50] [--fresh 10] [--size 64] [--json] [--quick]
+                              [--tornet DIR]
 
-Starts the private network (tools/tornet.py), publishes a client-authorized onion from a seed on
+Starts the private network (tools/tornet.py) — or uses the running one described in
+``DIR/tornet.json`` with ``--tornet DIR`` (``tools/tornet.py up --dir DIR``, or the test suite's) —
+publishes a client-authorized onion from a seed on
 client 0 (:class:`p4ref.io.tor.TorDriver`), dials it from client 1 and reports:
 
 - network start (keys + phased launch + all clients bootstrapped) and ``publish`` (ADD_ONION
@@ -16,6 +19,7 @@ client 0 (:class:`p4ref.io.tor.TorDriver`), dials it from client 1 and reports:
 
 Tor's latency comes in steps of ~40 ms on some circuits (Nagle × delayed ACK inside tor;
 research/tor-lab.md pitfall 6), so medians can jump between runs; compare ratios, not digits.
+``--quick`` (or ``P4_BENCH_QUICK=1``): 5 rounds and 2 fresh circuits, for CI.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import argparse
 import asyncio
 import hashlib
 import json
+import os
 import statistics
 import sys
 import time
@@ -33,8 +38,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from p4ref.io.tor import TorConfig, TorDriver
+from p4ref.io.tornet import ClientInfo, TorNet, clients_in
 from p4ref.rendezvous._onion import client_auth_keypair
-from tools.tornet import TorNet
 
 
 class _EchoServer:
@@ -96,16 +101,18 @@ def _p(values: list[float], q: float) -> float:
     return s[min(len(s) - 1, round(q * (len(s) - 1)))]
 
 
-async def _bench(net: TorNet, rounds: int, fresh: int, size: int) -> dict[str, float]:
+async def _bench(clients: list[ClientInfo], rounds: int, fresh: int, size: int
+                 ) -> dict[str, float]:  # fmt: skip
     r: dict[str, float] = {}
     echo = _EchoServer()
     lport = await echo.start()
-    host = TorDriver(TorConfig.testnet(net.clients[0]))
-    peer = TorDriver(TorConfig.testnet(net.clients[1]))
+    host = TorDriver(TorConfig.testnet(clients[0]))
+    peer = TorDriver(TorConfig.testnet(clients[1]))
     await host.start()
     await peer.start()
     try:
-        seed = hashlib.sha256(b"p4 bench tor onion").digest()
+        # fresh keys each run: a shared network may hold an earlier run's descriptor
+        seed = hashlib.sha256(b"p4 bench tor onion" + os.urandom(16)).digest()
         priv, pub = client_auth_keypair(hashlib.sha256(b"p4 bench tor auth").digest())
         t = time.perf_counter()
         handle = await host.publish(seed, {80: lport}, [pub])
@@ -167,13 +174,23 @@ def main() -> None:
     ap.add_argument("--fresh", type=int, default=10, help="fresh-circuit connections")
     ap.add_argument("--size", type=int, default=64, help="message size in bytes")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
+    ap.add_argument("--quick", action="store_true", default=os.environ.get("P4_BENCH_QUICK") == "1",
+                    help="5 rounds, 2 fresh circuits, for CI (also: P4_BENCH_QUICK=1)")
+    ap.add_argument("--tornet", metavar="DIR", help="use the running network described in DIR")
     args = ap.parse_args()
+    if args.quick:
+        args.rounds, args.fresh = 5, 2
 
-    t = time.perf_counter()
-    with TorNet() as net:
-        results: dict[str, float] = {"network_start_s": time.perf_counter() - t}
-        results.update({f"network_{k}_s": v for k, v in net.timings.items() if k != "total"})
-        results.update(asyncio.run(_bench(net, args.rounds, args.fresh, args.size)))
+    results: dict[str, float] = {}
+    if args.tornet:
+        results.update(asyncio.run(_bench(clients_in(args.tornet), args.rounds, args.fresh,
+                                          args.size)))  # fmt: skip
+    else:
+        t = time.perf_counter()
+        with TorNet() as net:
+            results["network_start_s"] = time.perf_counter() - t
+            results.update({f"network_{k}_s": v for k, v in net.timings.items() if k != "total"})
+            results.update(asyncio.run(_bench(net.clients, args.rounds, args.fresh, args.size)))
     if args.json:
         print(json.dumps({k: round(v, 4) for k, v in results.items()}, indent=2))
         return

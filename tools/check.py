@@ -1,9 +1,9 @@
 """Everything CI checks, in one command (the README's test command runs this after bootstrap).
 
-Steps: ruff; mypy --strict on p4ref, conformance and tools; the spec ↔ code consistency check;
-byte-identical vector regeneration; the vector lint (tools/vector_lint.py); the conformance suite
-against the reference adapter; and the whole pytest suite last (its closing line is the run's
-verdict).  Stops at the first failure.
+Steps: ruff; mypy --strict on p4ref, conformance, tools and bench; the spec ↔ code consistency
+check; byte-identical vector regeneration; the vector lint (tools/vector_lint.py); the
+conformance suite against the reference adapter; and the whole pytest suite last (its closing
+line is the run's verdict).  Stops at the first failure.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ def steps() -> list[tuple[str, list[str]]]:
     py = sys.executable
     out = [
         ("ruff", [str(BIN / "ruff"), "check", "."]),
-        ("mypy --strict", [str(BIN / "mypy"), "--strict", "p4ref", "conformance", "tools"]),
+        ("mypy --strict", [str(BIN / "mypy"), "--strict", "p4ref", "conformance", "tools",
+                           "bench"]),
         # Windows and macOS: the package must import and type-check there too (issue 10 §3);
         # platform differences live in p4ref/io/_platform.py.
         *(

@@ -54,7 +54,7 @@ from typing import Any, Literal
 
 from ..errors import ErrorCode, P4Error
 
-__all__ = ["ClientInfo", "NodeInfo", "TorNet", "TorNetError", "main"]
+__all__ = ["ClientInfo", "NodeInfo", "TorNet", "TorNetError", "clients_in", "main"]
 
 Role = Literal["authority", "relay", "client"]
 
@@ -107,6 +107,25 @@ class NodeInfo:
     @property
     def log_path(self) -> str:
         return os.path.join(self.data_dir, "notice.log")
+
+
+def clients_in(base_dir: str | os.PathLike[str]) -> list[ClientInfo]:
+    """The clients of a running network described in ``base_dir/tornet.json`` (written by
+    :meth:`TorNet.start`: ``tools/tornet.py up --dir DIR``, or the test suite's network).
+    Raises TorNetError(TOR_UNREACHABLE) naming the file if it is missing or malformed."""
+    path = os.path.join(base_dir, "tornet.json")
+    try:
+        with open(path, encoding="utf-8") as f:
+            desc = json.load(f)
+        return [ClientInfo(int(c["control_port"]), int(c["socks_port"]), str(c["cookie_path"]),
+                           str(c["data_dir"]), str(c.get("nickname", "")))
+                for c in desc["clients"]]  # fmt: skip
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise TorNetError(
+            ErrorCode.TOR_UNREACHABLE,
+            f"no private Tor network described in {path} ({exc}); start one with "
+            f"`python tools/tornet.py up --dir {base_dir}`",
+        ) from None
 
 
 def free_ports(n: int) -> list[int]:
@@ -669,7 +688,7 @@ def _down(base_dir: str, timeout: float = 15.0) -> int:
     for pid in victims:
         if _cmdline(pid):
             with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+                os.kill(pid, getattr(signal, "SIGKILL", signal.SIGTERM))  # Windows: no SIGKILL
     print(json.dumps({"stopped": victims}))
     return 0
 

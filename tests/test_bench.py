@@ -1,0 +1,62 @@
+"""Every benchmark in bench/ runs once, in its quick mode, so none can rot unnoticed (issue 10 §2:
+bench_tor.py had never run).
+
+Each script runs as a subprocess with ``--quick`` (and ``P4_BENCH_QUICK=1``); the test checks that
+it exits 0 and prints its figures with their ratio to the baseline it measures. The two benches
+over Tor use the suite's private Tor network (``--tornet DIR``) instead of starting their own.
+Cost on a 2-core machine: about 15 s for the four local benches, and about 12 s for the two Tor
+ones once the session's network is up.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from p4ref.io.tornet import TorNet
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+
+# script → a regular expression its output must match (a figure and its ratio)
+LOCAL = {
+    "bench_framing.py": r"16 KiB DATA: p4ref \(compiled hdr\)\s+[\d.]+\s+[\d.]+\n",
+    "bench_pairing.py": r"full pairing, both roles\s+[\d.]+ ms\s+[\d.]+×",
+    "bench_rendezvous.py": r"ratio \(P4 / raw\): [\d.]+",
+    "bench_conformance.py": r"ratio \(subprocess, window 1 / in-process\): [\d.]+×",
+}
+OVER_TOR = {
+    "bench_tor.py": r"ratio_fresh_vs_loopback\s+[\d.]+x",
+    "bench_signal.py": r"tor: open stream, median\s+[\d.]+\s+\d+",
+}
+
+
+def _run(script: str, *args: str, timeout: float = 120) -> str:
+    env = dict(os.environ, P4_BENCH_QUICK="1", PYTHONPATH=str(ROOT))
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / script), "--quick", *args],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip
+    assert proc.returncode == 0, f"{script} exited {proc.returncode}:\n{proc.stdout}{proc.stderr}"
+    return proc.stdout
+
+
+def test_every_bench_is_covered() -> None:
+    assert {p.name for p in BENCH.glob("bench_*.py")} == set(LOCAL) | set(OVER_TOR)
+
+
+@pytest.mark.parametrize("script", sorted(LOCAL))
+def test_local_bench_quick(script: str) -> None:
+    out = _run(script)
+    assert re.search(LOCAL[script], out), out
+
+
+@pytest.mark.parametrize("script", sorted(OVER_TOR))
+def test_tor_bench_quick(script: str, tornet: TorNet) -> None:
+    out = _run(script, "--tornet", tornet.dir)
+    assert re.search(OVER_TOR[script], out), out
