@@ -361,8 +361,8 @@ class PairingMachine:
         if not data:
             self.connection_lost(now)
             return
-        if self._state is S.IDLE:
-            raise LocalProtocolError(ErrorCode.INTERNAL_ERROR, "call start() first")
+        if self._state is S.IDLE:  # the caller's mistake, refused without a state change
+            raise LocalProtocolError(ErrorCode.UNEXPECTED_MESSAGE, "bytes before start()")
         view = bytes(data)
         for pos in range(0, len(view), _FEED_CHUNK):
             if self._closed:
@@ -385,7 +385,7 @@ class PairingMachine:
     def receive_frame(self, frame: Frame, now: int) -> None:
         """Process one decoded frame (its header and flags were checked by the framing codec)."""
         if self._state is S.IDLE:
-            raise LocalProtocolError(ErrorCode.INTERNAL_ERROR, "call start() first")
+            raise LocalProtocolError(ErrorCode.UNEXPECTED_MESSAGE, "a frame before start()")
         if self._closed:
             return
         if frame.ignorable or frame.type in (FrameType.PADDING, FrameType.PONG):

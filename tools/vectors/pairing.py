@@ -603,8 +603,8 @@ class _Rec:
 
     def case(self, ident: str, comment: str, tags: list[str], flags: list[str] | None = None
              ) -> Json:  # fmt: skip
-        used = self.m._rng_pos
-        inp = {"rng": [r.hex() for r in self.rng[:used]], "steps": self.steps}
+        # every random value of the attempt, whether or not this run reached its draw
+        inp = {"rng": [r.hex() for r in self.rng], "steps": self.steps}
         return test(ident, comment, [T[t] for t in tags], inp, value={"steps": self.outs},
                     flags=flags)  # fmt: skip
 
