@@ -248,6 +248,7 @@ def test_random_faults_exactly_once(seed: int) -> None:
     arrives once, in order."""
     net, a, b = _pair(100 + seed)
     r = random.Random(seed)
+    inc_a, inc_b = a.m.s.inc, b.m.s.inc
     net.open_generation()
     n = 0
     for _ in range(600):
@@ -275,7 +276,8 @@ def test_random_faults_exactly_once(seed: int) -> None:
     net.settle()
     _check_exactly_once(a, b)
     assert net.gen >= 5
-    assert not a.resets and not b.resets  # crashes with a WAL are not resets
+    assert not a.resets and not b.resets  # crashes with a WAL are not resets (SES-42)
+    assert a.m.s.inc == inc_a and b.m.s.inc == inc_b
 
 
 def test_dead_path_noticed_within_ten_seconds_when_busy() -> None:

@@ -17,19 +17,23 @@ from p4ref.errors import DecodeError, ErrorCode, LocalProtocolError
 from p4ref.framing import Frame, FrameType, Path, encode_cbor, encode_frame, ping_body
 from p4ref.session import (
     TRANSITIONS,
+    ConnectionClosed,
     ConnectionFailed,
     ConnectionOpen,
     ConnState,
     Event,
     Input,
     MessageReceived,
+    ReconnectNeeded,
     SessionConfig,
     SessionMachine,
     SessionReset,
     SignalReceived,
+    Status,
 )
 from p4ref.session import _codec as codec
 from p4ref.session._machine import (
+    DRAIN_TIMEOUT_MS,
     HANDSHAKE_TIMEOUT_MS,
     PONG_TIMEOUT_MS,
     PROBE_BUSY_MS,
@@ -580,3 +584,110 @@ def test_machine_modules_import_no_io() -> None:
             for mod in mods:
                 assert mod.split(".")[0] not in (
                     "time", "asyncio", "socket", "os", "random", "secrets", "sqlite3"), mod
+
+
+# --- more rules -------------------------------------------------------------------------------
+
+
+def test_status_events_and_path_preference() -> None:
+    """SES-8, SES-9: STATUS on every change; a data channel beats the onion stream, which stays
+    open as a standby without SES_END."""
+    low, high = pair()
+    low.open(0, 0, Path.TOR, FP_L, FP_H, 0)
+    high.open(0, 0, Path.TOR, FP_H, FP_L, 0)
+    for _ in range(3):
+        relay(low, high)
+        relay(high, low)
+    evs = events(low)
+    assert Status("reconnecting") in evs and Status("connected") in evs
+    assert ReconnectNeeded("no_direct") in evs  # SES-10: only the onion stream is open
+    connect(low, high, g=1)
+    assert low.active == 1 and low.conn_state(0) is ConnState.OPEN
+    assert not [d for c, d in low.data_to_send() if c == 0 and d[1] == FrameType.SES_END]
+
+
+def test_ack_sent_when_a_connection_becomes_active() -> None:
+    """SES-29: a commit not yet acknowledged is acknowledged on the new active connection."""
+    low, high = pair()
+    connect(low, high, g=1)
+    low.send(b"m", 0)
+    relay(low, high)
+    high.inbox_committed(1, 0)  # the ACK timer has not fired yet
+    high.data_to_send()
+    low.open(2, 2, DC, FP_L, FP_H, 5)
+    high.open(2, 2, DC, FP_H, FP_L, 5)
+    acks: list[tuple[int, bytes]] = []
+    for _ in range(3):
+        relay(low, high, 5)
+        for c, d in high.data_to_send():
+            if d[1] == FrameType.SES_ACK:
+                acks.append((c, d))
+            low.receive_data(c, d, 5)
+    assert acks == [(2, encode_frame(codec.encode_ack(1), DC))]
+
+
+def test_drain_timer_closes_a_replaced_connection() -> None:
+    """SES-34: without the peer's SES_END, the replaced connection closes after DRAIN_TIMEOUT."""
+    low, high = pair()
+    connect(low, high, g=1)
+    low.open(2, 2, DC, FP_L, FP_H, 100)
+    high.open(2, 2, DC, FP_H, FP_L, 100)
+    for _ in range(3):
+        for src, dst in ((low, high), (high, low)):
+            for c, d in src.data_to_send():
+                if c == 2:
+                    dst.receive_data(c, d, 100)
+    assert low.conn_state(1) is ConnState.END_SENT
+    events(low)
+    low.handle_timer(100 + DRAIN_TIMEOUT_MS)
+    assert ConnectionClosed(1) in events(low)
+    assert low.conn_state(1) is ConnState.CLOSED and low.active == 2
+
+
+def test_ping_is_answered_with_the_same_nonce() -> None:
+    """SES-45 (p4-01 FRM-44): PONG carries the PING's nonce, on the same connection."""
+    low, high = pair()
+    connect(low, high)
+    high.data_to_send()
+    ping = encode_frame(Frame(FrameType.PING, 0, ping_body(b"\x07" * 8)), DC)
+    high.receive_data(1, ping, 0)
+    assert high.data_to_send() == [
+        (1, encode_frame(Frame(FrameType.PONG, 0, ping_body(b"\x07" * 8)), DC))]
+
+
+def test_incarnation_is_never_all_zero() -> None:
+    """SES-18: an all-zero draw is drawn again."""
+    draws = iter([bytes(16), b"\x01" * 16])
+    m = SessionMachine(SEED_L, PUB_H, rng=lambda n: next(draws))
+    assert m.s.inc == b"\x01" * 16
+
+
+def test_positions_act_only_after_auth_verified() -> None:
+    """SES-24: a HELLO announcing counters that would make this side stale changes nothing when
+    its AUTH does not verify."""
+    low, high = pair()
+    connect(low, high)
+    inc_before = high.s.inc
+    low2 = SessionMachine(SEED_L, PUB_H, rng=counter_rng(0x33), state=low.persistent_state())
+    high.open(2, 2, DC, FP_H, FP_L, 0)
+    low2.open(2, 2, DC, FP_L, FP_H, 0)
+    (_, hello), = low2.data_to_send()
+    body = codec.decode_hello(Frame(hello[1], 0, hello[5:]))
+    forged = codec.Hello(**{**{f: getattr(body, f) for f in body.__slots__}, "rx": 99})
+    events(high)
+    high.receive_data(2, encode_frame(codec.encode_hello(forged), DC), 0)
+    high.receive_data(2, encode_frame(codec.encode_auth(b"\x00" * 64), DC), 0)
+    evs = events(high)
+    assert ConnectionFailed(2, ErrorCode.SES_BAD_SIGNATURE) in evs
+    assert not [e for e in evs if isinstance(e, SessionReset)] and high.s.inc == inc_before
+
+
+def test_auth_signs_the_exact_hello_bytes() -> None:
+    """SES-21, SES-22: the signature input is the context, the keys and both HELLO bodies as
+    sent, LOW's first."""
+    ex = worked_example()
+    hl, hh = bytes.fromhex(ex["HELLO_LOW"])[5:], bytes.fromhex(ex["HELLO_HIGH"])[5:]
+    sig = codec.decode_auth(Frame(FrameType.SES_AUTH, 0, bytes.fromhex(ex["AUTH_LOW"])[5:]))
+    data = (b"P4-SES-v1\x00auth\x00" + PUB_L + PUB_L + PUB_H + len(hl).to_bytes(2, "big") + hl
+            + len(hh).to_bytes(2, "big") + hh)
+    SigningKey(SEED_L).verify_key.verify(data, sig)
