@@ -18,7 +18,7 @@ from ._crypto import (
     pairing_onion_seed,
 )
 from ._events import Event, Paired, PairingFailed
-from ._invite import InviteUri, ShortCode, parse_code, parse_uri
+from ._invite import CODE_RANDOM_LEN, InviteUri, ShortCode, parse_code, parse_uri
 from ._machine import (
     DEFAULT_EXPIRY_MS,
     DEFAULT_TIMEOUT_MS,
@@ -30,6 +30,7 @@ from ._machine import (
 )
 
 __all__ = [
+    "CODE_RANDOM_LEN",
     "DEFAULT_EXPIRY_MS",
     "DEFAULT_TIMEOUT_MS",
     "PROTOCOL",
