@@ -697,3 +697,24 @@ def test_socks_port_without_extended_errors(tornet: TorNet) -> None:
             await admin.close()
 
     asyncio.run(main())
+
+
+@needs_tor
+def test_timeouts_after_start_say_tor_went_offline(tmp_path: Path) -> None:
+    """A tor that goes offline after ``start``: publish and open_stream time out as before, and
+    their message now says why (tor's own state), not only "0/0 HSDir uploads"."""
+    with _standalone_tor(tmp_path, "DisableNetwork 1") as t:
+
+        async def main() -> None:
+            cfg = TorConfig(mode="system", control_port=t.control_port, socks_port=t.socks_port,
+                            wait_bootstrap=False)  # fmt: skip
+            async with TorDriver(cfg) as drv:
+                with pytest.raises(TorError) as ei:
+                    await drv.publish(_seed("offline publish"), {80: 1}, timeout=1)
+                assert ei.value.code == ErrorCode.TOR_TIMEOUT
+                assert "offline now (DisableNetwork is set)" in ei.value.message
+                with pytest.raises(TorError) as ei:
+                    await drv.open_stream(_ONION, 80, timeout=1)
+                assert "offline now" in ei.value.message
+
+        asyncio.run(main())

@@ -624,6 +624,8 @@ class TorDriver:
             if exc.code == ErrorCode.TOR_TIMEOUT:  # tor has it but it is not (fully) out yet
                 with contextlib.suppress(TorError):
                     await self._msg(c, f"DEL_ONION {pub.handle.address}")
+                if why := await self._diagnosis():
+                    raise TorError(exc.code, exc.message + why) from exc
             raise
         pub.handle = handle
         self._published[handle.address] = pub
@@ -759,8 +761,23 @@ class TorDriver:
         raise TorError(
             last_code,
             f"{addr}.onion:{port} not reached within {timeout:.1f}s"
-            + (f": {last}" if last else ""),
+            + (f": {last}" if last else "") + await self._diagnosis(),
         )
+
+    async def _diagnosis(self) -> str:
+        """After a timeout: tor's own state, if it explains the failure (it went offline or
+        lost its circuits after :meth:`start`); else ""."""
+        if not self.connected:
+            return ""
+        try:
+            st = await self._bootstrap_status(self._controller)
+        except TorError:
+            return ""
+        if st.disable_network:
+            return "; tor is offline now (DisableNetwork is set)"
+        if not st.done or st.liveness == "down":
+            return f"; tor: {st.describe()}"
+        return ""
 
     # ------------------------------------------------------------------ control-port plumbing
 
