@@ -53,6 +53,7 @@ from types import TracebackType
 from typing import Any, Literal
 
 from ..errors import ErrorCode, P4Error
+from ._platform import find_tor
 
 __all__ = ["ClientInfo", "NodeInfo", "TorNet", "TorNetError", "clients_in", "main"]
 
@@ -143,8 +144,16 @@ def free_ports(n: int) -> list[int]:
 
 
 def _which(name: str) -> str:
+    """``tor`` where each platform's packages put it (:func:`p4ref.io._platform.find_tor`),
+    ``tor-gencert`` on PATH or next to it; any other name on PATH or in /usr/sbin."""
+    tor = find_tor() if name in ("tor", "tor-gencert") else None
+    if name == "tor" and tor:
+        return tor
     sbin = f"/usr/sbin/{name}"
     path = shutil.which(name) or (sbin if os.path.exists(sbin) else "")
+    if not path and tor:
+        beside = os.path.join(os.path.dirname(tor), name + (".exe" if os.name == "nt" else ""))
+        path = beside if os.path.exists(beside) else ""
     if not path:
         raise TorNetError(
             ErrorCode.TOR_NOT_INSTALLED,
