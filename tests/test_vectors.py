@@ -128,6 +128,8 @@ def _lint_tree(tmp_path: Path, tests: list[dict[str, Any]], pending: str = ""
     (tmp_path / "pending.txt").write_text(pending, encoding="utf-8")
     vec = tmp_path / "v1" / "toy"
     vec.mkdir(parents=True, exist_ok=True)
+    for _, _, t in tests:
+        t.setdefault("result", "invalid" if "error" in t["expect"] else "valid")
     groups = [{"op": op, "params": params, "tests": [t]} for op, params, t in tests]
     (vec / "t.json").write_text(json.dumps({"testGroups": groups}), encoding="utf-8")
     failures, still, _ = lint(tmp_path / "v1", tmp_path / "spec", tmp_path / "README.md",
@@ -193,6 +195,14 @@ def test_vector_lint_accepts_what_the_text_defines(tmp_path: Path) -> None:
      "undefined: machine toy event DONE field key is required but missing"),  # compared exactly
     (("toy.echo", {}, {"id": "r", "input": {}, "expect": {"value": {}}}),
      "undefined: op toy.echo value data is required but missing"),
+    (("toy.echo", {}, {"id": "t1", "input": {"data": 5}, "expect": {"value": {"data": "0"}}}),
+     "t1: op toy.echo input data: 5 is not hex"),
+    (("toy.echo", {}, {"id": "t2", "input": {}, "expect": {"value": {"data": "0"}}}),
+     "t2: op toy.echo value data: \"0\" is not hex"),
+    (_tx([], config={"patience": "3"}), "tx: machine toy config patience: \"3\" is not int"),
+    (_tx([{"now": 0, "in": {"cmd": "start", "hint": 1}}]), "command start arg hint: 1 is not str"),
+    (_tx([{"now": 0, "in": {"tick": True}, "out": [{"event": "DONE", "key": True}]}]),
+     "event DONE field key: true is not hex"),
     (("toy.echo", {}, {"id": "w", "input": {}, "expect": {"value": {"why": "because"}}}),
      "w: expected value of toy.echo carries 'why', which the spec marks (free)"),
 ])

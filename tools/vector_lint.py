@@ -12,6 +12,9 @@ The contract is ``conformance/README.md`` (generic) plus each layer spec's secti
   role, config key, command (with each argument), event (with each field), state, input-item and
   output-item kind that a vector uses is defined in a table; every registry name a vector expects
   is in an ``error-codes`` registry table of ``spec/*.md``;
+- **complete and typed**: an exactly compared value (an op's ok value, an event in a transcript's
+  ``out``) carries every field the table does not mark ``(optional)``/``(free)``, and every
+  field's JSON type fits the table's type (inputs only in tests that expect success);
 - **lossless**: every integer of magnitude above 2^53 - 1 is written ``{"int": "<decimal>"}``, and
   every ``{"int": …}`` holds a canonical decimal (conformance/README.md §3.1);
 - **free text**: no expected event carries ``reason`` or ``message``, or a field the spec marks
@@ -55,6 +58,30 @@ _TICK = re.compile(r"`([^`]+)`")
 _CODE = re.compile(r"^[A-Z][A-Z0-9_]*$")
 _HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
 _DECIMAL = re.compile(r"^-?(0|[1-9][0-9]*)$")
+_TYPE = re.compile(r"\s*([\[{]|[A-Za-z][A-Za-z0-9_]*)")
+_HEX = re.compile(r"^([0-9a-f]{2})*$")
+
+
+def type_problem(kind: str, value: Any) -> str | None:
+    """Why ``value`` is not of the table type ``kind`` (conformance/README.md §3.5), or None.
+    Types the lint does not know are not checked."""
+    big = isinstance(value, dict) and set(value) == {"int"} and isinstance(value["int"], str)
+    ok = {
+        "hex": isinstance(value, str) and bool(_HEX.match(value)),
+        "int": type(value) is int or big,
+        "uint64": (type(value) is int and value >= 0) or big,
+        "int64": type(value) is int or big,
+        "uint": (type(value) is int and value >= 0) or big,
+        "str": isinstance(value, str),
+        "bool": isinstance(value, bool),
+        "code": isinstance(value, str) and bool(_CODE.match(value) or re.fullmatch(
+            r"0x[0-9a-f]{4}", value)),
+        "[": isinstance(value, list),
+        "{": isinstance(value, dict),
+    }.get(kind)
+    if ok is None or ok:
+        return None
+    return f"{json.dumps(value)[:60]} is not {kind if kind not in '[{' else 'a list/object'}"
 
 
 # --- reading the contract text ------------------------------------------------------------------
@@ -155,6 +182,7 @@ class Fields:
     names: set[str]
     free: set[str]  # marked (free)
     optional: set[str]  # marked (optional)
+    types: dict[str, str] = field(default_factory=dict)  # name -> first type word
 
     @property
     def required(self) -> set[str]:
@@ -170,6 +198,7 @@ def fields_of(cell: str | None) -> Fields | None:
     if not matches:
         return None if cell.strip() not in ("", "—", "-", "–") else Fields(set(), set(), set())
     names, free, optional = set(), set(), set()
+    types: dict[str, str] = {}
     for k, m in enumerate(matches):
         seg = cell[m.end():matches[k + 1].start() if k + 1 < len(matches) else len(cell)]
         names.add(m.group(1))
@@ -177,7 +206,10 @@ def fields_of(cell: str | None) -> Fields | None:
             free.add(m.group(1))
         if "(optional" in seg:
             optional.add(m.group(1))
-    return Fields(names, free, optional)
+        t = _TYPE.match(seg)
+        if t:
+            types[m.group(1)] = t.group(1).lower()
+    return Fields(names, free, optional, types)
 
 
 @dataclass
@@ -189,6 +221,7 @@ class OpDef:
     errors: set[str]
     free: set[str] = field(default_factory=set)  # ok-value fields marked (free)
     required: set[str] = field(default_factory=set)  # ok-value fields neither free nor optional
+    types: dict[str, dict[str, str]] = field(default_factory=dict)  # part -> field -> type
 
 
 @dataclass
@@ -200,6 +233,7 @@ class MachineDef:
     events: dict[str, set[str]] = field(default_factory=dict)
     free: dict[str, set[str]] = field(default_factory=dict)  # event -> free fields
     required: dict[str, set[str]] = field(default_factory=dict)  # event -> required fields
+    types: dict[str, dict[str, str]] = field(default_factory=dict)  # "cmd X"/"event X"/"config"
     states: set[str] = field(default_factory=set)
 
 
@@ -245,7 +279,9 @@ def _add_op(c: Contract, t: Table, row: list[str]) -> None:
     c.ops[name] = OpDef(t.source, params if params is not None else set(),
                         inp if inp is not None else set(), value, errors,
                         out.free if out is not None else set(),
-                        out.required if out is not None else set())
+                        out.required if out is not None else set(),
+                        {part: p.types for part, p in zip(("params", "input", "value"), parts,
+                                                          strict=True) if p is not None})
 
 
 def _scope(t: Table, row: list[str], section_machines: set[str], c: Contract) -> set[str]:
@@ -281,16 +317,21 @@ def _read_section(c: Contract, section: list[Table]) -> None:
                     m = c.machines.setdefault(mname, MachineDef(t.source))
                     if t.kind == "config key":
                         m.config.add(name)
+                        ty = _TYPE.match(t.cell(row, "type") or "")
+                        if ty:
+                            m.types.setdefault("config", {})[name] = ty.group(1).lower()
                     elif t.kind == "state":
                         m.states.add(name)
                     elif t.kind == "command":
                         f = fields_of(t.cell(row, "args"))
                         m.commands[name] = f.names if f else set()
+                        m.types[f"cmd {name}"] = f.types if f else {}
                     else:
                         f = fields_of(t.cell(row, "fields"))
                         m.events[name] = f.names if f else set()
                         m.free[name] = f.free if f else set()
                         m.required[name] = f.required if f else set()
+                        m.types[f"event {name}"] = f.types if f else {}
 
 
 def read_contract(spec_dir: Path, readme: Path) -> Contract:
@@ -366,6 +407,12 @@ class Linter:
         self.c = contract
         self.f = Findings()
 
+    def typed(self, types: dict[str, str], obj: Json, what: str, vid: str) -> None:
+        for k, v in obj.items():
+            problem = type_problem(types[k], v) if k in types else None
+            if problem:
+                self.f.errors.append(f"{vid}: {what} {k}: {problem} (the spec's type)")
+
     def code(self, code: Any, vid: str) -> None:
         self.f.need(isinstance(code, str) and code in self.c.codes, f"error code {code}", vid)
 
@@ -378,12 +425,16 @@ class Linter:
         if m is not None:
             self.f.need(role in m.roles, f"machine {mname} role {role}", vid)
 
-    def config(self, m: MachineDef | None, mname: str, config: Any, vid: str) -> None:
+    def config(self, m: MachineDef | None, mname: str, config: Any, vid: str,
+               valid: bool = True) -> None:
         if m is not None and isinstance(config, dict):
             for k in config:
                 self.f.need(k in m.config, f"machine {mname} config {k}", vid)
+            if valid:  # an invalid input may have a wrong type on purpose
+                self.typed(m.types.get("config", {}), config, f"machine {mname} config", vid)
 
-    def in_item(self, m: MachineDef | None, mname: str, item: Any, vid: str) -> None:
+    def in_item(self, m: MachineDef | None, mname: str, item: Any, vid: str,
+                valid: bool = True) -> None:
         if not isinstance(item, dict):
             self.f.errors.append(f"{vid}: input item {item!r} is not an object")
             return
@@ -396,6 +447,10 @@ class Linter:
             for a in set(item) - {"cmd"}:
                 self.f.need(a in m.commands.get(cmd, set()),
                             f"machine {mname} command {cmd} arg {a}", vid)
+            if valid:
+                self.typed(m.types.get(f"cmd {cmd}", {}),
+                           {k: v for k, v in item.items() if k != "cmd"},
+                           f"command {cmd} arg", vid)
 
     def event(self, m: MachineDef | None, mname: str, item: Json, vid: str,
               exact: bool = False) -> None:
@@ -413,6 +468,8 @@ class Linter:
             if f in m.free.get(str(name), set()):
                 self.f.errors.append(f"{vid}: expected event {name} carries {f!r}, which the "
                                      "spec marks (free)")
+        self.typed(m.types.get(f"event {name}", {}),
+                   {k: v for k, v in item.items() if k != "event"}, f"event {name} field", vid)
         if exact:  # a transcript's out is compared exactly: a port emits every required field
             for f in m.required.get(str(name), set()) - fields:
                 self.f.need(False, f"machine {mname} event {name} field {f} is required but "
@@ -459,14 +516,14 @@ class Linter:
             mname = str(params.get("machine"))
             m = self.machine(mname, vid)
             self.role(m, mname, params.get("role"), vid)
-            self.config(m, mname, params.get("config"), vid)
+            self.config(m, mname, params.get("config"), vid, valid="error" not in expect)
             if "error" in expect:
                 self.code(expect["error"], vid)
             steps = inp.get("steps", [])
             want = (expect.get("value") or {}).get("steps")
             for i, s in enumerate(steps):
-                self.in_item(m, mname, s.get("in"), vid)
                 w = want[i] if isinstance(want, list) and i < len(want) else s
+                self.in_item(m, mname, s.get("in"), vid, valid="error" not in w)
                 if "error" in w:  # a refused command (conformance/README.md §4.2)
                     self.code(w["error"], vid)
                 for o in w.get("out", []):
@@ -499,7 +556,11 @@ class Linter:
             for part, keys, allowed in (("params", params, d.params), ("input", inp, d.input)):
                 for k in keys:
                     self.f.need(allowed is None or k in allowed, f"op {op} {part} {k}", vid)
+                if t.get("result") == "valid":  # invalid inputs may be ill-typed on purpose
+                    self.typed(d.types.get(part, {}), keys, f"op {op} {part}", vid)
             value = expect.get("value")
+            if isinstance(value, dict):
+                self.typed(d.types.get("value", {}), value, f"op {op} value", vid)
             if d.value is not None and isinstance(value, dict):
                 for k in value:
                     self.f.need(k in d.value, f"op {op} value {k}", vid)
