@@ -189,3 +189,15 @@ def test_subprocess_adapter_speaks_json_lines() -> None:
     assert json.loads(lines[0])["p4adapter"] == 1
     assert json.loads(lines[1])["status"] == "ok"
     assert len(lines) == 2
+
+
+def test_reference_serves_only_what_the_contract_text_defines() -> None:
+    # Every op and machine of the reference is defined in conformance/README.md or in a layer
+    # spec's "Test-vector interface" section (read the way tools/vector_lint.py reads them).
+    from tools.vector_lint import read_contract
+
+    contract = read_contract(ROOT / "spec", ROOT / "conformance" / "README.md")
+    h = hello()
+    assert set(h["ops"]) - set(contract.ops) == set()
+    assert set(h["machines"]) - set(contract.machines) == set()
+    assert {"framing.decode", "machine.step", "identity.verify"} <= set(contract.ops)
