@@ -343,8 +343,7 @@ def test_damaged_burnt_file_is_ignored(home: str, capsys: Cap) -> None:
 
 def test_expired_uri_is_refused_before_dialling(home: str, capsys: Cap) -> None:
     run(capsys, "--home", home, "init")
-    create = getattr(InviteUri, "create", None)
-    uri = (create(bytes(32), 1_000_000, key("i")) if create else InviteUri(bytes(32), 1_000_000))
+    uri = InviteUri.create(bytes(32), 1_000_000, key("i"))
     rc, _, err = run(capsys, "--home", home, "pair", "accept", str(uri), *NO_TOR)
     assert rc == 1 and "expired — get a new code" in err
     assert err.endswith("[PAIR_INVITATION_EXPIRED]\n")
@@ -392,9 +391,7 @@ def _invite_args(**kw: object) -> argparse.Namespace:
 
 
 def _a_uri() -> str:
-    create = getattr(InviteUri, "create", None)
-    return str(create(os.urandom(32), 4_102_444_800, key("i")) if create
-               else InviteUri(os.urandom(32), 4_102_444_800))
+    return str(InviteUri.create(os.urandom(32), 4_102_444_800, key("i")))
 
 
 def test_invite_screen_fits_80x24_with_the_code_last() -> None:

@@ -26,7 +26,7 @@ import contextlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal, cast
+from typing import Literal
 
 from ..errors import ErrorCode, P4Error
 from ..framing import Frame, FrameReader, FrameType, Path, encode_frame, error_body
@@ -428,9 +428,8 @@ async def create_invitation(
     expires_ms = unix_ms() + int(expires_s * 1000)
     if uri:
         secret, expires = rng(32), -(-expires_ms // 1000)
-        create_uri = getattr(InviteUri, "create", None)  # p4-02 r2: commits to our key
-        u: InviteUri = (create_uri(secret, expires, Identity(identity_seed).public_key)
-                        if create_uri is not None else cast(Any, InviteUri)(secret, expires))
+        # the URI commits to our identity key, which the accepter checks (p4-02 §5.2)
+        u = InviteUri.create(secret, expires, Identity(identity_seed).public_key)
         invite = PendingInvite(tor, identity_seed, Invitation.from_uri(u), u.onion_seed, str(u),
                                rng, group=group, notify=notify,
                                on_paired=on_paired)
