@@ -762,6 +762,17 @@ def _transcripts() -> list[Json]:
         ["SPLIT"],
     )
 
+    si = inviter()
+    padding = _frame(0x04, bytes(13_200)) * 5  # 66,025 bytes of PADDING
+    si.recv(NOW + 2, padding + fa[0])
+    add(
+        si,
+        "pair-tx-inviter-large-recv",
+        "more than 64 KiB in one recv: five PADDING frames, then the PAIR_PAKE",
+        ["any-split", "core-frames"],
+        ["SPLIT"],
+    )
+
     # the last PAIR_DONE: lost, late, tampered, followed by junk
     la = accepter()
     for n, f in enumerate(fi[:3]):
