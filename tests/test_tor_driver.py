@@ -718,3 +718,22 @@ def test_timeouts_after_start_say_tor_went_offline(tmp_path: Path) -> None:
                 assert "offline now" in ei.value.message
 
         asyncio.run(main())
+
+
+def test_unusable_packaged_control_socket_says_what_to_do(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The packaged tor's control socket exists but cannot be used (here: not a socket at all;
+    for a user outside the debian-tor group: permission denied): name it and say what to do."""
+    (closed,) = free_ports(1)
+    fake = tmp_path / "control"
+    fake.write_text("")
+    monkeypatch.setattr(tor_mod, "DEFAULT_CONTROL_PORT", closed)
+    monkeypatch.setattr(tor_mod, "SYSTEM_CONTROL_SOCKETS", (str(fake),))
+
+    async def main() -> None:
+        err, _ = await _start_fails(TorDriver(TorConfig(mode="system")), 10)
+        assert err.code == ErrorCode.TOR_UNREACHABLE
+        assert str(fake) in err.message and "debian-tor" in err.message
+
+    asyncio.run(main())

@@ -356,6 +356,12 @@ def _close_leaked_socket(exc: BaseException) -> None:
         _close_leaked_socket(exc.__context__)
 
 
+def _socket_text(path: str, exc: BaseException) -> str:
+    return (f"cannot use tor's control socket {path} ({exc}): is tor running, and may your user "
+            "use the socket? (Debian/Ubuntu: `sudo adduser $USER debian-tor`, then log in "
+            "again.) Or let P⁴ start a tor of its own: `--tor launch`")
+
+
 def _auth_text(where: str, exc: BaseException) -> str:
     """A person's account of a stem authentication failure, with what to do."""
     import stem.connection as sc
@@ -422,6 +428,7 @@ class TorDriver:
         self._tmpdir: str | None = None
         self._control_port = config.control_port
         self._control_socket = config.control_socket
+        self._refused = False  # the last connect attempt was refused (nothing listens there)
         self._socks_port = config.socks_port
 
     # ------------------------------------------------------------------ lifecycle
@@ -930,7 +937,7 @@ class TorDriver:
         try:
             return await self._connect_bounded()
         except TorError as exc:
-            if exc.code != ErrorCode.TOR_UNREACHABLE or "refused" not in exc.message:
+            if not self._refused:  # something answered there: its error is the one to show
                 raise
             first = exc
         for path in SYSTEM_CONTROL_SOCKETS:
@@ -962,7 +969,11 @@ class TorDriver:
                 sock = stem.socket.ControlPort(cfg.control_host, self._control_port)
         except (stem.SocketError, OSError) as exc:
             _close_leaked_socket(exc)
-            raise TorError(ErrorCode.TOR_UNREACHABLE, self._unreachable_text(where, exc)) from None
+            self._refused = isinstance(exc, ConnectionRefusedError) or "refused" in str(exc)
+            text = (_socket_text(path, exc) if path is not None
+                    else self._unreachable_text(where, exc))  # fmt: skip
+            raise TorError(ErrorCode.TOR_UNREACHABLE, text) from None
+        self._refused = False
         # stem has no timeout for the PROTOCOLINFO/AUTHENTICATE exchange: a tor that accepts
         # and never answers (stopped with SIGSTOP, hung) would block authenticate() forever.
         # Closing the socket when the time is up wakes it; stem then reconnects once and asks
@@ -1013,8 +1024,6 @@ class TorDriver:
             return text
         if cfg.mode == "testnet":
             return text + " (is the private Tor network still up? `python tools/tornet.py up`)"
-        if self._control_socket is not None:
-            return text + "; is tor running, and may your user use its control socket?"
         port = self._control_port or DEFAULT_CONTROL_PORT
         socks = cfg.socks_port or DEFAULT_SOCKS_PORT
         if _port_open(cfg.socks_host, socks):
