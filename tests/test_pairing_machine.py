@@ -692,3 +692,31 @@ def test_every_split_gives_the_same_outputs_and_state(role: Role, cuts: list[int
     assert [repr(e) for e in cut[1]] == [repr(e) for e in whole[1]]
     byte_by_byte = _feed(role, stream, list(range(len(stream))))
     assert byte_by_byte[0] == whole[0] and byte_by_byte[2] is State.PAIRED
+
+
+@pytest.mark.parametrize("how", ["timeout", "stream-lost"])
+def test_lost_inviter_done_leaves_the_accepter_without_a_pair(how: str) -> None:
+    """[PAIR-59] [PAIR-64]: the inviter stored and sent PAIR_DONE; it never arrives.  The accepter
+    reports PAIR_OUTCOME_UNKNOWN and never PAIRED, so its application has nothing to store."""
+    a, i = machines()
+    i.start(T0)
+    i.receive_data(a.start(T0), T0)
+    a.receive_data(i.data_to_send(), T0)
+    i.receive_data(a.data_to_send(), T0)
+    a.receive_data(i.data_to_send(), T0)
+    i.receive_data(a.data_to_send(), T0)  # the inviter: PAIRED, PAIR_DONE queued ...
+    assert i.state is State.PAIRED and isinstance(i.next_event(), Paired)
+    i.data_to_send()  # ... and lost
+    assert a.state is State.WAIT_DONE
+    if how == "timeout":
+        timer = a.get_timer()
+        assert timer is not None
+        a.handle_timer(timer)
+        (err,) = a.frames_to_send()
+        assert parse_error_body(err.body)[0] == ErrorCode.TIMEOUT
+    else:
+        a.receive_data(b"", T0)
+    events = list(iter(a.next_event, None))
+    assert [type(e) for e in events] == [PairingFailed]
+    assert isinstance(events[0], PairingFailed)
+    assert events[0].code is ErrorCode.PAIR_OUTCOME_UNKNOWN and a.state is State.FAILED
