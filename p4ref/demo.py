@@ -51,7 +51,11 @@ async def _scenario(net: TorNet, home: Path, timings: dict[str, float]) -> None:
     await tor_phone.start()
     try:
         # --- pairing over Tor with a short code (p4-02) ------------------------------------
-        invite = await create_invitation(tor_laptop, laptop.identity.seed)
+        # the inviter stores the pair before its last message leaves (p4-02 PAIR-63)
+        invite = await create_invitation(
+            tor_laptop, laptop.identity.seed,
+            on_paired=lambda r: laptop.add_peer("phone", r.peer_identity, r.pair_root_key, r.sas),
+        )
         timings["publish pairing onion"] = invite.publish_seconds
         _say("pair", f"laptop: `p4 pair invite` shows the code  {invite.text}")
         _say("pair", f"        (pairing onion {invite.onion[:16]}… derived from the nameplate)")
@@ -62,7 +66,6 @@ async def _scenario(net: TorNet, home: Path, timings: dict[str, float]) -> None:
             accept_invitation(tor_phone, phone.identity.seed, invite.text, timeout=120),
         )
         timings["pairing over Tor (dial + PAKE + confirm)"] = time.monotonic() - t0
-        laptop.add_peer("phone", mine.peer_identity, mine.pair_root_key, mine.sas)
         phone.add_peer("laptop", theirs.peer_identity, theirs.pair_root_key, theirs.sas)
         same = mine.pair_root_key == theirs.pair_root_key
         _say("pair", f"paired: SAS laptop {mine.sas} / phone {theirs.sas}; "

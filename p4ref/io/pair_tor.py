@@ -230,7 +230,7 @@ class PendingInvite:
                  onion_seed: bytes, text: str, rng: Callable[[int], bytes], *,
                  group: InviteGroup | None = None,
                  notify: Callable[[Notice, PendingInvite, P4Error | None], None] | None = None,
-                 on_paired: Callable[[PairingResult], None] | None = None,
+                 on_paired: Callable[[PairingResult], object] | None = None,
                  ) -> None:  # fmt: skip
         self._tor = tor
         self._seed = identity_seed
@@ -417,7 +417,7 @@ async def create_invitation(
     expires_s: float = DEFAULT_EXPIRY_MS / 1000, rng: Callable[[int], bytes] = os.urandom,
     group: InviteGroup | None = None,
     notify: Callable[[Notice, PendingInvite, P4Error | None], None] | None = None,
-    on_paired: Callable[[PairingResult], None] | None = None,
+    on_paired: Callable[[PairingResult], object] | None = None,
 ) -> PendingInvite:
     """Make a short code (or a ``p4:pair`` URI), publish its onion, and return the pending
     invitation; ``await invite.wait()`` pairs with whoever uses it first.
