@@ -122,7 +122,9 @@ def test_a_replayed_dialer_hello_alone_never_reaches_ready() -> None:
 
 def test_an_offer_from_another_stream_is_refused_by_its_stream_binding() -> None:
     """RDV-51: even on a live, genuinely authenticated new stream, the OFFER recorded on the old
-    one names the old acceptor HELLO nonce and is refused with RDV_REPLAY."""
+    one names the old acceptor HELLO nonce and is refused with RDV_REPLAY.  The same holds for an
+    OFFER carried in-band by the session layer (RDV-57): it is checked by the machine of the
+    onion stream it names, and by any other it is RDV_REPLAY."""
     recorded, _ = _record_session()
     old_offer = recorded[-1]
     assert old_offer[1] == FrameType.RV_OFFER
