@@ -211,6 +211,18 @@ def test_vector_lint_reports(tmp_path: Path, test: Any, problem: str) -> None:
     assert any(problem in f for f in failures), failures
 
 
+def test_vector_lint_rejects_unregistered_codes_in_the_tables(tmp_path: Path) -> None:
+    from tools.vector_lint import read_contract
+
+    spec = tmp_path / "spec"
+    spec.mkdir()
+    (spec / "p4-99-toy.md").write_text(_SPEC.replace("`MESSAGE_INVALID` |", "`MESAGE_INVALID` |"),
+                                       encoding="utf-8")
+    (tmp_path / "README.md").write_text(_README, encoding="utf-8")
+    problems = read_contract(spec, tmp_path / "README.md").problems
+    assert len(problems) == 1 and "op toy.echo" in problems[0] and "MESAGE_INVALID" in problems[0]
+
+
 def test_vector_lint_pending_list_only_shrinks(tmp_path: Path) -> None:
     used = _tx([{"now": 0, "in": {"cmd": "begin"}}])
     failures, still = _lint_tree(tmp_path, [used], "# waiting for the spec\n"

@@ -358,6 +358,10 @@ def read_contract(spec_dir: Path, readme: Path) -> Contract:
         for name, rows in registry_tables(doc).items():
             if name == "error-codes":
                 c.codes |= {r[1] for r in rows if len(r) > 1 and _CODE.match(r[1])}
+    for name, op in sorted(c.ops.items()):  # a typo in an errors cell would hide a wrong vector
+        for code in sorted(op.errors - c.codes):
+            c.problems.append(f"op {name} ({op.source}) lists {code}, which no error-codes "
+                              "registry table defines")
     return c
 
 
