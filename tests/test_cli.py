@@ -451,3 +451,20 @@ def test_repairing_a_device_that_forgot_us(home: str, capsys: Cap,
     assert [(x.name, x.pair_root_key) for x in p.peers()] == [("mobile", b"\x03" * 32)]
     out = capsys.readouterr().out
     assert "Paired with mobile" in out
+
+
+def test_uri_from_a_device_already_paired_asks_before_dialling(
+        home: str, capsys: Cap, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The URI commits to the inviter's key: re-pairing is settled before anything is stored on
+    either side, so no later answer can leave the pair on one side only."""
+    run(capsys, "--home", home, "init")
+    Profile.open(home).add_peer("laptop", key("i"), bytes(32), "1")
+    uri = str(InviteUri.create(os.urandom(32), 4_102_444_800, key("i")))
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+    rc, _, err = run(capsys, "--home", home, "pair", "accept", uri, *NO_TOR)
+    assert rc == 1 and "--replace" in err and err.endswith("[PEER_EXISTS]\n"), err
+    rc, _, err = run(capsys, "--home", home, "pair", "accept", uri, "--replace", *NO_TOR)
+    assert err.endswith("[TOR_UNREACHABLE]\n"), err
+    other = str(InviteUri.create(os.urandom(32), 4_102_444_800, key("j")))
+    rc, _, err = run(capsys, "--home", home, "pair", "accept", other, *NO_TOR)
+    assert err.endswith("[TOR_UNREACHABLE]\n"), err

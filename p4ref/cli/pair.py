@@ -45,6 +45,7 @@ from ..io.pair_tor import (
 from ..io.store import PeerRecord, Profile
 from ..io.tor import TorConfig, TorDriver
 from ..pairing import parse_code, parse_uri
+from ..pairing._crypto import inviter_key_commitment
 from ._common import home, say, seconds, tor_spec
 from ._peers import check_new_name
 from .qr import render_qr
@@ -127,6 +128,23 @@ def _precheck_name(profile: Profile, args: argparse.Namespace) -> str | None:
                       " another --name, or add --replace if you are pairing with that device"
                       " again")
     return name
+
+
+def _precheck_repair(profile: Profile, key_commitment: bytes, args: argparse.Namespace) -> None:
+    """A URI commits to the inviter's identity key (p4-02 §5.2): if that device is already
+    paired here, ask now — before dialling — whether to replace the old pairing, so that no
+    answer given later can leave the pair stored on one side only."""
+    stale = next((p for p in profile.peers()
+                  if inviter_key_commitment(p.identity_key) == key_commitment), None)
+    if stale is None or args.replace:
+        return
+    if not _confirm(f"This link is from {stale.name!r} ({stale.device_id}), which is already"
+                    " paired; it seems to have forgotten this device. Pair again and replace"
+                    " the old pairing?"):
+        raise P4Error(ErrorCode.PEER_EXISTS,
+                      f"{stale.name!r} ({stale.device_id}) is already paired; nothing was"
+                      " dialled. Add --replace to pair again and replace the old pairing")
+    args.replace = True
 
 
 def _confirm(question: str) -> bool:
@@ -364,8 +382,11 @@ def cmd_pair_accept(args: argparse.Namespace) -> int:
         burnt.check(text)
     except P4Error as exc:
         raise _explain_accept(exc, False) from None
-    if text.lower().startswith("p4:") and parse_uri(text).expires * 1000 <= _now_ms():
-        raise _explain_accept(P4Error(ErrorCode.PAIR_INVITATION_EXPIRED), False)
+    if text.lower().startswith("p4:"):
+        uri = parse_uri(text)
+        if uri.expires * 1000 <= _now_ms():
+            raise _explain_accept(P4Error(ErrorCode.PAIR_INVITATION_EXPIRED), False)
+        _precheck_repair(profile, uri.key_commitment, args)
     try:
         result = asyncio.run(_accept(profile, text, args))
     except P4Error as exc:
