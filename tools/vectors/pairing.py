@@ -1203,6 +1203,38 @@ def _transcripts() -> list[Json]:
         ["terminal-discard"],
     )
 
+    ea_ = accepter()
+    ea_.recv(NOW + 2, fi[0] + fi[1][:20])
+    ea_.step(NOW + 3, {"recv": ""})
+    add(
+        ea_,
+        "pair-tx-accepter-eof-mid-frame",
+        "the stream ends inside a frame: PROTOCOL_VIOLATION (a lost stream), not FRAME_TRUNCATED",
+        ["lost", "check-order"],
+        ["TRUNCATED", "CHECK_ORDER"],
+    )
+    li = inviter()
+    li.recv(NOW + 1, fa[0][:20])
+    li.step(NOW + 2, {"recv": ""})
+    li.recv(NOW + 3, fa[0])
+    add(
+        li,
+        "pair-tx-inviter-eof-mid-frame",
+        "before the PAKE, a stream that ends inside a frame is just gone; the next one is answered",
+        ["lost", "stream-drop"],
+        ["TRUNCATED"],
+    )
+    ci = inviter()
+    ci.recv(NOW + 1, fa[0])
+    ci.recv(NOW + 2, _frame(0x01, error_body(0x0005, "x"), flags=0x80))
+    add(
+        ci,
+        "pair-tx-error-frame-bad-flags",
+        "a frame of type ERROR that fails the header check: FRAME_BAD_FLAGS, never answered",
+        ["peer-error"],
+        ["MALFORMED"],
+    )
+
     # connection loss
     li = inviter()
     li.step(NOW + 1, {"recv": ""})
