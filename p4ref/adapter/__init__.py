@@ -6,7 +6,8 @@ line.  The dispatch table is built from the layer modules of this package, liste
 
 - :mod:`.framing`: ``framing.decode``, ``framing.encode``, ``framing.stream``, ``cbor.decode``,
   ``cbor.encode``;
-- :mod:`.identity`, :mod:`.pairing`, :mod:`.rendezvous`: each one's ``vectors_ops()``;
+- :mod:`.identity`, :mod:`.pairing`, :mod:`.rendezvous`, :mod:`.session`: each one's
+  ``vectors_ops()``;
 - ``machine.new`` / ``machine.step`` / ``machine.drop`` for every layer module that declares
   ``MACHINE``, ``new`` and ``step``.
 
@@ -35,6 +36,7 @@ from . import framing as _framing
 from . import identity as _identity
 from . import pairing as _pairing
 from . import rendezvous as _rendezvous
+from . import session as _session
 from ._jsonargs import MAX_SAFE_INT, int_value
 from .framing import cbor_from_json
 
@@ -80,7 +82,7 @@ def _hex(value: Any, what: str) -> bytes:
 #: Every layer module of the reference adapter, registered explicitly (no scanning).  Each has
 #: ``vectors_ops()``; a module that also declares ``MACHINE``, ``new`` and ``step`` serves a
 #: machine.
-LAYERS: tuple[ModuleType, ...] = (_framing, _identity, _pairing, _rendezvous)
+LAYERS: tuple[ModuleType, ...] = (_framing, _identity, _pairing, _rendezvous, _session)
 
 
 class Adapter:
