@@ -196,10 +196,9 @@ def _store(profile: Profile, result: PairingResult, name: str | None,
 
 
 def _tor_trouble(exc: P4Error) -> P4Error | None:
-    if exc.code in (ErrorCode.TOR_UNREACHABLE, ErrorCode.TOR_NOT_INSTALLED,
-                    ErrorCode.TOR_LAUNCH_FAILED, ErrorCode.TOR_REFUSED):
-        return P4Error(exc.code, f"cannot use Tor: {exc.message} (is tor running with a"
-                                 " ControlPort? `--tor launch` starts one of its own)")
+    """Tor itself is the trouble: the driver's message already says what to do."""
+    if exc.code.name.startswith("TOR_"):
+        return P4Error(exc.code, f"cannot use Tor: {exc.message}")
     return None
 
 
@@ -291,7 +290,8 @@ async def _invite(profile: Profile, name: str | None,
             say(f"the other device connected with the {what}; pairing…")
         elif exc is not None:
             others = [m for m in group.members if m is not invite and not m.consumed]
-            rest = "; the QR code still works" if others and not invite.is_uri else ""
+            still = "short code" if invite.is_uri else "QR code"
+            rest = f"; the {still} still works" if others else ""
             reason = _explain_invite(exc, expiry).message.split(" — ")[0]
             say(f"{reason} ({what}, {exc.code.name}){rest}")
 
