@@ -202,6 +202,7 @@ def test_rev2_grinding_after_the_commitment_is_refused() -> None:
                 break
         else:  # pragma: no cover - probability 0.99^10000
             raise AssertionError("no SAS-matching reveal found")
+        print(f"\nrev2: a SAS-matching reveal after {_tries} tries; the accepter refuses it")
         with pytest.raises(RemoteProtocolError) as exc:
             a.receive_data(mitm.reveal(seed, nonce), T0)
         assert exc.value.code is ErrorCode.PAIR_IDENTITY_INVALID
@@ -234,6 +235,7 @@ def test_rev2_the_committed_reveal_gives_a_sas_the_attacker_did_not_choose() -> 
         assert a.state is State.WAIT_DONE  # the reveal opens the commitment: accepted
         hits += mitm.sas(opened, mitm.seed, mitm.nonce, digits) == target
     # expected 4 (runs / 100); a grinding attacker would hit every time.  P(hits > 20) < 1e-7
+    print(f"\nrev2, attacker as inviter: {hits} of {runs} runs hit the 2-digit target")
     assert hits <= 20, hits
 
 
@@ -257,6 +259,7 @@ def test_rev2_attacker_as_accepter_cannot_aim_either() -> None:
                 break
         fin = C.final_keys(s.ke, s.th, pub_m, pub_i, n_m, n_i, commitment)  # the real nI
         hits += _sas(s.ke, fin.th2, digits) == target
+    print(f"\nrev2, attacker as accepter: {hits} of {runs} runs hit the 2-digit target")
     assert hits <= 18, hits  # expected 3
 
 
