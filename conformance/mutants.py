@@ -47,7 +47,7 @@ Fallback = Callable[[str, Json, Json], Any]
 class Mutant:
     name: str
     description: str
-    ops: tuple[str, ...]  # op names, or prefixes ending in "." (e.g. "identity.")
+    ops: tuple[str, ...]  # op names, prefixes ending in "." (e.g. "identity."), or "*" (all)
     errors: frozenset[str]  # registry codes the bug swallows
     fallback: Fallback  # the value answered instead of the error
     flags: tuple[str, ...] = ()  # the vector flags these failures usually carry (documentation)
@@ -57,7 +57,7 @@ class Mutant:
 
     def covers_op(self, op: object) -> bool:
         return isinstance(op, str) and any(
-            op == o or (o.endswith(".") and op.startswith(o)) for o in self.ops)
+            o in ("*", op) or (o.endswith(".") and op.startswith(o)) for o in self.ops)
 
     def must_fail(self, op: str, expect: Json, inp: Json | None = None) -> bool:
         """Whether a vector (group ``op``, test ``expect`` and ``input``) must fail."""
@@ -187,6 +187,49 @@ def _feeds_partial(op: str, expect: Json, inp: Json) -> bool:
                                               for s in inp.get("steps", []))
 
 
+MAX_SAFE_INT = 2**53 - 1
+
+
+def _big(form: Any) -> bool:
+    return (isinstance(form, dict) and set(form) == {"int"} and isinstance(form["int"], str)
+            and form["int"].lstrip("-").isdigit() and abs(int(form["int"])) > MAX_SAFE_INT)
+
+
+def _bare_ints(value: Any) -> Any:
+    """Every lossless ``{"int": "N"}`` beyond 2^53 - 1 written as a bare JSON number."""
+    if _big(value):
+        return int(value["int"])
+    if isinstance(value, dict):
+        return {k: _bare_ints(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_bare_ints(v) for v in value]
+    return value
+
+
+def _write_bare(request: Json, response: Json) -> Json:
+    """Answers with big integers as bare numbers, as a naive JSON encoder writes them."""
+    if response.get("status") == "ok":
+        return {**response, "value": _bare_ints(response.get("value"))}
+    return response
+
+
+def _has_big(value: Any) -> bool:
+    if _big(value):
+        return True
+    if isinstance(value, dict):
+        return any(_has_big(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_big(v) for v in value)
+    return False
+
+
+def _expects_big(op: str, expect: Json, inp: Json) -> bool:
+    """An expected answer that holds an integer beyond 2^53 - 1 (in the input's step outputs too,
+    where a transcript keeps them)."""
+    steps_out = [s.get("out") for s in inp.get("steps", [])] if op == "machine.transcript" else []
+    return _has_big(expect.get("value")) or _has_big(steps_out)
+
+
 def _reports_errors(op: str, expect: Json, inp: Json) -> bool:
     """A transcript with an expected ``{"error"}`` output, or a pair vector whose perfect-network
     outcome lists ``errors`` for a role."""
@@ -232,6 +275,10 @@ MUTANTS: dict[str, Mutant] = {
                "machine.step drops {\"error\": CODE} outputs (the failure is never reported)",
                ("machine.step",), frozenset(), _valid, (), rewrite=_strip_errors,
                predicate=_reports_errors),
+        Mutant("bare-big-ints",
+               "answers integers beyond 2^53 - 1 as bare JSON numbers instead of "
+               "{\"int\": \"N\"} (README §3.1)",
+               ("*",), frozenset(), _valid, (), rewrite=_write_bare, predicate=_expects_big),
         Mutant("whole-frames-only",
                "machine.step refuses a recv that is not a sequence of whole frames (one frame "
                "per read assumed; README §3.4 says any split)",
