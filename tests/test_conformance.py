@@ -413,3 +413,25 @@ def test_refused_command_is_a_step_level_error(tmp_path: Path) -> None:
     case = next(c for c in runner.load_cases(root) if c.id == "toy-transcript-refused")
     (res,) = runner.run_case_inprocess(case, adapter.handle)
     assert res.outcome == "fail" and "step 1: adapter error UNEXPECTED_MESSAGE" in res.detail
+
+
+def test_reference_accepts_every_request_integer_in_the_lossless_form() -> None:
+    # README §3.1: an adapter accepts both forms for any integer field of a request, at any size.
+    def lossless(v: Any) -> Any:
+        if isinstance(v, bool):
+            return v
+        if isinstance(v, int):
+            return {"int": str(v)}
+        if isinstance(v, dict):
+            return {k: lossless(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [lossless(x) for x in v]
+        return v
+
+    def wrapped(request: dict[str, Any]) -> dict[str, Any]:
+        return handle({**request, "params": lossless(request.get("params")),
+                       "input": lossless(request.get("input"))})
+
+    results = runner.run_vectors_inprocess(TREE, wrapped)
+    assert len(results) == len(_real_cases())
+    assert [(r.id, r.detail) for r in results if r.outcome != "pass"] == []
