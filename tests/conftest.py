@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -32,6 +33,30 @@ def tornet() -> Iterator[TorNet]:
         yield net
     finally:
         net.stop()
+
+
+@pytest.fixture(scope="session")
+def netlab() -> Iterator[Any]:
+    """One NAT and mobility lab (tools/netlab) for the whole run. Needs root, ``ip netns`` and
+    coturn: under ``CI=true`` a missing prerequisite fails the test; elsewhere it skips with
+    the reason. Stale labs of dead runs are swept first."""
+    from tools.netlab import Lab, LabError, check_prerequisites, sweep
+
+    reason = check_prerequisites()
+    if reason is not None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"network lab prerequisite missing under CI=true: {reason}", pytrace=False)
+        pytest.skip(f"network lab unavailable: {reason}")
+    sweep()
+    lab = Lab()
+    try:
+        lab.up()
+    except LabError as exc:
+        pytest.fail(f"the network lab did not build: {exc}", pytrace=False)
+    try:
+        yield lab
+    finally:
+        lab.down()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -1,0 +1,250 @@
+"""The private Tor network inside the lab: relays in namespaces of their own, clients behind NATs.
+
+:class:`LabTorNet` is :class:`p4ref.io.tornet.TorNet` with three changes, made from outside
+(``/work/coord/tornet-hooks.md`` lists the hooks TorNet could offer instead of the overrides):
+
+- **addresses**: each authority and relay gets a lab host namespace on the internet bridge
+  (``Lab.add_host``: 172.31.0.101, .102, …) and its ``Address``/``ORPort``/``DirPort`` there, so
+  every hop crosses a real veth and can be impaired per hop (``lab.impair("tor-p4relay0", …)``);
+- **clients** run in the namespaces of lab devices (``client_homes``, default ``a`` and ``b``),
+  behind their NATs, so a :meth:`~tools.netlab.lab.Lab.move` breaks their OR connections the
+  way a phone's move does;
+- **control and SOCKS are Unix sockets** in each node's data directory (``ControlPort unix:…``,
+  ``SocksPort unix:…``): the test process stays in the root namespace and reaches every tor
+  through the file system, never through a network address outside the lab.
+
+Each tor runs ``LearnCircuitBuildTimeout 0`` (a fixed circuit build timeout, not one learned
+from the lab's artificially fast links).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import struct
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from p4ref.errors import ErrorCode
+from p4ref.io.tornet import NodeInfo, TorNet, TorNetError
+
+from .lab import Lab
+
+__all__ = ["LabTorNet", "SocksError", "socks_connect"]
+
+EXTRA_TORRC = ["LearnCircuitBuildTimeout 0", "ClientUseIPv6 0"]
+
+
+@dataclass
+class LabTorNet(TorNet):
+    """``LabTorNet(lab=lab).start()``; ``control_socket(i)`` / ``socks_socket(i)`` per client."""
+
+    lab: Lab | None = None
+    client_homes: tuple[str, ...] = ("a", "b")
+    extra_torrc: list[str] = field(default_factory=lambda: list(EXTRA_TORRC))
+    placement: dict[str, str] = field(default_factory=dict)
+    """nickname -> lab role (namespace) of that tor."""
+    addresses: dict[str, str] = field(default_factory=dict)
+    """nickname -> lab address of each authority and relay."""
+
+    def __post_init__(self) -> None:
+        if self.clients_count == 2 and len(self.client_homes) != 2:
+            self.clients_count = len(self.client_homes)
+
+    # ------------------------------------------------------------------ per-client paths
+
+    def control_socket(self, index: int) -> str:
+        return os.path.join(self._client(index).data_dir, "control.sock")
+
+    def socks_socket(self, index: int) -> str:
+        return os.path.join(self._client(index).data_dir, "socks.sock")
+
+    def _client(self, index: int) -> NodeInfo:
+        return [n for n in self.nodes if n.role == "client"][index]
+
+    def controller(self, index: int) -> Any:
+        """An authenticated stem Controller on client ``index`` (the caller closes it)."""
+        import stem.control
+
+        c = stem.control.Controller.from_socket_file(self.control_socket(index))
+        c.authenticate()
+        return c
+
+    # ------------------------------------------------------------------ TorNet overrides
+
+    def _plan(self) -> None:
+        super()._plan()
+        if self.lab is None:
+            raise TorNetError(ErrorCode.INTERNAL_ERROR, "LabTorNet needs lab=Lab(...) (built)")
+        clients = iter(self.client_homes)
+        for n in self.nodes:
+            if n.role == "client":
+                self.placement[n.nickname] = next(clients)
+            else:
+                role = "tor-" + n.nickname
+                self.placement[n.nickname] = role
+                if role not in self.lab.hosts:
+                    self.lab.add_host(role)
+                self.addresses[n.nickname] = self.lab.hosts[role]
+
+    def _dir_authority_lines(self) -> list[str]:
+        return [
+            f"{n.nickname} orport={n.or_port} no-v2 v3ident={n.v3ident} "
+            f"{self.addresses[n.nickname]}:{n.dir_port} {n.fingerprint}"
+            for n in self.nodes
+            if n.role == "authority"
+        ]
+
+    def _write_torrc(self, n: NodeInfo, with_authorities: bool = True) -> None:
+        super()._write_torrc(n, with_authorities)
+        ip = self.addresses.get(n.nickname, "")
+        out: list[str] = []
+        with open(n.torrc, encoding="utf-8") as f:
+            for line in f.read().splitlines():
+                key = line.split(" ", 1)[0]
+                if key in ("Address", "ORPort", "DirPort") and ip:
+                    line = line.replace("127.0.0.1", ip)
+                elif key == "ControlPort":
+                    line = f"ControlPort unix:{os.path.join(n.data_dir, 'control.sock')}"
+                elif key == "SocksPort" and n.role == "client":
+                    line = f"SocksPort unix:{os.path.join(n.data_dir, 'socks.sock')} ExtendedErrors"
+                out.append(line)
+        out += self.extra_torrc
+        with open(n.torrc, "w", encoding="utf-8") as f:
+            f.write("\n".join(out) + "\n")
+
+    def _launch(self, n: NodeInfo) -> None:
+        assert self.lab is not None
+        if self._watchdog is None or self._watchdog.poll() is not None:
+            self._start_watchdog()
+            self._write_torrc(n)
+        for sock in ("control.sock", "socks.sock", "control_auth_cookie"):
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(n.data_dir, sock))
+        with open(os.path.join(n.data_dir, "stdout.log"), "ab") as out:
+            p = self.lab.popen(
+                self.placement[n.nickname],
+                [self._tor, "--defaults-torrc", self._defaults(), "-f", n.torrc],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        self._procs[n.nickname] = p
+        n.pid = p.pid
+
+    @contextlib.contextmanager
+    def _controller(self, n: NodeInfo, deadline: float) -> Iterator[Any]:
+        import stem
+        import stem.control
+
+        path = os.path.join(n.data_dir, "control.sock")
+        last: Exception | None = None
+        while time.monotonic() < deadline:
+            self._check_alive(n)
+            if os.path.exists(n.cookie_path) and os.path.exists(path):
+                try:
+                    c = stem.control.Controller.from_socket_file(path)
+                except (stem.SocketError, OSError) as exc:
+                    last = exc
+                else:
+                    try:
+                        c.authenticate()
+                        yield c
+                        return
+                    finally:
+                        c.close()
+            time.sleep(0.1)
+        raise TorNetError(ErrorCode.TOR_TIMEOUT, f"control socket of {n.nickname}: {last}")
+
+
+# ---------------------------------------------------------------------- SOCKS over a Unix socket
+
+
+class SocksError(OSError):
+    """SOCKS5 failure; ``code`` is the reply code (0xF0–0xF7: tor's onion ExtendedErrors)."""
+
+    def __init__(self, code: int, text: str) -> None:
+        super().__init__(text)
+        self.code = code
+
+
+async def socks_connect(
+    path: str, host: str, port: int, *, isolation: str = ""
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """SOCKS5 CONNECT to ``host:port`` through tor's ``SocksPort unix:path``; a distinct
+    ``isolation`` string puts the stream on a fresh circuit (username/password isolation)."""
+    reader, writer = await asyncio.open_unix_connection(path)
+    try:
+        user = (isolation or "p4").encode()
+        writer.write(b"\x05\x01\x02")
+        if await reader.readexactly(2) != b"\x05\x02":
+            raise SocksError(0, "SOCKS server refused username/password auth")
+        writer.write(b"\x01" + bytes([len(user)]) + user + b"\x01x")
+        if (await reader.readexactly(2))[1] != 0:
+            raise SocksError(0, "SOCKS auth failed")
+        h = host.encode()
+        writer.write(b"\x05\x01\x00\x03" + bytes([len(h)]) + h + struct.pack("!H", port))
+        _, rep, _, atyp = await reader.readexactly(4)
+        if rep != 0:
+            raise SocksError(rep, f"SOCKS reply {rep:#04x}")
+        if atyp == 3:
+            await reader.readexactly((await reader.readexactly(1))[0] + 2)
+        else:
+            await reader.readexactly({1: 4, 4: 16}.get(atyp, 0) + 2)
+        return reader, writer
+    except BaseException:
+        writer.close()
+        raise
+
+
+# ---------------------------------------------------------------------- onion reachability
+
+
+async def echo_server(path: str) -> asyncio.AbstractServer:
+    """A Unix-socket echo server (the onion service's target: ``Port=80,unix:path``)."""
+
+    async def handle(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+            while data := await r.read(4096):
+                w.write(data)
+                await w.drain()
+        w.close()
+
+    return await asyncio.start_unix_server(handle, path)
+
+
+async def echo_once(socks_path: str, onion: str, isolation: str, timeout: float) -> None:
+    """One SOCKS connect to ``onion:80`` and one echoed line, within ``timeout`` seconds."""
+
+    async def go() -> None:
+        r, w = await socks_connect(socks_path, onion, 80, isolation=isolation)
+        try:
+            w.write(b"p4-lab\n")
+            if await r.readline() != b"p4-lab\n":
+                raise SocksError(0, "echo mismatch")
+        finally:
+            w.close()
+
+    await asyncio.wait_for(go(), timeout)
+
+
+async def wait_reachable(
+    socks_path: str, onion: str, *, limit: float, attempt_timeout: float = 10.0
+) -> tuple[float, int]:
+    """Seconds until ``onion`` answers an echo through ``socks_path`` (each attempt on a fresh
+    circuit), and the number of attempts. ``TimeoutError`` after ``limit`` seconds."""
+    t0 = time.monotonic()
+    attempts = 0
+    while True:
+        attempts += 1
+        left = limit - (time.monotonic() - t0)
+        if left <= 0:
+            raise TimeoutError(f"{onion} unreachable for {limit:.0f} s ({attempts - 1} attempts)")
+        try:
+            await echo_once(socks_path, onion, f"probe-{t0}-{attempts}", min(attempt_timeout, left))
+            return time.monotonic() - t0, attempts
+        except (OSError, TimeoutError, asyncio.IncompleteReadError):
+            await asyncio.sleep(0.25)
