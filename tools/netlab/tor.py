@@ -25,7 +25,7 @@ import os
 import struct
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -232,10 +232,18 @@ async def echo_once(socks_path: str, onion: str, isolation: str, timeout: float)
 
 
 async def wait_reachable(
-    socks_path: str, onion: str, *, limit: float, attempt_timeout: float = 10.0
+    socks_path: str,
+    onion: str,
+    *,
+    limit: float,
+    attempt_timeout: float = 10.0,
+    on_failure: Callable[[BaseException], Awaitable[None]] | None = None,
+    log: list[tuple[float, str]] | None = None,
 ) -> tuple[float, int]:
     """Seconds until ``onion`` answers an echo through ``socks_path`` (each attempt on a fresh
-    circuit), and the number of attempts. ``TimeoutError`` after ``limit`` seconds."""
+    circuit), and the number of attempts. ``TimeoutError`` after ``limit`` seconds.
+    ``on_failure`` runs after each failed attempt (e.g. an ``HSFETCH``, as the P⁴ Tor driver
+    does after an introduction failure); ``log`` collects (elapsed s, outcome) per attempt."""
     t0 = time.monotonic()
     attempts = 0
     while True:
@@ -245,6 +253,14 @@ async def wait_reachable(
             raise TimeoutError(f"{onion} unreachable for {limit:.0f} s ({attempts - 1} attempts)")
         try:
             await echo_once(socks_path, onion, f"probe-{t0}-{attempts}", min(attempt_timeout, left))
+            if log is not None:
+                log.append((time.monotonic() - t0, "ok"))
             return time.monotonic() - t0, attempts
-        except (OSError, TimeoutError, asyncio.IncompleteReadError):
+        except (OSError, TimeoutError, asyncio.IncompleteReadError) as exc:
+            if log is not None:
+                code = getattr(exc, "code", None)
+                what = f"socks {code:#04x}" if code else type(exc).__name__
+                log.append((time.monotonic() - t0, what))
+            if on_failure is not None:
+                await on_failure(exc)
             await asyncio.sleep(0.25)
