@@ -21,6 +21,7 @@ from p4ref.session import (
     ConnState,
     MessageReceived,
     ReconnectNeeded,
+    SessionConfig,
     SessionMachine,
     SessionReset,
 )
@@ -35,6 +36,7 @@ class Peer:
     seed: bytes
     peer_pub: bytes
     rng: random.Random
+    config: SessionConfig = field(default_factory=SessionConfig)
     m: SessionMachine = field(init=False)
     inbox: list[bytes] = field(default_factory=list)  # committed (durable) inbox
     pending: list[tuple[int, bytes]] = field(default_factory=list)  # delivered, not committed
@@ -43,11 +45,13 @@ class Peer:
     resets: list[SessionReset] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.m = SessionMachine(self.seed, self.peer_pub, rng=self.rng.randbytes)
+        self.m = SessionMachine(self.seed, self.peer_pub, rng=self.rng.randbytes,
+                                config=self.config)
 
     def crash_restart(self) -> None:
         state = self.m.persistent_state()
-        self.m = SessionMachine(self.seed, self.peer_pub, rng=self.rng.randbytes, state=state)
+        self.m = SessionMachine(self.seed, self.peer_pub, rng=self.rng.randbytes, state=state,
+                                config=self.config)
         self.pending.clear()  # never committed: the peer will send them again
 
     def drain_events(self) -> None:
@@ -97,6 +101,18 @@ class Net:
             p.wants_reconnect = False
         self.flush()
         return g
+
+    def open_tor(self) -> int:
+        """A session connection on the kept-open onion stream (generation 0, SES-2)."""
+        self.tor_id = getattr(self, "tor_id", 10_000) + 1
+        t = self.tor_id
+        ba, bb = bytes([1]) * 32, bytes([2]) * 32  # SHA-256 of each side's RV_HELLO body
+        self.alive.add(t)
+        self.queues[(t, "A")], self.queues[(t, "B")] = deque(), deque()
+        self.peers["A"].m.open(t, 0, Path.TOR, ba, bb, self.now)
+        self.peers["B"].m.open(t, 0, Path.TOR, bb, ba, self.now)
+        self.flush()
+        return t
 
     def deliver_one(self, conn: int, to: str) -> bool:
         q = self.queues.get((conn, to))
@@ -154,10 +170,11 @@ class Net:
         raise AssertionError("did not settle")
 
 
-def _pair(seed: int) -> tuple[Net, Peer, Peer]:
+def _pair(seed: int, config: SessionConfig | None = None) -> tuple[Net, Peer, Peer]:
     r = random.Random(seed)
-    a = Peer("A", SEED_A, PUB_B, random.Random(r.random()))
-    b = Peer("B", SEED_B, PUB_A, random.Random(r.random()))
+    cfg = config or SessionConfig()
+    a = Peer("A", SEED_A, PUB_B, random.Random(r.random()), cfg)
+    b = Peer("B", SEED_B, PUB_A, random.Random(r.random()), cfg)
     return Net(a, b), a, b
 
 
@@ -242,11 +259,13 @@ def test_late_frame_of_old_generation_first() -> None:
 
 @pytest.mark.parametrize("seed", range(12))
 def test_random_faults_exactly_once(seed: int) -> None:
-    """SES-5, SES-6, SES-7, SES-26, SES-27, SES-31, SES-32, SES-34, SES-38: random sends both
-    ways across many generations, with connections killed with frames in flight, old and new
-    connections interleaved, lazy inbox commits and crashes of either peer; every message
-    arrives once, in order."""
-    net, a, b = _pair(100 + seed)
+    """SES-5, SES-6, SES-7, SES-9, SES-26, SES-27, SES-31, SES-32, SES-34, SES-38, SES-53:
+    random sends both ways across many generations and onion-stream connections, with
+    connections killed with frames in flight, old and new connections interleaved, small
+    windows, lazy inbox commits and crashes of either peer; every message arrives once, in
+    order."""
+    small = SessionConfig(dc_window=12, tor_window=6)  # a few messages in flight at most
+    net, a, b = _pair(100 + seed, small if seed % 2 else None)
     r = random.Random(seed)
     inc_a, inc_b = a.m.s.inc, b.m.s.inc
     net.open_generation()
@@ -269,8 +288,10 @@ def test_random_faults_exactly_once(seed: int) -> None:
             net.open_generation()
         elif x < 0.94 and net.alive:
             net.kill(r.choice(sorted(net.alive)))
-        elif x < 0.97:
+        elif x < 0.96:
             net.crash(r.choice("AB"))
+        elif x < 0.98 and not [c for c in net.alive if c > 10_000]:
+            net.open_tor()
         if a.m.active is None and b.m.active is None and not net.alive:
             net.open_generation()
     net.settle()

@@ -691,3 +691,25 @@ def test_auth_signs_the_exact_hello_bytes() -> None:
     data = (b"P4-SES-v1\x00auth\x00" + PUB_L + PUB_L + PUB_H + len(hl).to_bytes(2, "big") + hl
             + len(hh).to_bytes(2, "big") + hh)
     SigningKey(SEED_L).verify_key.verify(data, sig)
+
+
+def test_ack_lost_with_a_dead_connection_is_repeated() -> None:
+    """SES-29: the ACK went out on connection 1, which died before delivering it; the new
+    connection's HELLO shows the peer never got it, so it is sent again there."""
+    low, high = pair(dc_window=1)
+    connect(low, high, g=1)
+    low.send(b"a", 0)
+    low.send(b"b", 0)  # waits: the window holds one message
+    relay(low, high)
+    high.inbox_committed(1, 0)
+    high.handle_timer(50)
+    high.data_to_send()  # the ACK is lost with connection 1
+    low.receive_data(1, b"", 60)
+    high.receive_data(1, b"", 60)
+    low.open(2, 2, DC, FP_L, FP_H, 70)
+    high.open(2, 2, DC, FP_H, FP_L, 70)
+    for _ in range(4):
+        relay(low, high, 70)
+        relay(high, low, 70)
+    assert low.s.acked >= 1
+    assert [e.seq for e in events(high) if isinstance(e, MessageReceived)] == [1, 2]

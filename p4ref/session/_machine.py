@@ -230,7 +230,8 @@ class _Conn:
     my_hello_body: bytes = b""
     peer_hello: codec.Hello | None = None
     peer_hello_body: bytes = b""
-    peer_rx: int = 0  # the peer's announced position in our stream (adjusted, §10)
+    peer_rx: int = 0  # the peer's announced position in our stream (adjusted, §9)
+    peer_acked: int = 0  # the ACK of its stream the peer announced it had received
     deadline: int | None = None  # handshake or drain timer
     last_rx_at: int = 0
     ping: tuple[bytes, int] | None = None  # outstanding PING nonce, sent at
@@ -511,7 +512,8 @@ class SessionMachine:
         self.active = c.cid
         self._next_send = max(self.s.acked, c.peer_rx) + 1
         self._inflight = sum(len(p) for s, p in self.s.outbox.items() if s < self._next_send)
-        if self.s.rx > self._ack_sent:
+        if self.s.rx > min(self._ack_sent, c.peer_acked):
+            self._ack_sent = min(self._ack_sent, c.peer_acked)  # an ACK lost with a dead path
             self._send_ack()
         self._pump(now)
 
@@ -649,6 +651,7 @@ class SessionMachine:
             self.s.rx = self._ack_sent = h.acked
             self.rx_next = h.acked + 1
         c.peer_rx = h.rx if h.peer_inc == self.s.inc else self.s.acked
+        c.peer_acked = h.acked
 
     def _retire(self, inc: bytes) -> None:
         if inc != codec.NO_INC and inc not in self.s.retired:
