@@ -6,7 +6,7 @@ import random
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from p4ref.adapter.identity import vectors_ops
@@ -167,6 +167,35 @@ def test_check_public_key_agrees_with_strict_decoding(pub: bytes) -> None:
         assert e.code is ErrorCode.IDENTITY_KEY_INVALID
         ok = False
     assert ok == expect_ok
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.integers(0, 63),
+    st.integers(0, 255),
+    st.sampled_from(["key", "sig", "msg", "none"]),
+    st.binary(min_size=0, max_size=8),
+)
+def test_verify_matches_spec_text(pos: int, xor: int, where: str, msg: bytes) -> None:
+    """IDN-28: on mutated keys and signatures the reference answers exactly what the steps of
+    p4-02 §3.1.1, implemented independently in the vector builder, answer."""
+    from tools.vectors.identity import _spec_verify
+
+    ident = Identity(bytes(32))
+    pub, sig = bytearray(ident.public_key), bytearray(ident.sign(msg))
+    if where == "key":
+        pub[pos % 32] ^= xor
+    elif where == "sig":
+        sig[pos] ^= xor
+    elif where == "msg":
+        msg = msg + bytes([xor])
+    want = _spec_verify(bytes(pub), msg, bytes(sig))
+    try:
+        verify(bytes(pub), msg, bytes(sig))
+        got = None
+    except RemoteProtocolError as e:
+        got = e.code.name
+    assert got == want
 
 
 def test_real_keys_pass_check_public_key() -> None:

@@ -191,13 +191,27 @@ def _add(a: Point, b: Point) -> Point:
     return (x1 * y2 + x2 * y1) * _inv(1 + t) % P, (y1 * y2 + x1 * x2) * _inv(1 - t) % P
 
 
+Ext = tuple[int, int, int, int]  # extended coordinates (X, Y, Z, T), RFC 8032 §5.1.4
+
+
+def _ext_add(a: Ext, b: Ext) -> Ext:
+    """RFC 8032 §5.1.4 point addition (complete: also doubles)."""
+    (x1, y1, z1, t1), (x2, y2, z2, t2) = a, b
+    aa, bb = (y1 - x1) * (y2 - x2) % P, (y1 + x1) * (y2 + x2) % P
+    cc, dd = t1 * 2 * D * t2 % P, z1 * 2 * z2 % P
+    e, f, g, h = bb - aa, dd - cc, dd + cc, bb + aa
+    return e * f % P, g * h % P, f * g % P, e * h % P
+
+
 def _mul(k: int, pt: Point) -> Point:
-    acc = ZERO
+    acc: Ext = (0, 1, 1, 0)
+    cur: Ext = (pt[0], pt[1], 1, pt[0] * pt[1] % P)
     while k:
         if k & 1:
-            acc = _add(acc, pt)
-        pt, k = _add(pt, pt), k >> 1
-    return acc
+            acc = _ext_add(acc, cur)
+        cur, k = _ext_add(cur, cur), k >> 1
+    zi = _inv(acc[2])
+    return acc[0] * zi % P, acc[1] * zi % P
 
 
 def _enc(pt: Point) -> bytes:
