@@ -384,6 +384,8 @@ def test_mistyped_device_id_gets_did_you_mean(home: str, capsys: Cap) -> None:
         assert f"did you mean {real} ({rec.name!r})?" in err, err
         assert "laptop" not in err
     assert len(Profile.open(home).peers()) == 2  # nothing was deleted
+    rc, _, err = run(capsys, "--home", home, "peers", "forget", "lapotp")
+    assert rc == 1 and "did you mean 'laptop'?" in err and err.endswith("[PEER_UNKNOWN]\n")
 
 
 def _invite_args(**kw: object) -> argparse.Namespace:

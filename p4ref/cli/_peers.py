@@ -9,6 +9,8 @@ character failed is offered back as "did you mean …".
 
 from __future__ import annotations
 
+import difflib
+
 from ..errors import ErrorCode, P4Error
 from ..identity import luhn32_check_char, parse_device_id
 from ..io.store import PeerRecord, Profile, check_peer_name
@@ -83,5 +85,7 @@ def resolve_peer(profile: Profile, key: str) -> PeerRecord:
     for p in peers:
         if p.name == key:
             return p
-    raise P4Error(ErrorCode.PEER_UNKNOWN, f"no paired peer named {key!r}; see `p4 peers`")
+    close = difflib.get_close_matches(key, [p.name for p in peers], n=3, cutoff=0.6)
+    hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else "; see `p4 peers`"
+    raise P4Error(ErrorCode.PEER_UNKNOWN, f"no paired peer named {key!r}{hint}")
 
