@@ -139,7 +139,7 @@ def test_spec_worked_example_is_the_reference_output() -> None:
 
 
 def test_codec_round_trips_and_rejects_bad_bodies() -> None:
-    """SES-16, SES-19: exact schemas, fixed-size binary bodies."""
+    """SES-16, SES-19, SES-54: exact schemas (no key beyond §6), fixed-size binary bodies."""
     assert codec.decode_msg(codec.encode_msg(7, b"x")) == (7, b"x")
     assert codec.decode_ack(codec.encode_ack(9)) == 9
     assert codec.decode_end(codec.encode_end(0)) == 0
