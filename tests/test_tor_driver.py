@@ -737,3 +737,37 @@ def test_unusable_packaged_control_socket_says_what_to_do(
         assert str(fake) in err.message and "debian-tor" in err.message
 
     asyncio.run(main())
+
+
+def test_bootstrap_stall_rules() -> None:
+    """No progress for stall_timeout fails, except past 80% with no problem reported (tor is
+    building circuits, which can be slow): then 4x as long; progress restarts the clock."""
+
+    class Scripted(TorDriver):
+        def __init__(self, phases: list[str]) -> None:
+            super().__init__(TorConfig(mode="system"))
+            self.phases = phases
+
+        async def _bootstrap_status(self, c: object) -> BootstrapStatus:
+            phase = self.phases.pop(0) if len(self.phases) > 1 else self.phases[0]
+            return BootstrapStatus.parse(phase)
+
+    async def took(phases: list[str], stall: float) -> tuple[float, str]:
+        t = time.monotonic()
+        try:
+            await Scripted(phases)._await_bootstrap(30, stall)
+        except TorError as exc:
+            assert exc.code == ErrorCode.TOR_TIMEOUT
+            return time.monotonic() - t, exc.message
+        return time.monotonic() - t, "done"
+
+    async def main() -> None:
+        warn = 'WARN BOOTSTRAP PROGRESS=5 TAG=conn SUMMARY="x" WARNING="No route to host"'
+        t, msg = await took([warn], 0.4)
+        assert 0.3 < t < 1.0 and "No route to host" in msg
+        t, msg = await took(["NOTICE BOOTSTRAP PROGRESS=95 TAG=circuit_create SUMMARY=\"y\""], 0.4)
+        assert 1.5 < t < 2.5 and "no bootstrap progress" in msg
+        moving = [f"NOTICE BOOTSTRAP PROGRESS={p} TAG=t" for p in (10, 10, 20, 20, 30, 100)]
+        assert (await took(moving, 0.6))[1] == "done"
+
+    asyncio.run(main())

@@ -122,6 +122,8 @@ SOCKS_GENERAL_FAILURE = 0x01
 SOCKS_HOST_UNREACHABLE = 0x04
 _RETRYABLE_PLAIN = frozenset({SOCKS_HOST_UNREACHABLE})
 
+_CIRCUIT_PHASE = 80  # bootstrap progress from which tor has its directory info (ap_conn…done)
+
 PASSWORD_ENV = "P4_TOR_CONTROL_PASSWORD"
 """Environment variable holding the control-port password (``HashedControlPassword``)."""
 DEFAULT_CONTROL_PORT = 9051
@@ -149,10 +151,15 @@ class ClientLike(Protocol):
 class TorConfig:
     """How to reach (or start) tor.
 
-    ``system``: ``control_port`` (default 9051) or ``control_socket``; ``socks_port`` is asked
-    from tor when ``None``. ``launch``: free ports and a temporary ``data_dir`` unless given;
-    ``torrc`` adds options (values may be lists for repeated lines). ``testnet``: use
-    :meth:`testnet`. Timeouts are in seconds.
+    ``system``: ``control_port`` or ``control_socket``; with neither, 127.0.0.1:9051 and then
+    :data:`SYSTEM_CONTROL_SOCKETS`. ``socks_port`` is asked from tor when ``None`` (a port with
+    ``ExtendedErrors`` preferred). ``password``: for ``HashedControlPassword``; ``None`` reads
+    ``$P4_TOR_CONTROL_PASSWORD``. ``launch``: free ports and a temporary ``data_dir`` unless
+    given; ``torrc`` adds options (values may be lists for repeated lines). ``testnet``: use
+    :meth:`testnet`. Timeouts are in seconds: ``control_timeout`` bounds connecting plus
+    authenticating and each control command; ``start`` waits for bootstrap (unless
+    ``wait_bootstrap`` is false) up to ``bootstrap_timeout``, giving up after
+    :attr:`stall_timeout` seconds without progress.
     """
 
     mode: Mode = "system"
@@ -178,7 +185,8 @@ class TorConfig:
     def stall_timeout(self) -> float:
         """Seconds without bootstrap progress after which :meth:`TorDriver.start` gives up:
         ``bootstrap_stall_timeout``, else 30 s for a tor we launch (it starts from nothing) and
-        10 s for a running tor (it normally finished long ago)."""
+        10 s for a running tor (it normally finished long ago). Four times as long when tor is
+        past 80% (building circuits) and reports no problem."""
         if self.bootstrap_stall_timeout is not None:
             return self.bootstrap_stall_timeout
         return 30.0 if self.mode == "launch" else 10.0
@@ -593,8 +601,12 @@ class TorDriver:
             if st.describe() != shown:
                 shown = st.describe()
                 self._status(f"tor: {shown}", warn=bool(st.warning))
-            if now - since >= stall or now >= deadline:
-                stuck = (f"no bootstrap progress for {now - since:.0f} s" if now - since >= stall
+            # Offline or blocked, tor stays below 80% (no directory) or reports a problem (a
+            # WARN bootstrap phase: connection refused, no route, timeout). Past 80% with no
+            # problem reported it is building circuits, which can be slow: allow 4x as long.
+            limit = stall if st.warning or st.progress < _CIRCUIT_PHASE else 4 * stall
+            if now - since >= limit or now >= deadline:
+                stuck = (f"no bootstrap progress for {now - since:.0f} s" if now - since >= limit
                          else f"not bootstrapped after {timeout:.0f} s")  # fmt: skip
                 raise TorError(
                     ErrorCode.TOR_TIMEOUT,
