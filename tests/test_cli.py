@@ -451,6 +451,14 @@ def test_repairing_a_device_that_forgot_us(home: str, capsys: Cap,
     pair_cli._store(p, _result(key("b"), b"\x03" * 32), "mobile",
                     argparse.Namespace(replace=True))
     assert [(x.name, x.pair_root_key) for x in p.peers()] == [("mobile", b"\x03" * 32)]
+    # --replace replaces the same device's record, never another device's
+    p.add_peer("laptop", key("a"), b"\x04" * 32, "222222")
+    with pytest.raises(P4Error) as e:
+        pair_cli._store(p, _result(key("b"), b"\x05" * 32), "laptop",
+                        argparse.Namespace(replace=True))
+    assert e.value.code is ErrorCode.PEER_EXISTS
+    assert [(x.name, x.pair_root_key) for x in p.peers()] == [
+        ("mobile", b"\x03" * 32), ("laptop", b"\x04" * 32)]
     out = capsys.readouterr().out
     assert "Paired with mobile" in out
 

@@ -173,19 +173,19 @@ def _store(profile: Profile, result: PairingResult, name: str | None,
                           f"{stale.name!r} ({peer_id}) is already paired and the old pairing was"
                           " kept; run again with --replace to replace it, or first"
                           f" `p4 peers forget {stale.name}`")
-        profile.forget_peer(stale.name)
         name = name or stale.name
+    others = {p.name: p for p in peers if p is not stale}
     if name is None:
-        base = f"peer-{peer_id[:7].lower()}"
-        taken = {p.name for p in profile.peers()}
-        name = base
+        base = name = f"peer-{peer_id[:7].lower()}"
         n = 2
-        while name in taken:
+        while name in others:
             name, n = f"{base}-{n}", n + 1
-    elif args.replace:
-        clash = next((p for p in profile.peers() if p.name == name), None)
-        if clash is not None:
-            profile.forget_peer(clash.name)
+    elif name in others:  # --replace only ever replaces this same device, never another one
+        raise P4Error(ErrorCode.PEER_EXISTS,
+                      f"a peer named {name!r} is another device ({others[name].device_id});"
+                      " the pairing was not stored here — pair again with another --name")
+    if stale is not None:
+        profile.forget_peer(stale.name)
     profile.add_peer(name, result.peer_identity, result.pair_root_key, result.sas)
     print(f"Paired with {name} ({peer_id})")
     print(f"Compare this code with the other device: {result.sas}")
