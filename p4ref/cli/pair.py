@@ -102,7 +102,10 @@ def add_pair_arguments(p: argparse.ArgumentParser, *, invite: bool) -> None:
                    help="system[:PORT] (default), launch, or testnet:DIR[:N]")
     p.add_argument("--name", help="name to store the new peer under (not a device ID)")
     p.add_argument("--timeout", type=seconds, default=600.0 if invite else 120.0,
-                   help="seconds to wait (default: %(default)s)")
+                   metavar="SECONDS",
+                   help=("how long the invitation stays valid" if invite else
+                         "how long to try in all; a code nobody serves fails after"
+                         f" {DIAL_TIMEOUT_S:.0f} s") + " (default: %(default).0f)")
     p.add_argument("--replace", action="store_true",
                    help="if the other device is already paired with this one (it forgot this"
                         " device), replace the old pairing without asking")
