@@ -608,11 +608,13 @@ class TorDriver:
             if now - since >= limit or now >= deadline:
                 stuck = (f"no bootstrap progress for {now - since:.0f} s" if now - since >= limit
                          else f"not bootstrapped after {timeout:.0f} s")  # fmt: skip
+                bridges = ("for a system tor and use it: `--tor system`)"
+                           if self.config.mode == "launch" else "in tor's torrc.)")  # fmt: skip
                 raise TorError(
                     ErrorCode.TOR_TIMEOUT,
                     f"tor ({where}) cannot connect to the Tor network: {stuck}, {st.describe()}. "
-                    "Is this machine offline, or is Tor blocked here (then configure bridges "
-                    "in tor's torrc)?",
+                    f"Is this machine offline, or is Tor blocked here? (Then configure bridges "
+                    f"{bridges}",
                 )
             await asyncio.sleep(min(0.25, max(0.0, deadline - now)))
 
