@@ -2,9 +2,12 @@
 
 Ops: ``session.decode`` (one session frame, schema only), ``session.verify_hello`` (the
 SES_HELLO checks of §7.3 in order), ``session.sign_auth`` and ``session.verify_auth`` (the
-transcript signature of §7.2).  The ``session`` machine's transcripts need connection-addressed
-``recv`` / ``send`` items (§13), which the generic harness does not carry yet, so this module
-declares no ``MACHINE``.
+transcript signature of §7.2).
+
+The ``session`` machine (§13.2) is here as :func:`new_machine` / :func:`step_machine`, but not
+yet declared as ``MACHINE``: its transcripts need connection-addressed ``recv`` / ``send`` items
+(``{"recv": hex, "conn": N}``, ``{"send": hex, "conn": N}``), which the generic harness and
+``conformance/README.md`` do not carry yet.
 """
 
 from __future__ import annotations
@@ -16,12 +19,31 @@ from nacl.signing import SigningKey
 from ..errors import DecodeError, ErrorCode, LocalProtocolError, P4Error
 from ..framing import Frame, FrameType, Path, decode_frame, encode_frame
 from ..session import _codec as codec
+from ..session._events import (
+    Acked,
+    ConnectionClosed,
+    ConnectionFailed,
+    ConnectionOpen,
+    Event,
+    MessageReceived,
+    ReconnectNeeded,
+    SessionReset,
+    SignalReceived,
+    Status,
+)
+from ..session._machine import SessionConfig, SessionMachine, SessionState
 from ._jsonargs import Json, Op
 from ._jsonargs import hex_arg as _hex
 from ._jsonargs import int_arg as _int
 from ._jsonargs import str_arg as _str
 
-__all__ = ["run_op", "vectors_ops"]
+__all__ = ["MACHINE_NAME", "event_json", "new_machine", "run_op", "step_machine", "vectors_ops"]
+
+MACHINE_NAME = "session"
+CONFIG_KEYS = frozenset({"identity_seed", "peer_pub", "state", "dc_window", "tor_window",
+                         "max_outbox"})
+STATE_KEYS = frozenset({"inc", "tx", "acked", "outbox", "peer_inc", "rx", "retired",
+                        "generation"})
 
 _TYPES = {
     FrameType.SES_HELLO, FrameType.SES_AUTH, FrameType.SES_MSG, FrameType.SES_ACK,
@@ -136,3 +158,127 @@ def run_op(op: str, params: Json, inp: Json) -> Json:
         return {"value": vectors_ops()[op](params, inp)}
     except P4Error as exc:
         return {"error": exc.code.name}
+
+
+# ------------------------------------------------------------------------------ the machine
+
+
+class _ListRng:
+    """The machine's randomness replayed from the vector's ``rng`` list."""
+
+    __slots__ = ("_values",)
+
+    def __init__(self, values: list[bytes]) -> None:
+        self._values = list(values)
+
+    def __call__(self, n: int) -> bytes:
+        if not self._values:
+            raise LocalProtocolError(ErrorCode.INTERNAL_ERROR, "transcript rng exhausted")
+        v = self._values.pop(0)
+        if len(v) != n:
+            raise LocalProtocolError(ErrorCode.INTERNAL_ERROR, f"rng value has {len(v)} != {n}")
+        return v
+
+
+def _state(raw: object) -> SessionState:
+    if not isinstance(raw, dict) or set(raw) - STATE_KEYS or "inc" not in raw:
+        raise LocalProtocolError(ErrorCode.MESSAGE_INVALID, "state: an object with inc, …")
+    outbox: dict[int, bytes] = {}
+    for item in raw.get("outbox", []):
+        if not isinstance(item, list) or len(item) != 2:
+            raise LocalProtocolError(ErrorCode.MESSAGE_INVALID, "outbox: [[seq, hex]]")
+        outbox[_int({"seq": item[0]}, "seq")] = _hex({"p": item[1]}, "p")
+    retired = raw.get("retired", [])
+    if not isinstance(retired, list):
+        raise LocalProtocolError(ErrorCode.MESSAGE_INVALID, "retired: [hex]")
+    return SessionState(
+        inc=_hex(raw, "inc"), tx=_int(raw, "tx", 0), acked=_int(raw, "acked", 0), outbox=outbox,
+        peer_inc=_hex(raw, "peer_inc") if "peer_inc" in raw else codec.NO_INC,
+        rx=_int(raw, "rx", 0), retired=tuple(_hex({"r": r}, "r") for r in retired),
+        generation=_int(raw, "generation", 0),
+    )
+
+
+def new_machine(role: str, config: Json, rng: list[bytes]) -> SessionMachine:
+    """``machine.new`` for machine ``session`` (role ``peer``), §13.2."""
+    if role != "peer":
+        raise LocalProtocolError(ErrorCode.MESSAGE_INVALID, f"role {role!r}")
+    unknown = set(config) - CONFIG_KEYS
+    if unknown:
+        raise LocalProtocolError(ErrorCode.MESSAGE_INVALID, f"unknown config {sorted(unknown)}")
+    defaults = SessionConfig()
+    cfg = SessionConfig(
+        dc_window=_int(config, "dc_window", defaults.dc_window),
+        tor_window=_int(config, "tor_window", defaults.tor_window),
+        max_outbox=_int(config, "max_outbox", defaults.max_outbox),
+    )
+    state = _state(config["state"]) if "state" in config else None
+    return SessionMachine(_hex(config, "identity_seed"), _hex(config, "peer_pub"),
+                          rng=_ListRng(rng), state=state, config=cfg)
+
+
+def _code_name(code: int) -> str:
+    try:
+        return ErrorCode(code).name
+    except ValueError:
+        return f"0x{code:04x}"
+
+
+def event_json(ev: Event) -> Json:
+    """An event as §13.2's event table writes it."""
+    out: Json = {"event": ev.name}
+    if isinstance(ev, ConnectionOpen):
+        out.update(conn=ev.conn, generation=ev.generation, active=ev.active)
+    elif isinstance(ev, ConnectionClosed):
+        out.update(conn=ev.conn)
+    elif isinstance(ev, ConnectionFailed):
+        out.update(conn=ev.conn, code=_code_name(ev.code), by_peer=ev.by_peer)
+    elif isinstance(ev, MessageReceived):
+        out.update(seq=ev.seq, payload=ev.payload.hex())
+    elif isinstance(ev, Acked):
+        out.update(through=ev.through)
+    elif isinstance(ev, SignalReceived):
+        out.update(conn=ev.conn, frame=ev.frame.hex())
+    elif isinstance(ev, ReconnectNeeded):
+        out.update(cause=ev.cause)
+    elif isinstance(ev, Status):
+        out.update(status=ev.status)
+    else:
+        assert isinstance(ev, SessionReset)
+        out.update(kind=ev.kind, lost_in=list(ev.lost_in) if ev.lost_in else None,
+                   lost_out=list(ev.lost_out) if ev.lost_out else None,
+                   renumbered=ev.renumbered)
+    return out
+
+
+def step_machine(m: SessionMachine, now_ms: int, inp: Json) -> Json:
+    """One step (§13.2); a refused command raises (the step request answers ``error``)."""
+    if "recv" in inp:
+        m.receive_data(_int(inp, "conn"), _hex(inp, "recv"), now_ms)
+    elif inp.get("tick") is True:
+        m.handle_timer(now_ms)
+    else:
+        cmd = inp.get("cmd")
+        if cmd == "open":
+            m.open(_int(inp, "conn"), _int(inp, "generation"), _path(inp),
+                   _hex(inp, "binding_local"), _hex(inp, "binding_remote"), now_ms)
+        elif cmd == "send":
+            m.send(_hex(inp, "payload"), now_ms)
+        elif cmd == "inbox_committed":
+            m.inbox_committed(_int(inp, "through"), now_ms)
+        elif cmd == "send_signal":
+            m.send_signal(_hex(inp, "frame"), now_ms)
+        elif cmd == "probe":
+            m.probe(now_ms)
+        elif cmd == "network_changed":
+            m.network_changed(now_ms)
+        else:
+            raise LocalProtocolError(ErrorCode.MESSAGE_INVALID, f"unknown step {inp!r}")
+    out: list[Json] = [{"send": d.hex(), "conn": c} for c, d in m.data_to_send()]
+    failed: list[int] = []
+    while (ev := m.next_event()) is not None:
+        out.append(event_json(ev))
+        if isinstance(ev, ConnectionFailed):
+            failed.append(ev.code)
+    out.extend({"error": _code_name(code)} for code in failed)
+    return {"out": out, "state": m.state_string()}
