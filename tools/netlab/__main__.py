@@ -6,6 +6,9 @@
 - ``status``: every lab namespace on this host, grouped by lab, with owner pid and liveness.
 - ``down PREFIX``: stop the lab's owner (SIGTERM, if it is a netlab process) or remove it.
 - ``sweep``: remove every lab whose owner is dead.
+- ``tor-move [--trials N] [--no-nudge] [--limit S]``: build a lab with Tor inside, publish an
+  onion from device ``a``, move ``a`` N times and print how long the onion took to answer again
+  from device ``b`` (tools/netlab/tor.py ``measure_move_recovery``).
 """
 
 from __future__ import annotations
@@ -76,6 +79,23 @@ def _down(prefix: str) -> int:
     return 0
 
 
+def _tor_move(args: argparse.Namespace) -> int:
+    import asyncio
+    import warnings
+
+    from .tor import measure_move_recovery
+
+    warnings.filterwarnings("ignore", r"setDaemon\(\) is deprecated", DeprecationWarning)
+    with Lab(turn=False) as lab:
+        result = asyncio.run(
+            measure_move_recovery(
+                lab, trials=args.trials, nudge=not args.no_nudge, limit=args.limit
+            )
+        )
+    print(json.dumps(result), flush=True)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m tools.netlab", description=__doc__)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -86,7 +106,13 @@ def main(argv: list[str] | None = None) -> int:
     down = sub.add_parser("down", help="remove one lab")
     down.add_argument("prefix")
     sub.add_parser("sweep", help="remove labs whose owner process is dead")
+    tm = sub.add_parser("tor-move", help="measure onion recovery after moves, Tor in the lab")
+    tm.add_argument("--trials", type=int, default=3)
+    tm.add_argument("--no-nudge", action="store_true", help="do not set DisableNetwork 1/0")
+    tm.add_argument("--limit", type=float, default=120.0, help="seconds to wait per move")
     args = ap.parse_args(argv)
+    if args.cmd == "tor-move":
+        return _tor_move(args)
     if args.cmd == "up":
         return _up(args)
     if args.cmd == "status":

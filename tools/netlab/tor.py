@@ -237,30 +237,117 @@ async def wait_reachable(
     *,
     limit: float,
     attempt_timeout: float = 10.0,
+    stagger: float | None = None,
     on_failure: Callable[[BaseException], Awaitable[None]] | None = None,
     log: list[tuple[float, str]] | None = None,
 ) -> tuple[float, int]:
-    """Seconds until ``onion`` answers an echo through ``socks_path`` (each attempt on a fresh
-    circuit), and the number of attempts. ``TimeoutError`` after ``limit`` seconds.
-    ``on_failure`` runs after each failed attempt (e.g. an ``HSFETCH``, as the P⁴ Tor driver
-    does after an introduction failure); ``log`` collects (elapsed s, outcome) per attempt."""
+    """Seconds until ``onion`` answers an echo through ``socks_path``, and the attempts made.
+
+    Each attempt uses a fresh circuit and gives up after ``attempt_timeout``; a new attempt
+    starts every ``stagger`` seconds (default: one at a time), so a lost introduction does not
+    hide a recovery behind a whole attempt timeout. ``TimeoutError`` after ``limit`` seconds.
+    ``on_failure`` runs after each failed attempt (e.g. ``HSFETCH``, as the P⁴ Tor driver does
+    after an introduction failure); ``log`` collects (elapsed s, outcome) per attempt."""
     t0 = time.monotonic()
+    every = stagger if stagger is not None else attempt_timeout
+    running: set[asyncio.Task[None]] = set()
     attempts = 0
-    while True:
-        attempts += 1
-        left = limit - (time.monotonic() - t0)
-        if left <= 0:
-            raise TimeoutError(f"{onion} unreachable for {limit:.0f} s ({attempts - 1} attempts)")
-        try:
-            await echo_once(socks_path, onion, f"probe-{t0}-{attempts}", min(attempt_timeout, left))
-            if log is not None:
-                log.append((time.monotonic() - t0, "ok"))
-            return time.monotonic() - t0, attempts
-        except (OSError, TimeoutError, asyncio.IncompleteReadError) as exc:
-            if log is not None:
-                code = getattr(exc, "code", None)
-                what = f"socks {code:#04x}" if code else type(exc).__name__
-                log.append((time.monotonic() - t0, what))
-            if on_failure is not None:
-                await on_failure(exc)
-            await asyncio.sleep(0.25)
+    last_start = -every
+    try:
+        while True:
+            now = time.monotonic() - t0
+            if now >= limit:
+                raise TimeoutError(f"{onion} unreachable for {limit:.0f} s ({attempts} attempts)")
+            if not running or now - last_start >= every:
+                attempts += 1
+                last_start = now
+                timeout = min(attempt_timeout, limit - now)
+                running.add(
+                    asyncio.create_task(echo_once(socks_path, onion, f"p{t0}-{attempts}", timeout))
+                )
+            wait = max(0.01, min(every - (now - last_start), limit - now))
+            done, running = await asyncio.wait(
+                running, timeout=wait, return_when=asyncio.FIRST_COMPLETED
+            )
+            for task in done:
+                exc = task.exception()
+                if exc is None:
+                    if log is not None:
+                        log.append((time.monotonic() - t0, "ok"))
+                    return time.monotonic() - t0, attempts
+                if log is not None:
+                    code = getattr(exc, "code", None)
+                    log.append(
+                        (
+                            time.monotonic() - t0,
+                            f"socks {code:#04x}" if code else type(exc).__name__,
+                        )
+                    )
+                if on_failure is not None:
+                    await on_failure(exc)
+    finally:
+        for task in running:
+            task.cancel()
+        for task in running:
+            with contextlib.suppress(BaseException):
+                await task
+
+
+async def measure_move_recovery(
+    lab: Lab,
+    *,
+    trials: int = 3,
+    nudge: bool = True,
+    limit: float = 120.0,
+    home: str = "a",
+    peer_client: int = 1,
+    base_dir: str | None = None,
+) -> dict[str, Any]:
+    """Tor in the lab: the tor client in ``home`` publishes an onion, the client of another
+    device reaches it; then ``trials`` hard moves of ``home`` (cellular and back, alternately),
+    each followed by a ``DisableNetwork`` nudge if ``nudge``, and the seconds until the onion
+    answers again (``None``: not within ``limit``)."""
+    from p4ref.io.netwatch import nudge_tor
+
+    net = LabTorNet(lab=lab, authorities=1, relays=3, base_dir=base_dir)
+    result: dict[str, Any] = {"nudge": nudge, "limit_s": limit, "recovery_s": []}
+    await asyncio.to_thread(net.start, 150)
+    result["tor_ready_s"] = round(net.timings["total"], 1)
+    sock = os.path.join(net.dir, "echo.sock")
+    server = await echo_server(sock)
+    c0 = await asyncio.to_thread(net.controller, 0)
+    try:
+        t = time.monotonic()
+        hs = await asyncio.to_thread(
+            c0.create_ephemeral_hidden_service,
+            {80: f"unix:{sock}"},
+            key_type="NEW",
+            key_content="ED25519-V3",
+            await_publication=True,
+        )
+        onion = hs.service_id + ".onion"
+        result["publish_s"] = round(time.monotonic() - t, 2)
+        first, _ = await wait_reachable(net.socks_socket(peer_client), onion, limit=60)
+        result["first_reach_s"] = round(first, 2)
+        for i in range(trials):
+            to: Any = "cell" if lab.homes[home].on == "wlan" else "wlan"
+            t = time.monotonic()
+            await asyncio.to_thread(lab.move, home, to)
+            if nudge:
+                await nudge_tor(c0)
+            try:
+                await wait_reachable(
+                    net.socks_socket(peer_client), onion, limit=limit, attempt_timeout=5.0,
+                    stagger=0.5,
+                )  # fmt: skip
+                result["recovery_s"].append(round(time.monotonic() - t, 2))
+            except TimeoutError:
+                result["recovery_s"].append(None)
+            del i
+    finally:
+        c0.close()
+        server.close()
+        await asyncio.to_thread(net.stop)
+        if lab.homes[home].on != "wlan":
+            await asyncio.to_thread(lab.move, home, "wlan")
+    return result
