@@ -12,9 +12,10 @@ File (default ``<profile home>/replay.json``, mode 0600)::
     {"format": "p4-replay", "version": 1,
      "peers": {"<peer identity key, 64 lowercase hex>": {"last_generation": <0 … 2^64-1>}}}
 
-- Writes are atomic and durable: a temp file in the same directory, ``fsync``, ``os.replace``,
-  then ``fsync`` of the directory, under an ``fcntl.flock`` on ``<file>.lock`` so two processes
-  never lose each other's update.  A crash leaves the old file or the new one.
+- Writes are atomic and durable (the profile store's :func:`~p4ref.io.store.atomic_write`: temp
+  file, ``fsync``, replace, ``fsync`` of the directory), under an exclusive lock on
+  ``<file>.lock`` (:func:`~p4ref.io.store.locked_file`) so two processes never lose each other's
+  update.  A crash leaves the old file or the new one.
 - Reads are strict: anything that is not exactly this format (not a regular file, over 1 MiB, not
   UTF-8 JSON, duplicate keys, an unknown key, a value out of range, …) raises
   :class:`ReplayStoreError` with ``PROFILE_CORRUPT`` and the file is never rewritten, so a
@@ -27,17 +28,12 @@ The session layer (p4-04) will own generations; until then the signalling driver
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
-import os
-import stat
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from p4ref.errors import ErrorCode, P4Error
+from p4ref.io.store import ProfileError, atomic_write, locked_file, read_private_file
 
 __all__ = ["FORMAT", "REPLAY_FILE", "VERSION", "ReplayStore", "ReplayStoreError"]
 
@@ -45,6 +41,7 @@ REPLAY_FILE = "replay.json"
 FORMAT = "p4-replay"
 VERSION = 1
 MAX_FILE_BYTES = 1 << 20
+LOCK_TIMEOUT = 10.0  # seconds; a writer holds the lock for one small write
 _U64_MAX = (1 << 64) - 1
 _HEX = frozenset("0123456789abcdef")
 
@@ -82,21 +79,11 @@ class ReplayStore:
 
     def _read(self) -> dict[str, int]:
         try:
-            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-        except FileNotFoundError:
+            raw = read_private_file(self.path)
+        except ProfileError as exc:  # not a regular file, a symlink, a FIFO, wrong owner/mode
+            raise _corrupt(self.path, exc.message) from None
+        if raw is None:
             return {}
-        except OSError as exc:  # a symlink (ELOOP), a directory, no permission, …
-            raise _corrupt(self.path, f"cannot open: {exc.strerror}") from None
-        try:
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode):
-                raise _corrupt(self.path, "not a regular file")
-            if st.st_size > MAX_FILE_BYTES:
-                raise _corrupt(self.path, f"larger than {MAX_FILE_BYTES} bytes")
-            with os.fdopen(fd, "rb", closefd=False) as f:
-                raw = f.read(MAX_FILE_BYTES + 1)
-        finally:
-            os.close(fd)
         if len(raw) > MAX_FILE_BYTES:
             raise _corrupt(self.path, f"larger than {MAX_FILE_BYTES} bytes")
         try:
@@ -133,38 +120,10 @@ class ReplayStore:
 
     # ------------------------------------------------------------------------ writing
 
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        lock = self.path.with_name(self.path.name + ".lock")
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)
-
     def _write(self, peers: dict[str, int]) -> None:
         doc = {"format": FORMAT, "version": VERSION,
                "peers": {k: {"last_generation": peers[k]} for k in sorted(peers)}}
-        data = (json.dumps(doc, indent=1) + "\n").encode("utf-8")
-        directory = self.path.parent
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=directory)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(tmp, 0o600)
-            os.replace(tmp, self.path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+        atomic_write(self.path, (json.dumps(doc, indent=1) + "\n").encode("utf-8"))
 
     def advance(self, peer_pub: bytes, generation: int) -> int:
         """Raise the mark of ``peer_pub`` to ``generation`` if it is higher; return the mark.
@@ -173,7 +132,8 @@ class ReplayStore:
         if type(generation) is not int or not 0 <= generation <= _U64_MAX:
             raise P4Error(ErrorCode.MESSAGE_INVALID, "generation is 0 … 2^64-1")
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        with self._locked():
+        lock = self.path.with_name(self.path.name + ".lock")
+        with locked_file(lock, LOCK_TIMEOUT, f"another p4 process is writing {self.path}"):
             peers = self._read()
             if generation <= peers.get(key, -1):
                 return peers[key]

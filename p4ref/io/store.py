@@ -63,7 +63,10 @@ __all__ = [
     "PeerRecord",
     "Profile",
     "ProfileError",
+    "atomic_write",
     "default_home",
+    "locked_file",
+    "read_private_file",
 ]
 
 IDENTITY_FILE = "identity.key"
@@ -314,7 +317,7 @@ def _check_mode(path: Path, st: os.stat_result, *, is_dir: bool) -> None:
         )
 
 
-def _read_secret_file(path: Path) -> bytes | None:
+def read_private_file(path: Path) -> bytes | None:
     """The bytes of ``path`` (None if it does not exist), after the ownership/mode checks.
 
     ``lstat`` first, so a FIFO or device in its place is refused without being opened (opening
@@ -443,7 +446,7 @@ class Profile:
                 ErrorCode.PROFILE_NOT_FOUND, f"no profile at {home} (run `p4 init`)"
             ) from None
         _check_mode(home, st, is_dir=True)
-        data = _read_secret_file(home / IDENTITY_FILE)
+        data = read_private_file(home / IDENTITY_FILE)
         if data is None:
             raise ProfileError(
                 ErrorCode.PROFILE_NOT_FOUND,
@@ -458,7 +461,7 @@ class Profile:
     def peers(self) -> list[PeerRecord]:
         """All paired peers, in the order they were added."""
         path = self.path / PEERS_FILE
-        data = _read_secret_file(path)
+        data = read_private_file(path)
         return [] if data is None else _decode_peers(path, data)
 
     def peer(self, key: str) -> PeerRecord:
@@ -556,11 +559,16 @@ def _remove_stale_temps(home: Path) -> None:
                 os.unlink(home / name)
 
 
-@contextlib.contextmanager
-def _locked(home: Path, timeout: float) -> Iterator[None]:
+def _locked(home: Path, timeout: float) -> contextlib.AbstractContextManager[None]:
     """Hold an exclusive lock on ``<home>/lock`` (PROFILE_LOCKED after ``timeout`` s): ``flock``
     on POSIX, ``LockFileEx`` on byte 0 on Windows (p4-02 §3.4.4) [IDN-26]."""
-    path = home / LOCK_FILE
+    return locked_file(home / LOCK_FILE, timeout, f"another p4 process is changing {home}")
+
+
+@contextlib.contextmanager
+def locked_file(path: Path, timeout: float, busy: str) -> Iterator[None]:
+    """Hold an exclusive lock on the lock file ``path`` (created 0600; a symlink, FIFO or other
+    non-regular file in its place is refused); PROFILE_LOCKED with ``busy`` after ``timeout`` s."""
     with contextlib.suppress(FileNotFoundError):
         _check_type(path, os.lstat(path), is_dir=False)
     try:
@@ -574,10 +582,7 @@ def _locked(home: Path, timeout: float) -> Iterator[None]:
         deadline = time.monotonic() + timeout
         while not _platform.try_lock(fd):
             if time.monotonic() >= deadline:
-                raise ProfileError(
-                    ErrorCode.PROFILE_LOCKED,
-                    f"another p4 process is changing {home}; try again",
-                )
+                raise ProfileError(ErrorCode.PROFILE_LOCKED, f"{busy}; try again")
             time.sleep(0.02)
         try:
             yield
