@@ -314,6 +314,9 @@ def test_random_faults_exactly_once(seed: int) -> None:
     assert net.gen >= 5
     assert not a.resets and not b.resets  # crashes with a WAL are not resets (SES-42)
     assert a.m.s.inc == inc_a and b.m.s.inc == inc_b
+    for p in (a, b):  # memory stays bounded over many generations
+        assert sum(c.state in (ConnState.CLOSED, ConnState.FAILED)
+                   for c in p.m._conns.values()) <= 8
 
 
 def test_dead_path_noticed_within_ten_seconds_when_busy() -> None:

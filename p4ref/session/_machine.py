@@ -98,6 +98,8 @@ PROBE_REQUEST_MS = 10_000
 ACK_DELAY_MS = 20
 ACK_EVERY = 16
 MAX_RETIRED = 8
+#: Closed or failed connections kept for inspection; older ones are forgotten.
+MAX_TERMINAL = 8
 
 
 class ConnState(StrEnum):
@@ -305,8 +307,16 @@ class SessionMachine:
         return out
 
     def data_to_send(self) -> list[tuple[int, bytes]]:
-        """``(conn, frame bytes)`` in order; on a data channel each item is one message."""
-        return [(c, encode_frame(f, self._conns[c].path)) for c, f in self.frames_to_send()]
+        """``(conn, frame bytes)`` in order; on a data channel each item is one message.
+
+        Afterwards all but the newest ``MAX_TERMINAL`` closed or failed connections are
+        forgotten: the driver must not feed bytes of a connection after its CONNECTION_CLOSED
+        or CONNECTION_FAILED (they would be discarded anyway)."""
+        out = [(c, encode_frame(f, self._conns[c].path)) for c, f in self.frames_to_send()]
+        done = [k for k, c in self._conns.items() if c.state in TERMINAL]
+        for k in done[:-MAX_TERMINAL] if len(done) > MAX_TERMINAL else ():
+            del self._conns[k]
+        return out
 
     def open(self, conn: int, generation: int, path: Path | str,
              binding_local: bytes, binding_remote: bytes, now: int) -> None:
