@@ -306,11 +306,14 @@ async def _invite(profile: Profile, name: str | None,
             def store(result: PairingResult) -> None:  # before our PAIR_DONE goes out
                 _store(profile, result, name, args)
 
-            code = await create_invitation(tor, profile.identity.seed, expires_s=args.timeout,
-                                           group=group, notify=notify, on_paired=store)
-            uri = await create_invitation(tor, profile.identity.seed, uri=True,
-                                          expires_s=args.timeout, group=group, notify=notify,
-                                          on_paired=store)
+            published = await asyncio.gather(*(  # both at once: each waits for its uploads
+                create_invitation(tor, profile.identity.seed, uri=uri, expires_s=args.timeout,
+                                  group=group, notify=notify, on_paired=store)
+                for uri in (False, True)), return_exceptions=True)
+            for p in published:
+                if isinstance(p, BaseException):
+                    raise p
+            code, uri = (p for p in published if isinstance(p, PendingInvite))
             sys.stdout.write(_screen(code.text, uri.text, expiry, args))
             sys.stdout.flush()
             _, result = await group.wait(args.timeout)
