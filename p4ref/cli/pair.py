@@ -165,6 +165,7 @@ def _store(profile: Profile, result: PairingResult, name: str | None,
     """Store the new peer; a device that forgot us and paired again replaces its stale record
     once the user agrees (``--replace`` agrees in advance)."""
     peer_id = device_id(result.peer_identity)
+    chosen = name is not None
     peers = profile.peers()
     stale: PeerRecord | None = next(
         (p for p in peers if p.identity_key == result.peer_identity), None)
@@ -176,7 +177,7 @@ def _store(profile: Profile, result: PairingResult, name: str | None,
                           f"{stale.name!r} ({peer_id}) is already paired and the old pairing was"
                           " kept; run again with --replace to replace it, or first"
                           f" `p4 peers forget {stale.name}`")
-        name = name or stale.name
+        name, chosen = name or stale.name, True
     others = {p.name: p for p in peers if p is not stale}
     if name is None:
         base = name = f"peer-{peer_id[:7].lower()}"
@@ -190,7 +191,8 @@ def _store(profile: Profile, result: PairingResult, name: str | None,
     if stale is not None:
         profile.forget_peer(stale.name)
     profile.add_peer(name, result.peer_identity, result.pair_root_key, result.sas)
-    print(f"Paired with {name} ({peer_id})")
+    hint = "" if chosen else f"  (name it: p4 peers rename {name} NAME)"
+    print(f"Paired with {name} ({peer_id}){hint}")
     print(f"Compare this code with the other device: {result.sas}")
 
 
