@@ -754,3 +754,20 @@ def test_adapter_machine_steps_and_error_rule() -> None:
     assert r["state"] == "reconnecting 1:FAILED"
     with pytest.raises(LocalProtocolError):
         ad.step_machine(high, 11, {"cmd": "inbox_committed", "through": 7})
+
+
+def test_unmatched_pong_proves_nothing() -> None:
+    """SES-46, p4-01 FRM-47: a PONG whose nonce matches no outstanding PING does not keep a
+    dead path alive; FRM-45: PONGs are only ever answers."""
+    low, high = pair()
+    connect(low, high)
+    low.data_to_send()
+    low.send(b"m", 0)
+    low.handle_timer(PROBE_BUSY_MS)
+    sent = low.data_to_send()
+    assert [d[1] for _, d in sent] == [FrameType.SES_MSG, FrameType.PING]
+    assert not [d for _, d in sent if d[1] == FrameType.PONG]
+    low.receive_data(1, encode_frame(Frame(FrameType.PONG, 0, ping_body(b"\xee" * 8)), DC),
+                     PROBE_BUSY_MS + 1)
+    low.handle_timer(PROBE_BUSY_MS + PONG_TIMEOUT_MS)
+    assert ConnectionFailed(1, ErrorCode.TIMEOUT) in events(low)
