@@ -771,3 +771,16 @@ def test_unmatched_pong_proves_nothing() -> None:
                      PROBE_BUSY_MS + 1)
     low.handle_timer(PROBE_BUSY_MS + PONG_TIMEOUT_MS)
     assert ConnectionFailed(1, ErrorCode.TIMEOUT) in events(low)
+
+
+def test_give_up_reports_offline() -> None:
+    """SES-8: reconnecting until the driver gives up, then offline, then reconnecting again."""
+    low, high = pair()
+    connect(low, high)
+    low.receive_data(1, b"", 10)
+    assert low.status == "reconnecting"
+    events(low)
+    low.give_up(20)
+    assert events(low) == [Status("offline")]
+    low.open(2, 2, DC, FP_L, FP_H, 30)
+    assert events(low) == [Status("reconnecting")]

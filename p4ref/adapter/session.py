@@ -272,6 +272,8 @@ def step_machine(m: SessionMachine, now_ms: int, inp: Json) -> Json:
             m.probe(now_ms)
         elif cmd == "network_changed":
             m.network_changed(now_ms)
+        elif cmd == "give_up":
+            m.give_up(now_ms)
         else:
             raise LocalProtocolError(ErrorCode.MESSAGE_INVALID, f"unknown step {inp!r}")
     out: list[Json] = [{"send": d.hex(), "conn": c} for c, d in m.data_to_send()]

@@ -389,6 +389,12 @@ class SessionMachine:
         self._want_reconnect("network")
         self.probe(now)
 
+    def give_up(self, now: int) -> None:
+        """The driver stopped trying for now (no signalling path, long backoff): the status is
+        ``offline`` until a connection is opened again (§11.3)."""
+        self._reconnecting = False
+        self._update_status()
+
     def get_timer(self) -> int | None:
         deadlines = [d for d in (self._conn_deadline(c) for c in self._conns.values())
                      if d is not None]
