@@ -83,12 +83,12 @@ def _tor_move(args: argparse.Namespace) -> int:
     import asyncio
     import warnings
 
-    from .tor import measure_move_recovery
+    from . import tor
 
     warnings.filterwarnings("ignore", r"setDaemon\(\) is deprecated", DeprecationWarning)
     with Lab(turn=False) as lab:
         result = asyncio.run(
-            measure_move_recovery(
+            tor.measure_move_recovery(
                 lab, trials=args.trials, nudge=not args.no_nudge, limit=args.limit
             )
         )

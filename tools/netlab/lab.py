@@ -543,7 +543,7 @@ def _kill_namespace_pids(name: str) -> None:
     pids = [int(x) for x in p.stdout.split()]
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+            os.kill(pid, getattr(signal, "SIGKILL", signal.SIGTERM))
 
 
 def _remove_namespaces(names: list[str]) -> None:

@@ -30,7 +30,7 @@ def netns_path(name: str) -> str:
 
 def _setns(name: str) -> None:
     libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-    fd = os.open(netns_path(name), os.O_RDONLY | os.O_CLOEXEC)
+    fd = os.open(netns_path(name), os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
     try:
         if libc.setns(fd, CLONE_NEWNET) != 0:
             err = ctypes.get_errno()

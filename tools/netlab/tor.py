@@ -24,6 +24,7 @@ import contextlib
 import os
 import struct
 import subprocess
+import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -176,6 +177,8 @@ async def socks_connect(
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """SOCKS5 CONNECT to ``host:port`` through tor's ``SocksPort unix:path``; a distinct
     ``isolation`` string puts the stream on a fresh circuit (username/password isolation)."""
+    if sys.platform == "win32":
+        raise OSError("the lab is Linux-only (Unix sockets, network namespaces)")
     reader, writer = await asyncio.open_unix_connection(path)
     try:
         user = (isolation or "p4").encode()
@@ -213,6 +216,8 @@ async def echo_server(path: str) -> asyncio.AbstractServer:
                 await w.drain()
         w.close()
 
+    if sys.platform == "win32":
+        raise OSError("the lab is Linux-only (Unix sockets, network namespaces)")
     return await asyncio.start_unix_server(handle, path)
 
 
