@@ -292,13 +292,17 @@ async def _invite(profile: Profile, name: str | None,
     def notify(kind: str, invite: PendingInvite, exc: P4Error | None) -> None:
         what = "QR code" if invite.is_uri else "short code"
         if kind == "attempt":
-            say(f"the other device connected with the {what}; pairing…")
+            say(f"a device connected with the {what}; pairing…")
         elif exc is not None:
             others = [m for m in group.members if m is not invite and not m.consumed]
             still = "short code" if invite.is_uri else "QR code"
             rest = f"; the {still} still works" if others else ""
-            reason = _explain_invite(exc, expiry).message.split(" — ")[0]
-            say(f"{reason} ({what}, {exc.code.name}){rest}")
+            if exc.code is ErrorCode.PAIR_CONFIRM_FAILED:
+                first = f"someone used the {what} with the wrong words (a typo, or a guess)"
+            else:
+                first = f"pairing with the {what} failed: " + (
+                    _explain_invite(exc, expiry).message.split(" — ")[0])
+            say(f"{first}; the {what} no longer works{rest} [{exc.code.name}]")
 
     try:
         try:
