@@ -298,7 +298,7 @@ def test_gap_duplicate_and_invalid_ack() -> None:
     high.receive_data(1, encode_frame(codec.encode_msg(1, b"a"), DC), 0)
     high.receive_data(1, encode_frame(codec.encode_msg(1, b"a"), DC), 0)
     assert [e for e in events(high) if isinstance(e, MessageReceived)] == [
-        MessageReceived(1, b"a")]
+        MessageReceived(1, b"a", low.s.inc)]
     high.receive_data(1, encode_frame(codec.encode_msg(3, b"c"), DC), 0)
     assert ConnectionFailed(1, ErrorCode.SES_SEQ_GAP) in events(high)
     low2, high2 = pair()
@@ -428,7 +428,7 @@ def test_restored_backup_is_detected_and_reported() -> None:
     for _ in range(4):
         relay(restored, high, 400)
         relay(high, restored, 400)
-    assert MessageReceived(1, b"after") in events(high)
+    assert MessageReceived(1, b"after", restored.s.inc) in events(high)
     assert high.s.peer_inc == restored.s.inc and old_inc in high.s.retired
     # the old copy comes back: refused as a conflict, every time
     copy = SessionMachine(SEED_L, PUB_H, rng=counter_rng(0x60), state=backup)
@@ -743,7 +743,8 @@ def test_adapter_machine_steps_and_error_rule() -> None:
     r = ad.step_machine(low, 9, {"cmd": "send", "payload": "68656c6c6f"})
     assert r["out"] == [{"send": ex["MSG"], "conn": 1}]
     r = ad.step_machine(high, 9, {"recv": ex["MSG"], "conn": 1})
-    assert {"event": "MESSAGE", "seq": 1, "payload": "68656c6c6f"} in r["out"]
+    assert {"event": "MESSAGE", "inc": low.s.inc.hex(), "seq": 1,
+            "payload": "68656c6c6f"} in r["out"]
     r = ad.step_machine(high, 10, {"recv": "0133000008" + "00" * 7 + "05", "conn": 1})
     kinds = [next(iter(o)) if "event" not in o else o["event"] for o in r["out"]]
     assert kinds[0] == "send" and r["out"][0]["send"][2:4] == "01"  # the ERROR frame first

@@ -234,7 +234,7 @@ def event_json(ev: Event) -> Json:
     elif isinstance(ev, ConnectionFailed):
         out.update(conn=ev.conn, code=_code_name(ev.code), by_peer=ev.by_peer)
     elif isinstance(ev, MessageReceived):
-        out.update(seq=ev.seq, payload=ev.payload.hex())
+        out.update(inc=ev.inc.hex(), seq=ev.seq, payload=ev.payload.hex())
     elif isinstance(ev, Acked):
         out.update(through=ev.through)
     elif isinstance(ev, SignalReceived):

@@ -61,13 +61,17 @@ class ConnectionFailed:
 
 @dataclass(frozen=True, slots=True)
 class MessageReceived:
-    """The next message of the peer's stream, in order, exactly once per machine lifetime.
+    """The next message of the peer's stream, in order, exactly once per machine lifetime; its
+    message id is ``(inc, seq)``.
 
-    The driver stores it in the inbox and then calls ``inbox_committed(seq)`` [SES-6]."""
+    The driver stores it in the inbox and then calls ``inbox_committed(seq)`` [SES-6].  Messages
+    delivered before a :class:`SessionReset` and not yet committed are stored without
+    ``inbox_committed`` (their ids name the old numbering) [SES-57]."""
 
     name: ClassVar[str] = "MESSAGE"
     seq: int
     payload: bytes
+    inc: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)

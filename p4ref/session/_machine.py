@@ -703,7 +703,7 @@ class SessionMachine:
             raise RemoteProtocolError(ErrorCode.SES_SEQ_GAP, f"seq {seq}, expected {self.rx_next}")
         if seq == self.rx_next:
             self.rx_next += 1
-            self._events.append(MessageReceived(seq, payload))
+            self._events.append(MessageReceived(seq, payload, self.s.peer_inc))
         # seq < rx_next: a duplicate, dropped [SES-26]
 
     def _a_ack(self, c: _Conn, frame: Frame, now: int) -> None:
