@@ -519,6 +519,12 @@ def _frame_for(inp: Input, m: SessionMachine) -> bytes:
 _FRAME_INPUTS = [i for i in Input if i not in (Input.END, Input.TIMEOUT, Input.RECV_EOF)]
 
 
+@pytest.mark.parametrize(("state", "inp"), list(itertools.product(ConnState, _FRAME_INPUTS)))
+def test_every_state_input_pair_exhaustive(state: ConnState, inp: Input) -> None:
+    """SES-50: the hypothesis test below, for every pair, deterministically."""
+    test_every_state_input_pair.hypothesis.inner_test(state, inp)  # type: ignore[attr-defined]
+
+
 @settings(max_examples=80, deadline=None)
 @given(st.sampled_from(list(ConnState)), st.sampled_from(_FRAME_INPUTS))
 def test_every_state_input_pair(state: ConnState, inp: Input) -> None:
