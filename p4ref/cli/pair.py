@@ -200,6 +200,10 @@ def _store(profile: Profile, result: PairingResult, name: str | None,
 # Failures in words
 
 
+def _tor_starting(spec: str) -> str:
+    return "starting tor…" if spec == "launch" else "connecting to Tor…"
+
+
 def _tor_trouble(exc: P4Error) -> P4Error | None:
     """Tor itself is the trouble: the driver's message already says what to do."""
     if exc.code.name.startswith("TOR_"):
@@ -306,7 +310,7 @@ async def _invite(profile: Profile, name: str | None,
 
     try:
         try:
-            say("connecting to Tor…")
+            say(_tor_starting(args.tor))
             await tor.start()
             say("publishing the invitation…")
             def store(result: PairingResult) -> None:  # before our PAIR_DONE goes out
@@ -374,7 +378,7 @@ async def _accept(profile: Profile, text: str, args: argparse.Namespace) -> Pair
         say(line)
 
     try:
-        say("connecting to Tor…")
+        say(_tor_starting(args.tor))
         await tor.start()
         return await accept_invitation(tor, profile.identity.seed, text, timeout=args.timeout,
                                        rng=os.urandom, progress=progress)
