@@ -207,6 +207,8 @@ class InviteGroup:
                 done, pending = await asyncio.wait(pending, timeout=remaining,
                                                    return_when=asyncio.FIRST_COMPLETED)
                 for t in done:
+                    if t.cancelled():  # that member was closed meanwhile
+                        continue
                     exc = t.exception()
                     if exc is None:
                         return tasks[t], t.result()
