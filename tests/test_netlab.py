@@ -223,7 +223,7 @@ def test_sweep_removes_a_lab_whose_owner_died() -> None:
 @pytest.mark.slow
 def test_onion_reachable_again_after_publisher_moves(netlab: Lab, tmp_path: Path) -> None:
     """A tor client in LAN a (behind its NAT) publishes an onion; a tor client in LAN b reaches
-    it through the lab's Tor network (1 authority + 3 relays, each in a namespace of its own).
+    it through the lab's Tor network (1 authority + 4 relays, each in a namespace of its own).
     Device a moves Wi-Fi → cellular (hard); its tor, nudged with DisableNetwork 1/0, keeps its
     onion and b reaches it again. Cost: about 15–35 s for the network, a few s for the rest."""
     pytest.importorskip("stem")

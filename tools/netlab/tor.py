@@ -307,14 +307,17 @@ async def measure_move_recovery(
     home: str = "a",
     peer_client: int = 1,
     base_dir: str | None = None,
+    settle: float = 10.0,
 ) -> dict[str, Any]:
     """Tor in the lab: the tor client in ``home`` publishes an onion, the client of another
     device reaches it; then ``trials`` hard moves of ``home`` (cellular and back, alternately),
     each followed by a ``DisableNetwork`` nudge if ``nudge``, and the seconds until the onion
-    answers again (``None``: not within ``limit``)."""
+    answers again (``None``: not within ``limit``). Moves are ``settle`` seconds apart after a
+    recovery (a device does not move every second; in a 5-relay network back-to-back moves
+    can leave tor with no usable guard for minutes)."""
     from p4ref.io.netwatch import nudge_tor
 
-    net = LabTorNet(lab=lab, authorities=1, relays=3, base_dir=base_dir)
+    net = LabTorNet(lab=lab, authorities=1, relays=4, base_dir=base_dir)
     result: dict[str, Any] = {"nudge": nudge, "limit_s": limit, "recovery_s": []}
     await asyncio.to_thread(net.start, 150)
     result["tor_ready_s"] = round(net.timings["total"], 1)
@@ -329,12 +332,15 @@ async def measure_move_recovery(
             key_type="NEW",
             key_content="ED25519-V3",
             await_publication=True,
+            timeout=60,
         )
         onion = hs.service_id + ".onion"
         result["publish_s"] = round(time.monotonic() - t, 2)
         first, _ = await wait_reachable(net.socks_socket(peer_client), onion, limit=60)
         result["first_reach_s"] = round(first, 2)
         for i in range(trials):
+            if i:
+                await asyncio.sleep(settle)
             to: Any = "cell" if lab.homes[home].on == "wlan" else "wlan"
             t = time.monotonic()
             await asyncio.to_thread(lab.move, home, to)
@@ -343,12 +349,11 @@ async def measure_move_recovery(
             try:
                 await wait_reachable(
                     net.socks_socket(peer_client), onion, limit=limit, attempt_timeout=5.0,
-                    stagger=0.5,
+                    stagger=1.0,
                 )  # fmt: skip
                 result["recovery_s"].append(round(time.monotonic() - t, 2))
             except TimeoutError:
                 result["recovery_s"].append(None)
-            del i
     finally:
         c0.close()
         server.close()
