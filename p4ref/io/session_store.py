@@ -1,0 +1,1033 @@
+"""Session storage: outbox, inbox, watermarks and generations per peer, on SQLite (p4-04 §4.2).
+
+One database per profile, ``<home>/session.db`` (mode 0600), in WAL mode, holds for every paired
+peer what the session machine must find again after a crash or a reboot [SES-7]:
+
+    peer    one row per peer identity key: our incarnation, the peer's incarnation, tx, acked,
+            rx (= rx_durable), the retired peer incarnations, and the highest generation, which is
+            also the rendezvous high-water mark of p4-03 RDV-52 (:meth:`SessionDB.last_generation`
+            / :meth:`SessionDB.advance` have the semantics of :class:`~p4ref.io.replay_store
+            .ReplayStore`, so the signalling driver can switch to this file)
+    outbox  (peer, seq) -> payload, or a reference to bulk data kept elsewhere, and its size:
+            the messages accepted by ``send`` and not yet acknowledged by the peer [SES-5]
+    inbox   (peer, inc, seq) -> payload, delivered flag, in arrival order: the peer's messages
+            that are durable here (so they may be acknowledged, SES-6) and that the application
+            has not confirmed yet [SES-38]; confirming deletes the row and releases its quota
+
+Theory of operation
+-------------------
+*Plan, apply, commit.*  Every mutating call is split in two.  The *plan* step checks the call
+against the in-memory model of each peer (quotas, sequence order) and updates that model; it
+never touches SQLite, so it is cheap and raises typed errors at once (SES_OUTBOX_FULL,
+UNEXPECTED_MESSAGE).  The *apply* step executes the SQL of the plan inside the open transaction,
+carrying the peer counters as the plan saw them.  :meth:`SessionDB.commit` then writes each
+touched peer row once and commits: that is **group commit**, one transaction (one WAL sync at
+``synchronous=FULL``) for any number of messages.  Nothing is durable, and so nothing may be
+sent or acknowledged, before the commit that carries it returned [SES-5, SES-6].
+
+*Sync core, thin asyncio batcher.*  :class:`SessionDB` is synchronous and single-threaded (tests,
+benchmarks and tools use it directly).  :class:`SessionStore` wraps it for asyncio: plans run in
+the event-loop thread (so OUTBOX_FULL and sequence numbers are immediate), apply + commit run in
+one dedicated writer thread.  A commit at ``synchronous=FULL`` is an ``fsync`` (0.1 … 20 ms); in
+the event-loop thread it would stall every aiortc timer and socket for that long, and a second
+connection in another thread could not see the first one's uncommitted rows.  The writer never
+waits for more work: a batch is whatever accumulated while the previous commit ran, so a lone
+message costs one commit and a burst shares one (no added latency, batch size follows the load).
+
+*Durability levels.*  ``synchronous="FULL"`` (the default) syncs the WAL at every commit: a
+committed row survives power loss.  ``"NORMAL"`` syncs only at checkpoints: a committed row
+survives a process crash (SIGKILL) but the last commits may vanish on power loss.  ``OFF`` is not
+offered.  ``tests/test_session_store.py`` proves both claims (a SIGKILL test, and a power-loss
+simulation through a SQLite VFS that drops every write not followed by a sync); p4-04 §8.8 says
+which level the reference claims.
+
+*Strict opening; never rewritten.*  A database is created complete under a temporary name and
+linked into place, so ``session.db`` is either absent or whole.  An existing file is checked
+before it is opened for writing: a symlink or a group/other-readable file is PROFILE_INSECURE; not
+a regular file, not SQLite, truncated, another application's database (``application_id``),
+failing ``PRAGMA quick_check``, or not in WAL mode is PROFILE_CORRUPT; a newer schema
+(``user_version``) is PROFILE_VERSION_UNSUPPORTED.  The checks run on a read-only connection, so a
+refused file is never written (not even by a checkpoint on close); it is left for the user.  The
+file is then held with ``locking_mode=EXCLUSIVE``: a second process gets PROFILE_LOCKED.  A write
+that fails (disk full, I/O error) rolls back and breaks the store object (INTERNAL_ERROR on every
+later call); reopening resumes from what was committed.
+
+Limits.  Sequence numbers of stored rows must be below 2^63 (SQLite integers are signed 64-bit);
+counters in the peer row (tx, acked, rx, generation) are stored as 8-byte big-endian blobs and
+take any uint64.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import os
+import sqlite3
+import tempfile
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from p4ref.errors import ErrorCode, LocalProtocolError, P4Error
+from p4ref.io import _platform
+from p4ref.io.store import ProfileError, _check_mode
+from p4ref.session import SessionState
+
+__all__ = [
+    "APPLICATION_ID",
+    "SCHEMA_VERSION",
+    "SESSION_DB",
+    "Durability",
+    "InboxMessage",
+    "OutboxEntry",
+    "Quota",
+    "SessionDB",
+    "SessionStore",
+    "SessionStoreError",
+    "Watermarks",
+]
+
+SESSION_DB = "session.db"
+APPLICATION_ID = 0x50345331  # "P4S1": PRAGMA application_id of a P4 session database
+SCHEMA_VERSION = 1  # PRAGMA user_version
+_MAGIC = b"SQLite format 3\x00"
+_U64_MAX = (1 << 64) - 1
+_ROW_SEQ_MAX = (1 << 63) - 1
+_INC_LEN = 16
+_NO_INC = bytes(_INC_LEN)
+MAX_PAYLOAD = 16371  # p4-04 MAX_PAYLOAD
+MAX_REF = 4096  # bytes of a bulk-data reference
+
+Durability = Literal["FULL", "NORMAL"]
+
+_SCHEMA = """
+CREATE TABLE peer (
+    id         INTEGER PRIMARY KEY,
+    peer_pub   BLOB NOT NULL UNIQUE CHECK (length(peer_pub) = 32),
+    inc        BLOB CHECK (inc IS NULL OR length(inc) = 16),  -- NULL: no session yet
+    peer_inc   BLOB NOT NULL CHECK (length(peer_inc) = 16),   -- 16 zero bytes: none known
+    tx         BLOB NOT NULL CHECK (length(tx) = 8),          -- uint64 big-endian
+    acked      BLOB NOT NULL CHECK (length(acked) = 8),
+    rx         BLOB NOT NULL CHECK (length(rx) = 8),          -- rx_durable
+    generation BLOB NOT NULL CHECK (length(generation) = 8),  -- SES-11 and RDV-52
+    retired    BLOB NOT NULL CHECK (length(retired) % 16 = 0) -- oldest first
+) STRICT;
+CREATE TABLE outbox (
+    peer    INTEGER NOT NULL REFERENCES peer(id),
+    seq     INTEGER NOT NULL CHECK (seq > 0),
+    payload BLOB,                 -- the message, or NULL when ref names bulk data elsewhere
+    ref     TEXT,
+    size    INTEGER NOT NULL CHECK (size >= 0),
+    PRIMARY KEY (peer, seq),
+    CHECK ((payload IS NULL) <> (ref IS NULL))
+) STRICT, WITHOUT ROWID;
+CREATE TABLE inbox (
+    id        INTEGER PRIMARY KEY,  -- arrival order = stream order
+    peer      INTEGER NOT NULL REFERENCES peer(id),
+    inc       BLOB NOT NULL CHECK (length(inc) = 16),
+    seq       INTEGER NOT NULL CHECK (seq > 0),
+    payload   BLOB NOT NULL,
+    delivered INTEGER NOT NULL DEFAULT 0 CHECK (delivered IN (0, 1)),
+    UNIQUE (peer, inc, seq)
+) STRICT;
+"""
+
+
+class SessionStoreError(P4Error):
+    """The session database is unusable: PROFILE_CORRUPT, PROFILE_VERSION_UNSUPPORTED,
+    PROFILE_INSECURE, PROFILE_LOCKED, or INTERNAL_ERROR after a failed write."""
+
+
+@dataclass(frozen=True, slots=True)
+class Quota:
+    """Per-peer bounds [SES-36]. Bytes are the bytes stored in the database (a reference to bulk
+    data counts its own length, not the data's)."""
+
+    outbox_messages: int = 100_000  # the machine's default max_outbox
+    outbox_bytes: int = 256 << 20
+    inbox_messages: int = 100_000
+    inbox_bytes: int = 256 << 20
+
+    def __post_init__(self) -> None:
+        if min(self.outbox_messages, self.inbox_messages) < 1 or min(
+                self.outbox_bytes, self.inbox_bytes) < MAX_PAYLOAD:
+            raise ValueError("a quota admits at least one message of MAX_PAYLOAD bytes")
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEntry:
+    seq: int
+    payload: bytes | None
+    ref: str | None
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class InboxMessage:
+    """A stored message of the peer's stream; ``(inc, seq)`` is its message id [SES-39]."""
+
+    inc: bytes
+    seq: int
+    payload: bytes
+    delivered: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Watermarks:
+    """The positions of one peer's streams, as accepted (durable after the next commit)."""
+
+    tx_next: int  # the seq the next append gets
+    acked: int  # the peer acknowledged our stream up to here
+    rx: int  # rx_durable: the peer's stream is stored up to here (current peer incarnation)
+    confirmed: int  # ... and confirmed by the application up to here
+
+
+class DBConnection(Protocol):
+    """The part of a DB-API connection the store uses (``sqlite3`` in autocommit mode, or an
+    ``apsw`` connection in the power-loss test): SQL in, rows out, explicit BEGIN/COMMIT."""
+
+    def execute(self, sql: str, parameters: Any = ..., /) -> Any: ...
+    def executemany(self, sql: str, parameters: Iterable[Any], /) -> Any: ...
+    def close(self) -> None: ...
+
+
+Connect = Callable[[Path, bool], DBConnection]
+
+
+def _sqlite_connect(path: Path, read_only: bool) -> DBConnection:
+    uri = path.resolve().as_uri() + ("?mode=ro" if read_only else "?mode=rw")
+    return sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False,
+                           timeout=0.0)
+
+
+def _u64(b: bytes) -> int:
+    return int.from_bytes(b, "big")
+
+
+def _b64(n: int) -> bytes:
+    return n.to_bytes(8, "big")
+
+
+def _check_pub(peer_pub: bytes) -> bytes:
+    if not isinstance(peer_pub, bytes | bytearray) or len(peer_pub) != 32:
+        raise LocalProtocolError(ErrorCode.MESSAGE_INVALID, "a peer identity key is 32 bytes")
+    return bytes(peer_pub)
+
+
+def _check_u64(n: int, what: str, top: int = _U64_MAX) -> int:
+    if type(n) is not int or not 0 <= n <= top:
+        raise LocalProtocolError(ErrorCode.MESSAGE_INVALID, f"{what} is 0 … {top}")
+    return n
+
+
+@dataclass
+class _Peer:
+    """The in-memory model of one peer: what has been *accepted* (planned); the database holds
+    the same after the next commit."""
+
+    id: int
+    pub: bytes
+    inc: bytes | None = None
+    peer_inc: bytes = _NO_INC
+    tx: int = 0
+    acked: int = 0
+    rx: int = 0
+    generation: int = 0
+    retired: tuple[bytes, ...] = ()
+    out_sizes: collections.deque[int] = field(default_factory=collections.deque)  # acked+1 …
+    out_bytes: int = 0
+    inbox: dict[tuple[bytes, int], int] = field(default_factory=dict)  # id -> stored bytes
+    in_bytes: int = 0
+    stored: bool = False  # the row exists in the database (after apply)
+
+    def row(self) -> tuple[Any, ...]:
+        return (self.inc, self.peer_inc, _b64(self.tx), _b64(self.acked), _b64(self.rx),
+                _b64(self.generation), b"".join(self.retired), self.id)
+
+
+#: An applied plan: SQL against the connection; ``flush`` collects the peer rows to write.
+_Apply = Callable[[DBConnection, dict[int, tuple[Any, ...]]], None]
+
+
+def _corrupt(path: Path, why: str) -> SessionStoreError:
+    return SessionStoreError(
+        ErrorCode.PROFILE_CORRUPT,
+        f"{path} is not a usable P4 session database ({why}); it was left untouched — restore it"
+        " from a backup or move it away (the sessions then start anew, SESSION_RESET)")
+
+
+class SessionDB:
+    """The synchronous store (see the module docstring). Not thread-safe: one thread at a time
+    (:class:`SessionStore` plans in the loop thread and applies in its writer thread, never at
+    the same time on the same data)."""
+
+    def __init__(self, path: Path | str, *, synchronous: Durability = "FULL",
+                 quota: Quota | None = None, create: bool = True,
+                 connect: Connect | None = None) -> None:
+        if synchronous not in ("FULL", "NORMAL"):
+            raise ValueError("synchronous is FULL or NORMAL")
+        self.path = Path(path)
+        self.synchronous: Durability = synchronous
+        self.quota = quota or Quota()
+        self.commits = 0  # transactions committed (for benchmarks and tests)
+        self._connect = connect or _sqlite_connect
+        self._broken: BaseException | None = None
+        self._txn = False
+        self._flush: dict[int, tuple[Any, ...]] = {}
+        self._peers: dict[bytes, _Peer] = {}
+        if not self._exists():
+            if not create:
+                raise SessionStoreError(ErrorCode.PROFILE_NOT_FOUND, f"no {self.path}")
+            self._create()
+        self._validate()
+        self._db = self._open_rw()
+
+    # ------------------------------------------------------------------ opening
+
+    def _exists(self) -> bool:
+        try:
+            st = os.lstat(self.path)
+        except FileNotFoundError:
+            return False
+        try:
+            _check_mode(self.path, st, is_dir=False)
+        except ProfileError as e:
+            raise SessionStoreError(e.code, e.message) from None
+        return True
+
+    def _create(self) -> None:
+        """Build the schema under a temporary name, then link it into place (never replacing a
+        file that appeared meanwhile): ``session.db`` is absent or complete."""
+        directory = self.path.parent
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=".tmp-" + self.path.name + ".", dir=directory)
+        tmp = Path(tmp_name)
+        try:
+            _platform.make_private(fd)
+            os.close(fd)
+            db = sqlite3.connect(tmp, isolation_level=None)
+            try:
+                db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+                db.execute("PRAGMA journal_mode = WAL")
+                db.execute("BEGIN")
+                for statement in _statements():
+                    db.execute(statement)
+                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                db.execute("COMMIT")
+                db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            finally:
+                db.close()  # the last connection: checkpoints and removes -wal / -shm
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+            with contextlib.suppress(FileExistsError):  # another process was first: use it
+                os.link(tmp, self.path)
+            _platform.fsync_dir(directory)
+        finally:
+            for p in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm")):
+                with contextlib.suppress(FileNotFoundError):
+                    p.unlink()
+
+    def _validate(self) -> None:
+        """Strict checks on a read-only connection: nothing is written to a refused file."""
+        try:
+            with open(self.path, "rb") as f:
+                header = f.read(100)
+        except OSError as e:
+            raise _corrupt(self.path, f"unreadable: {e.strerror}") from None
+        if len(header) < 100 or not header.startswith(_MAGIC):
+            raise _corrupt(self.path, "not an SQLite database, or truncated")
+        app_id = int.from_bytes(header[68:72], "big")
+        version = int.from_bytes(header[60:64], "big")
+        if app_id != APPLICATION_ID:
+            raise _corrupt(self.path, f"application_id 0x{app_id:08x}: another program's database")
+        if version > SCHEMA_VERSION:
+            raise SessionStoreError(
+                ErrorCode.PROFILE_VERSION_UNSUPPORTED,
+                f"{self.path} has schema version {version}; this p4 reads up to"
+                f" {SCHEMA_VERSION} (a newer p4 wrote it); it was left untouched")
+        if version != SCHEMA_VERSION or header[18:20] != b"\x02\x02":
+            raise _corrupt(self.path, f"schema version {version}, WAL {header[18:20].hex()}")
+        try:
+            db = self._connect(self.path, True)
+        except sqlite3.Error as e:
+            raise self._sql_error(e) from None
+        try:
+            ((app_id,),) = db.execute("PRAGMA application_id").fetchall()
+            ((version,),) = db.execute("PRAGMA user_version").fetchall()
+            if (app_id, version) != (APPLICATION_ID, SCHEMA_VERSION):
+                raise _corrupt(self.path, f"application_id 0x{app_id:08x}, version {version}")
+            check = [r[0] for r in db.execute("PRAGMA quick_check").fetchall()]
+            if check != ["ok"]:
+                raise _corrupt(self.path, "quick_check: " + "; ".join(map(str, check[:3])))
+            tables = {r[0]: r[1] for r in db.execute(
+                "SELECT name, sql FROM sqlite_schema WHERE type = 'table'").fetchall()}
+            want = {s.split()[2]: s for s in _statements()}
+            if set(tables) != set(want):
+                raise _corrupt(self.path, f"tables {sorted(tables)}")
+            self._load(db)
+        except sqlite3.Error as e:
+            raise self._sql_error(e) from None
+        finally:
+            db.close()
+
+    def _sql_error(self, e: sqlite3.Error) -> SessionStoreError:
+        code = getattr(e, "sqlite_errorcode", None)
+        if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) or "locked" in str(e):
+            return SessionStoreError(ErrorCode.PROFILE_LOCKED,
+                                     f"{self.path} is in use by another p4 process")
+        return _corrupt(self.path, str(e))
+
+    def _open_rw(self) -> DBConnection:
+        try:
+            db = self._connect(self.path, False)
+        except sqlite3.Error as e:
+            raise self._sql_error(e) from None
+        try:
+            # EXCLUSIVE: one process owns the file for the lifetime of this object, and the
+            # WAL index lives in heap memory (no -shm file)
+            db.execute("PRAGMA locking_mode = EXCLUSIVE")
+            db.execute(f"PRAGMA synchronous = {self.synchronous}")
+            db.execute("BEGIN IMMEDIATE")
+            db.execute("COMMIT")
+            (mode,) = db.execute("PRAGMA journal_mode").fetchone()
+            if str(mode).lower() != "wal":
+                raise _corrupt(self.path, f"journal_mode {mode}")
+        except sqlite3.Error as e:
+            db.close()
+            raise self._sql_error(e) from None
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _load(self, db: DBConnection) -> None:
+        """The in-memory model, read on the validating read-only connection; an inconsistency
+        is PROFILE_CORRUPT before anything is opened for writing."""
+        for pid, pub, inc, peer_inc, tx, acked, rx, gen, retired in db.execute(
+                "SELECT id, peer_pub, inc, peer_inc, tx, acked, rx, generation, retired"
+                " FROM peer").fetchall():
+            p = _Peer(pid, bytes(pub), None if inc is None else bytes(inc), bytes(peer_inc),
+                      _u64(tx), _u64(acked), _u64(rx), _u64(gen),
+                      tuple(retired[i:i + 16] for i in range(0, len(retired), 16)), stored=True)
+            self._peers[p.pub] = p
+        by_id = {p.id: p for p in self._peers.values()}
+        for pid, seq, stored in db.execute(
+                "SELECT peer, seq, coalesce(length(payload), length(CAST(ref AS BLOB)))"
+                " FROM outbox ORDER BY peer, seq").fetchall():
+            q = by_id.get(pid)
+            if q is None or seq != q.acked + len(q.out_sizes) + 1:
+                raise _corrupt(self.path, "the outbox is not contiguous")
+            q.out_sizes.append(stored)
+            q.out_bytes += stored
+        for p in self._peers.values():
+            if p.out_sizes and p.acked + len(p.out_sizes) != p.tx:
+                raise _corrupt(self.path, "the outbox does not end at tx")
+        for pid, inc, seq, n in db.execute(
+                "SELECT peer, inc, seq, length(payload) FROM inbox").fetchall():
+            r = by_id.get(pid)
+            if r is None:
+                raise _corrupt(self.path, "an inbox row of no peer")
+            r.inbox[(bytes(inc), seq)] = n
+            r.in_bytes += n
+
+    def close(self) -> None:
+        """Commit what is pending (if the store is healthy) and close."""
+        if self._broken is None and self._txn:
+            self.commit()
+        self._db.close()
+
+    def __enter__(self) -> SessionDB:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ transactions
+
+    def _check(self) -> None:
+        if self._broken is not None:
+            raise SessionStoreError(ErrorCode.INTERNAL_ERROR,
+                                    f"{self.path}: an earlier write failed ({self._broken});"
+                                    " reopen the store")
+
+    def _apply(self, op: _Apply) -> None:
+        self._check()
+        try:
+            if not self._txn:
+                self._db.execute("BEGIN")
+                self._txn = True
+            op(self._db, self._flush)
+        except Exception as e:
+            self._fail(e)
+            raise self._wrap(e) from None
+
+    def commit(self) -> None:
+        """Write the touched peer rows and commit: everything applied so far is durable at the
+        configured level when this returns."""
+        self._check()
+        if not self._txn:
+            return
+        try:
+            rows = list(self._flush.values())
+            inserts = [r[1] for r in rows if r[0] == "insert"]
+            updates = [r[2] for r in rows if r[0] == "update"]
+            if inserts:
+                self._db.executemany(
+                    "INSERT INTO peer (id, peer_pub, inc, peer_inc, tx, acked, rx, generation,"
+                    " retired) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", inserts)
+            if updates:
+                self._db.executemany(
+                    "UPDATE peer SET inc = ?, peer_inc = ?, tx = ?, acked = ?, rx = ?,"
+                    " generation = ?, retired = ? WHERE id = ?", updates)
+            self._db.execute("COMMIT")
+        except Exception as e:
+            self._fail(e)
+            raise self._wrap(e) from None
+        self._txn = False
+        self._flush.clear()
+        self.commits += 1
+
+    def _fail(self, e: BaseException) -> None:
+        self._broken = e
+        self._flush.clear()
+        if self._txn:
+            with contextlib.suppress(Exception):
+                self._db.execute("ROLLBACK")
+            self._txn = False
+
+    def _wrap(self, e: BaseException) -> P4Error:
+        if isinstance(e, P4Error):
+            return e
+        return SessionStoreError(ErrorCode.INTERNAL_ERROR,
+                                 f"{self.path}: write failed ({e}); nothing of this transaction"
+                                 " was stored; reopen the store")
+
+    # ------------------------------------------------------------------ plans (no SQL)
+
+    def _peer(self, peer_pub: bytes, *, create: bool = False) -> _Peer:
+        pub = _check_pub(peer_pub)
+        p = self._peers.get(pub)
+        if p is None:
+            if not create:
+                raise LocalProtocolError(ErrorCode.UNEXPECTED_MESSAGE,
+                                         f"no session with peer {pub.hex()[:16]}…")
+            p = _Peer(max((q.id for q in self._peers.values()), default=0) + 1, pub)
+            self._peers[pub] = p
+        return p
+
+    @staticmethod
+    def _touch(p: _Peer) -> Callable[[dict[int, tuple[Any, ...]]], None]:
+        """Capture the peer row as planned now, for the commit that carries this plan."""
+        row = p.row()
+        new = not p.stored
+        p.stored = True
+
+        def mark(flush: dict[int, tuple[Any, ...]]) -> None:
+            prev = flush.get(p.id)
+            if new or (prev is not None and prev[0] == "insert"):
+                flush[p.id] = ("insert", (row[-1], p.pub, *row[:-1]), row)
+            else:
+                flush[p.id] = ("update", None, row)
+        return mark
+
+    def _session(self, peer_pub: bytes) -> _Peer:
+        p = self._peer(peer_pub)
+        if p.inc is None:
+            raise LocalProtocolError(ErrorCode.UNEXPECTED_MESSAGE, "no session state yet")
+        return p
+
+    def plan_create_session(self, peer_pub: bytes, inc: bytes) -> _Apply:
+        if len(inc) != _INC_LEN or inc == _NO_INC:
+            raise LocalProtocolError(ErrorCode.MESSAGE_INVALID, "an incarnation is 16 bytes, not 0")
+        p = self._peer(peer_pub, create=True)
+        if p.inc is not None:
+            raise LocalProtocolError(ErrorCode.UNEXPECTED_MESSAGE, "the session exists")
+        p.inc = bytes(inc)
+        mark = self._touch(p)
+        return lambda db, flush: mark(flush)
+
+    def plan_save_session(self, peer_pub: bytes, state: SessionState) -> _Apply:
+        """Take the machine's persistent state (after CONNECTION_OPEN or SESSION_RESET) [SES-7]:
+        incarnations, retired ones, generation (only grows), ``acked`` (only grows within an
+        incarnation) and ``rx`` (only grows within a peer incarnation; set anew when the peer's
+        incarnation changed). When our incarnation changed (re-incarnation, p4-04 §9 rule 2)
+        the outbox is renumbered from 1, as the machine did."""
+        p = self._session(peer_pub)
+        if len(state.inc) != _INC_LEN or len(state.peer_inc) != _INC_LEN or any(
+                len(r) != _INC_LEN for r in state.retired):
+            raise LocalProtocolError(ErrorCode.MESSAGE_INVALID, "incarnations are 16 bytes")
+        for n in (state.tx, state.acked, state.rx, state.generation):
+            _check_u64(n, "a counter")
+        shift = 0
+        if state.inc != p.inc:
+            # the machine renumbered its outbox from 1; rows appended since (not yet handed to
+            # the machine) follow in the new numbering too
+            if state.tx > len(p.out_sizes) or state.acked != 0:
+                raise LocalProtocolError(ErrorCode.UNEXPECTED_MESSAGE,
+                                         "a new incarnation renumbers the whole outbox from 1")
+            shift = p.acked
+            p.inc, p.tx, p.acked = bytes(state.inc), len(p.out_sizes), 0
+        else:
+            if state.tx > p.tx:  # the machine may lag (rows durable, not yet sent), never lead
+                raise LocalProtocolError(ErrorCode.UNEXPECTED_MESSAGE,
+                                         f"tx {state.tx} above the stored {p.tx} (SES-5)")
+            if state.acked > p.acked:
+                self._release_out(p, state.acked)
+        if state.peer_inc != p.peer_inc:
+            p.peer_inc, p.rx = bytes(state.peer_inc), state.rx
+        else:
+            p.rx = max(p.rx, state.rx)
+        p.retired = tuple(bytes(r) for r in state.retired)
+        p.generation = max(p.generation, state.generation)
+        mark = self._touch(p)
+        pid, through = p.id, p.acked
+
+        def apply(db: DBConnection, flush: dict[int, tuple[Any, ...]]) -> None:
+            if shift:  # two steps: a one-step shift could collide with the primary key
+                db.execute("UPDATE outbox SET seq = -seq WHERE peer = ?", (pid,))
+                db.execute("UPDATE outbox SET seq = -seq - ? WHERE peer = ?", (shift, pid))
+            db.execute("DELETE FROM outbox WHERE peer = ? AND seq <= ?", (pid, through))
+            mark(flush)
+        return apply
+
+    def plan_append_outbox(self, peer_pub: bytes, payload: bytes | None = b"", *,
+                           ref: str | None = None, size: int | None = None
+                           ) -> tuple[int, _Apply]:
+        """Accept one message (or a reference to bulk data) under the next seq; SES_OUTBOX_FULL
+        when the quota is reached [SES-36]."""
+        p = self._session(peer_pub)
+        if (payload is None) == (ref is None):
+            raise LocalProtocolError(ErrorCode.MESSAGE_INVALID, "a payload or a ref, not both")
+        if payload is not None:
+            payload = bytes(payload)
+            if len(payload) > MAX_PAYLOAD:
+                raise LocalProtocolError(ErrorCode.FRAME_TOO_LARGE, f"{len(payload)} bytes")
+            stored = len(payload)
+            size = stored if size is None else size
+        else:
+            assert ref is not None
+            stored = len(ref.encode())
+            if stored > MAX_REF or size is None:
+                raise LocalProtocolError(ErrorCode.MESSAGE_INVALID,
+                                         f"a ref has at most {MAX_REF} bytes and a size")
+        _check_u64(size, "size", _ROW_SEQ_MAX)
+        q = self.quota
+        if len(p.out_sizes) >= q.outbox_messages or (
+                p.out_bytes + stored > q.outbox_bytes and p.out_sizes):
+            raise LocalProtocolError(
+                ErrorCode.SES_OUTBOX_FULL,
+                f"outbox full: {len(p.out_sizes)} messages, {p.out_bytes} bytes stored"
+                f" (quota {q.outbox_messages}, {q.outbox_bytes}); wait for the peer's ACKs")
+        seq = _check_u64(p.tx + 1, "seq", _ROW_SEQ_MAX)
+        p.tx = seq
+        p.out_sizes.append(stored)
+        p.out_bytes += stored
+        mark = self._touch(p)
+        row = (p.id, seq, payload, ref, size)
+
+        def apply(db: DBConnection, flush: dict[int, tuple[Any, ...]]) -> None:
+            db.execute("INSERT INTO outbox (peer, seq, payload, ref, size) VALUES (?, ?, ?, ?, ?)",
+                       row)
+            mark(flush)
+        return seq, apply
+
+    def _release_out(self, p: _Peer, through: int) -> None:
+        while p.acked < through:
+            p.out_bytes -= p.out_sizes.popleft()
+            p.acked += 1
+
+    def plan_ack_outbox(self, peer_pub: bytes, through: int) -> _Apply:
+        """The peer acknowledged up to ``through`` (event ACKED): drop those rows [SES-30]."""
+        p = self._session(peer_pub)
+        _check_u64(through, "through")
+        if through > p.tx:
+            raise LocalProtocolError(ErrorCode.SES_ACK_INVALID, f"ACK {through} > tx {p.tx}")
+        if through <= p.acked:
+            return lambda db, flush: None
+        self._release_out(p, through)
+        mark = self._touch(p)
+        pid = p.id
+
+        def apply(db: DBConnection, flush: dict[int, tuple[Any, ...]]) -> None:
+            db.execute("DELETE FROM outbox WHERE peer = ? AND seq <= ?", (pid, through))
+            mark(flush)
+        return apply
+
+    def inbox_room(self, peer_pub: bytes, nbytes: int) -> bool:
+        """Whether a message of ``nbytes`` fits the inbox quota now (an empty inbox always
+        admits one message)."""
+        p = self._peer(peer_pub)
+        q = self.quota
+        return not p.inbox or (len(p.inbox) < q.inbox_messages
+                               and p.in_bytes + nbytes <= q.inbox_bytes)
+
+    def plan_store_inbox(self, peer_pub: bytes, inc: bytes, seq: int, payload: bytes
+                         ) -> tuple[int, _Apply] | None:
+        """Store a delivered message (event MESSAGE) under its id ``(inc, seq)``; returns the
+        new rx (rx_durable after the commit) and the apply step, or None when the inbox quota
+        is full (nothing changed: keep the message and retry after a :meth:`confirm`).
+
+        In the stored peer incarnation ``seq`` must be ``rx + 1`` (a lower one is a duplicate
+        and changes nothing) and rx moves with the row, atomically [SES-7]; a message of
+        another incarnation (delivered before a SESSION_RESET, SES-57) is stored, rx unchanged.
+        """
+        p = self._session(peer_pub)
+        inc = bytes(inc)
+        if len(inc) != _INC_LEN:
+            raise LocalProtocolError(ErrorCode.MESSAGE_INVALID, "an incarnation is 16 bytes")
+        _check_u64(seq, "seq", _ROW_SEQ_MAX)
+        if seq == 0 or len(payload) > MAX_PAYLOAD:
+            raise LocalProtocolError(ErrorCode.MESSAGE_INVALID, "seq 0 or payload too large")
+        current = inc == p.peer_inc
+        if (inc, seq) in p.inbox or (current and seq <= p.rx):
+            return p.rx, lambda db, flush: None  # a duplicate
+        if current and seq != p.rx + 1:
+            raise LocalProtocolError(ErrorCode.UNEXPECTED_MESSAGE,
+                                     f"seq {seq} stored after {p.rx}: out of order")
+        if not self.inbox_room(peer_pub, len(payload)):
+            return None
+        if current:
+            p.rx = seq
+        p.inbox[(inc, seq)] = len(payload)
+        p.in_bytes += len(payload)
+        mark = self._touch(p)
+        row = (p.id, inc, seq, bytes(payload))
+
+        def apply(db: DBConnection, flush: dict[int, tuple[Any, ...]]) -> None:
+            db.execute("INSERT INTO inbox (peer, inc, seq, payload) VALUES (?, ?, ?, ?)", row)
+            mark(flush)
+        return p.rx, apply
+
+    def plan_mark_delivered(self, peer_pub: bytes, inc: bytes, seq: int) -> _Apply:
+        p = self._session(peer_pub)
+        if (bytes(inc), seq) not in p.inbox:
+            raise LocalProtocolError(ErrorCode.UNEXPECTED_MESSAGE, "no such inbox message")
+        key = (p.id, bytes(inc), seq)
+        return lambda db, flush: db.execute(
+            "UPDATE inbox SET delivered = 1 WHERE peer = ? AND inc = ? AND seq = ?", key)
+
+    def plan_confirm(self, peer_pub: bytes, inc: bytes, seq: int) -> tuple[bool, _Apply]:
+        """The application consumed message ``(inc, seq)``: delete it, release its quota."""
+        p = self._session(peer_pub)
+        n = p.inbox.pop((bytes(inc), seq), None)
+        if n is None:
+            return False, lambda db, flush: None
+        p.in_bytes -= n
+        key = (p.id, bytes(inc), seq)
+        return True, lambda db, flush: db.execute(
+            "DELETE FROM inbox WHERE peer = ? AND inc = ? AND seq = ?", key)
+
+    def plan_advance(self, peer_pub: bytes, generation: int) -> tuple[int, _Apply]:
+        _check_u64(generation, "generation")
+        p = self._peer(peer_pub, create=True)
+        if generation <= p.generation and p.stored:
+            return p.generation, lambda db, flush: None
+        p.generation = max(p.generation, generation)
+        mark = self._touch(p)
+        return p.generation, lambda db, flush: mark(flush)
+
+    # ------------------------------------------------------------------ the synchronous API
+
+    def create_session(self, peer_pub: bytes, inc: bytes) -> None:
+        """Start the session state of a peer under our new incarnation ``inc``."""
+        self._apply(self.plan_create_session(peer_pub, inc))
+
+    def save_session(self, peer_pub: bytes, state: SessionState) -> None:
+        self._apply(self.plan_save_session(peer_pub, state))
+
+    def append_outbox(self, peer_pub: bytes, payload: bytes | None = b"", *,
+                      ref: str | None = None, size: int | None = None) -> int:
+        """The seq of the new message; durable after :meth:`commit`."""
+        seq, op = self.plan_append_outbox(peer_pub, payload, ref=ref, size=size)
+        self._apply(op)
+        return seq
+
+    def ack_outbox(self, peer_pub: bytes, through: int) -> None:
+        self._apply(self.plan_ack_outbox(peer_pub, through))
+
+    def store_inbox(self, peer_pub: bytes, inc: bytes, seq: int, payload: bytes) -> int | None:
+        """rx after storing (durable after :meth:`commit`), None if the inbox is full."""
+        planned = self.plan_store_inbox(peer_pub, inc, seq, payload)
+        if planned is None:
+            return None
+        self._apply(planned[1])
+        return planned[0]
+
+    def mark_delivered(self, peer_pub: bytes, inc: bytes, seq: int) -> None:
+        self._apply(self.plan_mark_delivered(peer_pub, inc, seq))
+
+    def confirm(self, peer_pub: bytes, inc: bytes, seq: int) -> bool:
+        found, op = self.plan_confirm(peer_pub, inc, seq)
+        self._apply(op)
+        return found
+
+    def last_generation(self, peer_pub: bytes) -> int:
+        """The rendezvous high-water mark of ``peer_pub`` (0 for a peer never seen) [RDV-52]."""
+        p = self._peers.get(_check_pub(peer_pub))
+        return 0 if p is None else p.generation
+
+    def advance(self, peer_pub: bytes, generation: int) -> int:
+        """Raise the mark to ``generation`` if higher; return the mark. Durable when it returns
+        (it commits whatever else is pending), like :meth:`ReplayStore.advance`."""
+        mark, op = self.plan_advance(peer_pub, generation)
+        self._apply(op)
+        self.commit()
+        return mark
+
+    # ------------------------------------------------------------------ reading
+
+    def peers(self) -> list[bytes]:
+        return sorted(self._peers)
+
+    def watermarks(self, peer_pub: bytes) -> Watermarks:
+        p = self._session(peer_pub)
+        pending = [s for (i, s) in p.inbox if i == p.peer_inc and s <= p.rx]
+        confirmed = min(pending) - 1 if pending else p.rx
+        return Watermarks(p.tx + 1, p.acked, p.rx, confirmed)
+
+    def session_state(self, peer_pub: bytes,
+                      resolve: Callable[[OutboxEntry], bytes] | None = None
+                      ) -> SessionState | None:
+        """What a :class:`~p4ref.session.SessionMachine` resumes from (None: no session yet).
+        A bulk-data reference in the outbox needs ``resolve`` to produce its payload."""
+        p = self._peers.get(_check_pub(peer_pub))
+        if p is None or p.inc is None:
+            return None
+        outbox: dict[int, bytes] = {}
+        for e in self.outbox(peer_pub):
+            if e.payload is None:
+                if resolve is None:
+                    raise LocalProtocolError(ErrorCode.UNEXPECTED_MESSAGE,
+                                             f"outbox seq {e.seq} is a reference: resolve it")
+                outbox[e.seq] = resolve(e)
+            else:
+                outbox[e.seq] = e.payload
+        return SessionState(inc=p.inc, tx=p.tx, acked=p.acked, outbox=outbox,
+                            peer_inc=p.peer_inc, rx=p.rx, retired=p.retired,
+                            generation=p.generation)
+
+    def outbox(self, peer_pub: bytes, after: int = 0, limit: int = -1) -> list[OutboxEntry]:
+        p = self._session(peer_pub)
+        return [OutboxEntry(seq, None if pl is None else bytes(pl), ref, size)
+                for seq, pl, ref, size in self._db.execute(
+                    "SELECT seq, payload, ref, size FROM outbox WHERE peer = ? AND seq > ?"
+                    " ORDER BY seq LIMIT ?", (p.id, after, limit)).fetchall()]
+
+    def inbox(self, peer_pub: bytes, limit: int = -1) -> list[InboxMessage]:
+        """Stored messages not yet confirmed, in stream order (handed to the application in
+        this order, each with its message id, until confirmed) [SES-39]."""
+        p = self._session(peer_pub)
+        return [InboxMessage(bytes(inc), seq, bytes(pl), bool(d))
+                for inc, seq, pl, d in self._db.execute(
+                    "SELECT inc, seq, payload, delivered FROM inbox WHERE peer = ?"
+                    " ORDER BY id LIMIT ?", (p.id, limit)).fetchall()]
+
+
+def _statements() -> list[str]:
+    return [s.strip() + ";" for s in _SCHEMA.split(";") if s.strip()]
+
+
+# ---------------------------------------------------------------------------------------------
+# asyncio
+
+
+@dataclass(eq=False)
+class _Held:
+    """A delivered message waiting for inbox room, in stream order per peer."""
+
+    inc: bytes
+    seq: int
+    payload: bytes
+    gate: asyncio.Future[asyncio.Future[Any]]
+
+
+@dataclass(eq=False)
+class _Job:
+    apply: _Apply
+    result: object
+    future: asyncio.Future[Any]
+    then: Callable[[Any], None] | None = None
+
+
+class SessionStore:
+    """The asyncio face of :class:`SessionDB`: every mutating call returns when its change is
+    durable; concurrent calls share commits (see the module docstring). Use :meth:`open`."""
+
+    def __init__(self, db: SessionDB, executor: ThreadPoolExecutor, max_batch: int) -> None:
+        self.db = db
+        self._executor = executor
+        self._max_batch = max_batch
+        self._jobs: list[_Job] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self._held: dict[bytes, collections.deque[_Held]] = {}
+        self._closed = False
+
+    @classmethod
+    async def open(cls, path: Path | str, *, synchronous: Durability = "FULL",
+                   quota: Quota | None = None, max_batch: int = 4096) -> SessionStore:
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="p4-session-db")
+        loop = asyncio.get_running_loop()
+        try:
+            db = await loop.run_in_executor(
+                executor, lambda: SessionDB(path, synchronous=synchronous, quota=quota))
+        except BaseException:
+            executor.shutdown(wait=False)
+            raise
+        return cls(db, executor, max_batch)
+
+    # ------------------------------------------------------------------ the batcher
+
+    def _submit(self, apply: _Apply, result: object,
+                then: Callable[[Any], None] | None = None) -> asyncio.Future[Any]:
+        if self._closed:
+            raise SessionStoreError(ErrorCode.INTERNAL_ERROR, "the session store is closed")
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._jobs.append(_Job(apply, result, fut, then))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush())
+        return fut
+
+    def _run_batch(self, jobs: Sequence[_Job]) -> None:
+        """In the writer thread: apply every job, then one commit."""
+        for job in jobs:
+            self.db._apply(job.apply)
+        self.db.commit()
+
+    async def _flush(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._jobs:
+            jobs, self._jobs = self._jobs[:self._max_batch], self._jobs[self._max_batch:]
+            try:
+                await loop.run_in_executor(self._executor, self._run_batch, jobs)
+            except BaseException as e:  # the store is broken now: fail this batch and the rest
+                err = self.db._wrap(e)
+                for job in [*jobs, *self._jobs]:
+                    if not job.future.done():
+                        job.future.set_exception(err)
+                self._jobs.clear()
+                if not isinstance(e, Exception):
+                    raise
+                return
+            for job in jobs:  # in order: seqs reach the machine in the order they were given
+                if job.future.done():
+                    continue
+                try:
+                    if job.then is not None:
+                        job.then(job.result)
+                except Exception as e:
+                    job.future.set_exception(e)
+                else:
+                    job.future.set_result(job.result)
+
+    async def _read(self, fn: Callable[[], Any]) -> Any:
+        await self.flush()
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+
+    async def flush(self) -> None:
+        """Wait until everything submitted so far is durable."""
+        while self._flusher is not None and not self._flusher.done():
+            await asyncio.shield(self._flusher)
+
+    # ------------------------------------------------------------------ writes
+
+    async def create_session(self, peer_pub: bytes, inc: bytes) -> None:
+        await self._submit(self.db.plan_create_session(peer_pub, inc), None)
+
+    async def save_session(self, peer_pub: bytes, state: SessionState) -> None:
+        await self._submit(self.db.plan_save_session(peer_pub, state), None)
+
+    async def append_outbox(self, peer_pub: bytes, payload: bytes | None = b"", *,
+                            ref: str | None = None, size: int | None = None,
+                            then: Callable[[int], None] | None = None) -> int:
+        """Returns the message's seq once it is durable [SES-5]. SES_OUTBOX_FULL is raised at
+        once. ``then(seq)`` runs in the loop, in seq order, as soon as the row is durable:
+        the place to call ``SessionMachine.send`` so the machine numbers messages as stored."""
+        seq, op = self.db.plan_append_outbox(peer_pub, payload, ref=ref, size=size)
+        result: int = await self._submit(op, seq, then)
+        return result
+
+    async def ack_outbox(self, peer_pub: bytes, through: int) -> None:
+        await self._submit(self.db.plan_ack_outbox(peer_pub, through), None)
+
+    async def store_inbox(self, peer_pub: bytes, inc: bytes, seq: int, payload: bytes) -> int:
+        """Store a delivered message, waiting while the inbox quota is full (until the
+        application confirms), and return rx once it is durable: the highest seq an ACK may
+        cover (``SessionMachine.inbox_committed``) [SES-6]."""
+        pub = _check_pub(peer_pub)
+        if not self._held.get(pub):
+            planned = self.db.plan_store_inbox(pub, inc, seq, payload)
+            if planned is not None:
+                rx: int = await self._submit(planned[1], planned[0])
+                return rx
+        gate: asyncio.Future[asyncio.Future[Any]] = asyncio.get_running_loop().create_future()
+        self._held.setdefault(pub, collections.deque()).append(
+            _Held(bytes(inc), seq, bytes(payload), gate))
+        rx = await (await gate)
+        return rx
+
+    def _release_held(self, pub: bytes) -> None:
+        """Store held messages, in order, while the inbox has room."""
+        held = self._held.get(pub)
+        while held:
+            h = held[0]
+            if h.gate.done():  # the caller gave up (cancelled)
+                held.popleft()
+                continue
+            try:
+                planned = self.db.plan_store_inbox(pub, h.inc, h.seq, h.payload)
+            except P4Error as e:
+                held.popleft()
+                h.gate.set_exception(e)
+                continue
+            if planned is None:
+                return
+            held.popleft()
+            h.gate.set_result(self._submit(planned[1], planned[0]))
+
+    async def mark_delivered(self, peer_pub: bytes, inc: bytes, seq: int) -> None:
+        await self._submit(self.db.plan_mark_delivered(peer_pub, inc, seq), None)
+
+    async def confirm(self, peer_pub: bytes, inc: bytes, seq: int) -> bool:
+        """The application consumed ``(inc, seq)``; its quota is released at once."""
+        found, op = self.db.plan_confirm(peer_pub, inc, seq)
+        fut = self._submit(op, found)
+        self._release_held(_check_pub(peer_pub))
+        result: bool = await fut
+        return result
+
+    async def advance(self, peer_pub: bytes, generation: int) -> int:
+        mark, op = self.db.plan_advance(peer_pub, generation)
+        result: int = await self._submit(op, mark)
+        return result
+
+    # ------------------------------------------------------------------ reads
+
+    def last_generation(self, peer_pub: bytes) -> int:
+        return self.db.last_generation(peer_pub)
+
+    def watermarks(self, peer_pub: bytes) -> Watermarks:
+        return self.db.watermarks(peer_pub)
+
+    async def session_state(self, peer_pub: bytes,
+                            resolve: Callable[[OutboxEntry], bytes] | None = None
+                            ) -> SessionState | None:
+        state: SessionState | None = await self._read(
+            lambda: self.db.session_state(peer_pub, resolve))
+        return state
+
+    async def inbox(self, peer_pub: bytes, limit: int = -1) -> list[InboxMessage]:
+        msgs: list[InboxMessage] = await self._read(lambda: self.db.inbox(peer_pub, limit))
+        return msgs
+
+    async def close(self) -> None:
+        await self.flush()
+        self._closed = True
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._executor, self.db.close)
+        finally:
+            self._executor.shutdown(wait=True)
+
+
