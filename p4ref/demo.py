@@ -25,7 +25,8 @@ from pathlib import Path
 
 from .errors import P4Error
 from .io.pair_tor import accept_invitation, create_invitation
-from .io.signal import PairService, dial_and_offer
+from .io.replay_store import REPLAY_FILE, ReplayStore
+from .io.signal import PairService, dial_and_offer, peer_replay
 from .io.store import Profile
 from .io.tor import TorConfig, TorDriver
 from .io.tornet import TorNet
@@ -74,7 +75,8 @@ async def _scenario(net: TorNet, home: Path, timings: dict[str, float]) -> None:
         # --- signed signalling through the pair's derived onions (p4-03) -------------------
         peer_of_laptop = laptop.peer("phone")
         service = PairService(tor_laptop, laptop.identity.seed, laptop.identity.public_key,
-                              peer_of_laptop.identity_key, peer_of_laptop.pair_root_key)
+                              peer_of_laptop.identity_key, peer_of_laptop.pair_root_key,
+                              store=ReplayStore(laptop.path / REPLAY_FILE))
         t0 = time.monotonic()
         addresses = await service.start()
         timings["publish derived rendezvous onion"] = time.monotonic() - t0
@@ -97,7 +99,10 @@ async def _scenario(net: TorNet, home: Path, timings: dict[str, float]) -> None:
                 service.answer_next(answer, timeout=120),
                 dial_and_offer(tor_phone, phone.identity.seed, phone.identity.public_key,
                                peer_of_phone.identity_key, peer_of_phone.pair_root_key, offer,
-                               generation=1, timeout=120),
+                               timeout=120,
+                               replay=peer_replay(phone.identity.public_key,
+                                                  peer_of_phone.identity_key,
+                                                  ReplayStore(phone.path / REPLAY_FILE))),
             )
         finally:
             await service.close()
