@@ -535,8 +535,9 @@ class Generation:
         await self.drain()
         self.send(data)
 
-    async def recv(self, timeout: float | None = None) -> bytes:
-        """The next message (queue mode only); ``b""`` once the channel has closed."""
+    async def recv(self, timeout: float | None = 15.0) -> bytes:
+        """The next message (queue mode only); ``b""`` once the channel has closed; TIMEOUT
+        after ``timeout`` seconds (``None``: wait as long as it takes)."""
         if self._on_message is not None:
             raise P4Error(ErrorCode.UNEXPECTED_MESSAGE, "messages go to on_message")
         try:
