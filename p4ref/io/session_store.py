@@ -52,7 +52,8 @@ file is then held with ``locking_mode=EXCLUSIVE``: a second process gets PROFILE
 that fails (disk full, I/O error) rolls back and breaks the store object (INTERNAL_ERROR on every
 later call); reopening resumes from what was committed.
 
-Limits.  Sequence numbers of stored rows must be below 2^63 (SQLite integers are signed 64-bit);
+Limits.  Sequence numbers of stored rows must be below 2^62 (SQLite integers are signed 64-bit,
+and renumbering parks rows above 2^62);
 counters in the peer row (tx, acked, rx, generation) are stored as 8-byte big-endian blobs and
 take any uint64.
 """
@@ -95,7 +96,8 @@ APPLICATION_ID = 0x50345331  # "P4S1": PRAGMA application_id of a P4 session dat
 SCHEMA_VERSION = 1  # PRAGMA user_version
 _MAGIC = b"SQLite format 3\x00"
 _U64_MAX = (1 << 64) - 1
-_ROW_SEQ_MAX = (1 << 63) - 1
+_ROW_SEQ_MAX = (1 << 62) - 1
+_PARK = 1 << 62  # renumbering parks rows above every real seq first
 _INC_LEN = 16
 _NO_INC = bytes(_INC_LEN)
 MAX_PAYLOAD = 16371  # p4-04 MAX_PAYLOAD
@@ -587,8 +589,8 @@ class SessionDB:
 
         def apply(db: DBConnection, flush: dict[int, tuple[Any, ...]]) -> None:
             if shift:  # two steps: a one-step shift could collide with the primary key
-                db.execute("UPDATE outbox SET seq = -seq WHERE peer = ?", (pid,))
-                db.execute("UPDATE outbox SET seq = -seq - ? WHERE peer = ?", (shift, pid))
+                db.execute("UPDATE outbox SET seq = seq + ? WHERE peer = ?", (_PARK, pid))
+                db.execute("UPDATE outbox SET seq = seq - ? WHERE peer = ?", (_PARK + shift, pid))
             db.execute("DELETE FROM outbox WHERE peer = ? AND seq <= ?", (pid, through))
             mark(flush)
         return apply
