@@ -268,8 +268,10 @@ MUTANTS: dict[str, Mutant] = {
            ("framing.decode", "framing.encode"), ("FRAME_UNKNOWN_TYPE",), _framing,
            ("UNKNOWN_TYPE",)),
         _m("accept-bad-signature",
-           "signature checks in the identity, pairing and rendezvous codec ops always succeed",
-           ("identity.", "pairing.", "rendezvous."), ("SIGNATURE_INVALID", "RDV_BAD_SIGNATURE"),
+           "signature checks in the identity, pairing, rendezvous and session codec ops always "
+           "succeed",
+           ("identity.", "pairing.", "rendezvous.", "session."),
+           ("SIGNATURE_INVALID", "RDV_BAD_SIGNATURE", "SES_BAD_SIGNATURE"),
            _valid, ("SIGNATURE",)),
         Mutant("swallow-machine-errors",
                "machine.step drops {\"error\": CODE} outputs (the failure is never reported)",
