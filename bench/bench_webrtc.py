@@ -22,7 +22,6 @@ import argparse
 import asyncio
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -47,19 +46,22 @@ def _config(mode: str | None = None) -> DirectConfig:
     return DirectConfig(host_addresses=("127.0.0.1",), high_water=marks[0], low_water=marks[1])
 
 
+def _peak_rss_bytes() -> int:
+    """Peak resident set size of this process (0 on Windows, which has no getrusage)."""
+    if sys.platform == "win32":
+        return 0
+    import resource
+
+    scale = 1 if sys.platform == "darwin" else 1024
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * scale
+
+
 def _rss_bytes() -> int:
     """Current resident set size (Linux /proc; elsewhere the peak, which only grows)."""
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except OSError:
-        scale = 1 if sys.platform == "darwin" else 1024
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
-
-
-def _peak_rss_bytes() -> int:
-    scale = 1 if sys.platform == "darwin" else 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+    if sys.platform != "linux":
+        return _peak_rss_bytes()
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
 # --- the child: offerer and sender -------------------------------------------------------------

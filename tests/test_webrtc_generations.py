@@ -129,6 +129,17 @@ def test_persistent_certificate_is_what_the_peer_sees(tmp_path: Path) -> None:
     run(body)
 
 
+def test_a_renamed_certificate_attribute_is_refused_not_ignored(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    home = tmp_path / "p"
+    home.mkdir(mode=0o700)
+    cfg = DirectConfig(certificate=load_or_create_certificate(home))
+    monkeypatch.setattr(webrtc, "CERT_ATTRIBUTE", "_RTCPeerConnection__certificate")
+    with pytest.raises(P4Error) as exc:
+        webrtc._new_pc(cfg)
+    assert exc.value.code is ErrorCode.INTERNAL_ERROR
+
+
 def test_certificate_file_is_checked_never_replaced(tmp_path: Path) -> None:
     home = tmp_path / "p"
     home.mkdir(mode=0o700)
@@ -174,6 +185,37 @@ def test_make_before_break_two_generations_carry_data_at_once() -> None:
             g.close()
 
     run(body)
+
+
+def test_misuse_is_refused_with_codes() -> None:
+    async def body() -> None:
+        a = await Generation.offer(1, LO)
+        with pytest.raises(P4Error) as exc:
+            a.send(b"early")  # not open yet
+        assert exc.value.code is ErrorCode.PROTOCOL_VIOLATION
+        with pytest.raises(P4Error) as exc:
+            await Generation.answer(1, a.local_sdp, bytes(32), LO)  # not the signed fingerprint
+        assert exc.value.code is ErrorCode.MESSAGE_INVALID
+        b = await Generation.answer(1, a.local_sdp, a.local_fingerprint, LO)
+        with pytest.raises(P4Error) as exc:
+            await a.accept_answer(b.local_sdp, bytes(32))
+        assert exc.value.code is ErrorCode.MESSAGE_INVALID
+        await a.accept_answer(b.local_sdp, b.local_fingerprint)
+        with pytest.raises(P4Error) as exc:
+            await a.accept_answer(b.local_sdp, b.local_fingerprint)  # twice
+        assert exc.value.code is ErrorCode.UNEXPECTED_MESSAGE
+        await asyncio.gather(a.opened(), b.opened())
+        a.close()
+        b.close()
+        c = await Generation.offer(2, LO)
+        c.close()  # before any answer: opened() reports the local close
+        with pytest.raises(DirectPathError) as err:
+            await c.opened()
+        assert err.value.code is ErrorCode.NO_ERROR and err.value.reason == "closed"
+
+    run(body)
+    with pytest.raises(P4Error):
+        DirectConfig(high_water=10, low_water=10)
 
 
 def test_callbacks_get_messages_and_the_end_once() -> None:
