@@ -94,6 +94,7 @@ __all__ = [
 SESSION_DB = "session.db"
 APPLICATION_ID = 0x50345331  # "P4S1": PRAGMA application_id of a P4 session database
 SCHEMA_VERSION = 1  # PRAGMA user_version
+PAGE_SIZE = 16384
 _MAGIC = b"SQLite format 3\x00"
 _U64_MAX = (1 << 64) - 1
 _ROW_SEQ_MAX = (1 << 62) - 1
@@ -312,6 +313,9 @@ class SessionDB:
             os.close(fd)
             db = sqlite3.connect(tmp, isolation_level=None)
             try:
+                # 16 KiB pages: a full-size message spans 2 pages instead of 5, which takes the
+                # CPU per MiB of insert + delete from about 6.4 to 4.1 ms (bench/bench_store.py)
+                db.execute(f"PRAGMA page_size = {PAGE_SIZE}")
                 db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
                 db.execute("PRAGMA journal_mode = WAL")
                 db.execute("BEGIN")
