@@ -4,7 +4,9 @@ with and without backpressure, the sender's memory, and the memory of an idle ge
     .venv/bin/python bench/bench_webrtc.py [--rounds N] [--mib N] [--quick]
 
 (1) **Open**: a fresh generation (new RTCPeerConnection, offer, answer, both channels open), in one
-    process, and across two processes with the SDPs over a pipe (the child is already running).
+    process, in one process while the previous generation streams bulk data (make-before-break;
+    with the longest gap in that stream), and across two processes with the SDPs over a pipe
+    (the child is already running).
 (2) **Bulk**: a child process sends N MiB in 16 KiB messages to the parent, timed from the
     parent's channel open to its last byte; modes interleaved per round, medians reported:
     ``write 1M/256K`` (the default watermarks), ``write 256K/64K``, and ``send`` (no
@@ -143,12 +145,12 @@ async def _bulk_run(mode: str, total: int) -> dict[str, float]:
             "open_ms_2proc": report["open_s"] * 1000}
 
 
-async def _open_one_process(n: int) -> list[float]:
+async def _open_one_process(n: int, first: int = 1) -> list[float]:
     times = []
-    for i in range(n):
+    for i in range(first, first + n):
         t0 = time.perf_counter()
-        a = await Generation.offer(i + 1, _config())
-        b = await Generation.answer(i + 1, a.local_sdp, a.local_fingerprint, _config())
+        a = await Generation.offer(i, _config())
+        b = await Generation.answer(i, a.local_sdp, a.local_fingerprint, _config())
         await a.accept_answer(b.local_sdp, b.local_fingerprint)
         await asyncio.gather(a.opened(), b.opened())
         times.append((time.perf_counter() - t0) * 1000)
@@ -156,6 +158,43 @@ async def _open_one_process(n: int) -> list[float]:
         b.close()
     await wait_background_closes()
     return times
+
+
+async def _open_under_load(n: int) -> tuple[list[float], float]:
+    """Open ``n`` fresh generations one after another while generation 1 streams bulk data in
+    the same process (make-before-break); the longest gap between two messages of the stream
+    while they open."""
+    last = time.perf_counter()
+    gap = 0.0
+
+    def on_message(_m: bytes) -> None:
+        nonlocal last, gap
+        now = time.perf_counter()
+        gap = max(gap, now - last)
+        last = now
+
+    a = await Generation.offer(1, _config())
+    b = await Generation.answer(1, a.local_sdp, a.local_fingerprint, _config(),
+                                on_message=on_message)
+    await a.accept_answer(b.local_sdp, b.local_fingerprint)
+    await asyncio.gather(a.opened(), b.opened())
+    running = True
+
+    async def stream() -> None:
+        chunk = b"\x00" * SIZE
+        while running:
+            await a.write(chunk)
+
+    task = asyncio.create_task(stream())
+    await asyncio.sleep(0.5)  # steady state
+    gap = 0.0
+    times = await _open_one_process(n, first=2)
+    running = False
+    await task
+    a.close()
+    b.close()
+    await wait_background_closes()
+    return times, gap * 1000
 
 
 async def _idle_memory(n: int) -> float:
@@ -183,6 +222,9 @@ def _median(xs: list[float]) -> str:
 async def _main(rounds: int, total: int, opens: int, idle: int) -> None:
     times = await _open_one_process(opens)
     print(f"(1) fresh generation, one process, {opens} times: ms {_median(times)}")
+    loaded, gap = await _open_under_load(opens)
+    print(f"    fresh generation while the previous one streams bulk: ms {_median(loaded)}; "
+          f"longest gap in that stream {gap:.1f} ms")
     results: dict[str, list[dict[str, float]]] = {m: [] for m in MODES}
     for _ in range(rounds):
         for mode in MODES:  # interleaved
