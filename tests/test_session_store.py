@@ -1,5 +1,10 @@
 """p4ref.io.session_store: what is accepted survives a crash, quotas bound the disk, and a bad
-database file is reported and never rewritten (p4-04 §4.2, §8.6, §8.7, §8.8).
+database file is reported and never rewritten (p4-04 §4.2, §8.6, §8.7, §8.8): SES-5 and SES-7
+(outbox, counters and rx stored and resumed), SES-6 (rx durable with its inbox rows), SES-36
+(SES_OUTBOX_FULL), SES-38 and SES-39 (inbox rows kept until confirmed, handed out in stream order
+with their message ids), SES-40 (the level claimed: the SIGKILL and power-loss tests below),
+SES-57 (a message of an old incarnation is stored without moving rx), RDV-52 (the generation
+mark survives a restart and only grows).
 
 The two durability tests:
 
@@ -106,6 +111,7 @@ def test_round_trip_and_mode(tmp_path: Path) -> None:
 
 
 def test_inbox_order_rx_and_confirm(tmp_path: Path) -> None:
+    """SES-6, SES-38, SES-39, SES-57."""
     db = _new(tmp_path)
     db.save_session(PEER, SessionState(inc=INC, peer_inc=PINC, rx=10))  # rule 3: rx = h.acked
     assert db.store_inbox(PEER, PINC, 11, b"a") == 11
@@ -173,6 +179,7 @@ def test_generation_mark_has_replay_store_semantics(tmp_path: Path) -> None:
 
 
 def test_outbox_quota(tmp_path: Path) -> None:
+    """SES-36: a full outbox is an error at once; credit returns with the ACK."""
     db = _new(tmp_path, quota=Quota(outbox_messages=3, outbox_bytes=40_000))
     for _ in range(2):
         db.append_outbox(PEER, b"x" * 16_000)
