@@ -207,7 +207,17 @@ def test_misuse_is_refused_with_codes() -> None:
         await asyncio.gather(a.opened(), b.opened())
         a.close()
         b.close()
+        fp = ":".join(["AB"] * 32)
+        bad = f"v=0\r\nm=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\n" \
+              f"a=fingerprint:sha-256 {fp}\r\n"
+        with pytest.raises(P4Error) as exc:  # signed, but not an offer aiortc can use
+            await Generation.answer(2, bad, fingerprint_of(bad), LO)
+        assert exc.value.code is ErrorCode.MESSAGE_INVALID
         c = await Generation.offer(2, LO)
+        with pytest.raises(P4Error) as exc:
+            await c.accept_answer(bad, fingerprint_of(bad))
+        assert exc.value.code is ErrorCode.MESSAGE_INVALID and c.state == "closed"
+        c = await Generation.offer(3, LO)
         c.close()  # before any answer: opened() reports the local close
         with pytest.raises(DirectPathError) as err:
             await c.opened()

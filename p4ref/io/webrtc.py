@@ -436,7 +436,7 @@ class Generation:
                 on_closed=on_closed)
         try:
             g.pc.on("datachannel", g._on_datachannel)
-            await g.pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
+            await g._set_remote(offer_sdp, "offer")
             await g._set_local(await g.pc.createAnswer())
         except BaseException:
             g.close()
@@ -452,8 +452,20 @@ class Generation:
                           "answer fingerprint differs from the signed one")
         if not self.offerer or self._state != "signalling":
             raise P4Error(ErrorCode.UNEXPECTED_MESSAGE, f"no answer expected ({self._state})")
-        await self.pc.setRemoteDescription(RTCSessionDescription(answer_sdp, "answer"))
+        try:
+            await self._set_remote(answer_sdp, "answer")
+        except BaseException:
+            self.close()
+            raise
         self._start_deadline()
+
+    async def _set_remote(self, sdp: str, kind: str) -> None:
+        try:
+            await self.pc.setRemoteDescription(RTCSessionDescription(sdp, kind))
+        except P4Error:
+            raise
+        except Exception as e:  # a signed but unusable SDP is bad input, never a crash
+            raise P4Error(ErrorCode.MESSAGE_INVALID, f"{kind} SDP refused: {e!r}") from None
 
     async def _set_local(self, description: RTCSessionDescription) -> None:
         sdp = _MAX_MSG.sub(f"a=max-message-size:{self.config.max_message_size}",
