@@ -89,7 +89,14 @@ def _tor_move(args: argparse.Namespace) -> int:
     with Lab(turn=False) as lab:
         result = asyncio.run(
             tor.measure_move_recovery(
-                lab, trials=args.trials, nudge=not args.no_nudge, limit=args.limit
+                lab,
+                trials=args.trials,
+                nudge=not args.no_nudge,
+                limit=args.limit,
+                settle=args.settle,
+                base_dir=os.path.abspath(args.dir) if args.dir else None,
+                extra_torrc=args.torrc,
+                relays=args.relays,
             )
         )
     print(json.dumps(result), flush=True)
@@ -110,6 +117,10 @@ def main(argv: list[str] | None = None) -> int:
     tm.add_argument("--trials", type=int, default=3)
     tm.add_argument("--no-nudge", action="store_true", help="do not set DisableNetwork 1/0")
     tm.add_argument("--limit", type=float, default=120.0, help="seconds to wait per move")
+    tm.add_argument("--relays", type=int, default=4, help="relays besides the one authority")
+    tm.add_argument("--settle", type=float, default=10.0, help="seconds between moves")
+    tm.add_argument("--dir", help="keep the tor directories (logs) here")
+    tm.add_argument("--torrc", action="append", default=[], help="extra torrc line (repeatable)")
     args = ap.parse_args(argv)
     if args.cmd == "tor-move":
         return _tor_move(args)

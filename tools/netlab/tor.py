@@ -308,17 +308,21 @@ async def measure_move_recovery(
     peer_client: int = 1,
     base_dir: str | None = None,
     settle: float = 10.0,
+    extra_torrc: list[str] | None = None,
+    relays: int = 4,
 ) -> dict[str, Any]:
     """Tor in the lab: the tor client in ``home`` publishes an onion, the client of another
     device reaches it; then ``trials`` hard moves of ``home`` (cellular and back, alternately),
-    each followed by a ``DisableNetwork`` nudge if ``nudge``, and the seconds until the onion
+    each followed, if ``nudge``, by a ``DisableNetwork`` nudge as soon as :class:`NetWatch`
+    reports the change (``detect_s``), and the seconds from the move until the onion
     answers again (``None``: not within ``limit``). Moves are ``settle`` seconds apart after a
     recovery (a device does not move every second; in a 5-relay network back-to-back moves
     can leave tor with no usable guard for minutes)."""
-    from p4ref.io.netwatch import nudge_tor
+    from p4ref.io.netwatch import NetWatch, nudge_tor
 
-    net = LabTorNet(lab=lab, authorities=1, relays=4, base_dir=base_dir)
-    result: dict[str, Any] = {"nudge": nudge, "limit_s": limit, "recovery_s": []}
+    net = LabTorNet(lab=lab, authorities=1, relays=relays, base_dir=base_dir)
+    net.extra_torrc += extra_torrc or []
+    result: dict[str, Any] = {"nudge": nudge, "limit_s": limit, "detect_s": [], "recovery_s": []}
     await asyncio.to_thread(net.start, 150)
     result["tor_ready_s"] = round(net.timings["total"], 1)
     sock = os.path.join(net.dir, "echo.sock")
@@ -342,10 +346,13 @@ async def measure_move_recovery(
             if i:
                 await asyncio.sleep(settle)
             to: Any = "cell" if lab.homes[home].on == "wlan" else "wlan"
-            t = time.monotonic()
-            await asyncio.to_thread(lab.move, home, to)
-            if nudge:
-                await nudge_tor(c0)
+            async with NetWatch(netns=lab.ns(home)) as watch:
+                t = time.monotonic()
+                await asyncio.to_thread(lab.move, home, to)
+                if nudge:  # as P⁴ will: the network-change event triggers the nudge
+                    change = await watch.next(5)
+                    result["detect_s"].append(round(change.at - t, 2))
+                    await nudge_tor(c0)
             try:
                 await wait_reachable(
                     net.socks_socket(peer_client), onion, limit=limit, attempt_timeout=5.0,
