@@ -169,9 +169,8 @@ def test_make_before_break_two_generations_carry_data_at_once() -> None:
             await a2.write(b"g2-%d" % i)
         assert [await b1.recv(5) for _ in range(20)] == [b"g1-%d" % i for i in range(20)]
         assert [await b2.recv(5) for _ in range(20)] == [b"g2-%d" % i for i in range(20)]
-        t1 = time.perf_counter()
         task = a1.close()  # break: returns at once, the close runs in the background
-        assert time.perf_counter() - t1 < 0.05 and a1.state == "closed"
+        assert not task.done() and a1.state == "closed"
         assert await a1.recv() == b""
         await a2.write(b"still here")
         assert await b2.recv(5) == b"still here"
