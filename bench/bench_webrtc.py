@@ -12,7 +12,8 @@ with and without backpressure, the sender's memory, and the memory of an idle ge
     ``write 1M/256K`` (the default watermarks), ``write 256K/64K``, and ``send`` (no
     backpressure: every message is queued at once, as with plain ``RTCDataChannel.send``).  The
     sender reports its CPU time, its peak RSS and its peak ``bufferedAmount``.
-(3) **Idle**: RSS per open, idle generation (both ends in one process).
+(3) **Idle**: RSS and CPU per second of an open, idle generation (per end; both ends in one
+    process).
 
 Numbers vary ±30 % from run to run here (2 shared cores; research/webrtc-lab.md): compare the
 modes of one run, not runs.  ``--quick`` (or ``P4_BENCH_QUICK=1``): one round of 4 MiB, for CI.
@@ -197,7 +198,9 @@ async def _open_under_load(n: int) -> tuple[list[float], float]:
     return times, gap * 1000
 
 
-async def _idle_memory(n: int) -> float:
+async def _idle(n: int, seconds: float) -> tuple[float, float]:
+    """RSS per end of ``n`` open, idle generations, and their CPU per end and second (aiortc's
+    ICE consent checks and DTLS/SCTP timers; P⁴'s own liveness is the session layer's)."""
     await _open_one_process(2)  # warm up imports and caches
     rss0 = _rss_bytes()
     gens = []
@@ -209,17 +212,20 @@ async def _idle_memory(n: int) -> float:
         gens += [a, b]
     await asyncio.sleep(1)
     per_end = (_rss_bytes() - rss0) / len(gens)
+    cpu0 = time.process_time()
+    await asyncio.sleep(seconds)
+    cpu = (time.process_time() - cpu0) / seconds / len(gens)
     for g in gens:
         g.close()
     await wait_background_closes()
-    return per_end
+    return per_end, cpu * 1000
 
 
 def _median(xs: list[float]) -> str:
     return f"{statistics.median(xs):8.1f} (min {min(xs):.1f}, max {max(xs):.1f})"
 
 
-async def _main(rounds: int, total: int, opens: int, idle: int) -> None:
+async def _main(rounds: int, total: int, opens: int, idle: int, idle_s: float) -> None:
     times = await _open_one_process(opens)
     print(f"(1) fresh generation, one process, {opens} times: ms {_median(times)}")
     loaded, gap = await _open_under_load(opens)
@@ -240,8 +246,9 @@ async def _main(rounds: int, total: int, opens: int, idle: int) -> None:
               f"CPU {med['cpu_ms_per_mib']:5.1f} ms/MiB  peak bufferedAmount "
               f"{med['peak_buffered_mib']:6.2f} MiB  peak RSS growth "
               f"{med['peak_rss_growth_mib']:6.1f} MiB")
-    per_end = await _idle_memory(idle)
-    print(f"(3) idle open generation: {per_end / 1024:.0f} KiB RSS per end ({idle} pairs)")
+    per_end, cpu_ms = await _idle(idle, idle_s)
+    print(f"(3) idle open generation ({idle} pairs, {idle_s:g} s): {per_end / 1024:.0f} KiB RSS "
+          f"and {cpu_ms:.3f} ms CPU per second, per end")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -256,9 +263,9 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(_child(args.child[0], int(args.child[1])))
         return 0
     if args.quick:
-        asyncio.run(_main(1, 4 * MIB, 5, 5))
+        asyncio.run(_main(1, 4 * MIB, 5, 5, 1.0))
     else:
-        asyncio.run(_main(args.rounds, args.mib * MIB, 21, 20))
+        asyncio.run(_main(args.rounds, args.mib * MIB, 21, 20, 10.0))
     return 0
 
 
