@@ -42,6 +42,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -206,7 +207,7 @@ def test_inbox_quota_waits_for_confirm(tmp_path: Path) -> None:
                                         quota=Quota(inbox_messages=2))
         await store.create_session(PEER, INC)
         await store.save_session(PEER, SessionState(inc=INC, peer_inc=PINC))
-        tasks = [asyncio.create_task(store.store_inbox(PEER, PINC, i, b"m")) for i in (1, 2, 3, 4)]
+        tasks = [store.store_inbox(PEER, PINC, i, b"m") for i in (1, 2, 3, 4)]
         await asyncio.sleep(0.05)
         assert [t.done() for t in tasks] == [True, True, False, False]
         assert store.watermarks(PEER).rx == 2  # no ACK can cover 3 yet
@@ -238,6 +239,98 @@ def test_group_commit_shares_transactions(tmp_path: Path) -> None:
     db = SessionDB(tmp_path / SESSION_DB)
     assert [e.seq for e in db.outbox(PEER)] == list(range(1, 501))
     db.close()
+
+
+def test_a_machine_resumes_from_the_store(tmp_path: Path) -> None:
+    """SES-7: what the store returns is what a SessionMachine resumes from."""
+    from p4ref.session import SessionMachine
+
+    async def main() -> None:
+        store = await SessionStore.open(tmp_path / SESSION_DB)
+        seed = bytes(32)
+        machine = SessionMachine(seed, PEER, rng=lambda n: bytes([3]) * n)
+        await store.create_session(PEER, machine.persistent_state().inc)
+        sent: list[int] = []
+
+        def send(payload: bytes) -> Callable[[int], None]:
+            return lambda seq: sent.append(machine.send(payload, 0))
+
+        # not awaited one by one: the read below is ordered after them all the same
+        appends = [store.append_outbox(PEER, _payload(i), then=send(_payload(i)))
+                   for i in range(1, 21)]
+        state = await store.session_state(PEER)
+        assert state is not None and sorted(state.outbox) == list(range(1, 21))
+        assert [await a for a in appends] == sent == list(range(1, 21))
+        await store.close()
+        db = SessionDB(tmp_path / SESSION_DB)
+        resumed = SessionMachine(seed, PEER, rng=lambda n: bytes([4]) * n,
+                                 state=db.session_state(PEER))
+        assert resumed.next_seq == db.watermarks(PEER).tx_next == 21
+        assert resumed.persistent_state().outbox == machine.persistent_state().outbox
+        db.close()
+
+    asyncio.run(main())
+
+
+class _FailingDB:
+    """A sqlite3 connection whose writes fail once ``armed`` (a full disk, an I/O error)."""
+
+    def __init__(self, con: DBConnection) -> None:
+        self.con = con
+        self.armed = False
+
+    def execute(self, sql: str, parameters: Any = (), /) -> Any:
+        if self.armed and sql.startswith(("INSERT", "COMMIT")):
+            import sqlite3
+            raise sqlite3.OperationalError("database or disk is full")
+        return self.con.execute(sql, parameters)
+
+    def executemany(self, sql: str, parameters: Any, /) -> Any:
+        return self.con.executemany(sql, parameters)
+
+    def close(self) -> None:
+        self.con.close()
+
+
+def test_a_failed_write_breaks_the_store_and_loses_only_its_transaction(tmp_path: Path) -> None:
+    _new(tmp_path).close()
+    wrapped: list[_FailingDB] = []
+
+    def connect(path: Path, read_only: bool) -> DBConnection:
+        con = _FailingDB(_sqlite_connect(path, read_only))
+        wrapped.append(con)
+        return con
+
+    db = SessionDB(tmp_path / SESSION_DB, connect=connect)
+    db.append_outbox(PEER, b"one")
+    db.commit()
+    db.append_outbox(PEER, b"two")
+    wrapped[-1].armed = True
+    with pytest.raises(SessionStoreError) as e:
+        db.commit()
+    assert e.value.code == ErrorCode.INTERNAL_ERROR
+    with pytest.raises(SessionStoreError) as e:
+        db.append_outbox(PEER, b"three")  # broken until reopened
+    assert e.value.code == ErrorCode.INTERNAL_ERROR
+    db.close()
+    db = SessionDB(tmp_path / SESSION_DB)
+    assert [x.payload for x in db.outbox(PEER)] == [b"one"]
+    assert db.watermarks(PEER).tx_next == 2
+    db.close()
+
+
+def test_outbox_full_is_raised_before_any_commit(tmp_path: Path) -> None:
+    async def main() -> None:
+        store = await SessionStore.open(tmp_path / SESSION_DB, quota=Quota(outbox_messages=2))
+        await store.create_session(PEER, INC)
+        pending = [store.append_outbox(PEER, b"x") for _ in range(2)]
+        with pytest.raises(LocalProtocolError) as e:
+            store.append_outbox(PEER, b"y")  # raised by the call, before any commit
+        assert e.value.code == ErrorCode.SES_OUTBOX_FULL
+        assert await asyncio.gather(*pending) == [1, 2]
+        await store.close()
+
+    asyncio.run(main())
 
 
 # ---------------------------------------------------------------------------------------------

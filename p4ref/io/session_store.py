@@ -799,37 +799,73 @@ class SessionDB:
                       ) -> SessionState | None:
         """What a :class:`~p4ref.session.SessionMachine` resumes from (None: no session yet).
         A bulk-data reference in the outbox needs ``resolve`` to produce its payload."""
+        result, op = self.plan_session_state(peer_pub, resolve)
+        op(self._db, self._flush)
+        state: SessionState | None = result()
+        return state
+
+    def plan_session_state(self, peer_pub: bytes,
+                           resolve: Callable[[OutboxEntry], bytes] | None = None
+                           ) -> tuple[Callable[[], Any], _Apply]:
+        """A read as a plan: the counters as accepted now, the outbox rows as applied by then
+        (all earlier plans); the result (or the error) comes from the returned callable."""
         p = self._peers.get(_check_pub(peer_pub))
         if p is None or p.inc is None:
-            return None
-        outbox: dict[int, bytes] = {}
-        for e in self.outbox(peer_pub):
-            if e.payload is None:
-                if resolve is None:
-                    raise LocalProtocolError(ErrorCode.UNEXPECTED_MESSAGE,
-                                             f"outbox seq {e.seq} is a reference: resolve it")
-                outbox[e.seq] = resolve(e)
-            else:
-                outbox[e.seq] = e.payload
-        return SessionState(inc=p.inc, tx=p.tx, acked=p.acked, outbox=outbox,
-                            peer_inc=p.peer_inc, rx=p.rx, retired=p.retired,
-                            generation=p.generation)
+            return lambda: None, lambda db, flush: None
+        inc, tx, acked, peer_inc, rx = p.inc, p.tx, p.acked, p.peer_inc, p.rx
+        retired, generation, pid = p.retired, p.generation, p.id
+        box: list[Any] = []
 
-    def outbox(self, peer_pub: bytes, after: int = 0, limit: int = -1) -> list[OutboxEntry]:
-        p = self._session(peer_pub)
-        return [OutboxEntry(seq, None if pl is None else bytes(pl), ref, size)
-                for seq, pl, ref, size in self._db.execute(
-                    "SELECT seq, payload, ref, size FROM outbox WHERE peer = ? AND seq > ?"
-                    " ORDER BY seq LIMIT ?", (p.id, after, limit)).fetchall()]
+        def apply(db: DBConnection, flush: dict[int, tuple[Any, ...]]) -> None:
+            try:
+                outbox: dict[int, bytes] = {}
+                for e in _outbox_rows(db, pid, acked, tx):
+                    if e.payload is None:
+                        if resolve is None:
+                            raise LocalProtocolError(
+                                ErrorCode.UNEXPECTED_MESSAGE,
+                                f"outbox seq {e.seq} is a reference: resolve it")
+                        outbox[e.seq] = resolve(e)
+                    else:
+                        outbox[e.seq] = e.payload
+                if len(outbox) != tx - acked:
+                    raise _corrupt(self.path, "the outbox rows do not match tx and acked")
+                box.append(SessionState(inc=inc, tx=tx, acked=acked, outbox=outbox,
+                                        peer_inc=peer_inc, rx=rx, retired=retired,
+                                        generation=generation))
+            except Exception as e:  # a read never breaks the store
+                box.append(e)
+
+        def result() -> Any:
+            if isinstance(box[0], Exception):
+                raise box[0]
+            return box[0]
+        return result, apply
+
+    def outbox(self, peer_pub: bytes, after: int = 0, until: int = _ROW_SEQ_MAX
+               ) -> list[OutboxEntry]:
+        """The outbox rows with ``after < seq <= until``, in order."""
+        return _outbox_rows(self._db, self._session(peer_pub).id, after, until)
 
     def inbox(self, peer_pub: bytes, limit: int = -1) -> list[InboxMessage]:
         """Stored messages not yet confirmed, in stream order (handed to the application in
         this order, each with its message id, until confirmed) [SES-39]."""
-        p = self._session(peer_pub)
-        return [InboxMessage(bytes(inc), seq, bytes(pl), bool(d))
-                for inc, seq, pl, d in self._db.execute(
-                    "SELECT inc, seq, payload, delivered FROM inbox WHERE peer = ?"
-                    " ORDER BY id LIMIT ?", (p.id, limit)).fetchall()]
+        return _inbox_rows(self._db, self._session(peer_pub).id, limit)
+
+
+def _outbox_rows(db: DBConnection, pid: int, after: int, until: int) -> list[OutboxEntry]:
+    after, until = min(after, _ROW_SEQ_MAX), min(until, _ROW_SEQ_MAX)
+    return [OutboxEntry(seq, None if pl is None else bytes(pl), ref, size)
+            for seq, pl, ref, size in db.execute(
+                "SELECT seq, payload, ref, size FROM outbox WHERE peer = ? AND seq > ?"
+                " AND seq <= ? ORDER BY seq", (pid, after, until)).fetchall()]
+
+
+def _inbox_rows(db: DBConnection, pid: int, limit: int) -> list[InboxMessage]:
+    return [InboxMessage(bytes(inc), seq, bytes(pl), bool(d))
+            for inc, seq, pl, d in db.execute(
+                "SELECT inc, seq, payload, delivered FROM inbox WHERE peer = ?"
+                " ORDER BY id LIMIT ?", (pid, limit)).fetchall()]
 
 
 def _statements() -> list[str]:
@@ -840,6 +876,19 @@ def _statements() -> list[str]:
 # asyncio
 
 
+def _chain(src: asyncio.Future[Any], dst: asyncio.Future[Any]) -> None:
+    def done(f: asyncio.Future[Any]) -> None:
+        if dst.done():
+            return
+        if f.cancelled():
+            dst.cancel()
+        elif (e := f.exception()) is not None:
+            dst.set_exception(e)
+        else:
+            dst.set_result(f.result())
+    src.add_done_callback(done)
+
+
 @dataclass(eq=False)
 class _Held:
     """A delivered message waiting for inbox room, in stream order per peer."""
@@ -847,13 +896,13 @@ class _Held:
     inc: bytes
     seq: int
     payload: bytes
-    gate: asyncio.Future[asyncio.Future[Any]]
+    out: asyncio.Future[int]
 
 
 @dataclass(eq=False)
 class _Job:
     apply: _Apply
-    result: object
+    result: Callable[[], Any]  # evaluated in the loop once the batch committed
     future: asyncio.Future[Any]
     then: Callable[[Any], None] | None = None
 
@@ -888,6 +937,10 @@ class SessionStore:
 
     def _submit(self, apply: _Apply, result: object,
                 then: Callable[[Any], None] | None = None) -> asyncio.Future[Any]:
+        return self._submit_fn(apply, lambda: result, then)
+
+    def _submit_fn(self, apply: _Apply, result: Callable[[], Any],
+                   then: Callable[[Any], None] | None = None) -> asyncio.Future[Any]:
         if self._closed:
             raise SessionStoreError(ErrorCode.INTERNAL_ERROR, "the session store is closed")
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -921,16 +974,13 @@ class SessionStore:
                 if job.future.done():
                     continue
                 try:
+                    value = job.result()
                     if job.then is not None:
-                        job.then(job.result)
+                        job.then(value)
                 except Exception as e:
                     job.future.set_exception(e)
                 else:
-                    job.future.set_result(job.result)
-
-    async def _read(self, fn: Callable[[], Any]) -> Any:
-        await self.flush()
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+                    job.future.set_result(value)
 
     async def flush(self) -> None:
         """Wait until everything submitted so far is durable."""
@@ -938,76 +988,78 @@ class SessionStore:
             await asyncio.shield(self._flusher)
 
     # ------------------------------------------------------------------ writes
+    # Each call plans at once (errors are raised by the call itself, and the order of calls is
+    # the order of seqs and of the SQL) and returns a future that completes when durable.
 
-    async def create_session(self, peer_pub: bytes, inc: bytes) -> None:
-        await self._submit(self.db.plan_create_session(peer_pub, inc), None)
+    def create_session(self, peer_pub: bytes, inc: bytes) -> asyncio.Future[None]:
+        return self._submit(self.db.plan_create_session(peer_pub, inc), None)
 
-    async def save_session(self, peer_pub: bytes, state: SessionState) -> None:
-        await self._submit(self.db.plan_save_session(peer_pub, state), None)
+    def save_session(self, peer_pub: bytes, state: SessionState) -> asyncio.Future[None]:
+        """See :meth:`SessionDB.plan_save_session`: after CONNECTION_OPEN and SESSION_RESET."""
+        return self._submit(self.db.plan_save_session(peer_pub, state), None)
 
-    async def append_outbox(self, peer_pub: bytes, payload: bytes | None = b"", *,
-                            ref: str | None = None, size: int | None = None,
-                            then: Callable[[int], None] | None = None) -> int:
-        """Returns the message's seq once it is durable [SES-5]. SES_OUTBOX_FULL is raised at
-        once. ``then(seq)`` runs in the loop, in seq order, as soon as the row is durable:
-        the place to call ``SessionMachine.send`` so the machine numbers messages as stored."""
+    def append_outbox(self, peer_pub: bytes, payload: bytes | None = b"", *,
+                      ref: str | None = None, size: int | None = None,
+                      then: Callable[[int], None] | None = None) -> asyncio.Future[int]:
+        """A future of the message's seq, done once the row is durable [SES-5];
+        SES_OUTBOX_FULL is raised by the call. ``then(seq)`` runs in the loop, in seq order,
+        as soon as the row is durable: the place to call ``SessionMachine.send``, so that the
+        machine numbers messages as they were stored."""
         seq, op = self.db.plan_append_outbox(peer_pub, payload, ref=ref, size=size)
-        result: int = await self._submit(op, seq, then)
-        return result
+        return self._submit(op, seq, then)
 
-    async def ack_outbox(self, peer_pub: bytes, through: int) -> None:
-        await self._submit(self.db.plan_ack_outbox(peer_pub, through), None)
+    def ack_outbox(self, peer_pub: bytes, through: int) -> asyncio.Future[None]:
+        return self._submit(self.db.plan_ack_outbox(peer_pub, through), None)
 
-    async def store_inbox(self, peer_pub: bytes, inc: bytes, seq: int, payload: bytes) -> int:
-        """Store a delivered message, waiting while the inbox quota is full (until the
-        application confirms), and return rx once it is durable: the highest seq an ACK may
-        cover (``SessionMachine.inbox_committed``) [SES-6]."""
+    def store_inbox(self, peer_pub: bytes, inc: bytes, seq: int, payload: bytes
+                    ) -> asyncio.Future[int]:
+        """Store a delivered message; a future of rx once it is durable: the highest seq an
+        ACK may cover (``SessionMachine.inbox_committed``) [SES-6]. While the inbox quota is
+        full the message is held, in order, until the application confirms earlier ones."""
         pub = _check_pub(peer_pub)
         if not self._held.get(pub):
             planned = self.db.plan_store_inbox(pub, inc, seq, payload)
             if planned is not None:
-                rx: int = await self._submit(planned[1], planned[0])
-                return rx
-        gate: asyncio.Future[asyncio.Future[Any]] = asyncio.get_running_loop().create_future()
+                return self._submit(planned[1], planned[0])
+        out: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._held.setdefault(pub, collections.deque()).append(
-            _Held(bytes(inc), seq, bytes(payload), gate))
-        rx = await (await gate)
-        return rx
+            _Held(bytes(inc), seq, bytes(payload), out))
+        return out
 
     def _release_held(self, pub: bytes) -> None:
         """Store held messages, in order, while the inbox has room."""
         held = self._held.get(pub)
         while held:
             h = held[0]
-            if h.gate.done():  # the caller gave up (cancelled)
+            if h.out.done():  # the caller gave up (cancelled)
                 held.popleft()
                 continue
             try:
                 planned = self.db.plan_store_inbox(pub, h.inc, h.seq, h.payload)
             except P4Error as e:
                 held.popleft()
-                h.gate.set_exception(e)
+                h.out.set_exception(e)
                 continue
             if planned is None:
                 return
             held.popleft()
-            h.gate.set_result(self._submit(planned[1], planned[0]))
+            _chain(self._submit(planned[1], planned[0]), h.out)
 
-    async def mark_delivered(self, peer_pub: bytes, inc: bytes, seq: int) -> None:
-        await self._submit(self.db.plan_mark_delivered(peer_pub, inc, seq), None)
+    def mark_delivered(self, peer_pub: bytes, inc: bytes, seq: int) -> asyncio.Future[None]:
+        return self._submit(self.db.plan_mark_delivered(peer_pub, inc, seq), None)
 
-    async def confirm(self, peer_pub: bytes, inc: bytes, seq: int) -> bool:
-        """The application consumed ``(inc, seq)``; its quota is released at once."""
+    def confirm(self, peer_pub: bytes, inc: bytes, seq: int) -> asyncio.Future[bool]:
+        """The application consumed ``(inc, seq)``: its quota is released at once (held
+        messages move in), the row is deleted durably; the future says whether it existed."""
         found, op = self.db.plan_confirm(peer_pub, inc, seq)
         fut = self._submit(op, found)
         self._release_held(_check_pub(peer_pub))
-        result: bool = await fut
-        return result
+        return fut
 
-    async def advance(self, peer_pub: bytes, generation: int) -> int:
+    def advance(self, peer_pub: bytes, generation: int) -> asyncio.Future[int]:
+        """The rendezvous mark (RDV-52): the future's value is the mark, once durable."""
         mark, op = self.db.plan_advance(peer_pub, generation)
-        result: int = await self._submit(op, mark)
-        return result
+        return self._submit(op, mark)
 
     # ------------------------------------------------------------------ reads
 
@@ -1015,18 +1067,24 @@ class SessionStore:
         return self.db.last_generation(peer_pub)
 
     def watermarks(self, peer_pub: bytes) -> Watermarks:
+        """As accepted (including what is not durable yet)."""
         return self.db.watermarks(peer_pub)
 
-    async def session_state(self, peer_pub: bytes,
-                            resolve: Callable[[OutboxEntry], bytes] | None = None
-                            ) -> SessionState | None:
-        state: SessionState | None = await self._read(
-            lambda: self.db.session_state(peer_pub, resolve))
-        return state
+    def session_state(self, peer_pub: bytes,
+                      resolve: Callable[[OutboxEntry], bytes] | None = None
+                      ) -> asyncio.Future[SessionState | None]:
+        """What a machine resumes from, as of this call (ordered after every earlier call)."""
+        result, op = self.db.plan_session_state(peer_pub, resolve)
+        return self._submit_fn(op, result)
 
-    async def inbox(self, peer_pub: bytes, limit: int = -1) -> list[InboxMessage]:
-        msgs: list[InboxMessage] = await self._read(lambda: self.db.inbox(peer_pub, limit))
-        return msgs
+    def inbox(self, peer_pub: bytes, limit: int = -1) -> asyncio.Future[list[InboxMessage]]:
+        """Stored, unconfirmed messages in stream order, as of this call."""
+        pid = self.db._session(peer_pub).id
+        box: list[list[InboxMessage]] = []
+
+        def apply(db: DBConnection, flush: dict[int, tuple[Any, ...]]) -> None:
+            box.append(_inbox_rows(db, pid, limit))
+        return self._submit_fn(apply, lambda: box[0])
 
     async def close(self) -> None:
         await self.flush()
