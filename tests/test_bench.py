@@ -30,6 +30,7 @@ LOCAL = {
     "bench_rendezvous.py": r"ratio \(P4 / raw\): [\d.]+",
     "bench_conformance.py": r"ratio \(subprocess, window 1 / in-process\): [\d.]+×",
     "bench_store.py": r"ratio group / per-message, FULL:\s+[\d.]+×",
+    "bench_webrtc.py": r"send \(no backpressure\)\s+[\d.]+ MiB/s \(\s*[\d.]+×\)",
 }
 OVER_TOR = {
     "bench_tor.py": r"ratio_fresh_vs_loopback\s+[\d.]+x",
