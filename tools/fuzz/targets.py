@@ -188,7 +188,9 @@ def _machine_target(name: str, machine: str, role: str) -> Target:
                  1 << 16 if data[2] < 255 else max(1, len(payload)))
         new = _handle({"id": 1, "op": "machine.new",
                        "params": {k: tx.params[k] for k in ("machine", "role", "config")},
-                       "input": {"rng": tx.rng}})
+                       # the fuzzed continuation may draw more than the transcript did: the
+                       # same values again (same sizes, in the same order) keep it going
+                       "input": {"rng": tx.rng * 8}})
         handle = new["value"]["handle"]
         now = 0
         try:
