@@ -28,7 +28,7 @@ TARGETS = sorted(all_targets())
 
 def test_every_layer_has_targets() -> None:
     # decoders, text parsers, machine input paths and stored files of every layer so far
-    for prefix in ("framing.", "cbor.", "identity.", "pairing.", "rendezvous.",
+    for prefix in ("framing.", "cbor.", "identity.", "pairing.", "rendezvous.", "session.",
                    "machine.pairing.", "machine.rendezvous.", "store."):
         assert any(t.startswith(prefix) for t in TARGETS), prefix
 
