@@ -179,6 +179,24 @@ def test_generation_mark_has_replay_store_semantics(tmp_path: Path) -> None:
     db.close()
 
 
+def test_replay_marks_for_the_signalling_driver(tmp_path: Path) -> None:
+    """RDV-52 through the asyncio store, with ReplayStore's synchronous interface."""
+    async def main() -> None:
+        store = await SessionStore.open(tmp_path / SESSION_DB)
+        await store.create_session(PEER, INC)
+        marks = store.replay_marks()
+        busy = [store.append_outbox(PEER, b"x") for _ in range(50)]  # a batch in progress
+        assert marks.advance(PEER, 4) == 4 and marks.advance(PEER, 2) == 4
+        assert marks.last_generation(PEER) == 4 and marks.last_generation(PEER2) == 0
+        await asyncio.gather(*busy)
+        await store.close()
+
+    asyncio.run(main())
+    db = SessionDB(tmp_path / SESSION_DB)
+    assert db.last_generation(PEER) == 4 and len(db.outbox(PEER)) == 50
+    db.close()
+
+
 def test_outbox_quota(tmp_path: Path) -> None:
     """SES-36: a full outbox is an error at once; credit returns with the ACK."""
     db = _new(tmp_path, quota=Quota(outbox_messages=3, outbox_bytes=40_000))

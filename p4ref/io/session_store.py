@@ -85,6 +85,7 @@ __all__ = [
     "InboxMessage",
     "OutboxEntry",
     "Quota",
+    "ReplayMarks",
     "SessionDB",
     "SessionStore",
     "SessionStoreError",
@@ -247,8 +248,24 @@ class _Peer:
     stored: bool = False  # the row exists in the database (after apply)
 
     def row(self) -> tuple[Any, ...]:
-        return (self.inc, self.peer_inc, _b64(self.tx), _b64(self.acked), _b64(self.rx),
-                _b64(self.generation), b"".join(self.retired), self.id)
+        """The peer row as an upsert's parameters, without ``generation``: that one is only
+        ever raised, by its own statement (:data:`_RAISE_GENERATION`), so a snapshot planned
+        earlier can never lower it."""
+        return (self.id, self.pub, self.inc, self.peer_inc, _b64(self.tx), _b64(self.acked),
+                _b64(self.rx), b"".join(self.retired))
+
+
+_UPSERT_PEER = (
+    "INSERT INTO peer (id, peer_pub, inc, peer_inc, tx, acked, rx, retired, generation)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, X'0000000000000000') ON CONFLICT (id) DO UPDATE SET"
+    " inc = excluded.inc, peer_inc = excluded.peer_inc, tx = excluded.tx,"
+    " acked = excluded.acked, rx = excluded.rx, retired = excluded.retired")
+# 8-byte big-endian blobs compare like the numbers they hold
+_RAISE_GENERATION = (
+    "INSERT INTO peer (id, peer_pub, inc, peer_inc, tx, acked, rx, retired, generation)"
+    " VALUES (?, ?, NULL, X'00000000000000000000000000000000', X'0000000000000000',"
+    " X'0000000000000000', X'0000000000000000', X'', ?) ON CONFLICT (id) DO UPDATE SET"
+    " generation = excluded.generation WHERE excluded.generation > peer.generation")
 
 
 #: An applied plan: SQL against the connection; ``flush`` collects the peer rows to write.
@@ -477,17 +494,8 @@ class SessionDB:
         if not self._txn:
             return
         try:
-            rows = list(self._flush.values())
-            inserts = [r[1] for r in rows if r[0] == "insert"]
-            updates = [r[2] for r in rows if r[0] == "update"]
-            if inserts:
-                self._db.executemany(
-                    "INSERT INTO peer (id, peer_pub, inc, peer_inc, tx, acked, rx, generation,"
-                    " retired) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", inserts)
-            if updates:
-                self._db.executemany(
-                    "UPDATE peer SET inc = ?, peer_inc = ?, tx = ?, acked = ?, rx = ?,"
-                    " generation = ?, retired = ? WHERE id = ?", updates)
+            if self._flush:
+                self._db.executemany(_UPSERT_PEER, list(self._flush.values()))
             self._db.execute("COMMIT")
         except Exception as e:
             self._fail(e)
@@ -526,17 +534,13 @@ class SessionDB:
 
     @staticmethod
     def _touch(p: _Peer) -> Callable[[dict[int, tuple[Any, ...]]], None]:
-        """Capture the peer row as planned now, for the commit that carries this plan."""
+        """Capture the peer row as planned now, for the commit that carries this plan (plans
+        are applied in the order they were made, so the last one applied is the newest)."""
         row = p.row()
-        new = not p.stored
         p.stored = True
 
         def mark(flush: dict[int, tuple[Any, ...]]) -> None:
-            prev = flush.get(p.id)
-            if new or (prev is not None and prev[0] == "insert"):
-                flush[p.id] = ("insert", (row[-1], p.pub, *row[:-1]), row)
-            else:
-                flush[p.id] = ("update", None, row)
+            flush[row[0]] = row
         return mark
 
     def _session(self, peer_pub: bytes) -> _Peer:
@@ -590,12 +594,14 @@ class SessionDB:
         p.generation = max(p.generation, state.generation)
         mark = self._touch(p)
         pid, through = p.id, p.acked
+        raise_gen = (p.id, p.pub, _b64(p.generation))
 
         def apply(db: DBConnection, flush: dict[int, tuple[Any, ...]]) -> None:
             if shift:  # two steps: a one-step shift could collide with the primary key
                 db.execute("UPDATE outbox SET seq = seq + ? WHERE peer = ?", (_PARK, pid))
                 db.execute("UPDATE outbox SET seq = seq - ? WHERE peer = ?", (_PARK + shift, pid))
             db.execute("DELETE FROM outbox WHERE peer = ? AND seq <= ?", (pid, through))
+            db.execute(_RAISE_GENERATION, raise_gen)
             mark(flush)
         return apply
 
@@ -732,8 +738,9 @@ class SessionDB:
         if generation <= p.generation and p.stored:
             return p.generation, lambda db, flush: None
         p.generation = max(p.generation, generation)
-        mark = self._touch(p)
-        return p.generation, lambda db, flush: mark(flush)
+        p.stored = True
+        params = (p.id, p.pub, _b64(p.generation))
+        return p.generation, lambda db, flush: db.execute(_RAISE_GENERATION, params)
 
     # ------------------------------------------------------------------ the synchronous API
 
@@ -1061,6 +1068,11 @@ class SessionStore:
         mark, op = self.db.plan_advance(peer_pub, generation)
         return self._submit(op, mark)
 
+    def replay_marks(self) -> ReplayMarks:
+        """A drop-in for :class:`~p4ref.io.replay_store.ReplayStore` (``last_generation``,
+        ``advance``) for synchronous callers such as ``signal.PeerReplay``."""
+        return ReplayMarks(self)
+
     # ------------------------------------------------------------------ reads
 
     def last_generation(self, peer_pub: bytes) -> int:
@@ -1095,3 +1107,25 @@ class SessionStore:
             self._executor.shutdown(wait=True)
 
 
+class ReplayMarks:
+    """The RDV-52 high-water marks of a :class:`SessionStore` behind the synchronous interface
+    of :class:`~p4ref.io.replay_store.ReplayStore`: :meth:`advance` is durable when it returns.
+    It waits for the writer thread (behind any batch in progress) and so blocks the event loop
+    for about one commit, as ``ReplayStore.advance`` does with its fsync; it happens once per
+    generation."""
+
+    def __init__(self, store: SessionStore) -> None:
+        self._store = store
+
+    def last_generation(self, peer_pub: bytes) -> int:
+        return self._store.db.last_generation(peer_pub)
+
+    def advance(self, peer_pub: bytes, generation: int) -> int:
+        db = self._store.db
+        mark, op = db.plan_advance(peer_pub, generation)
+
+        def run() -> None:
+            db._apply(op)
+            db.commit()
+        self._store._executor.submit(run).result()
+        return mark
