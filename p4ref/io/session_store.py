@@ -20,15 +20,18 @@ Theory of operation
 against the in-memory model of each peer (quotas, sequence order) and updates that model; it
 never touches SQLite, so it is cheap and raises typed errors at once (SES_OUTBOX_FULL,
 UNEXPECTED_MESSAGE).  The *apply* step executes the SQL of the plan inside the open transaction,
-carrying the peer counters as the plan saw them.  :meth:`SessionDB.commit` then writes each
-touched peer row once and commits: that is **group commit**, one transaction (one WAL sync at
+carrying the peer counters as the plan saw them (the generation is the exception: it is only
+ever raised, by its own statement).  :meth:`SessionDB.commit` then writes each touched peer row
+once and commits: that is **group commit**, one transaction (one WAL sync at
 ``synchronous=FULL``) for any number of messages.  Nothing is durable, and so nothing may be
 sent or acknowledged, before the commit that carries it returned [SES-5, SES-6].
 
 *Sync core, thin asyncio batcher.*  :class:`SessionDB` is synchronous and single-threaded (tests,
-benchmarks and tools use it directly).  :class:`SessionStore` wraps it for asyncio: plans run in
-the event-loop thread (so OUTBOX_FULL and sequence numbers are immediate), apply + commit run in
-one dedicated writer thread.  A commit at ``synchronous=FULL`` is an ``fsync`` (0.1 … 20 ms); in
+benchmarks and tools use it directly).  :class:`SessionStore` wraps it for asyncio: each call
+plans at once in the event-loop thread (OUTBOX_FULL is raised by the call, seqs follow the order
+of calls) and returns a future that is done when the change is durable; apply + commit run in one
+dedicated writer thread, in the order of the calls (reads too, so a read sees exactly the calls
+made before it).  A commit at ``synchronous=FULL`` is an ``fsync`` (0.1 … 20 ms); in
 the event-loop thread it would stall every aiortc timer and socket for that long, and a second
 connection in another thread could not see the first one's uncommitted rows.  The writer never
 waits for more work: a batch is whatever accumulated while the previous commit ran, so a lone
@@ -53,9 +56,15 @@ that fails (disk full, I/O error) rolls back and breaks the store object (INTERN
 later call); reopening resumes from what was committed.
 
 Limits.  Sequence numbers of stored rows must be below 2^62 (SQLite integers are signed 64-bit,
-and renumbering parks rows above 2^62);
-counters in the peer row (tx, acked, rx, generation) are stored as 8-byte big-endian blobs and
-take any uint64.
+and renumbering parks rows above 2^62); counters in the peer row (tx, acked, rx, generation) are
+stored as 8-byte big-endian blobs and take any uint64.  ``PRAGMA quick_check`` at every opening
+reads the whole file (about a second per few hundred MiB).
+
+Wiring (the per-peer link, not here): feed ``SessionMachine.send`` from ``append_outbox``'s
+``then``; store every MESSAGE event with ``store_inbox`` and call ``inbox_committed`` with the rx
+it returns; call ``ack_outbox`` on ACKED and ``save_session(peer, machine.persistent_state())``
+after CONNECTION_OPEN and SESSION_RESET, in event order; resume machines from
+``session_state``.
 """
 
 from __future__ import annotations
