@@ -414,6 +414,7 @@ def test_quick_check_failure(tmp_path: Path) -> None:
         data[off:off + 8] = b"\xff" * 8
     path.write_bytes(bytes(data))
     _refused(path, ErrorCode.PROFILE_CORRUPT)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [SESSION_DB]  # no sidecar left behind
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX modes")

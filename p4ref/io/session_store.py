@@ -382,6 +382,11 @@ class SessionDB:
                 f" {SCHEMA_VERSION} (a newer p4 wrote it); it was left untouched")
         if version != SCHEMA_VERSION or header[18:20] != b"\x02\x02":
             raise _corrupt(self.path, f"schema version {version}, WAL {header[18:20].hex()}")
+        # a read-only connection may create an empty -wal and a -shm (the WAL index, unused by
+        # the exclusive connection that follows): removed again, so a refused file is left as
+        # it was found and an accepted one does not keep a stale index beside it
+        sidecars = [Path(f"{self.path}{x}") for x in ("-wal", "-shm")]
+        created = [p for p in sidecars if not p.exists()]
         try:
             db = self._connect(self.path, True)
         except sqlite3.Error as e:
@@ -404,6 +409,10 @@ class SessionDB:
             raise self._sql_error(e) from None
         finally:
             db.close()
+            for p in created:
+                with contextlib.suppress(OSError):
+                    if p.name.endswith("-shm") or p.stat().st_size == 0:
+                        p.unlink()
 
     def _sql_error(self, e: sqlite3.Error) -> SessionStoreError:
         code = getattr(e, "sqlite_errorcode", None)
