@@ -9,6 +9,7 @@ root namespace (no veth, route, rule or sysctl there).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ipaddress
 import os
@@ -176,6 +177,10 @@ class Lab:
 
     def popen(self, role: str, cmd: list[str], **kw: Any) -> subprocess.Popen[bytes]:
         return ns.popen(self.ns(role), cmd, **kw)
+
+    async def spawn(self, role: str, *cmd: str, **kw: Any) -> asyncio.subprocess.Process:
+        """``asyncio.create_subprocess_exec(cmd…)`` inside ``role``'s namespace."""
+        return await ns.spawn(self.ns(role), *cmd, **kw)
 
     def run_in(self, role: str, fn: Any) -> Any:
         """Call ``fn()`` in a thread that entered ``role``'s namespace (sockets made there stay)."""
