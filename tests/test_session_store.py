@@ -637,3 +637,167 @@ def test_power_loss_normal_loses_commits(tmp_path: Path) -> None:
 
 def test_application_id_is_p4s1() -> None:
     assert APPLICATION_ID.to_bytes(4, "big") == b"P4S1"
+
+
+# ---------------------------------------------------------------------------------------------
+# the store driving two real session machines, with crashes
+
+
+class _Side:
+    """One peer as the per-peer link will run it on the synchronous core: the machine's outbox
+    and inbox live in a real ``session.db``; a crash drops the machine and the database object
+    without committing and resumes both from the file."""
+
+    def __init__(self, home: Path, seed: bytes, peer_pub: bytes, rng: random.Random) -> None:
+        from p4ref.session import SessionMachine
+
+        self.home, self.seed, self.peer, self.rng = home, seed, peer_pub, rng
+        self.db = SessionDB(home / SESSION_DB)
+        self.m = SessionMachine(seed, peer_pub, rng=rng.randbytes)
+        self.db.create_session(peer_pub, self.m.persistent_state().inc)
+        self.db.commit()
+        self.sent: list[bytes] = []
+        self.consumed: dict[tuple[bytes, int], bytes] = {}  # the application's record
+        self.order: list[tuple[bytes, int]] = []
+
+    def send(self, payload: bytes, now: int) -> None:
+        seq = self.db.append_outbox(self.peer, payload)
+        self.db.commit()  # durable first [SES-5]
+        assert self.m.send(payload, now) == seq
+        self.sent.append(payload)
+
+    def events(self) -> None:
+        from p4ref.session import Acked, ConnectionOpen, MessageReceived, SessionReset
+
+        while (e := self.m.next_event()) is not None:
+            if isinstance(e, MessageReceived):
+                assert self.db.store_inbox(self.peer, e.inc, e.seq, e.payload) is not None
+            elif isinstance(e, Acked):
+                self.db.ack_outbox(self.peer, e.through)
+            elif isinstance(e, ConnectionOpen | SessionReset):
+                self.db.save_session(self.peer, self.m.persistent_state())
+
+    def commit(self, now: int) -> None:
+        self.db.commit()
+        rx = self.db.watermarks(self.peer).rx
+        if rx > self.m.s.rx:
+            self.m.inbox_committed(rx, now)  # ACKs cover only what is durable [SES-6]
+
+    def consume(self, n: int) -> None:
+        """The application takes messages in order and records their ids with its effect
+        (here: in memory, as if in its own transaction), then confirms them [SES-39]."""
+        for msg in self.db.inbox(self.peer, n):
+            if (msg.inc, msg.seq) not in self.consumed:
+                self.consumed[(msg.inc, msg.seq)] = msg.payload
+                self.order.append((msg.inc, msg.seq))
+            self.db.confirm(self.peer, msg.inc, msg.seq)
+
+    def crash(self) -> None:
+        from p4ref.session import SessionMachine
+
+        self.db._db.close()  # the open transaction is lost, like under SIGKILL
+        self.db = SessionDB(self.home / SESSION_DB)
+        self.m = SessionMachine(self.seed, self.peer, rng=self.rng.randbytes,
+                                state=self.db.session_state(self.peer))
+
+    def received(self) -> list[bytes]:
+        return [self.consumed[k] for k in self.order] + [
+            m.payload for m in self.db.inbox(self.peer) if (m.inc, m.seq) not in self.consumed]
+
+
+@pytest.mark.parametrize("seed", range(3 if QUICK else 30))
+def test_machines_on_the_store_exactly_once_across_crashes(tmp_path: Path, seed: int) -> None:
+    """Two session machines, each with its own session.db, exchange messages over connections
+    that die with frames in flight while either side crashes (losing its uncommitted
+    transaction): every message accepted by ``send`` reaches the other application exactly once,
+    in order (SES-5, SES-6, SES-7, SES-38, SES-39)."""
+    from nacl.signing import SigningKey
+
+    seeds = bytes(range(32)), bytes(range(100, 132))
+    pubs = [bytes(SigningKey(s).verify_key) for s in seeds]
+    r = random.Random(seed)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    sides = [_Side(tmp_path / "a", seeds[0], pubs[1], random.Random(r.random())),
+             _Side(tmp_path / "b", seeds[1], pubs[0], random.Random(r.random()))]
+    now, gen, conn = 1000, 0, None
+    queues: dict[int, list[bytes]] = {0: [], 1: []}
+
+    def pump() -> None:
+        for i, s in enumerate(sides):
+            for c, data in s.m.data_to_send():
+                if c == conn:
+                    queues[1 - i].append(data)
+            s.events()
+
+    def kill() -> None:
+        nonlocal conn
+        if conn is None:
+            return
+        for s in sides:
+            if conn in s.m._conns:
+                s.m.receive_data(conn, b"", now)
+        conn = None
+        queues[0].clear()
+        queues[1].clear()
+        pump()
+
+    n = crashes = 0
+    for _ in range(600 if QUICK else 3000):
+        now += r.randint(1, 30)
+        op = r.random()
+        if conn is None:
+            gen = max(gen, *(s.m.s.generation for s in sides)) + 1
+            conn = gen
+            fa, fb = bytes([gen % 256]) * 32, bytes([(gen + 7) % 256]) * 32
+            sides[0].m.open(conn, gen, "datachannel", fa, fb, now)
+            sides[1].m.open(conn, gen, "datachannel", fb, fa, now)
+        elif op < 0.35:
+            i = r.randrange(2)
+            if len(sides[i].m.s.outbox) < 200:
+                n += 1
+                sides[i].send(f"{i}:{n}".encode() * r.randint(1, 40), now)
+        elif op < 0.75:
+            i = r.randrange(2)
+            for _ in range(r.randint(1, 4)):
+                if queues[i] and conn is not None:
+                    sides[i].m.receive_data(conn, queues[i].pop(0), now)
+                    pump()
+        elif op < 0.87:
+            sides[r.randrange(2)].commit(now)
+        elif op < 0.93:
+            sides[r.randrange(2)].consume(r.randint(1, 5))
+        elif op < 0.97:
+            kill()
+        else:
+            kill()
+            sides[r.randrange(2)].crash()
+            crashes += 1
+        for s in sides:
+            s.m.handle_timer(now)
+        pump()
+    # settle: a clean connection, no faults, until both outboxes are empty
+    kill()
+    for _ in range(200):
+        if conn is None:
+            gen = max(gen, *(s.m.s.generation for s in sides)) + 1
+            conn = gen
+            fa, fb = bytes([gen % 256]) * 32, bytes([(gen + 7) % 256]) * 32
+            sides[0].m.open(conn, gen, "datachannel", fa, fb, now)
+            sides[1].m.open(conn, gen, "datachannel", fb, fa, now)
+            pump()
+        now += 25
+        for i in (0, 1):
+            while queues[i]:
+                sides[i].m.receive_data(conn, queues[i].pop(0), now)
+                pump()
+            sides[i].commit(now)
+            sides[i].m.handle_timer(now)
+            pump()
+        if all(s.m.s.acked == s.m.s.tx for s in sides) and not any(queues.values()):
+            break
+    for s in sides:
+        s.consume(10_000)
+    assert sides[1].received() == sides[0].sent
+    assert sides[0].received() == sides[1].sent
+    assert n > 50 and crashes > 3, (n, crashes)
