@@ -89,7 +89,8 @@ class Router:
     role: str
     wan_ip: str
     lan_gw: str
-    nat: NatType
+    nat: NatType | None
+    """None: an internet host (a tor relay), not a NAT: no translation, input allowed."""
     loss: float = 0.0
     delay_ms: int = 0
     drop_hosts: set[str] = field(default_factory=set)
@@ -386,13 +387,14 @@ class Lab:
 
     def _rules(self, r: Router) -> str:
         lan_hosts = [h.wlan_ip for h in self.homes.values() if "r" + h.role == r.role]
-        filt = ["*filter", "-A INPUT -i wan0 -j DROP"]
+        filt = ["*filter"] + (["-A INPUT -i wan0 -j DROP"] if r.nat else [])
         for host in sorted(r.drop_hosts):
             filt += [f"-A FORWARD -s {host} -j DROP", f"-A FORWARD -d {host} -j DROP"]
         nat = ["*nat"]
         mangle = ["*mangle"]
         masq = "-A POSTROUTING -o wan0 -j MASQUERADE"
-        nat.append(masq + (" --random-fully" if r.nat == "symmetric" else ""))
+        if r.nat is not None:
+            nat.append(masq + (" --random-fully" if r.nat == "symmetric" else ""))
         if r.nat == "full-cone" and lan_hosts:
             nat.append(f"-A PREROUTING -i wan0 -p udp -j DNAT --to-destination {lan_hosts[0]}")
         if r.nat == "address-restricted" and lan_hosts:
@@ -463,7 +465,7 @@ class Lab:
         """Impairment of an added host uses the same rule set, with no NAT."""
         r = self.routers.get(host)
         if r is None:
-            r = Router(host, self.hosts[host], "", "port-restricted")
+            r = Router(host, self.hosts[host], "", None)
             self.routers[host] = r
         return r
 
