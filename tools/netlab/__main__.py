@@ -98,6 +98,7 @@ def _tor_move(args: argparse.Namespace) -> int:
                 extra_torrc=args.torrc,
                 relays=args.relays,
                 hsfetch=not args.no_hsfetch,
+                republish=args.republish,
             )
         )
     print(json.dumps(result), flush=True)
@@ -119,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     tm.add_argument("--no-nudge", action="store_true", help="do not set DisableNetwork 1/0")
     tm.add_argument("--limit", type=float, default=120.0, help="seconds to wait per move")
     tm.add_argument("--no-hsfetch", action="store_true", help="dialler does not refetch")
+    tm.add_argument("--republish", action="store_true", help="re-add the onion after a move")
     tm.add_argument("--relays", type=int, default=4, help="relays besides the one authority")
     tm.add_argument("--settle", type=float, default=10.0, help="seconds between moves")
     tm.add_argument("--dir", help="keep the tor directories (logs) here")

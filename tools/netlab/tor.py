@@ -311,6 +311,7 @@ async def measure_move_recovery(
     extra_torrc: list[str] | None = None,
     relays: int = 4,
     hsfetch: bool = True,
+    republish: bool = False,
 ) -> dict[str, Any]:
     """Tor in the lab: the tor client in ``home`` publishes an onion, the client of another
     device reaches it; then ``trials`` hard moves of ``home`` (cellular and back, alternately),
@@ -321,7 +322,9 @@ async def measure_move_recovery(
     can leave tor with no usable guard for minutes). With ``hsfetch`` the dialling client
     refetches the descriptor (``HSFETCH``, at most every 2 s) after a failed attempt, as the P⁴
     Tor driver does: after a few moves the service replaces its introduction points, and a
-    client that keeps the old descriptor cannot reach it."""
+    client that keeps the old descriptor cannot reach it. With ``republish`` the publisher also
+    removes and re-adds its onion (same key) after the nudge, which gives it fresh introduction
+    points and a fresh descriptor."""
     from p4ref.io.netwatch import NetWatch, nudge_tor
 
     net = LabTorNet(lab=lab, authorities=1, relays=relays, base_dir=base_dir)
@@ -329,6 +332,7 @@ async def measure_move_recovery(
     result: dict[str, Any] = {
         "nudge": nudge,
         "hsfetch": hsfetch,
+        "republish": republish,
         "limit_s": limit,
         "detect_s": [],
         "recovery_s": [],
@@ -374,6 +378,15 @@ async def measure_move_recovery(
                     change = await watch.next(5)
                     result["detect_s"].append(round(change.at - t, 2))
                     await nudge_tor(c0)
+                if republish:
+                    await asyncio.to_thread(c0.remove_ephemeral_hidden_service, hs.service_id)
+                    await asyncio.to_thread(
+                        c0.create_ephemeral_hidden_service,
+                        {80: f"unix:{sock}"},
+                        key_type=hs.private_key_type,
+                        key_content=hs.private_key,
+                        await_publication=False,
+                    )
             try:
                 await wait_reachable(
                     net.socks_socket(peer_client), onion, limit=limit, attempt_timeout=5.0,
