@@ -60,6 +60,21 @@ def test_pairs_are_safe_under_relay_faults(tree: Path, seed: int) -> None:
     assert bad == []
 
 
+def test_pairs_under_the_runners_default_faults(tree: Path) -> None:
+    """The runner's own ``--relay-faults drop,dup,reorder`` over many seeds.  A lost first
+    PAIR_PAKE leaves the inviter in WAIT_PAKE (the accepter's ERROR only ends that stream,
+    PAIR-62) — an outcome the pair vectors once did not list (12 of 60 seeds failed)."""
+    pair_tree = tree / "pairing"
+    for seed in range(1, 61):
+        faults = Faults.parse("drop,dup,reorder", seed)
+        results = [r for r in run_vectors_inprocess(pair_tree, handle, faults=faults)
+                   if r.id.startswith("pair-pair-")]
+        assert results
+        bad = [(r.id, r.outcome, getattr(r, "detail", "")) for r in results
+               if r.outcome != "pass"]
+        assert bad == [], f"seed {seed}"
+
+
 def test_cited_tags_exist_in_the_spec(built: dict[str, str]) -> None:
     spec = (ROOT / "spec" / "p4-02-identity-pairing-v1.md").read_text("utf-8")
     defined = set(re.findall(r"\[(PAIR-\d+)\]", spec))

@@ -1325,10 +1325,14 @@ def _pair_cases() -> list[Json]:
             value["equal"] = [["PAIRED", "pair_root_key"], ["PAIRED", "sas"]]
             # both or neither, as far as two messages allow (p4-02 §11.7): the accepter never
             # ends PAIRED while the inviter failed; when the inviter's PAIR_DONE is lost the
-            # accepter says it does not know (PAIR_OUTCOME_UNKNOWN)
+            # accepter says it does not know (PAIR_OUTCOME_UNKNOWN).  When the accepter's PAIR_PAKE
+            # is lost, its own timer fails it and its ERROR only ends the inviter's stream
+            # (PAIR-62): the inviter keeps waiting in WAIT_PAKE until its invitation expires,
+            # which is later than the relay's ticks reach.
             value["underFaults"] = [
                 {"inviter": {"state": "FAILED"}, "accepter": {"state": "FAILED"}},
                 {"inviter": {"state": "PAIRED"}, "accepter": {"state": "FAILED"}},
+                {"inviter": {"state": "WAIT_PAKE"}, "accepter": {"state": "FAILED"}},
             ]
         t = test(ident, comment, [T[x] for x in tags], inp, value=value, flags=flags)
         t["_config"] = {"accepter": cfg_a, "inviter": cfg_i}
