@@ -181,7 +181,7 @@ ACTION_TEXT: dict[str, str] = {
     "nothing": "—",
     "check_confirm": "verify cA",
     "take_identity_send_own": "open and verify the accepter's identity; send PAIR_IDENTITY",
-    "check_done_send_done": "verify the accepter's PAIR_DONE; emit PAIRED; send PAIR_DONE",
+    "check_done_send_done": "verify the accepter's PAIR_DONE; queue PAIR_DONE; emit PAIRED",
     "time_out": "send ERROR(TIMEOUT); emit PAIRING_FAILED(TIMEOUT)",
     "time_out_unknown": "send ERROR(TIMEOUT); emit PAIRING_FAILED(PAIR_OUTCOME_UNKNOWN)",
     "lost": "emit PAIRING_FAILED(PROTOCOL_VIOLATION)",
