@@ -431,11 +431,12 @@ class Linter:
 
     def config(self, m: MachineDef | None, mname: str, config: Any, vid: str,
                valid: bool = True) -> None:
-        if m is not None and isinstance(config, dict):
+        if m is not None and isinstance(config, dict) and valid:
+            # an invalid config may carry an undefined key or a wrong type on purpose: the
+            # vector checks that machine.new refuses it
             for k in config:
                 self.f.need(k in m.config, f"machine {mname} config {k}", vid)
-            if valid:  # an invalid input may have a wrong type on purpose
-                self.typed(m.types.get("config", {}), config, f"machine {mname} config", vid)
+            self.typed(m.types.get("config", {}), config, f"machine {mname} config", vid)
 
     def in_item(self, m: MachineDef | None, mname: str, item: Any, vid: str,
                 valid: bool = True) -> None:

@@ -39,24 +39,32 @@ __all__ = ["MACHINE", "new", "step", "vectors_ops"]
 MACHINE = "pairing"
 
 
-def _invitation(config: Json) -> Invitation:
-    exp = config.get("expires_at")
-    expires_at = int_value(exp, "expires_at") if exp is not None else None
-    if ("code" in config) == ("uri" in config):
-        raise LocalProtocolError(ErrorCode.INTERNAL_ERROR, "config has one of code, uri")
-    if "code" in config:
-        return Invitation.from_code(_str(config, "code"), expires_at)
-    return Invitation.from_uri(_str(config, "uri"), expires_at)
+CONFIG_KEYS = frozenset({"code", "uri", "identity_seed", "expires_at", "timeout_ms"})
+
+
+def _bad(why: str) -> LocalProtocolError:
+    return LocalProtocolError(ErrorCode.MESSAGE_INVALID, why)
 
 
 def new(role: str, config: Json, rng: list[bytes]) -> PairingMachine:
-    return PairingMachine(
-        C.Role(role),
-        _invitation(config),
-        _hex(config, "identity_seed"),
-        list(rng),
-        timeout_ms=int_value(config.get("timeout_ms", DEFAULT_TIMEOUT_MS), "timeout_ms"),
-    )
+    """``machine.new`` in p4-02 §14's order: the config's shape (MESSAGE_INVALID), then the
+    invitation as parse_code / parse_uri would refuse it, then the seed (IDENTITY_KEY_INVALID)."""
+    if role not in {r.value for r in C.Role}:
+        raise _bad(f"role is one of {sorted(r.value for r in C.Role)}")
+    if unknown := sorted(set(config) - CONFIG_KEYS):
+        raise _bad(f"unknown config keys {unknown}")
+    if ("code" in config) == ("uri" in config):
+        raise _bad("config has exactly one of code, uri")
+    text = _str(config, "code" if "code" in config else "uri")
+    seed = _hex(config, "identity_seed")
+    exp = config.get("expires_at")
+    expires_at = int_value(exp, "expires_at") if exp is not None else None
+    timeout_ms = int_value(config.get("timeout_ms", DEFAULT_TIMEOUT_MS), "timeout_ms")
+    if timeout_ms <= 0:
+        raise _bad("timeout_ms is > 0")
+    invitation = (Invitation.from_code(text, expires_at) if "code" in config
+                  else Invitation.from_uri(text, expires_at))
+    return PairingMachine(C.Role(role), invitation, seed, list(rng), timeout_ms=timeout_ms)
 
 
 def step(m: PairingMachine, now_ms: int, inp: Json) -> Json:

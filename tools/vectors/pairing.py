@@ -53,6 +53,7 @@ T = {
     "done-check": "PAIR-39", "root": "PAIR-40", "table": "PAIR-42", "unexpected": "PAIR-43",
     "terminal-discard": "PAIR-44", "core-frames": "PAIR-45", "peer-error": "PAIR-46",
     "burnt-reply": "PAIR-47", "lost": "PAIR-48", "timer": "PAIR-49", "expiry-timer": "PAIR-50",
+    "config": "PAIR-68",
 }  # fmt: skip
 
 NOTES: dict[str, Json] = {
@@ -128,6 +129,10 @@ NOTES: dict[str, Json] = {
     "EXPIRED": {
         "bugType": "MISSING_CHECK",
         "description": "An invitation used at or after its expiry time.",
+    },
+    "CONFIG": {
+        "bugType": "MISSING_CHECK",
+        "description": "machine.new with a config the Test-vector interface refuses (p4-02 §14).",
     },
     "BURNT": {
         "bugType": "MISSING_CHECK",
@@ -1302,6 +1307,29 @@ def _transcripts() -> list[Json]:
     ti.recv(NOW + 60_007, fa[0])
     add(ti, "pair-tx-inviter-timeout", "no PAIR_CONFIRM within 60 s: burnt", ["timer",
         "single-use"], ["TIMEOUT", "BURNT"])  # fmt: skip
+
+    # machine.new refuses a bad config, in p4-02 §14's order [PAIR-68]; no step runs
+    def bad_config(ident: str, comment: str, role: str, config: Json, error: str) -> None:
+        params = {"machine": "pairing", "role": role, "config": config}
+        groups.setdefault(repr(params), (params, []))[1].append(
+            test(ident, comment, [T["config"]], {"rng": [], "steps": []}, valid=False,
+                 error=error, flags=["CONFIG"]))
+
+    good = _cfg(SEED_I)
+    bad_config("pair-tx-config-unknown-key", "a key the config table does not define",
+               "inviter", {**good, "colour": "blue"}, "MESSAGE_INVALID")
+    bad_config("pair-tx-config-code-and-uri", "both code and uri",
+               "inviter", {**good, "uri": "p4:pair"}, "MESSAGE_INVALID")
+    bad_config("pair-tx-config-no-invitation", "neither code nor uri",
+               "accepter", {"identity_seed": SEED_A.hex()}, "MESSAGE_INVALID")
+    bad_config("pair-tx-config-timeout-zero", "timeout_ms 0 (before the bad code is parsed)",
+               "accepter", {**_cfg(SEED_A, code="no code", expires_at=None), "timeout_ms": 0},
+               "MESSAGE_INVALID")
+    bad_config("pair-tx-config-bad-code", "a code that does not parse (before the short seed)",
+               "accepter", {**_cfg(SEED_A, code="no code", expires_at=None),
+                            "identity_seed": SEED_A[:31].hex()}, "PAIR_CODE_MALFORMED")
+    bad_config("pair-tx-config-short-seed", "a 31-byte identity seed",
+               "inviter", {**good, "identity_seed": SEED_I[:31].hex()}, "IDENTITY_KEY_INVALID")
 
     return [group("machine.transcript", tests, params) for params, tests in groups.values()]
 
