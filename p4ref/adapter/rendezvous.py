@@ -85,13 +85,13 @@ def new(role: str, config: Json, rng: list[bytes]) -> RendezvousMachine:
     unknown = set(config) - CONFIG_KEYS
     if unknown:
         raise LocalProtocolError(ErrorCode.MESSAGE_INVALID, f"unknown config {sorted(unknown)}")
-    return RendezvousMachine(
-        _hex(config, "identity_seed"),
-        _hex(config, "peer_pub"),
-        dialer=role == "dialer",
-        rng=_ListRng(rng),
-        last_generation=_int(config, "last_generation", 0),
-    )
+    # p4-03 §14.2 [RDV-58]: every shape problem (MESSAGE_INVALID) before the keys (RDV_KEY_INVALID)
+    seed, peer = _hex(config, "identity_seed"), _hex(config, "peer_pub")
+    last_generation = _int(config, "last_generation", 0)
+    if not 0 <= last_generation <= (1 << 64) - 1:
+        raise LocalProtocolError(ErrorCode.MESSAGE_INVALID, "last_generation is 0 … 2^64-1")
+    return RendezvousMachine(seed, peer, dialer=role == "dialer", rng=_ListRng(rng),
+                             last_generation=last_generation)
 
 
 def event_json(ev: Event) -> Json:

@@ -78,6 +78,7 @@ T = {
     "authepoch": "RDV-55",
     "onionparse": "RDV-56",
     "truncated": "FRM-36",
+    "config": "RDV-58",
 }
 
 NOTES: dict[str, Json] = {
@@ -90,6 +91,8 @@ NOTES: dict[str, Json] = {
                       "description": "A frame body that is not deterministic CBOR."},
     "OVERSIZE": {"bugType": "EDGE_CASE", "description": "Field or frame above its limit."},
     "SCHEMA": {"bugType": "MISSING_CHECK", "description": "Missing, unknown or mistyped key."},
+    "CONFIG": {"bugType": "MISSING_CHECK",
+               "description": "machine.new with a config p4-03 §14.2 refuses (RDV-58)."},
     "OUT_OF_ORDER": {"bugType": "STATE_MACHINE", "description": "Message not allowed now."},
     "GLARE": {"bugType": "EDGE_CASE", "description": "Both peers offered at once."},
     "TIMEOUT": {"bugType": "EDGE_CASE", "description": "A timer expires."},
@@ -774,6 +777,26 @@ def _transcripts() -> list[Json]:
     a.recv(NOW + 500, d.step(NOW + 400, _bye("RDV_DUPLICATE_STREAM")) + b"\xff" * 5)
     add(a, "rdv-tx-bye-then-junk", "BYE (duplicate stream) and junk in one recv: CLOSED, the "
         "bytes after the BYE are discarded", ["bye", "closed", "terminal", "split"], ["SPLIT"])
+
+    # machine.new refuses a bad config, in p4-03 §14.2's order [RDV-58]; no step runs
+    def bad_config(ident: str, comment: str, role: str, config: Json, error: str) -> None:
+        params = {"machine": "rendezvous", "role": role, "config": config}
+        groups.setdefault(repr(params), (params, []))[1].append(
+            test(ident, comment, [T["config"]], {"rng": [], "steps": []}, valid=False,
+                 error=error, flags=["CONFIG"]))
+
+    good = {"identity_seed": SEED_LOW.hex(), "peer_pub": PUB_HIGH.hex()}
+    bad_config("rdv-tx-config-unknown-key", "a key the config table does not define", "dialer",
+               {**good, "generation": 1}, "MESSAGE_INVALID")
+    bad_config("rdv-tx-config-no-peer", "peer_pub missing", "acceptor",
+               {"identity_seed": SEED_LOW.hex()}, "MESSAGE_INVALID")
+    bad_config("rdv-tx-config-mark-range", "last_generation 2^64 (before the short seed)",
+               "dialer", {**good, "identity_seed": SEED_LOW[:31].hex(),
+                          "last_generation": 1 << 64}, "MESSAGE_INVALID")
+    bad_config("rdv-tx-config-short-seed", "a 31-byte identity seed", "dialer",
+               {**good, "identity_seed": SEED_LOW[:31].hex()}, "RDV_KEY_INVALID")
+    bad_config("rdv-tx-config-own-key", "peer_pub is this endpoint's own key", "acceptor",
+               {**good, "peer_pub": PUB_LOW.hex()}, "RDV_KEY_INVALID")
 
     out: list[Json] = []
     for params, tests in groups.values():
