@@ -819,6 +819,11 @@ def _run_doc(doc: dict[str, Any]) -> None:
             if g["op"] == "machine.transcript":
                 p = g["params"]
                 rng = [bytes.fromhex(x) for x in t["input"]["rng"]]
+                if "error" in t["expect"]:  # machine.new itself must refuse the config
+                    with pytest.raises(P4Error) as refused:
+                        adapter.new(p["role"], p["config"], rng)
+                    assert refused.value.code.name == t["expect"]["error"], t["id"]
+                    continue
                 m = adapter.new(p["role"], p["config"], rng)
                 got = [_step_or_error(m, s["now"], s["in"]) for s in t["input"]["steps"]]
                 assert got == t["expect"]["value"]["steps"], t["id"]
