@@ -10,9 +10,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import ErrorCode, LocalProtocolError
+from ..errors import ErrorCode, LocalProtocolError, P4Error
 
-__all__ = ["MAX_SAFE_INT", "Json", "Op", "hex_arg", "int_arg", "int_value", "str_arg"]
+__all__ = [
+    "MAX_SAFE_INT", "Json", "ListRng", "Op", "hex_arg", "int_arg", "int_value", "run_listed_op",
+    "str_arg",
+]  # fmt: skip
 
 Json = dict[str, Any]
 #: One adapter operation: ``(params, input) -> value``; raise a P4Error for an error result.
@@ -60,3 +63,33 @@ def _canonical_decimal(text: str) -> bool:
 
 def int_arg(inp: Json, key: str, default: int | None = None) -> int:
     return int_value(inp.get(key, default), key)
+
+
+def run_listed_op(ops: dict[str, Op], op: str, params: Json, inp: Json) -> Json:
+    """Run one of a layer's ops for tests and vector builders: ``{"value": …}`` or
+    ``{"error": NAME}`` (the adapter's own dispatch answers the wire form instead)."""
+    try:
+        return {"value": ops[op](params, inp)}
+    except P4Error as exc:
+        return {"error": exc.code.name}
+
+
+class ListRng:
+    """The machine's randomness replayed from the vector's ``rng`` list."""
+
+    __slots__ = ("_values",)
+
+    def __init__(self, values: list[bytes]) -> None:
+        self._values = list(values)
+
+    def __call__(self, n: int) -> bytes:
+        if not self._values:
+            raise LocalProtocolError(ErrorCode.INTERNAL_ERROR, "transcript rng exhausted")
+        v = self._values.pop(0)
+        if len(v) != n:
+            raise LocalProtocolError(ErrorCode.INTERNAL_ERROR, f"rng value has {len(v)} != {n}")
+        return v
+
+    @property
+    def left(self) -> int:
+        return len(self._values)

@@ -20,7 +20,7 @@ from typing import Any
 
 from nacl.signing import SigningKey
 
-from ..errors import DecodeError, ErrorCode, LocalProtocolError, P4Error
+from ..errors import DecodeError, ErrorCode, LocalProtocolError
 from ..framing import FrameType, Path, decode_frame, encode_frame
 from ..rendezvous import _codec as codec
 from ..rendezvous._derive import derive_epoch_keys, epochs_to_accept, role_of
@@ -34,7 +34,7 @@ from ..rendezvous._events import (
 )
 from ..rendezvous._machine import NonceCache, RendezvousMachine, check_received
 from ..rendezvous._onion import parse_onion_address
-from ._jsonargs import Json, Op
+from ._jsonargs import Json, ListRng, Op, run_listed_op
 from ._jsonargs import hex_arg as _hex
 from ._jsonargs import int_arg as _int
 from ._jsonargs import str_arg as _str
@@ -58,27 +58,6 @@ def _code(value: object) -> int:
     raise LocalProtocolError(ErrorCode.MESSAGE_INVALID, f"not an error code name: {value!r}")
 
 
-class _ListRng:
-    """The machine's randomness replayed from the vector's ``rng`` list."""
-
-    __slots__ = ("_values",)
-
-    def __init__(self, values: list[bytes]) -> None:
-        self._values = list(values)
-
-    def __call__(self, n: int) -> bytes:
-        if not self._values:
-            raise LocalProtocolError(ErrorCode.INTERNAL_ERROR, "transcript rng exhausted")
-        v = self._values.pop(0)
-        if len(v) != n:
-            raise LocalProtocolError(ErrorCode.INTERNAL_ERROR, f"rng value has {len(v)} != {n}")
-        return v
-
-    @property
-    def left(self) -> int:
-        return len(self._values)
-
-
 def new(role: str, config: Json, rng: list[bytes]) -> RendezvousMachine:
     if role not in ("dialer", "acceptor"):
         raise LocalProtocolError(ErrorCode.MESSAGE_INVALID, f"role {role!r}")
@@ -90,7 +69,7 @@ def new(role: str, config: Json, rng: list[bytes]) -> RendezvousMachine:
     last_generation = _int(config, "last_generation", 0)
     if not 0 <= last_generation <= (1 << 64) - 1:
         raise LocalProtocolError(ErrorCode.MESSAGE_INVALID, "last_generation is 0 … 2^64-1")
-    return RendezvousMachine(seed, peer, dialer=role == "dialer", rng=_ListRng(rng),
+    return RendezvousMachine(seed, peer, dialer=role == "dialer", rng=ListRng(rng),
                              last_generation=last_generation)
 
 
@@ -270,7 +249,4 @@ def vectors_ops() -> dict[str, Op]:
 
 def run_op(op: str, params: Json, inp: Json) -> Json:
     """Helper for tests and the vector builder: ``{"value": …}`` or ``{"error": NAME}``."""
-    try:
-        return {"value": vectors_ops()[op](params, inp)}
-    except P4Error as exc:
-        return {"error": exc.code.name}
+    return run_listed_op(vectors_ops(), op, params, inp)

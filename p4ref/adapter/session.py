@@ -16,7 +16,7 @@ from typing import Any
 
 from nacl.signing import SigningKey
 
-from ..errors import DecodeError, ErrorCode, LocalProtocolError, P4Error
+from ..errors import DecodeError, ErrorCode, LocalProtocolError
 from ..framing import Frame, FrameType, Path, decode_frame, encode_frame
 from ..session import _codec as codec
 from ..session._events import (
@@ -32,7 +32,7 @@ from ..session._events import (
     Status,
 )
 from ..session._machine import SessionConfig, SessionMachine, SessionState
-from ._jsonargs import Json, Op
+from ._jsonargs import Json, ListRng, Op, run_listed_op
 from ._jsonargs import hex_arg as _hex
 from ._jsonargs import int_arg as _int
 from ._jsonargs import str_arg as _str
@@ -154,30 +154,10 @@ def vectors_ops() -> dict[str, Op]:
 
 def run_op(op: str, params: Json, inp: Json) -> Json:
     """Helper for tests and the vector builder: ``{"value": …}`` or ``{"error": NAME}``."""
-    try:
-        return {"value": vectors_ops()[op](params, inp)}
-    except P4Error as exc:
-        return {"error": exc.code.name}
+    return run_listed_op(vectors_ops(), op, params, inp)
 
 
 # ------------------------------------------------------------------------------ the machine
-
-
-class _ListRng:
-    """The machine's randomness replayed from the vector's ``rng`` list."""
-
-    __slots__ = ("_values",)
-
-    def __init__(self, values: list[bytes]) -> None:
-        self._values = list(values)
-
-    def __call__(self, n: int) -> bytes:
-        if not self._values:
-            raise LocalProtocolError(ErrorCode.INTERNAL_ERROR, "transcript rng exhausted")
-        v = self._values.pop(0)
-        if len(v) != n:
-            raise LocalProtocolError(ErrorCode.INTERNAL_ERROR, f"rng value has {len(v)} != {n}")
-        return v
 
 
 def _state(raw: object) -> SessionState:
@@ -214,7 +194,7 @@ def new_machine(role: str, config: Json, rng: list[bytes]) -> SessionMachine:
     )
     state = _state(config["state"]) if "state" in config else None
     return SessionMachine(_hex(config, "identity_seed"), _hex(config, "peer_pub"),
-                          rng=_ListRng(rng), state=state, config=cfg)
+                          rng=ListRng(rng), state=state, config=cfg)
 
 
 def _code_name(code: int) -> str:
