@@ -42,6 +42,24 @@ def test_default_home_per_platform(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
         assert got.name == "p4"
 
 
+def test_default_home_keeps_a_legacy_profile(monkeypatch: pytest.MonkeyPatch,
+                                             tmp_path: Path) -> None:
+    """A profile made in ~/.p4 before the macOS/Windows default moved keeps being used while the
+    new folder does not exist; once the new folder exists, it wins."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("XDG_DATA_HOME", raising=False)
+    (tmp_path / ".p4").mkdir()
+    for plat in ("win32", "darwin"):  # a ~/.p4 without a key is not a profile
+        assert _platform.default_home({}, plat) != tmp_path / ".p4"
+    (tmp_path / ".p4" / "identity.key").write_text("x")
+    for plat in ("win32", "darwin"):
+        assert _platform.default_home({}, plat) == tmp_path / ".p4"
+    modern = Path(user_data_dir("p4", appauthor=False, roaming=False))
+    modern.mkdir(parents=True)
+    for plat in ("win32", "darwin"):
+        assert _platform.default_home({}, plat) == modern
+
+
 def test_tor_candidates_per_platform() -> None:
     env = {
         "USERPROFILE": r"C:\Users\ann",

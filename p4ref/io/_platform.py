@@ -72,11 +72,17 @@ def default_home(env: Mapping[str, str] | None = None, platform: str | None = No
     platform = sys.platform if platform is None else platform
     if value := env.get("P4_HOME"):
         return Path(value)
+    legacy = Path.home() / ".p4"
     if platform in ("win32", "darwin"):
         # %LOCALAPPDATA%\p4 (not roaming: the seed stays on this machine), or
-        # ~/Library/Application Support/p4.
-        return Path(user_data_dir(APP_NAME, appauthor=False, roaming=False))
-    return Path.home() / ".p4"
+        # ~/Library/Application Support/p4.  A profile created before the move, in ~/.p4, keeps
+        # being used while the new folder does not exist: moving a seed silently is worse than
+        # an unusual path, and `p4 id` shows which folder is in use.
+        modern = Path(user_data_dir(APP_NAME, appauthor=False, roaming=False))
+        if not modern.exists() and (legacy / "identity.key").exists():
+            return legacy
+        return modern
+    return legacy
 
 
 def owned_by_user(st: os.stat_result) -> bool:
