@@ -115,7 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--home",
         metavar="DIR",
         default=argparse.SUPPRESS,
-        help="profile directory (default: $P4_HOME, else ~/.p4 on Linux, the per-user application-data folder on macOS and Windows)",
+        help=("profile directory (default: $P4_HOME, else ~/.p4 on Linux, the per-user "
+              "application-data folder on macOS and Windows)"),
     )
     parser = argparse.ArgumentParser(
         prog="p4", description="P⁴ — the Persistent Point-to-Point Protocol, reference peer."
