@@ -27,6 +27,7 @@ __all__ = [
     "grade_answer",
     "json_equal",
     "out_equal",
+    "split_recv_item",
     "transcript_job",
 ]
 
@@ -104,15 +105,32 @@ def error_frame_key(frame_hex: object) -> tuple[int, int] | None:
     return data[2], code
 
 
+SEND_KEYS = ({"send"}, {"send", "conn"})
+
+
 def item_equal(want: Any, got: Any) -> bool:
     """One machine output item: exact JSON equality, except that an expected ``send`` of a
     well-formed ERROR frame matches any ``send`` of a well-formed ERROR frame with the same type,
-    flags and code (RULES decision 2; conformance/README.md §4.3)."""
-    if isinstance(want, dict) and isinstance(got, dict) and want.keys() == got.keys() == {"send"}:
+    flags and code (RULES decision 2; conformance/README.md §4.3).  A connection-addressed
+    ``{"send": hex, "conn": N}`` (README §3.4) must also name the same connection."""
+    if isinstance(want, dict) and isinstance(got, dict) and want.keys() == got.keys() \
+            and set(want) in SEND_KEYS:
         key = error_frame_key(want["send"])
         if key is not None:
-            return error_frame_key(got["send"]) == key
+            return error_frame_key(got["send"]) == key and json_equal(want.get("conn"),
+                                                                        got.get("conn"))
     return json_equal(want, got)
+
+
+def split_recv_item(item: Any) -> list[Any]:
+    """``item`` as one-byte ``recv`` items when it is a ``recv`` of more than one byte (keeping
+    its ``conn``, so each connection's byte stream is split on its own), else ``[item]``."""
+    if isinstance(item, dict) and set(item) in ({"recv"}, {"recv", "conn"}) \
+            and isinstance(item["recv"], str) and len(item["recv"]) > 2:
+        data = item["recv"]
+        extra = {"conn": item["conn"]} if "conn" in item else {}
+        return [{"recv": data[k:k + 2], **extra} for k in range(0, len(data), 2)]
+    return [item]
 
 
 def out_equal(want: Any, got: Any) -> bool:
@@ -183,7 +201,8 @@ def transcript_job(case: Case, target: str = "A", *, split_recv: bool = False) -
     failing.  With ``split_recv``, every ``recv`` of more than one byte is delivered one byte per
     ``machine.step`` at the same ``now``; the outputs of those steps, concatenated, must equal the
     step's expected ``out``, and the state after the last byte its ``state`` (README §3.4: the
-    machine accepts every split of the stream)."""
+    machine accepts every split of the stream; a ``recv`` with a ``conn`` is split within that
+    connection's stream)."""
     p, inp, expect = case.params, case.input, case.expect
     resp = yield machine_new_call(target, str(p["machine"]), str(p["role"]),
                                   dict(p.get("config") or {}), list(inp.get("rng", [])))
@@ -207,11 +226,7 @@ def transcript_job(case: Case, target: str = "A", *, split_recv: bool = False) -
     for i, step in enumerate(steps):
         want = want_steps[i] if i < len(want_steps) else {}
         item = step["in"]
-        pieces = [item]
-        if split_recv and isinstance(item, dict) and set(item) == {"recv"} \
-                and isinstance(item["recv"], str) and len(item["recv"]) > 2:
-            data = item["recv"]
-            pieces = [{"recv": data[k:k + 2]} for k in range(0, len(data), 2)]
+        pieces = split_recv_item(item) if split_recv else [item]
         out: list[Any] = []
         got: Json = {}
         problem: str | None = None

@@ -339,6 +339,22 @@ def test_error_frames_compare_by_code_not_reason() -> None:
     assert error_frame_key(not_map) is None and error_frame_key("zz") is None
 
 
+def test_connection_addressed_items() -> None:
+    # README §3.4: a send with conn matches only the same conn (ERROR frames still by code), and
+    # --split-recv splits a recv within its own connection.
+    from conformance.jobs import out_equal, split_recv_item
+
+    a, b = _error(0x0405, "gap"), _error(0x0405, "")
+    assert out_equal([{"send": a, "conn": 2}], [{"send": b, "conn": 2}])
+    assert not out_equal([{"send": a, "conn": 2}], [{"send": b, "conn": 3}])
+    assert not out_equal([{"send": a, "conn": 2}], [{"send": b}])
+    assert not out_equal([{"send": "0102", "conn": 1}], [{"send": "0102", "conn": 2}])
+    assert split_recv_item({"recv": "0a0b", "conn": 7}) == [{"recv": "0a", "conn": 7},
+                                                              {"recv": "0b", "conn": 7}]
+    assert split_recv_item({"recv": "", "conn": 7}) == [{"recv": "", "conn": 7}]
+    assert split_recv_item({"recv": "0a0b"}) == [{"recv": "0a"}, {"recv": "0b"}]
+
+
 def _rewrite_error_frames(code_delta: int) -> Any:
     """The reference adapter, but every ERROR frame it sends is re-worded (and its code shifted by
     ``code_delta``)."""

@@ -729,11 +729,11 @@ def test_adapter_machine_steps_and_error_rule() -> None:
 
     rng_l = [bytes(range(16, 32)), bytes(range(32, 48))]
     rng_h = [bytes(range(128, 144)), bytes(range(144, 160))]
-    low = ad.new_machine("peer", {"identity_seed": SEED_L.hex(), "peer_pub": PUB_H.hex()}, rng_l)
-    high = ad.new_machine("peer", {"identity_seed": SEED_H.hex(), "peer_pub": PUB_L.hex()}, rng_h)
+    low = ad.new("peer", {"identity_seed": SEED_L.hex(), "peer_pub": PUB_H.hex()}, rng_l)
+    high = ad.new("peer", {"identity_seed": SEED_H.hex(), "peer_pub": PUB_L.hex()}, rng_h)
     opn = {"cmd": "open", "conn": 1, "generation": 1, "path": "datachannel"}
-    a = ad.step_machine(low, 0, {**opn, "binding_local": FP_L.hex(), "binding_remote": FP_H.hex()})
-    b = ad.step_machine(high, 0, {**opn, "binding_local": FP_H.hex(),
+    a = ad.step(low, 0, {**opn, "binding_local": FP_L.hex(), "binding_remote": FP_H.hex()})
+    b = ad.step(high, 0, {**opn, "binding_local": FP_H.hex(),
                                   "binding_remote": FP_L.hex()})
     assert a["state"] == "reconnecting 1:HELLO_SENT"
     ex = worked_example()
@@ -742,16 +742,16 @@ def test_adapter_machine_steps_and_error_rule() -> None:
         a_sends = [o for o in a["out"] if "send" in o]
         b_sends = [o for o in b["out"] if "send" in o]
         for o in b_sends:
-            a = ad.step_machine(low, 5, {"recv": o["send"], "conn": o["conn"]})
+            a = ad.step(low, 5, {"recv": o["send"], "conn": o["conn"]})
         for o in a_sends:
-            b = ad.step_machine(high, 5, {"recv": o["send"], "conn": o["conn"]})
+            b = ad.step(high, 5, {"recv": o["send"], "conn": o["conn"]})
     assert high.state_string() == "connected 1:OPEN"
-    r = ad.step_machine(low, 9, {"cmd": "send", "payload": "68656c6c6f"})
+    r = ad.step(low, 9, {"cmd": "send", "payload": "68656c6c6f"})
     assert r["out"] == [{"send": ex["MSG"], "conn": 1}]
-    r = ad.step_machine(high, 9, {"recv": ex["MSG"], "conn": 1})
+    r = ad.step(high, 9, {"recv": ex["MSG"], "conn": 1})
     assert {"event": "MESSAGE", "inc": low.s.inc.hex(), "seq": 1,
             "payload": "68656c6c6f"} in r["out"]
-    r = ad.step_machine(high, 10, {"recv": "0133000008" + "00" * 7 + "05", "conn": 1})
+    r = ad.step(high, 10, {"recv": "0133000008" + "00" * 7 + "05", "conn": 1})
     kinds = [next(iter(o)) if "event" not in o else o["event"] for o in r["out"]]
     assert kinds[0] == "send" and r["out"][0]["send"][2:4] == "01"  # the ERROR frame first
     failed = kinds.index("CONNECTION_FAILED")
@@ -760,7 +760,7 @@ def test_adapter_machine_steps_and_error_rule() -> None:
     assert r["out"][-1] == {"error": "SES_SEQ_GAP"}
     assert r["state"] == "reconnecting 1:FAILED"
     with pytest.raises(LocalProtocolError):
-        ad.step_machine(high, 11, {"cmd": "inbox_committed", "through": 7})
+        ad.step(high, 11, {"cmd": "inbox_committed", "through": 7})
 
 
 def test_unmatched_pong_proves_nothing() -> None:

@@ -17,6 +17,8 @@ The contract is ``conformance/README.md`` (generic) plus each layer spec's secti
   field's JSON type fits the table's type (inputs only in tests that expect success);
 - **lossless**: every integer of magnitude above 2^53 - 1 is written ``{"int": "<decimal>"}``, and
   every ``{"int": …}`` holds a canonical decimal (conformance/README.md §3.1);
+- **connections**: a ``conn`` key (conformance/README.md §3.4) is an int and goes only with
+  ``recv`` or ``send``, and a vector's ``recv`` / ``send`` items all carry it or none does;
 - **free text**: no expected event carries ``reason`` or ``message``, or a field the spec marks
   ``(free)``: the spec leaves that text to the implementation, so no vector may compare it.
 
@@ -410,6 +412,7 @@ class Linter:
     def __init__(self, contract: Contract) -> None:
         self.c = contract
         self.f = Findings()
+        self._conn_use: dict[str, bool] = {}  # vector id -> whether its recv/send carry conn
 
     def typed(self, types: dict[str, str], obj: Json, what: str, vid: str) -> None:
         for k, v in obj.items():
@@ -446,6 +449,7 @@ class Linter:
         kinds = [k for k in item if k in self.c.input_items] or list(item)[:1]
         for k in kinds:
             self.f.need(k in self.c.input_items, f"input item {k}", vid)
+        self.conn(item, "recv", vid)
         if "cmd" in item and m is not None:
             cmd = item["cmd"]
             self.f.need(cmd in m.commands, f"machine {mname} command {cmd}", vid)
@@ -456,6 +460,25 @@ class Linter:
                 self.typed(m.types.get(f"cmd {cmd}", {}),
                            {k: v for k, v in item.items() if k != "cmd"},
                            f"command {cmd} arg", vid)
+
+    def conn(self, item: Json, carrier: str, vid: str) -> None:
+        """The connection-addressed items of conformance/README.md §3.4: ``conn`` is an int in
+        0 .. 2^53 - 1 and only accompanies ``recv`` (input) or ``send`` (output); within one
+        vector every ``recv`` / ``send`` item carries it or none does."""
+        if carrier not in item:
+            if "conn" in item:
+                self.f.errors.append(f"{vid}: {item!r}: conn only goes with {carrier}")
+            return
+        has = "conn" in item
+        if has:
+            c = item["conn"]
+            if isinstance(c, bool) or not isinstance(c, int) or not 0 <= c <= MAX_SAFE_INT:
+                self.f.errors.append(f"{vid}: conn {c!r} is not an int in 0 .. 2^53-1")
+        seen = self._conn_use.setdefault(vid, has)
+        if seen != has:
+            self.f.errors.append(f"{vid}: some recv/send items carry conn and others do not "
+                                 "(conformance/README.md §3.4)")
+            self._conn_use[vid] = has
 
     def event(self, m: MachineDef | None, mname: str, item: Json, vid: str,
               exact: bool = False) -> None:
@@ -486,6 +509,7 @@ class Linter:
             return
         kind = next((k for k in item if k in self.c.output_items), next(iter(item), "?"))
         self.f.need(kind in self.c.output_items, f"output item {kind}", vid)
+        self.conn(item, "send", vid)
         if kind == "event":
             self.event(m, mname, item, vid, exact=True)
         elif kind == "error":

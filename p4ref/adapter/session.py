@@ -4,10 +4,8 @@ Ops: ``session.decode`` (one session frame, schema only), ``session.verify_hello
 SES_HELLO checks of §7.3 in order), ``session.sign_auth`` and ``session.verify_auth`` (the
 transcript signature of §7.2).
 
-The ``session`` machine (§13.2) is here as :func:`new_machine` / :func:`step_machine`, but not
-yet declared as ``MACHINE``: its transcripts need connection-addressed ``recv`` / ``send`` items
-(``{"recv": hex, "conn": N}``, ``{"send": hex, "conn": N}``), which the generic harness and
-``conformance/README.md`` do not carry yet.
+Machine (``MACHINE = "session"``, §13.2): :func:`new` / :func:`step`; its ``recv`` and ``send``
+items carry the connection id ``conn`` (conformance/README.md §3.4).
 """
 
 from __future__ import annotations
@@ -37,9 +35,9 @@ from ._jsonargs import hex_arg as _hex
 from ._jsonargs import int_arg as _int
 from ._jsonargs import str_arg as _str
 
-__all__ = ["MACHINE_NAME", "event_json", "new_machine", "run_op", "step_machine", "vectors_ops"]
+__all__ = ["MACHINE", "event_json", "new", "run_op", "step", "vectors_ops"]
 
-MACHINE_NAME = "session"
+MACHINE = "session"
 CONFIG_KEYS = frozenset({"identity_seed", "peer_pub", "state", "dc_window", "tor_window",
                          "max_outbox"})
 STATE_KEYS = frozenset({"inc", "tx", "acked", "outbox", "peer_inc", "rx", "retired",
@@ -179,7 +177,7 @@ def _state(raw: object) -> SessionState:
     )
 
 
-def new_machine(role: str, config: Json, rng: list[bytes]) -> SessionMachine:
+def new(role: str, config: Json, rng: list[bytes]) -> SessionMachine:
     """``machine.new`` for machine ``session`` (role ``peer``), §13.2."""
     if role != "peer":
         raise LocalProtocolError(ErrorCode.MESSAGE_INVALID, f"role {role!r}")
@@ -231,7 +229,7 @@ def event_json(ev: Event) -> Json:
     return out
 
 
-def step_machine(m: SessionMachine, now_ms: int, inp: Json) -> Json:
+def step(m: SessionMachine, now_ms: int, inp: Json) -> Json:
     """One step (§13.2); a refused command raises (the step request answers ``error``)."""
     if "recv" in inp:
         m.receive_data(_int(inp, "conn"), _hex(inp, "recv"), now_ms)
