@@ -28,7 +28,7 @@ from typing import Any
 
 from ..errors import ErrorCode, P4Error
 from ..pairing import parse_code, parse_uri
-from .store import atomic_write
+from .store import LOCK_FILE, atomic_write, locked_file
 
 __all__ = ["BURNT_FILE", "SHORT_CODE_TTL_S", "BurntCodes"]
 
@@ -36,6 +36,7 @@ BURNT_FILE = "burnt-codes.json"
 FORMAT = "p4-burnt-codes"
 SHORT_CODE_TTL_S = 24 * 3600
 MAX_ENTRIES = 1000
+LOCK_TIMEOUT_S = 10.0
 _MAX_SIZE = 1 << 20
 
 def canonical(text: str) -> tuple[str, int | None]:
@@ -94,8 +95,12 @@ class BurntCodes:
         if until <= t:
             return
         h = self._hash(text)
-        entries = [e for e in self._load(t) if e["hash"] != h]
-        entries.append({"hash": h, "code": code.name, "until": until})
-        doc = {"format": FORMAT, "version": 1, "codes": entries[-MAX_ENTRIES:]}
-        with contextlib.suppress(OSError):
+        # Read-modify-write under the profile's writer lock [IDN-26]: two `p4 pair accept` at
+        # once must not drop each other's entry.  A cache that cannot be written (lock busy,
+        # disk full) costs only a re-tried guess, never the pairing's outcome.
+        with contextlib.suppress(OSError, P4Error), locked_file(
+                self.path.parent / LOCK_FILE, LOCK_TIMEOUT_S, "another p4 process is writing"):
+            entries = [e for e in self._load(t) if e["hash"] != h]
+            entries.append({"hash": h, "code": code.name, "until": until})
+            doc = {"format": FORMAT, "version": 1, "codes": entries[-MAX_ENTRIES:]}
             atomic_write(self.path, (json.dumps(doc, indent=1) + "\n").encode("ascii"))
