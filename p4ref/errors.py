@@ -24,7 +24,8 @@ __all__ = [
 
 class ErrorCode(IntEnum):
     """Registry of error codes (u16). Ranges: 0x00xx core, 0x01xx framing, 0x02xx identity and
-    pairing, 0x03xx rendezvous, 0x04xx session, 0x05xx channels, 0x06xx local storage."""
+    pairing, 0x03xx rendezvous, 0x04xx session, 0x05xx channels, 0x06xx local storage,
+    0x07xx tor driver, 0x08xx file transfer."""
 
     # --- core (p4-00) ---
     NO_ERROR = 0x0000
@@ -111,6 +112,22 @@ class ErrorCode(IntEnum):
     TOR_CLIENT_AUTH_FAILED = 0x0706  # descriptor needs client auth we lack (SOCKS 0xF4/0xF5)
     TOR_LAUNCH_FAILED = 0x0707  # a tor process we started exited or never became ready
     ONION_ADDRESS_INVALID = 0x0708  # v3 onion address: bad length/base32/checksum/version
+
+    # --- file transfer (p4-06, 0x0801-0x08FF; sent in FILE_REFUSE / FILE_CANCEL) ---
+    FILE_RECORD_INVALID = 0x0801  # p4-06 §7.4: unknown record type or a Length over its limit
+    FILE_NAME_INVALID = 0x0802  # p4-06 §5: a name that breaks the name rules
+    FILE_TOO_LARGE = 0x0803  # p4-06 §8.2: refusal, the size is above the receiver's limit
+    FILE_REFUSED = 0x0804  # p4-06 §8.2: refusal, the user or application declined
+    FILE_DISK_FULL = 0x0805  # p4-06 §8.7: no space at the receiver; the partial file is kept
+    FILE_OFFSET_INVALID = 0x0806  # p4-06 §8.2: an ACCEPT offset not on a block boundary/past end
+    FILE_HASHES_INVALID = 0x0807  # p4-06 §8.3: hashes out of order, past the end, too many ahead
+    FILE_DATA_OVERRUN = 0x0808  # p4-06 §8.3: DATA past its block or past the offered size
+    FILE_BLOCK_MISMATCH = 0x0809  # p4-06 §8.4: a block does not match its leaf hash
+    FILE_ROOT_MISMATCH = 0x080A  # p4-06 §8.4: the leaves do not chain to the offered root
+    FILE_SOURCE_CHANGED = 0x080B  # p4-06 §8.3: the sender's file changed since it was hashed
+    FILE_IO_ERROR = 0x080C  # p4-06 §8.7: reading or writing the file failed (not disk full)
+    FILE_CANCELLED = 0x080D  # p4-06 §8.5: the user or application cancelled
+    FILE_INTERRUPTED = 0x080E  # p4-06 §8.5: the channel ended before the transfer did (local)
 
 
 class P4Error(Exception):
