@@ -1,0 +1,115 @@
+/** machine.new / machine.step / machine.drop (conformance/README.md §3.4) for `pairing` and `rendezvous`. */
+import { Bytes, fromHex, toHex } from "../bytes.js";
+import { P4Error } from "../errors.js";
+import { ListRng, type Machine, type StepOutput } from "../machine.js";
+import { parseCode, parseUri, type Invitation } from "../pairing/invite.js";
+import { PairingMachine, type PairRole } from "../pairing/machine.js";
+import { RendezvousMachine, type RdvStreamRole } from "../rendezvous/machine.js";
+import { asBigint, field, intField, objField, RequestError, strField, toJson, type Json, type Obj } from "./json.js";
+import type { Op } from "./codec.js";
+
+export class Unsupported extends Error {}
+
+const invalidConfig = (m: string): never => {
+  throw new P4Error("MESSAGE_INVALID", m);
+};
+const isHex = (v: unknown): v is string => typeof v === "string" && /^(?:[0-9a-f]{2})*$/.test(v);
+
+function newPairing(role: string, cfg: Obj, rng: ListRng): Machine {
+  // PAIR-68 order: role, unknown key, code/uri, JSON types, timeout_ms > 0 → MESSAGE_INVALID
+  if (role !== "inviter" && role !== "accepter") invalidConfig("role");
+  const known = ["code", "uri", "identity_seed", "expires_at", "timeout_ms"];
+  for (const k of Object.keys(cfg)) if (!known.includes(k)) invalidConfig("unknown config key " + k);
+  if (("code" in cfg) === ("uri" in cfg)) invalidConfig("exactly one of code, uri");
+  if ("code" in cfg && typeof cfg.code !== "string") invalidConfig("code is not a string");
+  if ("uri" in cfg && typeof cfg.uri !== "string") invalidConfig("uri is not a string");
+  if (!isHex(cfg.identity_seed)) invalidConfig("identity_seed is not hex");
+  const expiresAt = cfg.expires_at === undefined ? undefined : asBigint(cfg.expires_at) ?? invalidConfig("expires_at");
+  const timeout = cfg.timeout_ms === undefined ? undefined : asBigint(cfg.timeout_ms) ?? invalidConfig("timeout_ms");
+  if (timeout !== undefined && timeout <= 0n) invalidConfig("timeout_ms must be > 0");
+  const invitation: Invitation = typeof cfg.code === "string" ? parseCode(cfg.code) : parseUri(cfg.uri as string);
+  const seed = fromHex(cfg.identity_seed as string);
+  if (seed.length !== 32) throw new P4Error("IDENTITY_KEY_INVALID", "identity_seed is not 32 bytes");
+  return new PairingMachine(
+    { role: role as PairRole, invitation, identitySeed: seed, expiresAt: expiresAt === undefined ? undefined : Number(expiresAt), timeoutMs: timeout === undefined ? undefined : Number(timeout) },
+    rng,
+  );
+}
+
+function newRendezvous(role: string, cfg: Obj, rng: ListRng): Machine {
+  // RDV-58 order
+  if (role !== "dialer" && role !== "acceptor") invalidConfig("role");
+  const known = ["identity_seed", "peer_pub", "last_generation"];
+  for (const k of Object.keys(cfg)) if (!known.includes(k)) invalidConfig("unknown config key " + k);
+  if (!("identity_seed" in cfg) || !("peer_pub" in cfg)) invalidConfig("missing required key");
+  if (!isHex(cfg.identity_seed) || !isHex(cfg.peer_pub)) invalidConfig("not hex");
+  let lastGeneration: bigint | undefined;
+  if (cfg.last_generation !== undefined) {
+    lastGeneration = asBigint(cfg.last_generation) ?? invalidConfig("last_generation is not an integer");
+    if (lastGeneration < 0n || lastGeneration > (1n << 64n) - 1n) invalidConfig("last_generation out of range");
+  }
+  const seed = fromHex(cfg.identity_seed as string);
+  const peerPub = fromHex(cfg.peer_pub as string);
+  if (seed.length !== 32 || peerPub.length !== 32) throw new P4Error("RDV_KEY_INVALID", "key is not 32 bytes");
+  return new RendezvousMachine({ role: role as RdvStreamRole, identitySeed: seed, peerPub, lastGeneration }, rng);
+}
+
+const FACTORIES: Record<string, (role: string, cfg: Obj, rng: ListRng) => Machine> = {
+  pairing: newPairing,
+  rendezvous: newRendezvous,
+};
+
+const machines = new Map<string, Machine>();
+let nextHandle = 1;
+
+function stepJson(m: Machine, o: StepOutput): Json {
+  const out: Json[] = [];
+  for (const s of o.sends) out.push({ send: toHex(s) });
+  for (const e of o.events) {
+    const ev: Record<string, Json> = {};
+    for (const [k, v] of Object.entries(e)) ev[k] = toJson(v);
+    out.push(ev);
+  }
+  if (o.error !== undefined) out.push({ error: o.error });
+  return { out, state: m.state };
+}
+
+export const MACHINE_OPS: Record<string, Op> = {
+  "machine.new": (p, i) => {
+    const kind = strField(p, "machine");
+    const factory = FACTORIES[kind];
+    if (factory === undefined) throw new Unsupported(kind);
+    const role = strField(p, "role");
+    const cfg = p.config === undefined ? {} : objField(p, "config");
+    const rngList = i.rng === undefined ? [] : field(i, "rng");
+    if (!Array.isArray(rngList) || !rngList.every(isHex)) throw new RequestError("rng is not a list of hex");
+    const m = factory(role, cfg, new ListRng((rngList as string[]).map((h): Bytes => fromHex(h))));
+    const handle = `${kind}-${nextHandle++}`;
+    machines.set(handle, m);
+    return { handle };
+  },
+  "machine.step": (p, i) => {
+    const handle = strField(p, "handle");
+    const m = machines.get(handle);
+    if (m === undefined) throw new RequestError("unknown handle " + handle);
+    const now = Number(intField(i, "now"));
+    const inp = objField(i, "in");
+    let o: StepOutput;
+    if ("recv" in inp) {
+      const r = inp.recv;
+      if (!isHex(r)) throw new RequestError("recv is not hex");
+      o = m.recv(now, fromHex(r));
+    } else if ("cmd" in inp) {
+      const { cmd, ...args } = inp;
+      if (typeof cmd !== "string") throw new RequestError("cmd is not a string");
+      o = m.command(now, cmd, args);
+    } else if (inp.tick === true) {
+      o = m.tick(now);
+    } else throw new RequestError("unknown input item");
+    return stepJson(m, o);
+  },
+  "machine.drop": (p) => {
+    machines.delete(String(p.handle));
+    return {};
+  },
+};
