@@ -429,6 +429,10 @@ class SessionMachine:
         if c.state in TERMINAL:
             return
         if not data:
+            if c.reader.pending:  # the stream ended inside a frame (p4-01 FRM-36)
+                self._fail(c, ErrorCode.FRAME_TRUNCATED, "stream ended inside a frame", now,
+                           send=False)
+                return
             self._input(c, Input.RECV_EOF, None, now)
             return
         head: int | None = None

@@ -29,8 +29,9 @@ from p4ref.session import SessionMachine
 from p4ref.session import _codec as codec
 
 from ._envelope import Json, envelope, group, test
+from ._session_machine import transcripts
 
-SPEC, REVISION = "p4-04-session-v1", 1
+SPEC, REVISION = "p4-04-session-v1", 2
 # the identity keys of p4-03 §14.1 (LOW first) and a third device M paired with both
 SEED_L = bytes.fromhex("be11679ffa71852399ff796774d64b70343ede5ade5241f572f49b46701d65b5")
 SEED_H = bytes.fromhex("0d63dc515f47c8e7d62d34a113710b43ef69b8f1f8a0b4480854e0577aa14911")
@@ -58,6 +59,35 @@ NOTES: dict[str, Json] = {
                       "description": "A body that is not deterministic CBOR."},
     "FRAMING": {"bugType": "MISSING_CHECK", "description": "The frame itself is invalid."},
     "OVERSIZE": {"bugType": "EDGE_CASE", "description": "A body above its limit."},
+    "SPLIT": {"bugType": "EDGE_CASE",
+              "description": "Frames split across recv steps at arbitrary byte positions."},
+    "STATE": {"bugType": "MISSING_CHECK",
+              "description": "A frame the transition table does not allow in this state."},
+    "TIMER": {"bugType": "EDGE_CASE", "description": "A timer just before and at its deadline."},
+    "DUPLICATE": {"bugType": "EDGE_CASE", "description": "A sequence number already delivered."},
+    "GAP": {"bugType": "MISSING_CHECK",
+            "description": "A sequence number above the next one on an ordered connection."},
+    "ACK": {"bugType": "EDGE_CASE",
+            "description": "Cumulative acknowledgements: stale, repeated, coalesced, invalid."},
+    "WINDOW": {"bugType": "EDGE_CASE", "description": "The in-flight window stalls the sender."},
+    "QUOTA": {"bugType": "MISSING_CHECK", "description": "The outbox quota is reached."},
+    "INTERLEAVING": {"bugType": "EDGE_CASE",
+                     "description": "Frames of two connections (generations) interleaved: "
+                                    "make-before-break."},
+    "REPLAY_GAP": {"bugType": "EDGE_CASE",
+                   "description": "Resumption from the position the peer announced."},
+    "PATH": {"bugType": "EDGE_CASE",
+             "description": "Which connection is active: data channel, onion stream, failover."},
+    "STATUS": {"bugType": "EDGE_CASE", "description": "The session status the application sees."},
+    "SIGNAL": {"bugType": "EDGE_CASE", "description": "RV_OFFER / RV_ANSWER carried in-band."},
+    "REFUSED": {"bugType": "MISSING_CHECK",
+                "description": "A command the machine refuses without changing."},
+    "CONFIG": {"bugType": "MISSING_CHECK", "description": "machine.new refuses the config."},
+    "INCARNATION": {"bugType": "EDGE_CASE",
+                    "description": "A restored backup, a lost state or a copied profile (§9)."},
+    "FAULTS": {"bugType": "EDGE_CASE",
+               "description": "Two machines through a relay that kills, delays and replays "
+                              "connections."},
 }
 
 
@@ -261,6 +291,7 @@ def build() -> dict[str, Json]:
             group("session.sign_auth", sign),
             group("session.verify_auth", verify),
         ]),
+        "session/transcripts.json": envelope("session", SPEC, REVISION, NOTES, transcripts()),
     }
 
 
