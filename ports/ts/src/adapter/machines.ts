@@ -39,19 +39,31 @@ function newPairing(role: string, cfg: Obj, rng: ListRng): Machine {
 function newRendezvous(role: string, cfg: Obj, rng: ListRng): Machine {
   // RDV-58 order
   if (role !== "dialer" && role !== "acceptor") invalidConfig("role");
-  const known = ["identity_seed", "peer_pub", "last_generation"];
+  const known = ["identity_seed", "peer_pub", "last_generation", "incarnation", "peer_incarnation", "peer_generation"];
   for (const k of Object.keys(cfg)) if (!known.includes(k)) invalidConfig("unknown config key " + k);
   if (!("identity_seed" in cfg) || !("peer_pub" in cfg)) invalidConfig("missing required key");
-  if (!isHex(cfg.identity_seed) || !isHex(cfg.peer_pub)) invalidConfig("not hex");
-  let lastGeneration: bigint | undefined;
-  if (cfg.last_generation !== undefined) {
-    lastGeneration = asBigint(cfg.last_generation) ?? invalidConfig("last_generation is not an integer");
-    if (lastGeneration < 0n || lastGeneration > (1n << 64n) - 1n) invalidConfig("last_generation out of range");
-  }
+  for (const k of ["identity_seed", "peer_pub", "incarnation", "peer_incarnation"])
+    if (k in cfg && !isHex(cfg[k])) invalidConfig(k + " is not hex");
+  const u64 = (k: string): bigint | undefined => {
+    if (cfg[k] === undefined) return undefined;
+    return asBigint(cfg[k]) ?? invalidConfig(k + " is not an integer");
+  };
+  const lastGeneration = u64("last_generation");
+  const peerGeneration = u64("peer_generation");
+  for (const g of [lastGeneration, peerGeneration])
+    if (g !== undefined && (g < 0n || g > (1n << 64n) - 1n)) invalidConfig("generation out of range");
+  const inc16 = (k: string): Bytes | undefined => {
+    if (cfg[k] === undefined) return undefined;
+    const b = fromHex(cfg[k] as string);
+    return b.length === 16 ? b : invalidConfig(k + " is not 16 bytes");
+  };
+  const incarnation = inc16("incarnation");
+  const peerIncarnation = inc16("peer_incarnation");
   const seed = fromHex(cfg.identity_seed as string);
   const peerPub = fromHex(cfg.peer_pub as string);
   if (seed.length !== 32 || peerPub.length !== 32) throw new P4Error("RDV_KEY_INVALID", "key is not 32 bytes");
-  return new RendezvousMachine({ role: role as RdvStreamRole, identitySeed: seed, peerPub, lastGeneration }, rng);
+  return new RendezvousMachine(
+    { role: role as RdvStreamRole, identitySeed: seed, peerPub, lastGeneration, incarnation, peerIncarnation, peerGeneration }, rng);
 }
 
 const FACTORIES: Record<string, (role: string, cfg: Obj, rng: ListRng) => Machine> = {

@@ -24,7 +24,14 @@ export interface RendezvousConfig {
   readonly identitySeed: Bytes;
   readonly peerPub: Bytes;
   readonly lastGeneration?: bigint;
+  /** This endpoint's 16-byte session incarnation (default 16 zero bytes). */
+  readonly incarnation?: Bytes;
+  /** What was stored about the peer (RDV-61). */
+  readonly peerIncarnation?: Bytes;
+  readonly peerGeneration?: bigint;
 }
+
+export const INC_LEN = 16;
 
 /** One replay cache per peer, shared by every stream of the pair (RDV-27). */
 export class ReplayCache {
@@ -133,6 +140,7 @@ export class RendezvousMachine implements Machine {
   private helloFields(now: number, echo: Bytes | undefined): Record<string, RvValue> {
     const f: Record<string, RvValue> = {
       timestamp_ms: BigInt(now), sender_pub: this.myPub, recipient_pub: this.cfg.peerPub,
+      generation: this.cfg.lastGeneration ?? 0n, incarnation: this.cfg.incarnation ?? new Uint8Array(INC_LEN),
     };
     if (echo !== undefined) f.echo = echo;
     return f;
@@ -251,7 +259,7 @@ export class RendezvousMachine implements Machine {
         }
         this.helloDeadline = undefined;
         this.state = "READY";
-        out.events.push({ event: "PEER_AUTHENTICATED", peer_pub: this.cfg.peerPub, epoch: f.epoch as bigint, role: this.rdvRole });
+        this.authenticated(out, f);
         return;
       case "OFFER": {
         const gen = f.generation as bigint;
@@ -282,6 +290,21 @@ export class RendezvousMachine implements Machine {
         out.events.push({ event: "BYE", code: codeName(Number(f.reason as bigint)) });
         return;
     }
+  }
+
+  /** RDV-55, RDV-60, RDV-61: report the peer, adopt its announced mark, compare with what was stored. */
+  private authenticated(out: StepOutput, f: Readonly<Record<string, RvValue>>): void {
+    const gen = f.generation as bigint;
+    const inc = f.incarnation as Bytes;
+    if (gen > this.G) this.G = gen;
+    out.events.push({
+      event: "PEER_AUTHENTICATED", peer_pub: this.cfg.peerPub, epoch: f.epoch as bigint, role: this.rdvRole,
+      peer_generation: gen, peer_incarnation: inc,
+    });
+    const genBack = gen < (this.cfg.peerGeneration ?? 0n);
+    const incChanged = this.cfg.peerIncarnation !== undefined && !equal(inc, this.cfg.peerIncarnation);
+    if (genBack || incChanged)
+      out.events.push({ event: "PEER_RESET", cause: genBack && incChanged ? "both" : genBack ? "generation" : "incarnation" });
   }
 
   /** Enter ERROR (RDV-43, RDV-45, RDV-47, RDV-54). */

@@ -35,6 +35,8 @@ export const SCHEMAS: Record<RvType, FieldDef[]> = {
     { key: 4, name: "sender_pub", kind: "b32" },
     { key: 5, name: "recipient_pub", kind: "b32" },
     { key: 6, name: "echo", kind: "b16", optional: true },
+    { key: 7, name: "generation", kind: "uint" },
+    { key: 8, name: "incarnation", kind: "b16" },
     SIG,
   ],
   RV_OFFER: [...OA, { key: 8, name: "stream_nonce", kind: "b16" }, SIG],
