@@ -1,0 +1,674 @@
+"""The per-peer link: rendezvous + WebRTC generations + session machine + storage for one
+paired peer (ARCHITECTURE decisions 5, 6, 8; p4-04 §4.2, §5, §8, §10).
+
+Theory of operation
+-------------------
+The :class:`~p4ref.session.SessionMachine` decides everything (which connection carries
+traffic, when a path is dead, when a new generation is needed, what to replay); this driver
+moves bytes and time in and out of it and keeps the durability rules of p4-04 §4.2:
+
+- *Send* (SES-5): :meth:`Link.submit` appends the payload to the outbox; only when that commit
+  returned (``append_outbox(..., then=...)``, in seq order) is it given to ``machine.send``, so
+  no frame ever carries a message that is not durable.  ``submit`` returns after the commit.
+- *Receive* (SES-6, SES-38): every MESSAGE event is stored with ``store_inbox``; once that
+  commit returned the message is handed to the application and ``machine.inbox_committed``
+  is called, so no SES_ACK covers a row that is not durable.  The row stays until the
+  application calls :meth:`Link.confirm`; after a restart the unconfirmed rows are delivered
+  again, first, with the same message id ``(inc, seq)`` (SES-39).
+- *State* (SES-7): ACKED → ``ack_outbox``; CONNECTION_OPEN and SESSION_RESET →
+  ``save_session(machine.persistent_state())``; a new machine resumes from ``session_state``.
+- *Timers*: one ``loop.call_at`` at ``machine.get_timer()``, re-armed after every step.
+
+Generations (p4-04 §5.2, §8.5).  RECONNECT_NEEDED (a dead path, the network-changed input, a
+forced change, the start) raises a *need*.  One generation is set up at a time: the side that
+acts sends an RV_OFFER for ``G + 1`` (``G`` the pair's signalling high-water mark, SES-56),
+the other answers; each side builds a fresh :class:`~p4ref.io.webrtc.Generation` (a fresh
+RTCPeerConnection) and, once its data channel is open, calls ``machine.open`` with the DTLS
+fingerprints as channel bindings.  The machine runs the in-band handshake and, when it
+completes, moves traffic there and ends the old connection with SES_END (make-before-break);
+the old RTCPeerConnection is closed in the background on CONNECTION_CLOSED.  The LOW peer (the
+leader) offers at once; the HIGH peer waits ``high_delay`` after a dead path first, so the two
+rarely cross, and when they do the rendezvous machine resolves the glare (p4-03 §8.5).
+
+Signalling path (p4-04 §5.3).  While a data channel is active the OFFER/ANSWER travel in-band in
+SES_SIGNAL and are checked by the stream machine of :mod:`._signalling`; otherwise they go on
+the kept-open onion stream.  An OFFER sent in-band on a path that then died is re-sent on the
+stream (the same signed bytes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import os
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import cast
+
+from ..errors import ErrorCode, LocalProtocolError, P4Error
+from ..io.replay_store import ReplayStore
+from ..io.session_store import SESSION_DB, Durability, Quota, SessionStore
+from ..io.signal import PeerReplay
+from ..io.store import Profile
+from ..io.tor import TorDriver
+from ..io.webrtc import (
+    DirectConfig,
+    DirectPathError,
+    Generation,
+    IceServer,
+    load_or_create_certificate,
+)
+from ..rendezvous import AnswerReceived, OfferReceived
+from ..session import (
+    Acked,
+    ConnectionClosed,
+    ConnectionFailed,
+    ConnectionOpen,
+    Event,
+    MessageReceived,
+    ReconnectNeeded,
+    SessionConfig,
+    SessionMachine,
+    SessionReset,
+    SignalReceived,
+    Status,
+)
+from ._signalling import SignalEvent, Signaller
+
+__all__ = ["Delivery", "Link", "LinkConfig", "LinkEvent"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class LinkConfig:
+    """How a :class:`Link` runs.
+
+    ``host_addresses`` / ``ice_servers`` / ``open_timeout``: see
+    :class:`~p4ref.io.webrtc.DirectConfig` (tests use ``("127.0.0.1",)``).
+    ``synchronous`` / ``quota``: the session store's durability level and per-peer bounds.
+    ``dial_only``: this device never publishes an onion and always dials (SES-15);
+    ``peer_dial_only``: the peer is dial-only, so this side never dials and waits for it.
+    ``high_delay``: seconds the HIGH peer waits before offering after a dead path (the LOW peer
+    is the leader and offers at once).  ``follower_delay``: RDV-37's FOLLOWER_DELAY in seconds.
+    """
+
+    host_addresses: tuple[str, ...] | None = None
+    ice_servers: tuple[IceServer, ...] = ()
+    open_timeout: float = 15.0
+    synchronous: Durability = "FULL"
+    quota: Quota | None = None
+    session: SessionConfig | None = None
+    dial_only: bool = False
+    peer_dial_only: bool = False
+    high_delay: float = 1.0
+    follower_delay: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One message of the peer's stream, durable in the inbox; ``(inc, seq)`` is its message id
+    (p4-04 SES-39).  Delivered again after a restart until :meth:`Link.confirm` is called."""
+
+    inc: bytes
+    seq: int
+    payload: bytes
+
+    @property
+    def id(self) -> tuple[bytes, int]:
+        return (self.inc, self.seq)
+
+
+@dataclass(frozen=True, slots=True)
+class LinkEvent:
+    """What the link reports: ``status`` (``connected`` / ``reconnecting`` / ``offline``,
+    SES-8), ``connection_open`` (``generation``, ``active``), ``connection_closed``,
+    ``connection_failed`` (``generation``, ``code``, ``by_peer``), ``generation_failed`` (the
+    data channel never opened: ``code``), ``session_reset`` (``detail``)."""
+
+    kind: str
+    status: str | None = None
+    generation: int | None = None
+    code: int | None = None
+    by_peer: bool = False
+    active: bool = False
+    detail: str = ""
+
+
+@dataclass(eq=False)
+class _Gen:
+    """One generation this link set up, offered or answered."""
+
+    number: int
+    offerer: bool
+    serial: int  # the need counter when it was started
+    g: Generation | None = None
+    opened: bool = False  # machine.open was called
+    cancelled: bool = False
+    early: list[bytes] = field(default_factory=list)
+    inband_offer: bytes | None = None  # our OFFER, if it went in-band
+    answered: bool = False
+
+
+class Link:
+    """One paired peer's session over generations of direct data channels (module docstring).
+
+    Build with :meth:`open` (from a profile) or the constructor, then ``await start()``.
+    """
+
+    def __init__(self, *, identity_seed: bytes, peer_pub: bytes, pair_root_key: bytes,
+                 home: Path | str, tor: TorDriver, config: LinkConfig | None = None,
+                 on_event: Callable[[LinkEvent], None] | None = None) -> None:
+        self._seed = bytes(identity_seed)
+        self.peer_pub = bytes(peer_pub)
+        self._root = bytes(pair_root_key)
+        self.home = Path(home)
+        self._tor = tor
+        self.config = config or LinkConfig()
+        self._on_event = on_event
+        self._subscribers: list[asyncio.Queue[LinkEvent]] = []
+        self._deliveries: asyncio.Queue[Delivery] = asyncio.Queue()
+        self._gens: dict[int, _Gen] = {}
+        self._live: set[int] = set()  # connections the machine knows and that are not over
+        self._pending: _Gen | None = None
+        self._need = False
+        self._need_serial = 0
+        self._need_cause = ""
+        self._failures = 0
+        self._kick = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._closing: list[asyncio.Task[None]] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: int | None = None
+        self._processing = False
+        self._again = False
+        self._status = "offline"
+        self._started = False
+        self.generations_opened = 0
+        self.store: SessionStore
+        self.machine: SessionMachine
+        self.signaller: Signaller
+        self._direct: DirectConfig
+
+    @classmethod
+    def open(cls, home: Path | str, peer: str, *, tor: TorDriver,
+             config: LinkConfig | None = None,
+             on_event: Callable[[LinkEvent], None] | None = None) -> Link:
+        """The link to ``peer`` (a name or device ID) of the profile at ``home``."""
+        profile = Profile.open(home)
+        rec = profile.peer(peer)
+        return cls(identity_seed=profile.identity.seed, peer_pub=rec.identity_key,
+                   pair_root_key=rec.pair_root_key, home=home, tor=tor, config=config,
+                   on_event=on_event)
+
+    # ------------------------------------------------------------------ life cycle
+
+    async def start(self) -> None:
+        """Open the store, resume the session, publish/dial, and start setting up a
+        generation.  Unconfirmed inbox messages are queued for :meth:`recv` first."""
+        cfg = self.config
+        self.store = await SessionStore.open(self.home / SESSION_DB,
+                                             synchronous=cfg.synchronous, quota=cfg.quota)
+        state = await self.store.session_state(self.peer_pub)
+        self.machine = SessionMachine(self._seed, self.peer_pub, rng=os.urandom, state=state,
+                                      config=cfg.session)
+        if state is None:
+            await self.store.create_session(self.peer_pub, self.machine.s.inc)
+        for row in await self.store.inbox(self.peer_pub):
+            self._deliveries.put_nowait(Delivery(row.inc, row.seq, row.payload))
+        self._direct = DirectConfig(
+            ice_servers=cfg.ice_servers, host_addresses=cfg.host_addresses,
+            certificate=load_or_create_certificate(self.home), open_timeout=cfg.open_timeout)
+        marks = cast(ReplayStore, self.store.replay_marks())  # the same interface (RDV-52)
+        replay = PeerReplay(self.peer_pub, marks)
+        self.signaller = Signaller(
+            self._tor, self._seed, self.machine.my_pub, self.peer_pub, self._root, replay,
+            dial_only=cfg.dial_only, peer_dial_only=cfg.peer_dial_only,
+            follower_delay=cfg.follower_delay, on_change=self._kick.set)
+        self._started = True
+        self._tasks.append(asyncio.create_task(self._signal_loop()))
+        self._tasks.append(asyncio.create_task(self._reconnect_loop()))
+        await self.signaller.start()
+        self._raise_need("start")
+
+    async def stop(self) -> None:
+        """Close everything; what was accepted stays durable for the next :meth:`start`."""
+        if not self._started:
+            return
+        self._started = False
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(BaseException):
+                await t
+        if self._timer is not None:
+            self._timer.cancel()
+        self._live.clear()
+        for rec in list(self._gens.values()):
+            if rec.g is not None:
+                self._closing.append(rec.g.close())
+        self._gens.clear()
+        await self.signaller.close()
+        await self.store.close()
+        if self._closing:
+            await asyncio.wait(self._closing, timeout=5)
+        self._set_status("offline")
+
+    # ------------------------------------------------------------------ application API
+
+    @property
+    def status(self) -> str:
+        return self._status
+
+    async def submit(self, payload: bytes) -> int:
+        """Accept one session message (0 … MAX_PAYLOAD bytes); returns its seq once it is
+        durable in the outbox [SES-5]; SES_OUTBOX_FULL when the quota is reached."""
+        def then(seq: int) -> None:
+            got = self.machine.send(payload, self._now())
+            assert got == seq, (got, seq)
+            self._process()
+        fut = self.store.append_outbox(self.peer_pub, bytes(payload), then=then)
+        return await asyncio.shield(fut)
+
+    async def recv(self) -> Delivery:
+        """The next message of the peer's stream, in order, durable in the inbox."""
+        return await self._deliveries.get()
+
+    def recv_nowait(self) -> Delivery | None:
+        try:
+            return self._deliveries.get_nowait()
+        except asyncio.QueueEmpty:
+            return None
+
+    async def deliveries(self) -> AsyncIterator[Delivery]:
+        while True:
+            yield await self.recv()
+
+    async def confirm(self, message: Delivery | tuple[bytes, int]) -> bool:
+        """The application consumed the message: its inbox row is deleted (durably when this
+        returns) and its quota released; False if it was not there."""
+        inc, seq = message.id if isinstance(message, Delivery) else message
+        return await asyncio.shield(self.store.confirm(self.peer_pub, inc, seq))
+
+    async def events(self) -> AsyncIterator[LinkEvent]:
+        """Every :class:`LinkEvent` from now on."""
+        q: asyncio.Queue[LinkEvent] = asyncio.Queue()
+        self._subscribers.append(q)
+        try:
+            while True:
+                yield await q.get()
+        finally:
+            self._subscribers.remove(q)
+
+    def force_generation(self) -> None:
+        """Set up a new generation now (tests, benchmarks); traffic stays on the current one
+        until the new one's handshake completes."""
+        self._raise_need("forced")
+
+    def network_changed(self) -> None:
+        """The OS reported a network change (p4-04 SES-48, SES-49)."""
+        self.machine.network_changed(self._now())
+        self._process()
+
+    def probe(self) -> None:
+        """Ask for a liveness verdict on the active path within PROBE_BUSY + PONG_TIMEOUT."""
+        self.machine.probe(self._now())
+        self._process()
+
+    @property
+    def active_generation(self) -> int | None:
+        a = self.machine.active
+        return None if a is None else a
+
+    # ------------------------------------------------------------------ the machine
+
+    def _now(self) -> int:
+        return int(asyncio.get_running_loop().time() * 1000)
+
+    def _emit(self, ev: LinkEvent) -> None:
+        if self._on_event is not None:
+            try:
+                self._on_event(ev)
+            except Exception:
+                log.exception("on_event failed")
+        for q in self._subscribers:
+            q.put_nowait(ev)
+
+    def _set_status(self, status: str) -> None:
+        if status != self._status:
+            self._status = status
+            self._emit(LinkEvent("status", status=status))
+
+    def _update_status(self) -> None:
+        st = self.machine.status
+        if st != "connected" and (self._need or self._pending is not None):
+            st = "reconnecting"
+        self._set_status(st)
+
+    def _process(self) -> None:
+        """Send what the machine queued, handle its events, re-arm its timer."""
+        if self._processing:
+            self._again = True
+            return
+        self._processing = True
+        try:
+            m = self.machine
+            while True:
+                self._again = False
+                for conn, data in m.data_to_send():
+                    rec = self._gens.get(conn)
+                    if rec is not None and rec.g is not None and rec.g.state == "open":
+                        with contextlib.suppress(P4Error):
+                            rec.g.send(data)
+                ev = m.next_event()
+                if ev is not None:
+                    self._handle(ev)
+                    continue
+                if not self._again:
+                    break
+        finally:
+            self._processing = False
+        self._arm_timer()
+
+    def _arm_timer(self) -> None:
+        d = self.machine.get_timer() if self._started else None
+        if d == self._timer_at and (d is None or self._timer is not None):
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_at = d
+        if d is not None:
+            self._timer = asyncio.get_running_loop().call_at(d / 1000, self._on_timer)
+
+    def _on_timer(self) -> None:
+        at = self._timer_at or 0
+        self._timer = None
+        self._timer_at = None
+        if not self._started:
+            return
+        self.machine.handle_timer(max(self._now(), at))
+        self._process()
+
+    def _handle(self, ev: Event) -> None:
+        if isinstance(ev, MessageReceived):
+            self._store_in(ev)
+        elif isinstance(ev, Acked):
+            self._track(self.store.ack_outbox(self.peer_pub, ev.through))
+        elif isinstance(ev, SignalReceived):
+            self.signaller.receive_inband(ev.frame)
+        elif isinstance(ev, ConnectionOpen):
+            self._save()
+            rec = self._gens.get(ev.conn)
+            if ev.active:
+                self.generations_opened += 1
+                if rec is not None and rec.serial >= self._need_serial:
+                    self._need = False
+                    self._failures = 0
+            self._emit(LinkEvent("connection_open", generation=ev.generation, active=ev.active))
+            self._update_status()
+        elif isinstance(ev, ConnectionClosed | ConnectionFailed):
+            was_active = ev.conn in self._live
+            self._drop_conn(ev.conn)
+            if isinstance(ev, ConnectionFailed):
+                log.info("connection %d failed: 0x%04x%s", ev.conn, ev.code,
+                         " (by peer)" if ev.by_peer else "")
+                self._emit(LinkEvent("connection_failed", generation=ev.conn, code=ev.code,
+                                     by_peer=ev.by_peer))
+            else:
+                self._emit(LinkEvent("connection_closed", generation=ev.conn))
+            if was_active and self.machine.active is None:
+                self._resend_inband_offer()
+            self._kick.set()
+        elif isinstance(ev, ReconnectNeeded):
+            self._raise_need(ev.cause)
+        elif isinstance(ev, Status):
+            self._update_status()
+        elif isinstance(ev, SessionReset):
+            self._save()
+            self._emit(LinkEvent("session_reset", detail=repr(ev)))
+
+    def _track(self, fut: asyncio.Future[object] | asyncio.Future[None]) -> None:
+        def done(f: asyncio.Future[object] | asyncio.Future[None]) -> None:
+            if not f.cancelled() and f.exception() is not None:
+                log.error("session store write failed: %r", f.exception())
+        fut.add_done_callback(done)
+
+    def _save(self) -> None:
+        self._track(self.store.save_session(self.peer_pub, self.machine.persistent_state()))
+
+    def _store_in(self, ev: MessageReceived) -> None:
+        inc = ev.inc or self.machine.s.peer_inc
+        fut = self.store.store_inbox(self.peer_pub, inc, ev.seq, ev.payload)
+
+        def done(f: asyncio.Future[int]) -> None:
+            if f.cancelled() or f.exception() is not None:
+                if not f.cancelled():
+                    log.error("inbox store failed: %r", f.exception())
+                return
+            rx = f.result()
+            self._deliveries.put_nowait(Delivery(inc, ev.seq, ev.payload))
+            m = self.machine
+            if not self._started or inc != m.s.peer_inc:
+                return  # delivered before a SESSION_RESET: never acknowledged [SES-57]
+            through = min(rx, m.rx_next - 1)
+            if through > m.s.rx:
+                with contextlib.suppress(LocalProtocolError):
+                    m.inbox_committed(through, self._now())
+                self._process()
+        fut.add_done_callback(done)
+
+    # ------------------------------------------------------------------ generations
+
+    def _raise_need(self, cause: str) -> None:
+        self._need = True
+        self._need_serial += 1
+        self._need_cause = cause
+        self._kick.set()
+        self._update_status()
+
+    def _drop_conn(self, conn: int) -> None:
+        self._live.discard(conn)
+        rec = self._gens.pop(conn, None)
+        if rec is not None and rec.g is not None:
+            self._closing.append(rec.g.close())
+            self._closing = [t for t in self._closing if not t.done()]
+
+    def _abandon(self, rec: _Gen) -> None:
+        rec.cancelled = True
+        if self._pending is rec:
+            self._pending = None
+        if not rec.opened:
+            self._gens.pop(rec.number, None)
+            if rec.g is not None:
+                self._closing.append(rec.g.close())
+
+    def _inband(self, rec: _Gen | None = None) -> Callable[[bytes], bool]:
+        def carry(frame: bytes) -> bool:
+            m = self.machine
+            a = m.active
+            if a is None or a not in self._live:
+                return False
+            try:
+                m.send_signal(frame, self._now())
+            except LocalProtocolError:
+                return False
+            if rec is not None:
+                rec.inband_offer = frame
+            self._process()
+            return True
+        return carry
+
+    def _resend_inband_offer(self) -> None:
+        p = self._pending
+        if p is not None and p.offerer and p.inband_offer is not None and not p.answered:
+            log.info("active path gone with OFFER %d in-band: re-sent on the stream", p.number)
+            self.signaller.resend_on_stream(p.inband_offer)
+            p.inband_offer = None
+
+    def _new_gen(self, number: int, offerer: bool) -> _Gen:
+        rec = _Gen(number, offerer, self._need_serial)
+        self._pending = rec
+        return rec
+
+    def _callbacks(self, number: int) -> dict[str, Callable[..., None]]:
+        return {"on_message": functools.partial(self._on_dc_data, number),
+                "on_closed": functools.partial(self._on_dc_data, number, b"")}
+
+    def _on_dc_data(self, number: int, data: bytes) -> None:
+        rec = self._gens.get(number)
+        if rec is None or not self._started:
+            return
+        if not rec.opened:
+            rec.early.append(data)
+            return
+        if number in self._live:
+            self.machine.receive_data(number, data, self._now())
+            self._process()
+
+    async def _reconnect_loop(self) -> None:
+        while True:
+            await self._kick.wait()
+            self._kick.clear()
+            if not self._need or self._pending is not None or not self.signaller.ready:
+                continue
+            if not self.machine.is_low and self._need_cause in ("dead", "start", "no_direct"):
+                await asyncio.sleep(self.config.high_delay)  # the leader offers first
+                if not self._need or self._pending is not None or not self.signaller.ready:
+                    continue
+            try:
+                await self._offer()
+            except P4Error as exc:
+                log.info("offer failed: %s", exc)
+                self._retry_later()
+
+    def _retry_later(self) -> None:
+        self._failures += 1
+        delay = min(0.25 * 2 ** self._failures, 10.0)
+        asyncio.get_running_loop().call_later(delay, self._kick.set)
+
+    async def _offer(self) -> None:
+        number = max(self.signaller.generation(), self.machine.s.generation) + 1
+        rec = self._new_gen(number, True)
+        try:
+            g = await Generation.offer(number, self._direct, **self._callbacks(number))
+        except BaseException:
+            self._abandon(rec)
+            raise
+        rec.g = g
+        if rec.cancelled or number <= self.signaller.generation():
+            self._abandon(rec)
+            g.close()
+            return
+        self._gens[number] = rec
+        try:
+            self.signaller.offer(g.local_sdp, g.local_fingerprint, number,
+                                 self.machine.rx_next - 1, self._inband(rec))
+        except P4Error:
+            self._abandon(rec)
+            raise
+        self._update_status()
+
+    async def _signal_loop(self) -> None:
+        while True:
+            se = await self.signaller.events.get()
+            try:
+                await self._on_signal(se)
+            except Exception:
+                log.exception("signalling event %r", se.event)
+
+    async def _on_signal(self, se: SignalEvent) -> None:
+        ev = se.event
+        p = self._pending
+        if ev is None:  # the stream ended: an unanswered OFFER bound to it is void
+            if p is not None and p.offerer and not p.answered:
+                self._abandon(p)
+                self._kick.set()
+            return
+        if isinstance(ev, OfferReceived):
+            if p is not None and not p.opened:
+                self._abandon(p)  # lost glare, or superseded by the peer's newer OFFER
+            self.signaller.replay.advance(ev.generation)  # durable before we answer [RDV-52]
+            rec = self._new_gen(ev.generation, False)
+            try:
+                g = await Generation.answer(ev.generation, ev.sdp, ev.fingerprint, self._direct,
+                                            **self._callbacks(ev.generation))
+            except P4Error as exc:
+                log.info("OFFER %d unusable: %s", ev.generation, exc)
+                self._abandon(rec)
+                self._kick.set()
+                return
+            rec.g = g
+            if rec.cancelled:
+                g.close()
+                return
+            self._gens[ev.generation] = rec
+            try:
+                self.signaller.answer(se.stream, g.local_sdp, g.local_fingerprint,
+                                      self.machine.rx_next - 1, self._inband())
+            except (P4Error, LocalProtocolError) as exc:
+                log.info("ANSWER %d not sent: %s", ev.generation, exc)
+                self._abandon(rec)
+                self._kick.set()
+                return
+            rec.answered = True
+            self._tasks.append(asyncio.create_task(self._await_open(rec)))
+        elif isinstance(ev, AnswerReceived):
+            if p is None or not p.offerer or p.g is None or p.number != ev.generation:
+                return
+            p.answered = True
+            try:
+                await p.g.accept_answer(ev.sdp, ev.fingerprint)
+            except P4Error as exc:
+                log.info("ANSWER %d unusable: %s", ev.generation, exc)
+                self._abandon(p)
+                self._retry_later()
+                return
+            self._tasks.append(asyncio.create_task(self._await_open(p)))
+
+    async def _await_open(self, rec: _Gen) -> None:
+        assert rec.g is not None
+        try:
+            b = await rec.g.opened()
+        except DirectPathError as exc:
+            if not rec.cancelled:
+                self._emit(LinkEvent("generation_failed", generation=rec.number, code=exc.code,
+                                     detail=exc.reason))
+                self._abandon(rec)
+                self._retry_later()
+            return
+        finally:
+            self._tasks = [t for t in self._tasks if not t.done()]
+        if rec.cancelled or not self._started:
+            return
+        if self._pending is rec:
+            self._pending = None
+        m = self.machine
+        try:
+            m.open(rec.number, rec.number, "datachannel", b.local, b.remote, self._now())
+        except LocalProtocolError as exc:
+            log.info("generation %d not opened: %s", rec.number, exc)
+            self._gens.pop(rec.number, None)
+            self._closing.append(rec.g.close())
+            self._kick.set()
+            return
+        rec.opened = True
+        self._live.add(rec.number)
+        early, rec.early = rec.early, []
+        self._process()
+        for data in early:
+            if rec.number in self._live:
+                m.receive_data(rec.number, data, self._now())
+                self._process()
+        self._kick.set()
+
+
+def peer_error(code: int) -> str:
+    """A registry name for ``code`` (for logs and test output)."""
+    try:
+        return ErrorCode(code).name
+    except ValueError:
+        return f"0x{code:04x}"

@@ -1,0 +1,380 @@
+"""Signalling for one paired peer: the kept-open onion stream and in-band RV frames
+(p4-03 §8.6, §8.7 RDV-40, RDV-57; p4-04 §5.3, §5.4).
+
+Theory of operation
+-------------------
+A :class:`Signaller` keeps *one* authenticated onion stream to the peer open for as long as the
+link runs (ARCHITECTURE decision 4), and drives that stream's
+:class:`~p4ref.rendezvous.RendezvousMachine` for its whole life, not just for one exchange:
+
+- *Publishing and dialing.*  Unless this device is dial-only it publishes its derived onion for
+  the pair and accepts streams on it.  It dials the peer's onion when it is the LOW peer, when
+  it is dial-only (SES-15), or when it is HIGH and no stream exists ``follower_delay`` after it
+  wanted one (RDV-37); it never dials a peer configured as dial-only (that peer publishes
+  nothing).  Failed dials back off as p4-03 §8.6 says.  When two authenticated streams exist
+  the one the LOW peer dialed is kept and the other is closed with BYE RDV_DUPLICATE_STREAM
+  (RDV-39).
+- *One signalling state per pair* (SES-56).  Every stream machine shares the process's
+  :class:`~p4ref.io.signal.PeerReplay` of the pair (nonce cache RDV-27, high-water mark RDV-52,
+  persisted in the session store), and an OFFER or ANSWER carried in-band (SES_SIGNAL on the
+  current data channel) is fed to the machine of the open stream with :meth:`receive_inband`,
+  which checks it exactly as if it had arrived on the stream (signature, epoch, replay cache,
+  ``stream_nonce``, generation; SES-13, RDV-57).  Without an open stream a carried frame is
+  refused (RDV_REPLAY) and in-band signalling is impossible (RDV-57).
+- *Routing outgoing OFFER/ANSWER.*  :meth:`offer` and :meth:`answer` take an ``inband``
+  callable: when it accepts the encoded frame (the link has an active data channel), the frame
+  travels in-band; otherwise on the stream.  Everything else the machine queues (HELLOs, PONGs,
+  ERROR) goes on the stream.  The mark is advanced durably before an OFFER is sent or an
+  OFFER is answered (RDV-52), so a replayed OFFER is stale after a restart.
+
+Events (:class:`~p4ref.rendezvous.OfferReceived`, :class:`~p4ref.rendezvous.AnswerReceived`,
+failures) are put, with the stream they came from, on :attr:`events`; the link consumes them
+in one task, so answering (which awaits aiortc) is serialised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ..errors import DecodeError, ErrorCode, LocalProtocolError, P4Error
+from ..framing import Frame, Path, decode_frame, encode_frame
+from ..io.pump import unix_ms
+from ..io.signal import ONION_PORT, PeerReplay
+from ..io.tor import OnionHandle, TorDriver
+from ..rendezvous import (
+    AnswerReceived,
+    ByeReceived,
+    OfferReceived,
+    PeerAuthenticated,
+    RendezvousFailed,
+    RendezvousMachine,
+    derive_epoch_keys,
+    epochs_to_dial,
+    epochs_to_publish,
+)
+from ..rendezvous._machine import (
+    BACKOFF_INITIAL_MS,
+    BACKOFF_MAX_MS,
+    FOLLOWER_DELAY_MS,
+    TERMINAL,
+    State,
+)
+
+__all__ = ["SignalEvent", "Signaller", "Stream"]
+
+log = logging.getLogger(__name__)
+
+_READ = 16384
+_READY = (State.READY, State.OFFER_SENT, State.OFFER_RECEIVED, State.ANSWERED)
+
+#: ``inband(frame_bytes) -> bool``: carry one RV frame in a SES_SIGNAL; False: not possible now.
+InBand = Callable[[bytes], bool]
+
+
+@dataclass(eq=False)
+class Stream:
+    """One onion stream and its rendezvous machine."""
+
+    machine: RendezvousMachine
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    dialed_by_low: bool
+    authenticated: bool = False
+    task: asyncio.Task[None] | None = field(default=None, repr=False)
+
+    @property
+    def ready(self) -> bool:
+        return self.authenticated and self.machine.state in _READY
+
+
+@dataclass(frozen=True, slots=True)
+class SignalEvent:
+    """A rendezvous event for the link, with the stream whose machine reported it."""
+
+    event: OfferReceived | AnswerReceived | RendezvousFailed | ByeReceived | None
+    stream: Stream
+    inband: bool = False
+
+
+class Signaller:
+    """The signalling of one paired peer (see the module docstring)."""
+
+    def __init__(self, tor: TorDriver, seed: bytes, my_pub: bytes, peer_pub: bytes,
+                 pair_root_key: bytes, replay: PeerReplay, *, dial_only: bool = False,
+                 peer_dial_only: bool = False,
+                 follower_delay: float = FOLLOWER_DELAY_MS / 1000,
+                 on_change: Callable[[], None] | None = None) -> None:
+        self._tor = tor
+        self._seed = seed
+        self.my_pub = my_pub
+        self.peer_pub = peer_pub
+        self._root = pair_root_key
+        self.replay = replay
+        self.is_low = my_pub < peer_pub
+        self.dial_only = dial_only
+        self.peer_dial_only = peer_dial_only
+        self.follower_delay = follower_delay
+        self.events: asyncio.Queue[SignalEvent] = asyncio.Queue()
+        self.stream: Stream | None = None
+        self._streams: set[Stream] = set()
+        self._server: asyncio.Server | None = None
+        self._handles: list[OnionHandle] = []
+        self._changed = asyncio.Event()
+        self._on_change = on_change
+        self._tasks: list[asyncio.Task[None]] = []
+        self._closed = False
+        self.dials = 0
+
+    # ------------------------------------------------------------------ life cycle
+
+    async def start(self) -> None:
+        if not self.dial_only:
+            self._server = await asyncio.start_server(self._on_incoming, "127.0.0.1", 0)
+            port = self._server.sockets[0].getsockname()[1]
+            for epoch in epochs_to_publish(unix_ms() / 1000):
+                k = derive_epoch_keys(self._root, self.my_pub, self.peer_pub, epoch)
+                self._handles.append(await self._tor.publish(
+                    k.my_onion_seed, {ONION_PORT: port}, [k.peer_client_auth_pub]))
+        if not self.peer_dial_only:
+            self._tasks.append(asyncio.create_task(self._connect_loop()))
+
+    async def close(self) -> None:
+        self._closed = True
+        for t in self._tasks:
+            t.cancel()
+        for st in list(self._streams):
+            await self._close_stream(st, ErrorCode.NO_ERROR)
+        for handle in self._handles:
+            with contextlib.suppress(P4Error, OSError):
+                await self._tor.unpublish(handle)
+        self._handles.clear()
+        if self._server is not None:
+            self._server.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 2)
+        for t in self._tasks:
+            with contextlib.suppress(BaseException):
+                await t
+
+    def _notify(self) -> None:
+        self._changed.set()
+        if self._on_change is not None:
+            self._on_change()
+
+    @property
+    def ready(self) -> bool:
+        return self.stream is not None and self.stream.ready
+
+    async def wait_ready(self) -> None:
+        while not self.ready:
+            self._changed.clear()
+            await self._changed.wait()
+
+    def generation(self) -> int:
+        """``G`` of the current stream's machine, at least the persisted mark."""
+        g = self.replay.last_generation()
+        return max(g, self.stream.machine.generation) if self.stream is not None else g
+
+    # ------------------------------------------------------------------ streams
+
+    def _new_machine(self, dialer: bool) -> RendezvousMachine:
+        m = RendezvousMachine(self._seed, self.peer_pub, dialer=dialer, rng=os.urandom,
+                              last_generation=self.replay.last_generation(),
+                              nonce_cache=self.replay.nonces)
+        m.start(unix_ms())
+        return m
+
+    async def _on_incoming(self, reader: asyncio.StreamReader,
+                           writer: asyncio.StreamWriter) -> None:
+        if self._closed:
+            writer.close()
+            return
+        st = Stream(self._new_machine(False), reader, writer, dialed_by_low=not self.is_low)
+        self._run(st)
+
+    def _run(self, st: Stream) -> None:
+        self._streams.add(st)
+        self._flush(st)
+        st.task = asyncio.create_task(self._pump(st))
+
+    async def _pump(self, st: Stream) -> None:
+        m = st.machine
+        try:
+            while m.state not in TERMINAL:
+                deadline = m.get_timer()
+                wait = None if deadline is None else max(0.0, (deadline - unix_ms()) / 1000)
+                try:
+                    chunk = await asyncio.wait_for(st.reader.read(_READ), wait)
+                except TimeoutError:
+                    m.handle_timer(unix_ms())
+                    self._drain(st, inband=False)
+                    continue
+                except (ConnectionError, OSError):
+                    chunk = b""
+                m.receive_data(chunk, unix_ms())
+                self._drain(st, inband=False)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # never let one stream's driver bug kill the link
+            log.exception("rendezvous stream failed")
+        finally:
+            self._streams.discard(st)
+            st.writer.close()
+            if self.stream is st:
+                self.stream = None
+                self.events.put_nowait(SignalEvent(None, st))
+            self._notify()
+
+    def _drain(self, st: Stream, *, inband: bool) -> None:
+        """Hand the machine's events to the link and write what it queued on the stream."""
+        while (ev := st.machine.next_event()) is not None:
+            if isinstance(ev, PeerAuthenticated):
+                st.authenticated = True
+                self._adopt(st)
+            elif isinstance(ev, OfferReceived | AnswerReceived | RendezvousFailed | ByeReceived):
+                if isinstance(ev, RendezvousFailed | ByeReceived):
+                    log.info("rendezvous stream ended: %s", ev)
+                self.events.put_nowait(SignalEvent(ev, st, inband))
+        self._flush(st)
+
+    def _adopt(self, st: Stream) -> None:
+        cur = self.stream
+        if cur is None or cur.machine.state in TERMINAL:
+            self.stream = st
+        elif cur is not st:  # two streams: keep the one LOW dialed [RDV-39]
+            keep, drop = (st, cur) if st.dialed_by_low and not cur.dialed_by_low else (cur, st)
+            self.stream = keep
+            with contextlib.suppress(LocalProtocolError):
+                drop.machine.send_bye(int(ErrorCode.RDV_DUPLICATE_STREAM), unix_ms())
+            self._flush(drop)
+            drop.writer.close()
+        self._notify()
+
+    def _flush(self, st: Stream, keep: Frame | None = None, inband: InBand | None = None) -> None:
+        out = st.machine.frames_to_send()
+        data = bytearray()
+        for f in out:
+            encoded = encode_frame(f, Path.TOR)
+            if f is keep and inband is not None and inband(encoded):
+                continue
+            data += encoded
+        if data and not st.writer.is_closing():
+            with contextlib.suppress(ConnectionError, OSError):
+                st.writer.write(bytes(data))
+
+    async def _close_stream(self, st: Stream, reason: ErrorCode) -> None:
+        with contextlib.suppress(LocalProtocolError):
+            st.machine.send_bye(int(reason), unix_ms())
+        self._flush(st)
+        st.writer.close()
+        if st.task is not None:
+            st.task.cancel()
+            with contextlib.suppress(BaseException):
+                await st.task
+
+    # ------------------------------------------------------------------ dialing
+
+    def _may_dial(self, wanted_since: float) -> bool:
+        loop = asyncio.get_running_loop()
+        return self.is_low or self.dial_only or (
+            loop.time() - wanted_since >= self.follower_delay)
+
+    async def _connect_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        failures = 0
+        wanted_since = loop.time()
+        while not self._closed:
+            if self.stream is not None or any(s for s in self._streams if not s.authenticated):
+                self._changed.clear()
+                await self._changed.wait()
+                if self.stream is None:
+                    wanted_since = loop.time()
+                continue
+            if not self._may_dial(wanted_since):
+                self._changed.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._changed.wait(), self.follower_delay)
+                continue
+            try:
+                await self._dial()
+                failures = 0
+            except P4Error as exc:
+                d = min(BACKOFF_INITIAL_MS * 2 ** failures, BACKOFF_MAX_MS)
+                failures += 1
+                wait = (d - d * int.from_bytes(os.urandom(2), "big") // 131072) / 1000
+                log.info("dial failed (%s); again in %.1f s", exc, wait)
+                await asyncio.sleep(wait)
+
+    async def _dial(self) -> None:
+        last: P4Error | None = None
+        for epoch in epochs_to_dial(unix_ms() / 1000):
+            k = derive_epoch_keys(self._root, self.my_pub, self.peer_pub, epoch)
+            await self._tor.add_client_auth(k.peer_onion_address, k.my_client_auth_priv)
+            try:
+                reader, writer = await self._tor.open_stream(k.peer_onion_address, ONION_PORT,
+                                                             timeout=30.0)
+            except P4Error as exc:
+                last = exc
+                continue
+            self.dials += 1
+            st = Stream(self._new_machine(True), reader, writer, dialed_by_low=self.is_low)
+            self._run(st)
+            deadline = asyncio.get_running_loop().time() + 60
+            while not st.authenticated and st in self._streams:
+                self._changed.clear()
+                left = deadline - asyncio.get_running_loop().time()
+                if left <= 0:
+                    await self._close_stream(st, ErrorCode.TIMEOUT)
+                    raise P4Error(ErrorCode.TIMEOUT, "no HELLO exchange on the dialed stream")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._changed.wait(), left)
+            if not st.authenticated:
+                raise P4Error(ErrorCode.PROTOCOL_VIOLATION, "dialed stream ended unauthenticated")
+            return
+        raise last or P4Error(ErrorCode.TIMEOUT, "no epoch's onion was reachable")
+
+    # ------------------------------------------------------------------ OFFER / ANSWER
+
+    def offer(self, sdp: str, fingerprint: bytes, generation: int, last_rx: int,
+              inband: InBand | None) -> None:
+        """Send RV_OFFER for ``generation`` (durable mark first, RDV-52), in-band if possible."""
+        st = self.stream
+        if st is None or not st.ready:
+            raise P4Error(ErrorCode.TIMEOUT, "no signalling path to the peer")
+        self.replay.advance(generation)
+        frame = st.machine.send_offer(sdp, fingerprint, generation, last_rx, unix_ms())
+        self._flush(st, frame, inband)
+
+    def resend_on_stream(self, frame_bytes: bytes) -> None:
+        """Re-send an OFFER that went in-band on a path that then died, on the stream (the
+        same signed bytes: same nonce, same ``stream_nonce``)."""
+        st = self.stream
+        if st is not None and not st.writer.is_closing():
+            with contextlib.suppress(ConnectionError, OSError):
+                st.writer.write(frame_bytes)
+
+    def answer(self, st: Stream, sdp: str, fingerprint: bytes, last_rx: int,
+               inband: InBand | None) -> None:
+        """Answer the OFFER the stream's machine reported last."""
+        frame = st.machine.send_answer(sdp, fingerprint, last_rx, unix_ms())
+        self._flush(st, frame, inband)
+
+    def receive_inband(self, frame_bytes: bytes) -> None:
+        """An RV_OFFER / RV_ANSWER carried in a SES_SIGNAL: checked by the machine of the open
+        stream as if it had arrived there [SES-13, RDV-57]."""
+        st = self.stream
+        if st is None or st.machine.state in TERMINAL:
+            log.info("in-band RV frame without an open onion stream: refused (RDV_REPLAY)")
+            return
+        try:
+            frame = decode_frame(frame_bytes, Path.TOR)
+        except DecodeError as exc:
+            log.info("in-band RV frame refused: %s", exc)
+            return
+        st.machine.receive_frame(frame, unix_ms())
+        self._drain(st, inband=True)
