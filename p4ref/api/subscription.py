@@ -1,0 +1,261 @@
+"""Each app's subscription: the messages of its channels, held for it until it confirms them.
+
+An app owns the channels whose names start with its prefix, on the peers its token names (the
+token store guarantees no two apps own one channel). Its :class:`Subscription` accepts those
+channels from the backend (plus the ones the app opens itself by sending), reads their messages
+into one ordered list of :class:`Item`, and hands them out to the app's connections:
+
+- **Quota.** Readers stop calling ``receive`` while the app holds ``quota_messages`` unconfirmed
+  items or ``quota_bytes`` of data (one more message per channel may be in flight). The messages
+  then wait in the link, whose channel credit is not released, so the peer stops sending on those
+  channels: a slow app stalls only its own channels and never fills the peer's memory.
+- **Leases.** An item handed to a WebSocket is leased to that connection until it closes; one
+  handed out by ``POST /v1/receive`` is leased for ``lease_ms``. An item whose lease ended is
+  handed out again (at-least-once), with the same id.
+- **Confirm** removes the item and confirms it to the backend, which deletes it durably and
+  releases its credit. Only items handed out to this app can be confirmed; any other id is
+  "unknown", so an app cannot touch another app's messages even by guessing ids.
+- **Durability** comes from the link: nothing is confirmed to it before the app confirms, so
+  after a restart of ``p4 up`` the link hands the same messages out again and they get the same
+  ids (an item id is a hash of peer, channel and the link's message id).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ._signal import Changed
+from .backend import Backend, Channel, LinkEvent, Message
+from .tokens import AppScope
+
+__all__ = ["EventHub", "Item", "Subscription"]
+
+log = logging.getLogger("p4.api")
+
+
+def item_id(peer: str, channel: str, message_id: str) -> str:
+    h = hashlib.sha256(f"{peer}\n{channel}\n{message_id}".encode()).hexdigest()
+    return h[:32]
+
+
+@dataclass(slots=True, eq=False)
+class Item:
+    """A message (or the peer's half-close, ``message is None``) waiting for the app."""
+
+    id: str
+    channel: Channel
+    message: Message | None
+    size: int
+    holder: object | None = None
+    lease_until: float | None = None  # loop time; None while held: until the holder lets go
+
+    def free(self, now: float) -> bool:
+        return self.holder is None or (self.lease_until is not None and self.lease_until <= now)
+
+
+class Subscription:
+    """One app's subscription (see the module docstring)."""
+
+    def __init__(self, scope: AppScope, backend: Backend) -> None:
+        self.scope = scope
+        self._backend = backend
+        self._items: dict[str, Item] = {}
+        self._bytes = 0
+        self._readers: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.changed = Changed()
+        self._started = False
+
+    # --- channels ---
+
+    def start(self) -> None:
+        """Accept the app's channels on every peer it may use (idempotent)."""
+        if self._started:
+            return
+        self._started = True
+        for peer in self._backend.peers():
+            if self.scope.allows_peer(peer.device_id):
+                self._spawn(self._accept(peer.device_id))
+
+    def watch(self, channel: Channel) -> None:
+        """Read ``channel`` into the subscription (once per channel)."""
+        key = (channel.peer, channel.name)
+        if key not in self._readers:
+            self._readers[key] = self._spawn(self._read(channel))
+
+    def _spawn(self, coro: object) -> asyncio.Task[None]:
+        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _accept(self, peer: str) -> None:
+        try:
+            while True:
+                self.watch(await self._backend.accept_channel(peer, self.scope.prefix))
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("app %s: accepting channels of %s failed", self.scope.name, peer)
+
+    def _room(self) -> bool:
+        return (len(self._items) < self.scope.quota_messages
+                and self._bytes < self.scope.quota_bytes)
+
+    async def _read(self, channel: Channel) -> None:
+        try:
+            while True:
+                await self.changed.wait_for(self._room)
+                message = await channel.receive()
+                mid = "\x00closed" if message is None else message.id
+                item = Item(item_id(channel.peer, channel.name, mid), channel, message,
+                            0 if message is None else len(message.data))
+                if item.id not in self._items:
+                    self._items[item.id] = item
+                    self._bytes += item.size
+                    self.changed.notify()
+                if message is None:
+                    return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("app %s: reading channel %r failed", self.scope.name, channel.name)
+        finally:
+            self._readers.pop((channel.peer, channel.name), None)
+
+    # --- handing out ---
+
+    def pending(self) -> tuple[int, int]:
+        """(unconfirmed items, their bytes)."""
+        return len(self._items), self._bytes
+
+    def available(self) -> bool:
+        now = asyncio.get_running_loop().time()
+        return any(it.free(now) for it in self._items.values())
+
+    def next_expiry(self) -> float | None:
+        """Seconds until the first lease ends (None if no item is leased with a deadline)."""
+        ends = [it.lease_until for it in self._items.values() if it.lease_until is not None]
+        if not ends:
+            return None
+        return max(0.0, min(ends) - asyncio.get_running_loop().time())
+
+    def take(self, holder: object, limit: int, lease: float | None = None) -> list[Item]:
+        """Up to ``limit`` free items, oldest first, leased to ``holder`` (for ``lease`` s, or
+        until :meth:`release` when None)."""
+        now = asyncio.get_running_loop().time()
+        out: list[Item] = []
+        for it in self._items.values():
+            if len(out) >= limit:
+                break
+            if it.free(now):
+                it.holder = holder
+                it.lease_until = None if lease is None else now + lease
+                out.append(it)
+        return out
+
+    async def wait_available(self, timeout: float | None) -> bool:
+        """Wait until an item is free (a lease running out counts); False on timeout."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while not self.available():
+            step = self.next_expiry()
+            if deadline is not None:
+                left = deadline - loop.time()
+                if left <= 0:
+                    return False
+                step = left if step is None else min(step, left)
+            await self.changed.wait_for(self.available, step)
+        return True
+
+    def release(self, holder: object) -> None:
+        """``holder`` went away: its items are free for the app's other connections."""
+        for it in self._items.values():
+            if it.holder is holder:
+                it.holder = None
+                it.lease_until = None
+        self.changed.notify()
+
+    async def confirm(self, ids: list[str]) -> tuple[list[str], list[str]]:
+        """Confirm handed-out items: (confirmed ids, unknown ids)."""
+        done: list[str] = []
+        unknown: list[str] = []
+        for i in ids:
+            it = self._items.get(i)
+            if it is None or it.holder is None:
+                unknown.append(i)
+                continue
+            del self._items[i]
+            self._bytes -= it.size
+            self.changed.notify()
+            if it.message is not None:
+                await it.channel.confirm(it.message.id)
+            done.append(i)
+        return done, unknown
+
+    def stop(self) -> None:
+        """Stop reading (the app's scope changed); unconfirmed messages stay in the link."""
+        for task in list(self._tasks):
+            task.cancel()
+
+    async def close(self) -> None:
+        self.stop()
+        for task in list(self._tasks):
+            with contextlib.suppress(BaseException):
+                await task
+
+
+class EventHub:
+    """Fans the backend's events out to listeners (each with a bounded queue: a listener that
+    does not keep up loses events, and the next one it gets says how many)."""
+
+    QUEUE = 256
+
+    def __init__(self, backend: Backend) -> None:
+        self._backend = backend
+        self._listeners: dict[object, tuple[Callable[[str], bool], asyncio.Queue[LinkEvent],
+                                            list[int]]] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        try:
+            async for event in self._backend.events():
+                for allows, queue, lost in self._listeners.values():
+                    if not allows(event.peer):
+                        continue
+                    if queue.full():
+                        lost[0] += 1
+                    else:
+                        queue.put_nowait(event)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("the backend's event stream failed")
+
+    def listen(self, key: object, allows: Callable[[str], bool]) -> None:
+        self._listeners[key] = (allows, asyncio.Queue(self.QUEUE), [0])
+
+    def unlisten(self, key: object) -> None:
+        self._listeners.pop(key, None)
+
+    async def next(self, key: object) -> tuple[LinkEvent, int]:
+        """The listener's next event and how many were lost before it."""
+        _, queue, lost = self._listeners[key]
+        event = await queue.get()
+        n, lost[0] = lost[0], 0
+        return event, n
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._task
