@@ -4,6 +4,7 @@ hypothesis runs over random event sequences checking the invariants."""
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -55,13 +56,16 @@ def kinds(actions: list[object]) -> list[type]:
     return [type(a) for a in actions]
 
 
-def test_table_is_complete() -> None:
+def test_table_is_complete_and_in_the_spec() -> None:
     assert set(TRANSITIONS) == set(itertools.product(State, Kind))
     md = transition_table_markdown()
     assert "| WAIT_DIAL | dial timer | DIALING | dial |" in md
+    spec = (Path(__file__).parent.parent / "spec" / "p4-03-rendezvous-v1.md").read_text()
+    assert md in spec, "p4-03 §8.8: regenerate the table from p4ref/reconnect TRANSITIONS"
 
 
 def test_low_dials_at_once_high_after_follower_delay() -> None:
+    """RDV-37."""
     low = policy("low")
     assert kinds(low.on_event(Want(), 1000)) == [Dial]
     assert low.state is State.DIALING
@@ -83,6 +87,7 @@ def test_high_does_not_dial_when_the_low_peer_dialed_first() -> None:
 
 
 def test_backoff_schedule_and_jitter_bounds() -> None:
+    """RDV-38."""
     # r = 0: the full d; r = 0xFFFF: just above d/2
     for k, d in enumerate([1000, 2000, 4000, 8000, 16000, 32000, 60000, 60000]):
         assert backoff_ms(k, 1000, 2, 60_000, 0) == d
@@ -101,6 +106,7 @@ def test_backoff_schedule_and_jitter_bounds() -> None:
 
 
 def test_refetch_at_most_every_two_seconds() -> None:
+    """RDV-62."""
     p = policy("low", config=ReconnectConfig(backoff_initial_ms=100))
     p.on_event(Want(), 0)
     assert RefetchDescriptor() in p.on_event(DialFailed(), 0)
@@ -111,6 +117,7 @@ def test_refetch_at_most_every_two_seconds() -> None:
 
 
 def test_network_change_resets_backoff_and_dials_at_once_even_for_high() -> None:
+    """RDV-63, RDV-64 (and RDV-38's reset)."""
     p = policy("high")
     p.on_event(Want(), 0)
     p.on_timer(10_000)
@@ -141,6 +148,7 @@ def test_network_change_with_a_system_tor_probes_instead() -> None:
 
 
 def test_app_request_resets_and_dials_now() -> None:
+    """RDV-64."""
     p = policy("high")
     p.on_event(Want(), 0)
     acts = p.on_event(AppRequest(), 500)
@@ -157,6 +165,7 @@ def test_stream_closed_seeks_again_with_role_delay() -> None:
 
 
 def test_dial_only_peer_dials_at_once_and_its_peer_waits() -> None:
+    """RDV-65 (p4-04 SES-15)."""
     phone = policy("high", dial_only=True)
     assert phone.on_event(Want(), 0) == [Dial(0)]
     server = policy("low", peer_dial_only=True)
@@ -173,6 +182,7 @@ def test_dial_only_peer_dials_at_once_and_its_peer_waits() -> None:
 
 
 def test_republish_from_the_fourth_move_in_the_window() -> None:
+    """RDV-66."""
     p = policy("low")
     p.on_event(Want(), 0)
     got = [Republish() in p.on_event(NetworkChanged(), t) for t in (1, 2, 3, 4, 5)]
@@ -186,6 +196,7 @@ def test_republish_from_the_fourth_move_in_the_window() -> None:
 
 
 def test_generation_waits_for_a_carrier_then_backs_off_after_failures() -> None:
+    """RDV-67."""
     p = policy("high")
     p.on_event(Want(), 0)
     assert p.on_event(GenerationWanted("no_direct"), 10) == []  # no stream yet
@@ -203,6 +214,7 @@ def test_generation_waits_for_a_carrier_then_backs_off_after_failures() -> None:
 
 
 def test_path_reports_tor_fallback_and_direct() -> None:
+    """RDV-68 (p4-04 SES-9)."""
     p = policy("low")
     p.on_event(Want(), 0)
     assert p.on_event(DialSucceeded(), 1) == [PathChanged("tor")]

@@ -406,7 +406,8 @@ def test_oversize_frame_is_a_framing_error() -> None:
 def test_hello_timestamp_outside_epoch() -> None:
     d, a = _machine()
     key_seed = SEED_LOW if d.my_pub == PUB_LOW else SEED_HIGH
-    body = {1: 20416, 2: b"\x05" * 16, 3: NOW + 86_400_000, 4: d.my_pub, 5: a.my_pub}
+    body = {1: 20416, 2: b"\x05" * 16, 3: NOW + 86_400_000, 4: d.my_pub, 5: a.my_pub, 7: 0,
+            8: bytes(16)}
     a.receive_data(_sign_raw(key_seed, a.my_pub, FrameType.RV_HELLO, body), NOW)
     _assert_failed(a, ErrorCode.MESSAGE_INVALID)
 
@@ -549,7 +550,8 @@ def _frame_for(inp: Input, m: RendezvousMachine, peer: RendezvousMachine) -> byt
         if m.state is State.HELLO_ECHOED:  # the dialer's third HELLO
             peer.receive_data(m.data_to_send(), NOW)
             return peer.data_to_send()
-        body = {1: 20416, 2: b"\x64" * 16, 3: NOW, 4: m.peer_pub, 5: to, 6: b"\x65" * 16}
+        body = {1: 20416, 2: b"\x64" * 16, 3: NOW, 4: m.peer_pub, 5: to, 6: b"\x65" * 16, 7: 0,
+                8: bytes(16)}
         return _sign_raw(seed, to, FrameType.RV_HELLO, body)
     gen = m.generation + 1
     bound = m.hello_nonce or bytes(16)

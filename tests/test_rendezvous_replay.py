@@ -156,6 +156,8 @@ def test_the_persisted_mark_refuses_an_old_generation_after_a_restart(tmp_path: 
     d.receive_data(a2.data_to_send(), NOW + 2)
     a2.receive_data(d.data_to_send(), NOW + 3)
     _events(a2)
+    assert d.generation == 1  # RDV-60: the dialer adopted the acceptor's announced mark ...
+    d.generation = 0  # ... which a dialer replaying with a stolen key need not do
     d.send_offer("v=0 again", b"\xd0" * 32, 1, 0, NOW + 4)
     a2.receive_data(d.data_to_send(), NOW + 5)
     assert _events(a2) == [RendezvousFailed(ErrorCode.RDV_STALE_GENERATION)]

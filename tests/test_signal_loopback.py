@@ -72,6 +72,7 @@ async def _linked(answer_seed: bytes = SEED_A, rounds: int = 1, *,
         await link.close()
     except P4Error as exc:
         dialed.append(exc)
+        writer.close()  # a refused OFFER leaves the stream to the acceptor: end it
     await asyncio.wait_for(served.wait(), 10)
     writer.close()
     server.close()
@@ -118,7 +119,10 @@ def test_one_replay_state_per_peer_for_dialed_and_accepted_streams() -> None:
 def test_replayed_generation_refused_after_restart(tmp_path: Path) -> None:
     """RDV-52: the acceptor persists its high-water mark before it answers; after a restart (a
     new PeerReplay reading the same file) an OFFER of the generation already answered is
-    refused with RDV_STALE_GENERATION, and the next one is answered."""
+    refused with RDV_STALE_GENERATION, and the next one is answered.  Since p4-03 revision 3 the
+    acceptor's HELLO announces that mark (RDV-59) and the dialer adopts it (RDV-60), so the
+    dialer refuses the stale OFFER itself before sending it; the acceptor's own refusal of a
+    stale OFFER is tests/test_rendezvous_replay.py's."""
     store_path = tmp_path / "replay.json"
     dialed, accepted = asyncio.run(_linked(a_replay=PeerReplay(PUB_B, ReplayStore(store_path))))
     assert isinstance(accepted[0], SignalOutcome) and accepted[0].generation == 3
@@ -127,7 +131,7 @@ def test_replayed_generation_refused_after_restart(tmp_path: Path) -> None:
     assert restarted.last_generation() == 3
     dialed, accepted = asyncio.run(_linked(a_replay=restarted))
     assert isinstance(accepted[0], P4Error) and isinstance(dialed[0], P4Error)
-    assert accepted[0].code is ErrorCode.RDV_STALE_GENERATION
+    assert dialed[0].code is ErrorCode.RDV_STALE_GENERATION
     dialed, accepted = asyncio.run(_linked(a_replay=PeerReplay(PUB_B, ReplayStore(store_path)),
                                            first_gen=4))
     assert isinstance(accepted[0], SignalOutcome) and accepted[0].generation == 4

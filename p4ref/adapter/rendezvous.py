@@ -3,8 +3,9 @@
 Everything here is the p4-03 section "Test-vector interface" (§14) turned into code: the ops
 ``rendezvous.derive``, ``rendezvous.sign``, ``rendezvous.decode``, ``rendezvous.verify`` and
 ``rendezvous.parse_onion``, and the ``rendezvous`` machine (roles ``dialer`` / ``acceptor``;
-config keys ``identity_seed``, ``peer_pub``, ``last_generation``; commands ``start``,
-``send_offer``, ``send_answer``, ``send_bye``; events ``PEER_AUTHENTICATED``,
+config keys ``identity_seed``, ``peer_pub``, ``last_generation``, ``incarnation``,
+``peer_incarnation``, ``peer_generation``; commands ``start``, ``send_offer``,
+``send_answer``, ``send_bye``; events ``PEER_AUTHENTICATED``, ``PEER_RESET``,
 ``OFFER_RECEIVED``, ``ANSWER_RECEIVED``, ``BYE``, ``RENDEZVOUS_FAILED``).
 
 ``machine.step`` output (conformance/README.md §3.4, RULES decisions 3–4): the frames the machine
@@ -30,6 +31,7 @@ from ..rendezvous._events import (
     Event,
     OfferReceived,
     PeerAuthenticated,
+    PeerReset,
     RendezvousFailed,
 )
 from ..rendezvous._machine import NonceCache, RendezvousMachine, check_received
@@ -42,7 +44,9 @@ from ._jsonargs import str_arg as _str
 __all__ = ["MACHINE", "code_name", "event_json", "new", "step", "vectors_ops"]
 
 MACHINE = "rendezvous"
-CONFIG_KEYS = frozenset({"identity_seed", "peer_pub", "last_generation"})
+CONFIG_KEYS = frozenset({"identity_seed", "peer_pub", "last_generation", "incarnation",
+                         "peer_incarnation", "peer_generation"})
+_U64_MAX = (1 << 64) - 1
 
 
 def code_name(code: int) -> str:
@@ -67,10 +71,18 @@ def new(role: str, config: Json, rng: list[bytes]) -> RendezvousMachine:
     # p4-03 §14.2 [RDV-58]: every shape problem (MESSAGE_INVALID) before the keys (RDV_KEY_INVALID)
     seed, peer = _hex(config, "identity_seed"), _hex(config, "peer_pub")
     last_generation = _int(config, "last_generation", 0)
-    if not 0 <= last_generation <= (1 << 64) - 1:
-        raise LocalProtocolError(ErrorCode.MESSAGE_INVALID, "last_generation is 0 … 2^64-1")
+    incarnation = _hex(config, "incarnation") if "incarnation" in config else bytes(16)
+    peer_inc = _hex(config, "peer_incarnation") if "peer_incarnation" in config else None
+    peer_generation = _int(config, "peer_generation", 0)
+    for name, value in (("last_generation", last_generation), ("peer_generation", peer_generation)):
+        if not 0 <= value <= _U64_MAX:
+            raise LocalProtocolError(ErrorCode.MESSAGE_INVALID, f"{name} is 0 … 2^64-1")
+    for name, inc in (("incarnation", incarnation), ("peer_incarnation", peer_inc)):
+        if inc is not None and len(inc) != 16:
+            raise LocalProtocolError(ErrorCode.MESSAGE_INVALID, f"{name} is 16 bytes")
     return RendezvousMachine(seed, peer, dialer=role == "dialer", rng=ListRng(rng),
-                             last_generation=last_generation)
+                             last_generation=last_generation, incarnation=incarnation,
+                             peer_incarnation=peer_inc, peer_generation=peer_generation)
 
 
 def event_json(ev: Event) -> Json:
@@ -80,7 +92,11 @@ def event_json(ev: Event) -> Json:
             "peer_pub": ev.peer_pub.hex(),
             "epoch": ev.epoch,
             "role": ev.my_role.value,
+            "peer_generation": ev.peer_generation,
+            "peer_incarnation": ev.peer_incarnation.hex(),
         }
+    if isinstance(ev, PeerReset):
+        return {"event": "PEER_RESET", "cause": ev.cause}
     if isinstance(ev, OfferReceived | AnswerReceived):
         out: Json = {
             "event": "OFFER_RECEIVED" if isinstance(ev, OfferReceived) else "ANSWER_RECEIVED",
@@ -134,7 +150,7 @@ def step(m: RendezvousMachine, now_ms: int, inp: Json) -> Json:
 
 _MESSAGE_INTS = ("epoch", "timestamp_ms", "generation", "last_rx", "reason")
 _MESSAGE_HEX = ("nonce", "sender_pub", "recipient_pub", "echo", "fingerprint", "offer_nonce",
-                "stream_nonce", "signature")
+                "stream_nonce", "incarnation", "signature")
 
 
 def _message_arg(inp: Json) -> codec.Message:
@@ -148,6 +164,8 @@ def _message_arg(inp: Json) -> codec.Message:
     d: dict[str, Any] = {"type": _str(raw, "type")}
     if d["type"] in ("RV_OFFER", "RV_ANSWER", "RV_BYE") and "stream_nonce" not in raw:
         raise LocalProtocolError(ErrorCode.MESSAGE_INVALID, "stream_nonce is required (§6.2)")
+    if d["type"] == "RV_HELLO" and not {"generation", "incarnation"} <= set(raw):
+        raise LocalProtocolError(ErrorCode.MESSAGE_INVALID, "generation and incarnation (§6.2)")
     for key in raw:
         if key in _MESSAGE_INTS:
             d[key] = _int(raw, key)

@@ -266,9 +266,10 @@ _KIND: dict[type, Kind] = {
 }
 
 S, K = State, Kind
-#: ``{(state, kind): (next state, action)}``; every pair is present.  ``seek`` means "WAIT_DIAL
-#: or AWAIT_PEER, whichever this peer's dial rule gives" (the next state is decided by the
-#: action); ``same`` keeps the state.
+#: ``{(state, kind): (next state, action)}``; every pair is present.  ``seek`` means "AWAIT_PEER
+#: when the peer is dial-only, else WAIT_DIAL with the deadline the action set (now) or, if it
+#: set none, now + the role's initial delay"; ``seek_if_nudged`` is ``seek`` for a tor P⁴
+#: launched and ``same`` otherwise; ``same`` keeps the state.
 TRANSITIONS: dict[tuple[State, Kind], tuple[State | str, str]] = {}
 for _s in State:
     for _k in Kind:
@@ -291,7 +292,7 @@ TRANSITIONS.update({
     (S.DIALING, K.INCOMING): (S.CONNECTED, "connected_abandon"),
     (S.AWAIT_PEER, K.DIAL_SUCCEEDED): (S.CONNECTED, "connected"),
     (S.CONNECTED, K.STREAM_CLOSED): ("seek", "want"),
-    (S.CONNECTED, K.NETWORK_CHANGED): ("same", "moved_connected"),
+    (S.CONNECTED, K.NETWORK_CHANGED): ("seek_if_nudged", "moved_connected"),
 })
 del _s, _k
 
@@ -398,7 +399,7 @@ class ReconnectPolicy:
     def _apply(self, kind: Kind, event: Event | None, now: int, out: list[Action]) -> None:
         nxt, action = TRANSITIONS[(self.state, kind)]
         getattr(self, "_a_" + action)(now, out)
-        if nxt == "seek":
+        if nxt == "seek" or (nxt == "seek_if_nudged" and self.tor_launched):
             self._seek(now)
         elif isinstance(nxt, State):
             self.state = nxt
@@ -416,12 +417,12 @@ class ReconnectPolicy:
 
     def _seek(self, now: int) -> None:
         """No stream: wait for the peer (it is dial-only) or schedule a dial [RDV-37], [RDV-65].
-        ``self._deadline`` was set by the action when it wants a particular time."""
+        An action that wants the dial at once has set ``self._deadline = now`` already."""
         if not self.may_dial():
             self.state = State.AWAIT_PEER
             self._deadline = None
             return
-        if self.state is not State.WAIT_DIAL or self._deadline is None:
+        if self._deadline is None:
             self._deadline = now + self._initial_delay()
         self.state = State.WAIT_DIAL
 
@@ -466,8 +467,6 @@ class ReconnectPolicy:
         self._deadline = None
 
     def _a_dial_now(self, now: int, out: list[Action]) -> None:
-        if self.state is State.IDLE:
-            self.state = State.WAIT_DIAL
         self._reset_now(now)
 
     def _a_moved(self, now: int, out: list[Action]) -> None:
@@ -479,7 +478,6 @@ class ReconnectPolicy:
 
     def _a_moved_abandon(self, now: int, out: list[Action]) -> None:
         out.append(AbandonDial())
-        self.state = State.WAIT_DIAL
         self._reset_now(now)
 
     def _a_moved_connected(self, now: int, out: list[Action]) -> None:
@@ -487,11 +485,7 @@ class ReconnectPolicy:
         (a system tor) the streams may live: probe them [RDV-63]."""
         if self.tor_launched:
             out.append(DropStreams())
-            if self.may_dial():
-                self.state = State.WAIT_DIAL
-                self._reset_now(now)
-            else:
-                self.state = State.AWAIT_PEER
+            self._reset_now(now)
         else:
             out.append(ProbeStreams())
 

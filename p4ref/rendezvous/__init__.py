@@ -38,6 +38,7 @@ from ._events import (
     Event,
     OfferReceived,
     PeerAuthenticated,
+    PeerReset,
     RendezvousFailed,
 )
 from ._events import Bye as ByeReceived
@@ -69,6 +70,7 @@ __all__ = [
     "Offer",
     "OfferReceived",
     "PeerAuthenticated",
+    "PeerReset",
     "RendezvousFailed",
     "RendezvousMachine",
     "Role",

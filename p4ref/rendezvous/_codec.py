@@ -26,6 +26,7 @@ from ._derive import epoch_of
 
 __all__ = [
     "FINGERPRINT_LEN",
+    "INC_LEN",
     "KEY_SIG",
     "MAX_SDP_BYTES",
     "NONCE_LEN",
@@ -54,6 +55,9 @@ KEY_SIG = 15
 _U64_MAX = (1 << 64) - 1
 _UNSIGNED = b"\x00" * SIG_LEN
 _NO_STREAM = b"\x00" * NONCE_LEN
+#: Bytes of a session incarnation (p4-04 ``INC_LEN``) [RDV-59].
+INC_LEN = 16
+_NO_INC = b"\x00" * INC_LEN
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +69,12 @@ class Hello:
     timestamp_ms: int
     sender_pub: bytes
     recipient_pub: bytes
-    echo: bytes | None = None  # the dialer's HELLO nonce, in the acceptor's HELLO only [RDV-21]
+    echo: bytes | None = None  # the nonce of the peer's HELLO this one answers [RDV-21]
+    #: The sender's persisted high-water mark ``last_generation`` with the recipient [RDV-59].
+    generation: int = 0
+    #: The sender's session incarnation for the pair (p4-04 §9) [RDV-59].  The default (zeros)
+    #: is only for codec-level callers.
+    incarnation: bytes = _NO_INC
     signature: bytes = _UNSIGNED
 
 
@@ -139,6 +148,8 @@ _SCHEMAS: dict[FrameType, tuple[type[Any], _Schema]] = {
             ("sender_pub", 4, "pub", False),
             ("recipient_pub", 5, "pub", False),
             ("echo", 6, "nonce", True),
+            ("generation", 7, "u64", False),
+            ("incarnation", 8, "inc", False),
             ("signature", KEY_SIG, "sig", False),
         ),
     ),
@@ -161,7 +172,9 @@ _SCHEMAS: dict[FrameType, tuple[type[Any], _Schema]] = {
     ),
 }
 _TYPE_OF: dict[type[Any], FrameType] = {cls: t for t, (cls, _) in _SCHEMAS.items()}
-_BYTES_LEN = {"nonce": NONCE_LEN, "pub": PUB_LEN, "fp": FINGERPRINT_LEN, "sig": SIG_LEN}
+_BYTES_LEN = {
+    "nonce": NONCE_LEN, "pub": PUB_LEN, "fp": FINGERPRINT_LEN, "sig": SIG_LEN, "inc": INC_LEN,
+}
 
 
 def _valid(kind: str, value: object) -> bool:
@@ -291,7 +304,7 @@ def message_from_json(d: dict[str, Any]) -> Message:
             continue
         v = d[f.name]
         is_bytes = f.name in ("nonce", "sender_pub", "recipient_pub", "echo", "fingerprint",
-                              "offer_nonce", "stream_nonce", "signature")
+                              "offer_nonce", "stream_nonce", "incarnation", "signature")
         kwargs[f.name] = bytes.fromhex(v) if is_bytes and isinstance(v, str) else v
     try:
         msg: Message = cls(**kwargs)

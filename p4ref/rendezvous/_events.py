@@ -19,6 +19,7 @@ __all__ = [
     "Event",
     "OfferReceived",
     "PeerAuthenticated",
+    "PeerReset",
     "RendezvousFailed",
 ]
 
@@ -35,9 +36,26 @@ class PeerAuthenticated:
     peer_pub: bytes
     epoch: int
     my_role: Role
+    #: The peer's announced ``last_generation`` and session incarnation [RDV-59], [RDV-60].
+    peer_generation: int = 0
+    peer_incarnation: bytes = bytes(16)
 
     def __post_init__(self) -> None:
         _require(len(self.peer_pub) == 32, "peer_pub is 32 bytes")
+        _require(len(self.peer_incarnation) == 16, "peer_incarnation is 16 bytes")
+
+
+@dataclass(frozen=True, slots=True)
+class PeerReset:
+    """The peer's HELLO shows its state went backwards or was replaced [RDV-61]: ``cause`` is
+    ``generation`` (its ``last_generation`` is below the highest it had announced or signed
+    before), ``incarnation`` (another incarnation than the stored one) or ``both``.  Reported,
+    never refused: the stream stays authenticated; p4-04 §9 decides what was lost."""
+
+    cause: str
+
+    def __post_init__(self) -> None:
+        _require(self.cause in ("generation", "incarnation", "both"), "cause")
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,4 +109,6 @@ class RendezvousFailed:
         _require(0 <= self.code <= 0xFFFF, "code is u16")
 
 
-Event: TypeAlias = PeerAuthenticated | OfferReceived | AnswerReceived | Bye | RendezvousFailed
+Event: TypeAlias = (
+    PeerAuthenticated | PeerReset | OfferReceived | AnswerReceived | Bye | RendezvousFailed
+)

@@ -67,6 +67,7 @@ from ._events import (
     Event,
     OfferReceived,
     PeerAuthenticated,
+    PeerReset,
     RendezvousFailed,
 )
 
@@ -305,7 +306,15 @@ class RendezvousMachine:
         rng: Rng,
         last_generation: int = 0,
         nonce_cache: NonceCache | None = None,
+        incarnation: bytes = bytes(codec.INC_LEN),
+        peer_incarnation: bytes | None = None,
+        peer_generation: int = 0,
     ) -> None:
+        for value in (incarnation, peer_incarnation):
+            if value is not None and (not isinstance(value, bytes) or len(value) != codec.INC_LEN):
+                raise LocalProtocolError(ErrorCode.MESSAGE_INVALID, "an incarnation is 16 bytes")
+        if type(peer_generation) is not int or not 0 <= peer_generation <= _U64_MAX:
+            raise LocalProtocolError(ErrorCode.MESSAGE_INVALID, "peer_generation is a u64")
         if len(identity_seed) != 32:
             raise LocalProtocolError(ErrorCode.RDV_KEY_INVALID, "identity seed is 32 bytes")
         self._key = SigningKey(bytes(identity_seed))
@@ -319,6 +328,14 @@ class RendezvousMachine:
         #: ``G`` of §8.3: the highest generation configured (``last_generation``, the persisted
         #: high-water mark), offered or received; the driver persists it [RDV-52].
         self.generation = last_generation
+        #: What this endpoint announces in its HELLOs [RDV-59]: its persisted mark, unchanged by
+        #: the adoption of RDV-60, and its session incarnation.
+        self.last_generation = last_generation
+        self.incarnation = bytes(incarnation)
+        #: What the driver stored about the peer (RDV-61): its incarnation, and the highest
+        #: generation it announced or signed; ``None``/0 when nothing is stored.
+        self.known_peer_incarnation = None if peer_incarnation is None else bytes(peer_incarnation)
+        self.known_peer_generation = peer_generation
         self.nonces = nonce_cache if nonce_cache is not None else NonceCache()
         self.state = State.IDLE if dialer else State.LISTENING
         self._reader = FrameReader(Path.TOR)
@@ -538,7 +555,10 @@ class RendezvousMachine:
 
     def _hello(self, now: int, echo: bytes | None) -> tuple[bytes, Frame]:
         nonce = self._nonce()
-        msg = codec.Hello(epoch_of(now // 1000), nonce, now, self.my_pub, self.peer_pub, echo)
+        msg = codec.Hello(
+            epoch_of(now // 1000), nonce, now, self.my_pub, self.peer_pub, echo,
+            self.last_generation, self.incarnation,
+        )
         return nonce, self._signed_frame(msg)
 
     def _a_send_hello(self, now: int) -> Frame:
@@ -554,7 +574,20 @@ class RendezvousMachine:
         [RDV-55]."""
         self._deadline = None
         self.peer_epoch = msg.epoch
-        self._events.append(PeerAuthenticated(self.peer_pub, msg.epoch, self.role))
+        self._events.append(
+            PeerAuthenticated(self.peer_pub, msg.epoch, self.role, msg.generation, msg.incarnation)
+        )
+        # [RDV-60]: adopt the peer's mark, so a peer whose counter went backwards (a restored
+        # backup) is never refused for ever: the next OFFER either side sends exceeds both.
+        self.generation = max(self.generation, msg.generation)
+        # [RDV-61]: report a regression or a new incarnation; never refuse
+        regressed = msg.generation < self.known_peer_generation
+        replaced = (self.known_peer_incarnation is not None
+                    and msg.incarnation != self.known_peer_incarnation)
+        if regressed or replaced:
+            cause = ("both" if regressed and replaced
+                     else "generation" if regressed else "incarnation")
+            self._events.append(PeerReset(cause))
 
     def _a_echo_hello(self, now: int, msg: codec.Hello) -> None:
         """Acceptor: answer the dialer's HELLO with ours, echoing its nonce."""

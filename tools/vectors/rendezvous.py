@@ -22,7 +22,7 @@ from p4ref.rendezvous import _codec as codec
 
 from ._envelope import Json, envelope, group, test
 
-SPEC, REV = "p4-03-rendezvous-v1", 2
+SPEC, REV = "p4-03-rendezvous-v1", 3
 NOW = 1_764_000_000_000  # 2025-11-24T16:00:00Z, epoch 20416
 EPOCH = 20416
 DAY_MS = 86_400_000
@@ -79,6 +79,9 @@ T = {
     "onionparse": "RDV-56",
     "truncated": "FRM-36",
     "config": "RDV-58",
+    "hellogen": "RDV-59",
+    "adopt": "RDV-60",
+    "peerreset": "RDV-61",
 }
 
 NOTES: dict[str, Json] = {
@@ -101,6 +104,9 @@ NOTES: dict[str, Json] = {
                   "description": "Non-ASCII text that Unicode case folding maps to ASCII."},
     "SPLIT": {"bugType": "EDGE_CASE",
               "description": "Frames split across or packed into one recv step."},
+    "RESTORED": {"bugType": "EDGE_CASE",
+                 "description": "A peer restored from a backup or copied: its generation went "
+                                "backwards or its incarnation changed (RDV-60, RDV-61)."},
 }
 
 
@@ -198,13 +204,20 @@ def _derive_cases() -> list[Json]:
 
 _NONCE = _h("message nonce")[:16]
 _STREAM = _h("recipient hello nonce")[:16]  # the recipient's HELLO nonce on the stream
+INC_LOW, INC_HIGH = _h("incarnation low")[:16], _h("incarnation high")[:16]
 _MSGS: list[tuple[str, str, Json]] = [
-    ("rdv-sign-hello", "dialer HELLO (no echo)",
+    ("rdv-sign-hello", "dialer HELLO (no echo), generation 0",
      {"type": "RV_HELLO", "epoch": EPOCH, "nonce": _NONCE.hex(), "timestamp_ms": NOW,
-      "sender_pub": PUB_LOW.hex(), "recipient_pub": PUB_HIGH.hex()}),
-    ("rdv-sign-hello-reply", "acceptor HELLO echoing the dialer's nonce",
+      "sender_pub": PUB_LOW.hex(), "recipient_pub": PUB_HIGH.hex(), "generation": 0,
+      "incarnation": INC_LOW.hex()}),
+    ("rdv-sign-hello-reply", "HELLO echoing the peer's nonce, generation 7",
      {"type": "RV_HELLO", "epoch": EPOCH, "nonce": _h("n2")[:16].hex(), "timestamp_ms": NOW + 1,
-      "sender_pub": PUB_LOW.hex(), "recipient_pub": PUB_HIGH.hex(), "echo": _NONCE.hex()}),
+      "sender_pub": PUB_LOW.hex(), "recipient_pub": PUB_HIGH.hex(), "echo": _NONCE.hex(),
+      "generation": 7, "incarnation": INC_LOW.hex()}),
+    ("rdv-sign-hello-u64", "HELLO with generation 2^64-1",
+     {"type": "RV_HELLO", "epoch": EPOCH, "nonce": _h("n5")[:16].hex(), "timestamp_ms": NOW,
+      "sender_pub": PUB_LOW.hex(), "recipient_pub": PUB_HIGH.hex(), "generation": 2**64 - 1,
+      "incarnation": INC_LOW.hex()}),
     ("rdv-sign-offer", "OFFER, generation 1",
      {"type": "RV_OFFER", "epoch": EPOCH, "nonce": _NONCE.hex(), "generation": 1,
       "sdp": "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\n", "fingerprint": FP_LOW.hex(),
@@ -245,7 +258,14 @@ def _sign_cases() -> list[Json]:
         inp = {"identity_seed": SEED_LOW.hex(), "recipient_pub": PUB_HIGH.hex(), "message": msg}
         tags = ["types", "schema", "siginput", "sig"] + (["echo"] if "echo" in msg else [])
         tags += ["bound"] if "stream_nonce" in msg else []
+        tags += ["hellogen"] if "incarnation" in msg else []
         c.append(_case("rendezvous.sign", ident, comment, tags, inp))
+    for field in ("generation", "incarnation"):
+        partial = {k: v for k, v in _msg("rdv-sign-hello").items() if k != field}
+        c.append(_case("rendezvous.sign", f"rdv-sign-hello-without-{field}",
+                       f"a HELLO without {field} (a revision-2 HELLO)", ["schema", "hellogen"],
+                       {"identity_seed": SEED_LOW.hex(), "recipient_pub": PUB_HIGH.hex(),
+                        "message": partial}, error="MESSAGE_INVALID", flags=["SCHEMA"]))
     bad = dict(_msg("rdv-sign-offer"), sdp="x" * (codec.MAX_SDP_BYTES + 1))
     c.append(_case("rendezvous.sign", "rdv-sign-sdp-oversize", "sender refuses SDP > 8192 bytes",
                    ["sdp"], {"identity_seed": SEED_LOW.hex(), "recipient_pub": PUB_HIGH.hex(),
@@ -300,11 +320,31 @@ def _decode_cases() -> list[Json]:
     c.append(_case("rendezvous.decode", "rdv-decode-no-signature", "BYE without key 15",
                    ["schema"], {"frame": nosig.hex()}, error="MESSAGE_INVALID",
                    flags=["SCHEMA"]))
-    hello_ts = {1: EPOCH, 2: _NONCE, 3: NOW + DAY_MS, 4: PUB_LOW, 5: PUB_HIGH}
+    hello_ts = {1: EPOCH, 2: _NONCE, 3: NOW + DAY_MS, 4: PUB_LOW, 5: PUB_HIGH, 7: 0, 8: INC_LOW}
     c.append(_case("rendezvous.decode", "rdv-decode-hello-ts-epoch",
                    "HELLO timestamp in the next epoch", ["ts"],
                    {"frame": raw(hello_ts, FrameType.RV_HELLO)}, error="MESSAGE_INVALID",
                    flags=["SCHEMA"]))
+    hello: dict[int, Any] = {1: EPOCH, 2: _NONCE, 3: NOW, 4: PUB_LOW, 5: PUB_HIGH, 7: 3,
+                             8: INC_LOW}
+    hello_cases: list[tuple[str, str, dict[int, Any], int | None]] = [
+        ("rdv-decode-hello-incarnation-15", "HELLO incarnation of 15 bytes", {8: INC_LOW[:15]},
+         None),
+        ("rdv-decode-hello-incarnation-17", "HELLO incarnation of 17 bytes",
+         {8: INC_LOW + b"\x00"}, None),
+        ("rdv-decode-hello-generation-negative", "HELLO generation -1", {7: -1}, None),
+        ("rdv-decode-hello-without-generation", "HELLO without key 7 (a revision-2 HELLO)", {},
+         7),
+        ("rdv-decode-hello-without-incarnation", "HELLO without key 8", {}, 8),
+    ]
+    for ident, comment, mutate, drop in hello_cases:
+        body = dict(hello)
+        body.update(mutate)
+        if drop is not None:
+            del body[drop]
+        c.append(_case("rendezvous.decode", ident, comment, ["schema", "hellogen"],
+                       {"frame": raw(body, FrameType.RV_HELLO)}, error="MESSAGE_INVALID",
+                       flags=["SCHEMA"]))
     big = bytes([1, 0x21, 0, 0x40, 0x00]) + b"\x00" * 16384
     c.append(_case("rendezvous.decode", "rdv-decode-frame-too-large",
                    "declared body 16384 > 16379", ["types"], {"frame": big.hex()},
@@ -389,7 +429,8 @@ def _verify_cases() -> list[Json]:
                         last_generation=5),
                    error="RDV_REPLAY", flags=["REPLAY"]))
     stranger = _sign_raw(SEED_C, PUB_HIGH, FrameType.RV_HELLO,
-                         {1: EPOCH, 2: _NONCE, 3: NOW, 4: PUB_C, 5: PUB_HIGH})
+                         {1: EPOCH, 2: _NONCE, 3: NOW, 4: PUB_C, 5: PUB_HIGH, 7: 0,
+                          8: INC_LOW})
     c.append(_case("rendezvous.verify", "rdv-verify-unknown-peer",
                    "HELLO from a key this endpoint is not paired with", ["peer"],
                    dict(base, frame=stranger.hex()), error="RDV_UNKNOWN_PEER",
@@ -408,11 +449,12 @@ class _Rec:
     """One machine driven through the adapter; its steps become a transcript test."""
 
     def __init__(self, role: str, seed: bytes, peer: bytes, rng_label: str,
-                 last_generation: int = 0) -> None:
+                 last_generation: int = 0, **extra: Any) -> None:
         self.role = role
         self.config: Json = {"identity_seed": seed.hex(), "peer_pub": peer.hex()}
         if last_generation:
             self.config["last_generation"] = last_generation
+        self.config.update(extra)
         self.rng = _rng(rng_label)
         self.m = adapter.new(role, self.config, list(self.rng))
         self.steps: list[Json] = []
@@ -797,11 +839,80 @@ def _transcripts() -> list[Json]:
                {**good, "identity_seed": SEED_LOW[:31].hex()}, "RDV_KEY_INVALID")
     bad_config("rdv-tx-config-own-key", "peer_pub is this endpoint's own key", "acceptor",
                {**good, "peer_pub": PUB_LOW.hex()}, "RDV_KEY_INVALID")
+    bad_config("rdv-tx-config-incarnation-15", "a 15-byte incarnation (before the short seed)",
+               "dialer", {**good, "identity_seed": SEED_LOW[:31].hex(),
+                          "incarnation": INC_LOW[:15].hex()}, "MESSAGE_INVALID")
+    bad_config("rdv-tx-config-peer-incarnation-17", "a 17-byte peer_incarnation", "acceptor",
+               {**good, "peer_incarnation": (INC_HIGH + b"\x00").hex()}, "MESSAGE_INVALID")
+    bad_config("rdv-tx-config-peer-generation-range", "peer_generation 2^64", "acceptor",
+               {**good, "peer_generation": 1 << 64}, "MESSAGE_INVALID")
+
+    _restored_transcripts(add)
 
     out: list[Json] = []
     for params, tests in groups.values():
         out.append(group("machine.transcript", tests, params))
     return out
+
+
+def _restored_transcripts(add: Any) -> None:
+    """RV_HELLO's generation and incarnation (RDV-59): the receiver adopts the peer's mark
+    (RDV-60) and reports a regression or a new incarnation (RDV-61), never refusing."""
+    # LOW was restored from an old backup: its mark is 2, HIGH's is 9.  After the HELLOs LOW's
+    # OFFER for 5 is refused locally, its OFFER for 10 is answered.
+    d = _Rec("dialer", SEED_LOW, PUB_HIGH, "restored d", 2, incarnation=INC_LOW.hex())
+    a = _Rec("acceptor", SEED_HIGH, PUB_LOW, "restored a", 9, incarnation=INC_HIGH.hex(),
+             peer_incarnation=INC_LOW.hex(), peer_generation=9)
+    _hello(d, a)
+    d.step(NOW + 400, _offer(5, FP_LOW))
+    a.recv(NOW + 600, d.step(NOW + 500, _offer(10, FP_LOW)))
+    d.recv(NOW + 800, a.step(NOW + 700, _answer(FP_HIGH)))
+    add(d, "rdv-tx-restored-dialer-adopts-peer-generation",
+        "restored dialer (mark 2) meets a peer announcing 9: an OFFER for 5 is refused locally, "
+        "one for 10 is answered", ["hellogen", "adopt", "localgen"], ["RESTORED"])
+    add(a, "rdv-tx-peer-generation-regressed",
+        "the peer announces 2 where 9 was stored: PEER_RESET (generation) after "
+        "PEER_AUTHENTICATED, the stream stays READY, its OFFER for 10 is accepted",
+        ["hellogen", "peerreset", "adopt"], ["RESTORED"])
+    # the acceptor is the restored one: the dialer's OFFER for 3 is refused locally (it adopted 9
+    # from the acceptor's HELLO), and its OFFER for 4 at the acceptor was stale before adoption:
+    # the adoption rule makes both sides agree on "above 9".
+    d = _Rec("dialer", SEED_HIGH, PUB_LOW, "adopt d", 3, incarnation=INC_HIGH.hex())
+    a = _Rec("acceptor", SEED_LOW, PUB_HIGH, "adopt a", 9, incarnation=INC_LOW.hex())
+    _hello(d, a)
+    d.step(NOW + 400, _offer(9, FP_HIGH))
+    a.recv(NOW + 600, d.step(NOW + 500, _offer(12, FP_HIGH)))
+    add(d, "rdv-tx-dialer-adopts-acceptor-generation",
+        "the dialer's mark is 3, the acceptor announces 9: an OFFER for 9 is refused locally, "
+        "12 goes out", ["hellogen", "adopt", "localgen"], ["RESTORED"])
+    # a new incarnation with the same or a higher generation
+    d = _Rec("dialer", SEED_LOW, PUB_HIGH, "new inc d", 4, incarnation=_h("inc new")[:16].hex())
+    a = _Rec("acceptor", SEED_HIGH, PUB_LOW, "new inc a", 4, incarnation=INC_HIGH.hex(),
+             peer_incarnation=INC_LOW.hex(), peer_generation=4)
+    _hello(d, a)
+    add(a, "rdv-tx-peer-incarnation-changed",
+        "the peer's HELLO carries another incarnation than the stored one: PEER_RESET "
+        "(incarnation), READY", ["hellogen", "peerreset"], ["RESTORED"])
+    d = _Rec("dialer", SEED_HIGH, PUB_LOW, "both d", 1, incarnation=_h("inc copy")[:16].hex())
+    a = _Rec("acceptor", SEED_LOW, PUB_HIGH, "both a", 6, incarnation=INC_LOW.hex(),
+             peer_incarnation=INC_HIGH.hex(), peer_generation=6)
+    _hello(d, a)
+    add(a, "rdv-tx-peer-reset-both",
+        "another incarnation and a lower generation: PEER_RESET (both)", ["hellogen",
+        "peerreset"], ["RESTORED"])
+    d = _Rec("dialer", SEED_HIGH, PUB_LOW, "same d", 7, incarnation=INC_HIGH.hex())
+    a = _Rec("acceptor", SEED_LOW, PUB_HIGH, "same a", 6, incarnation=INC_LOW.hex(),
+             peer_incarnation=INC_HIGH.hex(), peer_generation=6)
+    _hello(d, a)
+    add(a, "rdv-tx-peer-unchanged", "the stored incarnation and a generation above the stored "
+        "one: no PEER_RESET", ["hellogen", "peerreset"])
+    d = _Rec("dialer", SEED_HIGH, PUB_LOW, "acc reset d", 5, incarnation=INC_HIGH.hex(),
+             peer_incarnation=_h("inc old")[:16].hex(), peer_generation=8)
+    a = _Rec("acceptor", SEED_LOW, PUB_HIGH, "acc reset a", 2, incarnation=INC_LOW.hex())
+    _hello(d, a)
+    add(d, "rdv-tx-dialer-reports-peer-reset",
+        "the dialer judges the acceptor's echoing HELLO: PEER_RESET (both)",
+        ["hellogen", "peerreset", "authepoch"], ["RESTORED"])
 
 
 def _pair_groups() -> list[Json]:
