@@ -65,6 +65,8 @@ class Harness:
         return self._client
 
     async def __aenter__(self) -> Harness:
+        for app in self.tokens.apps():  # a fresh token each run
+            self.tokens.remove(app.name)
         self.add_app("notes", [PHONE.device_id], "notes/", quota_messages=self._quota)
         self.add_app("sched", ["*"], "sched/", quota_messages=self._quota)
         if self.unix:

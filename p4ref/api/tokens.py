@@ -185,8 +185,9 @@ class TokenStore:
             quota_messages: int = DEFAULT_QUOTA_MESSAGES,
             quota_bytes: int = DEFAULT_QUOTA_BYTES) -> str:
         """Register app ``name``; returns its new token (shown once, stored only hashed).
-        ``peers``: device IDs, or ``["*"]``. PEER_EXISTS if the name is taken or its prefix
-        overlaps another app's on a common peer; PEER_NAME_INVALID for a bad name/prefix."""
+        ``peers``: device IDs, or ``["*"]``. TokenError APP_EXISTS if the name is taken,
+        SCOPE_OVERLAP if the prefix overlaps another app's on a common peer, APP_NAME_INVALID
+        or SCOPE_INVALID for a bad name, prefix, peer list or quota."""
         if not _APP_NAME.fullmatch(name):
             raise TokenError("APP_NAME_INVALID",
                              f"{name!r}: an app name is 1-32 of a-z 0-9 . _ - (lower case)")
