@@ -13,10 +13,18 @@ the same process — then plays a small discrete-event simulation on a virtual c
    vector names;
 4. events (``{"event": ...}``) and errors (``{"error": CODE}``) are collected per role.
 
+Connection-addressed machines (``{"send": hex, "conn": N}``, README §3.4) get a fault model that
+respects what a connection is, a reliable ordered transport (README §5.2): frames of one
+connection and direction are delivered in order; a dropped frame kills its connection (the rest
+of its frames are lost and each role that opened it gets ``{"recv": "", "conn": N}``); a delay
+reorders frames only across connections; a duplicate is a frame the transport repeats.
+
 The final per-role state, events and errors are then checked against ``expect.value`` (see
-conformance/README.md "Two-party vectors").  With faults enabled, only vectors that declare
-``underFaults`` are disturbed (the others run on a perfect network), and any listed outcome is
-accepted — the check becomes a safety property: never two different keys.
+conformance/README.md "Two-party vectors"), and so are its ``streams``: the values an event
+carries must be a prefix of the listed values (all of them on a perfect network).  With faults
+enabled, only vectors that declare ``underFaults`` are disturbed (the others run on a perfect
+network), and any listed outcome is accepted — the check becomes a safety property: never two
+different keys, never a message lost inside a stream, duplicated or reordered.
 """
 
 from __future__ import annotations
@@ -72,8 +80,9 @@ def _subset_match(want: Json, got: Json) -> bool:
 
 
 def _role_matches(want: Json, state: str, events: list[Json], errors: list[str]) -> str | None:
-    """None if the role's outcome satisfies ``want`` ({state, events?, errors?}), else why not."""
-    if state != want.get("state"):
+    """None if the role's outcome satisfies ``want`` ({state?, events?, errors?}), else why not;
+    an outcome without ``state`` accepts any state."""
+    if "state" in want and state != want["state"]:
         return f"state {state}, expected {want.get('state')}"
     pos = 0
     for w in want.get("events", []):  # expected events: an ordered subsequence, key subset
@@ -131,7 +140,15 @@ def _simulate(case: Case, roles: list[str], assign: dict[str, str], handles: dic
     max_deliveries = int(inp.get("maxDeliveries", 1000))
     rnd = random.Random(f"{faults.seed if faults else 0}:{case.id}:{variant}")
     peer = {roles[0]: roles[1], roles[1]: roles[0]}
-    finals = {r: {str(alt[r]["state"]) for alt in alternatives if r in alt} for r in roles}
+    finals = {r: {str(alt[r]["state"]) for alt in alternatives if r in alt and "state" in alt[r]}
+              for r in roles}
+    any_state = {r: any(r in alt and "state" not in alt[r] for alt in alternatives)
+                 for r in roles}
+    # connection-addressed machines (README §3.4, §5.2)
+    opened: dict[str, set[int]] = {r: set() for r in roles}  # conns each role opened
+    dead: set[int] = set()  # killed connections: their later frames are lost
+    eof_sent: set[tuple[str, int]] = set()
+    last_at: dict[tuple[str, int], int] = {}  # (to role, conn) -> last delivery time (FIFO)
 
     queue: list[tuple[int, int, str, Json]] = []
     seq = 0
@@ -144,10 +161,22 @@ def _simulate(case: Case, roles: list[str], assign: dict[str, str], handles: dic
     steps = ticks = 0
     now = 0
     log: list[str] = []
+    def kill(conn: int, at: int, skip: str | None = None) -> None:
+        nonlocal seq
+        if conn in dead:
+            return
+        dead.add(conn)
+        log.append(f"t={at} conn {conn} killed")
+        for r in roles:
+            if r != skip and conn in opened[r] and (r, conn) not in eof_sent:
+                eof_sent.add((r, conn))
+                heapq.heappush(queue, (at + latency, seq, r, {"recv": "", "conn": conn}))
+                seq += 1
+
     while True:
         if not queue:
             if tick and ticks < int(tick.get("max", 0)) and any(
-                    state[r] not in finals[r] for r in roles):
+                    state[r] not in finals[r] and not any_state[r] for r in roles):
                 ticks += 1
                 now += int(tick["everyMs"])
                 for r in roles:
@@ -156,6 +185,13 @@ def _simulate(case: Case, roles: list[str], assign: dict[str, str], handles: dic
                 continue
             break
         now, _, role, item = heapq.heappop(queue)
+        conn = item.get("conn") if isinstance(item, dict) else None
+        if isinstance(conn, int) and "recv" in item:
+            if item["recv"] == "":  # a transport closed: the connection is gone for both roles
+                eof_sent.add((role, conn))
+                kill(conn, now, skip=role)
+            elif conn in dead:
+                continue  # lost with its connection
         steps += 1
         if steps > max_deliveries:
             return Verdict(FAIL, f"no quiescence after {max_deliveries} steps")
@@ -166,8 +202,28 @@ def _simulate(case: Case, roles: list[str], assign: dict[str, str], handles: dic
                                  f"on {short(item, 80)}")
         got = resp.get("value") or {}
         state[role] = str(got.get("state"))
+        if isinstance(item, dict) and "cmd" in item and isinstance(conn, int):
+            opened[role].add(conn)
         for out in got.get("out") or []:
-            if "send" in out:
+            if "send" in out and isinstance(out.get("conn"), int):
+                c = int(out["conn"])
+                if c in dead:
+                    continue
+                if faults and rnd.random() < faults.drop:
+                    log.append(f"t={now} drop {role}->{peer[role]} on conn {c}")
+                    kill(c, now)
+                    continue
+                copies = 2 if faults and rnd.random() < faults.dup else 1
+                at = now + latency
+                if faults and rnd.random() < faults.reorder:
+                    at += rnd.randint(0, 3 * latency + 1)
+                key = (peer[role], c)
+                at = max(at, last_at.get(key, 0))  # a connection is ordered (FIFO)
+                last_at[key] = at
+                for _ in range(copies):  # a duplicate: the transport repeats the frame
+                    heapq.heappush(queue, (at, seq, peer[role], {"recv": out["send"], "conn": c}))
+                    seq += 1
+            elif "send" in out:
                 if faults and rnd.random() < faults.drop:
                     log.append(f"t={now} drop {role}->{peer[role]}")
                     continue
@@ -192,6 +248,19 @@ def _simulate(case: Case, roles: list[str], assign: dict[str, str], handles: dic
         reasons.append(("final" if i == 0 else f"underFaults[{i - 1}]") + ": " + "; ".join(why))
     else:
         return Verdict(FAIL, " | ".join(reasons) + (f" [{'; '.join(log)}]" if log else ""))
+    for st in value.get("streams", []):
+        got_vals = [e.get(st["field"]) for e in events.get(st["role"], [])
+                    if e.get("event") == st["event"]]
+        want_vals = list(st["values"])
+        if not (len(got_vals) <= len(want_vals)
+                and all(json_equal(g, w) for g, w in zip(got_vals, want_vals, strict=False))):
+            return Verdict(FAIL, f"{st['role']}: {st['event']}.{st['field']} values "
+                                 f"{short(got_vals)} are not a prefix of {short(want_vals)} "
+                                 "(lost, duplicated or reordered)"
+                           + (f" [{'; '.join(log)}]" if log else ""))
+        if not faults and len(got_vals) != len(want_vals):
+            return Verdict(FAIL, f"{st['role']}: {st['event']}.{st['field']}: "
+                                 f"{len(got_vals)} of {len(want_vals)} values arrived")
     for ev_name, fld in value.get("equal", []):
         vals = []
         for r in roles:

@@ -192,6 +192,38 @@ def test_relay_faults_keep_the_safety_property(toy_tree: Path, tmp_path: Path,
     assert doc["run"]["faults"].startswith("drop=0.5")
 
 
+def test_session_pairs_keep_their_streams_under_connection_faults() -> None:
+    # README §5.2: a lost frame kills its connection, delays reorder only across connections,
+    # repeated frames stand for a misbehaving transport; the session's streams stay a prefix of
+    # what was sent (nothing lost inside, duplicated or reordered), whatever the seed.
+    from conformance.relay import Faults
+
+    for seed in range(6):
+        for spec in ("drop,dup,reorder", "drop=0.02,dup=0.05,reorder=0.5"):
+            results = runner.run_vectors_inprocess(TREE, handle, layers=["session"],
+                                                   tags=["machine.pair"],
+                                                   faults=Faults.parse(spec, seed))
+            assert len(results) >= 3
+            assert [(r.id, r.detail) for r in results if r.outcome != "pass"] == [], (seed, spec)
+
+
+def test_session_pair_streams_catch_a_duplicated_message() -> None:
+    # A port that delivers one message twice fails the stream check of the pair vectors.
+    def doubled(request: dict[str, Any]) -> dict[str, Any]:
+        resp = handle(request)
+        if request["op"] == "machine.step" and resp.get("status") == "ok":
+            out = resp["value"]["out"]
+            hits = [o for o in out if o.get("event") == "MESSAGE"]
+            if hits:
+                out.insert(out.index(hits[0]) + 1, dict(hits[0]))
+        return resp
+
+    results = runner.run_vectors_inprocess(TREE, doubled, layers=["session"],
+                                           tags=["machine.pair"])
+    failed = {r.id for r in results if r.outcome == "fail"}
+    assert {"ses-pair-generations", "ses-pair-killed"} <= failed
+
+
 def test_invalid_vector_file_fails_the_run(toy_tree: Path, tmp_path: Path) -> None:
     root = build_tree(tmp_path / "t")
     doc = json.loads((root / "toy" / "echo.json").read_text())

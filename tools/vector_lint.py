@@ -584,6 +584,12 @@ class Linter:
             self.outcome(m, mname, value.get("final"), vid)
             for alt in value.get("underFaults", []):
                 self.outcome(m, mname, alt, vid)
+            for st in value.get("streams", []):
+                if m is not None and isinstance(st, dict):
+                    self.role(m, mname, st.get("role"), vid)
+                    self.f.need(st.get("field") in m.events.get(str(st.get("event")), set()),
+                                f"machine {mname} event {st.get('event')} field "
+                                f"{st.get('field')}", vid)
             for pair in value.get("equal", []):
                 if m is not None and isinstance(pair, list) and len(pair) == 2:
                     self.f.need(pair[1] in m.events.get(str(pair[0]), set()),

@@ -178,8 +178,9 @@ def _state(raw: object) -> SessionState:
 
 
 def new(role: str, config: Json, rng: list[bytes]) -> SessionMachine:
-    """``machine.new`` for machine ``session`` (role ``peer``), §13.2."""
-    if role != "peer":
+    """``machine.new`` for machine ``session`` (role ``peer``, or ``low`` / ``high`` in two-party
+    vectors, which the keys must confirm), §13.2."""
+    if role not in ("peer", "low", "high"):
         raise LocalProtocolError(ErrorCode.MESSAGE_INVALID, f"role {role!r}")
     unknown = set(config) - CONFIG_KEYS
     if unknown:
@@ -191,8 +192,11 @@ def new(role: str, config: Json, rng: list[bytes]) -> SessionMachine:
         max_outbox=_int(config, "max_outbox", defaults.max_outbox),
     )
     state = _state(config["state"]) if "state" in config else None
-    return SessionMachine(_hex(config, "identity_seed"), _hex(config, "peer_pub"),
-                          rng=ListRng(rng), state=state, config=cfg)
+    m = SessionMachine(_hex(config, "identity_seed"), _hex(config, "peer_pub"),
+                       rng=ListRng(rng), state=state, config=cfg)
+    if role != "peer" and m.is_low != (role == "low"):
+        raise LocalProtocolError(ErrorCode.MESSAGE_INVALID, f"the keys make this peer not {role}")
+    return m
 
 
 def _code_name(code: int) -> str:

@@ -820,3 +820,160 @@ def _incarnation_vectors(out: list[tuple[Json, Json]]) -> None:
     _vec(out, s, "ses-tx-incarnation-conflict", "a retired incarnation of HIGH (INC_B, a copied "
          "profile) is back: SES_INCARNATION_CONFLICT, nothing changes", ["SES-41"],
          ["INCARNATION"])
+
+
+# ------------------------------------------------------------------------------ two-party vectors
+
+ROLES = ("low", "high")
+PAIR_CONFIG = {"low": cfg(SEED_L, PUB_H), "high": cfg(SEED_H, PUB_L)}
+LATENCY = 10
+
+
+def _open_both(t: int, conn: int, generation: int, path: str = "datachannel",
+               high_sees: bytes = FP_L) -> list[Json]:
+    low = {"cmd": "open", "conn": conn, "generation": generation, "path": path,
+           "binding_local": FP_L.hex(), "binding_remote": FP_H.hex()}
+    high = {**swap(low), "binding_remote": high_sees.hex()}
+    return [{"role": "low", "now": t, "in": low}, {"role": "high", "now": t, "in": high}]
+
+
+def _sends(role: str, t: int, payloads: list[bytes], every: int = 3) -> list[Json]:
+    return [{"role": role, "now": t + k * every, "in": {"cmd": "send", "payload": p.hex()}}
+            for k, p in enumerate(payloads)]
+
+
+def _kill(role: str, t: int, conn: int) -> Json:
+    return {"role": role, "now": t, "in": {"recv": "", "conn": conn}}
+
+
+def _simulate(script: list[Json], label: str) -> tuple[dict[str, Side], dict[str, str],
+                                                         dict[str, list[Json]],
+                                                         dict[str, list[str]]]:
+    """The relay of conformance/README.md §5.2 on a perfect network (connection-addressed)."""
+    import heapq
+
+    sides = {r: Side(f"{label}/{r}", PAIR_CONFIG[r]) for r in ROLES}
+    other = {"low": "high", "high": "low"}
+    queue: list[tuple[int, int, str, Json]] = []
+    seq = 0
+    for e in script:
+        heapq.heappush(queue, (int(e["now"]), seq, str(e["role"]), dict(e["in"])))
+        seq += 1
+    state = {r: "" for r in ROLES}
+    events: dict[str, list[Json]] = {r: [] for r in ROLES}
+    errors: dict[str, list[str]] = {r: [] for r in ROLES}
+    opened: dict[str, set[int]] = {r: set() for r in ROLES}
+    dead: set[int] = set()
+    eof: set[tuple[str, int]] = set()
+    while queue:
+        now, _, role, item = heapq.heappop(queue)
+        conn = int(item.get("conn", -1))
+        if "recv" in item:
+            if item["recv"] == "":
+                eof.add((role, conn))
+                if conn not in dead:
+                    dead.add(conn)
+                    r2 = other[role]
+                    if conn in opened[r2] and (r2, conn) not in eof:
+                        eof.add((r2, conn))
+                        heapq.heappush(queue, (now + LATENCY, seq, r2, {"recv": "", "conn": conn}))
+                        seq += 1
+            elif conn in dead:
+                continue
+        got = sides[role].step(now, item)
+        assert "error" not in got, (label, role, item, got)
+        state[role] = got["state"]
+        if item.get("cmd") == "open":
+            opened[role].add(conn)
+        for o in got["out"]:
+            if "send" in o:
+                if o["conn"] in dead:
+                    continue
+                heapq.heappush(queue, (now + LATENCY, seq, other[role],
+                                       {"recv": o["send"], "conn": o["conn"]}))
+                seq += 1
+            elif "event" in o:
+                events[role].append(o)
+            else:
+                errors[role].append(o["error"])
+    return sides, state, events, errors
+
+
+def _pair(ident: str, comment: str, req: list[str], script: list[Json],
+          streams: bool = True, faults: bool = True, final_events: bool = False,
+          flags: list[str] | None = None) -> Json:
+    sides, state, events, errors = _simulate(script, ident)
+    final: Json = {}
+    for r in ROLES:
+        final[r] = {"state": state[r]}
+        if errors[r]:
+            final[r]["errors"] = errors[r]
+        if final_events:
+            final[r]["events"] = [e for e in events[r] if e["event"] in (
+                "CONNECTION_FAILED", "SESSION_RESET")]
+    value: Json = {"final": final}
+    if streams:
+        value["streams"] = []
+        for sender, receiver in (("low", "high"), ("high", "low")):
+            sent = [e["in"]["payload"] for e in script
+                    if e["role"] == sender and e["in"].get("cmd") == "send"]
+            got = [e["payload"] for e in events[receiver] if e["event"] == "MESSAGE"]
+            assert got == sent, (ident, receiver, got, sent)  # the perfect network delivers all
+            value["streams"].append({"role": receiver, "event": "MESSAGE", "field": "payload",
+                                     "values": sent})
+    if faults:
+        value["underFaults"] = [{"low": {}, "high": {}}]
+    inp = {"rng": {r: [v.hex() for v in sides[r].rng.drawn] for r in ROLES},
+           "script": script, "latencyMs": LATENCY, "maxDeliveries": 3000}
+    t = test(ident, comment, req, inp, value=value, flags=flags)
+    return group("machine.pair", [t], {"machine": "session", "roles": list(ROLES),
+                                       "config": PAIR_CONFIG})
+
+
+def _payloads(prefix: str, n: int, start: int = 1) -> list[bytes]:
+    return [f"{prefix}{k}".encode() for k in range(start, start + n)]
+
+
+def pairs() -> list[Json]:
+    gens = [
+        *_open_both(0, 10, 0, "tor"), *_open_both(0, 1, 1),
+        *_sends("low", 20, _payloads("L", 4)), *_sends("high", 22, _payloads("H", 2)),
+        *_open_both(100, 2, 2),
+        *_sends("low", 101, _payloads("L", 6, 5), every=4),
+        *_sends("high", 105, _payloads("H", 2, 3)),
+        *_open_both(200, 3, 3),
+        *_sends("low", 195, _payloads("L", 5, 11), every=5),
+        *_open_both(300, 4, 4),
+        *_sends("high", 290, _payloads("H", 5, 5), every=6),
+        *_sends("low", 305, _payloads("L", 2, 16)),
+    ]
+    killed = [
+        *_open_both(0, 10, 0, "tor"), *_open_both(0, 1, 1),
+        *_sends("low", 20, _payloads("L", 6)), *_sends("high", 21, _payloads("H", 3)),
+        _kill("low", 33, 1),
+        *_sends("low", 50, _payloads("L", 2, 7)),
+        *_open_both(100, 2, 2),
+        *_sends("low", 120, _payloads("L", 3, 9)), *_sends("high", 121, _payloads("H", 3, 4)),
+        _kill("high", 126, 2),
+        *_open_both(200, 3, 3),
+        *_sends("high", 230, _payloads("H", 2, 7)),
+    ]
+    return [
+        _pair("ses-pair-handshake", "LOW and HIGH open generation 1: both connected",
+              ["SES-3", "SES-20", "SES-23"], _open_both(0, 1, 1), streams=False),
+        _pair("ses-pair-generations", "an onion stream (standby) and four generations opened "
+              "while the older ones still carry traffic, messages from both sides throughout: "
+              "every message arrives once, in order; under faults what arrives is a prefix",
+              ["SES-9", "SES-26", "SES-27", "SES-31", "SES-32", "SES-34"], gens,
+              flags=["INTERLEAVING", "FAULTS"]),
+        _pair("ses-pair-killed", "generation 1 dies with messages in flight (replayed from the "
+              "announced position on generation 2), generation 2 dies (the onion stream "
+              "carries the traffic), generation 3 opens", ["SES-10", "SES-31", "SES-53"],
+              killed, flags=["REPLAY_GAP", "PATH", "FAULTS"]),
+        _pair("ses-pair-wrong-fingerprint", "HIGH's DTLS saw a certificate other than LOW's "
+              "(a relay in between): both fail the connection with SES_BINDING_MISMATCH, each "
+              "detecting it in the other's HELLO (the crossing ERROR frames find the connection "
+              "already failed)", ["SES-1", "SES-23", "SES-51"],
+              _open_both(0, 1, 1, high_sees=FP_X), streams=False, faults=False,
+              final_events=True, flags=["FINGERPRINT"]),
+    ]

@@ -1,5 +1,6 @@
 """Session vectors (p4-04 §13): frame decoding, the SES_HELLO checks in order, the SES_AUTH
-transcript signature; the forwarding attack, wrong fingerprints and replayed handshakes.
+transcript signature; the forwarding attack, wrong fingerprints and replayed handshakes; and the
+session machine's transcripts and two-party vectors (built in :mod:`._session_machine`).
 
 Every frame comes from the reference machine with fixed randomness (the worked example of §17),
 then is changed one field at a time; expected values come from the reference adapter ops.
@@ -29,7 +30,7 @@ from p4ref.session import SessionMachine
 from p4ref.session import _codec as codec
 
 from ._envelope import Json, envelope, group, test
-from ._session_machine import transcripts
+from ._session_machine import pairs, transcripts
 
 SPEC, REVISION = "p4-04-session-v1", 2
 # the identity keys of p4-03 §14.1 (LOW first) and a third device M paired with both
@@ -292,6 +293,7 @@ def build() -> dict[str, Json]:
             group("session.verify_auth", verify),
         ]),
         "session/transcripts.json": envelope("session", SPEC, REVISION, NOTES, transcripts()),
+        "session/pairs.json": envelope("session", SPEC, REVISION, NOTES, pairs()),
     }
 
 
