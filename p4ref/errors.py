@@ -92,6 +92,18 @@ class ErrorCode(IntEnum):
     SES_INCARNATION_CONFLICT = 0x0408  # p4-04 §9: a retired incarnation is back online
     SES_OUTBOX_FULL = 0x0409  # p4-04 §8.6: local, the outbox quota is reached
 
+    # --- channels (p4-05, 0x0501-0x05FF) ---
+    CHAN_ID_INVALID = 0x0501  # p4-05 §6.1: an item names a channel id the peer may not use
+    CHAN_NAME_INVALID = 0x0502  # p4-05 §5.3: a name breaks the name rules
+    CHAN_TOO_MANY = 0x0503  # p4-05 §6.2: the live-channel limit is reached
+    CHAN_FLOW_CONTROL = 0x0504  # p4-05 §7.1: DATA beyond the credit limit granted
+    CHAN_OFFSET_GAP = 0x0505  # p4-05 §7.1: DATA above the next expected offset
+    CHAN_FINAL_OFFSET = 0x0506  # p4-05 §8.1: DATA beyond, or a CLOSE that moves, the final offset
+    CHAN_UNKNOWN = 0x0507  # p4-05 §13.2: local, no live channel with that id
+    CHAN_CLOSED = 0x0508  # p4-05 §8.1: local, write or close after this side's CLOSE
+    CHAN_CREDIT_EXCEEDED = 0x0509  # p4-05 §4.3: local, a write larger than the credit
+    CHAN_CONSUME_INVALID = 0x050A  # p4-05 §7.3: local, more bytes confirmed than delivered
+
     # --- local storage / profile (0x0601-0x06FF) ---
     PROFILE_NOT_FOUND = 0x0601  # p4-02 §3.4: no profile (or no identity.key) at the path
     PROFILE_EXISTS = 0x0602  # p4-02 §3.4: init refused, a profile is already there

@@ -6,8 +6,8 @@ line.  The dispatch table is built from the layer modules of this package, liste
 
 - :mod:`.framing`: ``framing.decode``, ``framing.encode``, ``framing.stream``, ``cbor.decode``,
   ``cbor.encode``;
-- :mod:`.identity`, :mod:`.pairing`, :mod:`.rendezvous`, :mod:`.session`: each one's
-  ``vectors_ops()``;
+- :mod:`.identity`, :mod:`.pairing`, :mod:`.rendezvous`, :mod:`.session`, :mod:`.channels`:
+  each one's ``vectors_ops()``;
 - ``machine.new`` / ``machine.step`` / ``machine.drop`` for every layer module that declares
   ``MACHINE``, ``new`` and ``step``.
 
@@ -32,6 +32,7 @@ from typing import IO, Any, TextIO
 import p4ref
 from p4ref.errors import P4Error
 
+from . import channels as _channels
 from . import framing as _framing
 from . import identity as _identity
 from . import pairing as _pairing
@@ -82,7 +83,8 @@ def _hex(value: Any, what: str) -> bytes:
 #: Every layer module of the reference adapter, registered explicitly (no scanning).  Each has
 #: ``vectors_ops()``; a module that also declares ``MACHINE``, ``new`` and ``step`` serves a
 #: machine.
-LAYERS: tuple[ModuleType, ...] = (_framing, _identity, _pairing, _rendezvous, _session)
+LAYERS: tuple[ModuleType, ...] = (_framing, _identity, _pairing, _rendezvous, _session,
+                                   _channels)
 
 
 class Adapter:
