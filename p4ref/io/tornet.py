@@ -13,6 +13,15 @@ processes this launcher started (pid files in DIR, each checked against its comm
 Importable: :class:`TorNet` (a context manager) with :meth:`TorNet.start`, :meth:`TorNet.stop`,
 :attr:`TorNet.clients` (a list of :class:`ClientInfo`) and :meth:`TorNet.restart_client`.
 
+Hooks for networks that are not all on loopback (``tools/netlab/tor.py`` runs every tor in a
+network namespace of its own): override :meth:`TorNet.node_address` (the address a relay or
+authority listens on and is named by), :meth:`TorNet.launch_prefix` (a command prefix such as
+``ip netns exec NS``) and :meth:`TorNet.on_planned` (after nicknames and ports are chosen); set
+``unix_sockets=True`` to put every control port and client SOCKS port on a Unix socket in the
+node's data directory (reachable from another namespace through the file system; then
+:meth:`TorNet.connect_controller` opens it with ``Controller.from_socket_file``) and
+``extra_torrc`` for lines every node gets.
+
 The recipe follows research/tor-lab.md closely (that document has the measurements):
 
 - ``TestingTorNetwork 1`` with the rapid-voting options on every node, ``Schedulers Vanilla``
@@ -80,6 +89,8 @@ class ClientInfo:
     cookie_path: str
     data_dir: str
     nickname: str = ""
+    control_socket: str = ""  # with ``TorNet(unix_sockets=True)``: the control socket's path
+    socks_socket: str = ""  # … and the SOCKS socket's (then the two ports are unused)
 
 
 @dataclass(slots=True)
@@ -109,6 +120,16 @@ class NodeInfo:
     def log_path(self) -> str:
         return os.path.join(self.data_dir, "notice.log")
 
+    @property
+    def control_socket(self) -> str:
+        """Where ``ControlPort unix:`` puts the control socket (``TorNet(unix_sockets=True)``)."""
+        return os.path.join(self.data_dir, "control.sock")
+
+    @property
+    def socks_socket(self) -> str:
+        """Where a client's ``SocksPort unix:`` socket is (``TorNet(unix_sockets=True)``)."""
+        return os.path.join(self.data_dir, "socks.sock")
+
 
 def clients_in(base_dir: str | os.PathLike[str]) -> list[ClientInfo]:
     """The clients of a running network described in ``base_dir/tornet.json`` (written by
@@ -119,7 +140,8 @@ def clients_in(base_dir: str | os.PathLike[str]) -> list[ClientInfo]:
         with open(path, encoding="utf-8") as f:
             desc = json.load(f)
         return [ClientInfo(int(c["control_port"]), int(c["socks_port"]), str(c["cookie_path"]),
-                           str(c["data_dir"]), str(c.get("nickname", "")))
+                           str(c["data_dir"]), str(c.get("nickname", "")),
+                           str(c.get("control_socket", "")), str(c.get("socks_socket", "")))
                 for c in desc["clients"]]  # fmt: skip
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise TorNetError(
@@ -187,6 +209,10 @@ class TorNet:
     keep_dir: bool = False
     tor_cmd: str = "tor"
     gencert_cmd: str = "tor-gencert"
+    unix_sockets: bool = False
+    """Control ports and client SOCKS ports on Unix sockets in each data directory."""
+    extra_torrc: list[str] = field(default_factory=list)
+    """Lines appended to every node's torrc."""
     nodes: list[NodeInfo] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     """Seconds: ``keygen``; from the first tor start to ``consensus`` (all relays HSDir) and to
@@ -200,11 +226,56 @@ class TorNet:
 
     @property
     def clients(self) -> list[ClientInfo]:
+        unix = self.unix_sockets
         return [
-            ClientInfo(n.control_port, n.socks_port, n.cookie_path, n.data_dir, n.nickname)
+            ClientInfo(n.control_port, n.socks_port, n.cookie_path, n.data_dir, n.nickname,
+                       n.control_socket if unix else "", n.socks_socket if unix else "")
             for n in self.nodes
             if n.role == "client"
         ]
+
+    # ------------------------------------------------------------------ hooks (override)
+
+    def node_address(self, n: NodeInfo) -> str:
+        """The address relay or authority ``n`` listens on (``Address``, ``ORPort``,
+        ``DirPort``) and is named by in the ``DirAuthority`` lines."""
+        return "127.0.0.1"
+
+    def launch_prefix(self, n: NodeInfo) -> list[str]:
+        """Prepended to ``n``'s tor command line, e.g. ``["ip", "netns", "exec", NS]``."""
+        return []
+
+    def on_planned(self) -> None:
+        """Called once nicknames, ports and directories are chosen, before any key is made."""
+
+    def connect_controller(self, n: NodeInfo) -> Any:
+        """An authenticated stem ``Controller`` on ``n`` (one try; the caller closes it).
+        Raises ``stem.SocketError``/``OSError`` while tor is not listening yet."""
+        import stem.control
+
+        if self.unix_sockets:
+            c = stem.control.Controller.from_socket_file(n.control_socket)
+        else:
+            # probe first: stem leaks its socket when the connection is refused
+            with socket.create_connection(("127.0.0.1", n.control_port), timeout=5):
+                pass
+            c = stem.control.Controller.from_port("127.0.0.1", n.control_port)
+        try:
+            c.authenticate()
+        except BaseException:
+            c.close()
+            raise
+        return c
+
+    def controller(self, index: int) -> Any:
+        """An authenticated stem Controller on client ``index`` (the caller closes it)."""
+        return self.connect_controller(self._client_node(index))
+
+    def control_socket(self, index: int) -> str:
+        return self._client_node(index).control_socket
+
+    def socks_socket(self, index: int) -> str:
+        return self._client_node(index).socks_socket
 
     @property
     def dir(self) -> str:
@@ -411,6 +482,7 @@ class TorNet:
             os.chmod(n.data_dir, 0o700)
         with open(os.path.join(self.dir, "torrc-defaults"), "w", encoding="utf-8"):
             pass
+        self.on_planned()
 
     def _keygen(self, gencert: str) -> None:
         """Authority v3 keys (tor-gencert) and every relay's RSA fingerprint, in parallel."""
@@ -424,7 +496,7 @@ class TorNet:
                 "-i", os.path.join(keys, "authority_identity_key"),
                 "-s", os.path.join(keys, "authority_signing_key"),
                 "-c", os.path.join(keys, "authority_certificate"),
-                "-m", "12", "-a", f"127.0.0.1:{n.dir_port}",
+                "-m", "12", "-a", f"{self.node_address(n)}:{n.dir_port}",
             ]  # fmt: skip
             p = subprocess.Popen(
                 cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
@@ -470,7 +542,7 @@ class TorNet:
     def _dir_authority_lines(self) -> list[str]:
         return [
             f"{n.nickname} orport={n.or_port} no-v2 v3ident={n.v3ident} "
-            f"127.0.0.1:{n.dir_port} {n.fingerprint}"
+            f"{self.node_address(n)}:{n.dir_port} {n.fingerprint}"
             for n in self.nodes
             if n.role == "authority"
         ]
@@ -488,7 +560,8 @@ class TorNet:
             "LogTimeGranularity 1",
             "ShutdownWaitLength 0",
             "ConnLimit 60",
-            f"ControlPort 127.0.0.1:{n.control_port}",
+            f"ControlPort unix:{n.control_socket}" if self.unix_sockets
+            else f"ControlPort 127.0.0.1:{n.control_port}",
             "CookieAuthentication 1",
             "AssumeReachable 1",
             "PathsNeededToBuildCircuits 0.25",
@@ -501,12 +574,14 @@ class TorNet:
         ]
         if owner:
             lines.append(f"__OwningControllerProcess {owner}")
+        ip = self.node_address(n)
         if n.role == "client":
-            lines += [f"SocksPort 127.0.0.1:{n.socks_port} ExtendedErrors"]
+            socks = f"unix:{n.socks_socket}" if self.unix_sockets else f"127.0.0.1:{n.socks_port}"
+            lines += [f"SocksPort {socks} ExtendedErrors"]
         else:
             lines += [
-                "Address 127.0.0.1",
-                f"ORPort 127.0.0.1:{n.or_port}",
+                f"Address {ip}",
+                f"ORPort {ip}:{n.or_port}",
                 "SocksPort 0",
                 "ExitRelay 0",
                 "ExitPolicy reject *:*",
@@ -516,7 +591,7 @@ class TorNet:
             ]
         if n.role == "authority":
             lines += [
-                f"DirPort 127.0.0.1:{n.dir_port}",
+                f"DirPort {ip}:{n.dir_port}",
                 "AuthoritativeDirectory 1",
                 "V3AuthoritativeDirectory 1",
                 "TestingV3AuthInitialVotingInterval 5",
@@ -528,6 +603,7 @@ class TorNet:
             ]
         if with_authorities:
             lines += [f"DirAuthority {a}" for a in self._dir_authority_lines()]
+        lines += self.extra_torrc
         with open(n.torrc, "w", encoding="utf-8") as f:
             f.write("\n".join(lines) + "\n")
 
@@ -544,12 +620,14 @@ class TorNet:
         if self._watchdog is None or self._watchdog.poll() is not None:
             self._start_watchdog()
             self._write_torrc(n)
-        with contextlib.suppress(OSError):
-            os.unlink(n.cookie_path)
+        for stale in (n.cookie_path, n.control_socket, n.socks_socket):
+            with contextlib.suppress(OSError):
+                os.unlink(stale)
         out = open(os.path.join(n.data_dir, "stdout.log"), "ab")  # noqa: SIM115
         try:
             p = subprocess.Popen(
-                [self._tor, "--defaults-torrc", self._defaults(), "-f", n.torrc],
+                [*self.launch_prefix(n), self._tor, "--defaults-torrc", self._defaults(),
+                 "-f", n.torrc],
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -571,24 +649,23 @@ class TorNet:
 
     @contextlib.contextmanager
     def _controller(self, n: NodeInfo, deadline: float) -> Iterator[Any]:
-        """A stem controller on ``n`` (retried until ``deadline``; closed on exit)."""
+        """A stem controller on ``n`` (:meth:`connect_controller`, retried until ``deadline``;
+        closed on exit)."""
         import stem
-        import stem.control
 
         last: Exception | None = None
         while time.monotonic() < deadline:
             self._check_alive(n)
-            if os.path.exists(n.cookie_path):
+            ready = os.path.exists(n.cookie_path) and (
+                not self.unix_sockets or os.path.exists(n.control_socket)
+            )
+            if ready:
                 try:
-                    # probe first: stem leaks its socket when the connection is refused
-                    with socket.create_connection(("127.0.0.1", n.control_port), timeout=5):
-                        pass
-                    c = stem.control.Controller.from_port("127.0.0.1", n.control_port)
+                    c = self.connect_controller(n)
                 except (stem.SocketError, OSError) as exc:
                     last = exc
                 else:
                     try:
-                        c.authenticate()
                         yield c
                         return
                     finally:

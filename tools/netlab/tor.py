@@ -1,17 +1,18 @@
 """The private Tor network inside the lab: relays in namespaces of their own, clients behind NATs.
 
-:class:`LabTorNet` is :class:`p4ref.io.tornet.TorNet` with three changes, made from outside
-(``/work/coord/tornet-hooks.md`` lists the hooks TorNet could offer instead of the overrides):
+:class:`LabTorNet` is :class:`p4ref.io.tornet.TorNet` with its public hooks filled in:
 
-- **addresses**: each authority and relay gets a lab host namespace on the internet bridge
-  (``Lab.add_host``: 172.31.0.101, .102, …) and its ``Address``/``ORPort``/``DirPort`` there, so
-  every hop crosses a real veth and can be impaired per hop (``lab.impair("tor-p4relay0", …)``);
+- **addresses** (:meth:`~p4ref.io.tornet.TorNet.node_address`): each authority and relay gets a
+  lab host namespace on the internet bridge (``Lab.add_host``: 172.31.0.101, .102, …, made in
+  :meth:`~p4ref.io.tornet.TorNet.on_planned`) and its ``Address``/``ORPort``/``DirPort`` there,
+  so every hop crosses a real veth and can be impaired per hop
+  (``lab.impair("tor-p4relay0", …)``);
 - **clients** run in the namespaces of lab devices (``client_homes``, default ``a`` and ``b``),
-  behind their NATs, so a :meth:`~tools.netlab.lab.Lab.move` breaks their OR connections the
-  way a phone's move does;
-- **control and SOCKS are Unix sockets** in each node's data directory (``ControlPort unix:…``,
-  ``SocksPort unix:…``): the test process stays in the root namespace and reaches every tor
-  through the file system, never through a network address outside the lab.
+  behind their NATs (:meth:`~p4ref.io.tornet.TorNet.launch_prefix`: ``ip netns exec NS``), so
+  a :meth:`~tools.netlab.lab.Lab.move` breaks their OR connections the way a phone's move does;
+- **control and SOCKS are Unix sockets** in each node's data directory (``unix_sockets=True``):
+  the test process stays in the root namespace and reaches every tor through the file system,
+  never through a network address outside the lab.
 
 Each tor runs ``LearnCircuitBuildTimeout 0`` (a fixed circuit build timeout, not one learned
 from the lab's artificially fast links).
@@ -23,16 +24,16 @@ import asyncio
 import contextlib
 import os
 import struct
-import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from p4ref.errors import ErrorCode
 from p4ref.io.tornet import NodeInfo, TorNet, TorNetError
 
+from . import ns
 from .lab import Lab
 
 __all__ = ["LabTorNet", "SocksError", "socks_connect"]
@@ -42,10 +43,12 @@ EXTRA_TORRC = ["LearnCircuitBuildTimeout 0", "ClientUseIPv6 0"]
 
 @dataclass
 class LabTorNet(TorNet):
-    """``LabTorNet(lab=lab).start()``; ``control_socket(i)`` / ``socks_socket(i)`` per client."""
+    """``LabTorNet(lab=lab).start()``; ``control_socket(i)`` / ``socks_socket(i)`` /
+    ``controller(i)`` per client (TorNet's)."""
 
     lab: Lab | None = None
     client_homes: tuple[str, ...] = ("a", "b")
+    unix_sockets: bool = True
     extra_torrc: list[str] = field(default_factory=lambda: list(EXTRA_TORRC))
     placement: dict[str, str] = field(default_factory=dict)
     """nickname -> lab role (namespace) of that tor."""
@@ -56,29 +59,9 @@ class LabTorNet(TorNet):
         if self.clients_count == 2 and len(self.client_homes) != 2:
             self.clients_count = len(self.client_homes)
 
-    # ------------------------------------------------------------------ per-client paths
+    # ------------------------------------------------------------------ TorNet hooks
 
-    def control_socket(self, index: int) -> str:
-        return os.path.join(self._client(index).data_dir, "control.sock")
-
-    def socks_socket(self, index: int) -> str:
-        return os.path.join(self._client(index).data_dir, "socks.sock")
-
-    def _client(self, index: int) -> NodeInfo:
-        return [n for n in self.nodes if n.role == "client"][index]
-
-    def controller(self, index: int) -> Any:
-        """An authenticated stem Controller on client ``index`` (the caller closes it)."""
-        import stem.control
-
-        c = stem.control.Controller.from_socket_file(self.control_socket(index))
-        c.authenticate()
-        return c
-
-    # ------------------------------------------------------------------ TorNet overrides
-
-    def _plan(self) -> None:
-        super()._plan()
+    def on_planned(self) -> None:
         if self.lab is None:
             raise TorNetError(ErrorCode.INTERNAL_ERROR, "LabTorNet needs lab=Lab(...) (built)")
         clients = iter(self.client_homes)
@@ -92,73 +75,12 @@ class LabTorNet(TorNet):
                     self.lab.add_host(role)
                 self.addresses[n.nickname] = self.lab.hosts[role]
 
-    def _dir_authority_lines(self) -> list[str]:
-        return [
-            f"{n.nickname} orport={n.or_port} no-v2 v3ident={n.v3ident} "
-            f"{self.addresses[n.nickname]}:{n.dir_port} {n.fingerprint}"
-            for n in self.nodes
-            if n.role == "authority"
-        ]
+    def node_address(self, n: NodeInfo) -> str:
+        return self.addresses.get(n.nickname, "127.0.0.1")
 
-    def _write_torrc(self, n: NodeInfo, with_authorities: bool = True) -> None:
-        super()._write_torrc(n, with_authorities)
-        ip = self.addresses.get(n.nickname, "")
-        out: list[str] = []
-        with open(n.torrc, encoding="utf-8") as f:
-            for line in f.read().splitlines():
-                key = line.split(" ", 1)[0]
-                if key in ("Address", "ORPort", "DirPort") and ip:
-                    line = line.replace("127.0.0.1", ip)
-                elif key == "ControlPort":
-                    line = f"ControlPort unix:{os.path.join(n.data_dir, 'control.sock')}"
-                elif key == "SocksPort" and n.role == "client":
-                    line = f"SocksPort unix:{os.path.join(n.data_dir, 'socks.sock')} ExtendedErrors"
-                out.append(line)
-        out += self.extra_torrc
-        with open(n.torrc, "w", encoding="utf-8") as f:
-            f.write("\n".join(out) + "\n")
-
-    def _launch(self, n: NodeInfo) -> None:
+    def launch_prefix(self, n: NodeInfo) -> list[str]:
         assert self.lab is not None
-        if self._watchdog is None or self._watchdog.poll() is not None:
-            self._start_watchdog()
-            self._write_torrc(n)
-        for sock in ("control.sock", "socks.sock", "control_auth_cookie"):
-            with contextlib.suppress(OSError):
-                os.unlink(os.path.join(n.data_dir, sock))
-        with open(os.path.join(n.data_dir, "stdout.log"), "ab") as out:
-            p = self.lab.popen(
-                self.placement[n.nickname],
-                [self._tor, "--defaults-torrc", self._defaults(), "-f", n.torrc],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        self._procs[n.nickname] = p
-        n.pid = p.pid
-
-    @contextlib.contextmanager
-    def _controller(self, n: NodeInfo, deadline: float) -> Iterator[Any]:
-        import stem
-        import stem.control
-
-        path = os.path.join(n.data_dir, "control.sock")
-        last: Exception | None = None
-        while time.monotonic() < deadline:
-            self._check_alive(n)
-            if os.path.exists(n.cookie_path) and os.path.exists(path):
-                try:
-                    c = stem.control.Controller.from_socket_file(path)
-                except (stem.SocketError, OSError) as exc:
-                    last = exc
-                else:
-                    try:
-                        c.authenticate()
-                        yield c
-                        return
-                    finally:
-                        c.close()
-            time.sleep(0.1)
-        raise TorNetError(ErrorCode.TOR_TIMEOUT, f"control socket of {n.nickname}: {last}")
+        return ns.argv(self.lab.ns(self.placement[n.nickname]))
 
 
 # ---------------------------------------------------------------------- SOCKS over a Unix socket
