@@ -34,6 +34,8 @@ from typing import IO, Any
 
 import cbor2
 
+from .jobs import error_frame_key
+
 __all__ = ["MUTANTS", "Handler", "Mutant", "cbor_json", "main"]
 
 Json = dict[str, Any]
@@ -244,6 +246,112 @@ def _reports_errors(op: str, expect: Json, inp: Json) -> bool:
     return False
 
 
+# --- session (p4-04) -------------------------------------------------------------------------
+
+
+SES_MSG_TYPE = 0x33
+BINDING_CODE, BINDING_NAME = 0x0403, "SES_BINDING_MISMATCH"
+_SWITCH_EVENTS = ("CONNECTION_CLOSED", "CONNECTION_FAILED")
+
+
+def _frame_type(item: Any) -> int | None:
+    if isinstance(item, dict) and isinstance(item.get("send"), str) and len(item["send"]) >= 4:
+        try:
+            return int(item["send"][2:4], 16)
+        except ValueError:
+            return None
+    return None
+
+
+def _resumes(out: list[Any]) -> bool:
+    """A step in which a session peer resumes its stream on a connection (README §3.4 items):
+    a connection became active, or one closed or failed (failover), and SES_MSG frames follow."""
+    switched = any(isinstance(o, dict) and (
+        (o.get("event") == "CONNECTION_OPEN" and o.get("active") is True)
+        or o.get("event") in _SWITCH_EVENTS) for o in out)
+    return switched and any(_frame_type(o) == SES_MSG_TYPE for o in out)
+
+
+def _replay_late(request: Json, response: Json) -> Json:
+    """machine.step that resumes one message late: in a step where the stream resumes on a
+    connection, the first SES_MSG is never sent (the replay starts at rx_peer + 2)."""
+    value = response.get("value")
+    if response.get("status") != "ok" or not isinstance(value, dict) \
+            or not isinstance(value.get("out"), list) or not _resumes(value["out"]):
+        return response
+    out = list(value["out"])
+    out.pop(next(i for i, o in enumerate(out) if _frame_type(o) == SES_MSG_TYPE))
+    return {**response, "value": {**value, "out": out}}
+
+
+def _expected_steps(expect: Json, inp: Json) -> list[Json]:
+    steps = (expect.get("value") or {}).get("steps")
+    return steps if isinstance(steps, list) else list(inp.get("steps", []))
+
+
+def _pair_switches(inp: Json) -> bool:
+    """A pair script that opens a later generation or closes a connection: a resumption."""
+    return any(isinstance(e.get("in"), dict) and (
+        (e["in"].get("cmd") == "open" and int(e["in"].get("generation", 0)) >= 2)
+        or e["in"].get("recv") == "") for e in inp.get("script", []))
+
+
+def _catches_late_replay(op: str, expect: Json, inp: Json) -> bool:
+    if op == "machine.transcript":
+        return any(_resumes(s.get("out", [])) for s in _expected_steps(expect, inp))
+    if op == "machine.pair":
+        return bool((expect.get("value") or {}).get("streams")) and _pair_switches(inp)
+    return False
+
+
+def _binding_failure(o: Any) -> bool:
+    return isinstance(o, dict) and o.get("event") == "CONNECTION_FAILED" \
+        and o.get("code") == BINDING_NAME and o.get("by_peer") is False
+
+
+def _skip_binding(request: Json, response: Json) -> Json:
+    """session.verify_hello and the session machine accept a HELLO whose channel bindings differ
+    from the receiver's view (check 6 of p4-04 §7.3 skipped)."""
+    if request.get("op") == "session.verify_hello":
+        if response.get("status") == "error" and response.get("error") == BINDING_NAME:
+            return {"id": response.get("id"), "status": "ok", "value": {}}
+        return response
+    value = response.get("value")
+    if response.get("status") != "ok" or not isinstance(value, dict) \
+            or not isinstance(value.get("out"), list):
+        return response
+    out = value["out"]
+    failed = [o for o in out if _binding_failure(o)]
+    if not failed:
+        return response
+    conns = {o.get("conn") for o in failed}
+    errors_left = len(failed)
+    kept: list[Any] = []
+    for o in out:
+        if _binding_failure(o):
+            continue
+        key = error_frame_key(o.get("send")) if isinstance(o, dict) else None
+        if key is not None and key[1] == BINDING_CODE and o.get("conn") in conns:
+            continue
+        if isinstance(o, dict) and o.get("error") == BINDING_NAME and errors_left:
+            errors_left -= 1
+            continue
+        kept.append(o)
+    return {**response, "value": {**value, "out": kept}}
+
+
+def _catches_binding_skip(op: str, expect: Json, inp: Json) -> bool:
+    if op == "session.verify_hello":
+        return expect.get("error") == BINDING_NAME
+    if op == "machine.transcript":
+        return any(_binding_failure(o) for s in _expected_steps(expect, inp)
+                   for o in s.get("out", []))
+    if op == "machine.pair":
+        final = (expect.get("value") or {}).get("final") or {}
+        return any(BINDING_NAME in (r.get("errors") or []) for r in final.values())
+    return False
+
+
 def _m(name: str, description: str, ops: Collection[str], errors: Collection[str],
        fallback: Fallback, flags: Collection[str]) -> Mutant:
     return Mutant(name, description, tuple(ops), frozenset(errors), fallback, tuple(flags))
@@ -286,6 +394,16 @@ MUTANTS: dict[str, Mutant] = {
                "per read assumed; README §3.4 says any split)",
                ("machine.step",), frozenset(), _valid, (), rewrite=_refuse_partial,
                predicate=_feeds_partial),
+        Mutant("replay-from-wrong-seq",
+               "a session peer resumes its stream one message late on a new or failed-over "
+               "connection (from rx_peer + 2, p4-04 SES-31)",
+               ("machine.step",), frozenset(), _valid, ("REPLAY_GAP", "INTERLEAVING"),
+               rewrite=_replay_late, predicate=_catches_late_replay),
+        Mutant("skip-fingerprint-binding",
+               "a session peer accepts a SES_HELLO whose channel bindings (DTLS fingerprints) "
+               "differ from its own view (p4-04 §7.3 check 6 skipped)",
+               ("session.verify_hello", "machine.step"), frozenset(), _valid, ("FINGERPRINT",),
+               rewrite=_skip_binding, predicate=_catches_binding_skip),
     )
 }
 
