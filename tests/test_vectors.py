@@ -28,6 +28,17 @@ def test_vector_tree_is_not_empty() -> None:
     assert {"framing", "identity"} <= layers
 
 
+def test_spec_revision_follows_the_spec_front_matter() -> None:
+    # RULES decision 8: a vector file's specRevision is its spec's front-matter revision.
+    from tools.vectors._envelope import envelope, spec_revision
+
+    for path in sorted((ROOT / "test-vectors" / "v1").glob("*/*.json")):
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        assert doc["specRevision"] == spec_revision(doc["spec"]), path
+    with pytest.raises(ValueError, match="revision"):
+        envelope("framing", "p4-01-framing-v1", spec_revision("p4-01-framing-v1") - 1, {}, [])
+
+
 def test_spec_readme_vector_counts_are_written_between_markers() -> None:
     from tools.gen_vectors import COUNTS_BEGIN, COUNTS_END, with_counts
 

@@ -7,9 +7,13 @@ Builders make tests with :func:`test`, groups with :func:`group` and files with 
 from __future__ import annotations
 
 import json
+import re
+from functools import cache
+from pathlib import Path
 from typing import Any
 
 SCHEMA = "p4-vectors-v1.schema.json"
+SPEC_DIR = Path(__file__).resolve().parents[2] / "spec"
 GENERATOR = {"name": "tools/gen_vectors.py", "version": "1"}
 
 Json = dict[str, Any]
@@ -48,10 +52,26 @@ def group(op: str, tests: list[Json], params: Json | None = None) -> Json:
     return {"op": op, "params": params or {}, "tests": tests}
 
 
+@cache
+def spec_revision(spec: str) -> int:
+    """The ``revision:`` of ``spec/<spec>.md``'s front matter: the ``specRevision`` of every vector
+    file built from that spec (RULES decision 8)."""
+    text = (SPEC_DIR / f"{spec}.md").read_text(encoding="utf-8")
+    parts = text.split("---", 2) if text.startswith("---") else []
+    m = re.search(r"^revision:\s*(\d+)\s*$", parts[1] if len(parts) == 3 else "", re.M)
+    if m is None:
+        raise ValueError(f"spec/{spec}.md has no revision in its front matter")
+    return int(m.group(1))
+
+
 def envelope(
     layer: str, spec: str, revision: int, notes: dict[str, Json], groups: list[Json]
 ) -> Json:
-    """A whole vector file; numbers the tests 1..N in order."""
+    """A whole vector file; numbers the tests 1..N in order.  ``revision`` must be the spec's
+    front-matter revision (:func:`spec_revision`): a builder that lags behind its spec fails."""
+    if revision != spec_revision(spec):
+        raise ValueError(f"{layer}: vectors of {spec} say revision {revision}, but "
+                         f"spec/{spec}.md is revision {spec_revision(spec)}")
     n = 0
     for g in groups:
         for t in g["tests"]:

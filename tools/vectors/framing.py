@@ -26,7 +26,7 @@ from p4ref.framing import (
     ping_body,
 )
 
-from ._envelope import Json, dump, envelope, group, test
+from ._envelope import Json, dump, envelope, group, spec_revision, test
 
 # Requirement tags of spec/p4-01 and spec/p4-00, by rule.  tools/spec_check.py fails if one of
 # these does not exist in spec/.
@@ -481,7 +481,8 @@ def _cbor() -> list[Json]:
 
 
 def build() -> dict[str, Json]:
-    spec, rev = "p4-01-framing-v1", 1
+    spec = "p4-01-framing-v1"
+    rev = spec_revision(spec)
     files = {
         "framing/decode.json": envelope("framing", spec, rev, NOTES, [
             group("framing.decode", _decode_dc(), {"path": "datachannel"}),
