@@ -9,12 +9,14 @@ bound, a protocol requirement (p4-04 §10.1), measured with slack.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import json
 import os
 import queue
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -25,10 +27,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from nacl.signing import SigningKey
 
 from p4ref.errors import ErrorCode
+from p4ref.io.signal import PairService, dial_and_offer
 from p4ref.io.store import Profile
+from p4ref.io.tor import TorConfig, TorDriver
 from p4ref.link._testpeer import digest, payload
+from p4ref.rendezvous import OfferReceived
 
 LONG = os.environ.get("P4_LONG") == "1"
 ROOT = Path(__file__).resolve().parents[1]
@@ -270,14 +276,109 @@ def test_dead_path_noticed_and_session_resumes(pair: Any) -> None:
     hole = a.wait(lambda e: e["ev"] == "blackholed", 10)
     assert hole["ok"]
     t_dead = hole["t"]
-    fails = [p.wait(lambda e: e["ev"] == "connection_failed" and e["gen"] == hole["gen"], 30)
-             for p in (a, b)]
-    noticed = [f["t"] - t_dead for f in fails]
-    assert all(f["code"] == ErrorCode.TIMEOUT for f in fails), fails
+    dead = hole["gen"]
+
+    def left_dead_path(e: dict[str, Any]) -> bool:
+        """The peer declared the path dead (TIMEOUT), or already moved to a newer generation
+        (the other side noticed first and re-signalled over the onion stream)."""
+        return bool((e["ev"] == "connection_failed" and e["gen"] == dead) or (
+            e["ev"] == "connection_open" and e["active"] and e["gen"] > dead))
+    left = [p.wait(left_dead_path, 30) for p in (a, b)]
+    noticed = [e["t"] - t_dead for e in left]
+    for e in left:
+        assert e["ev"] == "connection_open" or e["code"] == ErrorCode.TIMEOUT, e
     assert max(noticed) <= 10.0 + 2.0, noticed  # the bound plus scheduling slack
     t_open = [p.wait(lambda e: e["ev"] == "connection_open" and e["active"]
-                     and e["gen"] > hole["gen"], 60)["t"] - t_dead for p in (a, b)]
+                     and e["gen"] > dead, 60)["t"] - t_dead
+              if e["ev"] != "connection_open" else e["t"] - t_dead
+              for p, e in zip((a, b), left, strict=True)]
     wait_delivered(cfg_b, count, 60)
     check_log(cfg_b["log"], cfg_a["seed"], count)
-    print(f"\nlink (c): dead path noticed after {noticed[0]:.2f} s (a) / {noticed[1]:.2f} s (b); "
-          f"new generation active after {t_open[0]:.2f} s / {t_open[1]:.2f} s")
+    how = ["failed" if e["ev"] == "connection_failed" else "moved" for e in left]
+    print(f"\nlink (c): dead path left after {noticed[0]:.2f} s ({how[0]}, a) / "
+          f"{noticed[1]:.2f} s ({how[1]}, b); new generation active after {t_open[0]:.2f} s / "
+          f"{t_open[1]:.2f} s")
+
+
+def _identities(tmp: Path) -> tuple[Profile, Profile, bytes, bytes]:
+    """A, B (profiles) and M (seed, pub) with A < M < B: A is LOW towards M, so it dials and
+    offers at once; B is HIGH towards M, so it waits for M (the attacker sets the pace)."""
+    seeds = sorted((os.urandom(32) for _ in range(3)),
+                   key=lambda s: bytes(SigningKey(s).verify_key))
+    pa = Profile.init(tmp / "a", lambda n: seeds[0])
+    pb = Profile.init(tmp / "b", lambda n: seeds[2])
+    return pa, pb, seeds[1], bytes(SigningKey(seeds[1]).verify_key)
+
+
+@pytest.mark.parametrize("tamper", [False, True], ids=["forwarded", "tampered-fingerprint"])
+def test_forwarding_attack_refused(tmp_path: Path, tornet: Any, tamper: bool) -> None:
+    """(d) M, paired with A and with B, re-signs A's OFFER as its own OFFER to B and B's ANSWER
+    as its own ANSWER to A, so A and B run DTLS with each other (p4-04 §7.4).  Each refuses the
+    other's SES_HELLO in-band: SES_WRONG_PEER (§7.3 check 4), and no connection opens.  With the
+    fingerprint in the forwarded OFFER replaced (signed consistently by M), B's DTLS refuses
+    A's certificate: the generation fails with SES_BINDING_MISMATCH."""
+    pa, pb, m_seed, m_pub = _identities(tmp_path)
+    root_am, root_bm = os.urandom(32), os.urandom(32)
+    pa.add_peer("m", m_pub, root_am, "test")
+    pb.add_peer("m", m_pub, root_bm, "test")
+    clients = tornet.clients
+    cfg_a = {"home": str(tmp_path / "a"), "peer": "m", "log": str(tmp_path / "a.log"),
+             "tor": dataclasses.asdict(clients[0]), "verbose": True}
+    cfg_b = {"home": str(tmp_path / "b"), "peer": "m", "log": str(tmp_path / "b.log"),
+             "tor": dataclasses.asdict(clients[1 % len(clients)]), "verbose": True,
+             "follower_delay": 300, "high_delay": 60}
+    peers: list[Peer] = []
+    relayed: dict[str, Any] = {}
+
+    async def attacker() -> None:
+        tor = TorDriver(TorConfig.testnet(clients[0]))
+        await tor.start()
+        svc = PairService(tor, m_seed, m_pub, pa.identity.public_key, root_am)
+        try:
+            await svc.start()
+            peers.extend([Peer("a", cfg_a), Peer("b", cfg_b)])
+
+            async def answer_a(ev: OfferReceived) -> tuple[str, bytes]:
+                sdp, fp = ev.sdp, ev.fingerprint
+                if tamper:
+                    fp = os.urandom(32)
+                    sdp = re.sub(r"(a=fingerprint:sha-256 )[0-9A-Fa-f:]{95}",
+                                 lambda mt: mt.group(1) + fp.hex(":").upper(), sdp)
+
+                async def offer_b() -> tuple[str, bytes]:
+                    return sdp, fp
+                out = await dial_and_offer(tor, m_seed, m_pub, pb.identity.public_key, root_bm,
+                                           offer_b, keep_open=True, timeout=120)
+                relayed["b_link"] = out.link
+                return out.peer_sdp, out.peer_fingerprint
+            out = await svc.answer_next(answer_a, keep_open=True, timeout=120)
+            relayed["a_link"] = out.link
+            relayed["generation"] = out.generation
+            await asyncio.sleep(25 if tamper else 12)  # A and B meet, and refuse each other
+        finally:
+            for key in ("a_link", "b_link"):
+                if key in relayed:
+                    await relayed[key].close()
+            await svc.close()
+            await tor.close()
+
+    try:
+        asyncio.run(asyncio.wait_for(attacker(), 240))
+        a, b = peers
+        opened = [e for p in peers for e in p.lines if e["ev"] == "connection_open"]
+        assert not opened, opened
+        if not tamper:
+            for p in peers:
+                codes = [e["code"] for e in p.lines if e["ev"] == "connection_failed"]
+                assert ErrorCode.SES_WRONG_PEER in codes, (p.name, p.lines[-10:])
+        else:
+            codes_b = [e["code"] for e in b.lines if e["ev"] == "generation_failed"]
+            assert ErrorCode.SES_BINDING_MISMATCH in codes_b, b.lines[-10:]
+            assert any(e["ev"] == "generation_failed" for e in a.lines), a.lines[-10:]
+        print(f"\nlink (d, {'tampered' if tamper else 'forwarded'}): generation "
+              f"{relayed['generation']} relayed by M; A: "
+              f"{[(e['ev'], e['code']) for e in a.lines if e['ev'].endswith('failed')][:2]}, B: "
+              f"{[(e['ev'], e['code']) for e in b.lines if e['ev'].endswith('failed')][:2]}")
+    finally:
+        for p in peers:
+            p.stop()

@@ -13,6 +13,9 @@ peer what the session machine must find again after a crash or a reboot [SES-7]:
     inbox   (peer, inc, seq) -> payload, delivered flag, in arrival order: the peer's messages
             that are durable here (so they may be acknowledged, SES-6) and that the application
             has not confirmed yet [SES-38]; confirming deletes the row and releases its quota
+    chanstate  peer -> the channel multiplexer's persistent state (p4-05), written in the same
+            transaction as the outbox append or inbox confirm that changed it (CHN-30); a file
+            created before this table existed gets it when opened for writing
 
 Theory of operation
 -------------------
@@ -146,7 +149,15 @@ CREATE TABLE inbox (
     delivered INTEGER NOT NULL DEFAULT 0 CHECK (delivered IN (0, 1)),
     UNIQUE (peer, inc, seq)
 ) STRICT;
+CREATE TABLE chanstate (
+    peer  INTEGER PRIMARY KEY REFERENCES peer(id),
+    state BLOB NOT NULL  -- p4-05 ChannelMux.persistent_state(), written with what changed it
+) STRICT;
 """
+#: Tables a database of schema version 1 may lack (added in a draft revision): created on open.
+_ADDED = {"chanstate"}
+_SET_CHANSTATE = ("INSERT INTO chanstate (peer, state) VALUES (?, ?)"
+                  " ON CONFLICT (peer) DO UPDATE SET state = excluded.state")
 
 
 class SessionStoreError(P4Error):
@@ -255,6 +266,7 @@ class _Peer:
     inbox: dict[tuple[bytes, int], int] = field(default_factory=dict)  # id -> stored bytes
     in_bytes: int = 0
     stored: bool = False  # the row exists in the database (after apply)
+    chan_state: bytes | None = None  # p4-05 ChannelMux.persistent_state(), as accepted
 
     def row(self) -> tuple[Any, ...]:
         """The peer row as an upsert's parameters, without ``generation``: that one is only
@@ -402,7 +414,7 @@ class SessionDB:
             tables = {r[0]: r[1] for r in db.execute(
                 "SELECT name, sql FROM sqlite_schema WHERE type = 'table'").fetchall()}
             want = {s.split()[2]: s for s in _statements()}
-            if set(tables) != set(want):
+            if not set(want) - _ADDED <= set(tables) <= set(want):
                 raise _corrupt(self.path, f"tables {sorted(tables)}")
             self._load(db)
         except sqlite3.Error as e:
@@ -432,6 +444,9 @@ class SessionDB:
             db.execute("PRAGMA locking_mode = EXCLUSIVE")
             db.execute(f"PRAGMA synchronous = {self.synchronous}")
             db.execute("BEGIN IMMEDIATE")
+            for statement in _statements():  # a table added since the file was created
+                if statement.split()[2] in _ADDED:
+                    db.execute(statement.replace("CREATE TABLE", "CREATE TABLE IF NOT EXISTS", 1))
             db.execute("COMMIT")
             (mode,) = db.execute("PRAGMA journal_mode").fetchone()
             if str(mode).lower() != "wal":
@@ -473,6 +488,12 @@ class SessionDB:
                 raise _corrupt(self.path, "an inbox row of no peer")
             r.inbox[(bytes(inc), seq)] = n
             r.in_bytes += n
+        if db.execute("SELECT 1 FROM sqlite_schema WHERE name = 'chanstate'").fetchall():
+            for pid, state in db.execute("SELECT peer, state FROM chanstate").fetchall():
+                c = by_id.get(pid)
+                if c is None:
+                    raise _corrupt(self.path, "channel state of no peer")
+                c.chan_state = bytes(state)
 
     def close(self) -> None:
         """Commit what is pending (if the store is healthy) and close."""
@@ -624,10 +645,11 @@ class SessionDB:
         return apply
 
     def plan_append_outbox(self, peer_pub: bytes, payload: bytes | None = b"", *,
-                           ref: str | None = None, size: int | None = None
-                           ) -> tuple[int, _Apply]:
+                           ref: str | None = None, size: int | None = None,
+                           channel_state: bytes | None = None) -> tuple[int, _Apply]:
         """Accept one message (or a reference to bulk data) under the next seq; SES_OUTBOX_FULL
-        when the quota is reached [SES-36]."""
+        when the quota is reached [SES-36].  ``channel_state`` (p4-05 CHN-30), when given, is
+        written in the same transaction."""
         p = self._session(peer_pub)
         if (payload is None) == (ref is None):
             raise LocalProtocolError(ErrorCode.MESSAGE_INVALID, "a payload or a ref, not both")
@@ -652,6 +674,7 @@ class SessionDB:
                 f"outbox full: {len(p.out_sizes)} messages, {p.out_bytes} bytes stored"
                 f" (quota {q.outbox_messages}, {q.outbox_bytes}); wait for the peer's ACKs")
         seq = _check_u64(p.tx + 1, "seq", _ROW_SEQ_MAX)
+        chan = self._plan_chan_state(p, channel_state)
         p.tx = seq
         p.out_sizes.append(stored)
         p.out_bytes += stored
@@ -661,8 +684,19 @@ class SessionDB:
         def apply(db: DBConnection, flush: dict[int, tuple[Any, ...]]) -> None:
             db.execute("INSERT INTO outbox (peer, seq, payload, ref, size) VALUES (?, ?, ?, ?, ?)",
                        row)
+            if chan is not None:
+                db.execute(_SET_CHANSTATE, chan)
             mark(flush)
         return seq, apply
+
+    @staticmethod
+    def _plan_chan_state(p: _Peer, state: bytes | None) -> tuple[int, bytes] | None:
+        if state is None:
+            return None
+        if not isinstance(state, bytes | bytearray):
+            raise LocalProtocolError(ErrorCode.MESSAGE_INVALID, "channel state is bytes")
+        p.chan_state = bytes(state)
+        return (p.id, p.chan_state)
 
     def _release_out(self, p: _Peer, through: int) -> None:
         while p.acked < through:
@@ -739,16 +773,24 @@ class SessionDB:
         return lambda db, flush: db.execute(
             "UPDATE inbox SET delivered = 1 WHERE peer = ? AND inc = ? AND seq = ?", key)
 
-    def plan_confirm(self, peer_pub: bytes, inc: bytes, seq: int) -> tuple[bool, _Apply]:
-        """The application consumed message ``(inc, seq)``: delete it, release its quota."""
+    def plan_confirm(self, peer_pub: bytes, inc: bytes, seq: int, *,
+                     channel_state: bytes | None = None) -> tuple[bool, _Apply]:
+        """The application consumed message ``(inc, seq)``: delete it, release its quota;
+        ``channel_state`` (p4-05 CHN-30), when given, is written in the same transaction (also
+        when the message was not there)."""
         p = self._session(peer_pub)
+        chan = self._plan_chan_state(p, channel_state)
         n = p.inbox.pop((bytes(inc), seq), None)
-        if n is None:
-            return False, lambda db, flush: None
-        p.in_bytes -= n
+        if n is not None:
+            p.in_bytes -= n
         key = (p.id, bytes(inc), seq)
-        return True, lambda db, flush: db.execute(
-            "DELETE FROM inbox WHERE peer = ? AND inc = ? AND seq = ?", key)
+
+        def apply(db: DBConnection, flush: dict[int, tuple[Any, ...]]) -> None:
+            if n is not None:
+                db.execute("DELETE FROM inbox WHERE peer = ? AND inc = ? AND seq = ?", key)
+            if chan is not None:
+                db.execute(_SET_CHANSTATE, chan)
+        return n is not None, apply
 
     def plan_advance(self, peer_pub: bytes, generation: int) -> tuple[int, _Apply]:
         _check_u64(generation, "generation")
@@ -770,9 +812,11 @@ class SessionDB:
         self._apply(self.plan_save_session(peer_pub, state))
 
     def append_outbox(self, peer_pub: bytes, payload: bytes | None = b"", *,
-                      ref: str | None = None, size: int | None = None) -> int:
+                      ref: str | None = None, size: int | None = None,
+                      channel_state: bytes | None = None) -> int:
         """The seq of the new message; durable after :meth:`commit`."""
-        seq, op = self.plan_append_outbox(peer_pub, payload, ref=ref, size=size)
+        seq, op = self.plan_append_outbox(peer_pub, payload, ref=ref, size=size,
+                                          channel_state=channel_state)
         self._apply(op)
         return seq
 
@@ -790,10 +834,16 @@ class SessionDB:
     def mark_delivered(self, peer_pub: bytes, inc: bytes, seq: int) -> None:
         self._apply(self.plan_mark_delivered(peer_pub, inc, seq))
 
-    def confirm(self, peer_pub: bytes, inc: bytes, seq: int) -> bool:
-        found, op = self.plan_confirm(peer_pub, inc, seq)
+    def confirm(self, peer_pub: bytes, inc: bytes, seq: int, *,
+                channel_state: bytes | None = None) -> bool:
+        found, op = self.plan_confirm(peer_pub, inc, seq, channel_state=channel_state)
         self._apply(op)
         return found
+
+    def channel_state(self, peer_pub: bytes) -> bytes | None:
+        """The last channel state given with an append or a confirm (as accepted)."""
+        p = self._peers.get(_check_pub(peer_pub))
+        return None if p is None else p.chan_state
 
     def last_generation(self, peer_pub: bytes) -> int:
         """The rendezvous high-water mark of ``peer_pub`` (0 for a peer never seen) [RDV-52]."""
@@ -1025,12 +1075,14 @@ class SessionStore:
 
     def append_outbox(self, peer_pub: bytes, payload: bytes | None = b"", *,
                       ref: str | None = None, size: int | None = None,
-                      then: Callable[[int], None] | None = None) -> asyncio.Future[int]:
+                      then: Callable[[int], None] | None = None,
+                      channel_state: bytes | None = None) -> asyncio.Future[int]:
         """A future of the message's seq, done once the row is durable [SES-5];
         SES_OUTBOX_FULL is raised by the call. ``then(seq)`` runs in the loop, in seq order,
         as soon as the row is durable: the place to call ``SessionMachine.send``, so that the
         machine numbers messages as they were stored."""
-        seq, op = self.db.plan_append_outbox(peer_pub, payload, ref=ref, size=size)
+        seq, op = self.db.plan_append_outbox(peer_pub, payload, ref=ref, size=size,
+                                             channel_state=channel_state)
         return self._submit(op, seq, then)
 
     def ack_outbox(self, peer_pub: bytes, through: int) -> asyncio.Future[None]:
@@ -1073,10 +1125,12 @@ class SessionStore:
     def mark_delivered(self, peer_pub: bytes, inc: bytes, seq: int) -> asyncio.Future[None]:
         return self._submit(self.db.plan_mark_delivered(peer_pub, inc, seq), None)
 
-    def confirm(self, peer_pub: bytes, inc: bytes, seq: int) -> asyncio.Future[bool]:
+    def confirm(self, peer_pub: bytes, inc: bytes, seq: int, *,
+                channel_state: bytes | None = None) -> asyncio.Future[bool]:
         """The application consumed ``(inc, seq)``: its quota is released at once (held
-        messages move in), the row is deleted durably; the future says whether it existed."""
-        found, op = self.db.plan_confirm(peer_pub, inc, seq)
+        messages move in), the row is deleted durably (with ``channel_state`` in the same
+        transaction, p4-05 CHN-30); the future says whether it existed."""
+        found, op = self.db.plan_confirm(peer_pub, inc, seq, channel_state=channel_state)
         fut = self._submit(op, found)
         self._release_held(_check_pub(peer_pub))
         return fut
@@ -1095,6 +1149,10 @@ class SessionStore:
 
     def last_generation(self, peer_pub: bytes) -> int:
         return self.db.last_generation(peer_pub)
+
+    def channel_state(self, peer_pub: bytes) -> bytes | None:
+        """The channel state as accepted (durable once the call that gave it completed)."""
+        return self.db.channel_state(peer_pub)
 
     def watermarks(self, peer_pub: bytes) -> Watermarks:
         """As accepted (including what is not durable yet)."""

@@ -24,6 +24,21 @@ Public asyncio API::
     link.probe()                            # liveness verdict within 10 s [SES-43]
     await link.stop()                       # everything accepted stays durable
 
+Channels (p4-05), with ``LinkConfig(channels=True)``; then every session message is a channel
+item and :meth:`Link.submit` / :meth:`Link.recv` are not used::
+
+    ch = await link.open_channel("files")   # returns once its OPEN is durable
+    await ch.send(message)                  # any size: fragmented, waits for credit, returns
+                                            # once durable; ch.write(data, end_of_message=…)
+                                            # streams; ch.offset = bytes durably written
+    ch = await link.accept_channel()        # the peer's channels (after a restart: again)
+    m = await ch.recv()                     # ChannelMessage(channel, offset, data), in order;
+                                            # None once the peer half-closed
+    await m.confirm()                       # consumed: releases credit; until then ``m`` comes
+                                            # again after a restart, same id (channel, offset)
+    await ch.close()                        # half-close;  await ch.reset(code)
+    link.channel("files")                   # a live channel by name (own ones after a restart)
+
 Exactly-once (p4-04 §8.7): a payload ``submit`` accepted reaches the peer's inbox exactly once,
 in order, across generations, dead paths and crashes of either process; the peer's application
 sees it at least once, always with the same id ``(inc, seq)``, until it confirms it: an
@@ -35,7 +50,9 @@ durability level (``FULL`` default) and quotas, ``dial_only`` (this device never
 onion, SES-15) and ``peer_dial_only`` (never dial the peer; wait for it).
 """
 
+from ._channels import Channel, ChannelError, ChannelMessage
 from ._link import Delivery, Link, LinkConfig, LinkEvent
 from ._signalling import Signaller
 
-__all__ = ["Delivery", "Link", "LinkConfig", "LinkEvent", "Signaller"]
+__all__ = ["Channel", "ChannelError", "ChannelMessage", "Delivery", "Link", "LinkConfig",
+           "LinkEvent", "Signaller"]

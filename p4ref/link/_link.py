@@ -30,10 +30,11 @@ the old RTCPeerConnection is closed in the background on CONNECTION_CLOSED.  The
 leader) offers at once; the HIGH peer waits ``high_delay`` after a dead path first, so the two
 rarely cross, and when they do the rendezvous machine resolves the glare (p4-03 §8.5).
 
-Signalling path (p4-04 §5.3).  While a data channel is active the OFFER/ANSWER travel in-band in
-SES_SIGNAL and are checked by the stream machine of :mod:`._signalling`; otherwise they go on
-the kept-open onion stream.  An OFFER sent in-band on a path that then died is re-sent on the
-stream (the same signed bytes).
+Signalling path (p4-04 §5.3).  While a data channel is active an OFFER travels in-band in
+SES_SIGNAL and is checked by the stream machine of :mod:`._signalling`; otherwise it goes on
+the kept-open onion stream.  The ANSWER takes the path its OFFER came on (an OFFER on the stream
+says the peer has no working data channel, even while this side has not noticed yet).  An OFFER
+sent in-band on a path that then died is re-sent on the stream (the same signed bytes).
 """
 
 from __future__ import annotations
@@ -76,6 +77,7 @@ from ..session import (
     SignalReceived,
     Status,
 )
+from ._channels import Channel, Channels
 from ._signalling import SignalEvent, Signaller
 
 __all__ = ["Delivery", "Link", "LinkConfig", "LinkEvent"]
@@ -94,6 +96,9 @@ class LinkConfig:
     ``peer_dial_only``: the peer is dial-only, so this side never dials and waits for it.
     ``high_delay``: seconds the HIGH peer waits before offering after a dead path (the LOW peer
     is the leader and offers at once).  ``follower_delay``: RDV-37's FOLLOWER_DELAY in seconds.
+    ``channels``: every session message is a p4-05 channel item (use :meth:`Link.open_channel`
+    and :meth:`Link.accept_channel`, not :meth:`Link.submit`/:meth:`Link.recv`);
+    ``channel_window``: the per-channel receive window in bytes (p4-05 default 1 MiB).
     """
 
     host_addresses: tuple[str, ...] | None = None
@@ -106,6 +111,8 @@ class LinkConfig:
     peer_dial_only: bool = False
     high_delay: float = 1.0
     follower_delay: float = 10.0
+    channels: bool = False
+    channel_window: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +197,7 @@ class Link:
         self.generations_opened = 0
         self.store: SessionStore
         self.machine: SessionMachine
+        self.channels: Channels | None = None
         self.signaller: Signaller
         self._direct: DirectConfig
 
@@ -217,8 +225,15 @@ class Link:
                                       config=cfg.session)
         if state is None:
             await self.store.create_session(self.peer_pub, self.machine.s.inc)
+        if cfg.channels:
+            from ..channels import ChannelConfig
+
+            self.channels = Channels(self, ChannelConfig(window=cfg.channel_window)
+                                     if cfg.channel_window else None)
         for row in await self.store.inbox(self.peer_pub):
-            self._deliveries.put_nowait(Delivery(row.inc, row.seq, row.payload))
+            self._deliver(Delivery(row.inc, row.seq, row.payload))
+        if self.channels is not None:
+            self.channels.resync()
         self._direct = DirectConfig(
             ice_servers=cfg.ice_servers, host_addresses=cfg.host_addresses,
             certificate=load_or_create_certificate(self.home), open_timeout=cfg.open_timeout)
@@ -266,12 +281,48 @@ class Link:
     async def submit(self, payload: bytes) -> int:
         """Accept one session message (0 … MAX_PAYLOAD bytes); returns its seq once it is
         durable in the outbox [SES-5]; SES_OUTBOX_FULL when the quota is reached."""
+        return await asyncio.shield(self._append(bytes(payload)))
+
+    def _append(self, payload: bytes, channel_state: bytes | None = None
+                ) -> asyncio.Future[int]:
+        """Append to the outbox now (seq order = call order); the machine gets the message
+        only once its row is durable [SES-5]."""
         def then(seq: int) -> None:
             got = self.machine.send(payload, self._now())
             assert got == seq, (got, seq)
             self._process()
-        fut = self.store.append_outbox(self.peer_pub, bytes(payload), then=then)
-        return await asyncio.shield(fut)
+        return self.store.append_outbox(self.peer_pub, payload, then=then,
+                                        channel_state=channel_state)
+
+    def _confirm_row(self, row: tuple[bytes, int], channel_state: bytes | None = None
+                     ) -> asyncio.Future[bool]:
+        return self.store.confirm(self.peer_pub, row[0], row[1], channel_state=channel_state)
+
+    def _deliver(self, d: Delivery) -> None:
+        if self.channels is not None:
+            self.channels.receive(d)
+        else:
+            self._deliveries.put_nowait(d)
+
+    # --- channels (LinkConfig.channels) ---
+
+    def _layer(self) -> Channels:
+        if self.channels is None:
+            raise LocalProtocolError(ErrorCode.UNEXPECTED_MESSAGE,
+                                     "channels are off (LinkConfig.channels)")
+        return self.channels
+
+    async def open_channel(self, name: str) -> Channel:
+        """Open a channel to the peer (p4-05); returns once its OPEN is durable."""
+        return await self._layer().open(name)
+
+    async def accept_channel(self) -> Channel:
+        """The next channel the peer opened (after a restart, every live one again)."""
+        return await self._layer().incoming.get()
+
+    def channel(self, name: str) -> Channel | None:
+        """A live channel by name (e.g. one of this side's after a restart)."""
+        return self._layer().channel(name)
 
     async def recv(self) -> Delivery:
         """The next message of the peer's stream, in order, durable in the inbox."""
@@ -405,6 +456,8 @@ class Link:
             rec = self._gens.get(ev.conn)
             if ev.active:
                 self.generations_opened += 1
+                if self.channels is not None:
+                    self.channels.resync()
                 if rec is not None and rec.serial >= self._need_serial:
                     self._need = False
                     self._failures = 0
@@ -450,7 +503,8 @@ class Link:
                     log.error("inbox store failed: %r", f.exception())
                 return
             rx = f.result()
-            self._deliveries.put_nowait(Delivery(inc, ev.seq, ev.payload))
+            if self._started:
+                self._deliver(Delivery(inc, ev.seq, ev.payload))
             m = self.machine
             if not self._started or inc != m.s.peer_inc:
                 return  # delivered before a SESSION_RESET: never acknowledged [SES-57]
@@ -607,8 +661,11 @@ class Link:
                 return
             self._gens[ev.generation] = rec
             try:
+                # the ANSWER takes the OFFER's path: an OFFER on the stream means the peer has
+                # no working data channel, whatever this side still believes about it
                 self.signaller.answer(se.stream, g.local_sdp, g.local_fingerprint,
-                                      self.machine.rx_next - 1, self._inband())
+                                      self.machine.rx_next - 1,
+                                      self._inband() if se.inband else None)
             except (P4Error, LocalProtocolError) as exc:
                 log.info("ANSWER %d not sent: %s", ev.generation, exc)
                 self._abandon(rec)

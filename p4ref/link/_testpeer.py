@@ -6,7 +6,13 @@ and ``t``, :func:`time.monotonic`, comparable across processes on one machine).
 
 Config: ``home``, ``peer`` (name in the profile), ``tor`` (a ``ClientInfo``-like dict),
 ``log`` (the receive log), ``seed`` (traffic seed), optional ``dial_only``, ``peer_dial_only``,
-``synchronous``.
+``synchronous``, ``follower_delay``, ``high_delay``.
+
+With ``"channels": true`` the traffic runs on p4-05 channels: ``{"cmd": "chsend", "name": X,
+"count": N, "size": S|null}`` writes messages ``0 … N-1`` of channel X (:func:`chan_payload`),
+resuming at the channel's durable offset after a restart; the receiver logs
+``<channel name> <offset> <sha256>`` per message before confirming it; ``pause`` / ``resume``
+(``name``) stop and restart reading one channel (config ``paused``: names paused from the start).
 
 Commands: ``{"cmd": "send", "count": N}`` submits messages ``0 … N-1`` of the deterministic
 traffic (:func:`payload`), resuming after a restart at the outbox's ``tx`` (every accepted
@@ -34,7 +40,7 @@ from typing import Any
 from ..io.tor import TorConfig, TorDriver
 from ..io.tornet import ClientInfo
 from ..session import MAX_PAYLOAD
-from . import Link, LinkConfig, LinkEvent
+from . import Channel, Link, LinkConfig, LinkEvent
 
 _SIZES = (1, 2, 17, 100, 512, 1000, 1400, 4096, 8000, 12000, MAX_PAYLOAD)
 
@@ -43,6 +49,17 @@ def payload(seed: int, index: int) -> bytes:
     """Message ``index`` of the traffic: sizes from 1 B to MAX_PAYLOAD, random content."""
     r = random.Random(seed * 1_000_003 + index)
     size = r.choice(_SIZES) if r.random() < 0.7 else r.randint(1, MAX_PAYLOAD)
+    return r.randbytes(size)
+
+
+def chan_payload(seed: int, name: str, index: int, size: int | None = None) -> bytes:
+    """Message ``index`` of channel ``name``'s traffic: ``size`` bytes, or mixed sizes from
+    1 B to 1 MiB (most small, a few large enough to need fragmenting and credit)."""
+    r = random.Random(f"{seed}:{name}:{index}")
+    if size is None:
+        x = r.random()
+        size = (1 << 20 if x < 0.004 else r.randint(16_384, 200_000) if x < 0.04
+                else r.choice(_SIZES))
     return r.randbytes(size)
 
 
@@ -70,6 +87,59 @@ async def _sender(link: Link, seed: int, count: int) -> None:
         if (i + 1) % 200 == 0:
             out("sent", n=i + 1)
     out("sent_all", n=count)
+
+
+async def _chsender(link: Link, seed: int, name: str, count: int, size: int | None) -> None:
+    ch = link.channel(name) or await link.open_channel(name)
+    offset, i = ch.offset, 0
+    while i < count and offset > 0:  # resume where the durable offset is (maybe mid-message)
+        n = len(chan_payload(seed, name, i, size))
+        if offset < n:
+            break
+        offset -= n
+        i += 1
+    if i < count and offset:
+        await ch.write(chan_payload(seed, name, i, size)[offset:], end_of_message=True)
+        i += 1
+    for j in range(i, count):
+        await ch.send(chan_payload(seed, name, j, size))
+        if (j + 1) % 100 == 0:
+            out("csent", name=name, n=j + 1)
+    out("csent_all", name=name, n=count)
+
+
+_paused: dict[str, asyncio.Event] = {}
+
+
+async def _chreceiver(ch: Channel, f: Any) -> None:
+    gate = _paused.setdefault(ch.name, asyncio.Event())
+    if not gate.is_set() and ch.name not in _held:
+        gate.set()
+    n = 0
+    while True:
+        await gate.wait()
+        m = await ch.recv()
+        if m is None:
+            out("peer_closed", name=ch.name)
+            return
+        f.write(f"{ch.name} {m.offset} {digest(m.data)}\n")
+        f.flush()
+        await m.confirm()
+        n += 1
+        if n % 100 == 0:
+            out("creceived", name=ch.name, n=n)
+
+
+_held: set[str] = set()
+
+
+async def _accepter(link: Link, log_path: str) -> None:
+    with open(log_path, "a", buffering=1) as f:
+        readers = []
+        while True:
+            ch = await link.accept_channel()
+            out("accepted", name=ch.name, id=ch.id)
+            readers.append(asyncio.create_task(_chreceiver(ch, f)))
 
 
 async def _receiver(link: Link, log_path: str) -> None:
@@ -108,11 +178,17 @@ async def main(cfg: dict[str, Any]) -> None:
     await tor.start()
     config = LinkConfig(host_addresses=("127.0.0.1",), dial_only=cfg.get("dial_only", False),
                         peer_dial_only=cfg.get("peer_dial_only", False),
-                        synchronous=cfg.get("synchronous", "FULL"))
+                        synchronous=cfg.get("synchronous", "FULL"),
+                        follower_delay=float(cfg.get("follower_delay", 10.0)),
+                        high_delay=float(cfg.get("high_delay", 1.0)),
+                        channels=bool(cfg.get("channels", False)))
     link = Link.open(cfg["home"], cfg["peer"], tor=tor, config=config, on_event=on_event)
     await link.start()
     seed = int(cfg.get("seed", 1))
-    tasks = [asyncio.create_task(_receiver(link, cfg["log"]))]
+    for name in cfg.get("paused", ()):
+        _held.add(name)
+    tasks = [asyncio.create_task(_accepter(link, cfg["log"]) if config.channels
+                                 else _receiver(link, cfg["log"]))]
     out("ready", tx=link.store.watermarks(link.peer_pub).tx_next - 1)
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
@@ -125,6 +201,15 @@ async def main(cfg: dict[str, Any]) -> None:
         c = cmd["cmd"]
         if c == "send":
             tasks.append(asyncio.create_task(_sender(link, seed, int(cmd["count"]))))
+        elif c == "chsend":
+            tasks.append(asyncio.create_task(_chsender(
+                link, seed, cmd["name"], int(cmd["count"]), cmd.get("size"))))
+        elif c == "pause":
+            _held.add(cmd["name"])
+            _paused.setdefault(cmd["name"], asyncio.Event()).clear()
+        elif c == "resume":
+            _held.discard(cmd["name"])
+            _paused.setdefault(cmd["name"], asyncio.Event()).set()
         elif c == "force":
             link.force_generation()
         elif c == "network_changed":
