@@ -8,6 +8,7 @@ line.  The dispatch table is built from the layer modules of this package, liste
   ``cbor.encode``;
 - :mod:`.identity`, :mod:`.pairing`, :mod:`.rendezvous`, :mod:`.session`, :mod:`.channels`:
   each one's ``vectors_ops()``;
+- :mod:`.files`: the file-transfer ops and machine (p4-06);
 - ``machine.new`` / ``machine.step`` / ``machine.drop`` for every layer module that declares
   ``MACHINE``, ``new`` and ``step``.
 
@@ -33,6 +34,7 @@ import p4ref
 from p4ref.errors import P4Error
 
 from . import channels as _channels
+from . import files as _files
 from . import framing as _framing
 from . import identity as _identity
 from . import pairing as _pairing
@@ -84,7 +86,7 @@ def _hex(value: Any, what: str) -> bytes:
 #: ``vectors_ops()``; a module that also declares ``MACHINE``, ``new`` and ``step`` serves a
 #: machine.
 LAYERS: tuple[ModuleType, ...] = (_framing, _identity, _pairing, _rendezvous, _session,
-                                   _channels)
+                                   _channels, _files)
 
 
 class Adapter:

@@ -363,7 +363,10 @@ def encode_record(record: Record) -> bytes:
         check_length(rtype, len(body))
         decode_body(rtype, body)  # the encoder refuses exactly what a decoder rejects
     except DecodeError as exc:
-        raise _local(exc.message, exc.code) from None
+        code = exc.code
+        if code is ErrorCode.FILE_RECORD_INVALID:  # a DATA or body size is a schema limit
+            code = ErrorCode.MESSAGE_INVALID
+        raise _local(exc.message, code) from None
     return struct.pack(">BH", rtype, len(body)) + body
 
 
