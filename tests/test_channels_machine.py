@@ -32,7 +32,7 @@ from p4ref.channels import (
 from p4ref.errors import DecodeError, ErrorCode, LocalProtocolError, RemoteProtocolError
 
 SPEC = Path(__file__).resolve().parent.parent / "spec" / "p4-05-channels-v1.md"
-W = 65536
+W = 16384
 
 
 def pair(window: int = W, max_channels: int = 256) -> tuple[ChannelMux, ChannelMux]:

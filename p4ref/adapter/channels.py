@@ -195,6 +195,7 @@ def _receive(h: ChannelsHarness, data: bytes) -> tuple[list[bytes], list[Json], 
             del h.buf[: 2 + n]
             evs = h.mux.receive(item)
         except RemoteProtocolError as exc:
+            h.mux.failed = exc.code  # a record no session could carry: a broken stream too
             h.buf.clear()
             events.append({"event": "CHANNELS_FAILED", "code": exc.code.name})
             errors.append(exc.code.name)

@@ -56,7 +56,7 @@ DATA_HEADER_LEN = 18
 #: Most data bytes one DATA item carries.
 MAX_DATA = MAX_ITEM - DATA_HEADER_LEN
 #: Every channel direction starts with this credit limit, without any CREDIT item [CHN-25].
-INITIAL_WINDOW = 65536
+INITIAL_WINDOW = 16384
 MAX_NAME_LEN = 64
 #: Channel ids are 0 … 2^62 - 1 (a uint64 on the wire) [CHN-15, CHN-16].
 MAX_CHAN_ID = (1 << 62) - 1

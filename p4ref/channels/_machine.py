@@ -357,10 +357,10 @@ class ChannelMux:
                 return
             self._next_peer += 2
             if not name_ok(item.name):
-                self._queue(Reset(chan, ErrorCode.CHAN_NAME_INVALID))
+                self._queue(Reset(chan, int(ErrorCode.CHAN_NAME_INVALID)))
                 return
             if len(self._chans) >= self.config.max_channels:
-                self._queue(Reset(chan, ErrorCode.CHAN_TOO_MANY))
+                self._queue(Reset(chan, int(ErrorCode.CHAN_TOO_MANY)))
                 return
             ch = _Chan(chan, item.name, False, S.IDLE)
             self._chans[chan] = ch
