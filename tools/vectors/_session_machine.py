@@ -803,6 +803,22 @@ def _incarnation_vectors(out: list[tuple[Json, Json]]) -> None:
          "inc drawn), renumbers its 2 outbox messages from 1, SESSION_RESET restored; gen 2 "
          "runs under the new incarnation", ["SES-41", "SES-42"], ["INCARNATION"])
 
+    s = low_high("inc-restored-high", me_low=False,
+                 me_extra={"state": _state(INC_B, tx=0, acked=0, peer_inc=INC_A, rx=5)},
+                 peer_extra={"state": _state(INC_A, tx=2, acked=0, peer_inc=INC_B, rx=0,
+                                             outbox=[(1, b"r1"), (2, b"r2")])})
+    s.handshake(T0, 1, 1, mine=FP_H, theirs=FP_L)
+    s.recv(T0 + 10, 1, b"")
+    s.peer_step(T0 + 10, {"recv": "", "conn": 1})
+    s.to_peer[1] = []
+    s.handshake(T0 + 20, 2, 2, mine=FP_H, theirs=FP_L)
+    s.deliver(T0 + 30, 2)
+    _vec(out, s, "ses-tx-reset-peer-restored-then-new", "the same restore seen by HIGH: gen 1 "
+         "fails (SES_INCARNATION_STALE, SESSION_RESET peer_restored, INC_A retired); gen 2 "
+         "brings LOW's new incarnation, which §9 rule 3 reports as peer_new (no range lost: "
+         "LOW knows HIGH's incarnation); the renumbered messages arrive as 1, 2 of the new "
+         "incarnation", ["SES-41", "SES-42"], ["INCARNATION"])
+
     s = low_high("inc-peer-restored",
                  me_extra={"state": _state(INC_A, tx=4, acked=4, peer_inc=INC_B, rx=0,
                                            generation=1)},
