@@ -46,7 +46,7 @@ function main(): void {
     }
     write(handle(req));
   });
-  rl.on("close", () => process.exit(0));
+  // at EOF the process exits by itself once every queued answer is written
 }
 
 main();
