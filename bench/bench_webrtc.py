@@ -31,9 +31,10 @@ import sys
 import time
 from typing import Any
 
+from _common import MIB, peak_rss_bytes, rss_bytes
+
 from p4ref.io.webrtc import DirectConfig, Generation, wait_background_closes
 
-MIB = 1 << 20
 SIZE = 16384
 MODES: dict[str, tuple[int, int] | None] = {
     "write 1M/256K": (MIB, 256 << 10),
@@ -49,24 +50,6 @@ def _config(mode: str | None = None) -> DirectConfig:
     return DirectConfig(host_addresses=("127.0.0.1",), high_water=marks[0], low_water=marks[1])
 
 
-def _peak_rss_bytes() -> int:
-    """Peak resident set size of this process (0 on Windows, which has no getrusage)."""
-    if sys.platform == "win32":
-        return 0
-    import resource
-
-    scale = 1 if sys.platform == "darwin" else 1024
-    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * scale
-
-
-def _rss_bytes() -> int:
-    """Current resident set size (Linux /proc; elsewhere the peak, which only grows)."""
-    if sys.platform != "linux":
-        return _peak_rss_bytes()
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
 # --- the child: offerer and sender -------------------------------------------------------------
 
 
@@ -79,7 +62,7 @@ async def _child(mode: str, total: int) -> None:
         sys.stdout.write(json.dumps(obj) + "\n")
         sys.stdout.flush()
 
-    rss0 = _rss_bytes()
+    rss0 = rss_bytes()
     t0 = time.perf_counter()
     done = asyncio.Event()
     g = await Generation.offer(1, _config(mode), on_message=lambda _m: done.set())
@@ -100,7 +83,7 @@ async def _child(mode: str, total: int) -> None:
         peak = max(peak, g.buffered_amount)
     await done.wait()  # the parent has every byte
     say({"open_s": open_s, "cpu_s": time.process_time() - cpu0, "peak_buffered": peak,
-         "peak_rss": _peak_rss_bytes(), "rss0": rss0})
+         "peak_rss": peak_rss_bytes(), "rss0": rss0})
     await g.close()
     await wait_background_closes()
 
@@ -202,7 +185,7 @@ async def _idle(n: int, seconds: float) -> tuple[float, float]:
     """RSS per end of ``n`` open, idle generations, and their CPU per end and second (aiortc's
     ICE consent checks and DTLS/SCTP timers; P⁴'s own liveness is the session layer's)."""
     await _open_one_process(2)  # warm up imports and caches
-    rss0 = _rss_bytes()
+    rss0 = rss_bytes()
     gens = []
     for i in range(n):
         a = await Generation.offer(i + 1, _config())
@@ -211,7 +194,7 @@ async def _idle(n: int, seconds: float) -> tuple[float, float]:
         await asyncio.gather(a.opened(), b.opened())
         gens += [a, b]
     await asyncio.sleep(1)
-    per_end = (_rss_bytes() - rss0) / len(gens)
+    per_end = (rss_bytes() - rss0) / len(gens)
     cpu0 = time.process_time()
     await asyncio.sleep(seconds)
     cpu = (time.process_time() - cpu0) / seconds / len(gens)
