@@ -268,11 +268,22 @@ def test_signature_binds_recipient() -> None:
 
 
 def test_replay_same_stream() -> None:
+    """RDV-69: an exact copy of an accepted OFFER (one that raced on the data channel and the
+    onion stream) is dropped silently, in any state; RDV-27: another body under a remembered
+    (epoch, nonce) is RDV_REPLAY."""
     d, a = _connect()
     offer = _w(d, "send_offer")("v=0", FP_A, 1, 0, NOW)
     a.receive_data(offer, NOW)
     d.receive_data(_w(a, "send_answer")("v=0", FP_B, 0, NOW), NOW)
+    _events(a)
     a.receive_data(offer, NOW + 5)
+    assert a.state is State.ANSWERED and a.data_to_send() == b"" and _events(a) == []
+    sent = decode_frame(offer, Path.TOR)
+    nonce = decode_cbor_map(sent.body)[2]
+    seed = SEED_LOW if d.my_pub == PUB_LOW else SEED_HIGH
+    other = _sign_raw(seed, a.my_pub, FrameType.RV_OFFER,
+                      _offer_body(5, nonce=nonce, stream=a))  # type: ignore[arg-type]
+    a.receive_data(other, NOW + 6)
     _assert_failed(a, ErrorCode.RDV_REPLAY)
 
 
@@ -729,6 +740,10 @@ def test_dial_scheduler() -> None:
         assert n // 2 < d <= n
     low.network_changed(t)
     assert low.get_timer() == t
+    high.start(NOW)
+    high.dial_failed(NOW + 20_000)
+    high.network_changed(NOW + 20_100)  # RDV-38/RDV-64: at once, whatever the role
+    assert high.get_timer() == NOW + 20_100
     low.connected(t)
     assert low.get_timer() is None
     low.network_changed(t)

@@ -40,6 +40,7 @@ stream: FRAME_TRUNCATED if part of a frame is buffered [FRM-36], else PROTOCOL_V
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from enum import StrEnum
@@ -254,23 +255,29 @@ class NonceCache:
 
     Share one cache among all streams of a pair so a message cannot be replayed on a new
     stream.  Epochs outside the accepted window are dropped; within an epoch the oldest nonce is
-    evicted once ``max_per_epoch`` is reached.
+    evicted once ``max_per_epoch`` is reached.  Each nonce keeps the SHA-256 of the accepted
+    body, so an exact copy that raced on another path is recognised and dropped [RDV-69].
     """
 
     __slots__ = ("_by_epoch", "max_per_epoch")
 
     def __init__(self, max_per_epoch: int = NONCE_CACHE_PER_EPOCH) -> None:
         self.max_per_epoch = max_per_epoch
-        self._by_epoch: dict[int, dict[bytes, None]] = {}
+        self._by_epoch: dict[int, dict[bytes, bytes]] = {}
 
     def seen(self, epoch: int, nonce: bytes) -> bool:
         return nonce in self._by_epoch.get(epoch, {})
 
-    def add(self, epoch: int, nonce: bytes, window: tuple[int, ...]) -> None:
+    def is_copy(self, epoch: int, nonce: bytes, digest: bytes) -> bool:
+        """True when ``(epoch, nonce)`` was accepted with exactly this body digest [RDV-69]."""
+        held = self._by_epoch.get(epoch, {}).get(nonce)
+        return held is not None and held == digest
+
+    def add(self, epoch: int, nonce: bytes, window: tuple[int, ...], digest: bytes = b"") -> None:
         for e in [e for e in self._by_epoch if e not in window]:
             del self._by_epoch[e]
         bucket = self._by_epoch.setdefault(epoch, {})
-        bucket[nonce] = None
+        bucket[nonce] = digest
         while len(bucket) > self.max_per_epoch:
             del bucket[next(iter(bucket))]
 
@@ -484,8 +491,14 @@ class RendezvousMachine:
     def _receive(self, frame: Frame, now: int) -> None:
         base = _BASE_INPUT.get(frame.type, Input.RECV_OTHER)
         msg: codec.Message | None = None
+        digest = b""
         if base in (Input.RECV_HELLO, Input.RECV_OFFER, Input.RECV_ANSWER, Input.RECV_BYE):
             msg = codec.decode_message(frame)  # MESSAGE_INVALID [RDV-16]
+            digest = hashlib.sha256(frame.body).digest()
+            if isinstance(msg, codec.Offer | codec.Answer) and self.nonces.is_copy(
+                msg.epoch, msg.nonce, digest
+            ):
+                return  # an exact copy that raced on another path: dropped silently [RDV-69]
         allowed = [v for v in _VARIANTS.get(base, (base,)) if (self.state, v) in TRANSITIONS]
         if not allowed:
             raise RemoteProtocolError(
@@ -493,7 +506,7 @@ class RendezvousMachine:
             )
         inp = base
         if msg is not None:
-            inp = self._check(msg, base, now)
+            inp = self._check(msg, base, now, digest)
         self._input(inp, now, msg if msg is not None else frame)
 
     def _input(self, inp: Input, now: int, arg: object) -> None:
@@ -508,7 +521,7 @@ class RendezvousMachine:
         if self.state not in TERMINAL:
             self.state = nxt
 
-    def _check(self, msg: codec.Message, base: Input, now: int) -> Input:
+    def _check(self, msg: codec.Message, base: Input, now: int, digest: bytes) -> Input:
         """The checks of §8.1 in order; returns the refined input [RDV-25]."""
         inp = base
         if isinstance(msg, codec.Hello):
@@ -525,7 +538,7 @@ class RendezvousMachine:
             inp = self._classify_offer(msg)
         elif isinstance(msg, codec.Answer):
             self._check_answer(msg)
-        self.nonces.add(msg.epoch, msg.nonce, window)
+        self.nonces.add(msg.epoch, msg.nonce, window, digest)
         return inp
 
     def _classify_offer(self, msg: codec.Offer) -> Input:
@@ -696,7 +709,9 @@ class RendezvousMachine:
 
 
 class DialScheduler:
-    """When to dial the peer's onion (§8.6), sans-I/O; one per pair.
+    """When to dial the peer's onion (§8.6), sans-I/O; one per pair.  The whole reconnect policy
+    of §8.8 (network changes, dial-only peers, re-publishing, generations, the path) is
+    :class:`p4ref.reconnect.ReconnectPolicy`, which a per-peer link uses instead.
 
     LOW (the leader) dials at :meth:`start`; HIGH dials ``FOLLOWER_DELAY_MS`` later unless a
     stream was authenticated meanwhile [RDV-37].  After a failed dial the next one waits
@@ -745,10 +760,11 @@ class DialScheduler:
         self.start(now)
 
     def network_changed(self, now: int) -> None:
-        """Reset the backoff [RDV-38]; a peer without a stream dials again at once (LOW) or after
-        the follower delay (HIGH)."""
+        """Reset the backoff [RDV-38]; a peer without a stream dials again at once, whatever its
+        role (revision 3, RDV-64: no follower delay on a reconnect)."""
         if self._deadline is not None or self._attempt:
-            self.start(now)
+            self._attempt = 0
+            self._deadline = now
 
 
 def stream_to_keep(my_role: Role) -> str:

@@ -82,6 +82,7 @@ T = {
     "hellogen": "RDV-59",
     "adopt": "RDV-60",
     "peerreset": "RDV-61",
+    "copy": "RDV-69",
 }
 
 NOTES: dict[str, Json] = {
@@ -624,8 +625,28 @@ def _transcripts() -> list[Json]:
     a.recv(NOW + 500, offer)
     d.recv(NOW + 700, a.step(NOW + 600, _answer(FP_HIGH)))
     a.recv(NOW + 800, offer)
-    add(a, "rdv-tx-replay-offer", "the same OFFER again after the ANSWER",
-        ["replay", "record", "error"], ["REPLAY"])
+    add(a, "rdv-tx-copy-of-offer-dropped", "the same OFFER (bytes) again after the ANSWER: a "
+        "copy that raced on another path, dropped silently; still ANSWERED",
+        ["copy", "replay", "record"], ["REPLAY"])
+    d, a = _pair(True, "replay other body")
+    _hello(d, a)
+    offer = d.step(NOW + 400, _offer(1, FP_LOW))
+    a.recv(NOW + 500, offer)
+    d.recv(NOW + 700, a.step(NOW + 600, _answer(FP_HIGH)))
+    nonce = bytes.fromhex(adapter.run_op("rendezvous.decode", {}, {"frame": offer.hex()})
+                          ["value"]["message"]["nonce"])
+    a.recv(NOW + 800, _low_offer(a, "unused", 2, {2: nonce}))
+    add(a, "rdv-tx-replay-offer", "another OFFER (generation 2) under the nonce of the "
+        "accepted one: RDV_REPLAY", ["replay", "record", "copy", "error"], ["REPLAY"])
+    d, a = _pair(False, "copy of answer")
+    _hello(d, a)
+    offer = d.step(NOW + 400, _offer(1, FP_HIGH))
+    a.recv(NOW + 500, offer)
+    ans = a.step(NOW + 600, _answer(FP_LOW))
+    d.recv(NOW + 700, ans)
+    d.recv(NOW + 800, ans)
+    add(d, "rdv-tx-copy-of-answer-dropped", "the ANSWER twice (the second, e.g. in-band, after "
+        "ANSWERED): dropped silently, no UNEXPECTED_MESSAGE", ["copy"], ["REPLAY"])
 
     # replay after a restart (issue 8 §1.4): a recorded dialer HELLO and third HELLO replayed
     # to a new acceptor machine: the old echo is not the new acceptor nonce
