@@ -352,6 +352,66 @@ def _catches_binding_skip(op: str, expect: Json, inp: Json) -> bool:
     return False
 
 
+def _item_type(item: Any) -> int | None:
+    """The channel item type (p4-05 §5.1) of a ``send`` output holding one item record
+    (``Length (16) || Item``, p4-05 §13.2), else None."""
+    data = item.get("send") if isinstance(item, dict) and "conn" not in item else None
+    if not isinstance(data, str) or len(data) < 6:
+        return None
+    try:
+        raw = bytes.fromhex(data)
+    except ValueError:
+        return None
+    return raw[2] if int.from_bytes(raw[:2], "big") == len(raw) - 2 else None
+
+
+_CREDIT_ITEM, _RESET_ITEM, _FLOW_CONTROL = 0x03, 0x05, 0x0504
+
+
+def _credit_outputs(out: list[Any]) -> list[Any]:
+    """What a channel layer without credit flow control would not output: CREDIT items and
+    CREDIT_GRANTED; and, in a step that resets a channel for CHAN_FLOW_CONTROL, that RESET, its
+    CHANNEL_RESET and the error."""
+    flow = any(isinstance(o, dict) and o.get("error") == "CHAN_FLOW_CONTROL" for o in out)
+    drop: list[Any] = []
+    for o in out:
+        if not isinstance(o, dict):
+            continue
+        kind = _item_type(o)
+        if kind == _CREDIT_ITEM or o.get("event") == "CREDIT_GRANTED" or (flow and (
+                kind == _RESET_ITEM or o.get("error") == "CHAN_FLOW_CONTROL"
+                or (o.get("event") == "CHANNEL_RESET" and o.get("code") == _FLOW_CONTROL))):
+            drop.append(o)
+    return drop
+
+
+def _ignore_credit(request: Json, response: Json) -> Json:
+    """machine.step of a channel layer that ignores credit (p4-05 §7.2, §7.3): a write beyond the
+    credit is accepted, DATA beyond the limit is delivered, no CREDIT is sent or reported."""
+    if response.get("status") == "error" and response.get("error") == "CHAN_CREDIT_EXCEEDED":
+        return {"id": response.get("id"), "status": "ok", "value": {"out": [], "state": ""}}
+    value = response.get("value")
+    if response.get("status") == "ok" and isinstance(value, dict) \
+            and isinstance(value.get("out"), list):
+        drop = _credit_outputs(value["out"])
+        if drop:
+            out = [o for o in value["out"] if not any(o is d for d in drop)]
+            return {**response, "value": {**value, "out": out}}
+    return response
+
+
+def _uses_credit(op: str, expect: Json, inp: Json) -> bool:
+    """A transcript in which some step refuses a write for credit, resets a channel for flow
+    control, sends a CREDIT item or reports CREDIT_GRANTED."""
+    if op != "machine.transcript":
+        return False
+    steps = (expect.get("value") or {}).get("steps")
+    if not isinstance(steps, list):
+        steps = inp.get("steps", [])
+    return any(s.get("error") == "CHAN_CREDIT_EXCEEDED" or _credit_outputs(s.get("out", []))
+               for s in steps if isinstance(s, dict))
+
+
 def _m(name: str, description: str, ops: Collection[str], errors: Collection[str],
        fallback: Fallback, flags: Collection[str]) -> Mutant:
     return Mutant(name, description, tuple(ops), frozenset(errors), fallback, tuple(flags))
@@ -389,6 +449,11 @@ MUTANTS: dict[str, Mutant] = {
                "answers integers beyond 2^53 - 1 as bare JSON numbers instead of "
                "{\"int\": \"N\"} (README §3.1)",
                ("*",), frozenset(), _valid, (), rewrite=_write_bare, predicate=_expects_big),
+        Mutant("ignore-credit",
+               "channels without credit flow control: writes beyond the credit accepted, DATA "
+               "beyond the limit delivered, no CREDIT sent or reported (p4-05 §7)",
+               ("machine.step",), frozenset(), _valid, ("CREDIT",), rewrite=_ignore_credit,
+               predicate=_uses_credit),
         Mutant("whole-frames-only",
                "machine.step refuses a recv that is not a sequence of whole frames (one frame "
                "per read assumed; README §3.4 says any split)",
