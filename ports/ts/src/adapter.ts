@@ -5,8 +5,9 @@ import { P4Error } from "./errors.js";
 import { CODEC_OPS, type Op } from "./adapter/codec.js";
 import type { Obj } from "./adapter/json.js";
 import { MACHINE_OPS, Unsupported } from "./adapter/machines.js";
+import { SESSION_OPS } from "./adapter/session.js";
 
-export const OPS: Record<string, Op> = { ...CODEC_OPS, ...MACHINE_OPS };
+export const OPS: Record<string, Op> = { ...CODEC_OPS, ...SESSION_OPS, ...MACHINE_OPS };
 
 /** Answer one request object, as an adapter would (usable in-process by tests). */
 export function handle(req: Obj): Obj {

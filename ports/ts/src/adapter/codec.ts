@@ -224,3 +224,4 @@ const rendezvous: Record<string, Op> = {
 };
 
 export const CODEC_OPS: Record<string, Op> = { ...framing, ...identity, ...pairing, ...rendezvous };
+

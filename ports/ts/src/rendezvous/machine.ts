@@ -1,5 +1,6 @@
 /** The rendezvous machine of one onion stream (p4-03 §9), sans-I/O. */
-import { Bytes, equal } from "../bytes.js";
+import { sha256 } from "@noble/hashes/sha2";
+import { Bytes, equal, toHex } from "../bytes.js";
 import { codeName, codeValue, ERROR_CODES, P4Error, type ErrorName } from "../errors.js";
 import { errorFrame, pongFrame, StreamReader, T, type Frame } from "../framing.js";
 import { publicKey } from "../identity.js";
@@ -33,14 +34,20 @@ export interface RendezvousConfig {
 
 export const INC_LEN = 16;
 
-/** One replay cache per peer, shared by every stream of the pair (RDV-27). */
+/**
+ * One replay cache per peer, shared by every stream of the pair (RDV-27); it keeps the SHA-256 of
+ * each accepted body so that an exact copy can be told from a replay (RDV-69).
+ */
 export class ReplayCache {
-  private readonly seen = new Set<string>();
+  private readonly seen = new Map<string, string>();
   has(k: string): boolean {
     return this.seen.has(k);
   }
-  add(k: string): void {
-    this.seen.add(k);
+  add(k: string, body: Bytes): void {
+    this.seen.set(k, toHex(sha256(body)));
+  }
+  isCopy(k: string, body: Bytes): boolean {
+    return this.seen.get(k) === toHex(sha256(body));
   }
 }
 
@@ -213,6 +220,7 @@ export class RendezvousMachine implements Machine {
     }
     if (rvTypeName(f.type) === undefined) throw new RendezvousError("UNEXPECTED_MESSAGE", "not a rendezvous frame");
     const msg = parseRvFrame(f); // (2) schema
+    if ((msg.type === "RV_OFFER" || msg.type === "RV_ANSWER") && this.replay.isCopy(replayKey(msg), f.body)) return; // RDV-69
     const input: Input =
       msg.type === "RV_HELLO" ? (msg.f.echo === undefined ? "HELLO_NO_ECHO" : "HELLO_ECHO")
         : msg.type === "RV_OFFER" ? "OFFER" : msg.type === "RV_ANSWER" ? "ANSWER" : "BYE";
@@ -226,7 +234,7 @@ export class RendezvousMachine implements Machine {
       if (!equal(msg.f.stream_nonce as Bytes, this.myHelloNonce ?? new Uint8Array(0))) throw new RendezvousError("RDV_REPLAY", "stream_nonce is not our HELLO nonce");
     }
     this.checkGeneration(msg, input); // (8)
-    this.replay.add(rk);
+    this.replay.add(rk, f.body);
     this.act(now, out, msg, input);
   }
 
