@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
+from dataclasses import replace
 from typing import Any
 
 from nacl.signing import SigningKey
@@ -747,7 +748,7 @@ def _refused_vectors(out: list[tuple[Json, Json]]) -> None:
          "draw nothing, in §13.2's order: path before a used conn before the bindings before the "
          "generation; recv on an unknown conn; send_signal without an active data channel "
          "before its bytes; inbox_committed outside rx_durable .. rx; the largest payload "
-         "(16371 bytes) is accepted", ["SES-11", "SES-36"], ["REFUSED", "ORDER"])
+         "(16371 bytes) is accepted", ["SES-11", "SES-36", "CNV-32"], ["REFUSED", "ORDER"])
 
     bad = [("ses-tx-config-same-key", "peer_pub is this peer's own key", cfg(SEED_L, PUB_L),
             "IDENTITY_KEY_INVALID"),
@@ -818,6 +819,27 @@ def _incarnation_vectors(out: list[tuple[Json, Json]]) -> None:
          "brings LOW's new incarnation, which §9 rule 3 reports as peer_new (no range lost: "
          "LOW knows HIGH's incarnation); the renumbered messages arrive as 1, 2 of the new "
          "incarnation", ["SES-41", "SES-42"], ["INCARNATION"])
+
+    # positions and incarnations act only after SES_AUTH verified [SES-24]
+    s = low_high("inc-unverified",
+                 me_extra={"state": _state(INC_A, tx=2, acked=0, peer_inc=INC_B, rx=0,
+                                           outbox=[(1, b"p1"), (2, b"p2")])},
+                 peer_extra={"state": _state(INC_B, peer_inc=INC_A)})
+    s.open(T0, 1, 1)
+    s.feed_peer(T0 + 1, 1)
+    hello, auth = s.pending(1)
+    s.to_me[1] = []
+    h = codec.decode_hello(Frame(FrameType.SES_HELLO, 0, bytes.fromhex(hello)[5:]))
+    s.recv(T0 + 2, 1, encode_frame(codec.encode_hello(replace(h, rx=100, acked=50)), DC))
+    s.recv(T0 + 3, 1, auth)
+    s.peer_step(T0 + 4, {"recv": "", "conn": 1})
+    s.to_peer[1] = []
+    s.recv(T0 + 4, 1, b"")
+    s.handshake(T0 + 10, 2, 2)
+    _vec(out, s, "ses-tx-positions-before-auth", "a HELLO whose positions were changed in transit "
+         "(rx 100: LOW would be stale) with the peer's real AUTH: SES_BAD_SIGNATURE and nothing "
+         "else: no re-incarnation, no reset, no skipped messages; gen 2 resumes from 1",
+         ["SES-24", "SES-23"], ["INCARNATION", "BAD_SIGNATURE"])
 
     s = low_high("inc-peer-restored",
                  me_extra={"state": _state(INC_A, tx=4, acked=4, peer_inc=INC_B, rx=0,
