@@ -21,9 +21,12 @@ offsets, trims what was consumed: each message reaches the application at least 
 same id ``(channel id, start offset)``, until it is confirmed [CHN-27, CHN-31].
 
 Messages are contiguous byte ranges ended by ``end_of_message``; :meth:`Channel.send` writes a
-whole message (in several credit-sized pieces if it must wait for credit); a message larger than
-the peer's window is streamed.  :attr:`Channel.offset` is what this side has durably written
-(after a crash, an application resumes a stream from there).
+whole message (in several credit-sized pieces if it must wait for credit).  The receiver hands
+a message over whole, unless it reaches half the receive window minus one item: then it comes
+in pieces (``end_of_message`` False), because the sender may not write beyond the consumed
+offset plus half the window until the application consumed the beginning (p4-05 CHN-29).
+:attr:`Channel.offset` is what this side has durably written (after a crash, an application
+resumes a stream from there).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..channels import (
+    MAX_DATA,
     ChannelConfig,
     ChannelData,
     ChannelHalfClosed,
@@ -60,11 +64,17 @@ class ChannelError(P4Error):
 @dataclass(frozen=True, slots=True)
 class ChannelMessage:
     """One message of the peer's direction of a channel; ``id`` is ``(channel, offset)``, the
-    same after a restart.  Call :meth:`confirm` once it is consumed (credit is released then)."""
+    same after a restart.  Call :meth:`confirm` once it is consumed (credit is released then;
+    confirming one message confirms every earlier one of the channel).
+
+    ``end_of_message`` is False for a *piece* of a message that does not fit half the receive
+    window: it is delivered in pieces (the rest follows at ``end``), since its sender cannot
+    write the rest before this side consumes the beginning."""
 
     channel: Channel
     offset: int
     data: bytes
+    end_of_message: bool = True
 
     @property
     def id(self) -> tuple[int, int]:
@@ -81,6 +91,7 @@ class ChannelMessage:
 @dataclass(eq=False)
 class _Recv:
     parts: list[bytes] = field(default_factory=list)
+    size: int = 0
     start: int = 0
     consumed: int = 0
     rows: list[tuple[int, tuple[bytes, int]]] = field(default_factory=list)  # (end, row id)
@@ -142,8 +153,11 @@ class Channels:
     def __init__(self, link: Link, config: ChannelConfig | None = None) -> None:
         self.link = link
         state = link.store.channel_state(link.peer_pub)
-        self.mux = ChannelMux(low=link.machine.is_low, config=config or ChannelConfig(),
-                              state=state)
+        config = config or ChannelConfig()
+        self.mux = ChannelMux(low=link.machine.is_low, config=config, state=state)
+        # a partial message is handed over before the sender could stall on it: the peer may
+        # always write up to consumed + window // 2 (p4-05 CHN-29's hysteresis)
+        self.piece = max(1, config.window // 2 - MAX_DATA)
         self._chans: dict[int, Channel] = {}
         self.incoming: asyncio.Queue[Channel] = asyncio.Queue()
         self.failed: ChannelError | None = None
@@ -248,9 +262,11 @@ class Channels:
                 if not r.parts:
                     r.start = ev.offset
                 r.parts.append(ev.data)
-                if ev.end_of_message:
-                    ch._queue.put_nowait(ChannelMessage(ch, r.start, b"".join(r.parts)))
-                    r.parts = []
+                r.size += len(ev.data)
+                if ev.end_of_message or r.size >= self.piece:
+                    ch._queue.put_nowait(ChannelMessage(ch, r.start, b"".join(r.parts),
+                                                        ev.end_of_message))
+                    r.parts, r.size = [], 0
                 row_end = (ch, ev.end)
             elif isinstance(ev, ChannelHalfClosed):
                 ch = self._chans[ev.chan]

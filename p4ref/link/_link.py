@@ -98,7 +98,8 @@ class LinkConfig:
     is the leader and offers at once).  ``follower_delay``: RDV-37's FOLLOWER_DELAY in seconds.
     ``channels``: every session message is a p4-05 channel item (use :meth:`Link.open_channel`
     and :meth:`Link.accept_channel`, not :meth:`Link.submit`/:meth:`Link.recv`);
-    ``channel_window``: the per-channel receive window in bytes (p4-05 default 1 MiB).
+    ``channel_window``: the per-channel receive window in bytes; a message up to half of it
+    is delivered whole, a larger one in pieces.
     """
 
     host_addresses: tuple[str, ...] | None = None
@@ -112,7 +113,7 @@ class LinkConfig:
     high_delay: float = 1.0
     follower_delay: float = 10.0
     channels: bool = False
-    channel_window: int | None = None
+    channel_window: int = 4 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,8 +229,7 @@ class Link:
         if cfg.channels:
             from ..channels import ChannelConfig
 
-            self.channels = Channels(self, ChannelConfig(window=cfg.channel_window)
-                                     if cfg.channel_window else None)
+            self.channels = Channels(self, ChannelConfig(window=cfg.channel_window))
         for row in await self.store.inbox(self.peer_pub):
             self._deliver(Delivery(row.inc, row.seq, row.payload))
         if self.channels is not None:
