@@ -13,8 +13,9 @@ from ``b``. Then, per trial, device ``a`` moves Wi-Fi ↔ cellular (hard) and th
   from the 4th move within 10 minutes, ``Republish`` (the same key re-added);
 - ``b`` (the dialer, LOW) is told at the move that its stream died (``StreamClosed``; the
   liveness detection of p4-04 §10, up to 10 s, is left out so the figure is Tor's recovery)
-  and dials as the policy says: a fresh circuit per ``Dial`` (5 s each), ``DialFailed`` →
-  backoff and ``RefetchDescriptor`` (``HSFETCH``).
+  and dials as the policy says: a fresh circuit per ``Dial`` (5 s each), a second one side by
+  side when the first has no outcome after 2 s (RDV-70), ``DialFailed`` → backoff and
+  ``RefetchDescriptor`` (``HSFETCH``).
 
 Printed: p50 / p90 / max of move → first echo through the onion, and the phases (netwatch
 detection, nudge, re-dial), with the dials per move. ``--baseline`` repeats the same with a
@@ -115,27 +116,40 @@ async def _trials(lab: Any, n: int, *, nudge: bool, limit: float, settle: float,
                 out["nudge_s"].append(time.monotonic() - t1)
             t2 = time.monotonic()
             dials, done = 0, False
+            running: set[asyncio.Task[None]] = set()
             while not done and time.monotonic() - t0 < limit:
                 for act in actions:
                     if isinstance(act, RefetchDescriptor):
                         with contextlib.suppress(Exception):
                             await asyncio.to_thread(c1.msg, f"HSFETCH {hs.service_id}")
-                    elif isinstance(act, Dial):
+                    elif isinstance(act, Dial):  # hedged dials run side by side (RDV-70)
                         dials += 1
-                        try:
-                            await echo_once(net.socks_socket(1), onion, f"t{i}d{dials}", 5.0)
-                        except (TimeoutError, OSError, asyncio.IncompleteReadError) as exc:
-                            actions = b.on_event(DialFailed(getattr(exc, "code", 0) or 5),
-                                                 _ms())
-                            break
-                        b.on_event(DialSucceeded(), _ms())
-                        done = True
-                        break
+                        running.add(asyncio.create_task(
+                            echo_once(net.socks_socket(1), onion, f"t{i}d{dials}", 5.0)))
+                deadline = b.next_deadline()
+                wait = limit - (time.monotonic() - t0)
+                if deadline is not None:
+                    wait = min(wait, max(0.0, (deadline - _ms()) / 1000))
+                if running:
+                    finished, running = await asyncio.wait(
+                        running, timeout=max(wait, 0.0), return_when=asyncio.FIRST_COMPLETED)
                 else:
-                    deadline = b.next_deadline()
-                    wait = 0.05 if deadline is None else max(0.0, (deadline - _ms()) / 1000)
-                    await asyncio.sleep(min(wait, max(0.0, limit - (time.monotonic() - t0))))
-                    actions = b.on_timer(_ms())
+                    finished = set()
+                    await asyncio.sleep(max(wait, 0.0))
+                actions = []
+                for task in finished:
+                    if task.exception() is None:
+                        actions += b.on_event(DialSucceeded(), _ms())
+                        done = True
+                    else:
+                        code = getattr(task.exception(), "code", 0) or 5
+                        actions += b.on_event(DialFailed(code), _ms())
+                actions += b.on_timer(_ms())
+            for task in running:  # AbandonDial
+                task.cancel()
+            for task in running:
+                with contextlib.suppress(BaseException):
+                    await task
             out["dials"].append(dials)
             if done:
                 out["redial_s"].append(time.monotonic() - t2)

@@ -299,3 +299,26 @@ def test_backoff_bounds(seed: int, k: int) -> None:
     d = min(1000 * 2 ** min(k, 64), 60_000)
     w = backoff_ms(k, 1000, 2, 60_000, seed)
     assert d // 2 < w <= d
+
+
+def test_hedged_dials() -> None:
+    """RDV-70: a dial without an outcome for DIAL_HEDGE gets one sibling on a fresh circuit; a
+    failure backs off only when no dial is left in flight; the winner abandons the rest."""
+    p = policy("low")
+    assert p.on_event(Want(), 0) == [Dial(0)]
+    assert p.next_deadline() == 2_000 and not p.should_dial(1_999)
+    assert p.on_timer(2_000) == [Dial(0)]
+    assert p.next_deadline() is None  # two in flight: the most
+    assert p.on_event(DialFailed(), 2_500) == [RefetchDescriptor()]
+    assert p.state is State.DIALING and p.next_deadline() == 4_500
+    assert p.on_event(DialSucceeded(), 3_000) == [PathChanged("tor")]
+    q = policy("low")
+    q.on_event(Want(), 0)
+    q.on_timer(2_000)
+    acts = q.on_event(DialSucceeded(), 2_100)
+    assert acts == [AbandonDial(), PathChanged("tor")]
+    r = policy("low", config=ReconnectConfig(max_parallel_dials=1))
+    r.on_event(Want(), 0)
+    assert r.next_deadline() is None and r.on_timer(10_000) == []
+    r.on_event(DialFailed(), 10_000)
+    assert r.state is State.WAIT_DIAL and r.next_deadline() == 11_000

@@ -68,6 +68,8 @@ class ReconnectConfig:
     republish_after: int = 3  # REPUBLISH_AFTER: earlier moves in the window before re-publishing
     republish_window_ms: int = 600_000  # REPUBLISH_WINDOW
     hsfetch_interval_ms: int = 2_000  # HSFETCH_INTERVAL: fewest ms between two refetches
+    hedge_after_ms: int = 2_000  # DIAL_HEDGE: a dial this long without an outcome gets a sibling
+    max_parallel_dials: int = 2  # DIAL_PARALLEL: dials in flight at most (1: no hedging)
 
     def __post_init__(self) -> None:
         for name in self.__slots__:
@@ -76,6 +78,8 @@ class ReconnectConfig:
                 raise LocalProtocolError(ErrorCode.MESSAGE_INVALID, f"{name} must be an int >= 0")
         if self.backoff_factor < 1 or self.backoff_initial_ms < 1:
             raise LocalProtocolError(ErrorCode.MESSAGE_INVALID, "backoff must grow from >= 1 ms")
+        if self.max_parallel_dials < 1 or self.hedge_after_ms < 1:
+            raise LocalProtocolError(ErrorCode.MESSAGE_INVALID, "at least one dial, hedge >= 1 ms")
 
 
 def backoff_ms(attempt: int, initial: int, factor: int, cap: int, r: int) -> int:
@@ -237,7 +241,7 @@ Action: TypeAlias = (
 class State(StrEnum):
     IDLE = "IDLE"  # no session wanted
     WAIT_DIAL = "WAIT_DIAL"  # no stream; a dial is due at the deadline
-    DIALING = "DIALING"  # a dial is in flight
+    DIALING = "DIALING"  # one dial or more in flight (hedged, RDV-70)
     AWAIT_PEER = "AWAIT_PEER"  # no stream; the peer is dial-only, so it dials [RDV-65]
     CONNECTED = "CONNECTED"  # an authenticated onion stream exists (either direction)
 
@@ -286,7 +290,8 @@ TRANSITIONS.update({
     (S.WAIT_DIAL, K.DIAL_SUCCEEDED): (S.CONNECTED, "connected"),
     (S.WAIT_DIAL, K.NETWORK_CHANGED): ("seek", "moved_redial"),
     (S.DIALING, K.DIAL_SUCCEEDED): (S.CONNECTED, "connected"),
-    (S.DIALING, K.DIAL_FAILED): (S.WAIT_DIAL, "dial_failed"),
+    (S.DIALING, K.DIAL_FAILED): ("WAIT_DIAL if none in flight", "dial_failed"),
+    (S.DIALING, K.TIMER): (S.DIALING, "hedge"),
     (S.DIALING, K.NETWORK_CHANGED): ("seek", "moved_abandon"),
     (S.DIALING, K.STOP): (S.IDLE, "stop_abandon"),
     (S.DIALING, K.INCOMING): (S.CONNECTED, "connected_abandon"),
@@ -339,6 +344,8 @@ class ReconnectPolicy:
         self.state = State.IDLE
         self._deadline: int | None = None  # dial deadline (WAIT_DIAL only)
         self._failures = 0  # consecutive failed dials since the last reset
+        self._in_flight = 0  # dials started and not yet reported (DIALING only)
+        self._hedge_at: int | None = None  # when another dial joins the ones in flight
         self._moves: deque[int] = deque()  # times of recent network changes
         self._last_refetch: int | None = None
         # the direct path (generations)
@@ -365,13 +372,16 @@ class ReconnectPolicy:
 
     def next_deadline(self) -> int | None:
         """The earliest time :meth:`on_timer` has something to do, or ``None``."""
-        times = [t for t in (self._deadline, self._generation_deadline()) if t is not None]
+        hedge = self._hedge_at if self.state is State.DIALING else None
+        times = [t for t in (self._deadline, hedge, self._generation_deadline()) if t is not None]
         return min(times) if times else None
 
     def should_dial(self, now: int) -> bool:
-        """True when a dial is due (state WAIT_DIAL and its deadline has come)."""
-        due = self._deadline
-        return self.state is State.WAIT_DIAL and due is not None and now >= due
+        """True when a dial is due: WAIT_DIAL and its deadline has come, or DIALING and another
+        (hedged) dial is due [RDV-70]."""
+        due = self._deadline if self.state is State.WAIT_DIAL else (
+            self._hedge_at if self.state is State.DIALING else None)
+        return due is not None and now >= due
 
     # ---------------------------------------------------------------- inputs
 
@@ -405,6 +415,9 @@ class ReconnectPolicy:
             self.state = nxt
         if self.state is not State.WAIT_DIAL:
             self._deadline = None
+        if self.state is not State.DIALING:
+            self._in_flight = 0
+            self._hedge_at = None
 
     def _settle(self, now: int, out: list[Action]) -> None:
         if self.should_dial(now):
@@ -491,18 +504,41 @@ class ReconnectPolicy:
 
     def _a_dial(self, now: int, out: list[Action]) -> None:
         out.append(Dial(self._failures))
+        self._in_flight = 1
+        self._schedule_hedge(now)
+
+    def _schedule_hedge(self, now: int) -> None:
+        c = self.config
+        more = self._in_flight < c.max_parallel_dials
+        self._hedge_at = now + c.hedge_after_ms if more else None
+
+    def _a_hedge(self, now: int, out: list[Action]) -> None:
+        """A dial in flight for DIAL_HEDGE without an outcome gets a sibling on a fresh circuit
+        (after a move its first circuit often waits on a dead introduction) [RDV-70]."""
+        if self._in_flight < self.config.max_parallel_dials:
+            out.append(Dial(self._failures))
+            self._in_flight += 1
+        self._schedule_hedge(now)
 
     def _a_dial_failed(self, now: int, out: list[Action]) -> None:
-        """Back off, and refetch the descriptor (at most every HSFETCH_INTERVAL) [RDV-62],
-        [RDV-66]."""
+        """Refetch the descriptor (at most every HSFETCH_INTERVAL); when no dial is left in
+        flight, back off [RDV-62], [RDV-66], [RDV-70]."""
         c = self.config
-        self._deadline = now + self._jitter(self._failures, c.backoff_initial_ms, c.backoff_max_ms)
-        self._failures = min(self._failures + 1, 64)
         if self._last_refetch is None or now - self._last_refetch >= c.hsfetch_interval_ms:
             self._last_refetch = now
             out.append(RefetchDescriptor())
+        self._in_flight = max(0, self._in_flight - 1)
+        if self._in_flight:
+            if self._hedge_at is None:
+                self._schedule_hedge(now)
+            return
+        self._deadline = now + self._jitter(self._failures, c.backoff_initial_ms, c.backoff_max_ms)
+        self._failures = min(self._failures + 1, 64)
+        self.state = State.WAIT_DIAL
 
     def _a_connected(self, now: int, out: list[Action]) -> None:
+        if self.state is State.DIALING and self._in_flight > 1:
+            out.append(AbandonDial())  # the siblings still in flight [RDV-70]
         self._failures = 0
         self._last_refetch = None
 
