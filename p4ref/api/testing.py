@@ -3,8 +3,9 @@
     async with Harness(tmp_path) as h:        # two peers, apps "notes" and "sched"
         r = await h.client.get("/v1/peers", headers=h.auth("notes"))
 
-``Harness`` listens on 127.0.0.1 (aiohttp's test server) or, with ``unix=True``, through
-:class:`~p4ref.api.listen.ApiServer` on the profile's Unix socket. ``python -m
+``Harness`` listens on 127.0.0.1 (aiohttp's test server, ``.client``) or, with ``unix=True`` or
+``tcp=True``, through :class:`~p4ref.api.listen.ApiServer` as ``p4 up`` does (``.session``), on
+the profile's Unix socket or on 127.0.0.1, with ``endpoint.json``. ``python -m
 p4ref.api.testing HOME`` runs one in the foreground (echoing peers) for trying the clients in
 ``examples/clients`` without Tor; it prints the tokens as JSON on its first line.
 """
@@ -37,7 +38,7 @@ class Harness:
     """A FakeBackend with peers ``phone`` and ``laptop``; app ``notes`` (prefix ``notes/``,
     phone only) and app ``sched`` (prefix ``sched/``, every peer); more with :meth:`add_app`."""
 
-    def __init__(self, home: Path, *, echo: bool = False, unix: bool = False,
+    def __init__(self, home: Path, *, echo: bool = False, unix: bool = False, tcp: bool = False,
                  limits: Limits | None = None, quota_messages: int = 64,
                  window: int = 64) -> None:
         self.home = home
@@ -47,6 +48,7 @@ class Harness:
         self.token: dict[str, str] = {}
         self.limits = limits
         self.unix = unix
+        self.tcp = tcp
         self._quota = quota_messages
         self._client: TestClient[web.Request, web.Application] | None = None
         self.server: ApiServer | None = None
@@ -61,21 +63,23 @@ class Harness:
 
     @property
     def client(self) -> TestClient[web.Request, web.Application]:
-        assert self._client is not None, "unix=True harnesses use .session"
+        assert self._client is not None, "unix=True and tcp=True harnesses use .session"
         return self._client
 
     async def __aenter__(self) -> Harness:
-        for app in self.tokens.apps():  # a fresh token each run
-            self.tokens.remove(app.name)
+        for scope in self.tokens.apps():  # a fresh token each run
+            self.tokens.remove(scope.name)
         self.add_app("notes", [PHONE.device_id], "notes/", quota_messages=self._quota)
         self.add_app("sched", ["*"], "sched/", quota_messages=self._quota)
-        if self.unix:
-            self.server = ApiServer(self.home, self.backend, transport="unix",
-                                    limits=self.limits)
+        if self.unix or self.tcp:
+            self.server = ApiServer(self.home, self.backend,
+                                    transport="unix" if self.unix else "tcp", limits=self.limits)
             ep = await self.server.start()
-            assert ep.path is not None
-            self.session = ClientSession(connector=UnixConnector(path=ep.path),
-                                         base_url="http://localhost")
+            if ep.path is not None:
+                self.session = ClientSession(connector=UnixConnector(path=ep.path),
+                                             base_url="http://localhost")
+            else:
+                self.session = ClientSession(base_url=f"http://127.0.0.1:{ep.port}")
         else:
             app = make_app(self.backend, self.tokens, self.limits)
             client = TestClient(TestServer(app, host="127.0.0.1"))
@@ -95,8 +99,8 @@ class Harness:
 
 async def _serve(home: Path, transport: str) -> None:
     h = Harness(home, echo=True)
-    for app in h.tokens.apps():  # a fresh token each run
-        h.tokens.remove(app.name)
+    for scope in h.tokens.apps():  # a fresh token each run
+        h.tokens.remove(scope.name)
     h.add_app("notes", [PHONE.device_id], "notes/")
     h.add_app("sched", ["*"], "sched/")
     server = ApiServer(home, h.backend, transport="tcp" if transport == "tcp" else "unix")
