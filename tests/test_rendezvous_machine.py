@@ -1063,3 +1063,30 @@ def test_local_stale_generation_refused_and_draws_nothing() -> None:
     with pytest.raises(LocalProtocolError):
         RendezvousMachine(SEED_LOW, PUB_HIGH, dialer=True, rng=_rng(b"x"),
                           last_generation=2**64)
+
+
+@settings(max_examples=60, deadline=None)
+@given(mark_d=st.integers(0, 2**64 - 2), mark_a=st.integers(0, 2**64 - 2), low_dials=st.booleans())
+def test_announced_marks_make_both_sides_agree(mark_d: int, mark_a: int, low_dials: bool) -> None:
+    """RDV-59, RDV-60: after the HELLOs both endpoints hold G = max of the two marks, whatever
+    they were (a restored peer is never refused for ever); an OFFER for G + 1 from either side
+    is accepted by the other, one for G is refused locally."""
+    d_seed, a_seed = (SEED_LOW, SEED_HIGH) if low_dials else (SEED_HIGH, SEED_LOW)
+    d_pub, a_pub = (PUB_LOW, PUB_HIGH) if low_dials else (PUB_HIGH, PUB_LOW)
+    d = RendezvousMachine(d_seed, a_pub, dialer=True, rng=_rng(b"md"), last_generation=mark_d)
+    a = RendezvousMachine(a_seed, d_pub, dialer=False, rng=_rng(b"ma"), last_generation=mark_a)
+    a.start(NOW)
+    d.start(NOW)
+    a.receive_data(d.data_to_send(), NOW + 1)
+    d.receive_data(a.data_to_send(), NOW + 2)
+    a.receive_data(d.data_to_send(), NOW + 3)
+    top = max(mark_d, mark_a)
+    assert d.generation == a.generation == top
+    ea, ed = _events(a), _events(d)
+    assert isinstance(ea[0], PeerAuthenticated) and ea[0].peer_generation == mark_d
+    assert isinstance(ed[0], PeerAuthenticated) and ed[0].peer_generation == mark_a
+    with pytest.raises(LocalProtocolError):
+        d.send_offer("v=0", FP_A, top, 0, NOW + 4)
+    d.send_offer("v=0", FP_A, top + 1, 0, NOW + 4)
+    a.receive_data(d.data_to_send(), NOW + 5)
+    assert a.state is State.OFFER_RECEIVED
