@@ -149,9 +149,9 @@ def _lint_tree(tmp_path: Path, tests: list[dict[str, Any]], pending: str = ""
 
 
 def _tx(steps: list[dict[str, Any]], config: dict[str, Any] | None = None,
-        role: str = "a") -> tuple[str, dict[str, Any], dict[str, Any]]:
+        role: str = "a", ident: str = "tx") -> tuple[str, dict[str, Any], dict[str, Any]]:
     return ("machine.transcript", {"machine": "toy", "role": role, "config": config or {}},
-            {"id": "tx", "input": {"rng": [], "steps": steps}, "expect": {"value": {}}})
+            {"id": ident, "input": {"rng": [], "steps": steps}, "expect": {"value": {}}})
 
 
 def test_vector_lint_accepts_what_the_text_defines(tmp_path: Path) -> None:
@@ -165,7 +165,10 @@ def test_vector_lint_accepts_what_the_text_defines(tmp_path: Path) -> None:
                 "state": "WAIT"},
                {"now": 1, "in": {"recv": ""},
                 "out": [{"event": "DONE", "key": "00"}, {"error": "TIMEOUT"}], "state": "DONE"},
-               {"now": 2, "in": {"tick": True}, "out": []}], config={"patience": 3})]
+               {"now": 2, "in": {"tick": True}, "out": []}], config={"patience": 3}),
+          # connection-addressed items and a composite state (conformance/README.md §3.4, §3.5)
+          _tx([{"now": 0, "in": {"recv": "01", "conn": 2},
+                "out": [{"send": "02", "conn": 2}], "state": "WAIT 2:DONE 3:WAIT"}], ident="tc")]
     assert _lint_tree(tmp_path, ok) == ([], [])
 
 
@@ -188,6 +191,11 @@ def test_vector_lint_accepts_what_the_text_defines(tmp_path: Path) -> None:
      "undefined: machine toy event DONE field epoch"),
     (_tx([{"now": 0, "in": {"tick": True}, "state": "OUTSIDE"}]),
      "undefined: machine toy state OUTSIDE"),  # a table after the section does not count
+    (_tx([{"now": 0, "in": {"tick": True}, "state": "WAIT 1:OUTSIDE"}]),
+     "undefined: machine toy state OUTSIDE"),  # each name of a composite state
+    (_tx([{"now": 0, "in": {"recv": "01", "conn": "1"}}]), "conn '1' is not an int"),
+    (_tx([{"now": 0, "in": {"recv": "01", "conn": 1}, "out": [{"send": "02"}]}]),
+     "some recv/send items carry conn and others do not"),
     (_tx([{"now": 0, "in": {"tick": True}, "out": [{"error": "NO_SUCH_CODE"}]}]),
      "undefined: error code NO_SUCH_CODE"),
     (_tx([], config={"timeout_ms": 5}), "undefined: machine toy config timeout_ms"),
