@@ -20,7 +20,7 @@ from typing import Any
 
 from p4ref.io.store import Profile, atomic_write
 
-from .listen import read_endpoint
+from .endpoint import read_endpoint
 from .tokens import ALL_PEERS, DEFAULT_QUOTA_BYTES, DEFAULT_QUOTA_MESSAGES, TokenError, TokenStore
 
 __all__ = ["add_api_parser", "cmd_endpoint", "cmd_token_add", "cmd_token_list",

@@ -19,15 +19,15 @@ import json
 import logging
 import os
 import socket
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from aiohttp import web
 
-from p4ref.io.store import atomic_write, read_private_file
+from p4ref.io.store import atomic_write
 
 from .backend import Backend
+from .endpoint import ENDPOINT_FILE, Endpoint, read_endpoint
 from .server import Limits, make_app
 from .tokens import TokenStore, api_dir
 
@@ -36,38 +36,8 @@ __all__ = ["ENDPOINT_FILE", "SOCKET_FILE", "ApiServer", "Endpoint", "read_endpoi
 log = logging.getLogger("p4.api")
 
 SOCKET_FILE = "api.sock"
-ENDPOINT_FILE = "endpoint.json"
-ENDPOINT_FORMAT = "p4-api-endpoint"
 _MAX_UNIX_PATH = 100  # sun_path is 108 bytes on Linux, 104 on macOS; keep a margin
 Transport = Literal["auto", "unix", "tcp"]
-
-
-@dataclass(frozen=True, slots=True)
-class Endpoint:
-    transport: Literal["unix", "tcp"]
-    path: str | None = None  # unix
-    host: str | None = None  # tcp
-    port: int | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"format": ENDPOINT_FORMAT, "version": 1,
-                             "transport": self.transport}
-        if self.transport == "unix":
-            d["path"] = self.path
-        else:
-            d.update(host=self.host, port=self.port)
-        return d
-
-
-def read_endpoint(home: Path) -> Endpoint | None:
-    """Where the running ``p4 up`` of ``home`` listens (None if it is not running)."""
-    data = read_private_file(home / "api" / ENDPOINT_FILE)
-    if not data:
-        return None
-    d = json.loads(data)
-    if d.get("transport") == "unix":
-        return Endpoint("unix", path=str(d["path"]))
-    return Endpoint("tcp", host=str(d["host"]), port=int(d["port"]))
 
 
 def _unix_available() -> bool:

@@ -8,6 +8,7 @@
     p4 [--home DIR] pair invite [--tor MODE] [--show-uri]   QR + short code, pairs over Tor
     p4 [--home DIR] pair accept [CODE|URI] [--tor MODE]      else $P4_CODE, else a prompt
     p4 demo [ARGS...]                    runs p4ref.demo:main when that module is present
+    p4 [--home DIR] api token add|list|remove, api endpoint   the local API's app tokens
 
 Every command is one ``cmd_*(args) -> int`` function so a later layer can be wired in by
 replacing one function. Errors print ``p4: error: <message> [CODE]`` on stderr and exit 1;
@@ -163,6 +164,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p_demo = add("demo", cmd_demo, "run the local demo (p4ref.demo); later arguments are its own")
     p_demo.set_defaults(demo_args=[])
+
+    from p4ref.api.cli import add_api_parser  # p4 api token add|list|remove, p4 api endpoint
+
+    add_api_parser(sub, [home])
     return parser
 
 
