@@ -292,7 +292,8 @@ def _expected_steps(expect: Json, inp: Json) -> list[Json]:
 def _pair_switches(inp: Json) -> bool:
     """A pair script that opens a later generation or closes a connection: a resumption."""
     return any(isinstance(e.get("in"), dict) and (
-        (e["in"].get("cmd") == "open" and int(e["in"].get("generation", 0)) >= 2)
+        (e["in"].get("cmd") == "open" and not isinstance(e["in"].get("generation", 0), int))
+        or (e["in"].get("cmd") == "open" and e["in"].get("generation", 0) >= 2)
         or e["in"].get("recv") == "") for e in inp.get("script", []))
 
 
