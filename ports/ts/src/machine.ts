@@ -22,7 +22,7 @@ export class ListRng implements Rng {
   }
 }
 
-export type EventValue = string | number | bigint | boolean | Bytes;
+export type EventValue = string | number | bigint | boolean | Bytes | null | bigint[];
 export interface MachineEvent {
   readonly event: string;
   readonly [field: string]: EventValue;
@@ -31,8 +31,13 @@ export interface MachineEvent {
 /** Everything one step produced: frames first, then events, then at most one error (README §3.4). */
 export class StepOutput {
   readonly sends: Bytes[] = [];
+  /** For connection-addressed machines: the `conn` of each entry of `sends` (README §3.4). */
+  readonly sendConns: (number | undefined)[] = [];
   readonly events: MachineEvent[] = [];
+  /** The one `error` item of a failing step (pairing, rendezvous). */
   error: string | undefined;
+  /** Connection-addressed machines: one `error` item per connection failed in the step. */
+  readonly errors: string[] = [];
 }
 
 /** The machine interface the adapter drives. */
@@ -41,4 +46,6 @@ export interface Machine {
   recv(now: number, data: Bytes): StepOutput;
   command(now: number, name: string, args: Record<string, unknown>): StepOutput;
   tick(now: number): StepOutput;
+  /** Connection-addressed machines only. */
+  recvOn?(now: number, conn: number, data: Bytes): StepOutput;
 }

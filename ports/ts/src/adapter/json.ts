@@ -68,6 +68,7 @@ export function objField(o: Obj, k: string): Obj {
 export function toJson(v: EventValue): Json {
   if (v instanceof Uint8Array) return toHex(v);
   if (typeof v === "bigint") return jsonInt(v);
+  if (Array.isArray(v)) return v.map(jsonInt);
   return v;
 }
 

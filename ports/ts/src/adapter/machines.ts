@@ -5,6 +5,8 @@ import { ListRng, type Machine, type StepOutput } from "../machine.js";
 import { parseCode, parseUri, type Invitation } from "../pairing/invite.js";
 import { PairingMachine, type PairRole } from "../pairing/machine.js";
 import { RendezvousMachine, type RdvStreamRole } from "../rendezvous/machine.js";
+import { SessionMachine, type StoredState } from "../session/machine.js";
+import { publicKey } from "../identity.js";
 import { asBigint, field, intField, objField, RequestError, strField, toJson, type Json, type Obj } from "./json.js";
 import type { Op } from "./codec.js";
 
@@ -66,9 +68,64 @@ function newRendezvous(role: string, cfg: Obj, rng: ListRng): Machine {
     { role: role as RdvStreamRole, identitySeed: seed, peerPub, lastGeneration, incarnation, peerIncarnation, peerGeneration }, rng);
 }
 
+function newSession(role: string, cfg: Obj, rng: ListRng): Machine {
+  // p4-04 §13.2 order (the role first, as p4-02 and p4-03 do)
+  if (role !== "peer" && role !== "low" && role !== "high") invalidConfig("role");
+  const known = ["identity_seed", "peer_pub", "state", "dc_window", "tor_window", "max_outbox"];
+  for (const k of Object.keys(cfg)) if (!known.includes(k)) invalidConfig("unknown config key " + k);
+  if (!("identity_seed" in cfg) || !("peer_pub" in cfg)) invalidConfig("missing required key");
+  if (!isHex(cfg.identity_seed) || !isHex(cfg.peer_pub)) invalidConfig("not hex");
+  const u64 = (v: unknown, k: string): bigint => {
+    const n = asBigint(v);
+    return n !== undefined && n >= 0n && n < 1n << 64n ? n : invalidConfig(k + " is not a uint64");
+  };
+  const opt = (k: string): bigint | undefined => (cfg[k] === undefined ? undefined : u64(cfg[k], k));
+  const dcWindow = opt("dc_window");
+  const torWindow = opt("tor_window");
+  const maxOutbox = opt("max_outbox");
+  let state: StoredState | undefined;
+  if (cfg.state !== undefined) {
+    const st = cfg.state;
+    if (typeof st !== "object" || st === null || Array.isArray(st)) return invalidConfig("state is not an object");
+    const o = st as Obj;
+    const sk = ["inc", "tx", "acked", "outbox", "peer_inc", "rx", "retired", "generation"];
+    for (const k of Object.keys(o)) if (!sk.includes(k)) invalidConfig("unknown state key " + k);
+    const hex16 = (v: unknown, k: string): Bytes => (isHex(v) && v.length === 32 ? fromHex(v) : invalidConfig(k + " is not 16 bytes"));
+    if (!("inc" in o)) invalidConfig("state without inc");
+    const outbox: [bigint, Bytes][] = [];
+    if (o.outbox !== undefined) {
+      if (!Array.isArray(o.outbox)) invalidConfig("outbox is not a list");
+      for (const e of o.outbox as unknown[]) {
+        if (!Array.isArray(e) || e.length !== 2 || !isHex(e[1])) invalidConfig("bad outbox entry");
+        const pair = e as [unknown, string];
+        outbox.push([u64(pair[0], "outbox seq"), fromHex(pair[1])]);
+      }
+    }
+    const retired: Bytes[] = [];
+    if (o.retired !== undefined) {
+      if (!Array.isArray(o.retired)) invalidConfig("retired is not a list");
+      for (const r of o.retired as unknown[]) retired.push(hex16(r, "retired"));
+    }
+    const n = (k: string): bigint => (o[k] === undefined ? 0n : u64(o[k], k));
+    state = {
+      inc: hex16(o.inc, "inc"), tx: n("tx"), acked: n("acked"), outbox, rx: n("rx"), retired, generation: n("generation"),
+      peerInc: o.peer_inc === undefined ? new Uint8Array(16) : hex16(o.peer_inc, "peer_inc"),
+    };
+  }
+  const seed = fromHex(cfg.identity_seed as string);
+  const peerPub = fromHex(cfg.peer_pub as string);
+  if (seed.length !== 32 || peerPub.length !== 32) throw new P4Error("IDENTITY_KEY_INVALID", "key is not 32 bytes");
+  const myPub = publicKey(seed);
+  if (toHex(myPub) === toHex(peerPub)) throw new P4Error("IDENTITY_KEY_INVALID", "peer_pub is our own key");
+  const low = toHex(myPub) < toHex(peerPub);
+  if ((role === "low" && !low) || (role === "high" && low)) invalidConfig("role contradicts the keys");
+  return new SessionMachine({ identitySeed: seed, peerPub, state, dcWindow, torWindow, maxOutbox }, rng);
+}
+
 const FACTORIES: Record<string, (role: string, cfg: Obj, rng: ListRng) => Machine> = {
   pairing: newPairing,
   rendezvous: newRendezvous,
+  session: newSession,
 };
 
 const machines = new Map<string, Machine>();
@@ -76,13 +133,17 @@ let nextHandle = 1;
 
 function stepJson(m: Machine, o: StepOutput): Json {
   const out: Json[] = [];
-  for (const s of o.sends) out.push({ send: toHex(s) });
+  o.sends.forEach((s, i) => {
+    const c = o.sendConns[i];
+    out.push(c === undefined ? { send: toHex(s) } : { send: toHex(s), conn: c });
+  });
   for (const e of o.events) {
     const ev: Record<string, Json> = {};
     for (const [k, v] of Object.entries(e)) ev[k] = toJson(v);
     out.push(ev);
   }
   if (o.error !== undefined) out.push({ error: o.error });
+  for (const e of o.errors) out.push({ error: e });
   return { out, state: m.state };
 }
 
@@ -110,7 +171,11 @@ export const MACHINE_OPS: Record<string, Op> = {
     if ("recv" in inp) {
       const r = inp.recv;
       if (!isHex(r)) throw new RequestError("recv is not hex");
-      o = m.recv(now, fromHex(r));
+      if ("conn" in inp) {
+        const c = asBigint(inp.conn);
+        if (c === undefined || m.recvOn === undefined) throw new RequestError("bad conn");
+        o = m.recvOn(now, Number(c), fromHex(r));
+      } else o = m.recv(now, fromHex(r));
     } else if ("cmd" in inp) {
       const { cmd, ...args } = inp;
       if (typeof cmd !== "string") throw new RequestError("cmd is not a string");
