@@ -1,0 +1,406 @@
+"""Drive the p4-06 file-transfer machines against real files (spec/p4-06-files-v1.md §8).
+
+The machines (:mod:`p4ref.files`) never touch a disk; this module does their I/O over any
+channel object with
+
+- ``async send(data: bytes)``: returns once the channel accepted the bytes (it waits for credit,
+  p4-05, so a slow receiver slows the sender instead of filling memory);
+- ``async recv()``: the next message of the peer's direction, with ``.data`` (``b""`` at the
+  peer's half-close) and ``.confirm()`` (consumed: releases credit);
+- optionally ``async close()``: half-close our direction (FIL-4).
+
+The sender (:func:`send_file`) hashes the file once to get its leaves and root (one block in
+memory at a time), offers it, then reads each block only when the machine asks for it and sends
+it before reading the next (FIL-39): memory stays about one block plus the channel's window,
+whatever the file's size.  The receiver (:func:`receive_file`) writes each FILE_DATA at its
+offset into ``<name>.p4part``, keeps ``(size, block_size, root, verified, chain)`` in the sidecar
+``<name>.p4part.json`` after syncing the data (FIL-37), resumes from it on a later offer of the
+same file (FIL-36), and on FILE_VERIFIED syncs and moves the file to a name no other file has
+(§8.9).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import hashlib
+import json
+import os
+import shutil
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from ..errors import ErrorCode, LocalProtocolError
+from ..files import (
+    Accepted,
+    BlockVerified,
+    Cancelled,
+    Completed,
+    FileFailed,
+    FileReceiver,
+    FileSender,
+    FileVerified,
+    OfferReceived,
+    ReadBlock,
+    Refused,
+    State,
+    Write,
+    block_count,
+    root_of,
+)
+
+__all__ = [
+    "DEFAULT_BLOCK_SIZE",
+    "ChannelLike",
+    "MessageLike",
+    "ReceiveResult",
+    "SendResult",
+    "file_leaves",
+    "local_name",
+    "receive_file",
+    "send_file",
+]
+
+#: RECOMMENDED block size (FIL-16).
+DEFAULT_BLOCK_SIZE = 1 << 20
+#: The receiver persists its verified prefix at least this often (and whenever it stops).
+PERSIST_EVERY = 16 << 20
+PART_SUFFIX = ".p4part"
+_TERMINAL = (State.DONE, State.REFUSED, State.CANCELLED, State.FAILED)
+_BULK = (0x13, 0x14)  # FILE_HASHES, FILE_DATA: never written after the transfer ended
+
+
+class MessageLike(Protocol):
+    @property
+    def data(self) -> bytes: ...
+
+    def confirm(self) -> None: ...
+
+
+class ChannelLike(Protocol):
+    async def send(self, data: bytes) -> None: ...
+
+    async def recv(self) -> MessageLike: ...
+
+
+@dataclass(frozen=True)
+class SendResult:
+    state: str  # DONE, REFUSED, CANCELLED or FAILED
+    code: int | None  # the refusal or failure code
+    offset: int  # where the receiver asked the data to start
+    sent: int  # file bytes sent
+
+
+@dataclass(frozen=True)
+class ReceiveResult:
+    state: str
+    code: int | None
+    path: Path | None  # the final file (DONE) or the partial file (kept for a resume)
+    verified: int
+    resumed_from: int
+
+
+def file_leaves(path: Path, block_size: int) -> tuple[int, list[bytes]]:
+    """``(size, leaves)`` of a file, reading one block at a time (§6.1)."""
+    leaves: list[bytes] = []
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        for _ in range(block_count(size, block_size)):
+            leaves.append(hashlib.sha256(f.read(block_size)).digest())
+    return size, leaves
+
+
+async def _half_close(channel: Any) -> None:
+    close = getattr(channel, "close", None)
+    if close is not None:
+        await close()
+
+
+class _Pump:
+    """What both drivers share: flush the machine's records, read the peer's direction."""
+
+    def __init__(self, channel: ChannelLike, machine: FileSender | FileReceiver) -> None:
+        self.channel = channel
+        self.m = machine
+        self.wake = asyncio.Event()  # the reader changed the machine
+        self.ended = asyncio.Event()  # the reader stopped: the peer's direction is over
+
+    async def flush(self) -> None:
+        for rec in self.m.data_to_send():
+            if self.m.state in _TERMINAL and rec[0] in _BULK:
+                continue  # the peer ended the transfer while we were sending (FIL-4)
+            if rec[0] not in _BULK or self.ended.is_set():
+                await self.channel.send(rec)
+                continue
+            # bulk data waits for credit; a receiver that cancelled never grants more, so the
+            # wait also ends when the peer's FILE_CANCEL (or its half-close) arrives
+            send = asyncio.ensure_future(self.channel.send(rec))
+            end = asyncio.ensure_future(self.ended.wait())
+            done, _ = await asyncio.wait({send, end}, return_when=asyncio.FIRST_COMPLETED)
+            end.cancel()
+            if send not in done:
+                send.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await send
+            else:
+                send.result()
+
+
+async def send_file(channel: ChannelLike, path: str | os.PathLike[str], *,
+                    name: str | None = None, block_size: int = DEFAULT_BLOCK_SIZE,
+                    leaves: list[bytes] | None = None,
+                    progress: Callable[[int, int], None] | None = None) -> SendResult:
+    """Offer ``path`` on ``channel`` and send it from the receiver's offset (§8).  ``leaves``
+    may come from a cache of an earlier offer of the same file (§8.6)."""
+    p = Path(path)
+    leaf_list: list[bytes]
+    if leaves is None:
+        size, leaf_list = await asyncio.to_thread(file_leaves, p, block_size)
+    else:
+        size, leaf_list = p.stat().st_size, leaves
+    root, _ = root_of(size, block_size, leaf_list)
+    m = FileSender(name if name is not None else p.name, size, block_size, root)
+    pump = _Pump(channel, m)
+    m.start()
+    offset = sent = 0
+    code: int | None = None
+
+    async def reader() -> None:
+        try:
+            while m.state not in _TERMINAL:
+                msg = await channel.recv()
+                m.receive_data(msg.data)
+                msg.confirm()
+                pump.wake.set()
+                if not msg.data:
+                    return
+        finally:
+            pump.ended.set()
+            pump.wake.set()
+
+    task = asyncio.create_task(reader())
+    try:
+        with open(p, "rb") as f:
+            while True:
+                await pump.flush()
+                ev = m.next_event()
+                if ev is None:
+                    if m.state in _TERMINAL:
+                        break
+                    if task.done():
+                        task.result()  # re-raise a reader failure
+                    pump.wake.clear()
+                    await pump.wake.wait()
+                    continue
+                if isinstance(ev, ReadBlock):
+                    f.seek(ev.offset)
+                    try:
+                        data = await asyncio.to_thread(f.read, ev.length)
+                    except OSError:
+                        m.read_failed(ErrorCode.FILE_IO_ERROR)
+                        continue
+                    if m.state is State.SENDING:  # the peer may have ended it meanwhile
+                        m.block(ev.index, data, leaf_list[ev.index])
+                        sent += len(data)
+                        if progress is not None:
+                            progress(offset + sent, size)
+                elif isinstance(ev, FileFailed | Refused):
+                    code = ev.code
+                elif isinstance(ev, Accepted):
+                    offset = ev.offset
+                elif isinstance(ev, Completed | Cancelled):
+                    pass
+        await pump.flush()
+    finally:
+        await _half_close(channel)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+    return SendResult(str(m.state), code, offset, sent)
+
+
+# ---------------------------------------------------------------------------------- receiver
+
+_WINDOWS_BAD = set('<>"|?*')
+_WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)),
+                     *(f"LPT{i}" for i in range(1, 10))}
+
+
+def local_name(name: str, platform: str = sys.platform) -> str:
+    """The offered name made safe for this platform (§8.9, informative): on Windows, characters
+    its file systems forbid become ``_`` and a reserved device name gets a trailing ``_``."""
+    if not platform.startswith("win"):
+        return name
+    out = "".join("_" if c in _WINDOWS_BAD else c for c in name)
+    stem = out.split(".", 1)[0].upper()
+    return out + "_" if stem in _WINDOWS_RESERVED else out
+
+
+def _free_name(directory: Path, name: str) -> Path:
+    """Claim ``name``, else ``name (1).ext``, ``name (2).ext`` …: the first that an exclusive
+    create succeeds for, so a received file never overwrites another (§8.9)."""
+    stem, dot, ext = name.partition(".") if not name.startswith(".") else (name, "", "")
+    for i in range(10_000):
+        cand = name if i == 0 else f"{stem} ({i}){dot}{ext}"
+        try:
+            fd = os.open(directory / cand, os.O_CREAT | os.O_EXCL | os.O_WRONLY
+                         | getattr(os, "O_NOFOLLOW", 0), 0o600)
+        except FileExistsError:
+            continue
+        os.close(fd)
+        return directory / cand
+    raise LocalProtocolError(ErrorCode.FILE_IO_ERROR, f"no free name for {name!r}")
+
+
+@dataclass
+class _Partial:
+    size: int
+    block_size: int
+    root: str
+    verified: int = 0
+    chain: str = ""
+
+
+def _load_partial(sidecar: Path) -> _Partial | None:
+    try:
+        raw = json.loads(sidecar.read_text("utf-8"))
+        return _Partial(int(raw["size"]), int(raw["block_size"]), str(raw["root"]),
+                        int(raw["verified"]), str(raw["chain"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _save_partial(sidecar: Path, part: _Partial) -> None:
+    tmp = sidecar.with_name(sidecar.name + ".tmp")
+    tmp.write_text(json.dumps(part.__dict__), "utf-8")
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, sidecar)
+
+
+async def receive_file(channel: ChannelLike, directory: str | os.PathLike[str], *,
+                       decide: Callable[[OfferReceived], Awaitable[bool]] | None = None,
+                       max_size: int = (1 << 63) - 1,
+                       persist_every: int = PERSIST_EVERY) -> ReceiveResult:
+    """Take one offer on ``channel`` into ``directory`` (§8): resume a matching partial file,
+    verify every block as it arrives, keep the partial on failure, move the verified file into
+    place under a free name."""
+    inbox = Path(directory)
+    m = FileReceiver(max_size)
+    pump = _Pump(channel, m)
+    fd: int | None = None
+    part: _Partial | None = None
+    part_path = sidecar = final = None
+    resumed = 0
+    persisted = 0
+    code: int | None = None
+    write_failed = False  # after a failed write, later BLOCK_VERIFIED of the step are void
+
+    def persist() -> None:
+        nonlocal persisted
+        if fd is not None and part is not None and sidecar is not None \
+                and part.verified > persisted:
+            os.fsync(fd)  # the data first: the sidecar never claims bytes not on disk (FIL-37)
+            _save_partial(sidecar, part)
+            persisted = part.verified
+
+    async def on_offer(ev: OfferReceived) -> None:
+        nonlocal fd, part, part_path, sidecar, resumed, persisted
+        if decide is not None and not await decide(ev):
+            m.refuse(ErrorCode.FILE_REFUSED)
+            return
+        local = local_name(ev.file_name)
+        part_path = inbox / (local + PART_SUFFIX)
+        sidecar = inbox / (local + PART_SUFFIX + ".json")
+        old = _load_partial(sidecar)
+        same = old is not None and (old.size, old.block_size, old.root) == (
+            ev.size, ev.block_size, ev.root.hex()) and part_path.exists()
+        offset = old.verified if same and old is not None else 0
+        if shutil.disk_usage(inbox).free < ev.size - offset:
+            m.refuse(ErrorCode.FILE_DISK_FULL)
+            return
+        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)  # FIL-9
+        try:
+            fd = os.open(part_path, flags | (0 if same else os.O_TRUNC), 0o600)
+        except OSError:
+            m.refuse(ErrorCode.FILE_IO_ERROR)
+            return
+        part = old if same and old is not None else _Partial(ev.size, ev.block_size,
+                                                              ev.root.hex())
+        persisted = resumed = offset
+        if not same:
+            _save_partial(sidecar, part)
+        m.accept(offset, bytes.fromhex(part.chain) if offset else None)
+
+    def write(ev: Write) -> None:
+        nonlocal write_failed
+        assert fd is not None
+        try:
+            os.pwrite(fd, ev.data, ev.offset)
+        except OSError as exc:
+            write_failed = True
+            if m.state not in _TERMINAL:
+                m.write_failed(ErrorCode.FILE_DISK_FULL
+                               if exc.errno in (errno.ENOSPC, errno.EDQUOT)
+                               else ErrorCode.FILE_IO_ERROR)
+
+    def finish() -> None:
+        nonlocal fd, final
+        assert fd is not None and part_path is not None and sidecar is not None
+        try:
+            os.fsync(fd)
+            os.close(fd)
+            fd = None
+            final = _free_name(inbox, local_name(part_path.name[: -len(PART_SUFFIX)]))
+            os.replace(part_path, final)
+            sidecar.unlink(missing_ok=True)
+        except OSError as exc:
+            m.write_failed(ErrorCode.FILE_DISK_FULL if exc.errno == errno.ENOSPC
+                           else ErrorCode.FILE_IO_ERROR)
+            return
+        m.finish()
+
+    try:
+        while m.state not in _TERMINAL:
+            msg = await channel.recv()
+            m.receive_data(msg.data)
+            while (ev := m.next_event()) is not None:
+                if isinstance(ev, OfferReceived):
+                    await on_offer(ev)
+                elif isinstance(ev, Write):
+                    if not write_failed:  # writes of a step are done in order (FIL-45)
+                        write(ev)
+                elif isinstance(ev, BlockVerified):
+                    if part is not None and not write_failed:
+                        part.verified, part.chain = ev.verified, ev.chain.hex()
+                        if part.verified - persisted >= persist_every:
+                            persist()
+                elif isinstance(ev, FileVerified):
+                    if not write_failed and m.state is State.VERIFIED:
+                        finish()
+                elif isinstance(ev, FileFailed | Refused):
+                    code = ev.code
+            await pump.flush()
+            msg.confirm()  # consumed: only now does the sender get credit back (p4-05)
+            if not msg.data:
+                break
+        await pump.flush()
+    finally:
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                persist()
+            os.close(fd)
+        if code == ErrorCode.FILE_ROOT_MISMATCH and part_path is not None:
+            # the leaves do not belong to the root: discard the partial (FIL-35)
+            for f in (part_path, sidecar):
+                if f is not None:
+                    f.unlink(missing_ok=True)
+        await _half_close(channel)
+    verified = part.verified if part is not None else 0
+    where = final if m.state is State.DONE else (part_path if part_path is not None
+                                                 and part_path.exists() else None)
+    return ReceiveResult(str(m.state), code, where, verified, resumed)
