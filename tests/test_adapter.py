@@ -133,7 +133,7 @@ def test_every_layer_is_registered_and_layer_folders_hold_no_adapter_glue() -> N
     ops = set(hello()["ops"])
     assert {"framing.decode", "cbor.encode", "identity.verify", "pairing.parse_code",
             "rendezvous.derive", "machine.new", "machine.step", "machine.drop"} <= ops
-    assert {"pairing", "rendezvous", "session"} <= set(hello()["machines"])
+    assert {"pairing", "rendezvous", "session", "channels"} <= set(hello()["machines"])
 
 
 def test_mutant_wraps_only_its_ops() -> None:

@@ -192,3 +192,18 @@ def test_initial_credit_when_window_is_larger() -> None:
     deliver(high, items)
     assert [decode_item(i) for i in high.items_to_send()] == [Credit(c, 4 * W)]
     assert low.credit(c) == INITIAL_WINDOW
+
+
+def test_emitted_items_use_only_defined_types_keys_and_flags() -> None:
+    # CHN-43: a v1 sender emits nothing a v1 receiver would reject; every item decodes.
+    low, high = pair(window=2 * W)
+    out: list[bytes] = []
+    c, items = low.open("a")
+    out += items
+    out += low.write(c, b"m" * (MAX_DATA + 5), end_of_message=True)
+    out += low.close(c)
+    deliver(high, out)
+    out += high.items_to_send() + high.consumed(c, MAX_DATA + 5) + high.resync()
+    out += high.reset(c, 7)
+    assert {decode_item(i).__class__.__name__ for i in out} == {
+        "Open", "Data", "Credit", "Close", "Reset"}
