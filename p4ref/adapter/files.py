@@ -256,7 +256,7 @@ def _command(m: Machine, inp: Json) -> None:
 
 def step(m: Machine, now_ms: int, inp: Json) -> Json:
     """One step (§14.2); a refused command raises (the step request answers ``error``)."""
-    del now_ms  # no timers (§9.5)
+    del now_ms  # no timers (§9.6)
     if "recv" in inp:
         m.receive_data(_hex(inp, "recv"))
     elif inp.get("tick") is True:

@@ -1,4 +1,4 @@
-"""Events the file-transfer machines hand to their driver (spec/p4-06-files-v1.md §9.4, §14).
+"""Events the file-transfer machines hand to their driver (spec/p4-06-files-v1.md §9.4, §14.2).
 
 Frozen and slotted.  Two kinds: requests to the driver (``ReadBlock``: read this block;
 ``Write``: write these bytes at this offset) and reports (the rest).  The machines never touch

@@ -8,7 +8,7 @@ write out (:meth:`data_to_send`), events for the driver (:meth:`next_event`).  T
 sans-I/O and never touch a disk: the sender asks for block K with a :class:`ReadBlock` event and
 is given it with :meth:`FileSender.block`; the receiver asks the driver to :class:`Write` bytes at
 an offset and is told of a failed write with :meth:`FileReceiver.write_failed`.  File content and
-hashes are inputs; the machines have no clock and no timers (§9.5), so ``now`` is not needed.
+hashes are inputs; the machines have no clock and no timers (§9.6), so ``now`` is not needed.
 
 A received record is decoded (§7.4 steps 1–6), classified into an input name, then looked up in
 the role's table ``{(State, input): (next State, action)}`` (:data:`SENDER_TRANSITIONS`,
