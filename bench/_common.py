@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
+import time
+from typing import Any
 
 MIB = 1 << 20
 
@@ -30,10 +33,59 @@ def cpu_seconds() -> float:
     """User + system CPU seconds of this process, all threads (``getrusage(RUSAGE_SELF)``;
     ``time.process_time`` where there is no getrusage)."""
     if sys.platform == "win32":
-        import time
-
         return time.process_time()
     import resource
 
     ru = resource.getrusage(resource.RUSAGE_SELF)
     return float(ru.ru_utime + ru.ru_stime)
+
+
+def local_config() -> Any:
+    """A :class:`~p4ref.io.webrtc.DirectConfig` for loopback (host candidate 127.0.0.1)."""
+    from p4ref.io.webrtc import DirectConfig
+
+    return DirectConfig(host_addresses=("127.0.0.1",))
+
+
+async def open_generations(n: int, first: int = 1) -> list[float]:
+    """Open and close ``n`` fresh generations (both ends in this process) one after another;
+    milliseconds each, from the offer until both channels are open."""
+    from p4ref.io.webrtc import Generation, wait_background_closes
+
+    times = []
+    for i in range(first, first + n):
+        t0 = time.perf_counter()
+        a = await Generation.offer(i, local_config())
+        b = await Generation.answer(i, a.local_sdp, a.local_fingerprint, local_config())
+        await a.accept_answer(b.local_sdp, b.local_fingerprint)
+        await asyncio.gather(a.opened(), b.opened())
+        times.append((time.perf_counter() - t0) * 1000)
+        a.close()
+        b.close()
+    await wait_background_closes()
+    return times
+
+
+async def idle_generations(n: int, seconds: float) -> tuple[float, float]:
+    """RSS (bytes) per end of ``n`` open, idle generations, and their CPU per end and second
+    (milliseconds): aiortc's ICE consent checks and DTLS/SCTP timers, no P⁴ liveness."""
+    from p4ref.io.webrtc import Generation, wait_background_closes
+
+    await open_generations(2)  # warm up imports and caches
+    rss0 = rss_bytes()
+    gens = []
+    for i in range(n):
+        a = await Generation.offer(i + 1, local_config())
+        b = await Generation.answer(i + 1, a.local_sdp, a.local_fingerprint, local_config())
+        await a.accept_answer(b.local_sdp, b.local_fingerprint)
+        await asyncio.gather(a.opened(), b.opened())
+        gens += [a, b]
+    await asyncio.sleep(1)
+    per_end = (rss_bytes() - rss0) / len(gens)
+    cpu0 = cpu_seconds()
+    await asyncio.sleep(seconds)
+    cpu = (cpu_seconds() - cpu0) / seconds / len(gens)
+    for g in gens:
+        g.close()
+    await wait_background_closes()
+    return per_end, cpu * 1000

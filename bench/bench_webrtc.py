@@ -31,7 +31,7 @@ import sys
 import time
 from typing import Any
 
-from _common import MIB, peak_rss_bytes, rss_bytes
+from _common import MIB, idle_generations, open_generations, peak_rss_bytes, rss_bytes
 
 from p4ref.io.webrtc import DirectConfig, Generation, wait_background_closes
 
@@ -129,21 +129,6 @@ async def _bulk_run(mode: str, total: int) -> dict[str, float]:
             "open_ms_2proc": report["open_s"] * 1000}
 
 
-async def _open_one_process(n: int, first: int = 1) -> list[float]:
-    times = []
-    for i in range(first, first + n):
-        t0 = time.perf_counter()
-        a = await Generation.offer(i, _config())
-        b = await Generation.answer(i, a.local_sdp, a.local_fingerprint, _config())
-        await a.accept_answer(b.local_sdp, b.local_fingerprint)
-        await asyncio.gather(a.opened(), b.opened())
-        times.append((time.perf_counter() - t0) * 1000)
-        a.close()
-        b.close()
-    await wait_background_closes()
-    return times
-
-
 async def _open_under_load(n: int) -> tuple[list[float], float]:
     """Open ``n`` fresh generations one after another while generation 1 streams bulk data in
     the same process (make-before-break); the longest gap between two messages of the stream
@@ -172,7 +157,7 @@ async def _open_under_load(n: int) -> tuple[list[float], float]:
     task = asyncio.create_task(stream())
     await asyncio.sleep(0.5)  # steady state
     gap = 0.0
-    times = await _open_one_process(n, first=2)
+    times = await open_generations(n, first=2)
     running = False
     await task
     a.close()
@@ -181,35 +166,12 @@ async def _open_under_load(n: int) -> tuple[list[float], float]:
     return times, gap * 1000
 
 
-async def _idle(n: int, seconds: float) -> tuple[float, float]:
-    """RSS per end of ``n`` open, idle generations, and their CPU per end and second (aiortc's
-    ICE consent checks and DTLS/SCTP timers; P⁴'s own liveness is the session layer's)."""
-    await _open_one_process(2)  # warm up imports and caches
-    rss0 = rss_bytes()
-    gens = []
-    for i in range(n):
-        a = await Generation.offer(i + 1, _config())
-        b = await Generation.answer(i + 1, a.local_sdp, a.local_fingerprint, _config())
-        await a.accept_answer(b.local_sdp, b.local_fingerprint)
-        await asyncio.gather(a.opened(), b.opened())
-        gens += [a, b]
-    await asyncio.sleep(1)
-    per_end = (rss_bytes() - rss0) / len(gens)
-    cpu0 = time.process_time()
-    await asyncio.sleep(seconds)
-    cpu = (time.process_time() - cpu0) / seconds / len(gens)
-    for g in gens:
-        g.close()
-    await wait_background_closes()
-    return per_end, cpu * 1000
-
-
 def _median(xs: list[float]) -> str:
     return f"{statistics.median(xs):8.1f} (min {min(xs):.1f}, max {max(xs):.1f})"
 
 
 async def _main(rounds: int, total: int, opens: int, idle: int, idle_s: float) -> None:
-    times = await _open_one_process(opens)
+    times = await open_generations(opens)
     print(f"(1) fresh generation, one process, {opens} times: ms {_median(times)}")
     loaded, gap = await _open_under_load(opens)
     print(f"    fresh generation while the previous one streams bulk: ms {_median(loaded)}; "
@@ -229,7 +191,7 @@ async def _main(rounds: int, total: int, opens: int, idle: int, idle_s: float) -
               f"CPU {med['cpu_ms_per_mib']:5.1f} ms/MiB  peak bufferedAmount "
               f"{med['peak_buffered_mib']:6.2f} MiB  peak RSS growth "
               f"{med['peak_rss_growth_mib']:6.1f} MiB")
-    per_end, cpu_ms = await _idle(idle, idle_s)
+    per_end, cpu_ms = await idle_generations(idle, idle_s)
     print(f"(3) idle open generation ({idle} pairs, {idle_s:g} s): {per_end / 1024:.0f} KiB RSS "
           f"and {cpu_ms:.3f} ms CPU per second, per end")
 

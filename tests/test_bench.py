@@ -38,6 +38,7 @@ LOCAL = {
 OVER_TOR = {
     "bench_tor.py": r"ratio_fresh_vs_loopback\s+[\d.]+x",
     "bench_signal.py": r"tor: open stream, median\s+[\d.]+\s+\d+",
+    "bench_session.py": r"\(a\) bulk \d+ MiB, one channel.*\s[\d.]+×",
 }
 
 
