@@ -221,6 +221,32 @@ def test_transfer_reconstructs_the_file(size: int) -> None:
     assert bytes(part.data) == data and part.verified == size
 
 
+def test_a_v1_transfer_uses_only_v1_records() -> None:
+    """FIL-43: every record of a transfer, both ways, is a §7.2 type with its §7.3 keys."""
+    data = _content(3 * BS + 5)
+    s, r = _sender(data), FileReceiver()
+    s.start()
+    seen: set[int] = set()
+    leaves = leaf_hashes(data, BS)
+    part = Partial()
+    for _ in range(50):
+        for rec in s.data_to_send():
+            seen.add(rec[0])
+            decode_record(rec)
+            r.receive_data(rec)
+        for rec in r.data_to_send():
+            seen.add(rec[0])
+            decode_record(rec)
+            s.receive_data(rec)
+        for ev in _drain_receiver(r, part):
+            if isinstance(ev, OfferReceived):
+                r.accept(0)
+        while (sev := s.next_event()) is not None:
+            if isinstance(sev, ReadBlock):
+                s.block(sev.index, data[sev.offset : sev.offset + sev.length], leaves[sev.index])
+    assert r.state is State.DONE and seen == {0x10, 0x11, 0x13, 0x14, 0x15}
+
+
 def test_data_records_never_span_blocks_and_are_bounded() -> None:
     data = _content(100_000)
     bs = 1 << 16

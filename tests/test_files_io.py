@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import hashlib
+import json
 import os
 import tracemalloc
 from collections import deque
@@ -16,7 +17,7 @@ from typing import Any
 import pytest
 
 from p4ref.errors import ErrorCode
-from p4ref.files import OfferReceived
+from p4ref.files import OfferReceived, leaf_hashes, root_of
 from p4ref.io import files as fio
 
 
@@ -100,19 +101,24 @@ async def _both(coro_a: Any, coro_b: Any) -> tuple[Any, Any]:
 
 
 def test_send_and_receive_a_file(tmp_path: Path) -> None:
+    """One transfer on one channel (FIL-2); both sides half-close when done (FIL-4)."""
     src = tmp_path / "out" / "report.pdf"
     src.parent.mkdir()
     data = _write_file(src, 3 * 65536 + 1234)
     inbox = tmp_path / "inbox"
     inbox.mkdir()
 
+    ends: list[_End] = []
+
     async def main() -> tuple[Any, Any]:
         a, b = channel_pair()
+        ends.extend((a, b))
         return await _both(fio.send_file(a, src, block_size=65536),
                            fio.receive_file(b, inbox))
 
     sres, rres = asyncio.run(main())
     assert sres.state == "DONE" and rres.state == "DONE"
+    assert all(e.closed for e in ends)
     assert rres.path == inbox / "report.pdf" and rres.path.read_bytes() == data
     assert sorted(p.name for p in inbox.iterdir()) == ["report.pdf"]  # no partial, no sidecar
 
@@ -152,6 +158,10 @@ def test_interrupted_transfer_resumes_from_the_verified_prefix(tmp_path: Path) -
     kept = rres.verified
     assert kept % 4096 == 0 and 0 < kept <= 6 * 4096
     assert rres.path.read_bytes()[:kept] == data[:kept]
+    # FIL-37: the sidecar names only a prefix that is on disk, with its chain value
+    side = json.loads((inbox / "big.bin.p4part.json").read_text("utf-8"))
+    chains = root_of(len(data), 4096, leaf_hashes(data, 4096))[1]
+    assert side["verified"] == kept and side["chain"] == chains[kept // 4096].hex()
 
     async def second() -> tuple[Any, Any]:
         a, b = channel_pair(window=8192)
@@ -187,6 +197,8 @@ def test_refused_by_the_application(tmp_path: Path) -> None:
 
 
 def test_disk_full_keeps_partial_then_resumes(tmp_path: Path, monkeypatch: Any) -> None:
+    """ENOSPC at block 5: FILE_DISK_FULL both ways, the verified prefix is 5 blocks, not 6:
+    block 5 verified in the same step as its failed write does not count (FIL-45, FIL-38)."""
     src = tmp_path / "v.bin"
     data = _write_file(src, 8 * 2048)
     inbox = tmp_path / "inbox"
