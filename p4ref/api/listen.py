@@ -40,14 +40,20 @@ _MAX_UNIX_PATH = 100  # sun_path is 108 bytes on Linux, 104 on macOS; keep a mar
 Transport = Literal["auto", "unix", "tcp"]
 
 
+# Windows' Python has no AF_UNIX (getattr: mypy --platform win32 checks this module too)
+_AF_UNIX: int | None = getattr(socket, "AF_UNIX", None)
+
+
 def _unix_available() -> bool:
-    return hasattr(socket, "AF_UNIX")
+    return _AF_UNIX is not None
 
 
 def _bind_unix(path: Path) -> socket.socket:
     """A listening Unix socket at ``path`` that never existed with a mode wider than 0600."""
+    if _AF_UNIX is None:
+        raise OSError("this platform has no Unix-domain sockets; use the TCP transport")
     if path.exists() or path.is_symlink():
-        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        probe = socket.socket(_AF_UNIX, socket.SOCK_STREAM)
         try:
             probe.connect(str(path))
         except OSError:
@@ -59,7 +65,7 @@ def _bind_unix(path: Path) -> socket.socket:
     tmp = path.with_name(f".{path.name}.{os.getpid()}")
     with contextlib.suppress(FileNotFoundError):
         tmp.unlink()
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock = socket.socket(_AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.bind(str(tmp))
         os.chmod(tmp, 0o600)
