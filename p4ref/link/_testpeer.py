@@ -220,8 +220,14 @@ async def main(cfg: dict[str, Any]) -> None:
             out("blackholed", ok=_blackhole(link), gen=link.machine.active)
         elif c == "status":
             w = link.store.watermarks(link.peer_pub)
+            chans = ([(i.name, i.local, i.sent, i.send_limit, i.received, i.consumed,
+                       i.recv_limit) for i in link.channels.mux.channels()]
+                     if link.channels is not None else None)
             out("status_reply", status=link.status, active=link.machine.active,
-                opened=link.generations_opened, tx=w.tx_next - 1, acked=w.acked, rx=w.rx)
+                opened=link.generations_opened, tx=w.tx_next - 1, acked=w.acked, rx=w.rx,
+                machine=link.machine.state_string(), stream=link.signaller.ready,
+                pending=None if link._pending is None else link._pending.number,
+                need=link._need, chans=chans)
         elif c == "stop":
             break
     for t in tasks:
