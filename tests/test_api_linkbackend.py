@@ -284,3 +284,34 @@ def test_send_store_keeps_records(tmp_path: Path) -> None:
         assert (tmp_path / "sends.db").stat().st_mode & 0o077 == 0
 
     asyncio.run(main())
+
+
+def test_serve_links_as_p4_up_runs_it(tmp_path: Path) -> None:
+    """serve_links: the API on the profile's socket over the links; stopping it closes open
+    streams with 1001 (going away) and removes the socket and endpoint file."""
+    from aiohttp import ClientSession, UnixConnector, WSMsgType
+
+    from p4ref.api.linkbackend import serve_links
+
+    home, phone = profile(tmp_path)
+
+    async def main() -> None:
+        link = FakeLink()
+        token = TokenStore(home).add("notes", [phone], "notes/")
+        auth = {"Authorization": f"Bearer {token}"}
+        async with serve_links(home, {phone: link}) as api:
+            assert api.endpoint is not None and api.endpoint.path is not None
+            session = ClientSession(connector=UnixConnector(path=api.endpoint.path))
+            r = await session.get("http://p4/v1/peers", headers=auth)
+            assert [p["name"] for p in (await r.json())["peers"]] == ["phone"]
+            ws = await session.ws_connect("http://p4/v1/stream", headers=auth)
+            assert (await ws.receive_json(timeout=5))["type"] == "hello"
+        try:
+            msg = await ws.receive(timeout=5)
+            assert (msg.type, msg.data) == (WSMsgType.CLOSE, 1001)
+        finally:
+            await session.close()
+        assert not (home / "api" / "api.sock").exists()
+        assert not (home / "api" / "endpoint.json").exists()
+
+    asyncio.run(main())

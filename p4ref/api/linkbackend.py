@@ -1,7 +1,7 @@
 """The local API's :class:`~p4ref.api.backend.Backend` over the real per-peer links of ``p4 up``.
 
 ``p4 up`` builds one started :class:`p4ref.link.Link` per paired peer, with
-``LinkConfig(channels=True)``, and hands them over::
+``LinkConfig(channels=True)``, and hands them over (:func:`serve_links` does all of this)::
 
     backend = LinkBackend(home, {device_id: link, ...})
     await backend.start()
@@ -56,9 +56,10 @@ from .backend import (
     SessionStateName,
 )
 from .idempotency import SendStore
+from .listen import ApiServer, Transport
 from .tokens import api_dir
 
-__all__ = ["LinkBackend", "LinkChannel"]
+__all__ = ["LinkBackend", "LinkChannel", "serve_links"]
 
 log = logging.getLogger("p4.api")
 
@@ -375,3 +376,23 @@ class LinkBackend:
             if self._events.full():
                 self._events.get_nowait()  # the oldest goes; listeners see live state
             self._events.put_nowait(LinkEvent(peer, kind, fields))
+
+
+@contextlib.asynccontextmanager
+async def serve_links(home: Path, links: Mapping[str, _Link], *, transport: Transport = "auto",
+                      port: int = 0) -> AsyncIterator[ApiServer]:
+    """What ``p4 up`` runs: the local API over its started links, until the block ends::
+
+        async with serve_links(home, links) as api:
+            log.info("local API on %s", api.endpoint)
+            await stop.wait()
+    """
+    backend = LinkBackend(home, links)
+    await backend.start()
+    server = ApiServer(home, backend, transport=transport, port=port)
+    try:
+        await server.start()
+        yield server
+    finally:
+        await server.stop()
+        await backend.close()
