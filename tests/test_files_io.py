@@ -36,8 +36,9 @@ class _End:
     """One end of an in-memory channel: ordered bytes with message boundaries, a credit window
     per direction released when the receiving side confirms (like p4-05), half-close."""
 
-    def __init__(self, window: int) -> None:
+    def __init__(self, window: int, link_style: bool = False) -> None:
         self.window = window
+        self.link_style = link_style  # recv() answers None at the end, confirm() is async
         self.peer: _End | None = None
         self._inbox: deque[_Msg] = deque()
         self._ready = asyncio.Event()
@@ -69,11 +70,14 @@ class _End:
         self._inbox.append(msg)
         self._ready.set()
 
-    async def recv(self) -> _Msg:
+    async def recv(self) -> Any:
         while not self._inbox:
             self._ready.clear()
             await self._ready.wait()
-        return self._inbox.popleft()
+        msg = self._inbox.popleft()
+        if self.link_style:
+            return None if not msg.data else _AsyncMsg(msg)
+        return msg
 
     async def close(self) -> None:
         if not self.closed:
@@ -82,8 +86,19 @@ class _End:
             self.peer._push(_Msg(b"", None))
 
 
-def channel_pair(window: int = 256 << 10) -> tuple[_End, _End]:
-    a, b = _End(window), _End(window)
+class _AsyncMsg:
+    """The shape of p4ref.link's ChannelMessage: ``await msg.confirm()``."""
+
+    def __init__(self, msg: _Msg) -> None:
+        self._msg = msg
+        self.data = msg.data
+
+    async def confirm(self) -> None:
+        self._msg.confirm()
+
+
+def channel_pair(window: int = 256 << 10, link_style: bool = False) -> tuple[_End, _End]:
+    a, b = _End(window, link_style), _End(window, link_style)
     a.peer, b.peer = b, a
     return a, b
 
@@ -100,8 +115,10 @@ async def _both(coro_a: Any, coro_b: Any) -> tuple[Any, Any]:
                                         120))  # type: ignore[return-value]
 
 
-def test_send_and_receive_a_file(tmp_path: Path) -> None:
-    """One transfer on one channel (FIL-2); both sides half-close when done (FIL-4)."""
+@pytest.mark.parametrize("link_style", [False, True])
+def test_send_and_receive_a_file(tmp_path: Path, link_style: bool) -> None:
+    """One transfer on one channel (FIL-2); both sides half-close when done (FIL-4).  Also with
+    the shapes of p4ref.link's Channel (``recv`` → None at the end, async ``confirm``)."""
     src = tmp_path / "out" / "report.pdf"
     src.parent.mkdir()
     data = _write_file(src, 3 * 65536 + 1234)
@@ -111,7 +128,7 @@ def test_send_and_receive_a_file(tmp_path: Path) -> None:
     ends: list[_End] = []
 
     async def main() -> tuple[Any, Any]:
-        a, b = channel_pair()
+        a, b = channel_pair(link_style=link_style)
         ends.extend((a, b))
         return await _both(fio.send_file(a, src, block_size=65536),
                            fio.receive_file(b, inbox))
@@ -250,6 +267,35 @@ def test_a_changed_source_is_caught(tmp_path: Path) -> None:
     sres, rres = asyncio.run(main())
     assert sres.code == rres.code == ErrorCode.FILE_SOURCE_CHANGED
     assert rres.verified == 0
+
+
+@pytest.mark.parametrize("who", ["receiver", "sender"])
+def test_cancel_while_the_sender_waits_for_credit(tmp_path: Path, who: str) -> None:
+    """Either side cancels mid-transfer while the sender is blocked on credit: both end
+    CANCELLED, nothing hangs, the receiver keeps its verified prefix (FIL-31, FIL-35)."""
+    src = tmp_path / "s.bin"
+    _write_file(src, 64 * 1024)
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    stop = asyncio.Event()
+    blocks = {"n": 0}
+
+    def progress(done: int, total: int) -> None:
+        blocks["n"] += 1
+        if blocks["n"] == 3:
+            stop.set()
+
+    async def main() -> tuple[Any, Any]:
+        a, b = channel_pair(window=2048)
+        return await _both(
+            fio.send_file(a, src, block_size=1024, progress=progress,
+                          cancel=stop if who == "sender" else None),
+            fio.receive_file(b, inbox, persist_every=1,
+                             cancel=stop if who == "receiver" else None))
+
+    sres, rres = asyncio.run(main())
+    assert (sres.state, rres.state) == ("CANCELLED", "CANCELLED")
+    assert 0 < rres.verified < 64 * 1024 and rres.path == inbox / "s.bin.p4part"
 
 
 def test_local_names() -> None:

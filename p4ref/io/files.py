@@ -5,9 +5,11 @@ channel object with
 
 - ``async send(data: bytes)``: returns once the channel accepted the bytes (it waits for credit,
   p4-05, so a slow receiver slows the sender instead of filling memory);
-- ``async recv()``: the next message of the peer's direction, with ``.data`` (``b""`` at the
-  peer's half-close) and ``.confirm()`` (consumed: releases credit);
-- optionally ``async close()``: half-close our direction (FIL-4).
+- ``async recv()``: the next message of the peer's direction, with ``.data`` and ``.confirm()``
+  (consumed: releases credit; it may be a coroutine); the peer's half-close is a message whose
+  ``.data`` is ``b""``, or ``None`` (as :class:`p4ref.link.Channel` answers);
+- optionally ``async close()``: half-close our direction (FIL-4).  A reset channel raises from
+  ``recv``/``send``; the driver lets that propagate after keeping the receiver's partial file.
 
 The sender (:func:`send_file`) hashes the file once to get its leaves and root (one block in
 memory at a time), offers it, then reads each block only when the machine asks for it and sends
@@ -25,6 +27,7 @@ import asyncio
 import contextlib
 import errno
 import hashlib
+import inspect
 import json
 import os
 import shutil
@@ -78,13 +81,28 @@ class MessageLike(Protocol):
     @property
     def data(self) -> bytes: ...
 
-    def confirm(self) -> None: ...
+    def confirm(self) -> Any: ...  # None, or an awaitable (p4ref.link's ChannelMessage)
 
 
 class ChannelLike(Protocol):
     async def send(self, data: bytes) -> None: ...
 
-    async def recv(self) -> MessageLike: ...
+    async def recv(self) -> Any: ...  # a MessageLike, or None at the peer's half-close
+
+
+async def _next(channel: ChannelLike) -> tuple[bytes, MessageLike | None]:
+    """The next bytes of the peer's direction (``b""`` at its half-close) and their message."""
+    msg = await channel.recv()
+    if msg is None:
+        return b"", None
+    return bytes(msg.data), msg
+
+
+async def _confirm(msg: MessageLike | None) -> None:
+    if msg is not None:
+        done = msg.confirm()
+        if inspect.isawaitable(done):
+            await done
 
 
 @dataclass(frozen=True)
@@ -153,9 +171,11 @@ class _Pump:
 async def send_file(channel: ChannelLike, path: str | os.PathLike[str], *,
                     name: str | None = None, block_size: int = DEFAULT_BLOCK_SIZE,
                     leaves: list[bytes] | None = None,
-                    progress: Callable[[int, int], None] | None = None) -> SendResult:
+                    progress: Callable[[int, int], None] | None = None,
+                    cancel: asyncio.Event | None = None) -> SendResult:
     """Offer ``path`` on ``channel`` and send it from the receiver's offset (§8).  ``leaves``
-    may come from a cache of an earlier offer of the same file (§8.6)."""
+    may come from a cache of an earlier offer of the same file (§8.6); setting ``cancel``
+    cancels the transfer (FILE_CANCEL with FILE_CANCELLED, FIL-31)."""
     p = Path(path)
     leaf_list: list[bytes]
     if leaves is None:
@@ -172,17 +192,26 @@ async def send_file(channel: ChannelLike, path: str | os.PathLike[str], *,
     async def reader() -> None:
         try:
             while m.state not in _TERMINAL:
-                msg = await channel.recv()
-                m.receive_data(msg.data)
-                msg.confirm()
+                data, msg = await _next(channel)
+                m.receive_data(data)
+                await _confirm(msg)
                 pump.wake.set()
-                if not msg.data:
+                if not data:
                     return
         finally:
             pump.ended.set()
             pump.wake.set()
 
+    async def watch() -> None:
+        assert cancel is not None
+        await cancel.wait()
+        if m.state in (State.OFFERED, State.SENDING, State.WAIT_COMPLETE):
+            m.cancel()
+            pump.ended.set()  # a send waiting for credit gives up: nothing more goes out
+            pump.wake.set()
+
     task = asyncio.create_task(reader())
+    watcher = asyncio.create_task(watch()) if cancel is not None else None
     try:
         with open(p, "rb") as f:
             while True:
@@ -217,9 +246,11 @@ async def send_file(channel: ChannelLike, path: str | os.PathLike[str], *,
         await pump.flush()
     finally:
         await _half_close(channel)
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
+        for t in (task, watcher):
+            if t is not None:
+                t.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await t
     return SendResult(str(m.state), code, offset, sent)
 
 
@@ -285,10 +316,12 @@ def _save_partial(sidecar: Path, part: _Partial) -> None:
 async def receive_file(channel: ChannelLike, directory: str | os.PathLike[str], *,
                        decide: Callable[[OfferReceived], Awaitable[bool]] | None = None,
                        max_size: int = (1 << 63) - 1,
-                       persist_every: int = PERSIST_EVERY) -> ReceiveResult:
+                       persist_every: int = PERSIST_EVERY,
+                       cancel: asyncio.Event | None = None) -> ReceiveResult:
     """Take one offer on ``channel`` into ``directory`` (§8): resume a matching partial file,
     verify every block as it arrives, keep the partial on failure, move the verified file into
-    place under a free name."""
+    place under a free name.  Setting ``cancel`` cancels the transfer (FIL-31); the partial file
+    is kept for a later resume."""
     inbox = Path(directory)
     m = FileReceiver(max_size)
     pump = _Pump(channel, m)
@@ -364,10 +397,29 @@ async def receive_file(channel: ChannelLike, directory: str | os.PathLike[str], 
             return
         m.finish()
 
+    async def next_input() -> tuple[bytes, MessageLike | None] | None:
+        if cancel is None:
+            return await _next(channel)
+        nxt = asyncio.ensure_future(_next(channel))
+        stop = asyncio.ensure_future(cancel.wait())
+        done, _ = await asyncio.wait({nxt, stop}, return_when=asyncio.FIRST_COMPLETED)
+        stop.cancel()
+        if nxt in done:
+            return nxt.result()
+        nxt.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await nxt
+        return None
+
     try:
         while m.state not in _TERMINAL:
-            msg = await channel.recv()
-            m.receive_data(msg.data)
+            got = await next_input()
+            if got is None:  # the user cancels (FIL-31)
+                with contextlib.suppress(LocalProtocolError):
+                    m.cancel()
+                break
+            data, msg = got
+            m.receive_data(data)
             while (ev := m.next_event()) is not None:
                 if isinstance(ev, OfferReceived):
                     await on_offer(ev)
@@ -385,8 +437,8 @@ async def receive_file(channel: ChannelLike, directory: str | os.PathLike[str], 
                 elif isinstance(ev, FileFailed | Refused):
                     code = ev.code
             await pump.flush()
-            msg.confirm()  # consumed: only now does the sender get credit back (p4-05)
-            if not msg.data:
+            await _confirm(msg)  # consumed: only now does the sender get credit back (p4-05)
+            if not data:
                 break
         await pump.flush()
     finally:
