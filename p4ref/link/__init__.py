@@ -37,7 +37,8 @@ item and :meth:`Link.submit` / :meth:`Link.recv` are not used::
     await m.confirm()                       # consumed: releases credit; until then ``m`` comes
                                             # again after a restart, same id (channel, offset)
     await ch.close()                        # half-close;  await ch.reset(code)
-    link.channel("files")                   # a live channel by name (own ones after a restart)
+    link.channel("files")                   # this side's live channel by name (after a
+                                            # restart); local=False: the peer's
 
 Exactly-once (p4-04 §8.7): a payload ``submit`` accepted reaches the peer's inbox exactly once,
 in order, across generations, dead paths and crashes of either process; the peer's application

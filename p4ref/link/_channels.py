@@ -188,9 +188,9 @@ class Channels:
                 return info.sent
         return 0
 
-    def channel(self, name: str) -> Channel | None:
+    def channel(self, name: str, local: bool = True) -> Channel | None:
         for ch in self._chans.values():
-            if ch.name == name:
+            if ch.name == name and ch.local == local:
                 return ch
         return None
 

@@ -320,9 +320,10 @@ class Link:
         """The next channel the peer opened (after a restart, every live one again)."""
         return await self._layer().incoming.get()
 
-    def channel(self, name: str) -> Channel | None:
-        """A live channel by name (e.g. one of this side's after a restart)."""
-        return self._layer().channel(name)
+    def channel(self, name: str, *, local: bool = True) -> Channel | None:
+        """A live channel by name: one this side opened (``local``, e.g. to resume writing
+        after a restart), or one the peer opened (names are not unique across the sides)."""
+        return self._layer().channel(name, local)
 
     async def recv(self) -> Delivery:
         """The next message of the peer's stream, in order, durable in the inbox."""
