@@ -8,6 +8,7 @@ import { parseCode } from "../src/pairing/invite.js";
 import { PairingMachine } from "../src/pairing/machine.js";
 import { publicKey } from "../src/identity.js";
 import { RendezvousMachine } from "../src/rendezvous/machine.js";
+import { SessionMachine } from "../src/session/machine.js";
 
 const enc = (s: string): Uint8Array => new TextEncoder().encode(s);
 
@@ -81,4 +82,37 @@ test("rendezvous: HELLO exchange, OFFER/ANSWER, BYE", () => {
   const ev4 = run(d, a, d.command(now + 60, "send_bye", {}), now + 70);
   assert.deepEqual(ev4.b[0], { event: "BYE", code: "NO_ERROR" });
   assert.equal(a.state, "CLOSED");
+});
+
+test("session: handshake on one data channel, a message, its ACK", () => {
+  const s1 = sha256(enc("s1"));
+  const s2 = sha256(enc("s2"));
+  const r = (tag: string): ListRng => new ListRng(Array.from({ length: 8 }, (_, i) => sha256(enc(tag + i)).subarray(0, 16)));
+  const a = new SessionMachine({ identitySeed: s1, peerPub: publicKey(s2) }, r("a"));
+  const b = new SessionMachine({ identitySeed: s2, peerPub: publicKey(s1) }, r("b"));
+  const fpA = "aa".repeat(32);
+  const fpB = "bb".repeat(32);
+  const oa = a.command(0, "open", { conn: 1, generation: 1, path: "datachannel", binding_local: fpA, binding_remote: fpB });
+  const ob = b.command(0, "open", { conn: 1, generation: 1, path: "datachannel", binding_local: fpB, binding_remote: fpA });
+  const events: Record<string, MachineEvent[]> = { a: [], b: [] };
+  let q: [SessionMachine, Uint8Array][] = [...oa.sends.map((f): [SessionMachine, Uint8Array] => [b, f]), ...ob.sends.map((f): [SessionMachine, Uint8Array] => [a, f])];
+  const drain = (): void => {
+    while (q.length > 0) {
+      const [to, f] = q.shift() as [SessionMachine, Uint8Array];
+      const o = to.recvOn(10, 1, f);
+      events[to === a ? "a" : "b"]?.push(...o.events);
+      q = q.concat(o.sends.map((x): [SessionMachine, Uint8Array] => [to === a ? b : a, x]));
+    }
+  };
+  drain();
+  assert.equal(a.state, "connected 1:OPEN");
+  assert.equal(b.state, "connected 1:OPEN");
+  q = a.command(20, "send", { payload: "68656c6c6f" }).sends.map((f): [SessionMachine, Uint8Array] => [b, f]);
+  drain();
+  const msg = events.b?.find((e) => e.event === "MESSAGE");
+  assert.equal(toHex(msg?.payload as Uint8Array), "68656c6c6f");
+  q = b.command(30, "inbox_committed", { through: 1 }).sends.map((f): [SessionMachine, Uint8Array] => [a, f]);
+  q = q.concat(b.tick(60).sends.map((f): [SessionMachine, Uint8Array] => [a, f]));
+  drain();
+  assert.ok(events.a?.some((e) => e.event === "ACKED" && e.through === 1n));
 });
