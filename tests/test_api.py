@@ -286,3 +286,29 @@ def test_api_error_registry_matches_the_docs() -> None:
     for code in ApiErrorCode:
         assert f"| `{code.value}` | {code.status} |" in doc, code
         assert code.value in enum, code
+
+
+def test_a_peer_paired_or_forgotten_while_running(tmp_path: Path) -> None:
+    from p4ref.api.backend import PeerInfo
+
+    tablet = PeerInfo("TABLETC-CCCCCCC-CCCCCCC-CCCCCCC-CCCCCCC-CCCCCCC-CCCCCCC-CCCCCCC",
+                      "tablet")
+
+    async def body(h: Harness) -> None:
+        _, res = await post(h, "/v1/receive", "sched", {})  # the subscription runs
+        assert res == {"messages": []}
+        h.backend.add_peer(tablet)
+        await asyncio.sleep(0.1)
+        h.backend.inject(tablet.device_id, "sched/new", b"hi")
+        _, res = await post(h, "/v1/receive", "sched", {"wait_ms": 3000})
+        assert [m["peer_name"] for m in res["messages"]] == ["tablet"]
+        r = await h.client.get("/v1/peers", headers=h.auth("sched"))
+        assert len((await r.json())["peers"]) == 3
+        h.backend.remove_peer(tablet.device_id)
+        r = await h.client.get("/v1/peers", headers=h.auth("sched"))
+        assert len((await r.json())["peers"]) == 2
+        status, err = await post(h, "/v1/send", "sched",
+                                 {"peer": "tablet", "channel": "sched/x", "text": "x"}, "k")
+        assert (status, err["error"]["code"]) == (404, "PEER_UNKNOWN")
+
+    run(tmp_path, body)

@@ -315,3 +315,28 @@ def test_serve_links_as_p4_up_runs_it(tmp_path: Path) -> None:
         assert not (home / "api" / "endpoint.json").exists()
 
     asyncio.run(main())
+
+
+def test_links_added_and_removed_while_running(tmp_path: Path) -> None:
+    home, phone = profile(tmp_path)
+
+    async def main() -> None:
+        b = LinkBackend(home, {})
+        await b.start()
+        assert b.peers() == []
+        link = FakeLink()
+        b.add_link(phone, link)
+        events = b.events()
+        ev = await asyncio.wait_for(events.__anext__(), 5)
+        assert (ev.peer, ev.kind) == (phone, "paired")
+        link.peer_opens("notes/late")
+        ch = await asyncio.wait_for(b.accept_channel(phone, "notes/"), 5)
+        assert ch.name == "notes/late" and [p.name for p in b.peers()] == ["phone"]
+        b.remove_link(phone)
+        ev = await asyncio.wait_for(events.__anext__(), 5)
+        assert ev.kind == "forgotten" and b.peers() == []
+        with pytest.raises(Exception, match="PEER_UNKNOWN"):
+            await b.open_channel(phone, "notes/x")
+        await b.close()
+
+    asyncio.run(main())

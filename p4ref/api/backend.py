@@ -103,7 +103,9 @@ class SendResult:
 @dataclass(frozen=True, slots=True)
 class LinkEvent:
     """Something that happened to a peer's link, for the event stream: ``kind`` is one of
-    ``"state"`` (fields: state, generation, path, reason), ``"paired"``, ``"forgotten"``."""
+    ``"state"`` (fields: state, generation, path, reason), ``"paired"``, ``"forgotten"`` (the
+    peer list changed: the API starts or stops accepting channels of that peer), or a link
+    event of its own (``connection_open``, ``connection_failed`` … with their fields)."""
 
     peer: str  # device ID
     kind: str

@@ -217,6 +217,21 @@ class FakeBackend:
     def set_status(self, peer: str, **changes: object) -> None:
         self._status[peer] = replace(self._status[peer], **changes)  # type: ignore[arg-type]
 
+    def add_peer(self, peer: PeerInfo) -> None:
+        """A peer paired while running (event ``paired``)."""
+        self._peers.append(peer)
+        self._status[peer.device_id] = PeerStatus(
+            device_id=peer.device_id, name=peer.name, state="connecting", generation=0,
+            path=None, rtt_ms=None, bytes_sent=0, bytes_received=0, outbox_messages=0,
+            last_reconnect=None)
+        self.emit(LinkEvent(peer.device_id, "paired"))
+
+    def remove_peer(self, device_id: str) -> None:
+        """A peer forgotten while running (event ``forgotten``)."""
+        self._peers = [p for p in self._peers if p.device_id != device_id]
+        self._status.pop(device_id, None)
+        self.emit(LinkEvent(device_id, "forgotten"))
+
     def emit(self, event: LinkEvent) -> None:
         self._events.put_nowait(event)
 

@@ -263,28 +263,61 @@ class LinkBackend:
         self._events: asyncio.Queue[LinkEvent] = asyncio.Queue(1024)
         self._reconnects: dict[str, LastReconnect] = {}
         self._last_cause: dict[str, str] = {}
-        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks: dict[str, list[asyncio.Task[None]]] = {}
         self._open_lock = asyncio.Lock()
+        self._started = False
 
     async def start(self) -> None:
         await self._store.open()
-        loop = asyncio.get_running_loop()
+        self._started = True
         for peer, link in self._links.items():
-            if link.channels is not None:  # this side's own channels, offered again
-                for info in link.channels.mux.channels():
-                    ch = link.channel(info.name) if info.local else None
-                    if ch is not None:
-                        self._parked[peer].append(ch)
-            self._tasks.append(loop.create_task(self._dispatch(peer, link)))
-            self._tasks.append(loop.create_task(self._watch(peer, link)))
+            self._run_link(peer, link)
+
+    def _run_link(self, peer: str, link: _Link) -> None:
+        parked = self._parked.setdefault(peer, [])
+        if link.channels is not None:  # this side's own channels, offered again
+            for info in link.channels.mux.channels():
+                ch = link.channel(info.name) if info.local else None
+                if ch is not None:
+                    parked.append(ch)
+        loop = asyncio.get_running_loop()
+        self._tasks[peer] = [loop.create_task(self._dispatch(peer, link)),
+                             loop.create_task(self._watch(peer, link))]
         self._arrived.notify()
 
-    async def close(self) -> None:
-        for t in self._tasks:
+    def add_link(self, peer: str, link: _Link) -> None:
+        """A peer paired while ``p4 up`` runs: its started link joins (event ``paired``; the
+        API's subscriptions start accepting its channels)."""
+        self._links[peer] = link
+        if self._started:
+            self._run_link(peer, link)
+        self._emit(LinkEvent(peer, "paired", {}))
+
+    def remove_link(self, peer: str) -> None:
+        """A peer forgotten while ``p4 up`` runs: it disappears from ``peers``/``status``, its
+        parked and open channels are dropped (event ``forgotten``). Stopping the link and
+        purging its queues is the caller's."""
+        self._links.pop(peer, None)
+        self._parked.pop(peer, None)
+        for t in self._tasks.pop(peer, []):
             t.cancel()
-        for t in self._tasks:
+        for key in [k for k in self._chans if k[0] == peer]:
+            del self._chans[key]
+        self._emit(LinkEvent(peer, "forgotten", {}))
+
+    def _emit(self, event: LinkEvent) -> None:
+        if self._events.full():
+            self._events.get_nowait()  # the oldest goes; listeners see live state
+        self._events.put_nowait(event)
+
+    async def close(self) -> None:
+        tasks = [t for ts in self._tasks.values() for t in ts]
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
             with contextlib.suppress(BaseException):
                 await t
+        self._tasks.clear()
         await self._store.close()
 
     def _link(self, peer: str) -> _Link:
@@ -330,12 +363,12 @@ class LinkBackend:
 
     async def accept_channel(self, peer: str, prefix: str) -> LinkChannel:
         self._link(peer)
-        parked = self._parked[peer]
 
         def ready() -> bool:
-            return any(c.name.startswith(prefix) for c in parked)
+            return any(c.name.startswith(prefix) for c in self._parked.get(peer, []))
 
         await self._arrived.wait_for(ready)
+        parked = self._parked[peer]
         ch = next(c for c in parked if c.name.startswith(prefix))
         parked.remove(ch)
         return await self._wrap(peer, ch)
@@ -373,9 +406,7 @@ class LinkBackend:
                 if ev.kind == "connection_open" and ev.generation > 1:
                     self._reconnects[peer] = LastReconnect(
                         time.time(), self._last_cause.get(peer, "new generation"))
-            if self._events.full():
-                self._events.get_nowait()  # the oldest goes; listeners see live state
-            self._events.put_nowait(LinkEvent(peer, kind, fields))
+            self._emit(LinkEvent(peer, kind, fields))
 
 
 @contextlib.asynccontextmanager

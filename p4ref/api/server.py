@@ -66,10 +66,14 @@ class ApiContext:
         self.backend = backend
         self.tokens = tokens
         self.limits = limits
-        self.hub = EventHub(backend)
+        self.hub = EventHub(backend, self._peers_changed)
         self._subs: dict[str, Subscription] = {}
         self.streams: set[web.WebSocketResponse] = set()
         self.closing = False
+
+    def _peers_changed(self) -> None:
+        for sub in self._subs.values():
+            sub.refresh()
 
     def subscription(self, scope: AppScope) -> Subscription:
         """The app's subscription, started on first use (a changed scope starts a new one)."""

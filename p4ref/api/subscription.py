@@ -70,6 +70,7 @@ class Subscription:
         self._tasks: set[asyncio.Task[None]] = set()
         self.changed = Changed()
         self._started = False
+        self._accepting: dict[str, asyncio.Task[None]] = {}
 
     # --- channels ---
 
@@ -78,9 +79,18 @@ class Subscription:
         if self._started:
             return
         self._started = True
-        for peer in self._backend.peers():
-            if self.scope.allows_peer(peer.device_id):
-                self._spawn(self._accept(peer.device_id))
+        self.refresh()
+
+    def refresh(self) -> None:
+        """The peer list changed (``paired``/``forgotten``): accept on the new peers, stop on
+        the ones that went."""
+        if not self._started:
+            return
+        now = {p.device_id for p in self._backend.peers() if self.scope.allows_peer(p.device_id)}
+        for peer in now - set(self._accepting):
+            self._accepting[peer] = self._spawn(self._accept(peer))
+        for peer in set(self._accepting) - now:
+            self._accepting.pop(peer).cancel()
 
     def watch(self, channel: Channel) -> None:
         """Read ``channel`` into the subscription (once per channel)."""
@@ -216,8 +226,10 @@ class EventHub:
 
     QUEUE = 256
 
-    def __init__(self, backend: Backend) -> None:
+    def __init__(self, backend: Backend,
+                 on_peers_changed: Callable[[], None] | None = None) -> None:
         self._backend = backend
+        self._on_peers_changed = on_peers_changed
         self._listeners: dict[object, tuple[Callable[[str], bool], asyncio.Queue[LinkEvent],
                                             list[int]]] = {}
         self._task: asyncio.Task[None] | None = None
@@ -229,6 +241,8 @@ class EventHub:
     async def _run(self) -> None:
         try:
             async for event in self._backend.events():
+                if event.kind in ("paired", "forgotten") and self._on_peers_changed:
+                    self._on_peers_changed()
                 for allows, queue, lost in self._listeners.values():
                     if not allows(event.peer):
                         continue
