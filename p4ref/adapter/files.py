@@ -226,11 +226,15 @@ _RECEIVER_CMDS = frozenset({"accept", "refuse", "write_failed", "finish", "cance
 
 def _command(m: Machine, inp: Json) -> None:
     cmd = inp.get("cmd")
-    if not isinstance(cmd, str) or cmd not in _ARGS or set(inp) - {"cmd"} - _ARGS[cmd]:
+    if not isinstance(cmd, str) or cmd not in _ARGS:
         raise LocalProtocolError(ErrorCode.MESSAGE_INVALID, f"unknown command {inp!r}")
     ours = _SENDER_CMDS if isinstance(m, FileSender) else _RECEIVER_CMDS
-    if cmd not in ours:
-        raise LocalProtocolError(ErrorCode.UNEXPECTED_MESSAGE, f"{cmd} is not this role's")
+    if cmd not in ours or not any((m.state, f"{cmd}{v}") in m.TABLE
+                                  for v in ("", " (last)", " (offset = size)")):
+        # §14.2: the state is checked before the arguments
+        raise LocalProtocolError(ErrorCode.UNEXPECTED_MESSAGE, f"{cmd} in state {m.state}")
+    if set(inp) - {"cmd"} - _ARGS[cmd]:
+        raise LocalProtocolError(ErrorCode.MESSAGE_INVALID, f"unknown argument in {inp!r}")
     code = _code_value(inp["code"], "code") if "code" in inp else None
     if isinstance(m, FileSender):
         if cmd == "start":
