@@ -298,6 +298,38 @@ def test_cancel_while_the_sender_waits_for_credit(tmp_path: Path, who: str) -> N
     assert 0 < rres.verified < 64 * 1024 and rres.path == inbox / "s.bin.p4part"
 
 
+def test_leaf_cache_spares_rehashing_on_a_resume(tmp_path: Path, monkeypatch: Any) -> None:
+    """A second offer of the same file takes its leaves from the cache: the file is read only
+    for the blocks the receiver still needs (§8.6)."""
+    src = tmp_path / "r.bin"
+    data = _write_file(src, 8 * 1024)
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    cache = fio.LeafCache(tmp_path / "cache")
+    hashed: list[Path] = []
+    real = fio.file_leaves
+
+    def counting(path: Path, bs: int) -> tuple[int, list[bytes]]:
+        hashed.append(path)
+        return real(path, bs)
+
+    monkeypatch.setattr(fio, "file_leaves", counting)
+    seen: list[int] = []
+
+    async def run(cut: int | None) -> tuple[Any, Any]:
+        a, b = channel_pair(window=4096)
+        a.cut_after = cut
+        return await _both(fio.send_file(a, src, block_size=1024, cache=cache),
+                           fio.receive_file(b, inbox, persist_every=1,
+                                            progress=lambda v, n: seen.append(v)))
+
+    asyncio.run(run(5 * 1024))
+    sres, rres = asyncio.run(run(None))
+    assert (sres.state, rres.state) == ("DONE", "DONE") and sres.offset > 0
+    assert hashed == [src]  # hashed once, for the first offer only
+    assert (inbox / "r.bin").read_bytes() == data and seen[-1] == len(data)
+
+
 def test_local_names() -> None:
     assert fio.local_name('a<b>:c"?.txt', "win32") == "a_b_:c__.txt"
     assert fio.local_name("CON.txt", "win32") == "CON.txt_"

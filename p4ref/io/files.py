@@ -59,6 +59,7 @@ from ..files import (
 __all__ = [
     "DEFAULT_BLOCK_SIZE",
     "ChannelLike",
+    "LeafCache",
     "MessageLike",
     "ReceiveResult",
     "SendResult",
@@ -132,6 +133,38 @@ def file_leaves(path: Path, block_size: int) -> tuple[int, list[bytes]]:
     return size, leaves
 
 
+class LeafCache:
+    """The leaves of files this device offered, so that offering a file again (a resume after
+    either side restarted) does not re-hash it (§8.6).  One file per (path, size, modification
+    time, block size) in ``directory``, holding the 32-byte leaves back to back; an entry whose
+    length does not fit is ignored.  A file changed without changing its size or modification
+    time is still caught, block by block, as it is sent (FIL-27)."""
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.dir = Path(directory)
+
+    def _entry(self, path: Path, block_size: int) -> tuple[Path, int]:
+        st = path.stat()
+        key = f"{path.resolve()}\0{st.st_size}\0{st.st_mtime_ns}\0{block_size}".encode()
+        return self.dir / (hashlib.sha256(key).hexdigest()[:32] + ".leaves"), st.st_size
+
+    def leaves(self, path: Path, block_size: int) -> tuple[int, list[bytes]]:
+        """``(size, leaves)`` from the cache, else by hashing the file (and then cached)."""
+        entry, size = self._entry(path, block_size)
+        n = block_count(size, block_size)
+        with contextlib.suppress(OSError):
+            raw = entry.read_bytes()
+            if len(raw) == 32 * n:
+                return size, [raw[i : i + 32] for i in range(0, len(raw), 32)]
+        size2, leaves = file_leaves(path, block_size)
+        if size2 == size:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            tmp = entry.with_suffix(".tmp")
+            tmp.write_bytes(b"".join(leaves))
+            os.replace(tmp, entry)
+        return size2, leaves
+
+
 async def _half_close(channel: Any) -> None:
     close = getattr(channel, "close", None)
     if close is not None:
@@ -170,15 +203,17 @@ class _Pump:
 
 async def send_file(channel: ChannelLike, path: str | os.PathLike[str], *,
                     name: str | None = None, block_size: int = DEFAULT_BLOCK_SIZE,
-                    leaves: list[bytes] | None = None,
+                    leaves: list[bytes] | None = None, cache: LeafCache | None = None,
                     progress: Callable[[int, int], None] | None = None,
                     cancel: asyncio.Event | None = None) -> SendResult:
     """Offer ``path`` on ``channel`` and send it from the receiver's offset (§8).  ``leaves``
-    may come from a cache of an earlier offer of the same file (§8.6); setting ``cancel``
-    cancels the transfer (FILE_CANCEL with FILE_CANCELLED, FIL-31)."""
+    (or ``cache``) spare hashing the file again when it was offered before (§8.6); setting
+    ``cancel`` cancels the transfer (FILE_CANCEL with FILE_CANCELLED, FIL-31)."""
     p = Path(path)
     leaf_list: list[bytes]
-    if leaves is None:
+    if leaves is None and cache is not None:
+        size, leaf_list = await asyncio.to_thread(cache.leaves, p, block_size)
+    elif leaves is None:
         size, leaf_list = await asyncio.to_thread(file_leaves, p, block_size)
     else:
         size, leaf_list = p.stat().st_size, leaves
@@ -317,6 +352,7 @@ async def receive_file(channel: ChannelLike, directory: str | os.PathLike[str], 
                        decide: Callable[[OfferReceived], Awaitable[bool]] | None = None,
                        max_size: int = (1 << 63) - 1,
                        persist_every: int = PERSIST_EVERY,
+                       progress: Callable[[int, int], None] | None = None,
                        cancel: asyncio.Event | None = None) -> ReceiveResult:
     """Take one offer on ``channel`` into ``directory`` (§8): resume a matching partial file,
     verify every block as it arrives, keep the partial on failure, move the verified file into
@@ -431,6 +467,8 @@ async def receive_file(channel: ChannelLike, directory: str | os.PathLike[str], 
                         part.verified, part.chain = ev.verified, ev.chain.hex()
                         if part.verified - persisted >= persist_every:
                             persist()
+                        if progress is not None:
+                            progress(part.verified, part.size)
                 elif isinstance(ev, FileVerified):
                     if not write_failed and m.state is State.VERIFIED:
                         finish()
