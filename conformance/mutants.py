@@ -354,16 +354,17 @@ def _catches_binding_skip(op: str, expect: Json, inp: Json) -> bool:
 
 
 def _item_type(item: Any) -> int | None:
-    """The channel item type (p4-05 §5.1) of a ``send`` output holding one item record
-    (``Length (16) || Item``, p4-05 §13.2), else None."""
+    """The channel item type (p4-05 §5.1) of a ``send`` output (without ``conn``) that is the
+    SES_MSG frame carrying one item (p4-05 §13.2: Seq (64), then the item), else None."""
     data = item.get("send") if isinstance(item, dict) and "conn" not in item else None
-    if not isinstance(data, str) or len(data) < 6:
+    if not isinstance(data, str) or len(data) < 28:
         return None
     try:
         raw = bytes.fromhex(data)
     except ValueError:
         return None
-    return raw[2] if int.from_bytes(raw[:2], "big") == len(raw) - 2 else None
+    ok = raw[:3] == b"\x01\x33\x00" and int.from_bytes(raw[3:5], "big") == len(raw) - 5
+    return raw[13] if ok else None
 
 
 _CREDIT_ITEM, _RESET_ITEM, _FLOW_CONTROL = 0x03, 0x05, 0x0504
@@ -403,7 +404,12 @@ def _ignore_credit(request: Json, response: Json) -> Json:
 
 def _uses_credit(op: str, expect: Json, inp: Json) -> bool:
     """A transcript in which some step refuses a write for credit, resets a channel for flow
-    control, sends a CREDIT item or reports CREDIT_GRANTED."""
+    control, sends a CREDIT item or reports CREDIT_GRANTED; a pair vector in which a role must
+    report CREDIT_GRANTED."""
+    if op == "machine.pair":
+        final = (expect.get("value") or {}).get("final") or {}
+        return any(e.get("event") == "CREDIT_GRANTED" for r in final.values()
+                   if isinstance(r, dict) for e in r.get("events", []) if isinstance(e, dict))
     if op != "machine.transcript":
         return False
     steps = (expect.get("value") or {}).get("steps")

@@ -3,10 +3,10 @@
 Ops: ``channels.decode_item`` and ``channels.encode_item`` (one item, §5).
 
 Machine (``MACHINE = "channels"``, roles ``low`` / ``high``, §13.2): the step stream is the
-sequence of items, each written as an *item record* ``Length (16) || Item`` (the session layer
-below delivers whole items; records make the vector stream a byte stream that may be split
-anywhere).  Commands are :class:`~p4ref.channels.ChannelMux`'s calls, plus ``restart``: rebuild
-the multiplexer from its persisted state, as after a crash.
+session stream that carries the items: one p4-04 SES_MSG frame per item, its Seq counting the
+items this machine sent (a received Seq is not checked: the session below did that).  Commands
+are :class:`~p4ref.channels.ChannelMux`'s calls, plus ``restart``: rebuild the multiplexer from
+its persisted state, as after a crash.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from __future__ import annotations
 from typing import Any
 
 from ..channels import (
-    MAX_ITEM,
     ChannelConfig,
     ChannelData,
     ChannelEvent,
@@ -53,9 +52,16 @@ def code_name(code: int) -> str:
         return f"0x{code:04x}"
 
 
-def record(item: bytes) -> bytes:
-    """An item record of the vector stream (§13.2)."""
-    return len(item).to_bytes(2, "big") + item
+#: SES_MSG header: Version 1, Type 0x33, Flags 0 (p4-01 §4, p4-04 §6.4); then Length (16).
+SES_MSG_HEAD = bytes([1, 0x33, 0])
+SEQ_LEN = 8
+MAX_BODY = 16384
+
+
+def record(item: bytes, seq: int) -> bytes:
+    """The SES_MSG frame that carries ``item`` as the ``seq``-th message (§13.2)."""
+    body = seq.to_bytes(SEQ_LEN, "big") + item
+    return SES_MSG_HEAD + len(body).to_bytes(2, "big") + body
 
 
 # ------------------------------------------------------------------------------ codec ops
@@ -132,6 +138,7 @@ class ChannelsHarness:
         self.low, self.config = low, config
         self.mux = ChannelMux(low=low, config=config)
         self.buf = bytearray()
+        self.seq = 0  # items sent: the session's numbering, which a restart does not reset
 
     def restart(self) -> None:
         self.mux = ChannelMux(low=self.low, config=self.config,
@@ -184,18 +191,18 @@ def _receive(h: ChannelsHarness, data: bytes) -> tuple[list[bytes], list[Json], 
     if h.mux.failed is not None:
         return sends, events, errors  # nothing after the failure is read [CHN-40]
     h.buf += data
-    while len(h.buf) >= 2:
-        n = int.from_bytes(h.buf[:2], "big")
+    while len(h.buf) >= 5:
+        n = int.from_bytes(h.buf[3:5], "big")
         try:
-            if n == 0 or n > MAX_ITEM:  # no session message is this long: a broken item
-                raise DecodeError(ErrorCode.MESSAGE_INVALID, f"item record of {n} bytes")
-            if len(h.buf) < 2 + n:
+            if h.buf[:3] != SES_MSG_HEAD or not SEQ_LEN < n <= MAX_BODY:
+                raise DecodeError(ErrorCode.MESSAGE_INVALID, "not a SES_MSG carrying an item")
+            if len(h.buf) < 5 + n:
                 break
-            item = bytes(h.buf[2 : 2 + n])
-            del h.buf[: 2 + n]
+            item = bytes(h.buf[5 + SEQ_LEN : 5 + n])
+            del h.buf[: 5 + n]
             evs = h.mux.receive(item)
         except RemoteProtocolError as exc:
-            h.mux.failed = exc.code  # a record no session could carry: a broken stream too
+            h.mux.failed = exc.code  # a frame no session would deliver: a broken stream too
             h.buf.clear()
             events.append({"event": "CHANNELS_FAILED", "code": exc.code.name})
             errors.append(exc.code.name)
@@ -238,7 +245,10 @@ def step(h: ChannelsHarness, now_ms: int, inp: Json) -> Json:
             h.restart()
         else:
             raise LocalProtocolError(ErrorCode.MESSAGE_INVALID, f"unknown step {inp!r}")
-    out: list[Any] = [{"send": record(s).hex()} for s in sends]
+    out: list[Any] = []
+    for item in sends:
+        h.seq += 1
+        out.append({"send": record(item, h.seq).hex()})
     out += events
     out += [{"error": e} for e in errors[-1:]]
     return {"out": out, "state": h.mux.state_string()}

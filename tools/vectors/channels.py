@@ -36,7 +36,7 @@ NOTES: dict[str, Json] = {
     "NAME": {"bugType": "MISSING_CHECK", "description": "A channel name outside the rules."},
     "IDS": {"bugType": "MISSING_CHECK", "description": "A channel id the peer may not use."},
     "SPLIT": {"bugType": "EDGE_CASE",
-              "description": "Item records split across recv steps."},
+              "description": "SES_MSG frames split across recv steps."},
     "FINAL": {"bugType": "MISSING_CHECK",
               "description": "Data beyond, or a CLOSE inconsistent with, the final offset."},
 }
@@ -64,10 +64,10 @@ def raw_open(chan: int, name: str) -> bytes:
     return b"\x01" + encode_cbor({1: chan, 2: name})
 
 
-def rec(item: Item | bytes) -> bytes:
-    """An item record of the vector stream (§13.2)."""
+def rec(item: Item | bytes, seq: int) -> bytes:
+    """The SES_MSG frame carrying ``item`` as message ``seq`` of the vector stream (§13.2)."""
     raw = item if isinstance(item, bytes) else encode_item(item)
-    return adapter.record(raw)
+    return adapter.record(raw, seq)
 
 
 # ------------------------------------------------------------------------------ codec ops
@@ -218,6 +218,7 @@ class _Rec:
         self.steps: list[Json] = []
         self.outs: list[Json] = []
         self.now = 0
+        self.peer_seq = 0
 
     def step(self, inp: Json) -> list[bytes]:
         self.now += 10
@@ -233,7 +234,15 @@ class _Rec:
         return self.step({"cmd": command, **args})
 
     def recv(self, *items: Item | bytes) -> list[bytes]:
-        return self.step({"recv": b"".join(rec(i) for i in items).hex()})
+        return self.step({"recv": self.frames(*items).hex()})
+
+    def frames(self, *items: Item | bytes) -> bytes:
+        """The peer's next SES_MSG frames, numbered on from the last (§13.2)."""
+        out = b""
+        for i in items:
+            self.peer_seq += 1
+            out += rec(i, self.peer_seq)
+        return out
 
     def recv_raw(self, data: bytes) -> list[bytes]:
         return self.step({"recv": data.hex()})
@@ -292,14 +301,14 @@ def _transcripts() -> list[Json]:
     add(hi, "chn-tx-reassemble", "two DATA items in one recv step: two CHANNEL_DATA, the "
         "mark on the last", ["deliver", "frag"])
     hi = _Rec("high", window=W)
-    stream = rec(Open(0, "bulk")) + rec(Data(0, 0, b"abc", False)) + rec(Data(0, 3, b"de", True))
-    hi.recv_raw(stream[:1])
-    hi.recv_raw(stream[1:12])
-    hi.recv_raw(stream[12:25])
-    hi.recv_raw(stream[25:])
+    stream = hi.frames(Open(0, "bulk"), Data(0, 0, b"abc", False), Data(0, 3, b"de", True))
+    hi.recv_raw(stream[:4])
+    hi.recv_raw(stream[4:20])
+    hi.recv_raw(stream[20:50])
+    hi.recv_raw(stream[50:])
     hi.step({"recv": ""})
     hi.step({"tick": True})
-    add(hi, "chn-tx-split-records", "item records split inside a length and inside items; an "
+    add(hi, "chn-tx-split-records", "SES_MSG frames split inside a header and inside items; an "
         "empty recv and a tick change nothing", ["one", "deliver"], ["SPLIT"])
 
     # --- credit: stall and release ---------------------------------------------------------------
@@ -316,8 +325,7 @@ def _transcripts() -> list[Json]:
         ["nobeyond", "write", "credit", "cumulative"], ["CREDIT"])
     hi = _Rec("high", window=W)
     hi.recv(Open(0, "bulk"))
-    hi.recv_raw(b"".join(rec(Data(0, o, b"\x5a" * min(MAX_DATA, W - o), False))
-                         for o in range(0, W, MAX_DATA)))
+    hi.recv(*(Data(0, o, b"\x5a" * min(MAX_DATA, W - o), False) for o in range(0, W, MAX_DATA)))
     hi.cmd("consumed", chan=0, nbytes=W // 2 - 1)
     hi.cmd("consumed", chan=0, nbytes=1)
     hi.cmd("consumed", chan=0, nbytes=W // 2)
@@ -327,13 +335,12 @@ def _transcripts() -> list[Json]:
         ["release", "threshold", "consume"], ["CREDIT"])
     hi = _Rec("high", window=W)
     hi.recv(Open(0, "slow"), Open(2, "fast"))
-    hi.recv_raw(b"".join(rec(Data(0, o, b"\x01" * min(MAX_DATA, W - o), False))
-                         for o in range(0, W, MAX_DATA)))
+    hi.recv(*(Data(0, o, b"\x01" * min(MAX_DATA, W - o), False) for o in range(0, W, MAX_DATA)))
     for k in range(2):
         hi.recv(Data(2, k * W, b"\x02" * MAX_DATA, False))
         hi.cmd("consumed", chan=2, nbytes=MAX_DATA)
-        hi.recv_raw(b"".join(rec(Data(2, k * W + o, b"\x02" * min(MAX_DATA, W - o), False))
-                             for o in range(MAX_DATA, W, MAX_DATA)))
+        hi.recv(*(Data(2, k * W + o, b"\x02" * min(MAX_DATA, W - o), False)
+                  for o in range(MAX_DATA, W, MAX_DATA)))
         hi.cmd("consumed", chan=2, nbytes=W - MAX_DATA)
     add(hi, "chn-tx-credit-stall-isolated", "channel 0 is full and never consumed; channel 2 "
         "keeps receiving 2 windows, with CREDIT on consumption", ["release", "threshold"],
@@ -535,14 +542,106 @@ def _transcripts() -> list[Json]:
         add(hi, f"chn-tx-broken-{ident}", f"{comment}: CHANNELS_FAILED, later items are "
             "discarded, calls are refused; restart runs again", ["broken", "route"], ["IDS"])
     hi = _Rec("high", window=W)
-    hi.recv_raw(bytes.fromhex("0000"))
-    add(hi, "chn-tx-broken-empty-record", "an item record of length 0: MESSAGE_INVALID",
+    hi.recv_raw(bytes.fromhex("0133000008") + bytes(8))
+    add(hi, "chn-tx-broken-empty-record", "a SES_MSG without an item: MESSAGE_INVALID",
         ["broken", "order"])
     hi = _Rec("high", window=W)
-    hi.recv_raw(bytes.fromhex("3ff4"))
-    add(hi, "chn-tx-broken-long-record", "an item record of length 16372, reported as soon as "
-        "its length is read", ["broken", "order"])
+    hi.recv_raw(bytes.fromhex("0102000008") + bytes(8))
+    add(hi, "chn-tx-broken-not-ses-msg", "a frame that is not a SES_MSG (a PING): "
+        "MESSAGE_INVALID, as soon as its header is read", ["broken"])
+    hi = _Rec("high", window=W)
+    hi.recv_raw(bytes.fromhex("0133004001"))
+    add(hi, "chn-tx-broken-long-record", "a SES_MSG longer than 16384 bytes of body, reported "
+        "as soon as its header is read", ["broken", "order"])
+    hi = _Rec("high", window=W)
+    hi.recv_raw(rec(encode_item(Data(0, 0, b"\x00" * MAX_DATA, False)) + b"\x00", 1))
+    add(hi, "chn-tx-broken-item-too-long", "a SES_MSG carrying 16372 bytes: an item longer "
+        "than MAX_ITEM is MESSAGE_INVALID", ["broken", "order"])
     return [group("machine.transcript", tests, params) for params, tests in groups.values()]
+
+
+def _pair_run(config: Json, script: list[Json], latency: int = 10) -> dict[str, Json]:
+    """The relay of conformance/README.md §5.2 on a perfect network: each role's final state and
+    events, from the reference adapter."""
+    import heapq
+
+    roles = ("low", "high")
+    machines = {r: adapter.new(r, config[r], []) for r in roles}
+    queue: list[tuple[int, int, str, Json]] = []
+    seq = 0
+    for entry in script:
+        heapq.heappush(queue, (entry["now"], seq, entry["role"], entry["in"]))
+        seq += 1
+    final: dict[str, Json] = {r: {"state": "", "events": []} for r in roles}
+    while queue:
+        now, _, role, item = heapq.heappop(queue)
+        got = adapter.step(machines[role], now, item)  # a refusal raises: never in a pair vector
+        final[role]["state"] = got["state"]
+        for out in got["out"]:
+            if "send" in out:
+                other = "high" if role == "low" else "low"
+                heapq.heappush(queue, (now + latency, seq, other, {"recv": out["send"]}))
+                seq += 1
+            elif "event" in out:
+                final[role]["events"].append(out)
+            else:
+                raise AssertionError(f"no errors in the pair vectors: {out}")
+    return final
+
+
+def _pairs() -> list[Json]:
+    config = {"low": {"window": W}, "high": {"window": W}}
+    tests: list[Json] = []
+
+    def s(role: str, now: int, cmd: str, **args: Any) -> Json:
+        return {"role": role, "now": now, "in": {"cmd": cmd, **args}}
+
+    script = [
+        s("low", 0, "open", name="chat"), s("high", 0, "open", name="back"),
+        s("low", 5, "write", chan=0, data=b"hel".hex(), end_of_message=False),
+        s("low", 6, "write", chan=0, data=b"lo".hex(), end_of_message=True),
+        s("low", 7, "write", chan=0, data=b"again".hex(), end_of_message=True),
+        s("high", 5, "write", chan=1, data=b"hi".hex(), end_of_message=True),
+        s("high", 50, "consumed", chan=0, nbytes=10), s("low", 50, "consumed", chan=1, nbytes=2),
+        s("low", 60, "close", chan=0), s("high", 60, "close", chan=1),
+        s("high", 100, "close", chan=0), s("low", 100, "close", chan=1),
+    ]
+    final = _pair_run(config, script)
+    assert final["low"]["state"] == final["high"]["state"] == "RUNNING", final
+    want = {r: {"state": "RUNNING", "events": [e for e in final[r]["events"]
+                                               if e["event"] != "CHANNEL_DATA"]}
+            for r in final}
+    tests.append(test(
+        "chn-pair-exchange", "both sides open a channel, write messages (one in two writes), "
+        "consume them and half-close both ways: every channel is forgotten", _tags(
+            ["open", "opened", "deliver", "close", "peerclose", "forget", "ids"]),
+        {"rng": {}, "script": script, "latencyMs": 10},
+        value={"final": want, "streams": [
+            {"role": "high", "event": "CHANNEL_DATA", "field": "data",
+             "values": [b"hel".hex(), b"lo".hex(), b"again".hex()]},
+            {"role": "low", "event": "CHANNEL_DATA", "field": "data", "values": [b"hi".hex()]},
+        ]}))
+    script = [
+        s("low", 0, "open", name="bulk"),
+        s("low", 5, "write", chan=0, data="61" * W, end_of_message=False),
+        s("high", 100, "consumed", chan=0, nbytes=W // 2),
+        s("low", 200, "write", chan=0, data="62" * (W // 2), end_of_message=True),
+        s("high", 300, "consumed", chan=0, nbytes=W // 2),
+        s("high", 300, "consumed", chan=0, nbytes=W // 2),
+    ]
+    final = _pair_run(config, script)
+    events = {r: [e for e in final[r]["events"] if e["event"] in ("CREDIT_GRANTED",
+                                                                   "CHANNEL_OPENED")]
+              for r in final}
+    assert events["low"], final
+    tests.append(test(
+        "chn-pair-credit", "the writer uses the whole initial window, the reader consumes half: "
+        "CREDIT; the writer writes the granted half", _tags(["release", "threshold", "credit"]),
+        {"rng": {}, "script": script, "latencyMs": 10},
+        value={"final": {r: {"state": final[r]["state"], "events": events[r]} for r in final}},
+        flags=["CREDIT"]))
+    return [group("machine.pair", tests, {"machine": "channels", "roles": ["low", "high"],
+                                          "config": config})]
 
 
 def _config_tests() -> list[Json]:
@@ -573,6 +672,7 @@ def build() -> dict[str, Json]:
         ]),
         "channels/transcripts.json": envelope("channels", SPEC, REVISION, NOTES,
                                               _transcripts() + _config_tests()),
+        "channels/pairs.json": envelope("channels", SPEC, REVISION, NOTES, _pairs()),
     }
 
 
