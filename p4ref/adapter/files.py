@@ -183,13 +183,13 @@ def new(role: str, config: Json, rng: list[bytes]) -> Machine:
         raise LocalProtocolError(ErrorCode.MESSAGE_INVALID, f"missing config {missing}")
     name = _str(config, "name")
     size, bs, root = _u63(config, "size"), _int(config, "block_size"), _hex(config, "root")
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        raise LocalProtocolError(ErrorCode.FILE_NAME_INVALID, "name is not UTF-8") from None
     if not codec.MIN_BLOCK_SIZE <= bs <= codec.MAX_BLOCK_SIZE or bs & (bs - 1) or \
             len(root) != codec.HASH_LEN:
         raise LocalProtocolError(ErrorCode.MESSAGE_INVALID, "block_size or root")
+    try:  # FIL-44: the name is checked last
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise LocalProtocolError(ErrorCode.FILE_NAME_INVALID, "name is not UTF-8") from None
     return FileSender(name, size, bs, root)
 
 
