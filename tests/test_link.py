@@ -257,8 +257,8 @@ def pair(tmp_path: Path, tornet: Any) -> Any:
 
 
 def test_messages_across_forced_generations(pair: Any) -> None:
-    """(a) Mixed sizes both ways across forced generation changes (in-band re-signalling):
-    everything arrives once, in order, with the right content."""
+    """(a) Mixed sizes both ways across generation changes (one network-changed input, the rest
+    forced; re-signalled in-band): everything arrives once, in order, with the right content."""
     cfg_a, cfg_b, spawn = pair
     count, changes = (10_000, 20) if LONG else (1_000, 5)
     t0 = time.monotonic()
@@ -270,7 +270,8 @@ def test_messages_across_forced_generations(pair: Any) -> None:
     b.send(cmd="send", count=count)
     opened = 1
     for i in range(changes):
-        (a if i % 2 else b).send(cmd="force")
+        # the first change is the network-changed input (p4-04 SES-49), the others forced
+        (a if i % 2 else b).send(cmd="network_changed" if i == 0 else "force")
         opened += 1
         for p in (a, b):
             wait_active(p, opened)

@@ -34,7 +34,8 @@ Signalling path (p4-04 §5.3).  While a data channel is active an OFFER travels 
 SES_SIGNAL and is checked by the stream machine of :mod:`._signalling`; otherwise it goes on
 the kept-open onion stream.  The ANSWER takes the path its OFFER came on (an OFFER on the stream
 says the peer has no working data channel, even while this side has not noticed yet).  An OFFER
-sent in-band on a path that then died is re-sent on the stream (the same signed bytes).
+or ANSWER sent in-band on a path that then died before the generation opened is re-sent on the
+stream (the same signed bytes; a peer that already has them drops the copy, p4-03 RDV-69).
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ from ..io.webrtc import (
 )
 from ..rendezvous import AnswerReceived, OfferReceived
 from ..session import (
+    NO_INC,
     Acked,
     ConnectionClosed,
     ConnectionFailed,
@@ -157,7 +159,7 @@ class _Gen:
     opened: bool = False  # machine.open was called
     cancelled: bool = False
     early: list[bytes] = field(default_factory=list)
-    inband_offer: bytes | None = None  # our OFFER, if it went in-band
+    inband_frame: bytes | None = None  # our OFFER or ANSWER, if it went in-band
     answered: bool = False
 
 
@@ -242,7 +244,10 @@ class Link:
         self.signaller = Signaller(
             self._tor, self._seed, self.machine.my_pub, self.peer_pub, self._root, replay,
             dial_only=cfg.dial_only, peer_dial_only=cfg.peer_dial_only,
-            follower_delay=cfg.follower_delay, on_change=self._kick.set)
+            follower_delay=cfg.follower_delay, on_change=self._kick.set,
+            incarnation=lambda: self.machine.s.inc,
+            peer_incarnation=lambda: None if self.machine.s.peer_inc == NO_INC
+            else self.machine.s.peer_inc)
         self._started = True
         self._tasks.append(asyncio.create_task(self._signal_loop()))
         self._tasks.append(asyncio.create_task(self._reconnect_loop()))
@@ -475,7 +480,7 @@ class Link:
             else:
                 self._emit(LinkEvent("connection_closed", generation=ev.conn))
             if was_active and self.machine.active is None:
-                self._resend_inband_offer()
+                self._resend_inband()
             self._kick.set()
         elif isinstance(ev, ReconnectNeeded):
             self._raise_need(ev.cause)
@@ -552,17 +557,22 @@ class Link:
             except LocalProtocolError:
                 return False
             if rec is not None:
-                rec.inband_offer = frame
+                rec.inband_frame = frame
             self._process()
             return True
         return carry
 
-    def _resend_inband_offer(self) -> None:
+    def _resend_inband(self) -> None:
+        """The active path died while our OFFER (unanswered) or ANSWER (generation not open)
+        of the pending generation was in-band: send the same bytes on the stream; a peer that
+        already has them drops the copy (p4-03 RDV-69)."""
         p = self._pending
-        if p is not None and p.offerer and p.inband_offer is not None and not p.answered:
-            log.info("active path gone with OFFER %d in-band: re-sent on the stream", p.number)
-            self.signaller.resend_on_stream(p.inband_offer)
-            p.inband_offer = None
+        if p is None or p.inband_frame is None or (p.offerer and p.answered):
+            return
+        log.info("active path gone with generation %d's signalling in-band: re-sent on the"
+                 " stream", p.number)
+        self.signaller.resend_on_stream(p.inband_frame)
+        p.inband_frame = None
 
     def _new_gen(self, number: int, offerer: bool) -> _Gen:
         rec = _Gen(number, offerer, self._need_serial)
@@ -666,7 +676,7 @@ class Link:
                 # no working data channel, whatever this side still believes about it
                 self.signaller.answer(se.stream, g.local_sdp, g.local_fingerprint,
                                       self.machine.rx_next - 1,
-                                      self._inband() if se.inband else None)
+                                      self._inband(rec) if se.inband else None)
             except (P4Error, LocalProtocolError) as exc:
                 log.info("ANSWER %d not sent: %s", ev.generation, exc)
                 self._abandon(rec)

@@ -51,6 +51,7 @@ from ..rendezvous import (
     ByeReceived,
     OfferReceived,
     PeerAuthenticated,
+    PeerReset,
     RendezvousFailed,
     RendezvousMachine,
     derive_epoch_keys,
@@ -108,7 +109,9 @@ class Signaller:
                  pair_root_key: bytes, replay: PeerReplay, *, dial_only: bool = False,
                  peer_dial_only: bool = False,
                  follower_delay: float = FOLLOWER_DELAY_MS / 1000,
-                 on_change: Callable[[], None] | None = None) -> None:
+                 on_change: Callable[[], None] | None = None,
+                 incarnation: Callable[[], bytes] | None = None,
+                 peer_incarnation: Callable[[], bytes | None] | None = None) -> None:
         self._tor = tor
         self._seed = seed
         self.my_pub = my_pub
@@ -126,6 +129,8 @@ class Signaller:
         self._handles: list[OnionHandle] = []
         self._changed = asyncio.Event()
         self._on_change = on_change
+        self._incarnation = incarnation
+        self._peer_incarnation = peer_incarnation
         self._tasks: list[asyncio.Task[None]] = []
         self._closed = False
         self.dials = 0
@@ -183,9 +188,12 @@ class Signaller:
     # ------------------------------------------------------------------ streams
 
     def _new_machine(self, dialer: bool) -> RendezvousMachine:
+        inc = self._incarnation() if self._incarnation is not None else bytes(16)
+        peer_inc = self._peer_incarnation() if self._peer_incarnation is not None else None
         m = RendezvousMachine(self._seed, self.peer_pub, dialer=dialer, rng=os.urandom,
                               last_generation=self.replay.last_generation(),
-                              nonce_cache=self.replay.nonces)
+                              nonce_cache=self.replay.nonces, incarnation=inc,
+                              peer_incarnation=peer_inc)  # RDV-59, RDV-61
         m.start(unix_ms())
         return m
 
@@ -236,6 +244,8 @@ class Signaller:
             if isinstance(ev, PeerAuthenticated):
                 st.authenticated = True
                 self._adopt(st)
+            elif isinstance(ev, PeerReset):  # advisory (RDV-61); the session layer decides (§9)
+                log.warning("the peer's signalling state went back: %s", ev)
             elif isinstance(ev, OfferReceived | AnswerReceived | RendezvousFailed | ByeReceived):
                 if isinstance(ev, RendezvousFailed | ByeReceived):
                     log.info("rendezvous stream ended: %s", ev)
