@@ -6,8 +6,9 @@ import { CODEC_OPS, type Op } from "./adapter/codec.js";
 import type { Obj } from "./adapter/json.js";
 import { MACHINE_OPS, Unsupported } from "./adapter/machines.js";
 import { SESSION_OPS } from "./adapter/session.js";
+import { CHANNEL_OPS } from "./adapter/channels.js";
 
-export const OPS: Record<string, Op> = { ...CODEC_OPS, ...SESSION_OPS, ...MACHINE_OPS };
+export const OPS: Record<string, Op> = { ...CODEC_OPS, ...SESSION_OPS, ...CHANNEL_OPS, ...MACHINE_OPS };
 
 /** Answer one request object, as an adapter would (usable in-process by tests). */
 export function handle(req: Obj): Obj {
@@ -27,7 +28,7 @@ export function handle(req: Obj): Obj {
 }
 
 export function hello(): Obj {
-  return { p4adapter: 1, impl: "p4-ts", version: "0.1.0", ops: Object.keys(OPS).sort(), machines: ["pairing", "rendezvous"] };
+  return { p4adapter: 1, impl: "p4-ts", version: "0.1.0", ops: Object.keys(OPS).sort(), machines: ["pairing", "rendezvous", "session", "channels"] };
 }
 
 function main(): void {

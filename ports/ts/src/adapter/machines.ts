@@ -6,6 +6,7 @@ import { parseCode, parseUri, type Invitation } from "../pairing/invite.js";
 import { PairingMachine, type PairRole } from "../pairing/machine.js";
 import { RendezvousMachine, type RdvStreamRole } from "../rendezvous/machine.js";
 import { SessionMachine, type StoredState } from "../session/machine.js";
+import { ChannelsMachine } from "../channels/machine.js";
 import { publicKey } from "../identity.js";
 import { asBigint, field, intField, objField, RequestError, strField, toJson, type Json, type Obj } from "./json.js";
 import type { Op } from "./codec.js";
@@ -122,10 +123,22 @@ function newSession(role: string, cfg: Obj, rng: ListRng): Machine {
   return new SessionMachine({ identitySeed: seed, peerPub, state, dcWindow, torWindow, maxOutbox }, rng);
 }
 
+function newChannels(role: string, cfg: Obj): Machine {
+  if (role !== "low" && role !== "high") invalidConfig("role");
+  for (const k of Object.keys(cfg)) if (k !== "window" && k !== "max_channels") invalidConfig("unknown config key " + k);
+  const u = (k: string, min: bigint): bigint | undefined => {
+    if (cfg[k] === undefined) return undefined;
+    const n = asBigint(cfg[k]);
+    return n !== undefined && n >= min && n < 1n << 64n ? n : invalidConfig(k + " out of range");
+  };
+  return new ChannelsMachine({ role: role as "low" | "high", window: u("window", 1n), maxChannels: u("max_channels", 1n) });
+}
+
 const FACTORIES: Record<string, (role: string, cfg: Obj, rng: ListRng) => Machine> = {
   pairing: newPairing,
   rendezvous: newRendezvous,
   session: newSession,
+  channels: (role, cfg) => newChannels(role, cfg),
 };
 
 const machines = new Map<string, Machine>();
