@@ -207,3 +207,28 @@ def test_emitted_items_use_only_defined_types_keys_and_flags() -> None:
     out += high.reset(c, 7)
     assert {decode_item(i).__class__.__name__ for i in out} == {
         "Open", "Data", "Credit", "Close", "Reset"}
+
+
+def test_spec_worked_example_hex_is_the_codec_output() -> None:
+    # p4-05 §16: every hex line of the worked example is what the reference produces.
+    from p4ref.framing import Path as FramePath
+    from p4ref.framing import encode_frame
+    from p4ref.session import _codec as ses
+
+    text = SPEC.read_text("utf-8").split("## 16. Worked example", 1)[1].split("## 17.", 1)[0]
+    blocks = re.findall(r"```\n(.*?)```", text, re.S)
+    got = {re.split(r"\s{2,}", line.strip())[0].replace(" ", "")
+           for block in blocks for line in block.splitlines() if line.strip()}
+    hello = encode_item(Data(0, 0, b"hello", True))
+    want = {encode_item(Open(0, "chat")).hex(), hello.hex(), encode_item(Credit(0, 24576)).hex(),
+            encode_item(Close(0, 5)).hex(), encode_item(Reset(1, 0x0504)).hex(),
+            encode_item(Data(1, 16353, b"\xff" * 3, False)).hex(),
+            encode_frame(ses.encode_msg(2, hello), FramePath.DATACHANNEL).hex()}
+    assert got == want
+    # and the threshold arithmetic the example states (window 16384)
+    low, high = pair()
+    c, items = low.open("chat")
+    deliver(high, items + low.write(c, b"hello", end_of_message=True))
+    assert high.consumed(c, 5) == []
+    deliver(high, low.write(c, b"x" * (8192 - 5), end_of_message=False))
+    assert [decode_item(i) for i in high.consumed(c, 8192 - 5)] == [Credit(c, 24576)]

@@ -515,7 +515,7 @@ class ChannelMux:
         ch.final = item.final
         self._events.append(ChannelHalfClosed(ch.chan, item.final))
 
-    def _repeated_close(self, ch: _Chan, item: Close) -> None:
+    def _repeated_close(self, ch: _Chan, item: Close) -> None:  # [CHN-45]
         if item.final != ch.final:
             raise _Violation(ErrorCode.CHAN_FINAL_OFFSET)
 

@@ -51,7 +51,7 @@ T = {
     "release": "CHN-28", "threshold": "CHN-29", "initial": "CHN-30", "consume": "CHN-31",
     "frag": "CHN-32", "close": "CHN-33", "peerclose": "CHN-34", "reset": "CHN-35",
     "resetfwd": "CHN-36", "violation": "CHN-37", "table": "CHN-38", "localcodes": "CHN-39",
-    "broken": "CHN-40", "stored": "CHN-41", "resync": "CHN-42",
+    "broken": "CHN-40", "stored": "CHN-41", "resync": "CHN-42", "repeatclose": "CHN-45",
 }
 
 
@@ -380,7 +380,8 @@ def _transcripts() -> list[Json]:
     hi.recv(Data(0, W, b"z", False))
     add(hi, "chn-tx-final-offset-order", "after CLOSE at 3: a repeated CLOSE and a duplicate "
         "DATA are ignored; DATA beyond the final offset, the limit and the next offset is "
-        "CHAN_FINAL_OFFSET", ["peerclose", "checks", "violation"], ["FINAL", "ORDER"])
+        "CHAN_FINAL_OFFSET", ["peerclose", "checks", "violation", "repeatclose"],
+        ["FINAL", "ORDER"])
     hi = _Rec("high", window=W)
     hi.recv(Open(0, "a"), Data(0, 0, b"abc", True))
     hi.recv(Close(0, 5))
@@ -390,7 +391,7 @@ def _transcripts() -> list[Json]:
     hi.recv(Open(0, "a"), Data(0, 0, b"abc", True), Close(0, 3))
     hi.recv(Close(0, 2))
     add(hi, "chn-tx-close-moved", "a second CLOSE with another final offset: CHAN_FINAL_OFFSET",
-        ["peerclose", "violation"], ["FINAL"])
+        ["peerclose", "violation", "repeatclose"], ["FINAL"])
 
     # --- half-close both ways ------------------------------------------------------------------
     lo = _Rec("low", window=W)
