@@ -312,3 +312,32 @@ def test_a_peer_paired_or_forgotten_while_running(tmp_path: Path) -> None:
         assert (status, err["error"]["code"]) == (404, "PEER_UNKNOWN")
 
     run(tmp_path, body)
+
+
+def test_removed_app_hands_its_channels_to_the_new_owner(tmp_path: Path) -> None:
+    """Removing an app closes its streams and gives its channels, unconfirmed messages
+    included (same ids), to the app that owns the prefix next; a re-scoped app starts over."""
+    from p4ref.api.server import CTX
+
+    async def body(h: Harness) -> None:
+        h.backend.inject(PHONE.device_id, "notes/x", b"one")
+        h.backend.inject(PHONE.device_id, "notes/x", b"two")
+        ws = await h.client.ws_connect("/v1/stream", headers=h.auth("notes"))
+        assert (await ws.receive_json(timeout=5))["type"] == "hello"
+        await ws.send_json({"type": "credit", "messages": 1})
+        first = await ws.receive_json(timeout=5)
+        await ws.send_json({"type": "confirm", "ids": [first["id"]]})
+        assert (await ws.receive_json(timeout=5))["confirmed"] == [first["id"]]
+        h.tokens.remove("notes")
+        h.add_app("notes2", [PHONE.device_id], "notes/")
+        await h.client.app[CTX].sweep()
+        closed = await ws.receive(timeout=5)
+        assert closed.data == 1008
+        got: list[dict[str, Any]] = []
+        while not got:
+            _, res = await post(h, "/v1/receive", "notes2", {"wait_ms": 3000})
+            got = res["messages"]
+        assert [base64.b64decode(m["data"]) for m in got] == [b"two"]
+        await ws.close()
+
+    run(tmp_path, body)

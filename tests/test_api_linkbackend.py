@@ -340,3 +340,31 @@ def test_links_added_and_removed_while_running(tmp_path: Path) -> None:
         await b.close()
 
     asyncio.run(main())
+
+
+def test_release_offers_the_channel_again_with_its_unconfirmed_messages(tmp_path: Path) -> None:
+    home, phone = profile(tmp_path)
+
+    async def main() -> None:
+        link = FakeLink()
+        b = LinkBackend(home, {phone: link})
+        await b.start()
+        raw = link.peer_opens("notes/r")
+        ch = await asyncio.wait_for(b.accept_channel(phone, "notes/"), 5)
+        for data in (b"a", b"b", b"c"):
+            raw.peer_sends(data)
+        m1, m2 = await ch.receive(), await ch.receive()
+        assert m1 is not None and m2 is not None
+        await ch.confirm(m1.id)
+        b.release(ch)
+        again = await asyncio.wait_for(b.accept_channel(phone, "notes/"), 5)
+        assert again is ch
+        n2, n3 = await again.receive(), await again.receive()
+        assert (n2.id, n2.data, n3.data) == (m2.id, b"b", b"c")  # type: ignore[union-attr]
+        await again.confirm(n3.id)  # type: ignore[union-attr]
+        assert raw.confirmed_through == 1  # "b" is not confirmed yet
+        await again.confirm(n2.id)  # type: ignore[union-attr]
+        assert raw.confirmed_through == 3
+        await b.close()
+
+    asyncio.run(main())

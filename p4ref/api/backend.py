@@ -175,3 +175,10 @@ class Backend(Protocol):
     def events(self) -> AsyncIterator[LinkEvent]:
         """Link events as they happen (one consumer: the API server fans them out)."""
         ...
+
+    def release(self, channel: Channel) -> None:
+        """The API stops reading ``channel`` (its app was removed or changed scope): offer it
+        to ``accept_channel`` again, and make ``receive`` hand out again, same ids, every
+        message it returned that was not confirmed. Call only while no ``receive`` on it is
+        pending."""
+        ...

@@ -26,6 +26,7 @@ from p4ref.errors import ErrorCode, P4Error
 from ._signal import Changed
 from .backend import (
     BackendError,
+    Channel,
     LinkEvent,
     Message,
     PeerInfo,
@@ -197,6 +198,15 @@ class FakeBackend:
             yield await self._events.get()
 
     # --- the test's side: what the peers do ---
+
+    def release(self, channel: Channel) -> None:
+        if not isinstance(channel, FakeChannel):
+            return
+        channel.restart()
+        pending = self._incoming.setdefault(channel.peer, [])
+        if channel not in pending:
+            pending.append(channel)
+        self._arrived.notify()
 
     def channel(self, peer: str, name: str) -> FakeChannel:
         """The channel ``name`` with ``peer``; if the peer has to open it, it does so now."""

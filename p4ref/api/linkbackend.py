@@ -47,6 +47,7 @@ from p4ref.io.store import Profile
 from ._signal import Changed
 from .backend import (
     BackendError,
+    Channel,
     LastReconnect,
     LinkEvent,
     Message,
@@ -154,6 +155,7 @@ class LinkChannel:
         self._confirmed: set[int] = set()
         self._closed = False
         self._broken = False
+        self._replay: list[_LinkMessage] = []
         self._running: set[asyncio.Task[SendResult]] = set()
 
     @property
@@ -216,11 +218,20 @@ class LinkChannel:
             return SendResult(f"{start}", replayed=False)
 
     async def receive(self) -> Message | None:
-        m = await self._ch.recv()
+        if self._replay:
+            m: _LinkMessage | None = self._replay.pop(0)
+        else:
+            m = await self._ch.recv()
         if m is None:
             return None
         self._handed[m.offset] = m
         return Message(f"{m.offset}", m.data)
+
+    def release(self) -> None:
+        """Hand out again what was handed out and not confirmed (its reader went away)."""
+        self._replay = [m for off, m in self._handed.items() if off not in self._confirmed]
+        self._handed.clear()
+        self._confirmed.clear()
 
     async def confirm(self, message_id: str) -> None:
         try:
@@ -376,6 +387,15 @@ class LinkBackend:
     async def events(self) -> AsyncIterator[LinkEvent]:
         while True:
             yield await self._events.get()
+
+    def release(self, channel: Channel) -> None:
+        if not isinstance(channel, LinkChannel):
+            return
+        channel.release()
+        parked = self._parked.get(channel.peer)
+        if parked is not None and channel._ch not in parked:
+            parked.append(channel._ch)
+            self._arrived.notify()
 
     # --- tasks ---
 

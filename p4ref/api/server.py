@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
@@ -44,6 +45,7 @@ __all__ = ["CTX", "ApiContext", "Limits", "make_app"]
 log = logging.getLogger("p4.api")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+SWEEP_S = 2.0  # how soon a removed app's open streams are closed
 _URL_TOKEN_NAMES = frozenset({"token", "access_token", "auth", "authorization", "api_key",
                               "apikey", "bearer", "key", "p4_token"})
 
@@ -68,19 +70,49 @@ class ApiContext:
         self.limits = limits
         self.hub = EventHub(backend, self._peers_changed)
         self._subs: dict[str, Subscription] = {}
-        self.streams: set[web.WebSocketResponse] = set()
+        self.streams: dict[web.WebSocketResponse, str] = {}  # open streams -> app name
         self.closing = False
+        self._sweeper: asyncio.Task[None] | None = None
+        self._sweep_lock = asyncio.Lock()
 
     def _peers_changed(self) -> None:
         for sub in self._subs.values():
             sub.refresh()
 
-    def subscription(self, scope: AppScope) -> Subscription:
+    def start(self) -> None:
+        self.hub.start()
+        self._sweeper = asyncio.get_running_loop().create_task(self._sweep_loop())
+
+    async def _sweep_loop(self) -> None:
+        while True:
+            await asyncio.sleep(SWEEP_S)
+            try:
+                await self.sweep()
+            except P4Error as e:  # a tokens file that cannot be read: keep what runs
+                log.warning("cannot re-read the app tokens: %s", e.message)
+
+    async def sweep(self) -> None:
+        """An app removed (or registered again with another scope) loses its open streams
+        (close code 1008) and its subscription, whose channels go back to the backend, with
+        their unconfirmed messages, for whichever app owns them now."""
+        async with self._sweep_lock:
+            apps = {a.name: a for a in self.tokens.apps()}
+            for name, sub in list(self._subs.items()):
+                if apps.get(name) == sub.scope:
+                    continue
+                del self._subs[name]
+                for ws, app in list(self.streams.items()):
+                    if app == name:
+                        await ws.close(code=1008, message=b"the app's token was removed")
+                await sub.close()
+
+    async def subscription(self, scope: AppScope) -> Subscription:
         """The app's subscription, started on first use (a changed scope starts a new one)."""
         sub = self._subs.get(scope.name)
-        if sub is None or sub.scope != scope:
-            if sub is not None:
-                sub.stop()
+        if sub is not None and sub.scope != scope:
+            await self.sweep()
+            sub = self._subs.get(scope.name)
+        if sub is None:
             sub = self._subs[scope.name] = Subscription(scope, self.backend)
         sub.start()
         return sub
@@ -107,7 +139,7 @@ class ApiContext:
             raise ApiError(ApiErrorCode.SCOPE_CHANNEL,
                            f"channel {name!r} is outside this app's prefix {scope.prefix!r}")
         ch = await self.backend.open_channel(info.device_id, name)
-        self.subscription(scope).watch(ch)
+        (await self.subscription(scope)).watch(ch)
         return info, ch
 
     def peer_name(self, device_id: str) -> str:
@@ -127,6 +159,10 @@ class ApiContext:
 
     async def close(self) -> None:
         self.closing = True
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(BaseException):
+                await self._sweeper
         for ws in list(self.streams):
             await ws.close(code=1001, message=b"p4 up is stopping")
         await self.hub.close()
@@ -290,7 +326,7 @@ async def receive(request: web.Request) -> web.Response:
     limit = _json.get_int(obj, "max", 16, 1, lim.max_receive)
     wait_ms = _json.get_int(obj, "wait_ms", 0, 0, lim.max_wait_ms)
     lease_ms = _json.get_int(obj, "lease_ms", 60_000, 1000, 3_600_000)
-    sub = ctx.subscription(scope)
+    sub = await ctx.subscription(scope)
     holder = object()
     if wait_ms:
         await sub.wait_available(wait_ms / 1000)
@@ -305,7 +341,7 @@ async def confirm(request: web.Request) -> web.Response:
     if (not isinstance(ids, list) or not 1 <= len(ids) <= ctx.limits.max_receive
             or not all(isinstance(i, str) and 1 <= len(i) <= 64 for i in ids)):
         raise _json.bad(f"field 'ids' must be a list of 1 to {ctx.limits.max_receive} ids")
-    done, unknown = await ctx.subscription(scope).confirm(ids)
+    done, unknown = await (await ctx.subscription(scope)).confirm(ids)
     return _ok({"confirmed": done, "unknown": unknown})
 
 
@@ -332,7 +368,7 @@ def make_app(backend: Backend, tokens: TokenStore, limits: Limits | None = None
     app[CTX] = ctx
 
     async def on_startup(app: web.Application) -> None:
-        ctx.hub.start()
+        ctx.start()
 
     async def on_shutdown(app: web.Application) -> None:
         await ctx.close()

@@ -64,7 +64,7 @@ class Connection:
         self.ws = ws
         self.ctx = ctx
         self.scope = scope
-        self.sub: Subscription = ctx.subscription(scope)
+        self.sub: Subscription  # set by run()
         self.credit = 0
         self.window = ctx.limits.send_window
         self.ops: asyncio.Queue[tuple[str, _json.JsonObject]] = asyncio.Queue()
@@ -85,6 +85,7 @@ class Connection:
         await self.write(frame)
 
     async def run(self) -> None:
+        self.sub = await self.ctx.subscription(self.scope)
         lim = self.ctx.limits
         await self.write({"type": "hello", "protocol": PROTOCOL, "app": self.scope.name,
                           "max_message_bytes": lim.max_message_bytes,
@@ -250,9 +251,9 @@ async def stream(request: web.Request) -> web.StreamResponse:
         raise ApiError(ApiErrorCode.UPGRADE_REQUIRED, "GET /v1/stream is a WebSocket")
     await ws.prepare(request)
     conn = Connection(ws, ctx, scope)
-    ctx.streams.add(ws)
+    ctx.streams[ws] = scope.name
     try:
         await conn.run()
     finally:
-        ctx.streams.discard(ws)
+        ctx.streams.pop(ws, None)
     return ws

@@ -71,6 +71,7 @@ class Subscription:
         self.changed = Changed()
         self._started = False
         self._accepting: dict[str, asyncio.Task[None]] = {}
+        self._channels: dict[tuple[str, str], Channel] = {}
 
     # --- channels ---
 
@@ -95,6 +96,7 @@ class Subscription:
     def watch(self, channel: Channel) -> None:
         """Read ``channel`` into the subscription (once per channel)."""
         key = (channel.peer, channel.name)
+        self._channels[key] = channel
         if key not in self._readers:
             self._readers[key] = self._spawn(self._read(channel))
 
@@ -208,16 +210,25 @@ class Subscription:
             done.append(i)
         return done, unknown
 
-    def stop(self) -> None:
-        """Stop reading (the app's scope changed); unconfirmed messages stay in the link."""
-        for task in list(self._tasks):
-            task.cancel()
-
     async def close(self) -> None:
-        self.stop()
-        for task in list(self._tasks):
+        """Stop reading; every channel goes back to the backend (``release``) with its
+        unconfirmed messages, to be accepted again by whichever app owns it now."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
             with contextlib.suppress(BaseException):
                 await task
+        for channel in self._channels.values():
+            try:
+                self._backend.release(channel)
+            except Exception:
+                log.exception("app %s: releasing channel %r failed", self.scope.name,
+                              channel.name)
+        self._channels.clear()
+        self._items.clear()
+        self._bytes = 0
+        self.changed.notify()
 
 
 class EventHub:
