@@ -720,6 +720,14 @@ class SessionDB:
             mark(flush)
         return apply
 
+    def outbox_room(self, peer_pub: bytes, messages: int, nbytes: int) -> bool:
+        """Whether ``messages`` more messages of ``nbytes`` in all fit the outbox quota now
+        (a caller that must not fail half-way, such as the channel layer, asks first)."""
+        p = self._session(peer_pub)
+        q = self.quota
+        return len(p.out_sizes) + messages <= q.outbox_messages and (
+            p.out_bytes + nbytes <= q.outbox_bytes or not p.out_sizes)
+
     def inbox_room(self, peer_pub: bytes, nbytes: int) -> bool:
         """Whether a message of ``nbytes`` fits the inbox quota now (an empty inbox always
         admits one message)."""

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..channels import (
+    DATA_HEADER_LEN,
     MAX_DATA,
     ChannelConfig,
     ChannelData,
@@ -220,6 +221,11 @@ class Channels:
                 await ch._credit.wait()
                 continue
             n = min(credit, len(data) - pos)
+            items = -(-n // MAX_DATA)
+            if not self.link.store.db.outbox_room(self.link.peer_pub, items,
+                                                  n + items * DATA_HEADER_LEN):
+                raise LocalProtocolError(ErrorCode.SES_OUTBOX_FULL,
+                                         "the outbox is full; wait for the peer's ACKs")
             last = pos + n == len(data)
             futs += self._submit(self.mux.write(ch.id, bytes(view[pos:pos + n]),
                                                 end_of_message=eom and last))
