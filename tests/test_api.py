@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -339,5 +340,21 @@ def test_removed_app_hands_its_channels_to_the_new_owner(tmp_path: Path) -> None
             got = res["messages"]
         assert [base64.b64decode(m["data"]) for m in got] == [b"two"]
         await ws.close()
+
+    run(tmp_path, body)
+
+
+def test_a_long_poll_abandoned_by_its_client_leases_nothing(tmp_path: Path) -> None:
+    async def body(h: Harness) -> None:
+        poll = asyncio.create_task(h.client.post("/v1/receive", json={"wait_ms": 1500},
+                                                 headers=h.auth("notes")))
+        await asyncio.sleep(0.2)
+        poll.cancel()  # the client goes away during the wait
+        with contextlib.suppress(asyncio.CancelledError):
+            await poll
+        h.backend.inject(PHONE.device_id, "notes/late", b"late")
+        await asyncio.sleep(1.6)  # the abandoned poll's wait ends now
+        _, res = await post(h, "/v1/receive", "notes", {"wait_ms": 2000})
+        assert [base64.b64decode(m["data"]) for m in res["messages"]] == [b"late"]
 
     run(tmp_path, body)

@@ -330,6 +330,9 @@ async def receive(request: web.Request) -> web.Response:
     holder = object()
     if wait_ms:
         await sub.wait_available(wait_ms / 1000)
+    transport = request.transport
+    if transport is None or transport.is_closing():  # the client left during the wait:
+        return _ok({"messages": []})                 # lease nothing to nobody
     items = sub.take(holder, limit, lease_ms / 1000)
     return _ok({"messages": [ctx.item_json(it) for it in items]})
 
