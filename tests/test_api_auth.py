@@ -103,7 +103,7 @@ def test_tcp_mode_with_endpoint_file(tmp_path: Path) -> None:
         home = tmp_path / "home"
         home.mkdir(mode=0o700)
         backend = FakeBackend([PHONE, LAPTOP])
-        token = TokenStore(home).add("app", ["*"], "")
+        token = TokenStore(home).add("app", ["*"], "app/")
         server = ApiServer(home, backend, transport="tcp")
         ep = await server.start()
         try:
@@ -157,7 +157,9 @@ def test_token_store(tmp_path: Path) -> None:
         (("notes", ["*"], "other/"), "APP_EXISTS"),
         (("notes2", [PHONE.device_id], "notes/sub/"), "SCOPE_OVERLAP"),
         (("notes2", ["*"], "no"), "SCOPE_OVERLAP"),
-        (("notes2", [PHONE.device_id], ""), "SCOPE_OVERLAP"),
+        (("notes2", [PHONE.device_id], ""), "SCOPE_INVALID"),  # would own p4's channels
+        (("files", ["*"], "p4files/"), "SCOPE_INVALID"),
+        (("files", ["*"], "p"), "SCOPE_INVALID"),
         (("Bad Name", ["*"], "x/"), "APP_NAME_INVALID"),
         (("ok", ["*"], "has space/"), "SCOPE_INVALID"),
         (("ok", [], "x/"), "SCOPE_INVALID"),
@@ -167,7 +169,8 @@ def test_token_store(tmp_path: Path) -> None:
         assert e.value.code == code, args
     # the same prefix on disjoint peers is fine: each channel still has one owner
     store.add("notes-laptop", [LAPTOP.device_id], "notes/")
-    assert [a.name for a in store.apps()] == ["notes", "notes-laptop"]
+    store.add("p4-cli", ["*"], "p4chat/")  # p4 up's own app may own a reserved prefix
+    assert [a.name for a in store.apps()] == ["notes", "notes-laptop", "p4-cli"]
     store.remove("notes")
     assert store.verify(token) is None
     with pytest.raises(TokenError, match="no app"):
@@ -202,6 +205,8 @@ def test_cli_token_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert "p4tok_" not in capsys.readouterr().out
     assert p4("api", "token", "add", "x", "--all-peers", "--prefix", "notes/a") == 1
     assert "[SCOPE_OVERLAP]" in capsys.readouterr().err
+    assert p4("api", "token", "add", "p4-x", "--all-peers", "--prefix", "p4x/") == 1
+    assert "[APP_NAME_INVALID]" in capsys.readouterr().err
     assert p4("api", "token", "list", "--json") == 0
     names = [a["name"] for a in json.loads(capsys.readouterr().out)["apps"]]
     assert names == ["notes", "sched"]

@@ -21,7 +21,14 @@ from typing import Any
 from p4ref.io.store import Profile, atomic_write
 
 from .endpoint import read_endpoint
-from .tokens import ALL_PEERS, DEFAULT_QUOTA_BYTES, DEFAULT_QUOTA_MESSAGES, TokenError, TokenStore
+from .tokens import (
+    ALL_PEERS,
+    DEFAULT_QUOTA_BYTES,
+    DEFAULT_QUOTA_MESSAGES,
+    RESERVED_APP,
+    TokenError,
+    TokenStore,
+)
 
 __all__ = ["add_api_parser", "cmd_endpoint", "cmd_token_add", "cmd_token_list",
            "cmd_token_remove"]
@@ -40,6 +47,9 @@ def _fail(e: TokenError) -> int:
 
 def cmd_token_add(args: argparse.Namespace) -> int:
     home = _home(args)
+    if args.name.startswith(RESERVED_APP):
+        return _fail(TokenError("APP_NAME_INVALID",
+                                f"app names starting with {RESERVED_APP!r} are p4's own"))
     if args.all_peers:
         peers = [ALL_PEERS]
     else:

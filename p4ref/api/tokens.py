@@ -33,6 +33,8 @@ from p4ref.io.store import ProfileError, atomic_write, locked_file, read_private
 __all__ = [
     "ALL_PEERS",
     "API_DIR",
+    "RESERVED_APP",
+    "RESERVED_PREFIX",
     "TOKEN_PREFIX",
     "AppScope",
     "TokenError",
@@ -46,6 +48,10 @@ TOKENS_FILE = "tokens.json"
 TOKENS_FORMAT = "p4-api-tokens"
 TOKEN_PREFIX = "p4tok_"  # makes a leaked token easy to find (and to refuse in a URL)
 ALL_PEERS = "*"
+#: Channel names the reference peer keeps for its own services (files ``p4files/``, the CLI's
+#: ``p4chat/``…): only apps named ``p4-…`` (registered by ``p4 up`` itself) may own them.
+RESERVED_PREFIX = "p4"
+RESERVED_APP = "p4-"
 DEFAULT_QUOTA_MESSAGES = 1024
 DEFAULT_QUOTA_BYTES = 16 * 1024 * 1024
 MAX_CHANNEL_NAME = 200
@@ -196,6 +202,10 @@ class TokenStore:
                              f"{prefix!r}: a prefix is printable ASCII without spaces")
         if not peers:
             raise TokenError("SCOPE_INVALID", "name at least one peer (or all peers)")
+        if not name.startswith(RESERVED_APP) and (
+                prefix.startswith(RESERVED_PREFIX) or RESERVED_PREFIX.startswith(prefix)):
+            raise TokenError("SCOPE_INVALID", f"{prefix!r}: channel names starting with"
+                             f" {RESERVED_PREFIX!r} belong to p4 itself; choose another prefix")
         if not 1 <= quota_messages <= 1_000_000 or not 1024 <= quota_bytes <= 1 << 34:
             raise TokenError("SCOPE_INVALID", "quota out of range (1..1000000 messages,"
                              " 1 KiB..16 GiB)")
