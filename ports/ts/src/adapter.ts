@@ -7,8 +7,9 @@ import type { Obj } from "./adapter/json.js";
 import { MACHINE_OPS, Unsupported } from "./adapter/machines.js";
 import { SESSION_OPS } from "./adapter/session.js";
 import { CHANNEL_OPS } from "./adapter/channels.js";
+import { FILE_OPS } from "./adapter/files.js";
 
-export const OPS: Record<string, Op> = { ...CODEC_OPS, ...SESSION_OPS, ...CHANNEL_OPS, ...MACHINE_OPS };
+export const OPS: Record<string, Op> = { ...CODEC_OPS, ...SESSION_OPS, ...CHANNEL_OPS, ...FILE_OPS, ...MACHINE_OPS };
 
 /** Answer one request object, as an adapter would (usable in-process by tests). */
 export function handle(req: Obj): Obj {
@@ -28,7 +29,7 @@ export function handle(req: Obj): Obj {
 }
 
 export function hello(): Obj {
-  return { p4adapter: 1, impl: "p4-ts", version: "0.1.0", ops: Object.keys(OPS).sort(), machines: ["pairing", "rendezvous", "session", "channels"] };
+  return { p4adapter: 1, impl: "p4-ts", version: "0.1.0", ops: Object.keys(OPS).sort(), machines: ["pairing", "rendezvous", "session", "channels", "files"] };
 }
 
 function main(): void {

@@ -7,6 +7,8 @@ import { PairingMachine, type PairRole } from "../pairing/machine.js";
 import { RendezvousMachine, type RdvStreamRole } from "../rendezvous/machine.js";
 import { SessionMachine, type StoredState } from "../session/machine.js";
 import { ChannelsMachine } from "../channels/machine.js";
+import { FileMachine } from "../files/machine.js";
+import { checkName, validBlockSize } from "../files/records.js";
 import { publicKey } from "../identity.js";
 import { asBigint, field, intField, objField, RequestError, strField, toJson, type Json, type Obj } from "./json.js";
 import type { Op } from "./codec.js";
@@ -134,11 +136,34 @@ function newChannels(role: string, cfg: Obj): Machine {
   return new ChannelsMachine({ role: role as "low" | "high", window: u("window", 1n), maxChannels: u("max_channels", 1n) });
 }
 
+function newFiles(role: string, cfg: Obj): Machine {
+  // FIL-44 order
+  if (role !== "sender" && role !== "receiver") invalidConfig("role");
+  const known = role === "sender" ? ["name", "size", "block_size", "root"] : ["max_size"];
+  for (const k of Object.keys(cfg)) if (!known.includes(k)) invalidConfig("unknown config key " + k);
+  if (role === "sender" && !known.every((k) => k in cfg)) invalidConfig("missing required key");
+  if (role === "sender") {
+    if (typeof cfg.name !== "string" || !isHex(cfg.root)) invalidConfig("wrong JSON type");
+    const size = asBigint(cfg.size) ?? invalidConfig("size");
+    const bs = asBigint(cfg.block_size) ?? invalidConfig("block_size");
+    if (size < 0n || size > (1n << 63n) - 1n || !validBlockSize(bs) || (cfg.root as string).length !== 64) invalidConfig("value not allowed");
+    checkName(cfg.name as string);
+    return new FileMachine({ role: "sender", name: cfg.name as string, size, blockSize: bs, root: fromHex(cfg.root as string) });
+  }
+  let maxSize: bigint | undefined;
+  if (cfg.max_size !== undefined) {
+    maxSize = asBigint(cfg.max_size) ?? invalidConfig("max_size");
+    if (maxSize < 0n || maxSize > (1n << 63n) - 1n) invalidConfig("max_size out of range");
+  }
+  return new FileMachine({ role: "receiver", maxSize });
+}
+
 const FACTORIES: Record<string, (role: string, cfg: Obj, rng: ListRng) => Machine> = {
   pairing: newPairing,
   rendezvous: newRendezvous,
   session: newSession,
   channels: (role, cfg) => newChannels(role, cfg),
+  files: (role, cfg) => newFiles(role, cfg),
 };
 
 const machines = new Map<string, Machine>();
