@@ -227,3 +227,20 @@ def test_unix_session_helper(tmp_path: Path) -> None:
                 assert (await r.json())["app"] == "sched"
 
     asyncio.run(main())
+
+
+def test_a_broken_tokens_file_is_503_not_a_crash(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with Harness(tmp_path / "home") as h:
+            path = h.home / "api" / "tokens.json"
+            os.chmod(path, 0o644)  # someone loosened it
+            r = await h.client.get("/v1/peers", headers=h.auth("notes"))
+            status, code = await _code(r)
+            assert (status, code) == (503, "BACKEND_UNAVAILABLE")
+            assert "chmod" in (await r.json())["error"]["message"]
+            os.chmod(path, 0o600)
+            path.write_text("{not json")
+            r = await h.client.get("/v1/peers", headers=h.auth("notes"))
+            assert await _code(r) == (503, "BACKEND_UNAVAILABLE")
+
+    asyncio.run(main())

@@ -39,7 +39,7 @@ class ApiErrorCode(StrEnum):
     QUOTA_EXCEEDED = "QUOTA_EXCEEDED"  # the outbox (or the app's quota) is full: retry later
     SEND_WINDOW_EXCEEDED = "SEND_WINDOW_EXCEEDED"  # WebSocket: more sends in flight than the window
     INTERNAL_ERROR = "INTERNAL_ERROR"  # a bug: logged, never a traceback to the client
-    BACKEND_UNAVAILABLE = "BACKEND_UNAVAILABLE"  # the peer process is shutting down
+    BACKEND_UNAVAILABLE = "BACKEND_UNAVAILABLE"  # p4 up is stopping; a profile file is broken
 
     @property
     def status(self) -> int:
@@ -73,6 +73,10 @@ P4_STATUS: Final[dict[ErrorCode, tuple[int, str]]] = {
     ErrorCode.PEER_UNKNOWN: (404, "PEER_UNKNOWN"),
     ErrorCode.SES_OUTBOX_FULL: (429, "QUOTA_EXCEEDED"),
     ErrorCode.PROFILE_LOCKED: (503, "BACKEND_UNAVAILABLE"),
+    # a profile file the user broke while p4 up runs (the message says which and how to fix)
+    ErrorCode.PROFILE_CORRUPT: (503, "BACKEND_UNAVAILABLE"),
+    ErrorCode.PROFILE_INSECURE: (503, "BACKEND_UNAVAILABLE"),
+    ErrorCode.PROFILE_NOT_FOUND: (503, "BACKEND_UNAVAILABLE"),
 }
 
 
