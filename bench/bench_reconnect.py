@@ -49,6 +49,7 @@ from p4ref.reconnect import (
     DialSucceeded,
     NetworkChanged,
     NudgeTor,
+    ReconnectConfig,
     ReconnectPolicy,
     RefetchDescriptor,
     Republish,
@@ -68,7 +69,7 @@ def _quantiles(xs: list[float]) -> tuple[float, float, float]:
 
 
 async def _trials(lab: Any, n: int, *, nudge: bool, limit: float, settle: float,
-                  base_dir: str | None) -> dict[str, Any]:
+                  base_dir: str | None, config: ReconnectConfig) -> dict[str, Any]:
     from p4ref.io.netwatch import NetWatch, nudge_tor
     from tools.netlab.tor import LabTorNet, echo_once, echo_server
 
@@ -88,7 +89,7 @@ async def _trials(lab: Any, n: int, *, nudge: bool, limit: float, settle: float,
         onion = hs.service_id + ".onion"
         await echo_once(net.socks_socket(1), onion, "first", 30)
         a = ReconnectPolicy("high", rng=os.urandom, tor_launched=nudge)
-        b = ReconnectPolicy("low", rng=os.urandom)
+        b = ReconnectPolicy("low", rng=os.urandom, config=config)
         a.on_event(Want(), _ms())
         b.on_event(Want(), _ms())
         b.on_event(DialSucceeded(), _ms())
@@ -190,6 +191,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--limit", type=float, default=120.0, help="seconds allowed per move")
     ap.add_argument("--settle", type=float, default=10.0, help="seconds between moves")
     ap.add_argument("--dir", help="keep the tor directories (logs) here")
+    ap.add_argument("--hedge-ms", type=int, default=ReconnectConfig().hedge_after_ms,
+                    help="DIAL_HEDGE of the dialing peer's policy")
+    ap.add_argument("--parallel", type=int, default=ReconnectConfig().max_parallel_dials,
+                    help="DIAL_PARALLEL of the dialing peer's policy (1: no hedging)")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--quick", action="store_true")
     args = ap.parse_args(argv)
@@ -211,17 +216,23 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench_reconnect: the network lab did not build: {exc}")
         return 1
     results: dict[str, Any] = {}
+    config = ReconnectConfig(hedge_after_ms=args.hedge_ms, max_parallel_dials=args.parallel)
     try:
         results["policy"] = asyncio.run(_trials(lab, args.trials, nudge=True, limit=args.limit,
-                                                settle=args.settle, base_dir=args.dir))
+                                                settle=args.settle, base_dir=args.dir,
+                                                config=config))
         if args.baseline:
             results["baseline"] = asyncio.run(
                 _trials(lab, args.baseline_trials, nudge=False, limit=args.limit,
-                        settle=args.settle, base_dir=args.dir))
+                        settle=args.settle, base_dir=args.dir, config=config))
     finally:
         lab.down()
     if args.json:
         print(json.dumps(results, indent=2, default=float))
+    else:
+        for name, r in results.items():
+            print(f"{name}: per move (s) {[round(x, 2) for x in r['total_s']]}, dials {r['dials']}")
+    print(f"dialer policy: DIAL_HEDGE {args.hedge_ms} ms, DIAL_PARALLEL {args.parallel}")
     _report("onion re-dial after a hard move (policy)", results["policy"])
     if "baseline" in results:
         _report(f"baseline, no nudge ({args.baseline_trials} moves)", results["baseline"])

@@ -512,21 +512,28 @@ class ReconnectPolicy:
         more = self._in_flight < c.max_parallel_dials
         self._hedge_at = now + c.hedge_after_ms if more else None
 
+    def _refetch(self, now: int, out: list[Action]) -> None:
+        """Refetch the peer's descriptor, at most every HSFETCH_INTERVAL [RDV-62]."""
+        last = self._last_refetch
+        if last is None or now - last >= self.config.hsfetch_interval_ms:
+            self._last_refetch = now
+            out.append(RefetchDescriptor())
+
     def _a_hedge(self, now: int, out: list[Action]) -> None:
-        """A dial in flight for DIAL_HEDGE without an outcome gets a sibling on a fresh circuit
-        (after a move its first circuit often waits on a dead introduction) [RDV-70]."""
+        """A dial in flight for DIAL_HEDGE without an outcome gets a sibling on a fresh circuit,
+        after a descriptor refetch: after the peer's move its first circuit often waits on a
+        dead introduction, or on a descriptor the peer has replaced [RDV-70]."""
         if self._in_flight < self.config.max_parallel_dials:
+            self._refetch(now, out)
             out.append(Dial(self._failures))
             self._in_flight += 1
         self._schedule_hedge(now)
 
     def _a_dial_failed(self, now: int, out: list[Action]) -> None:
-        """Refetch the descriptor (at most every HSFETCH_INTERVAL); when no dial is left in
-        flight, back off [RDV-62], [RDV-66], [RDV-70]."""
+        """Refetch the descriptor; when no dial is left in flight, back off [RDV-62], [RDV-66],
+        [RDV-70]."""
         c = self.config
-        if self._last_refetch is None or now - self._last_refetch >= c.hsfetch_interval_ms:
-            self._last_refetch = now
-            out.append(RefetchDescriptor())
+        self._refetch(now, out)
         self._in_flight = max(0, self._in_flight - 1)
         if self._in_flight:
             if self._hedge_at is None:
