@@ -636,6 +636,8 @@ class Link:
         except P4Error:
             self._abandon(rec)
             raise
+        log.info("OFFER %d sent %s (%s)", number,
+                 "in-band" if rec.inband_frame else "on the stream", self._need_cause)
         self._update_status()
 
     async def _signal_loop(self) -> None:
@@ -655,6 +657,8 @@ class Link:
                 self._kick.set()
             return
         if isinstance(ev, OfferReceived):
+            log.info("OFFER %d received %s%s", ev.generation,
+                     "in-band" if se.inband else "on the stream", " (glare)" if ev.glare else "")
             if p is not None and not p.opened:
                 self._abandon(p)  # lost glare, or superseded by the peer's newer OFFER
             self.signaller.replay.advance(ev.generation)  # durable before we answer [RDV-52]
@@ -684,8 +688,12 @@ class Link:
                 self._kick.set()
                 return
             rec.answered = True
+            log.info("ANSWER %d sent %s", ev.generation,
+                     "in-band" if rec.inband_frame else "on the stream")
             self._tasks.append(asyncio.create_task(self._await_open(rec)))
         elif isinstance(ev, AnswerReceived):
+            log.info("ANSWER %d received %s", ev.generation,
+                     "in-band" if se.inband else "on the stream")
             if p is None or not p.offerer or p.g is None or p.number != ev.generation:
                 return
             p.answered = True

@@ -73,6 +73,7 @@ def out(ev: str, **kw: Any) -> None:
 
 
 def on_event(ev: LinkEvent) -> None:
+    logging.getLogger("p4ref.link.testpeer").info("%s", ev)
     out(ev.kind, status=ev.status, gen=ev.generation, code=ev.code, by_peer=ev.by_peer,
         active=ev.active, detail=ev.detail)
 
