@@ -7,6 +7,7 @@ A real ``ApiServer`` (TCP mode, FakeBackend) runs in a thread. For every generat
   content type, body schema);
 - the same request without the token is 401, and with the token in the URL is 400 TOKEN_IN_URL,
   so nothing bypasses authentication;
+- the profile's API files are intact afterwards (tokens unchanged, endpoint file removed);
 - the fuzzed app ("notes": peer phone, prefix ``notes/``) never reaches another app's channels:
   the backend never opens a channel outside ``notes/`` with a peer other than the phone, and the
   messages waiting for app "sched" are never handed to it nor confirmed.
@@ -112,6 +113,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         s.stop()
         print(f"\nschemathesis: {COUNT.pop('requests')} requests; as the app:",
               ", ".join(f"{k}: {v}" for k, v in sorted(COUNT.items())))
+    # nothing the requests did changed the profile's API state
+    assert [a.name for a in TokenStore(home).apps()] == ["notes", "sched"]
+    assert TokenStore(home).verify(s.token) is not None
+    assert sorted(os.listdir(home / "api")) == ["lock", "tokens.json"]  # endpoint file gone
 
 
 def _check_body(text: str) -> None:
