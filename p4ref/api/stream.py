@@ -98,6 +98,12 @@ class Connection:
             with contextlib.suppress(Exception):
                 await self.error(f.err, None, fatal=True)
             await self.ws.close(code=1008, message=f.err.code.encode())
+        except ConnectionError:
+            pass  # the client went away while we answered
+        except Exception:  # a bug: logged; the client sees 1011, never a traceback
+            log.exception("stream of app %s failed", self.scope.name)
+            with contextlib.suppress(Exception):
+                await self.ws.close(code=1011, message=b"INTERNAL_ERROR")
         finally:
             for t in self._tasks:
                 t.cancel()
