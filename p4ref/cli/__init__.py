@@ -146,7 +146,10 @@ def build_parser() -> argparse.ArgumentParser:
     p_ren.set_defaults(func=cmd_peers_rename)
     p_fgt = peers_sub.add_parser("forget", parents=[home], help="delete a paired peer")
     p_fgt.add_argument("name", metavar="ID|NAME", help="device ID or name")
-    p_fgt.set_defaults(func=cmd_peers_forget)
+    p_fgt.add_argument("--json", action="store_true", help="machine-readable output")
+    from .verbs import cmd_peers_forget_live  # stops a running p4 up's link first
+
+    p_fgt.set_defaults(func=cmd_peers_forget_live)
     p_list = peers_sub.add_parser("list", parents=[home], help="list paired peers")
     p_list.set_defaults(func=cmd_peers_list)
 
@@ -164,6 +167,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p_demo = add("demo", cmd_demo, "run the local demo (p4ref.demo); later arguments are its own")
     p_demo.set_defaults(demo_args=[])
+
+    from .up import add_up_parser  # p4 up: the running peer (p4ref.peer)
+    from .verbs import add_verb_parsers  # status, send, recv, chat: through the local API
+
+    add_up_parser(add, home)
+    add_verb_parsers(add)
 
     from p4ref.api.cli import add_api_parser  # p4 api token add|list|remove, p4 api endpoint
 

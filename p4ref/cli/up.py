@@ -1,0 +1,68 @@
+"""``p4 up``: run the peer of one profile in the foreground (:mod:`p4ref.peer`).
+
+    p4 [--home DIR] up [--tor MODE] [--verbose] [--inbox DIR] [--max-file-size BYTES]
+                       [--host-address ADDR ...]
+
+Logs go to stderr, one readable line per event (``--verbose`` adds the links' details).
+Ctrl-C or SIGTERM stops it cleanly. A second ``p4 up`` on the same profile exits at once with
+PROFILE_LOCKED.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import sys
+from pathlib import Path
+
+from ._common import home as _home
+from ._common import tor_spec
+
+__all__ = ["add_up_parser", "cmd_up"]
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from ..peer import Daemon, DaemonOptions
+    from ..peer.daemon import daemon_lock
+    from .pair import tor_config
+
+    home = _home(args)
+    level = logging.DEBUG if args.verbose else logging.INFO
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING)
+    logging.getLogger("p4").setLevel(level)
+    if args.verbose:
+        logging.getLogger("p4ref").setLevel(logging.INFO)
+    with daemon_lock(home):  # fail fast, before Tor, when another p4 up runs
+        pass
+    tor = tor_config(args.tor)
+    hosts = tuple(args.host_address) if args.host_address else (
+        ("127.0.0.1",) if args.tor.startswith("testnet:") else None)
+    options = DaemonOptions(tor=tor, host_addresses=hosts,
+                            inbox=Path(args.inbox).expanduser() if args.inbox else None,
+                            max_file_size=args.max_file_size)
+    daemon = Daemon(home, options)
+    with contextlib.suppress(asyncio.CancelledError):
+        asyncio.run(daemon.run())
+    return 0
+
+
+def add_up_parser(add: object, home: argparse.ArgumentParser) -> None:
+    """Register ``p4 up`` with the ``add(name, func, help)`` helper of :func:`build_parser`."""
+    p: argparse.ArgumentParser = add("up", cmd_up,  # type: ignore[operator]
+                                     "run this device's peer (keep it running)")
+    p.add_argument("--tor", default="system", metavar="MODE", type=tor_spec,
+                   help="system[:PORT] (default), launch, or testnet:DIR[:N]")
+    p.add_argument("--verbose", "-v", action="store_true", help="more detail in the log")
+    p.add_argument("--inbox", metavar="DIR", default=None,
+                   help="where received files go (default: <profile>/inbox)")
+    p.add_argument("--max-file-size", metavar="BYTES", type=int, default=(1 << 63) - 1,
+                   help="refuse incoming files larger than this")
+    p.add_argument("--host-address", metavar="ADDR", action="append", default=[],
+                   help="local address for direct connections (repeatable; default: all,"
+                        " 127.0.0.1 with --tor testnet:…)")
