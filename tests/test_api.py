@@ -99,6 +99,9 @@ def test_send_is_accepted_after_commit_and_idempotent(tmp_path: Path) -> None:
     ({"peer": "phone", "channel": "notes/ a", "text": "x"}, "k", 400, "BAD_REQUEST"),
     ({"peer": "phone", "channel": "notes/a", "text": "x", "extra": 1}, "k", 400, "BAD_REQUEST"),
     ([1, 2], "k", 400, "BAD_REQUEST"),
+    # the documented order: key before peer, peer before channel scope
+    ({"peer": "nobody", "channel": "sched/a", "text": "x"}, None, 400, "BAD_REQUEST"),
+    ({"peer": "nobody", "channel": "sched/a", "text": "x"}, "k", 404, "PEER_UNKNOWN"),
 ])
 def test_send_refusals(tmp_path: Path, body: Any, key: str | None, status: int,
                        code: str) -> None:
