@@ -277,13 +277,12 @@ export class ChannelsMachine implements Machine {
     }
   }
 
-  /** CHN-37: the peer broke a channel rule. */
+  /** CHN-37: the peer broke a channel rule; only that channel ends (no `error` output, §13.2). */
   private fail(out: StepOutput, c: Chan, code: ErrorName): void {
     const v = BigInt(codeValue(code) as number);
     this.emit(out, { type: "RESET", chan: c.id, code: v });
     this.chans.delete(c.id);
     out.events.push({ event: "CHANNEL_RESET", chan: c.id, code: v, by_peer: false });
-    out.errors.push(code);
   }
 }
 
