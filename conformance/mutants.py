@@ -372,17 +372,20 @@ _CREDIT_ITEM, _RESET_ITEM, _FLOW_CONTROL = 0x03, 0x05, 0x0504
 
 def _credit_outputs(out: list[Any]) -> list[Any]:
     """What a channel layer without credit flow control would not output: CREDIT items and
-    CREDIT_GRANTED; and, in a step that resets a channel for CHAN_FLOW_CONTROL, that RESET, its
-    CHANNEL_RESET and the error."""
-    flow = any(isinstance(o, dict) and o.get("error") == "CHAN_FLOW_CONTROL" for o in out)
+    CREDIT_GRANTED; and, in a step that resets a channel for CHAN_FLOW_CONTROL, that RESET and
+    its CHANNEL_RESET."""
+    def flow_reset(o: Any) -> bool:
+        return isinstance(o, dict) and o.get("event") == "CHANNEL_RESET" \
+            and o.get("code") == _FLOW_CONTROL and o.get("by_peer") is False
+
+    flow = any(flow_reset(o) for o in out)
     drop: list[Any] = []
     for o in out:
         if not isinstance(o, dict):
             continue
         kind = _item_type(o)
-        if kind == _CREDIT_ITEM or o.get("event") == "CREDIT_GRANTED" or (flow and (
-                kind == _RESET_ITEM or o.get("error") == "CHAN_FLOW_CONTROL"
-                or (o.get("event") == "CHANNEL_RESET" and o.get("code") == _FLOW_CONTROL))):
+        if kind == _CREDIT_ITEM or o.get("event") == "CREDIT_GRANTED" or flow_reset(o) \
+                or (flow and kind == _RESET_ITEM):
             drop.append(o)
     return drop
 

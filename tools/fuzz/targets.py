@@ -301,6 +301,9 @@ def all_targets() -> dict[str, Target]:
         _machine_target("machine.pairing.accepter", "pairing", "accepter"),
         _machine_target("machine.rendezvous.dialer", "rendezvous", "dialer"),
         _machine_target("machine.rendezvous.acceptor", "rendezvous", "acceptor"),
+        _op_target("channels.decode_item", "channels.decode_item", "item"),
+        _machine_target("machine.channels.low", "channels", "low"),
+        _machine_target("machine.channels.high", "channels", "high"),
         _store_target("peers.json"),
         _store_target("identity.key"),
     ]

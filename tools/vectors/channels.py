@@ -364,8 +364,9 @@ def _transcripts() -> list[Json]:
     hi.recv(Data(0, 10, b"y", False), Credit(0, 5 * W))
     hi.recv(Data(2, 0, b"ok", True))
     add(hi, "chn-tx-flow-control", "DATA ending beyond the limit (and above the next offset): "
-        "RESET CHAN_FLOW_CONTROL, the error; later items of channel 0 are ignored, channel 2 "
-        "goes on", ["checks", "violation", "late", "forget"], ["CREDIT", "ORDER"])
+        "RESET CHAN_FLOW_CONTROL, no error output (the side goes on); later items of channel 0 "
+        "are ignored, channel 2 goes on", ["checks", "violation", "late", "forget"],
+        ["CREDIT", "ORDER"])
     hi = _Rec("high", window=W)
     hi.recv(Open(0, "a"))
     hi.recv(Data(0, 0, b"abc", False))
