@@ -221,17 +221,20 @@ def test_send_file_hash_verified(peers: tuple[Up, Up], tmp_path: Path) -> None:
     assert got["name"] == "photo.bin" and got["peer_name"] == "alice"
     assert sha256(Path(got["path"])) == sha256(src)
     print(f"sent {src.stat().st_size >> 20} MiB in {time.monotonic() - t0:.1f}s")
-    # the same name again: a collision-safe name in the inbox, never an overwrite
-    r = p4(ua.home, "send", str(src), "bob", "--json", timeout=300)
+    # another file of the same name: a collision-safe name in the inbox, never an overwrite
+    (tmp_path / "other").mkdir()
+    src2 = make_file(tmp_path / "other" / "photo.bin", 100_000, 3)
+    r = p4(ua.home, "send", str(src2), "bob", "--json", timeout=300)
     assert r.returncode == 0, r.stderr
     r = p4(ub.home, "recv", "--json")
     (again,) = [json.loads(x) for x in r.stdout.splitlines()]
-    assert again["path"] != got["path"] and sha256(Path(again["path"])) == sha256(src)
+    assert again["path"] != got["path"] and sha256(Path(again["path"])) == sha256(src2)
+    assert sha256(Path(got["path"])) == sha256(src)
 
 
 def test_send_resumes_after_receiver_sigkill(peers: tuple[Up, Up], tmp_path: Path) -> None:
     ua, ub = peers
-    size = (96 if LONG else 40) << 20
+    size = (96 if LONG else 12) << 20
     src = make_file(tmp_path / "big.bin", size, 2)
     sender = subprocess.Popen([*P4, "--home", str(ua.home), "send", str(src), "bob", "--json"],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

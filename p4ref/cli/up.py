@@ -28,7 +28,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     from ..peer.daemon import daemon_lock
     from .pair import tor_config
 
-    home = _home(args)
+    home = _home(args).resolve()  # endpoint.json must name the socket for any cwd
     level = logging.DEBUG if args.verbose else logging.INFO
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
@@ -36,6 +36,12 @@ def cmd_up(args: argparse.Namespace) -> int:
     root.addHandler(handler)
     root.setLevel(logging.WARNING)
     logging.getLogger("p4").setLevel(level)
+    noisy = ("stem", "aiortc", "aioice", "aiohttp")  # stem sets its own logger's level
+
+    def quiet(record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or not record.name.startswith(noisy)
+
+    handler.addFilter(quiet)
     if args.verbose:
         logging.getLogger("p4ref").setLevel(logging.INFO)
     with daemon_lock(home):  # fail fast, before Tor, when another p4 up runs

@@ -81,7 +81,7 @@ async def _status(args: argparse.Namespace) -> int:
         print(f"{p['name']:<{w}}  {p['state']:<10}  {p['generation']:>3}  "
               f"{p['path'] or '-':<6}  {p['outbox_messages']:>6}  {last}")
     for t in info.get("transfers", []):
-        print(f"sending {t['name']} to {t['peer'][:8]}…: {t['state']}, "
+        print(f"sending {t['name']} to {t.get('peer_name') or t['peer'][:8]}: {t['state']}, "
               f"{_size(t['sent'])} of {_size(t['size'])}")
     return 0
 

@@ -175,7 +175,7 @@ class Daemon:
         await self.backend.start()
         self.files = FileService(self.home, self.links, self.backend.accept_channel,
                                  inbox=self.options.inbox,
-                                 max_size=self.options.max_file_size)
+                                 max_size=self.options.max_file_size, names=self.names)
         await self.files.start()
         tokens = TokenStore(self.home)
         with contextlib.suppress(TokenError):
@@ -189,9 +189,8 @@ class Daemon:
         self.server = ApiServer(self.home, self.backend,
                                 transport=self.options.transport)  # type: ignore[arg-type]
         add_routes(self.server.app, self)
-        endpoint = await self.server.start()
-        log.info("local API on %s; inbox %s", endpoint.path or
-                 f"{endpoint.host}:{endpoint.port}", self.files.inbox)
+        await self.server.start()
+        log.info("received files go to %s", self.files.inbox)
         if self.options.netwatch:
             self._tasks.append(asyncio.create_task(self._netwatch()))
         self._tasks.append(asyncio.create_task(self._rescan()))

@@ -151,14 +151,15 @@ class FileService:
 
     def __init__(self, home: Path, links: dict[str, Any], accept: Any, *,
                  inbox: Path | None = None, max_size: int = (1 << 63) - 1,
-                 persist_every: int = 4 << 20) -> None:
+                 persist_every: int = 1 << 20, names: dict[str, str] | None = None) -> None:
         self.home = home
         self.dir = home / "peer"
         self.inbox = inbox or home / "inbox"
         self._links = links
         self._accept = accept
         self.max_size = max_size
-        self.persist_every = persist_every
+        self.persist_every = persist_every  # a resume loses at most this much
+        self.names = names if names is not None else {}
         self.outgoing: dict[str, Outgoing] = {}
         self.received: list[Incoming] = []
         self._tasks: dict[str, asyncio.Task[None]] = {}
@@ -237,6 +238,9 @@ class FileService:
         self._spawn(o)
         return o
 
+    def _who(self, peer: str) -> str:
+        return self.names.get(peer) or peer[:8]
+
     def _spawn(self, o: Outgoing) -> None:
         self._tasks[o.id] = asyncio.create_task(self._run_out(o))
 
@@ -247,7 +251,7 @@ class FileService:
                 os.unlink(o.path)
         self._save_out()
         self.changed.set()
-        log.info("send %s of %s to %s: %s%s", o.id, o.name, o.peer[:8], state,
+        log.info("send %s of %s to %s: %s%s", o.id, o.name, self._who(o.peer), state,
                  f" ({o.code})" if o.code else "")
 
     async def _leaves_of(self, path: Path) -> list[bytes]:
@@ -321,7 +325,7 @@ class FileService:
         seen = set(marks.read_text().split()) if marks.exists() else set()
         if ch.name in seen:  # began before a restart: its machine is gone; the sender resumes
             log.info("incoming %s from %s: interrupted earlier; reset, the sender resumes",
-                     ch.name, peer[:8])
+                     ch.name, self._who(peer))
             with contextlib.suppress(P4Error):
                 await ch.reset(0)
             return
@@ -331,14 +335,15 @@ class FileService:
             os.fsync(f.fileno())
 
         async def decide(ev: OfferReceived) -> bool:
-            log.info("incoming file %r (%d bytes) from %s", ev.file_name, ev.size, peer[:8])
+            log.info("incoming file %r (%d bytes) from %s", ev.file_name, ev.size,
+                     self._who(peer))
             return ev.size <= self.max_size
 
         try:
             res = await receive_file(_FileChannel(ch), self.inbox, decide=decide,
                                      persist_every=self.persist_every)
         except P4Error as exc:
-            log.info("incoming %s from %s ended: %s", ch.name, peer[:8], exc)
+            log.info("incoming %s from %s ended: %s", ch.name, self._who(peer), exc)
             return
         if res.state == "DONE" and res.path is not None:
             inc = Incoming(ch.name.removeprefix(PREFIX), peer, res.path.name, str(res.path),
@@ -347,7 +352,8 @@ class FileService:
             self._save_in()
             self.changed.set()
             log.info("received %s (%d bytes%s) from %s", res.path, inc.size,
-                     f", resumed at {res.resumed_from}" if res.resumed_from else "", peer[:8])
+                     f", resumed at {res.resumed_from}" if res.resumed_from else "",
+                     self._who(peer))
         else:
-            log.info("incoming %s from %s: %s %s", ch.name, peer[:8], res.state,
+            log.info("incoming %s from %s: %s %s", ch.name, self._who(peer), res.state,
                      _code_name(res.code) or "")
