@@ -232,3 +232,33 @@ def test_spec_worked_example_hex_is_the_codec_output() -> None:
     assert high.consumed(c, 5) == []
     deliver(high, low.write(c, b"x" * (8192 - 5), end_of_message=False))
     assert [decode_item(i) for i in high.consumed(c, 8192 - 5)] == [Credit(c, 24576)]
+
+
+def test_id_space_ends_at_max_chan_id() -> None:
+    # CHN-15, CHN-16 rule 1: ids are at most 2^62 - 1
+    from p4ref.channels import MAX_CHAN_ID
+
+    low, high = pair()
+    low._next_own = MAX_CHAN_ID + 1  # as if every id had been used
+    with pytest.raises(LocalProtocolError) as exc:
+        low.open("late")
+    assert exc.value.code == ErrorCode.CHAN_TOO_MANY
+    high._next_peer = MAX_CHAN_ID + 1
+    with pytest.raises(RemoteProtocolError) as rexc:
+        high.receive(encode_item(Open(MAX_CHAN_ID + 1, "x")))
+    assert rexc.value.code == ErrorCode.CHAN_ID_INVALID
+
+
+@pytest.mark.parametrize("state", [b"", b"\xa0", bytes.fromhex("a50101021f030004010580"),
+                                   bytes.fromhex("a50101" + "02f5" + "0301" + "0401" + "0580")])
+def test_restore_refuses_a_foreign_or_corrupt_state(state: bytes) -> None:
+    # a HIGH state given to LOW (f5 = LOW), bad counters, bad CBOR: refused, never guessed at
+    with pytest.raises(LocalProtocolError) as exc:
+        ChannelMux(low=False, config=ChannelConfig(window=W), state=state)
+    assert exc.value.code == ErrorCode.MESSAGE_INVALID
+
+
+def test_config_limits() -> None:
+    for bad in ({"window": 0}, {"max_channels": 0}, {"window": 2**64}):
+        with pytest.raises(LocalProtocolError):
+            ChannelConfig(**bad)
