@@ -1,7 +1,8 @@
 """File-transfer records, names and hashes (spec/p4-06-files-v1.md §5–§7).
 
 A transfer runs on one P⁴ channel (p4-05).  Each direction of the channel carries a sequence of
-*records*, ``Type (8) || Length (16) || Body`` [FIL-12]:
+*records*, ``Version (8) = 1 || Type (8) || Flags (8) = 0 || Length (16) || Body`` [FIL-12],
+[FIL-47] (the layout of a p4-01 frame header, with this document's own types):
 
 ============= ====== ========= ============================================================
 FILE_OFFER    0x10   cbor      sender → receiver: name, size, block size, root [FIL-16]
@@ -45,6 +46,7 @@ __all__ = [
     "MAX_NAME_BYTES",
     "MAX_SIZE",
     "MIN_BLOCK_SIZE",
+    "VERSION",
     "Accept",
     "Cancel",
     "Complete",
@@ -66,7 +68,9 @@ __all__ = [
     "root_of",
 ]
 
-HEADER_LEN = 3
+HEADER_LEN = 5
+#: The Version byte of every v1 record [FIL-47].
+VERSION = 1
 #: Largest FILE_DATA body (§7.1) [FIL-13].
 MAX_DATA_LEN = 32768
 #: Largest body of every other record type (§7.1) [FIL-13].
@@ -269,7 +273,7 @@ def _offer(f: dict[str, CborValue]) -> Offer:
         raise _invalid(f"block_size {bs} [FIL-16]")
     if len(root) != HASH_LEN:
         raise _invalid("root is 32 bytes [FIL-16]")
-    check_name(name)  # §7.4 step 5: after the schema
+    check_name(name)  # §7.4 step 8: after the schema
     return Offer(name, size, bs, root)
 
 
@@ -293,7 +297,7 @@ def _code(f: dict[str, CborValue], rtype: RecordType) -> int:
 
 
 def decode_body(rtype: RecordType, body: bytes) -> Record:
-    """The record of one complete body: §7.4 steps 4–5 (CBOR, schema, name)."""
+    """The record of one complete body: §7.4 steps 6–8 (CBOR, schema, name)."""
     if rtype is RecordType.FILE_DATA:
         return Data(bytes(body))
     f = _fields(rtype, decode_cbor_map(body))
@@ -313,17 +317,26 @@ def decode_body(rtype: RecordType, body: bytes) -> Record:
     return Cancel(_code(f, rtype))
 
 
-def body_limit(type_byte: int) -> RecordType:
-    """§7.4 steps 1–2 on a header's type byte: the record type, or FILE_RECORD_INVALID."""
+def parse_header(head: bytes) -> tuple[RecordType, int]:
+    """§7.4 steps 2–5 on a 5-byte header: ``(type, Length)``, or the first failing check's
+    code: the version (VERSION_UNSUPPORTED), the type, the flags, the Length
+    (FILE_RECORD_INVALID), before any of the body is buffered [FIL-13]."""
+    if head[0] != VERSION:
+        raise DecodeError(ErrorCode.VERSION_UNSUPPORTED, f"record version {head[0]} [FIL-47]")
     try:
-        return RecordType(type_byte)
+        rtype = RecordType(head[1])
     except ValueError:
         raise DecodeError(ErrorCode.FILE_RECORD_INVALID,
-                          f"record type 0x{type_byte:02x} [FIL-14]") from None
+                          f"record type 0x{head[1]:02x} [FIL-14]") from None
+    if head[2] != 0:
+        raise DecodeError(ErrorCode.FILE_RECORD_INVALID, f"flags 0x{head[2]:02x} [FIL-47]")
+    length = int.from_bytes(head[3:5], "big")
+    check_length(rtype, length)
+    return rtype, length
 
 
 def check_length(rtype: RecordType, length: int) -> None:
-    """§7.4 step 3: the Length of a record of this type [FIL-13]."""
+    """§7.4 step 5: the Length of a record of this type [FIL-13]."""
     if rtype is RecordType.FILE_DATA:
         if not 1 <= length <= MAX_DATA_LEN:
             raise DecodeError(ErrorCode.FILE_RECORD_INVALID, f"FILE_DATA of {length} bytes")
@@ -335,9 +348,7 @@ def decode_record(unit: bytes) -> Record:
     """Decode ``unit``, which must hold exactly one record (§7.4; op ``files.decode``)."""
     if len(unit) < HEADER_LEN:
         raise DecodeError(ErrorCode.FILE_RECORD_INVALID, "shorter than a record header")
-    rtype = body_limit(unit[0])
-    length = int.from_bytes(unit[1:3], "big")
-    check_length(rtype, length)
+    rtype, length = parse_header(unit[:HEADER_LEN])
     if len(unit) != HEADER_LEN + length:
         raise DecodeError(ErrorCode.FILE_RECORD_INVALID,
                           f"{len(unit) - HEADER_LEN} body bytes, Length {length}")
@@ -367,7 +378,7 @@ def encode_record(record: Record) -> bytes:
         if code is ErrorCode.FILE_RECORD_INVALID:  # a DATA or body size is a schema limit
             code = ErrorCode.MESSAGE_INVALID
         raise _local(exc.message, code) from None
-    return struct.pack(">BH", rtype, len(body)) + body
+    return struct.pack(">BBBH", VERSION, rtype, 0, len(body)) + body
 
 
 def _encode_map(record: Record) -> bytes:

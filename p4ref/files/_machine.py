@@ -216,12 +216,10 @@ class _Machine:
         self._buf.clear()  # bytes after a terminal record are discarded [FIL-41]
 
     def _next_record(self) -> Record | None:
-        """§7.4 steps 1–6 on the buffered bytes; None when a record is not complete yet."""
+        """§7.4 steps 1–8 on the buffered bytes; None when a record is not complete yet."""
         if len(self._buf) < HEADER_LEN:
             return None
-        rtype = codec.body_limit(self._buf[0])
-        length = int.from_bytes(self._buf[1:3], "big")
-        codec.check_length(rtype, length)  # before the body is buffered [FIL-13]
+        rtype, length = codec.parse_header(bytes(self._buf[:HEADER_LEN]))  # [FIL-13]
         if len(self._buf) < HEADER_LEN + length:
             return None
         body = bytes(self._buf[HEADER_LEN : HEADER_LEN + length])

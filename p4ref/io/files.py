@@ -436,6 +436,8 @@ async def receive_file(channel: ChannelLike, directory: str | os.PathLike[str], 
     async def next_input() -> tuple[bytes, MessageLike | None] | None:
         if cancel is None:
             return await _next(channel)
+        if cancel.is_set():
+            return None
         nxt = asyncio.ensure_future(_next(channel))
         stop = asyncio.ensure_future(cancel.wait())
         done, _ = await asyncio.wait({nxt, stop}, return_when=asyncio.FIRST_COMPLETED)
