@@ -152,7 +152,7 @@ def _decode_tests() -> list[Json]:
         ["order"], ["NON_CANONICAL"])
     bad("chn-dec-truncated", "CLOSE cut inside its map", bytes.fromhex("04a20100"),
         "CBOR_MALFORMED", ["order"])
-    bad("chn-dec-cbor-before-schema", "unsorted keys and a missing key: CBOR first",
+    bad("chn-dec-cbor-before-schema", "key 1 missing and a trailing byte: the CBOR rule first",
         bytes.fromhex("03a1020001"), "CBOR_TRAILING", ["order"], ["ORDER"])
     return out
 
