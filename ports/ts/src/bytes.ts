@@ -1,19 +1,37 @@
 /** Byte helpers: hex, concatenation, fixed-width integers, `lp()` (p4-02 §2). */
 export type Bytes = Uint8Array;
 
-const HEX = /^(?:[0-9a-f]{2})*$/;
+const NIBBLE = new Int8Array(128).fill(-1);
+for (let i = 0; i < 10; i++) NIBBLE[0x30 + i] = i;
+for (let i = 0; i < 6; i++) NIBBLE[0x61 + i] = 10 + i;
 
-export function fromHex(s: string): Bytes {
-  if (!HEX.test(s)) throw new TypeError("not lowercase hex: " + s.slice(0, 40));
+/** Lowercase hex to bytes, or undefined if `s` is not lowercase hex of even length. */
+export function hexOrUndefined(s: unknown): Bytes | undefined {
+  if (typeof s !== "string" || s.length % 2 !== 0) return undefined;
   const out = new Uint8Array(s.length / 2);
-  for (let i = 0; i < out.length; i++) out[i] = parseInt(s.slice(2 * i, 2 * i + 2), 16);
+  for (let i = 0; i < out.length; i++) {
+    const a = s.charCodeAt(2 * i);
+    const b = s.charCodeAt(2 * i + 1);
+    const hi = a < 128 ? (NIBBLE[a] ?? -1) : -1;
+    const lo = b < 128 ? (NIBBLE[b] ?? -1) : -1;
+    if (hi < 0 || lo < 0) return undefined;
+    out[i] = (hi << 4) | lo;
+  }
   return out;
 }
 
+export function fromHex(s: string): Bytes {
+  const b = hexOrUndefined(s);
+  if (b === undefined) throw new TypeError("not lowercase hex: " + s.slice(0, 40));
+  return b;
+}
+
+const HEXES = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));
+
 export function toHex(b: Bytes): string {
-  let s = "";
-  for (const x of b) s += x.toString(16).padStart(2, "0");
-  return s;
+  const parts: string[] = new Array<string>(b.length);
+  for (let i = 0; i < b.length; i++) parts[i] = HEXES[b[i] ?? 0] ?? "";
+  return parts.join("");
 }
 
 export function concat(...parts: Bytes[]): Bytes {

@@ -153,16 +153,20 @@ export function rawFrame(type: number, flags: number, body: Bytes): Bytes {
  */
 export class StreamReader {
   private buf: Bytes = new Uint8Array(0);
+  /** Bytes of `buf` before `off` were already cut (no copy per frame). */
+  private off = 0;
   private failed: P4Error | undefined;
   constructor(readonly path: Path = "tor") {}
 
   get pending(): number {
-    return this.buf.length;
+    return this.buf.length - this.off;
   }
 
   /** Append bytes without cutting frames (use `next()` to cut them one by one). */
   push(data: Bytes): void {
-    if (data.length > 0) this.buf = this.buf.length === 0 ? data.slice() : concat(this.buf, data);
+    if (data.length === 0) return;
+    this.buf = this.pending === 0 ? data.slice() : concat(this.buf.subarray(this.off), data);
+    this.off = 0;
   }
 
   /** Append bytes; return every complete frame, in order. Throws on the first error (and again later). */
@@ -189,13 +193,14 @@ export class StreamReader {
    */
   next(): Frame | undefined {
     if (this.failed) throw this.failed;
-    if (this.buf.length < HEADER_LEN) return undefined;
-    this.lastType = this.buf[1] ?? 0;
+    if (this.pending < HEADER_LEN) return undefined;
+    const b = this.buf.subarray(this.off);
+    this.lastType = b[1] ?? 0;
     try {
-      const len = checkHeader(this.buf);
-      if (this.buf.length < HEADER_LEN + len) return undefined;
-      const unit = this.buf.subarray(0, HEADER_LEN + len);
-      this.buf = this.buf.slice(HEADER_LEN + len);
+      const len = checkHeader(b);
+      if (b.length < HEADER_LEN + len) return undefined;
+      const unit = b.subarray(0, HEADER_LEN + len);
+      this.off += HEADER_LEN + len;
       return decodeFrame(unit, this.path);
     } catch (e) {
       if (e instanceof P4Error) this.failed = e;
@@ -206,7 +211,7 @@ export class StreamReader {
   /** End of stream: FRAME_TRUNCATED if part of a frame is buffered (FRM-36). */
   end(): void {
     if (this.failed) throw this.failed;
-    if (this.buf.length > 0) {
+    if (this.pending > 0) {
       this.failed = new DecodeError("FRAME_TRUNCATED", "stream ended inside a frame");
       throw this.failed;
     }

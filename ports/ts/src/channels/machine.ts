@@ -1,5 +1,5 @@
 /** The channel layer of one side (p4-05 §6–§11, §13.2): ids, credit, half-close, reset, restart. */
-import { Bytes, concat, u64be } from "../bytes.js";
+import { Bytes, concat, u64be, hexOrUndefined } from "../bytes.js";
 import { codeValue, P4Error, type ErrorName } from "../errors.js";
 import { StepOutput, type Machine } from "../machine.js";
 import { ChannelError, decodeItem, encodeItem, INITIAL_WINDOW, MAX_CHAN_ID, MAX_DATA, validName, type Item } from "./items.js";
@@ -107,7 +107,7 @@ export class ChannelsMachine implements Machine {
       case "write": {
         const c = live();
         if (ownClosed(c)) refuse("CHAN_CLOSED", "this side closed the channel");
-        const data = hexArg(a.data) ?? refuse("MESSAGE_INVALID", "data is not hex");
+        const data = hexOrUndefined(a.data) ?? refuse("MESSAGE_INVALID", "data is not hex");
         if (data.length === 0) refuse("MESSAGE_INVALID", "empty write");
         const eom = a.end_of_message === undefined ? false : a.end_of_message;
         if (typeof eom !== "boolean") refuse("MESSAGE_INVALID", "end_of_message is not a bool");
@@ -286,10 +286,6 @@ export class ChannelsMachine implements Machine {
   }
 }
 
-function hexArg(v: unknown): Bytes | undefined {
-  if (typeof v !== "string" || !/^(?:[0-9a-f]{2})*$/.test(v)) return undefined;
-  return Uint8Array.from(v.match(/../g) ?? [], (x) => parseInt(x, 16));
-}
 
 function intArg(v: unknown): bigint | undefined {
   if (typeof v === "number" && Number.isSafeInteger(v)) return BigInt(v);

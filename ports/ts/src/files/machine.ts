@@ -1,6 +1,6 @@
 /** File-transfer sender and receiver machines (p4-06 §8, §9, §14.2), sans-I/O. */
 import { sha256 } from "@noble/hashes/sha2";
-import { Bytes, concat, equal } from "../bytes.js";
+import { Bytes, concat, equal, hexOrUndefined } from "../bytes.js";
 import { codeName, codeValue, P4Error, type ErrorName } from "../errors.js";
 import { StepOutput, type Machine } from "../machine.js";
 import {
@@ -117,9 +117,9 @@ export class FileMachine implements Machine {
         onlyArgs("index", "data", "hash");
         const idx = uintArg(a.index);
         if (idx === undefined || idx !== this.wantBlock) refuse("MESSAGE_INVALID", "not the block READ_BLOCK asked for");
-        const hash = hexArg(a.hash);
+        const hash = hexOrUndefined(a.hash);
         if (hash === undefined || hash.length !== 32) return refuse("MESSAGE_INVALID", "hash is not 32 bytes");
-        const data = hexArg(a.data) ?? refuse("MESSAGE_INVALID", "data is not hex");
+        const data = hexOrUndefined(a.data) ?? refuse("MESSAGE_INVALID", "data is not hex");
         const k = idx as bigint;
         if (BigInt(data.length) !== this.blockLen(k) || !equal(sha256(data), hash)) {
           this.fail(out, "FILE_SOURCE_CHANGED", false, true);
@@ -148,7 +148,7 @@ export class FileMachine implements Machine {
           if (a.chain !== undefined) refuse("MESSAGE_INVALID", "chain at offset 0");
           chain = chain0(this.size, this.bs);
         } else {
-          const c = hexArg(a.chain);
+          const c = hexOrUndefined(a.chain);
           if (c === undefined || c.length !== 32) return refuse("MESSAGE_INVALID", "chain");
           chain = c;
         }
@@ -308,10 +308,6 @@ export class FileMachine implements Machine {
   }
 }
 
-function hexArg(v: unknown): Bytes | undefined {
-  if (typeof v !== "string" || !/^(?:[0-9a-f]{2})*$/.test(v)) return undefined;
-  return Uint8Array.from(v.match(/../g) ?? [], (x) => parseInt(x, 16));
-}
 
 function uintArg(v: unknown): bigint | undefined {
   let n: bigint | undefined;

@@ -1,6 +1,6 @@
 /** The rendezvous machine of one onion stream (p4-03 §9), sans-I/O. */
 import { sha256 } from "@noble/hashes/sha2";
-import { Bytes, equal, toHex } from "../bytes.js";
+import { Bytes, equal, hexOrUndefined, toHex } from "../bytes.js";
 import { codeName, codeValue, ERROR_CODES, P4Error, type ErrorName } from "../errors.js";
 import { errorFrame, pongFrame, StreamReader, T, type Frame } from "../framing.js";
 import { publicKey } from "../identity.js";
@@ -355,8 +355,8 @@ function offerArgs(args: Record<string, unknown>, withGen: boolean): { sdp: stri
   const n = new TextEncoder().encode(sdp).length;
   if (n < 1 || n > MAX_SDP_BYTES) bad("sdp must be 1 … 8192 bytes");
   const fp = args.fingerprint;
-  if (typeof fp !== "string" || !/^([0-9a-f]{2}){32}$/.test(fp)) bad("fingerprint is not 32 bytes of hex");
-  const fingerprint = Uint8Array.from((fp as string).match(/../g) ?? [], (h) => parseInt(h, 16));
+  const fingerprint = hexOrUndefined(fp);
+  if (fingerprint === undefined || fingerprint.length !== 32) return bad("fingerprint is not 32 bytes of hex");
   const generation = withGen ? argUint(args.generation, "generation") : 0n;
   const last_rx = argUint(args.last_rx, "last_rx");
   return { sdp, fingerprint, generation, last_rx };

@@ -1,5 +1,5 @@
 /** The session machine of p4-04 §11/§13.2: per-connection handshakes, the durable stream, incarnations, liveness. */
-import { Bytes, compare, concat, equal, u64be } from "../bytes.js";
+import { Bytes, compare, concat, equal, u64be, hexOrUndefined } from "../bytes.js";
 import { cmap, encode } from "../cbor.js";
 import { codeName, codeValue, ERROR_CODES, P4Error, type ErrorName } from "../errors.js";
 import { errorFrame, pongFrame, rawFrame, StreamReader, T, type Frame, type Path } from "../framing.js";
@@ -230,7 +230,7 @@ export class SessionMachine implements Machine {
         this.open(out, now, args, refuse);
         break;
       case "send": {
-        const p = hexArg(args.payload) ?? refuse("MESSAGE_INVALID", "payload is not hex");
+        const p = hexOrUndefined(args.payload) ?? refuse("MESSAGE_INVALID", "payload is not hex");
         if (p.length > MAX_PAYLOAD) refuse("FRAME_TOO_LARGE", "payload over 16371 bytes");
         if (BigInt(this.outbox.size) >= (this.cfg.maxOutbox ?? 100000n)) refuse("SES_OUTBOX_FULL", "outbox full");
         this.tx++;
@@ -251,7 +251,7 @@ export class SessionMachine implements Machine {
       case "send_signal": {
         const c = this.active === undefined ? undefined : this.conns.get(this.active);
         if (c === undefined || c.path !== "datachannel") refuse("UNEXPECTED_MESSAGE", "no active data channel");
-        const f = hexArg(args.frame) ?? refuse("MESSAGE_INVALID", "frame is not hex");
+        const f = hexOrUndefined(args.frame) ?? refuse("MESSAGE_INVALID", "frame is not hex");
         const ok = f.length >= 5 && f[0] === 1 && (f[1] === T.RV_OFFER || f[1] === T.RV_ANSWER) && (((f[3] ?? 0) << 8) | (f[4] ?? 0)) === f.length - 5;
         if (!ok) refuse("MESSAGE_INVALID", "not one RV_OFFER or RV_ANSWER frame");
         this.send(out, c as Conn, rawFrame(SES.SES_SIGNAL, 0, f));
@@ -283,8 +283,8 @@ export class SessionMachine implements Machine {
     const id = uintArg(a.conn);
     if (id === undefined || id > BigInt(Number.MAX_SAFE_INTEGER)) return refuse("MESSAGE_INVALID", "conn");
     if (this.used.has(Number(id))) refuse("UNEXPECTED_MESSAGE", "conn already used");
-    const bl = hexArg(a.binding_local);
-    const br = hexArg(a.binding_remote);
+    const bl = hexOrUndefined(a.binding_local);
+    const br = hexOrUndefined(a.binding_remote);
     if (bl === undefined || br === undefined || bl.length !== 32 || br.length !== 32) return refuse("MESSAGE_INVALID", "bindings");
     const gen = uintArg(a.generation) ?? refuse("MESSAGE_INVALID", "generation");
     if (path === "tor" ? gen !== 0n : gen <= this.maxGen) refuse("SES_WRONG_GENERATION", "stale generation");
@@ -635,10 +635,6 @@ function unexpected(m: SesMsg, s: ConnState): SessionError {
   return new SessionError("UNEXPECTED_MESSAGE", `${m.type} in ${s}`);
 }
 
-function hexArg(v: unknown): Bytes | undefined {
-  if (typeof v !== "string" || !/^(?:[0-9a-f]{2})*$/.test(v)) return undefined;
-  return Uint8Array.from(v.match(/../g) ?? [], (x) => parseInt(x, 16));
-}
 
 function uintArg(v: unknown): bigint | undefined {
   let n: bigint | undefined;
