@@ -557,6 +557,28 @@ class Generation:
         except TimeoutError:
             raise P4Error(ErrorCode.TIMEOUT, "no data-channel message") from None
 
+    @property
+    def drained(self) -> bool:
+        """Everything written has left this side and been acknowledged by the peer's SCTP
+        stack (aiortc 1.16's send queues; a closed channel counts as drained)."""
+        if self._state != "open" or self.buffered_amount:
+            return False
+        sctp = self.pc.sctp
+        if sctp is None:
+            return True
+        return not any(getattr(sctp, q, None) for q in (
+            "_data_channel_queue", "_outbound_queue", "_sent_queue"))
+
+    async def close_when_drained(self, timeout: float = 10.0) -> None:
+        """:meth:`close` once :attr:`drained` (or after ``timeout``): closing at once would drop
+        frames still queued for the peer — the last ones of a connection that ended
+        gracefully (p4-04 SES_END), which the peer expects before it closes."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout
+        while self._state == "open" and not self.drained and loop.time() < end:
+            await asyncio.sleep(0.05)
+        self.close()
+
     def close(self) -> asyncio.Task[None]:
         """End this generation now and close its peer connection in the background.
 

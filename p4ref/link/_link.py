@@ -457,10 +457,14 @@ class Link:
         elif isinstance(ev, Acked):
             self._track(self.store.ack_outbox(self.peer_pub, ev.through))
         elif isinstance(ev, SignalReceived):
+            log.debug("SES_SIGNAL on connection %d", ev.conn)
             self.signaller.receive_inband(ev.frame)
         elif isinstance(ev, ConnectionOpen):
             self._save()
             rec = self._gens.get(ev.conn)
+            if rec is not None and rec is self._pending:  # set up: the next one may start
+                self._pending = None
+                self._kick.set()
             if ev.active:
                 self.generations_opened += 1
                 if self.channels is not None:
@@ -472,7 +476,10 @@ class Link:
             self._update_status()
         elif isinstance(ev, ConnectionClosed | ConnectionFailed):
             was_active = ev.conn in self._live
-            self._drop_conn(ev.conn)
+            p = self._pending
+            if p is not None and p.number == ev.conn and p.opened:  # its handshake failed
+                self._pending = None
+            self._drop_conn(ev.conn, graceful=isinstance(ev, ConnectionClosed))
             if isinstance(ev, ConnectionFailed):
                 log.info("connection %d failed: 0x%04x%s", ev.conn, ev.code,
                          " (by peer)" if ev.by_peer else "")
@@ -531,11 +538,17 @@ class Link:
         self._kick.set()
         self._update_status()
 
-    def _drop_conn(self, conn: int) -> None:
+    def _drop_conn(self, conn: int, *, graceful: bool = False) -> None:
+        """The machine is done with ``conn``: close its RTCPeerConnection in the background —
+        after a graceful end only once what this side queued has reached the peer (the peer's
+        last frames were all received: its SES_END came after them)."""
         self._live.discard(conn)
         rec = self._gens.pop(conn, None)
         if rec is not None and rec.g is not None:
-            self._closing.append(rec.g.close())
+            if graceful:
+                self._closing.append(asyncio.create_task(rec.g.close_when_drained()))
+            else:
+                self._closing.append(rec.g.close())
             self._closing = [t for t in self._closing if not t.done()]
 
     def _abandon(self, rec: _Gen) -> None:
@@ -557,6 +570,7 @@ class Link:
                 m.send_signal(frame, self._now())
             except LocalProtocolError:
                 return False
+            log.debug("SES_SIGNAL sent on connection %d", a)
             if rec is not None:
                 rec.inband_frame = frame
             self._process()
@@ -568,7 +582,7 @@ class Link:
         of the pending generation was in-band: send the same bytes on the stream; a peer that
         already has them drops the copy (p4-03 RDV-69)."""
         p = self._pending
-        if p is None or p.inband_frame is None or (p.offerer and p.answered):
+        if p is None or p.inband_frame is None or p.opened or (p.offerer and p.answered):
             return
         log.info("active path gone with generation %d's signalling in-band: re-sent on the"
                  " stream", p.number)
@@ -721,13 +735,13 @@ class Link:
             self._tasks = [t for t in self._tasks if not t.done()]
         if rec.cancelled or not self._started:
             return
-        if self._pending is rec:
-            self._pending = None
         m = self.machine
         try:
             m.open(rec.number, rec.number, "datachannel", b.local, b.remote, self._now())
         except LocalProtocolError as exc:
             log.info("generation %d not opened: %s", rec.number, exc)
+            if self._pending is rec:
+                self._pending = None
             self._gens.pop(rec.number, None)
             self._closing.append(rec.g.close())
             self._kick.set()

@@ -175,6 +175,8 @@ def _blackhole(link: Link) -> bool:
 async def main(cfg: dict[str, Any]) -> None:
     logging.basicConfig(level=logging.INFO if cfg.get("verbose") else logging.WARNING,
                         stream=sys.stderr, format="%(asctime)s %(name)s %(message)s")
+    if cfg.get("verbose"):
+        logging.getLogger("p4ref.link").setLevel(logging.DEBUG)
     tor = TorDriver(TorConfig.testnet(ClientInfo(**cfg["tor"])))
     await tor.start()
     config = LinkConfig(host_addresses=("127.0.0.1",), dial_only=cfg.get("dial_only", False),
