@@ -262,3 +262,17 @@ def test_config_limits() -> None:
     for bad in ({"window": 0}, {"max_channels": 0}, {"window": 2**64}):
         with pytest.raises(LocalProtocolError):
             ChannelConfig(**bad)
+
+
+def test_channels_package_does_no_io() -> None:
+    # sans-I/O (STYLE.md): no clock, randomness, sockets, files or asyncio in p4ref/channels
+    import ast
+
+    banned = {"asyncio", "os", "socket", "time", "random", "secrets", "sqlite3", "pathlib",
+              "datetime", "threading"}
+    for path in (SPEC.parent.parent / "p4ref" / "channels").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+            if isinstance(node, ast.Import | ast.ImportFrom):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) \
+                    else [node.module or ""]
+                assert not {n.split(".")[0] for n in names} & banned, (path, names)
