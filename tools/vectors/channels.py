@@ -515,10 +515,11 @@ def _transcripts() -> list[Json]:
     hi.cmd("write", chan=0, data="", end_of_message=True)
     hi.cmd("write", chan=5, data="00", end_of_message=True)
     hi.cmd("close", chan=7)
+    hi.cmd("write", chan=9, data="00")  # end_of_message missing: before CHAN_UNKNOWN
     hi.cmd("consumed", chan=0, nbytes=0)
     hi.cmd("consumed", chan=0, nbytes=3)
     add(hi, "chn-tx-local-misuse", "refused calls change nothing: consuming more than "
-        "delivered, unknown channels, an empty write", ["consume", "write"])
+        "delivered, unknown channels, an empty write, a missing argument", ["consume", "write"])
 
     # --- a broken item stream ------------------------------------------------------------------
     for ident, comment, items, code in (
