@@ -80,3 +80,11 @@ def test_forget_without_a_running_peer(home: Path) -> None:
     assert doc["forgotten"] == "laptop" and doc["link_stopped"] is False
     assert Profile.open(home).peers() == []
     one_line(p4(home, "peers", "forget", "laptop"), "PEER_UNKNOWN")
+
+
+def test_peers_json(home: Path) -> None:
+    for args in (["peers", "--json"], ["peers", "list", "--json"]):
+        r = p4(home, *args)
+        assert r.returncode == 0, r.stderr
+        (peer,) = json.loads(r.stdout)
+        assert peer["name"] == "laptop" and len(peer["device_id"]) == 63

@@ -253,6 +253,7 @@ def test_send_resumes_after_receiver_sigkill(peers: tuple[Up, Up], tmp_path: Pat
     ub.kill()
     verified = json.loads(sidecar.read_text())["verified"]
     assert 0 < verified < size
+    ub.extra = ("--max-file-size", str(size + 1))  # for test_refused_transfer below
     ub.start()
     out, err = sender.communicate(timeout=300)
     assert sender.returncode == 0, err
@@ -262,6 +263,16 @@ def test_send_resumes_after_receiver_sigkill(peers: tuple[Up, Up], tmp_path: Pat
     assert got["name"] == "big.bin" and sha256(Path(got["path"])) == sha256(src)
     assert got["resumed_from"] >= verified > 0, got
     assert json.loads(out)["attempts"] >= 2
+
+
+def test_refused_transfer(peers: tuple[Up, Up], tmp_path: Path) -> None:
+    ua, _ = peers
+    big = tmp_path / "huge.iso"
+    with open(big, "wb") as f:
+        f.truncate(48 << 20)  # sparse: larger than bob's --max-file-size
+    r = p4(ua.home, "send", str(big), "bob", timeout=300)
+    line = r.stderr.strip().splitlines()[-1]
+    assert r.returncode == 1 and line.endswith("[FILE_REFUSED]") and "bob refused" in line, r
 
 
 def test_errors_are_one_line(peers: tuple[Up, Up], tmp_path: Path) -> None:

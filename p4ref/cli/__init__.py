@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import importlib
+import json
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -61,6 +62,10 @@ def cmd_id(args: argparse.Namespace) -> int:
 
 def cmd_peers_list(args: argparse.Namespace) -> int:
     peers = Profile.open(_home(args)).peers()
+    if getattr(args, "json", False):
+        print(json.dumps([{"name": p.name, "device_id": p.device_id, "paired_at": p.paired_at}
+                          for p in peers]))
+        return 0
     if not peers:
         print("No paired peers. Pair with `p4 pair invite` / `p4 pair accept CODE`.")
         return 0
@@ -139,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     p_peers = add("peers", cmd_peers_list, "list paired peers (or rename/forget one)")
+    p_peers.add_argument("--json", action="store_true", help="machine-readable output")
     peers_sub = p_peers.add_subparsers(dest="peers_command", metavar="ACTION")
     p_ren = peers_sub.add_parser("rename", parents=[home], help="rename a paired peer")
     p_ren.add_argument("old", metavar="OLD", help="device ID or current name")
@@ -151,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p_fgt.set_defaults(func=cmd_peers_forget_live)
     p_list = peers_sub.add_parser("list", parents=[home], help="list paired peers")
+    p_list.add_argument("--json", action="store_true", help="machine-readable output")
     p_list.set_defaults(func=cmd_peers_list)
 
     p_pair = add("pair", cmd_pair_invite, "pair with another device")
