@@ -558,6 +558,15 @@ class Generation:
             raise P4Error(ErrorCode.TIMEOUT, "no data-channel message") from None
 
     @property
+    def backlog(self) -> int:
+        """Bytes written but not yet sent on the wire: ``bufferedAmount`` plus the SCTP
+        chunks aiortc 1.16 queued and has not transmitted (a frame written now waits behind
+        them)."""
+        sctp = self.pc.sctp
+        queued = getattr(sctp, "_outbound_queue", None) if sctp is not None else None
+        return self.buffered_amount + sum(len(getattr(c, "user_data", b"")) for c in queued or ())
+
+    @property
     def drained(self) -> bool:
         """Everything written has left this side and been acknowledged by the peer's SCTP
         stack (aiortc 1.16's send queues; a closed channel counts as drained)."""

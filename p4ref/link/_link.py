@@ -31,11 +31,14 @@ leader) offers at once; the HIGH peer waits ``high_delay`` after a dead path fir
 rarely cross, and when they do the rendezvous machine resolves the glare (p4-03 §8.5).
 
 Signalling path (p4-04 §5.3).  While a data channel is active an OFFER travels in-band in
-SES_SIGNAL and is checked by the stream machine of :mod:`._signalling`; otherwise it goes on
-the kept-open onion stream.  The ANSWER takes the path its OFFER came on (an OFFER on the stream
-says the peer has no working data channel, even while this side has not noticed yet).  An OFFER
-or ANSWER sent in-band on a path that then died before the generation opened is re-sent on the
-stream (the same signed bytes; a peer that already has them drops the copy, p4-03 RDV-69).
+SES_SIGNAL and is checked by the stream machine of :mod:`._signalling`; otherwise it goes on the
+kept-open onion stream, and so it does when the data channel has more than ``INBAND_BACKLOG``
+queued (the frame would wait behind that bulk data).  The ANSWER takes the path its OFFER came
+on (an OFFER on the stream says the peer has no working data channel, even while this side has
+not noticed yet), under the same backlog rule.  An OFFER or ANSWER sent in-band on a path that
+then died before the generation opened is re-sent on the stream (the same signed bytes; a peer
+that already has them drops the copy, p4-03 RDV-69).  A gracefully ended connection is closed
+only once its send queues drained, so nothing queued on it (an in-band OFFER) is dropped.
 """
 
 from __future__ import annotations
@@ -85,6 +88,10 @@ from ._signalling import SignalEvent, Signaller
 __all__ = ["Delivery", "Link", "LinkConfig", "LinkEvent"]
 
 log = logging.getLogger(__name__)
+
+#: An OFFER/ANSWER goes in-band only while the active data channel has less than this queued
+#: (p4-04 §5.3 makes in-band a MAY; the fastest live route, ARCHITECTURE decision 6).
+INBAND_BACKLOG = 256 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -566,6 +573,9 @@ class Link:
             a = m.active
             if a is None or a not in self._live:
                 return False
+            cur = self._gens.get(a)
+            if cur is not None and cur.g is not None and cur.g.backlog > INBAND_BACKLOG:
+                return False  # it would wait behind bulk data: the stream is faster now
             try:
                 m.send_signal(frame, self._now())
             except LocalProtocolError:
