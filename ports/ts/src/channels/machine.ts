@@ -83,13 +83,23 @@ export class ChannelsMachine implements Machine {
     const refuse = (code: ErrorName, m: string): never => {
       throw new ChannelError(code, m);
     };
+    // §13.2: before anything else, every argument present and of its JSON type
+    const ARGS: Record<string, [string, "int" | "hex" | "bool" | "str"][]> = {
+      open: [["name", "str"]], write: [["chan", "int"], ["data", "hex"], ["end_of_message", "bool"]], close: [["chan", "int"]],
+      reset: [["chan", "int"], ["code", "int"]], consumed: [["chan", "int"], ["nbytes", "int"]], resync: [], restart: [],
+    };
+    for (const [k, ty] of ARGS[name] ?? []) {
+      const v = a[k];
+      const ok = ty === "int" ? intArg(v) !== undefined : ty === "hex" ? hexOrUndefined(v) !== undefined : ty === "bool" ? typeof v === "boolean" : typeof v === "string";
+      if (!ok) refuse("MESSAGE_INVALID", `${k} missing or not ${ty}`);
+    }
     if (name === "restart") {
       this.restart();
       return out;
     }
     if (this.failed) refuse("UNEXPECTED_MESSAGE", "the item stream broke");
     const live = (): Chan => {
-      const id = uintArg(a.chan) ?? refuse("MESSAGE_INVALID", "chan is not a uint64");
+      const id = uintArg(a.chan) ?? refuse("CHAN_UNKNOWN", "no live channel " + String(a.chan));
       return this.chans.get(id) ?? refuse("CHAN_UNKNOWN", "no live channel " + String(id));
     };
     switch (name) {
@@ -109,13 +119,12 @@ export class ChannelsMachine implements Machine {
         if (ownClosed(c)) refuse("CHAN_CLOSED", "this side closed the channel");
         const data = hexOrUndefined(a.data) ?? refuse("MESSAGE_INVALID", "data is not hex");
         if (data.length === 0) refuse("MESSAGE_INVALID", "empty write");
-        const eom = a.end_of_message === undefined ? false : a.end_of_message;
-        if (typeof eom !== "boolean") refuse("MESSAGE_INVALID", "end_of_message is not a bool");
+        const eom = a.end_of_message === true;
         if (BigInt(data.length) > c.sendLimit - c.sent) refuse("CHAN_CREDIT_EXCEEDED", "write beyond the credit");
         for (let i = 0; i < data.length; i += MAX_DATA) {
           const chunk = data.subarray(i, i + MAX_DATA);
           const last = i + MAX_DATA >= data.length;
-          this.emit(out, { type: "DATA", chan: c.id, offset: c.sent, eom: last && (eom as boolean), data: chunk });
+          this.emit(out, { type: "DATA", chan: c.id, offset: c.sent, eom: last && eom, data: chunk });
           c.sent += BigInt(chunk.length);
         }
         break;
@@ -140,8 +149,8 @@ export class ChannelsMachine implements Machine {
       }
       case "consumed": {
         const c = live();
-        const n = uintArg(a.nbytes) ?? refuse("MESSAGE_INVALID", "nbytes is not a uint64");
-        if (n > c.received - c.consumed) refuse("CHAN_CONSUME_INVALID", "more than delivered");
+        const n = intArg(a.nbytes) as bigint;
+        if (n < 0n || n > c.received - c.consumed) refuse("CHAN_CONSUME_INVALID", "more than delivered");
         c.consumed += n;
         if (peerOpen(c)) {
           const half = (this.window + 1n) / 2n;
