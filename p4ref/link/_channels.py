@@ -126,7 +126,9 @@ class Channel:
         await self.write(message, end_of_message=True)
 
     async def write(self, data: bytes, *, end_of_message: bool) -> None:
-        """Write bytes (streaming), waiting for credit as needed."""
+        """Write bytes (streaming), waiting for credit as needed; returns once all of them
+        are durable in the outbox.  SES_OUTBOX_FULL (session quota) or a reset channel
+        interrupts it: what was written before is durable, :attr:`offset` says how far."""
         await self._layer.write(self, bytes(data), end_of_message)
 
     async def recv(self) -> ChannelMessage | None:
