@@ -974,10 +974,10 @@ async def fig_d_tor(ctx: Ctx, table: Table, onions: int, window: float) -> None:
         tick = 1 / os.sysconf("SC_CLK_TCK")
         per_s = (rate - idle_rate) / onions * 1000
         table.add(f"(d) tor RSS per published onion, MiB ({onions} onions, apart)",
-                  f"{(r3 - r1) / onions / MIB:.2f}")
+                  f"{max(0, r3 - r1) / onions / MIB:.2f}", "", f"tor RSS {r1 / MIB:.0f} MiB")
         table.add("(d) tor CPU to publish one onion, ms", f"{(c2 - c1) / onions * 1000:.1f}")
         table.add(f"(d) tor CPU per published onion, ms/s ({window:.0f} s windows)",
-                  f"{per_s:.3f}" if c3 > c2 or c1 > c0 else
+                  f"{per_s:.3f}" if per_s > 0 else
                   f"< {tick / window / onions * 1000:.3f}", "",
                   f"tor idle {idle_rate * 1000:.2f} ms/s")
         del r0, r2
