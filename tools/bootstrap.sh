@@ -19,6 +19,9 @@ have iptables-restore || missing="$missing iptables"
 have conntrack || missing="$missing conntrack"
 have turnserver || missing="$missing coturn"
 have gcc || missing="$missing gcc"
+# The local API's shell client (examples/clients/p4client.sh), which a test drives.
+have curl || missing="$missing curl"
+have jq || missing="$missing jq"
 [ -e /usr/include/libnetfilter_queue/libnetfilter_queue.h ] || missing="$missing libnetfilter-queue-dev"
 python3 -c 'import os, sysconfig; assert os.path.exists(sysconfig.get_paths()["include"] + "/Python.h")' \
     2>/dev/null || missing="$missing python3-dev"
