@@ -9,6 +9,8 @@
     p4 [--home DIR] pair accept [CODE|URI] [--tor MODE]      else $P4_CODE, else a prompt
     p4 demo [ARGS...]                    runs p4ref.demo:main when that module is present
     p4 [--home DIR] api token add|list|remove, api endpoint   the local API's app tokens
+    p4 [--home DIR] up [--tor MODE] [--verbose]   the running peer (:mod:`.up`, p4ref.peer)
+    p4 [--home DIR] status | send FILE|- PEER | recv | chat PEER   through it (:mod:`.verbs`)
 
 Every command is one ``cmd_*(args) -> int`` function so a later layer can be wired in by
 replacing one function. Errors print ``p4: error: <message> [CODE]`` on stderr and exit 1;

@@ -105,7 +105,7 @@ def _spool_stdin(home: Path) -> Path:
 
 
 async def _send(args: argparse.Namespace) -> int:
-    home = _home(args)
+    home = _home(args).resolve()
     peer = resolve_peer(Profile.open(home), args.peer)
     spool = args.file == "-"
     if spool:
@@ -117,8 +117,14 @@ async def _send(args: argparse.Namespace) -> int:
             raise CliError("FILE_NOT_FOUND", f"{args.file}: no such file; check the path")
         name = args.name or path.name
     async with Client(home) as c:
-        rec = await c.post("/v1/p4cli/send-file", {"peer": peer.device_id, "path": str(path),
-                                                   "name": name, "spool": spool})
+        try:
+            rec = await c.post("/v1/p4cli/send-file", {"peer": peer.device_id,
+                                                       "path": str(path), "name": name,
+                                                       "spool": spool})
+        except CliError:
+            if spool:
+                path.unlink(missing_ok=True)
+            raise
         tid = rec["id"]
         if rec["link"]["state"] != "connected" and not args.json:
             print(f"p4: {peer.name} is offline right now: the file waits in the outbox and goes"
