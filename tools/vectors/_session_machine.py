@@ -422,6 +422,7 @@ def transcripts() -> list[Json]:
     _signal_vectors(out)
     _refused_vectors(out)
     _incarnation_vectors(out)
+    _pinned_vectors(out)
     return groups_of(out)
 
 
@@ -858,6 +859,57 @@ def _incarnation_vectors(out: list[tuple[Json, Json]]) -> None:
     _vec(out, s, "ses-tx-incarnation-conflict", "a retired incarnation of HIGH (INC_B, a copied "
          "profile) is back: SES_INCARNATION_CONFLICT, nothing changes", ["SES-41"],
          ["INCARNATION"])
+
+
+def _pinned_vectors(out: list[tuple[Json, Json]]) -> None:
+    """Points the clean-room ports had to guess (ports/ts/SPEC-GAPS.md 12, 14; item 11, the
+    unknown role, cannot be a vector: tools/vector_lint.py refuses a role the spec does not
+    define): p4-04 revision 3 states them; each vector fails a port that chose otherwise."""
+    s = low_high("pin-end-received")
+    s.handshake(T0, 1, 1)
+    s.recv(T0 + 10, 1, encode_frame(codec.encode_end(0), DC))
+    s.step(T0 + 10 + 29999, {"tick": True})
+    s.step(T0 + 10 + 30000, {"tick": True})
+    s.step(T0 + 10 + 30000 + 8000, {"tick": True})
+    _vec(out, s, "ses-tx-probe-end-received", "the peer sent SES_END (END_RECEIVED): the "
+         "connection is still probed at the idle interval, and declared dead when the PING "
+         "stays unanswered", ["SES-63", "SES-43", "SES-46"], ["TIMER"])
+
+    s = low_high("pin-ack-timer", me_low=False)
+    s.handshake(T0, 1, 1, mine=FP_H, theirs=FP_L)
+    _peer_send(s, T0 + 10, b"a", b"b")
+    s.deliver(T0 + 20, 1)
+    s.step(T0 + 30, {"cmd": "inbox_committed", "through": 1})
+    s.step(T0 + 40, {"cmd": "inbox_committed", "through": 2})
+    s.step(T0 + 30 + 19, {"tick": True})
+    s.step(T0 + 30 + 20, {"tick": True})
+    _vec(out, s, "ses-tx-ack-timer-kept", "two commits 10 ms apart: the ack timer armed by the "
+         "first is not moved by the second; one SES_ACK 2 at first commit + ACK_DELAY (20 ms)",
+         ["SES-65", "SES-28"], ["TIMER", "ACK"])
+
+    s = low_high("pin-ping-answered")
+    s.handshake(T0, 1, 1)
+    s.step(T0 + 3 + 30000, {"tick": True})
+    s.recv(T0 + 3 + 30100, 1, ping(bytes(range(8))))
+    s.step(T0 + 3 + 38000, {"tick": True})
+    s.step(T0 + 3 + 30100 + 29999, {"tick": True})
+    s.step(T0 + 3 + 30100 + 30000, {"tick": True})
+    _vec(out, s, "ses-tx-ping-answered-by-frame", "a PING is outstanding; a frame other than its "
+         "PONG (the peer's PING) proves the path alive: the first PING no longer counts (no "
+         "TIMEOUT 8000 ms after it), silence counts from that frame, and a new PING follows "
+         "PROBE_IDLE after it", ["SES-63", "SES-43", "SES-46"], ["TIMER"])
+
+    s = low_high("pin-both-stale",
+                 me_extra={"state": _state(INC_A, tx=1, acked=0, peer_inc=INC_B, rx=5,
+                                           outbox=[(1, b"s1")])},
+                 peer_extra={"state": _state(INC_B, tx=2, acked=0, peer_inc=INC_A, rx=3,
+                                             outbox=[(1, b"p1"), (2, b"p2")])})
+    s.handshake(T0, 1, 1)
+    _vec(out, s, "ses-tx-reset-both-stale", "both peers are stale (HIGH holds 3 of LOW's "
+         "messages, LOW remembers sending 1; LOW holds 5 of HIGH's, HIGH remembers sending 2): "
+         "CONNECTION_FAILED, then SESSION_RESET restored, then peer_restored", ["SES-66",
+                                                                            "SES-41"],
+         ["INCARNATION", "ORDER"])
 
 
 # ------------------------------------------------------------------------------ two-party vectors

@@ -32,7 +32,7 @@ from p4ref.session import _codec as codec
 from ._envelope import Json, envelope, group, test
 from ._session_machine import pairs, transcripts
 
-SPEC, REVISION = "p4-04-session-v1", 2
+SPEC, REVISION = "p4-04-session-v1", 3
 # the identity keys of p4-03 §14.1 (LOW first) and a third device M paired with both
 SEED_L = bytes.fromhex("be11679ffa71852399ff796774d64b70343ede5ade5241f572f49b46701d65b5")
 SEED_H = bytes.fromhex("0d63dc515f47c8e7d62d34a113710b43ef69b8f1f8a0b4480854e0577aa14911")
@@ -211,11 +211,30 @@ def _auth_tests() -> tuple[list[Json], list[Json]]:
             "hello_peer": hl.hex()}
 
     def v(ident: str, comment: str, frame: bytes, flags: list[str] | None = None,
-          **over: Any) -> Json:
+          req: tuple[str, ...] = (), **over: Any) -> Json:
         return _case("session.verify_auth", f"ses-auth-{ident}", comment,
-                     ["SES-21", "SES-23"], {**base, **over, "frame": frame.hex()}, flags)
+                     ["SES-21", "SES-23", *req], {**base, **over, "frame": frame.hex()}, flags)
 
+    not_a_key = bytes.fromhex("ed" + "ff" * 30 + "7f")  # y = p: not a valid identity key
+    empty_hello = _raw(FrameType.SES_HELLO, b"\xa0")
+    sign += [
+        _case("session.sign_auth", "ses-auth-sign-no-schema", "HELLO frames whose bodies break "
+              "§6.2 (an empty map): sign_auth checks framing and type only and signs them",
+              ["SES-67"], {"identity_seed": SEED_L.hex(), "peer_pub": PUB_H.hex(),
+                           "hello_mine": empty_hello.hex(), "hello_peer": hh.hex()},
+              ["SCHEMA"]),
+        _case("session.sign_auth", "ses-auth-sign-peer-not-a-key", "a 32-byte peer_pub that is "
+              "not a valid identity key (y = p): only length and distinctness are checked",
+              ["SES-67"], {"identity_seed": SEED_L.hex(), "peer_pub": not_a_key.hex(),
+                           "hello_mine": hl.hex(), "hello_peer": hh.hex()}),
+    ]
     verify = [
+        v("order-frame-first", "an AUTH body that breaks §6.3 and a truncated hello_mine: the "
+          "frame is checked first", _raw(FrameType.SES_AUTH, b"\xa0"), ["ORDER"],
+          ("SES-68",), hello_mine="01"),
+        v("peer-not-a-key", "a 32-byte peer_pub that is not a valid identity key: the "
+          "signature check fails (SES_BAD_SIGNATURE)", auth_l, ["BAD_SIGNATURE"],
+          ("SES-68",), peer_pub=not_a_key.hex()),
         v("valid", "HIGH verifies LOW's SES_AUTH", auth_l),
         v("replayed", "generation 1's SES_AUTH replayed on generation 2: HIGH's new nonce is "
           "not in it", auth_l, ["REPLAY"], hello_mine=hh2.hex(), hello_peer=hl2.hex()),
@@ -275,6 +294,9 @@ def _decode_tests() -> list[Json]:
           _raw(FrameType.SES_SIGNAL, bytes.fromhex("0120000001a0")), ["SCHEMA"]),
         d("signal-length", "SES_SIGNAL whose inner Length does not match", ["SES-19"],
           _raw(FrameType.SES_SIGNAL, bytes.fromhex("0121000002a0")), ["SCHEMA"]),
+        d("signal-on-tor", "SES_SIGNAL decoded on the tor path: the op decodes it (SES-14 is "
+          "the machine's rule)", ["SES-69"], encode_frame(codec.encode_signal(inner), DC),
+          path="tor"),
         d("ping", "a PING is not a session frame", ["SES-16"],
           encode_frame(Frame(FrameType.PING, 0, ping_body(bytes(8))), DC), ["FRAMING"]),
         d("type-0x30", "0x30 is unassigned", ["SES-16"], _raw(0x30, b""), ["FRAMING"]),
