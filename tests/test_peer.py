@@ -287,7 +287,7 @@ def test_errors_are_one_line(peers: tuple[Up, Up], tmp_path: Path) -> None:
 
 
 def test_forget_stops_the_link(peers: tuple[Up, Up]) -> None:
-    ua, _ = peers
+    ua, ub = peers
     r = p4(ua.home, "peers", "forget", "bob", "--json")
     assert r.returncode == 0, r.stderr
     doc = json.loads(r.stdout)
@@ -295,6 +295,11 @@ def test_forget_stops_the_link(peers: tuple[Up, Up]) -> None:
     assert status(ua.home)["peers"] == []
     assert [p.name for p in Profile.open(ua.home).peers()] == []
     ua.wait_log("bob: forgotten", 10)
+    # bob's p4 up was told, and says so plainly (log line, p4 status)
+    ub.wait_log("alice forgot this device", 20)
+    doc = status(ub.home)
+    assert [f["name"] for f in doc["forgot_us"]] == ["alice"] and doc["peers"] == []
+    assert "alice forgot this device" in p4(ub.home, "status").stdout
     # SIGTERM stops cleanly, exit 0, and the lock goes with it
     assert ua.stop() == 0
     assert "stopped; everything accepted is on disk" in ua.text()

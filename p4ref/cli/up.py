@@ -39,6 +39,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     noisy = ("stem", "aiortc", "aioice", "aiohttp")  # stem sets its own logger's level
 
     def quiet(record: logging.LogRecord) -> bool:
+        if record.name.startswith("stem"):  # stem's NOTICE is 30, its WARN 40
+            return record.levelno > logging.WARNING
         return record.levelno >= logging.WARNING or not record.name.startswith(noisy)
 
     handler.addFilter(quiet)

@@ -70,6 +70,9 @@ async def _status(args: argparse.Namespace) -> int:
     print(f"Device {info['device_id']}")
     print(f"p4 up: pid {info['pid']}, up {info['uptime_s']:.0f}s, inbox {info['inbox']}")
     peers = info["peers"]
+    for f in info.get("forgot_us", []):
+        print(f"{f['name'] or f['device_id'][:8]} forgot this device {_ago(f['at'])}: pair again"
+              f" to talk to it, or `p4 peers forget {f['name']}` here too")
     if not peers:
         print("No paired peers. Pair with `p4 pair invite` / `p4 pair accept CODE`.")
         return 0

@@ -17,7 +17,15 @@
 Stopping (SIGTERM, SIGINT, :meth:`Daemon.request_stop`) closes the API first, then the transfer
 tasks, the links (everything accepted is durable in the session store and resumes at the next
 start), Tor, and the lock.  A new pairing is picked up within a few seconds (the peer list is
-re-read); a forgotten peer's link is stopped and its queues purged (:meth:`Daemon.forget`).
+re-read).
+
+Forgetting a peer (:meth:`Daemon.forget`, ``p4 peers forget`` while this runs): if the session
+is up, one message on the channel ``p4ctl/forgotten`` tells the peer, waited for until
+acknowledged; then a signed BYE (RDV_UNKNOWN_PEER) on the open signalling streams; then the
+link stops (its onions are unpublished), the pair's transfers and session rows are purged, and
+the CLI deletes the pairing, so the key is refused until the devices pair again.  The other
+side's ``p4 up`` logs "<name> forgot this device", stops that link and shows it in ``p4
+status`` (its pairing stays until its user forgets it too).
 """
 
 from __future__ import annotations
@@ -103,6 +111,7 @@ class Daemon:
         self._on_ready = on_ready
         self._tasks: list[asyncio.Task[None]] = []
         self._forgotten: set[str] = set()
+        self.forgot_us: dict[str, float] = {}  # device ID -> when it told us it forgot us
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -177,6 +186,8 @@ class Daemon:
                                  inbox=self.options.inbox,
                                  max_size=self.options.max_file_size, names=self.names)
         await self.files.start()
+        for d in list(self.links):
+            self._tasks.append(asyncio.create_task(self._goodbyes(d)))
         tokens = TokenStore(self.home)
         with contextlib.suppress(TokenError):
             tokens.remove(CLI_APP)
@@ -259,7 +270,33 @@ class Daemon:
                     self.links[d] = link
                     self.backend.add_link(d, link)
                     self.files.add_peer(d)
+                    self._tasks.append(asyncio.create_task(self._goodbyes(d)))
                     log.info("%s: newly paired; link started", name)
+
+    async def _goodbyes(self, device_id: str) -> None:
+        """The peer forgot this device (``p4 peers forget`` there): say so, stop its link
+        (it would only dial in vain); the pairing stays until the user forgets it here too."""
+        try:
+            wrapped = await self.backend.accept_channel(device_id, "p4ctl/")
+        except P4Error:
+            return
+        ch: Any = getattr(wrapped, "_ch", wrapped)
+        m = await ch.recv()
+        if m is not None:
+            await m.confirm()
+        if getattr(ch, "local", False) or m is None:
+            return
+        name = self.names.get(device_id, device_id[:8])
+        self.forgot_us[device_id] = time.time()
+        log.warning("%s forgot this device (it unpaired us); its link is stopped. Pair again"
+                    " to talk to it, or `p4 peers forget %s` here too", name, name)
+        link = self.links.pop(device_id, None)
+        self.backend.remove_link(device_id)
+        self.files.forget_peer(device_id)
+        self._forgotten.add(device_id)
+        if link is not None:
+            with contextlib.suppress(Exception):
+                await link.stop()
 
     # ---------------------------------------------------------------- forget
 
@@ -276,6 +313,8 @@ class Daemon:
         if link is None:
             return False
         if bye:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(_say_goodbye(link), 5.0)
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(_send_bye(link), 5.0)
         with contextlib.suppress(Exception):
@@ -309,6 +348,22 @@ class Daemon:
         with contextlib.suppress(OSError):
             (self.home / "api" / CLI_TOKEN_FILE).unlink()
         log.info("stopped; everything accepted is on disk")
+
+
+GOODBYE_CHANNEL = "p4ctl/forgotten"
+
+
+async def _say_goodbye(link: Any) -> None:
+    """While the session is up: one message on ``p4ctl/forgotten`` (authenticated by the
+    session like all traffic), waited for until the peer acknowledged it, so its ``p4 up``
+    can say plainly that this device forgot it."""
+    if link.status != "connected":
+        return
+    ch = await link.open_channel(GOODBYE_CHANNEL)
+    await ch.send(b'{"forgotten": true}')
+    want = link.store.watermarks(link.peer_pub).tx_next - 1
+    while link.store.watermarks(link.peer_pub).acked < want:
+        await asyncio.sleep(0.05)
 
 
 async def _send_bye(link: Any) -> None:

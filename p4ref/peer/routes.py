@@ -69,6 +69,8 @@ async def info(request: web.Request) -> web.Response:
         "started": d.started_at, "uptime_s": round(time.time() - d.started_at, 1),
         "inbox": str(d.files.inbox),
         "peers": [_peer_status(d, p) for p in list(d.links)],
+        "forgot_us": [{"device_id": p, "name": d.names.get(p, ""), "at": at}
+                      for p, at in d.forgot_us.items()],
         "transfers": [dict(asdict(o), peer_name=d.names.get(o.peer, ""))
                       for o in d.files.outgoing.values() if o.state in ("queued", "sending")],
     })
