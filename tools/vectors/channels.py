@@ -18,7 +18,7 @@ from p4ref.framing import encode_cbor
 
 from ._envelope import Json, envelope, group, test
 
-SPEC, REVISION = "p4-05-channels-v1", 1
+SPEC, REVISION = "p4-05-channels-v1", 2
 W = 16384  # INITIAL_WINDOW, and the window most vectors configure
 
 NOTES: dict[str, Json] = {
@@ -52,6 +52,7 @@ T = {
     "frag": "CHN-32", "close": "CHN-33", "peerclose": "CHN-34", "reset": "CHN-35",
     "resetfwd": "CHN-36", "violation": "CHN-37", "table": "CHN-38", "localcodes": "CHN-39",
     "broken": "CHN-40", "stored": "CHN-41", "resync": "CHN-42", "repeatclose": "CHN-45",
+    "sessionreset": "CHN-46",
 }
 
 
@@ -469,6 +470,17 @@ def _transcripts() -> list[Json]:
         "re-announces channel 0's limit only (channel 2 is half-closed by the peer); a "
         "repeated OPEN and consumed DATA are dropped", ["resync", "stored", "route", "deliver"],
         ["DEDUPE"])
+    hi = _Rec("high", window=W)
+    hi.recv(Open(0, "f"), Data(0, 0, b"hello", False), Data(0, 5, b"world", False))
+    hi.recv(Open(0, "f"), Data(0, 0, b"hello", False))  # renumbered by a SESSION_RESET
+    hi.recv(Data(0, 15, b"late", True))  # 10 .. 15 lost with the reset
+    hi.recv(Open(2, "g"))
+    hi.cmd("resync")
+    add(hi, "chn-tx-session-reset", "a p4-04 SESSION_RESET is nothing to this layer: items it "
+        "renumbered arrive again and are dropped by offset (the repeated OPEN too), a DATA "
+        "item it lost shows as a gap at the next DATA (CHAN_OFFSET_GAP resets that channel "
+        "only), the other channels go on, resync re-announces the live ones",
+        ["sessionreset", "deliver", "checks", "resync"], ["DEDUPE"])
     lo = _Rec("low", window=W)
     lo.cmd("open", name="s")
     lo.cmd("write", chan=0, data="11" * 10, end_of_message=False)
