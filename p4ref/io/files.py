@@ -75,7 +75,7 @@ DEFAULT_BLOCK_SIZE = 1 << 20
 PERSIST_EVERY = 16 << 20
 PART_SUFFIX = ".p4part"
 _TERMINAL = (State.DONE, State.REFUSED, State.CANCELLED, State.FAILED)
-_BULK = (0x13, 0x14)  # FILE_HASHES, FILE_DATA: never written after the transfer ended
+_BULK = (0x13, 0x14)  # types (header byte 1) FILE_HASHES, FILE_DATA: not sent once it ended
 
 
 class MessageLike(Protocol):
@@ -182,9 +182,9 @@ class _Pump:
 
     async def flush(self) -> None:
         for rec in self.m.data_to_send():
-            if self.m.state in _TERMINAL and rec[0] in _BULK:
+            if self.m.state in _TERMINAL and rec[1] in _BULK:
                 continue  # the peer ended the transfer while we were sending (FIL-4)
-            if rec[0] not in _BULK or self.ended.is_set():
+            if rec[1] not in _BULK or self.ended.is_set():
                 await self.channel.send(rec)
                 continue
             # bulk data waits for credit; a receiver that cancelled never grants more, so the
@@ -306,12 +306,25 @@ def local_name(name: str, platform: str = sys.platform) -> str:
     return out + "_" if stem in _WINDOWS_RESERVED else out
 
 
+#: The longest file name most file systems take, in bytes (names are at most this, FIL-6, but a
+#: suffix may push them over).
+_NAME_MAX = 255
+
+
+def _fit(stem: str, rest: str) -> str:
+    """``stem + rest``, the stem shortened (whole characters) so the UTF-8 fits _NAME_MAX."""
+    room = _NAME_MAX - len(rest.encode("utf-8"))
+    while len(stem.encode("utf-8")) > room and stem:
+        stem = stem[:-1]
+    return stem + rest
+
+
 def _free_name(directory: Path, name: str) -> Path:
     """Claim ``name``, else ``name (1).ext``, ``name (2).ext`` …: the first that an exclusive
     create succeeds for, so a received file never overwrites another (§8.9)."""
     stem, dot, ext = name.partition(".") if not name.startswith(".") else (name, "", "")
     for i in range(10_000):
-        cand = name if i == 0 else f"{stem} ({i}){dot}{ext}"
+        cand = name if i == 0 else _fit(stem, f" ({i}){dot}{ext}")
         try:
             fd = os.open(directory / cand, os.O_CREAT | os.O_EXCL | os.O_WRONLY
                          | getattr(os, "O_NOFOLLOW", 0), 0o600)
@@ -364,6 +377,7 @@ async def receive_file(channel: ChannelLike, directory: str | os.PathLike[str], 
     fd: int | None = None
     part: _Partial | None = None
     part_path = sidecar = final = None
+    local = ""
     resumed = 0
     persisted = 0
     code: int | None = None
@@ -382,9 +396,12 @@ async def receive_file(channel: ChannelLike, directory: str | os.PathLike[str], 
         if decide is not None and not await decide(ev):
             m.refuse(ErrorCode.FILE_REFUSED)
             return
+        nonlocal local
         local = local_name(ev.file_name)
-        part_path = inbox / (local + PART_SUFFIX)
-        sidecar = inbox / (local + PART_SUFFIX + ".json")
+        tail = PART_SUFFIX + ".json.tmp"  # the longest name made from the base
+        base = _fit(local, tail)[: -len(tail)]  # a long name is shortened
+        part_path = inbox / (base + PART_SUFFIX)
+        sidecar = inbox / (base + PART_SUFFIX + ".json")
         old = _load_partial(sidecar)
         same = old is not None and (old.size, old.block_size, old.root) == (
             ev.size, ev.block_size, ev.root.hex()) and part_path.exists()
@@ -424,7 +441,7 @@ async def receive_file(channel: ChannelLike, directory: str | os.PathLike[str], 
             os.fsync(fd)
             os.close(fd)
             fd = None
-            final = _free_name(inbox, local_name(part_path.name[: -len(PART_SUFFIX)]))
+            final = _free_name(inbox, local)
             os.replace(part_path, final)
             sidecar.unlink(missing_ok=True)
         except OSError as exc:
