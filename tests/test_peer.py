@@ -265,6 +265,32 @@ def test_send_resumes_after_receiver_sigkill(peers: tuple[Up, Up], tmp_path: Pat
     assert json.loads(out)["attempts"] >= 2
 
 
+@pytest.mark.skipif(not LONG, reason="P4_LONG=1: the sender's p4 up killed mid-transfer")
+def test_send_resumes_after_sender_sigkill(peers: tuple[Up, Up], tmp_path: Path) -> None:
+    ua, ub = peers
+    size = 12 << 20
+    src = make_file(tmp_path / "sender-killed.bin", size, 4)
+    sender = subprocess.Popen([*P4, "--home", str(ua.home), "send", str(src), "bob", "--json"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              cwd=ROOT)
+    sidecar = ub.home / "inbox" / "sender-killed.bin.p4part.json"
+    end = time.monotonic() + 120
+    while True:
+        with __import__("contextlib").suppress(OSError, ValueError):
+            if json.loads(sidecar.read_text()).get("verified", 0) > 0:
+                break
+        assert time.monotonic() < end and sender.poll() is None, sender.communicate()
+        time.sleep(0.05)
+    ua.kill()
+    _, err = sender.communicate(timeout=30)
+    assert sender.returncode == 1 and err.strip().endswith("[DAEMON_STOPPED]"), err
+    ua.start()  # the transfer starts again by itself
+    r = p4(ub.home, "recv", "--wait", "--timeout", "240", "--json", timeout=300)
+    (got,) = [json.loads(x) for x in r.stdout.splitlines()]
+    assert got["name"] == "sender-killed.bin" and sha256(Path(got["path"])) == sha256(src)
+    assert got["resumed_from"] > 0, got
+
+
 def test_refused_transfer(peers: tuple[Up, Up], tmp_path: Path) -> None:
     ua, _ = peers
     big = tmp_path / "huge.iso"

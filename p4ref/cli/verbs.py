@@ -40,6 +40,8 @@ def _run(coro: Any) -> int:
     except CliError as e:
         print(f"p4: error: {e.message} [{e.code}]", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # the verb already said what goes on without it
+        return 130
 
 
 def _ago(t: float | None) -> str:
@@ -139,6 +141,11 @@ async def _send(args: argparse.Namespace) -> int:
             print(f"p4: stopped watching; p4 up goes on sending {name} (transfer {tid})",
                   file=sys.stderr)
             return 130
+        except CliError as e:
+            if e.code != "DAEMON_NOT_RUNNING":
+                raise
+            raise CliError("DAEMON_STOPPED", f"p4 up stopped while sending {name}; it resumes"
+                           " the transfer when it starts again (`p4 status` shows it)") from None
     took = time.monotonic() - start
     if args.json:
         print(json.dumps(dict(rec, seconds=round(took, 3))))
