@@ -123,6 +123,20 @@ class ReceiveResult:
     resumed_from: int
 
 
+def _pwrite(fd: int, data: bytes, offset: int) -> None:
+    """Write all of ``data`` at ``offset`` (``os.pwrite`` where it exists; Windows has none, and
+    this driver's file descriptors are never shared between tasks, so seek + write is safe)."""
+    view = memoryview(data)
+    if sys.platform != "win32":
+        while view:
+            n = os.pwrite(fd, view, offset)
+            view, offset = view[n:], offset + n
+        return
+    os.lseek(fd, offset, os.SEEK_SET)
+    while view:
+        view = view[os.write(fd, view):]
+
+
 def file_leaves(path: Path, block_size: int) -> tuple[int, list[bytes]]:
     """``(size, leaves)`` of a file, reading one block at a time (§6.1)."""
     leaves: list[bytes] = []
@@ -426,7 +440,7 @@ async def receive_file(channel: ChannelLike, directory: str | os.PathLike[str], 
         nonlocal write_failed
         assert fd is not None
         try:
-            os.pwrite(fd, ev.data, ev.offset)
+            _pwrite(fd, ev.data, ev.offset)
         except OSError as exc:
             write_failed = True
             if m.state not in _TERMINAL:
