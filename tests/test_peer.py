@@ -253,8 +253,17 @@ def test_send_resumes_after_receiver_sigkill(peers: tuple[Up, Up], tmp_path: Pat
     ub.kill()
     verified = json.loads(sidecar.read_text())["verified"]
     assert 0 < verified < size
+    # while bob is down: a chat line waits in alice's outbox, and she is told so
+    end = time.monotonic() + 30
+    while status(ua.home)["peers"][0]["state"] == "connected":
+        assert time.monotonic() < end, "the link never noticed bob is gone"
+        time.sleep(0.5)
+    r = p4(ua.home, "chat", "bob", input="are you there?\n")
+    assert r.returncode == 0 and "bob is offline: your lines wait in the outbox" in r.stderr
     ub.extra = ("--max-file-size", str(size + 1))  # for test_refused_transfer below
     ub.start()
+    got_line = chat_until(ub.home, "alice", None, "are you there?")
+    assert any(g.get("text") == "are you there?" for g in got_line), got_line
     out, err = sender.communicate(timeout=300)
     assert sender.returncode == 0, err
     clean(err)
