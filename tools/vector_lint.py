@@ -515,8 +515,8 @@ class Linter:
         self.conn(item, "send", vid)
         if kind == "event":
             self.event(m, mname, item, vid, exact=True)
-        elif kind == "error":
-            self.code(item["error"], vid)
+        elif kind == "error" and not re.fullmatch(r"0x[0-9a-f]{4}", str(item["error"])):
+            self.code(item["error"], vid)  # (a peer's unregistered code is written 0xhhhh)
 
     def state(self, m: MachineDef | None, mname: str, state: Any, vid: str) -> None:
         if m is None or state == "":

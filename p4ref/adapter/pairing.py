@@ -87,7 +87,7 @@ def step(m: PairingMachine, now_ms: int, inp: Json) -> Json:
     while (ev := m.next_event()) is not None:
         out.append(event_json(ev))
         if isinstance(ev, PairingFailed):
-            failed = ev.code.name
+            failed = _code_name(ev)
     if failed is not None:
         out.append({"error": failed})
     return {"out": out, "state": m.state.value}
@@ -115,7 +115,13 @@ def event_json(ev: Paired | PairingFailed) -> Json:
             "pair_root_key": ev.pair_root_key.hex(),
             "sas": ev.sas,
         }
-    return {"event": "PAIRING_FAILED", "code": ev.code.name}
+    return {"event": "PAIRING_FAILED", "code": _code_name(ev)}
+
+
+def _code_name(ev: PairingFailed) -> str:
+    """The registry name, or ``0x`` and four lowercase hex digits for a peer's unregistered
+    code (p4-02 §14, p4-00 CNV-38)."""
+    return f"0x{ev.peer_code:04x}" if ev.peer_code is not None else ev.code.name
 
 
 # --- codec and crypto ops -------------------------------------------------------------------

@@ -34,6 +34,9 @@ class PairingFailed:
 
     code: ErrorCode
     reason: str = ""
+    #: the value of a peer's ERROR frame whose code the registry does not name (p4-00 CNV-38),
+    #: reported as received; ``code`` is then PROTOCOL_VIOLATION for callers that need a name
+    peer_code: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.code, ErrorCode):

@@ -186,8 +186,8 @@ ACTION_TEXT: dict[str, str] = {
     "time_out_unknown": "send ERROR(TIMEOUT); emit PAIRING_FAILED(PAIR_OUTCOME_UNKNOWN)",
     "lost": "emit PAIRING_FAILED(PROTOCOL_VIOLATION)",
     "lost_unknown": "emit PAIRING_FAILED(PAIR_OUTCOME_UNKNOWN)",
-    "refuse_burnt": "send ERROR(PAIR_INVITATION_EXPIRED) if the invitation expired, else"
-    " ERROR(PAIR_INVITATION_BURNT)",
+    "refuse_burnt": "send ERROR(PAIR_INVITATION_EXPIRED) if the invitation ended by expiry"
+    " (PAIR-70), else ERROR(PAIR_INVITATION_BURNT)",
     "send_pake": "check expiry; draw x; send PAIR_PAKE(pA); arm the pairing timer",
     "take_pake": "check pB; compute K and the key schedule",
     "check_confirm_send_identity": "verify cB; draw nA; send PAIR_CONFIRM(cA), PAIR_IDENTITY",
@@ -253,9 +253,10 @@ class Invitation:
 class _Terminate(Exception):
     """An action ends the attempt without it being the peer's protocol error (no raise)."""
 
-    def __init__(self, code: ErrorCode, reason: str, send: bool) -> None:
+    def __init__(self, code: ErrorCode, reason: str, send: bool,
+                 peer_code: int | None = None) -> None:
         super().__init__(reason)
-        self.code, self.reason, self.send = code, reason, send
+        self.code, self.reason, self.send, self.peer_code = code, reason, send, peer_code
 
 
 RandomSource = Callable[[int], bytes] | Sequence[bytes]
@@ -339,10 +340,10 @@ class PairingMachine:
         PAIR_INVITATION_EXPIRED [PAIR-16] [PAIR-17] (nothing is sent).
 
         Raises:
-            LocalProtocolError: INTERNAL_ERROR if called twice.
+            LocalProtocolError: UNEXPECTED_MESSAGE if called twice (the machine is unchanged).
         """
-        if self._state is not S.IDLE:
-            raise LocalProtocolError(ErrorCode.INTERNAL_ERROR, "start() called twice")
+        if self._state is not S.IDLE:  # refused, the machine unchanged (p4-02 §14)
+            raise LocalProtocolError(ErrorCode.UNEXPECTED_MESSAGE, "start() called twice")
         exp = self.invitation.expires_at
         if self.role is C.Role.INVITER and exp is None:
             exp = now + DEFAULT_EXPIRY_MS
@@ -477,7 +478,7 @@ class PairingMachine:
         except RemoteProtocolError as exc:
             self._protocol_error(exc.code, exc.message, send=True)
         except _Terminate as t:
-            self._fail(t.code, t.reason, send=t.send)
+            self._fail(t.code, t.reason, send=t.send, peer_code=t.peer_code)
             return
         self._state = nxt
         if nxt in _TERMINAL:
@@ -494,12 +495,13 @@ class PairingMachine:
             self._fail(code, reason, send=send)
         raise RemoteProtocolError(code, reason)
 
-    def _fail(self, code: ErrorCode, reason: str, *, send: bool) -> None:
+    def _fail(self, code: ErrorCode, reason: str, *, send: bool,
+              peer_code: int | None = None) -> None:
         if send:
             self._out.append(Frame(FrameType.ERROR, 0, error_body(code, reason)))
             self._closed = True
         self._end_code = code
-        self._events.append(PairingFailed(code, reason))
+        self._events.append(PairingFailed(code, reason, peer_code))
         self._state = S.FAILED
         self._forget()
 
@@ -663,21 +665,22 @@ class PairingMachine:
     def _do_lost_unknown(self, now: int, msg: object) -> None:
         raise _Terminate(ErrorCode.PAIR_OUTCOME_UNKNOWN, "connection lost before PAIR_DONE", False)
 
-    def _peer_code(self, msg: object) -> tuple[ErrorCode, str]:
+    def _peer_code(self, msg: object) -> tuple[ErrorCode, str, int | None]:
+        """The peer's code; an unregistered value is kept as received (CNV-38)."""
         assert isinstance(msg, Frame)
         try:
             code, reason = _parse_error_body(msg.body)
         except DecodeError as exc:  # a broken ERROR frame is never answered (CNV-36)
             self._protocol_error(exc.code, exc.message, send=False)
         try:
-            return ErrorCode(code), reason
+            return ErrorCode(code), reason, None
         except ValueError:
-            return ErrorCode.PROTOCOL_VIOLATION, f"peer error 0x{code:04x}: {reason}"
+            return ErrorCode.PROTOCOL_VIOLATION, f"peer error 0x{code:04x}: {reason}", code
 
     def _do_peer_error(self, now: int, msg: object) -> None:
-        ecode, reason = self._peer_code(msg)
+        ecode, reason, raw = self._peer_code(msg)
         self._closed = True  # the peer closed this stream [PAIR-46]
-        raise _Terminate(ecode, reason, False)
+        raise _Terminate(ecode, reason, False, raw)
 
     def _do_drop_stream(self, now: int, msg: object) -> None:
         self._peer_code(msg)

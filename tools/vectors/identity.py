@@ -26,7 +26,7 @@ from p4ref.identity import ALPHABET, device_id, luhn32_check_char
 
 from ._envelope import Json, envelope, group, test
 
-SPEC, REVISION = "p4-02-identity-pairing-v1", 2  # follows the spec's front matter
+SPEC, REVISION = "p4-02-identity-pairing-v1", 3  # follows the spec's front matter
 
 # Requirement tags defined in spec/p4-02 §3, by rule.
 T = {

@@ -32,7 +32,7 @@ from p4ref.pairing._invite import InviteUri, ShortCode
 
 from ._envelope import Json, envelope, group, test
 
-SPEC, REV = "p4-02-identity-pairing-v1", 2
+SPEC, REV = "p4-02-identity-pairing-v1", 3
 
 # Requirement tags of spec/p4-02 (§5–§10), by rule.
 T = {
@@ -53,7 +53,8 @@ T = {
     "done-check": "PAIR-39", "root": "PAIR-40", "table": "PAIR-42", "unexpected": "PAIR-43",
     "terminal-discard": "PAIR-44", "core-frames": "PAIR-45", "peer-error": "PAIR-46",
     "burnt-reply": "PAIR-47", "lost": "PAIR-48", "timer": "PAIR-49", "expiry-timer": "PAIR-50",
-    "config": "PAIR-68",
+    "config": "PAIR-68", "idle": "PAIR-69", "terminal-pake": "PAIR-70", "uint64-expiry": "PAIR-71",
+    "refused": "PAIR-72",
 }  # fmt: skip
 
 NOTES: dict[str, Json] = {
@@ -419,6 +420,11 @@ def _key_schedule_cases() -> list[Json]:
         if (got["Ke"], got["cA"], got["cB"]) != (ke, ca, cb):
             raise AssertionError(f"RFC 9382 vector {n} does not reproduce")
         cases.append(case)
+    tt = bytes.fromhex(cases[0]["input"]["TT"])
+    cases.append(_case("pair-ks-aad", "a non-empty AAD enters only the ConfirmationKeys info "
+                       "(RFC 9382 §4): Ke and Ka are those of the empty AAD, KcA, KcB, cA, cB "
+                       "differ", ["key-schedule"], {"TT": tt.hex(), "aad": b"p4 test".hex()},
+                       OPS["pairing.key_schedule"]))
     return cases
 
 
@@ -595,10 +601,13 @@ class _Rec:
         self.outs: list[Json] = []
 
     def step(self, now: int, inp: Json) -> list[bytes]:
-        out = adapter.step(self.m, now, inp)
+        try:
+            out = adapter.step(self.m, now, inp)
+        except P4Error as exc:  # a refused input: the step answers the error (§14)
+            out = {"error": exc.code.name}
         self.steps.append({"now": now, "in": inp})
         self.outs.append(out)
-        return [bytes.fromhex(o["send"]) for o in out["out"] if "send" in o]
+        return [bytes.fromhex(o["send"]) for o in out.get("out", []) if "send" in o]
 
     def recv(self, now: int, frame: bytes) -> list[bytes]:
         return self.step(now, {"recv": frame.hex()})
@@ -1307,6 +1316,57 @@ def _transcripts() -> list[Json]:
     ti.recv(NOW + 60_007, fa[0])
     add(ti, "pair-tx-inviter-timeout", "no PAIR_CONFIRM within 60 s: burnt", ["timer",
         "single-use"], ["TIMEOUT", "BURNT"])  # fmt: skip
+
+    # points clean-room ports had to guess (p4-02 revision 3)
+    r = _Rec("inviter", _cfg(SEED_I), ["y"])
+    r.recv(NOW, encode_frame(Frame(FrameType.PING, 0, encode_cbor({1: bytes(8)})), Path.TOR))
+    r.recv(NOW, fa[0])
+    r.step(NOW + 1, {"cmd": "start"})
+    r.recv(NOW + 2, encode_frame(Frame(FrameType.PING, 0, encode_cbor({1: bytes(8)})), Path.TOR))
+    add(r, "pair-tx-idle-recv-refused", "bytes before start (a PING, a PAIR_PAKE) are refused "
+        "with UNEXPECTED_MESSAGE, the machine unchanged; after start a PING is answered",
+        ["idle", "refused", "core-frames"], ["OUT_OF_ORDER"])
+    r = accepter()
+    r.step(NOW + 2, {"cmd": "start"})
+    add(r, "pair-tx-start-twice", "a second start is refused with UNEXPECTED_MESSAGE, the "
+        "machine unchanged (nothing sent again, nothing drawn)", ["refused"], ["OUT_OF_ORDER"])
+    r = inviter(expires_at=NOW + 1000)
+    r.step(NOW + 1000, {"tick": True})
+    r.recv(NOW + 1001, b"\xff\xff\xff\xff\xff")
+    r.recv(NOW + 1002, fa[0])
+    r.step(NOW + 1003, {"recv": ""})
+    r.recv(NOW + 1004, _frame(0x10, b"\xa0"))
+    add(r, "pair-tx-terminal-pake-any-body", "FAILED by expiry: bytes that fail framing end the "
+        "stream silently (the PAIR_PAKE after them on that stream is ignored); on a new stream "
+        "a type-0x10 frame whose body breaks the schema is still a further PAIR_PAKE: "
+        "PAIR_INVITATION_EXPIRED", ["terminal-pake", "terminal-discard", "burnt-reply"],
+        ["EXPIRED", "MALFORMED"])
+    ax, ix = _pair("", expires_at=NOW + 1000)
+    _honest(ax, ix)
+    ix.step(NOW + 900, {"recv": ""})
+    ix.recv(NOW + 5000, fa[0])
+    add(ix, "pair-tx-burnt-after-expiry-time", "paired before the expiry time; a PAIR_PAKE after "
+        "it: the invitation ended by pairing, not by expiry, so PAIR_INVITATION_BURNT",
+        ["terminal-pake", "burnt-reply"], ["BURNT"])
+    r = inviter()
+    r.recv(NOW + 1, fi[1])
+    add(r, "pair-tx-confirm-wrong-direction-early", "the inviter in WAIT_PAKE gets a PAIR_CONFIRM "
+        "with key 2 (only the inviter sends key 2): schema (PAIR-55) before state, so "
+        "MESSAGE_INVALID, not UNEXPECTED_MESSAGE; only the stream ends", ["check-order",
+        "commit", "stream-drop"], ["CHECK_ORDER"])  # fmt: skip
+    r = accepter()
+    r.recv(NOW + 2, _frame(0x01, error_body(0x7777, "from the future")))
+    add(r, "pair-tx-peer-unregistered-code", "the peer's ERROR carries 0x7777, which the "
+        "registry does not name: PAIRING_FAILED and error report it as received, \"0x7777\"",
+        ["peer-error"])
+    big = 2**53 + 1
+    r = _Rec("inviter", {**_cfg(SEED_I, expires_at=None), "expires_at": {"int": str(big)}},
+             ["y"])  # fmt: skip
+    r.step(NOW, {"cmd": "start"})
+    r.recv(NOW + 1, fa[0])
+    add(r, "pair-tx-expires-at-lossless", "expires_at 2^53 + 1 in the lossless form: a uint64, "
+        "compared exactly; the PAKE is answered", ["uint64-expiry", "expiry-enforce"],
+        ["EXPIRED"])
 
     # machine.new refuses a bad config, in p4-02 §14's order [PAIR-68]; no step runs
     def bad_config(ident: str, comment: str, role: str, config: Json, error: str) -> None:
