@@ -22,7 +22,7 @@ from p4ref.rendezvous import _codec as codec
 
 from ._envelope import Json, envelope, group, test
 
-SPEC, REV = "p4-03-rendezvous-v1", 3
+SPEC, REV = "p4-03-rendezvous-v1", 4
 NOW = 1_764_000_000_000  # 2025-11-24T16:00:00Z, epoch 20416
 EPOCH = 20416
 DAY_MS = 86_400_000
@@ -78,7 +78,8 @@ T = {
     "authepoch": "RDV-55",
     "onionparse": "RDV-56",
     "truncated": "FRM-36",
-    "config": "RDV-58",
+    "config": "RDV-58", "signasgiven": "RDV-71", "verifykey": "RDV-72", "peerkey": "RDV-73",
+    "cmdorder": "RDV-74", "otherlayer": "RDV-75", "acceptorstart": "RDV-76",
     "hellogen": "RDV-59",
     "adopt": "RDV-60",
     "peerreset": "RDV-61",
@@ -206,6 +207,7 @@ def _derive_cases() -> list[Json]:
 _NONCE = _h("message nonce")[:16]
 _STREAM = _h("recipient hello nonce")[:16]  # the recipient's HELLO nonce on the stream
 INC_LOW, INC_HIGH = _h("incarnation low")[:16], _h("incarnation high")[:16]
+NOT_A_KEY = bytes.fromhex("ed" + "ff" * 30 + "7f")  # y = p: 32 bytes, not a valid identity key
 _MSGS: list[tuple[str, str, Json]] = [
     ("rdv-sign-hello", "dialer HELLO (no echo), generation 0",
      {"type": "RV_HELLO", "epoch": EPOCH, "nonce": _NONCE.hex(), "timestamp_ms": NOW,
@@ -267,6 +269,12 @@ def _sign_cases() -> list[Json]:
                        f"a HELLO without {field} (a revision-2 HELLO)", ["schema", "hellogen"],
                        {"identity_seed": SEED_LOW.hex(), "recipient_pub": PUB_HIGH.hex(),
                         "message": partial}, error="MESSAGE_INVALID", flags=["SCHEMA"]))
+    odd = dict(_msg("rdv-sign-hello"), sender_pub="11" * 32)
+    c.append(_case("rendezvous.sign", "rdv-sign-hello-keys-as-given", "a HELLO whose sender_pub "
+                   "is not the seed's key: signed as given, not refused (the receiver's RDV-26 "
+                   "catches it)", ["signasgiven", "siginput"],
+                   {"identity_seed": SEED_LOW.hex(), "recipient_pub": PUB_HIGH.hex(),
+                    "message": odd}))
     bad = dict(_msg("rdv-sign-offer"), sdp="x" * (codec.MAX_SDP_BYTES + 1))
     c.append(_case("rendezvous.sign", "rdv-sign-sdp-oversize", "sender refuses SDP > 8192 bytes",
                    ["sdp"], {"identity_seed": SEED_LOW.hex(), "recipient_pub": PUB_HIGH.hex(),
@@ -436,6 +444,10 @@ def _verify_cases() -> list[Json]:
                    "HELLO from a key this endpoint is not paired with", ["peer"],
                    dict(base, frame=stranger.hex()), error="RDV_UNKNOWN_PEER",
                    flags=["UNKNOWN_PEER"]))
+    c.append(_case("rendezvous.verify", "rdv-verify-sender-not-a-key", "a 32-byte sender_pub "
+                   "that is not a valid identity key (y = p): the signature check fails",
+                   ["verifykey", "sig"], dict(base, frame=offer.hex(), sender_pub=NOT_A_KEY.hex()),
+                   error="RDV_BAD_SIGNATURE", flags=["BAD_SIGNATURE"]))
     c.append(_case("rendezvous.verify", "rdv-verify-order-epoch-before-signature",
                    "wrong epoch and bad signature: the epoch is checked first", ["order"],
                    dict(base, frame=bytes(bad_sig).hex(), now=NOW + 2 * DAY_MS),
@@ -867,6 +879,47 @@ def _transcripts() -> list[Json]:
                {**good, "peer_incarnation": (INC_HIGH + b"\x00").hex()}, "MESSAGE_INVALID")
     bad_config("rdv-tx-config-peer-generation-range", "peer_generation 2^64", "acceptor",
                {**good, "peer_generation": 1 << 64}, "MESSAGE_INVALID")
+
+    # points clean-room ports had to guess (p4-03 revision 4)
+    r = _Rec("dialer", SEED_LOW, NOT_A_KEY, "peer not a key")
+    r.step(NOW, {"cmd": "start"})
+    add(r, "rdv-tx-config-peer-not-a-key", "a 32-byte peer_pub that is not a valid identity key "
+        "is accepted (lengths and equality only); start sends the HELLO", ["peerkey", "config"])
+    d, a = _pair(True, "command order")
+    big_sdp = "x" * (codec.MAX_SDP_BYTES + 1)
+    d.step(NOW - 10, {"cmd": "send_offer", "fingerprint": FP_LOW.hex(), "generation": 0,
+                      "last_rx": 0})
+    d.step(NOW - 5, _offer(0, FP_LOW, big_sdp))
+    _hello(d, a)
+    d.step(NOW + 400, _offer(0, FP_LOW, big_sdp))
+    d.step(NOW + 401, _offer(1, FP_LOW, big_sdp))
+    d.step(NOW + 402, _offer(1, FP_LOW[:31]))
+    d.step(NOW + 403, _offer(1, FP_LOW))
+    add(d, "rdv-tx-refused-command-order", "send_offer refusals in RDV-74's order: a missing "
+        "sdp (MESSAGE_INVALID) before the state; in IDLE, UNEXPECTED_MESSAGE before the stale "
+        "generation and the oversized sdp; in READY, RDV_STALE_GENERATION before the oversized "
+        "sdp; then the sdp, the 31-byte fingerprint; nothing drawn until the valid OFFER",
+        ["cmdorder"], ["OUT_OF_ORDER"])
+    d, a = _pair(True, "other layer")
+    _hello(d, a)
+    a.recv(NOW + 400, encode_frame(Frame(FrameType.PAIR_PAKE, 0, encode_cbor(
+        {1: 1, 2: bytes(32)})), Path.TOR))
+    add(a, "rdv-tx-other-layer-frame", "a PAIR_PAKE frame on an authenticated onion stream: not "
+        "this machine's, UNEXPECTED_MESSAGE, ERROR sent, the machine fails", ["otherlayer",
+        "table"], ["OUT_OF_ORDER"])  # fmt: skip
+    d, a = _pair(True, "acceptor no start")
+    a.recv(NOW + 100, d.step(NOW, {"cmd": "start"}))
+    a.step(NOW + 600_000, {"tick": True})
+    add(a, "rdv-tx-acceptor-recv-before-start", "the acceptor receives the dialer's HELLO "
+        "without start: it echoes it; no HELLO timer was armed, so a tick 10 min later changes "
+        "nothing", ["acceptorstart", "timers"], ["TIMEOUT"])
+    d, a = _pair(True, "unregistered code")
+    _hello(d, a)
+    a.recv(NOW + 400, encode_frame(Frame(FrameType.ERROR, 0, encode_cbor(
+        {1: 0x7F0A, 2: "from the future"})), Path.TOR))
+    add(a, "rdv-tx-peer-unregistered-code", "the peer's ERROR carries 0x7f0a, which the "
+        "registry does not name: RENDEZVOUS_FAILED and error say \"0x7f0a\" (lowercase)",
+        ["recverror"])
 
     _restored_transcripts(add)
 
