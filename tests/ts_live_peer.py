@@ -1,4 +1,4 @@
-"""The Python reference peer of the TypeScript live-interop tests (tests/test_ts_live.py); not an API.
+"""The Python reference peer of the TS live-interop tests (tests/test_ts_live.py); not an API.
 
 ``python tests/ts_live_peer.py '<json config>'`` runs one session (p4ref.session) with p4-05
 channels (p4ref.channels) over aiortc generations (p4ref.io.webrtc), state in memory.  Config:
@@ -42,8 +42,15 @@ from p4ref.channels import (
 )
 from p4ref.framing import Path, decode_frame, encode_frame
 from p4ref.io.webrtc import DirectConfig, Generation
-from p4ref.rendezvous import Answer, Offer, decode_message, encode_message, epoch_of, sign_message
-from p4ref.rendezvous import verify_message
+from p4ref.rendezvous import (
+    Answer,
+    Offer,
+    decode_message,
+    encode_message,
+    epoch_of,
+    sign_message,
+    verify_message,
+)
 from p4ref.session import (
     Acked,
     ConnectionClosed,
