@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import framing as fr
-from ..errors import P4Error
+from ..errors import ErrorCode, LocalProtocolError, P4Error
 from ._jsonargs import Json, Op, int_value
 
 __all__ = ["cbor_from_json", "vectors_ops"]
@@ -79,8 +79,16 @@ def cbor_from_json(form: Any) -> Any:
         return None
     if kind == "array":
         return [cbor_from_json(x) for x in v]
-    if kind == "map":
-        return {cbor_from_json(k): cbor_from_json(x) for k, x in v}
+    if kind == "map":  # a key named twice is refused, never "last wins" (p4-01 §12)
+        out: dict[Any, Any] = {}
+        for k, x in v:
+            key = cbor_from_json(k)
+            if isinstance(key, list | dict):
+                raise LocalProtocolError(ErrorCode.CBOR_FORBIDDEN, "a map key that is a container")
+            if key in out:
+                raise LocalProtocolError(ErrorCode.CBOR_DUPLICATE_KEY, f"map key {key!r} twice")
+            out[key] = cbor_from_json(x)
+        return out
     raise TypeError(f"unknown CBOR JSON kind {kind!r}")
 
 

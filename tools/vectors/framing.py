@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from p4ref.adapter import handle
 from p4ref.errors import P4Error
 from p4ref.framing import (
     FLAG_FIN,
@@ -63,6 +64,8 @@ T: dict[str, list[str]] = {
     "cbor_simple": ["CNV-16"],
     "cbor_depth": ["CNV-21"],
     "cbor_utf8": ["CNV-22"],
+    "cbor_bom": ["CNV-49"],
+    "cbor_encode": ["FRM-54", "CNV-27", "CNV-28"],
     "cbor_malformed": ["CNV-9"],
     "cbor_reserved_ai": ["CNV-10"],
     "cbor_break": ["CNV-11"],
@@ -461,6 +464,8 @@ def _cbor() -> list[Json]:
           error="CBOR_INVALID_UTF8", flags=["FORBIDDEN"]),
         v("cbor-surrogate", "text holding a UTF-16 surrogate", ["cbor_utf8"], "63eda080",
           error="CBOR_INVALID_UTF8", flags=["FORBIDDEN"]),
+        v("cbor-text-bom", "text beginning with U+FEFF (ef bb bf): valid, kept, not stripped",
+          ["cbor_bom"], "66efbbbf616263", flags=["BOUNDARY"]),
         v("cbor-empty", "no bytes", ["cbor_malformed"], "", error="CBOR_MALFORMED",
           flags=["TRUNCATED"]),
         v("cbor-trunc-arg", "argument cut short", ["cbor_malformed"], "19ff",
@@ -480,6 +485,45 @@ def _cbor() -> list[Json]:
     ]
 
 
+def _cbor_encode() -> list[Json]:
+    """cbor.encode (p4-01 §12, FRM-54): sorting, refused duplicates, the order of the checks."""
+    def i(n: int) -> Json:
+        return {"int": str(n)}
+
+    def deep(n: int) -> Json:
+        v: Json = i(1)
+        for _ in range(n):
+            v = {"array": [v]}
+        return v
+
+    cases = [
+        ("cbor-enc-sorted", "pairs given unsorted are encoded sorted", {"map": [
+            [i(24), i(0)], [i(1), {"text": "a"}], [i(0), {"bool": True}]]}),
+        ("cbor-enc-duplicate", "a key named twice: CBOR_DUPLICATE_KEY, never 'last wins'",
+         {"map": [[i(1), i(0)], [i(1), i(5)]]}),
+        ("cbor-enc-duplicate-first", "a duplicate key deep inside is found before an earlier "
+         "text key", {"map": [[{"text": "k"}, i(0)], [i(2), {"map": [[i(1), i(0)],
+                                                                     [i(1), i(0)]]}]]}),
+        ("cbor-enc-order-key", "a text key before an out-of-range value: CBOR_FORBIDDEN",
+         {"map": [[{"text": "k"}, i(1)], [i(1), i(2**64)]]}),
+        ("cbor-enc-order-value", "an out-of-range value before a text key: MESSAGE_INVALID",
+         {"map": [[i(1), i(2**64)], [{"text": "k"}, i(1)]]}),
+        ("cbor-enc-depth-16", "16 nested containers", deep(16)),
+        ("cbor-enc-depth-17", "17 nested containers: CBOR_TOO_DEEP", deep(17)),
+        ("cbor-enc-negint-min", "-2^64 is in range", i(-(2**64))),
+    ]
+    out = []
+    for ident, comment, value in cases:
+        got = handle({"id": 0, "op": "cbor.encode", "params": {}, "input": {"value": value}})
+        reqs = T["cbor_encode"]
+        if got["status"] == "ok":
+            out.append(test(ident, comment, reqs, {"value": value}, value=got["value"]))
+        else:
+            out.append(test(ident, comment, reqs, {"value": value}, valid=False,
+                            error=got["error"], flags=["NON_CANONICAL"]))
+    return out
+
+
 def build() -> dict[str, Json]:
     spec = "p4-01-framing-v1"
     rev = spec_revision(spec)
@@ -495,8 +539,10 @@ def build() -> dict[str, Json]:
         "framing/stream.json": envelope("framing", spec, rev, NOTES, [
             group("framing.stream", _stream(), {"path": "tor"}),
         ]),
-        "framing/cbor.json": envelope("framing", "p4-00-conventions", 1, NOTES, [
+        "framing/cbor.json": envelope("framing", "p4-00-conventions",
+                                      spec_revision("p4-00-conventions"), NOTES, [
             group("cbor.decode", _cbor()),
+            group("cbor.encode", _cbor_encode()),
         ]),
     }
     return files
