@@ -278,3 +278,31 @@ def test_node_peer_session_channels_generation_change() -> None:
 
     timings = asyncio.run(main())
     print("node <-> python:", json.dumps({k: round(v, 3) for k, v in timings.items()}))
+
+
+def test_chromium_peer_session_channels_generation_change() -> None:
+    node = check_node_prereqs()
+    chromium = Path(os.environ.get("P4_CHROMIUM", str(CHROMIUM)))
+    require(chromium.exists(), f"{chromium} (apt-get install -y chromium)")
+    require((LIVE / "node_modules" / "playwright-core").exists(), "cd ports/ts/live && npm ci")
+
+    async def start_browser(seed: bytes, peer_pub: bytes) -> Proc:
+        cfg = json.dumps({"seed": seed.hex(), "peer_pub": peer_pub.hex()})
+        err = stderr_file("chromium")
+        proc = await asyncio.create_subprocess_exec(
+            node, str(LIVE / "dist" / "browser-peer.js"), cfg, stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE, stderr=err if err is not None
+            else asyncio.subprocess.DEVNULL, cwd=str(LIVE),
+            env={**os.environ, "P4_CHROMIUM": str(chromium)})
+        p = Proc("chromium", proc)
+        p.files.append(err)
+        return p
+
+    async def main() -> dict[str, float]:
+        timings: dict[str, float] = {}
+        async with peers(start_browser) as (py, ts):
+            await scenario(py, ts, timings)
+        return timings
+
+    timings = asyncio.run(main())
+    print("chromium <-> python:", json.dumps({k: round(v, 3) for k, v in timings.items()}))
