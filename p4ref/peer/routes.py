@@ -11,6 +11,11 @@ API's checks (Origin, Host, token in URL, token) first; a token other than the C
 | ``GET /v1/p4cli/transfers/{id}`` | — | the transfer record plus the peer's link state |
 | ``GET /v1/p4cli/received`` | — | ``{"files": [...]}``, oldest first |
 | ``POST /v1/p4cli/forget`` | ``{"peer"}`` | ``{"forgotten": bool}`` (the link was running) |
+| ``POST /v1/p4cli/new-generation`` | ``{"peer", "why"?}`` | ``{"generation"}`` before it |
+
+``new-generation`` (``p4 demo``, tests) asks the peer's link for a new generation now:
+``why`` ``"forced"`` (default, :meth:`Link.force_generation`) or ``"network"`` (as if the OS
+reported a network change, :meth:`Link.network_changed`).
 """
 
 from __future__ import annotations
@@ -117,6 +122,22 @@ async def forget(request: web.Request) -> web.Response:
     return web.json_response({"forgotten": await d.forget(peer)})
 
 
+async def new_generation(request: web.Request) -> web.Response:
+    d = _daemon(request)
+    body = await _json(request)
+    peer = _peer(d, body.get("peer"))
+    why = body.get("why", "forced")
+    if why not in ("forced", "network"):
+        raise ApiError(ApiErrorCode.BAD_REQUEST, 'why must be "forced" or "network"')
+    link = d.links[peer]
+    before = link.active_generation
+    if why == "network":
+        link.network_changed()
+    else:
+        link.force_generation()
+    return web.json_response({"generation": before})
+
+
 def add_routes(app: web.Application, daemon: Any) -> None:
     app[_DAEMON] = daemon
     app.router.add_get("/v1/p4cli/info", info, allow_head=False)
@@ -124,3 +145,4 @@ def add_routes(app: web.Application, daemon: Any) -> None:
     app.router.add_get("/v1/p4cli/transfers/{id}", transfer, allow_head=False)
     app.router.add_get("/v1/p4cli/received", received, allow_head=False)
     app.router.add_post("/v1/p4cli/forget", forget)
+    app.router.add_post("/v1/p4cli/new-generation", new_generation)
