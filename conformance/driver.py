@@ -17,6 +17,7 @@ import contextlib
 import json
 import os
 import queue
+import re
 import subprocess
 import sys
 import threading
@@ -125,7 +126,11 @@ class AdapterProcess:
         if self.proc is None or self.proc.stdin is None:
             return
         try:
-            self.proc.stdin.write((json.dumps(obj, ensure_ascii=False) + "\n").encode("utf-8"))
+            # a lone surrogate (a vector about one, e.g. fil-name-lone-surrogate) has no UTF-8
+            # form: it goes as its \uXXXX escape, everything else as UTF-8
+            line = re.sub("[\ud800-\udfff]", lambda m: f"\\u{ord(m.group()):04x}",
+                          json.dumps(obj, ensure_ascii=False))
+            self.proc.stdin.write((line + "\n").encode("utf-8"))
             self.proc.stdin.flush()
         except (BrokenPipeError, OSError, ValueError):
             pass  # the reader thread reports the EOF

@@ -90,4 +90,7 @@ def envelope(
 
 
 def dump(obj: Json) -> str:
-    return json.dumps(obj, indent=2, ensure_ascii=False) + "\n"
+    """Pretty JSON, UTF-8 as is; a lone surrogate (only a vector about one holds it) is written
+    as its ``\\uXXXX`` escape, since it has no UTF-8 form."""
+    text = json.dumps(obj, indent=2, ensure_ascii=False) + "\n"
+    return re.sub("[\ud800-\udfff]", lambda m: f"\\u{ord(m.group()):04x}", text)

@@ -17,7 +17,7 @@ from p4ref.files import _codec as codec
 
 from ._envelope import Json, envelope, group, test
 
-SPEC, REV = "p4-06-files-v1", 2
+SPEC, REV = "p4-06-files-v1", 3
 BS = 1024
 #: The worked example of §15: byte i is i mod 251; three blocks of 1024, 1024 and 452.
 FILE = bytes(i % 251 for i in range(2500))
@@ -205,6 +205,10 @@ def _name_groups() -> list[Json]:
         tests.append(test(f"fil-name-{label}", f"invalid name: {label}", _tags(5, 6, 7, 8),
                           {"name": name}, valid=False, error="FILE_NAME_INVALID",
                           flags=["PATH_TRAVERSAL"]))
+    tests.append(test("fil-name-lone-surrogate", "a JSON string holding a lone surrogate "
+                      "(\\ud800), which has no UTF-8 form: invalid, never replaced by U+FFFD",
+                      [*_tags(5, 6, 7, 8), "FIL-48"], {"name": "a\ud800b"}, valid=False,
+                      error="FILE_NAME_INVALID", flags=["PATH_TRAVERSAL"]))
     for t in tests:
         want = t["expect"].get("value", None)
         got = adapter.run_op("files.check_name", {}, t["input"])
