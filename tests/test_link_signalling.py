@@ -24,7 +24,7 @@ from p4ref.io.signal import PeerReplay
 from p4ref.io.tor import TorDriver
 from p4ref.link import Signaller
 from p4ref.link._signalling import SignalEvent, Stream
-from p4ref.rendezvous import OfferReceived, RendezvousFailed
+from p4ref.rendezvous import ByeReceived, OfferReceived, RendezvousFailed
 
 SEEDS = [os.urandom(32) for _ in range(2)]
 PUBS = [bytes(SigningKey(s).verify_key) for s in SEEDS]
@@ -114,3 +114,21 @@ def test_inband_offer_checked_by_the_stream_machine(tmp_path: Path) -> None:
         await store.close()
 
     asyncio.run(asyncio.wait_for(scenario(), 60))
+
+
+def test_goodbye_sends_a_signed_bye_with_its_reason() -> None:
+    """``Link.goodbye`` (``p4 peers forget``): a signed RV_BYE with the reason on every open
+    stream; the other side reports it (the link turns it into a ``bye`` LinkEvent)."""
+    async def scenario() -> None:
+        a = signaller(0, PeerReplay(PUBS[1]))
+        b = signaller(1, PeerReplay(PUBS[0]))
+        await join(a, b)
+        await a.goodbye(ErrorCode.RDV_UNKNOWN_PEER)
+        assert a.stream is None
+        se = await next_event(b)
+        assert isinstance(se.event, ByeReceived)
+        assert se.event.reason == ErrorCode.RDV_UNKNOWN_PEER
+        await a.close()
+        await b.close()
+
+    asyncio.run(asyncio.wait_for(scenario(), 30))

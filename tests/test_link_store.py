@@ -86,3 +86,28 @@ def test_outbox_room(tmp_path: Path) -> None:
         db.append_outbox(PEER, b"d")
     assert e.value.code == ErrorCode.SES_OUTBOX_FULL
     db.close()
+
+
+def test_links_of_one_profile_share_its_session_store(tmp_path: Path) -> None:
+    """``p4 up`` runs one link per peer in one process: they share ``session.db`` (a second
+    exclusive opener would get PROFILE_LOCKED); it closes with the last link."""
+    import asyncio
+
+    from p4ref.link._link import _STORES, _acquire_store, _release_store
+
+    path = tmp_path / SESSION_DB
+
+    async def run() -> None:
+        a, b = await asyncio.gather(_acquire_store(path, "FULL", None),
+                                    _acquire_store(path, "FULL", None))
+        assert a is b
+        await a.create_session(PEER, INC)
+        await _release_store(path, a)
+        await b.create_session(bytes(range(1, 33)), PINC)  # still open for the other link
+        await _release_store(path, b)
+        assert not _STORES
+        c = await _acquire_store(path, "FULL", None)  # reopened: both sessions are there
+        assert sorted(c.db.peers()) == [PEER, bytes(range(1, 33))]
+        await _release_store(path, c)
+
+    asyncio.run(run())

@@ -141,6 +141,44 @@ def test_inbox_order_rx_and_confirm(tmp_path: Path) -> None:
     db.close()
 
 
+def test_forget_peer_deletes_only_that_peer(tmp_path: Path) -> None:
+    """``p4 peers forget``: every row of the peer goes (outbox, inbox, channel state, counters,
+    the rendezvous mark); the other peer's rows stay; a later session starts anew."""
+    db = _new(tmp_path)
+    db.create_session(PEER2, PINC)
+    for pub in (PEER, PEER2):
+        db.save_session(pub, SessionState(inc=INC if pub == PEER else PINC, peer_inc=PINC))
+        db.append_outbox(pub, b"out", channel_state=b"chan")
+        db.store_inbox(pub, PINC, 1, b"in")
+        db.advance(pub, 7)
+    assert db.forget_peer(PEER) and not db.forget_peer(PEER)
+    db.commit()
+    db.close()
+    db = SessionDB(tmp_path / SESSION_DB)
+    assert db.peers() == [PEER2]
+    assert db.last_generation(PEER) == 0 and db.channel_state(PEER) is None
+    assert [e.payload for e in db.outbox(PEER2)] == [b"out"]
+    assert [m.payload for m in db.inbox(PEER2)] == [b"in"]
+    assert db.channel_state(PEER2) == b"chan" and db.last_generation(PEER2) == 7
+    db.create_session(PEER, INC)  # anew
+    assert db.watermarks(PEER).tx_next == 1 and db.outbox(PEER) == []
+    db.commit()
+    db.close()
+
+    async def run() -> None:
+        store = await SessionStore.open(tmp_path / SESSION_DB)
+        try:
+            assert await store.forget_peer(PEER2)
+            assert not await store.forget_peer(PEER2)
+            assert store.db.peers() == [PEER]
+        finally:
+            await store.close()
+    asyncio.run(run())
+    db = SessionDB(tmp_path / SESSION_DB)
+    assert db.peers() == [PEER] and db.last_generation(PEER2) == 0
+    db.close()
+
+
 def test_reincarnation_renumbers_outbox(tmp_path: Path) -> None:
     db = _new(tmp_path)
     for i in range(1, 8):

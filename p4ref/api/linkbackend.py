@@ -166,6 +166,13 @@ class LinkChannel:
     def name(self) -> str:
         return self._ch.name
 
+    @property
+    def link_channel(self) -> _LinkChannel:
+        """The :class:`p4ref.link.Channel` underneath, for a service in the same process that
+        streams on it directly (``p4 up``'s file transfers), without the API's per-message
+        idempotency and confirmation bookkeeping."""
+        return self._ch
+
     async def recover(self) -> None:
         """Resolve sends a crash interrupted (see :mod:`p4ref.api.idempotency`)."""
         async with self._lock:

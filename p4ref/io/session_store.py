@@ -810,7 +810,30 @@ class SessionDB:
         params = (p.id, p.pub, _b64(p.generation))
         return p.generation, lambda db, flush: db.execute(_RAISE_GENERATION, params)
 
+    def plan_forget_peer(self, peer_pub: bytes) -> tuple[bool, _Apply]:
+        """Delete everything stored for ``peer_pub`` (outbox, inbox, channel state, watermarks,
+        incarnations and its rendezvous mark): the user forgot the peer.  True if it existed.
+        A later session with the same key starts anew (a new incarnation, SESSION_RESET)."""
+        pub = _check_pub(peer_pub)
+        p = self._peers.pop(pub, None)
+        if p is None:
+            return False, lambda db, flush: None
+        pid = p.id
+
+        def apply(db: DBConnection, flush: dict[int, tuple[Any, ...]]) -> None:
+            flush.pop(pid, None)  # a row planned earlier in this transaction is not re-written
+            for table in ("outbox", "inbox", "chanstate"):
+                db.execute(f"DELETE FROM {table} WHERE peer = ?", (pid,))
+            db.execute("DELETE FROM peer WHERE id = ?", (pid,))
+        return True, apply
+
     # ------------------------------------------------------------------ the synchronous API
+
+    def forget_peer(self, peer_pub: bytes) -> bool:
+        """See :meth:`plan_forget_peer`; durable after :meth:`commit`."""
+        found, op = self.plan_forget_peer(peer_pub)
+        self._apply(op)
+        return found
 
     def create_session(self, peer_pub: bytes, inc: bytes) -> None:
         """Start the session state of a peer under our new incarnation ``inc``."""
@@ -1147,6 +1170,16 @@ class SessionStore:
         """The rendezvous mark (RDV-52): the future's value is the mark, once durable."""
         mark, op = self.db.plan_advance(peer_pub, generation)
         return self._submit(op, mark)
+
+    def forget_peer(self, peer_pub: bytes) -> asyncio.Future[bool]:
+        """Delete everything stored for ``peer_pub`` (:meth:`SessionDB.plan_forget_peer`); held
+        inbox messages are dropped.  The future says whether the peer was there, once durable."""
+        pub = _check_pub(peer_pub)
+        for h in self._held.pop(pub, ()):
+            if not h.out.done():
+                h.out.cancel()
+        found, op = self.db.plan_forget_peer(pub)
+        return self._submit(op, found)
 
     def replay_marks(self) -> ReplayMarks:
         """A drop-in for :class:`~p4ref.io.replay_store.ReplayStore` (``last_generation``,

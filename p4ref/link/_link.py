@@ -66,7 +66,7 @@ from ..io.webrtc import (
     IceServer,
     load_or_create_certificate,
 )
-from ..rendezvous import AnswerReceived, OfferReceived
+from ..rendezvous import AnswerReceived, ByeReceived, OfferReceived
 from ..session import (
     NO_INC,
     Acked,
@@ -92,6 +92,47 @@ log = logging.getLogger(__name__)
 #: An OFFER/ANSWER goes in-band only while the active data channel has less than this queued
 #: (p4-04 §5.3 makes in-band a MAY; the fastest live route, ARCHITECTURE decision 6).
 INBAND_BACKLOG = 256 * 1024
+
+
+#: Open session stores by (event loop, file): every link of one profile in one process shares
+#: its ``session.db`` (the store holds the file with an exclusive lock, so a second opener would
+#: get PROFILE_LOCKED); the first opener's durability level and quota apply.
+_STORES: dict[tuple[int, Path], tuple[asyncio.Future[SessionStore], list[int]]] = {}
+
+
+async def _acquire_store(path: Path, synchronous: Durability, quota: Quota | None
+                         ) -> SessionStore:
+    loop = asyncio.get_running_loop()
+    key = (id(loop), path.resolve())
+    entry = _STORES.get(key)
+    if entry is not None and entry[0].get_loop() is not loop:  # a loop that is gone
+        entry = None
+    if entry is None:
+        fut: asyncio.Future[SessionStore] = asyncio.ensure_future(
+            SessionStore.open(path, synchronous=synchronous, quota=quota))
+        entry = (fut, [0])
+        _STORES[key] = entry
+    entry[1][0] += 1
+    try:
+        return await asyncio.shield(entry[0])
+    except BaseException:
+        entry[1][0] -= 1
+        if _STORES.get(key) is entry and (entry[0].done() or entry[1][0] == 0):
+            del _STORES[key]
+        raise
+
+
+async def _release_store(path: Path, store: SessionStore) -> None:
+    key = (id(asyncio.get_running_loop()), path.resolve())
+    entry = _STORES.get(key)
+    if entry is not None and entry[0].done() and not entry[0].cancelled() \
+            and entry[0].exception() is None and entry[0].result() is store:
+        entry[1][0] -= 1
+        if entry[1][0] > 0:
+            await store.flush()
+            return
+        del _STORES[key]
+    await store.close()
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +185,9 @@ class LinkEvent:
     """What the link reports: ``status`` (``connected`` / ``reconnecting`` / ``offline``,
     SES-8), ``connection_open`` (``generation``, ``active``), ``connection_closed``,
     ``connection_failed`` (``generation``, ``code``, ``by_peer``), ``generation_failed`` (the
-    data channel never opened: ``code``), ``session_reset`` (``detail``)."""
+    data channel never opened: ``code``), ``session_reset`` (``detail``), ``bye`` (the peer
+    closed a signalling stream with a signed RV_BYE: ``code`` its reason, e.g. RDV_UNKNOWN_PEER
+    when the peer forgot this device; ``detail`` the code's name)."""
 
     kind: str
     status: str | None = None
@@ -228,8 +271,7 @@ class Link:
         """Open the store, resume the session, publish/dial, and start setting up a
         generation.  Unconfirmed inbox messages are queued for :meth:`recv` first."""
         cfg = self.config
-        self.store = await SessionStore.open(self.home / SESSION_DB,
-                                             synchronous=cfg.synchronous, quota=cfg.quota)
+        self.store = await _acquire_store(self.home / SESSION_DB, cfg.synchronous, cfg.quota)
         state = await self.store.session_state(self.peer_pub)
         self.machine = SessionMachine(self._seed, self.peer_pub, rng=os.urandom, state=state,
                                       config=cfg.session)
@@ -261,8 +303,10 @@ class Link:
         await self.signaller.start()
         self._raise_need("start")
 
-    async def stop(self) -> None:
-        """Close everything; what was accepted stays durable for the next :meth:`start`."""
+    async def stop(self, *, forget: bool = False) -> None:
+        """Close everything; what was accepted stays durable for the next :meth:`start`.
+        ``forget``: the user forgot the peer: its session data is deleted instead
+        (:meth:`SessionStore.forget_peer <p4ref.io.session_store.SessionStore.forget_peer>`)."""
         if not self._started:
             return
         self._started = False
@@ -279,7 +323,9 @@ class Link:
                 self._closing.append(rec.g.close())
         self._gens.clear()
         await self.signaller.close()
-        await self.store.close()
+        if forget:
+            await self.store.forget_peer(self.peer_pub)
+        await _release_store(self.home / SESSION_DB, self.store)
         if self._closing:
             await asyncio.wait(self._closing, timeout=5)
         self._set_status("offline")
@@ -367,6 +413,12 @@ class Link:
                 yield await q.get()
         finally:
             self._subscribers.remove(q)
+
+    async def goodbye(self, code: int = ErrorCode.NO_ERROR) -> None:
+        """Send a signed RV_BYE with ``code`` (e.g. RDV_UNKNOWN_PEER: this device forgot the
+        peer) on every open signalling stream and close them (p4-03 §8.7); the link keeps
+        running (it dials or accepts again as usual) until :meth:`stop`."""
+        await self.signaller.goodbye(code)
 
     def force_generation(self) -> None:
         """Set up a new generation now (tests, benchmarks); traffic stays on the current one
@@ -679,6 +731,10 @@ class Link:
             if p is not None and p.offerer and not p.answered:
                 self._abandon(p)
                 self._kick.set()
+            return
+        if isinstance(ev, ByeReceived):  # the peer said why it closed the stream
+            log.info("the peer closed its signalling stream: BYE %s", peer_error(ev.reason))
+            self._emit(LinkEvent("bye", code=ev.reason, by_peer=True, detail=peer_error(ev.reason)))
             return
         if isinstance(ev, OfferReceived):
             log.info("OFFER %d received %s%s", ev.generation,

@@ -47,6 +47,10 @@ from ..io.pump import unix_ms
 from ..io.signal import ONION_PORT, PeerReplay
 from ..io.tor import OnionHandle, TorDriver
 from ..rendezvous import (
+    BACKOFF_INITIAL_MS,
+    BACKOFF_MAX_MS,
+    FOLLOWER_DELAY_MS,
+    TERMINAL,
     AnswerReceived,
     ByeReceived,
     OfferReceived,
@@ -54,16 +58,10 @@ from ..rendezvous import (
     PeerReset,
     RendezvousFailed,
     RendezvousMachine,
+    State,
     derive_epoch_keys,
     epochs_to_dial,
     epochs_to_publish,
-)
-from ..rendezvous._machine import (
-    BACKOFF_INITIAL_MS,
-    BACKOFF_MAX_MS,
-    FOLLOWER_DELAY_MS,
-    TERMINAL,
-    State,
 )
 
 __all__ = ["SignalEvent", "Signaller", "Stream"]
@@ -277,7 +275,12 @@ class Signaller:
             with contextlib.suppress(ConnectionError, OSError):
                 st.writer.write(bytes(data))
 
-    async def _close_stream(self, st: Stream, reason: ErrorCode) -> None:
+    async def goodbye(self, reason: int) -> None:
+        """A signed RV_BYE with ``reason`` on every open stream, which is then closed."""
+        for st in list(self._streams):
+            await self._close_stream(st, reason)
+
+    async def _close_stream(self, st: Stream, reason: int) -> None:
         with contextlib.suppress(LocalProtocolError):
             st.machine.send_bye(int(reason), unix_ms())
         self._flush(st)

@@ -130,6 +130,8 @@ class Daemon:
                 log.info("%s: %s", name, ev.status)
             elif ev.kind == "connection_open" and ev.active:
                 log.info("%s: generation %s open (direct)", name, ev.generation)
+            elif ev.kind == "bye":
+                log.info("%s: closed its signalling stream (BYE %s)", name, ev.detail)
             elif ev.kind in ("connection_failed", "generation_failed", "session_reset"):
                 log.info("%s: %s%s", name, ev.kind.replace("_", " "),
                          f" ({ev.detail})" if ev.detail else "")
@@ -280,7 +282,7 @@ class Daemon:
             wrapped = await self.backend.accept_channel(device_id, "p4ctl/")
         except P4Error:
             return
-        ch: Any = getattr(wrapped, "_ch", wrapped)
+        ch: Any = _link_channel(wrapped)
         m = await ch.recv()
         if m is not None:
             await m.confirm()
@@ -318,9 +320,7 @@ class Daemon:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(_send_bye(link), 5.0)
         with contextlib.suppress(Exception):
-            await link.stop()
-        if purge:
-            await _purge(self.home, link.peer_pub)
+            await link.stop(forget=purge)  # with purge: its session rows go (SessionStore)
         log.info("%s: forgotten (link stopped, onions removed, queues purged)", name)
         return True
 
@@ -368,36 +368,12 @@ async def _say_goodbye(link: Any) -> None:
 
 async def _send_bye(link: Any) -> None:
     """Tell the peer we forgot it: a signed BYE with RDV_UNKNOWN_PEER on every open signalling
-    stream (best effort; link.stop() would send BYE NO_ERROR).  Uses the signaller's stream
-    closing, which has no public per-reason call yet."""
-    sig = getattr(link, "signaller", None)
-    for st in list(getattr(sig, "_streams", ())):
-        await sig._close_stream(st, ErrorCode.RDV_UNKNOWN_PEER)  # type: ignore[union-attr]
+    stream (best effort; link.stop() would send BYE NO_ERROR)."""
+    await link.goodbye(ErrorCode.RDV_UNKNOWN_PEER)
 
 
-async def _purge(home: Path, peer_pub: bytes) -> None:
-    """Delete a forgotten peer's session rows (outbox, inbox, watermarks, channel state)."""
-    import sqlite3
+def _link_channel(wrapped: Any) -> Any:
+    """The link channel under the API's channel wrapper (or ``wrapped`` itself)."""
+    from ..api.linkbackend import LinkChannel
 
-    db = home / "session.db"
-    if not db.exists():
-        return
-
-    def run() -> None:
-        con = sqlite3.connect(db, timeout=10)
-        try:
-            row = con.execute("SELECT id FROM peer WHERE peer_pub = ?", (peer_pub,)).fetchone()
-            if row is None:
-                return
-            tables = [r[0] for r in con.execute(
-                "SELECT name FROM sqlite_master WHERE type='table' AND name != 'peer'")]
-            for t in tables:
-                cols = [r[1] for r in con.execute(f"PRAGMA table_info({t})")]
-                if "peer" in cols:
-                    con.execute(f"DELETE FROM {t} WHERE peer = ?", (row[0],))
-            con.execute("DELETE FROM peer WHERE id = ?", (row[0],))
-            con.commit()
-        finally:
-            con.close()
-
-    await asyncio.to_thread(run)
+    return wrapped.link_channel if isinstance(wrapped, LinkChannel) else wrapped

@@ -52,6 +52,13 @@ class _Msg(Protocol):
     async def confirm(self) -> None: ...
 
 
+def _link_channel(wrapped: Any) -> Any:
+    """The link channel under the API's channel wrapper (or ``wrapped`` itself)."""
+    from ..api.linkbackend import LinkChannel
+
+    return wrapped.link_channel if isinstance(wrapped, LinkChannel) else wrapped
+
+
 class _Chan(Protocol):
     @property
     def name(self) -> str: ...
@@ -310,7 +317,7 @@ class FileService:
                 wrapped = await self._accept(peer, PREFIX)
             except P4Error:  # the peer was forgotten
                 return
-            ch: _Chan = getattr(wrapped, "_ch", wrapped)  # the link channel under the API's
+            ch: _Chan = _link_channel(wrapped)  # the link channel under the API's
             if getattr(ch, "local", False) or getattr(ch, "_p4_seen", False):
                 # our own outgoing channel of an earlier run: its attempt is over
                 with contextlib.suppress(P4Error):

@@ -43,6 +43,10 @@ from ._events import (
 )
 from ._events import Bye as ByeReceived
 from ._machine import (
+    BACKOFF_INITIAL_MS,
+    BACKOFF_MAX_MS,
+    FOLLOWER_DELAY_MS,
+    TERMINAL,
     TRANSITIONS,
     DialScheduler,
     Input,
@@ -53,8 +57,12 @@ from ._machine import (
 )
 
 __all__ = [
+    "BACKOFF_INITIAL_MS",
+    "BACKOFF_MAX_MS",
     "EPOCH_SECONDS",
+    "FOLLOWER_DELAY_MS",
     "MAX_SDP_BYTES",
+    "TERMINAL",
     "TRANSITIONS",
     "Answer",
     "AnswerReceived",
