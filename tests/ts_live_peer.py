@@ -63,9 +63,11 @@ from p4ref.session import (
 ZERO16 = b"\0" * 16
 
 
-def payload(name: str, i: int) -> bytes:
-    """Message ``i`` of channel ``name``: 1 B … 40 kB (some need several DATA items)."""
-    size = 1 + (i * 7919 + len(name) * 131) % 40000
+def payload(name: str, i: int, size: int | None = None) -> bytes:
+    """Message ``i`` of channel ``name``: 1 B … 40 kB (some need several DATA items), or
+    ``size`` bytes."""
+    if size is None:
+        size = 1 + (i * 7919 + len(name) * 131) % 40000
     block = hashlib.sha256(f"{name}:{i}".encode()).digest()
     return (block * (size // 32 + 1))[:size]
 
@@ -84,7 +86,7 @@ class Peer:
         self.mux = ChannelMux(low=self.m.is_low, config=ChannelConfig())
         self.direct = DirectConfig(host_addresses=("127.0.0.1",))
         self.gens: dict[int, Generation] = {}
-        self.opened: set[int] = set()
+        self.opened_gens: set[int] = set()
         self.early: dict[int, list[bytes]] = {}
         self.pending_offer: dict[int, tuple[Generation, bytes]] = {}
         self.names: dict[int, str] = {}
@@ -119,13 +121,13 @@ class Peer:
             elif isinstance(ev, ConnectionClosed):
                 out("closed", conn=ev.conn)
                 g = self.gens.pop(ev.conn, None)
-                self.opened.discard(ev.conn)
+                self.opened_gens.discard(ev.conn)
                 if g is not None:
                     self.closing.append(asyncio.create_task(g.close_when_drained()))
             elif isinstance(ev, ConnectionFailed):
                 out("failed", conn=ev.conn, code=ev.code, by_peer=ev.by_peer)
                 g = self.gens.pop(ev.conn, None)
-                self.opened.discard(ev.conn)
+                self.opened_gens.discard(ev.conn)
                 if g is not None:
                     g.close()
             elif isinstance(ev, Acked):
@@ -177,7 +179,7 @@ class Peer:
     # -------------------------------------------------------------- generations
 
     def on_data(self, number: int, data: bytes) -> None:
-        if number not in self.opened:
+        if number not in self.opened_gens:
             self.early.setdefault(number, []).append(data)
             return
         self.m.receive_data(number, data, self.now())
@@ -201,8 +203,11 @@ class Peer:
         msg = decode_message(decode_frame(bytes.fromhex(frame_hex), Path.TOR))
         verify_message(msg, self.peer_pub, self.my_pub)
         e = epoch_of(time.time())
-        if not isinstance(msg, Answer) or not e - 1 <= msg.epoch <= e + 1:
+        if not isinstance(msg, Answer | Offer) or not e - 1 <= msg.epoch <= e + 1:
             out("error", detail=f"unexpected RV message {type(msg).__name__}")
+            return
+        if isinstance(msg, Offer):  # answerer (the aiortc x aiortc baseline of the bench)
+            await self.answer(msg)
             return
         pend = self.pending_offer.pop(msg.generation, None)
         if pend is None or pend[1] != msg.offer_nonce:
@@ -210,22 +215,39 @@ class Peer:
             return
         g = pend[0]
         await g.accept_answer(msg.sdp, msg.fingerprint)  # checks the SDP's fingerprint
+        await self.opened(g, msg.generation)
+
+    async def answer(self, msg: Offer) -> None:
+        number = msg.generation
+        g = await Generation.answer(number, msg.sdp, msg.fingerprint, self.direct,
+                                    on_message=lambda d: self.on_data(number, d),
+                                    on_closed=lambda: self.on_data(number, b""))
+        self.gens[number] = g
+        ans = Answer(epoch=epoch_of(time.time()), nonce=os.urandom(16), generation=number,
+                     sdp=g.local_sdp, fingerprint=g.local_fingerprint,
+                     last_rx=self.m.rx_next - 1, offer_nonce=msg.nonce, stream_nonce=ZERO16)
+        signed = sign_message(ans, self.key, self.peer_pub)
+        out("rv", frame=encode_frame(encode_message(signed), Path.TOR).hex(), kind="answer",
+            gen=number)
+        await self.opened(g, number)
+
+    async def opened(self, g: Generation, number: int) -> None:
         b = await g.opened()
-        out("gen_open", gen=msg.generation)
-        self.m.open(msg.generation, msg.generation, "datachannel", b.local, b.remote, self.now())
-        self.opened.add(msg.generation)
+        out("gen_open", gen=number)
+        self.m.open(number, number, "datachannel", b.local, b.remote, self.now())
+        self.opened_gens.add(number)
         self.process()
-        for data in self.early.pop(msg.generation, []):
-            self.m.receive_data(msg.generation, data, self.now())
+        for data in self.early.pop(number, []):
+            self.m.receive_data(number, data, self.now())
             self.process()
 
     # -------------------------------------------------------------- channels
 
-    async def chsend(self, name: str, count: int) -> None:
+    async def chsend(self, name: str, count: int, size: int | None = None) -> None:
         chan, items = self.mux.open(name)
         self.submit(items)
         for i in range(count):
-            data = payload(name, i)
+            data = payload(name, i, size)
             pos = 0
             while pos < len(data):
                 credit = self.mux.credit(chan)
@@ -240,7 +262,7 @@ class Peer:
                 await asyncio.sleep(0)
             while len(self.m.s.outbox) > 256:  # keep memory bounded: wait for ACKs
                 await asyncio.sleep(0.005)
-        h = hashlib.sha256(b"".join(payload(name, i) for i in range(count))).hexdigest()
+        h = hashlib.sha256(b"".join(payload(name, i, size) for i in range(count))).hexdigest()
         out("csent_all", name=name, n=count, digest=h)
 
 
@@ -255,7 +277,8 @@ def spawn(coro: Any) -> asyncio.Task[None]:
 
 async def main() -> None:
     cfg = json.loads(sys.argv[1])
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+    verbose = bool(os.environ.get("P4_TS_LIVE_LOGS"))
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr,
                         format="%(relativeCreated)d %(name)s %(message)s")
     peer = Peer(bytes.fromhex(cfg["seed"]), bytes.fromhex(cfg["peer_pub"]))
     loop = asyncio.get_running_loop()
@@ -275,7 +298,7 @@ async def main() -> None:
             elif cmd == "rv":
                 tasks.append(spawn(peer.on_rv(c["frame"])))
             elif cmd == "chsend":
-                tasks.append(spawn(peer.chsend(c["name"], int(c["count"]))))
+                tasks.append(spawn(peer.chsend(c["name"], int(c["count"]), c.get("size"))))
             elif cmd == "stop":
                 break
         except Exception as exc:  # report, keep running: the test decides

@@ -39,9 +39,9 @@ for (;;) {
     await new Promise((r) => setTimeout(r, 50));
   }
   for (const line of lines) {
-    const c = JSON.parse(line) as { cmd: string; frame?: string; name?: string; count?: number };
+    const c = JSON.parse(line) as { cmd: string; frame?: string; name?: string; count?: number; size?: number };
     if (c.cmd === "rv") run(peer.onRv(c.frame as string));
-    else if (c.cmd === "chsend") run(peer.chsend(c.name as string, c.count as number));
+    else if (c.cmd === "chsend") run(peer.chsend(c.name as string, c.count as number, c.size));
     else if (c.cmd === "stop") peer.stop();
   }
 }

@@ -62,8 +62,8 @@ export function randomRng(getRandom: (b: Uint8Array) => void): Rng {
 }
 
 /** Message `i` of channel `name` (the same generator as tests/ts_live_peer.py). */
-export function payload(name: string, i: number): Bytes {
-  const size = 1 + ((i * 7919 + name.length * 131) % 40000);
+export function payload(name: string, i: number, fixed?: number): Bytes {
+  const size = fixed ?? 1 + ((i * 7919 + name.length * 131) % 40000);
   const block = sha256(new TextEncoder().encode(`${name}:${i}`));
   const outb = new Uint8Array(size);
   for (let j = 0; j < size; j++) outb[j] = block[j % 32] as number;
@@ -271,7 +271,7 @@ export class LivePeer {
 
   // ------------------------------------------------------------------ channels
 
-  async chsend(name: string, count: number): Promise<void> {
+  async chsend(name: string, count: number, size?: number): Promise<void> {
     const before = this.mux.state;
     void before;
     const out = this.mux.command(this.now(), "open", { name });
@@ -283,7 +283,7 @@ export class LivePeer {
     this.handleMux(out);
     const all = sha256.create();
     for (let i = 0; i < count; i++) {
-      const data = payload(name, i);
+      const data = payload(name, i, size);
       all.update(data);
       let pos = 0;
       while (pos < data.length) {

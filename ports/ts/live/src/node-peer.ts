@@ -31,9 +31,9 @@ const run = (p: Promise<void>): void => {
 };
 const rl = createInterface({ input: process.stdin });
 rl.on("line", (line) => {
-  const c = JSON.parse(line) as { cmd: string; frame?: string; name?: string; count?: number };
+  const c = JSON.parse(line) as { cmd: string; frame?: string; name?: string; count?: number; size?: number };
   if (c.cmd === "rv") run(peer.onRv(c.frame as string));
-  else if (c.cmd === "chsend") run(peer.chsend(c.name as string, c.count as number));
+  else if (c.cmd === "chsend") run(peer.chsend(c.name as string, c.count as number, c.size));
   else if (c.cmd === "status") emit("snapshot", peer.snapshot());
   else if (c.cmd === "stop") {
     peer.stop();
