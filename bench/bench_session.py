@@ -223,7 +223,7 @@ class _Rx:
 
     def expect(self, target: int) -> None:
         self.target, self.count, self.nbytes, self.disorder = target, 0, 0, 0
-        out("expecting", cpu=cpu_seconds())
+        out("expecting", cpu=cpu_seconds(), db=_db_cpu())
 
     def got(self, m: bytes) -> bool:
         """Count one message; True when it completes the awaited bytes."""
@@ -234,7 +234,35 @@ class _Rx:
         return self.nbytes == self.target
 
     def done(self) -> None:
-        out("done", cpu=cpu_seconds(), nbytes=self.nbytes, disorder=self.disorder)
+        out("done", cpu=cpu_seconds(), db=_db_cpu(), nbytes=self.nbytes, disorder=self.disorder)
+
+
+def _db_cpu() -> float:
+    """CPU seconds of this process's session-store writer threads (Linux; else 0)."""
+    import threading
+
+    total = 0.0
+    for th in threading.enumerate():
+        if not th.name.startswith("p4-session-db") or th.native_id is None:
+            continue
+        with contextlib.suppress(OSError), open(f"/proc/self/task/{th.native_id}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+_PROFILE: Any = None  # a cProfile.Profile with P4_BENCH_PROFILE=DIR (for finding the cost)
+
+
+def _exit() -> None:
+    """Leave at once (aiortc's and the store's threads need not be joined); with
+    ``P4_BENCH_PROFILE=DIR`` write this child's profile to DIR first."""
+    if _PROFILE is not None:
+        _PROFILE.disable()
+        cfg = json.loads(sys.argv[-1])
+        name = f"{cfg['kind']}-{cfg.get('role', Path(cfg.get('home', '')).name)}-{os.getpid()}"
+        _PROFILE.dump_stats(os.path.join(os.environ["P4_BENCH_PROFILE"], name + ".prof"))
+    os._exit(0)
 
 
 async def _commands() -> asyncio.StreamReader:
@@ -268,7 +296,7 @@ async def _raw_child(cfg: dict[str, Any]) -> None:
     out("open")
 
     async def send(total: int, size: int) -> None:
-        out("started", cpu=cpu_seconds())
+        out("started", cpu=cpu_seconds(), db=_db_cpu())
         for i, n in enumerate(_sizes(total, size)):
             await g.write(message(i, n))
         out("sent")
@@ -282,12 +310,12 @@ async def _raw_child(cfg: dict[str, Any]) -> None:
         elif c == "send":
             tasks.append(asyncio.create_task(send(int(cmd["total"]), int(cmd["size"]))))
         elif c == "cpu":
-            out("cpu", cpu=cpu_seconds())
+            out("cpu", cpu=cpu_seconds(), db=_db_cpu())
         elif c == "stop":
             break
     g.close()
     out("stopped")
-    os._exit(0)
+    _exit()
 
 
 def _hook_machine(link: Link, stats: dict[str, Any]) -> None:
@@ -380,7 +408,7 @@ async def _link_child(cfg: dict[str, Any]) -> None:
 
     async def send(total: int, size: int) -> None:
         await open_channel()
-        out("started", cpu=cpu_seconds())
+        out("started", cpu=cpu_seconds(), db=_db_cpu())
         sem = asyncio.Semaphore(WINDOW)
         fut: asyncio.Future[None] | None = None
         for i, n in enumerate(_sizes(total, size)):
@@ -466,7 +494,7 @@ async def _link_child(cfg: dict[str, Any]) -> None:
                 pending=None if p is None else dataclasses.asdict(p) | {"g": None, "early": 0},
                 sig_gen=link.signaller.generation(), status=link.status)
         elif c == "cpu":
-            out("cpu", cpu=cpu_seconds())
+            out("cpu", cpu=cpu_seconds(), db=_db_cpu())
         elif c == "status":
             out("status", status=link.status, active=link.machine.active)
         elif c == "stop":
@@ -477,7 +505,7 @@ async def _link_child(cfg: dict[str, Any]) -> None:
     await link.stop()
     await tor.close()
     out("stopped")
-    os._exit(0)
+    _exit()
 
 
 async def _many_child(cfg: dict[str, Any]) -> None:
@@ -526,7 +554,7 @@ async def _many_child(cfg: dict[str, Any]) -> None:
     if hub:
         await _SharedStore.close_all()
     out("stopped")
-    os._exit(0)
+    _exit()
 
 
 # --- the orchestrator -------------------------------------------------------------------------
@@ -615,6 +643,8 @@ class Run:
     count: int
     cpu_tx: float
     cpu_rx: float
+    db_tx: float = 0.0  # of which the session store's writer thread
+    db_rx: float = 0.0
 
 
 async def _transfer(tx: Child, rx: Child, total: int, size: int, timeout: float) -> Run:
@@ -633,7 +663,7 @@ async def _transfer(tx: Child, rx: Child, total: int, size: int, timeout: float)
         raise RuntimeError(f"{rx.name}: {done['nbytes']} of {total} bytes, "
                            f"{done['disorder']} messages out of order")
     return Run(done["t"] - st["t"], total, len(_sizes(total, size)), cpu["cpu"] - st["cpu"],
-               done["cpu"] - exp["cpu"])
+               done["cpu"] - exp["cpu"], cpu["db"] - st["db"], done["db"] - exp["db"])
 
 
 @dataclasses.dataclass
@@ -761,13 +791,15 @@ def _report_ab(table: Table, label: str, res: dict[str, list[Run]], total: int,
         for side, attr in (("sender", "cpu_tx"), ("receiver", "cpu_rx")):
             p = _med(float(getattr(r, attr)) * 1000 / mib for r in runs)
             b = _med(float(getattr(r, attr)) * 1000 / mib for r in base)
+            db = _med(float(getattr(r, "db_" + attr[-2:])) * 1000 / mib for r in runs)
             if label == "(a)":
                 added = p - b
-                table.add(f"    CPU {side}, ms/MiB; P⁴ adds {added:.1f} ms/MiB", f"{p:.1f}",
-                          f"{b:.1f}", f"+{100 * added / b:.0f} %",
-                          f"≤ +10 % ({_verdict(added <= 0.1 * b)})")
+                table.add(f"    CPU {side}, ms/MiB; P⁴ adds {added:.1f} ms/MiB "
+                          f"(SQLite thread {db:.1f})", f"{p:.1f}", f"{b:.1f}",
+                          f"+{100 * added / b:.0f} %", f"≤ +10 % ({_verdict(added <= 0.1 * b)})")
             else:
-                table.add(f"    CPU {side}, ms/MiB", f"{p:.1f}", f"{b:.1f}", f"{p / b:.2f}×")
+                table.add(f"    CPU {side}, ms/MiB (SQLite thread {db:.1f})", f"{p:.1f}",
+                          f"{b:.1f}", f"{p / b:.2f}×")
 
 
 def _moved(old: int, e: dict[str, Any]) -> bool:
@@ -1050,6 +1082,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         cfg = json.loads(args.child)
         run = {"raw": _raw_child, "link": _link_child, "many": _many_child}[cfg["kind"]]
+        if os.environ.get("P4_BENCH_PROFILE"):
+            import cProfile
+
+            global _PROFILE
+            _PROFILE = cProfile.Profile()
+            _PROFILE.enable()
         asyncio.run(run(cfg))
         return 0
     if args.no_tor:
