@@ -311,4 +311,9 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    if os.environ.get("P4_TS_LIVE_PROFILE"):  # cProfile of this peer, written at exit
+        import cProfile
+
+        cProfile.run("asyncio.run(main())", os.environ["P4_TS_LIVE_PROFILE"] + f".{os.getpid()}")
+    else:
+        asyncio.run(main())
