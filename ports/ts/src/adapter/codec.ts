@@ -18,7 +18,7 @@ import {
 } from "../rendezvous/messages.js";
 import { codeValue } from "../errors.js";
 import {
-  asBigint, cborToJson, hexField, intField, jsonInt, jsonToCbor, optHex, RequestError, strField, type Json, type Obj,
+  asBigint, cborToJson, hexField, intField, jsonInt, jsonToCbor, jsonToCborChecked, optHex, RequestError, strField, type Json, type Obj,
 } from "./json.js";
 
 export type Op = (params: Obj, input: Obj) => Json;
@@ -52,7 +52,7 @@ const framing: Record<string, Op> = {
     return { frames, pending: r.pending };
   },
   "cbor.decode": (_p, i) => cborToJson(decodeItem(hexField(i, "cbor"))),
-  "cbor.encode": (_p, i) => ({ cbor: toHex(encode(jsonToCbor(i.value))) }),
+  "cbor.encode": (_p, i) => ({ cbor: toHex(encode(jsonToCborChecked(i.value))) }),
 };
 
 const identity: Record<string, Op> = {

@@ -85,6 +85,37 @@ export function cborToJson(v: CborValue): Json {
 }
 
 /** The CBOR JSON form to a value; a map key that is not an unsigned integer is CBOR_FORBIDDEN. */
+/** p4-01 FRM-54, first pass over the whole value: a map key that is an array or a map is
+ *  CBOR_FORBIDDEN and a key named twice in one map is CBOR_DUPLICATE_KEY, before any other check. */
+function prescan(j: unknown): void {
+  if (typeof j !== "object" || j === null || Array.isArray(j)) return;
+  const o = j as Obj;
+  if (Array.isArray(o["array"])) {
+    for (const e of o["array"] as unknown[]) prescan(e);
+    return;
+  }
+  if (!Array.isArray(o["map"])) return;
+  const seen = new Set<string>();
+  for (const pair of o["map"] as unknown[]) {
+    if (!Array.isArray(pair) || pair.length !== 2) return;
+    const k: unknown = pair[0];
+    prescan(k);
+    const ko = (typeof k === "object" && k !== null ? k : {}) as Obj;
+    if ("array" in ko || "map" in ko) throw new LocalProtocolError("CBOR_FORBIDDEN", "a map key that is a container");
+    const n = "int" in ko ? asBigint(ko) : undefined;
+    const id = n !== undefined ? `i:${n}` : JSON.stringify(k);
+    if (seen.has(id)) throw new LocalProtocolError("CBOR_DUPLICATE_KEY", "duplicate key");
+    seen.add(id);
+    prescan(pair[1]);
+  }
+}
+
+/** cbor.encode's reading of a JSON form (p4-01 §12, FRM-54). */
+export function jsonToCborChecked(j: unknown): CborValue {
+  prescan(j);
+  return jsonToCbor(j);
+}
+
 export function jsonToCbor(j: unknown, depth = 1): CborValue {
   if (typeof j !== "object" || j === null || Array.isArray(j)) throw new RequestError("not a CBOR JSON form");
   const o = j as Obj;

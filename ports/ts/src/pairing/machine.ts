@@ -118,6 +118,8 @@ export class PairingMachine implements Machine {
       this.connectionLost(out);
       return out;
     }
+    // PAIR-69: bytes before start are refused like a command in the wrong state
+    if (this.state === "IDLE") throw new P4Error("UNEXPECTED_MESSAGE", "bytes before start (PAIR-69)");
     if (this.streamIgnored) return out;
     this.reader.push(data);
     while (!this.streamIgnored) {

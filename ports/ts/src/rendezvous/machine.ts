@@ -106,9 +106,10 @@ export class RendezvousMachine implements Machine {
         } else refuse("UNEXPECTED_MESSAGE", "start in " + this.state);
         return out;
       case "send_offer": {
-        if (this.state !== "READY" && this.state !== "ANSWERED") refuse("UNEXPECTED_MESSAGE", "send_offer in " + this.state);
         const a = offerArgs(args, true);
+        if (this.state !== "READY" && this.state !== "ANSWERED") refuse("UNEXPECTED_MESSAGE", "send_offer in " + this.state);
         if (a.generation <= this.G) refuse("RDV_STALE_GENERATION", "generation not above G");
+        offerSchema(a);
         const gBefore = this.G;
         const nonce = this.send(out, now, "RV_OFFER", {
           generation: a.generation, sdp: a.sdp, fingerprint: a.fingerprint, last_rx: a.last_rx,
@@ -121,8 +122,9 @@ export class RendezvousMachine implements Machine {
         return out;
       }
       case "send_answer": {
-        if (this.state !== "OFFER_RECEIVED" || this.received === undefined) refuse("UNEXPECTED_MESSAGE", "send_answer in " + this.state);
         const a = offerArgs(args, false);
+        if (this.state !== "OFFER_RECEIVED" || this.received === undefined) refuse("UNEXPECTED_MESSAGE", "send_answer in " + this.state);
+        offerSchema(a);
         const r = this.received as { nonce: Bytes; generation: bigint };
         this.send(out, now, "RV_ANSWER", {
           generation: r.generation, sdp: a.sdp, fingerprint: a.fingerprint, last_rx: a.last_rx,
@@ -346,20 +348,27 @@ export function toBigint(v: unknown): bigint | undefined {
   return undefined;
 }
 
-function offerArgs(args: Record<string, unknown>, withGen: boolean): { sdp: string; fingerprint: Bytes; generation: bigint; last_rx: bigint } {
+type OfferArgs = { sdp: string; fingerprint: Bytes; generation: bigint; last_rx: bigint };
+
+/** RDV-74 step (1): a missing or ill-typed argument (before the state). */
+function offerArgs(args: Record<string, unknown>, withGen: boolean): OfferArgs {
   const bad = (m: string): never => {
     throw new RendezvousError("MESSAGE_INVALID", m);
   };
   const sdp = args.sdp;
   if (typeof sdp !== "string") return bad("sdp is not text");
-  const n = new TextEncoder().encode(sdp).length;
-  if (n < 1 || n > MAX_SDP_BYTES) bad("sdp must be 1 … 8192 bytes");
-  const fp = args.fingerprint;
-  const fingerprint = hexOrUndefined(fp);
-  if (fingerprint === undefined || fingerprint.length !== 32) return bad("fingerprint is not 32 bytes of hex");
+  const fingerprint = hexOrUndefined(args.fingerprint);
+  if (fingerprint === undefined) return bad("fingerprint is not hex");
   const generation = withGen ? argUint(args.generation, "generation") : 0n;
   const last_rx = argUint(args.last_rx, "last_rx");
   return { sdp, fingerprint, generation, last_rx };
+}
+
+/** RDV-74 step (4): the arguments against §6.2 (after the state and the generation). */
+function offerSchema(a: OfferArgs): void {
+  const n = new TextEncoder().encode(a.sdp).length;
+  if (n < 1 || n > MAX_SDP_BYTES) throw new RendezvousError("MESSAGE_INVALID", "sdp must be 1 … 8192 bytes");
+  if (a.fingerprint.length !== 32) throw new RendezvousError("MESSAGE_INVALID", "fingerprint is not 32 bytes");
 }
 
 function byeReason(args: Record<string, unknown>): bigint {

@@ -45,7 +45,9 @@ function mapFields(m: CborMap, defs: [number, string, number][]): Record<string,
 }
 
 /** §6 schema of a decoded session frame (SES-16, SES-19). */
-export function parseSesFrame(fr: Frame, path: Path): SesMsg {
+/** `receiver`: apply SES-14 (a SES_SIGNAL on the onion stream is UNEXPECTED_MESSAGE); the
+ *  decode op does not (p4-04 SES-69). */
+export function parseSesFrame(fr: Frame, path: Path, receiver = true): SesMsg {
   const type = sesTypeName(fr.type);
   if (fr.ignorable || type === undefined) throw new SessionError("UNEXPECTED_MESSAGE", "not a session frame");
   const b = fr.body;
@@ -66,7 +68,7 @@ export function parseSesFrame(fr: Frame, path: Path): SesMsg {
       if (b.length !== 8) invalid("SES_ACK is not 8 bytes");
       return { type, f: { ack: beToBigint(b) } };
     case "SES_SIGNAL": {
-      if (path === "tor") throw new SessionError("UNEXPECTED_MESSAGE", "SES_SIGNAL on the onion stream (SES-14)");
+      if (receiver && path === "tor") throw new SessionError("UNEXPECTED_MESSAGE", "SES_SIGNAL on the onion stream (SES-14)");
       const ok = b.length >= 5 && b[0] === 1 && (b[1] === 0x21 || b[1] === 0x22) && (((b[3] ?? 0) << 8) | (b[4] ?? 0)) === b.length - 5;
       if (!ok) invalid("SES_SIGNAL does not carry one RV_OFFER or RV_ANSWER frame");
       return { type, f: { frame: b.slice() } };
@@ -75,7 +77,7 @@ export function parseSesFrame(fr: Frame, path: Path): SesMsg {
 }
 
 export function decodeSesFrame(unit: Bytes, path: Path): SesMsg {
-  return parseSesFrame(decodeFrame(unit, path), path);
+  return parseSesFrame(decodeFrame(unit, path), path, false);
 }
 
 /** A SES_HELLO frame: framing, type, and (optionally) schema; returns body bytes and fields. */
@@ -116,7 +118,9 @@ export function verifyAuth(sig: Bytes, myPub: Bytes, peerPub: Bytes, helloMine: 
   try {
     verify(peerPub, authInput(peerPub, myPub, helloPeer, helloMine), sig);
   } catch (e) {
-    if (e instanceof P4Error && e.code === "SIGNATURE_INVALID") throw new SessionError("SES_BAD_SIGNATURE", e.message);
+    // a 32-byte peer key that is not a valid identity key fails the signature check (SES-68)
+    if (e instanceof P4Error && (e.code === "SIGNATURE_INVALID" || (e.code === "IDENTITY_KEY_INVALID" && peerPub.length === 32)))
+      throw new SessionError("SES_BAD_SIGNATURE", e.message);
     throw e;
   }
 }
