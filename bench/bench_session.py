@@ -48,6 +48,11 @@ group commit, inbox, confirmation, credit) costs on top of the same transport.
     check (``probe``); time until a side leaves the dead path (TIMEOUT, or already moved), and
     until a new generation is active on both sides.  ``--dead`` times (default 5); medians.
 
+Diagnostics: the CPU rows of (a) and (b) show, in brackets, the part spent in the session
+store's writer thread (SQLite; ``/proc/self/task``).  ``P4_BENCH_VERBOSE=1`` logs the links to
+the children's stderr, ``P4_BENCH_KEEP=1`` keeps the working directory (profiles, stderr),
+``P4_BENCH_PROFILE=DIR`` writes a cProfile of every child's event-loop thread to DIR.
+
 Nothing is asserted; numbers on a shared 2-core machine vary ±30 % (research/webrtc-lab.md):
 compare the ratios of one run.  ``--quick`` (or ``P4_BENCH_QUICK=1``): 1 pair of 2 MiB / 500
 messages, 1 change, 1 dead path, 3 sessions, 1 onion, for CI (about a minute once Tor is up).
