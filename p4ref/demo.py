@@ -111,8 +111,10 @@ class _Demo:
         yield detail
         took = time.monotonic() - t0
         self.result.steps.append((title, took))
-        text = f"{title}: {'; '.join(detail)}" if detail else title
-        self.say(f" {self.n:>2}. {text:<86} {took:6.1f} s")
+        self.line(title + (" — " + "; ".join(detail) if detail else ""), took)
+
+    def line(self, text: str, took: float) -> None:
+        self.say(f" {self.n:>2}. [{took:5.1f} s] {text}")
 
     def prof(self, name: str) -> Path:
         return self.home / name
@@ -172,7 +174,7 @@ class _Demo:
             for who in ("laptop", "phone"):
                 self.p4(who, "init")
                 dev = self.p4(who, "id").stdout.strip().split()[0]
-                d.append(f"{who} {dev[:11]}…")
+                d.append(f"{who} {dev[:15]}…")
 
     def pair(self) -> None:
         with self.step("pairing by short code over Tor") as d:
@@ -188,7 +190,7 @@ class _Demo:
             if not code:
                 err = inv.stderr.read() if inv.stderr else ""
                 raise DemoError(f"`p4 pair invite` showed no code: {err.strip()}")
-            d.append(f"laptop `p4 pair invite` shows {code}, phone `p4 pair accept {code}`")
+            d.append(f"laptop: `p4 pair invite` → {code}; phone: `p4 pair accept {code}`")
             acc = self.p4("phone", "pair", "accept", code, "--tor", self.tor(1), "--name",
                           "laptop", timeout=180)
             rest, err = inv.communicate(timeout=60)
@@ -200,11 +202,11 @@ class _Demo:
                           if ln.startswith("Compare this code")), "?")
             self.result.sas = (sas_l, sas_p)
             self.result.paired = sas_l == sas_p != "?"
-            d.append(f"both show {sas_l}" if self.result.paired
+            d.append(f"both show the check code {sas_l}" if self.result.paired
                      else f"SAS differ: {sas_l} / {sas_p}")
 
     def up(self) -> None:
-        with self.step("`p4 up` on both: rendezvous onions, direct WebRTC session") as d:
+        with self.step("`p4 up` on both (onion rendezvous, then direct WebRTC)") as d:
             for i, who in enumerate(("laptop", "phone")):
                 with open(self.up_log(who), "ab") as log:
                     self.ups[who] = self.popen(
@@ -248,7 +250,7 @@ class _Demo:
                     reader.communicate(timeout=10)
             if not self.result.chat_arrived:
                 raise DemoError("the chat line did not arrive on the phone")
-            d.append(f"`p4 chat phone` on the laptop; the phone's `p4 chat` shows {line!r}")
+            d.append(f"laptop: `p4 chat phone`; the phone's `p4 chat` shows {line!r}")
 
     def send(self, netchange: str) -> Path:
         src = self.home / "holiday-video.bin"
@@ -261,8 +263,8 @@ class _Demo:
                 left -= n
         self.result.sha256_sent = _sha256(src)
         self.result.network_change = netchange
-        self.say(f"     `p4 send {src.name} phone` ({_size(self.size)}); part-way through,"
-                 f" {netchange}:")
+        self.say(f"     laptop: `p4 send {src.name} phone` ({_size(self.size)}); at 20 %:"
+                 f" {netchange}")
         t0 = time.monotonic()
         env = dict(os.environ, P4_PROGRESS="1")
         sender = self.popen("laptop", "send", str(src), "phone", stdout=subprocess.PIPE,
@@ -272,11 +274,13 @@ class _Demo:
         before = self.result.generation_before
         switched: float | None = None
         rec: dict[str, Any] = {}
+        tid = ""
         while sender.poll() is None:
             info = self.api("laptop", "GET", "/v1/p4cli/info")
             recs = info.get("transfers") or []
             if recs:
                 rec = recs[0]
+                tid = rec["id"]
             if not forced and rec and rec.get("sent", 0) >= self.size // 5:
                 got = self.api("laptop", "POST", "/v1/p4cli/new-generation",
                                {"peer": "phone", "why": "forced"})
@@ -294,6 +298,9 @@ class _Demo:
             raise DemoError("`p4 send` failed (see above)")
         if out.strip():
             self.say("     " + out.strip())
+        if tid:
+            self.result.attempts = int(
+                self.api("laptop", "GET", f"/v1/p4cli/transfers/{tid}")["attempts"])
         self.result.generation_before = before
         if switched is None:  # the file was through before the new generation opened
             gen = int(self.status("laptop")["peers"][0]["generation"])
@@ -302,8 +309,9 @@ class _Demo:
         self.result.switched_at = switched
         self.result.steps.append((f"file sent ({_size(self.size)}) across the change", took))
         self.n += 1
-        self.say(f" {self.n:>2}. {'file sent with a generation change mid-transfer':<86}"
-                 f" {took:6.1f} s")
+        pct = f"{switched * 100:.0f} %"
+        self.line(f"file sent; generation {before} → {self.result.generation_after} at {pct},"
+                  f" {self.result.attempts} attempt(s): the transfer went on, no restart", took)
         return src
 
     def verify(self, src: Path) -> None:
@@ -315,8 +323,6 @@ class _Demo:
                 raise DemoError("the phone's inbox has no " + src.name)
             self.result.resumed_from = int(got.get("resumed_from") or 0)
             self.result.sha256_received = _sha256(Path(got["path"]))
-            info = self.api("laptop", "GET", "/v1/p4cli/info")
-            del info
             same = self.result.sha256_received == self.result.sha256_sent
             d.append(f"SHA-256 {self.result.sha256_received[:16]}… "
                      + ("matches the original" if same else "DIFFERS from the original"))
@@ -339,12 +345,12 @@ class _Demo:
 
 def _netchange_kind() -> str:
     if hasattr(os, "geteuid") and os.geteuid() == 0:
-        return ("a forced generation change (root: moving a peer in tools/netlab is not wired"
-                " into the demo yet)")
-    return "a forced generation change (not root, so no network lab)"
+        return ("a forced generation change (new ICE + DTLS; as root, too: moving a peer"
+                " in tools/netlab is not wired into the demo yet)")
+    return "a forced generation change (new ICE + DTLS; not root, so no network lab)"
 
 
-def run_demo(home: Path, *, net_dir: str | None = None, size: int = 24 << 20,
+def run_demo(home: Path, *, net_dir: str | None = None, size: int = 8 << 20,
              out: Any = None) -> DemoResult:
     """Run the whole demo under ``home`` (which it fills and leaves for the caller to remove).
     ``net_dir``: an already-running private Tor network (``TorNet.dir``); else one is started
@@ -379,7 +385,7 @@ def run_demo(home: Path, *, net_dir: str | None = None, size: int = 24 << 20,
     return demo.result
 
 
-def _summary(res: DemoResult, out: Any) -> None:
+def _summary(res: DemoResult, out: Any, keep: bool) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -399,13 +405,14 @@ def _summary(res: DemoResult, out: Any) -> None:
         "A chat line from the laptop arrived on the phone.",
         (f"While {_size(res.size)} were on the way, the session moved from generation"
          f" {res.generation_before} to {res.generation_after} (at {pct} of the file) and the"
-         f" transfer carried on without starting over."
+         f" transfer carried on without starting over ({res.attempts} attempt)."
          if mid else
          f"The session moved from generation {res.generation_before} to"
          f" {res.generation_after}, but only after the file was through (a fast machine:"
          " try `p4 demo --size 200`)."),
         "The phone checked the file: its SHA-256 matches the original.",
-        "Everything was stopped and the temporary profiles removed.",
+        "Both `p4 up` and the Tor network were stopped" + (
+            "." if keep else "; the temporary profiles are removed."),
     ]
     for ln in lines:
         print("  • " + ln, file=out)
@@ -414,7 +421,7 @@ def _summary(res: DemoResult, out: Any) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="p4 demo", description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--keep", action="store_true", help="keep the profiles' directory")
-    ap.add_argument("--size", type=int, default=24, metavar="MiB",
+    ap.add_argument("--size", type=int, default=8, metavar="MiB",
                     help="size of the file sent (default: %(default)s MiB)")
     ap.add_argument("--tornet", metavar="DIR",
                     help="use this running private Tor network (tools/tornet.py up --dir DIR)")
@@ -431,7 +438,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         res = run_demo(home, net_dir=args.tornet, size=max(1, args.size) << 20, out=out)
     except DemoError as exc:
-        print(f"p4 demo: failed: {exc}", file=sys.stderr)
+        print(f"p4 demo: failed: {exc}" + ("" if args.keep else " (`p4 demo --keep` keeps"
+              " the logs)"), file=sys.stderr)
         code = 1
     except KeyboardInterrupt:
         print("p4 demo: interrupted; everything stopped", file=sys.stderr)
@@ -445,7 +453,7 @@ def main(argv: list[str] | None = None) -> int:
     if code:
         return code
     print(file=out)
-    _summary(res, out)
+    _summary(res, out, args.keep)
     print("\nNext, on two real machines: `p4 init` on each, `p4 pair invite` on one and"
           " `p4 pair accept CODE` on the other, `p4 up` on both, then `p4 send FILE NAME`.",
           file=out)
