@@ -281,6 +281,13 @@ def test_messages_across_forced_generations(pair: Any) -> None:
     check_log(cfg_a["log"], cfg_b["seed"], count)
     gens = [e["gen"] for e in a.lines if e["ev"] == "connection_open" and e["active"]]
     assert len(gens) >= changes + 1 and gens == sorted(gens)
+    # Link.stats(): the last change was forced by a (changes is odd) or b, on a direct path
+    forcer = a if (changes - 1) % 2 else b
+    forcer.send(cmd="status")
+    st = forcer.wait(lambda e: e["ev"] == "status_reply", 30)["stats"]
+    assert st["path"] == "direct" and st["candidates"] == ["host", "host"], st
+    assert st["last_reconnect_cause"] == "forced" and st["last_reconnect_at"] > 0, st
+    assert st["bytes_sent"] > 0 and st["bytes_received"] > 0 and st["rtt_ms"] is not None, st
     print(f"\nlink (a): connected in {t_conn:.1f} s; {count} messages each way across "
           f"{len(gens)} generations {gens} in {time.monotonic() - t0:.1f} s")
 

@@ -151,6 +151,9 @@ def test_status_connected(peers: tuple[Up, Up]) -> None:
     doc = wait_connected(ua.home)
     (bob,) = doc["peers"]
     assert bob["name"] == "bob" and bob["generation"] >= 1 and bob["path"] == "direct"
+    # from Link.stats(): the in-band handshake's bytes, SCTP's RTT, an empty outbox
+    assert bob["bytes_sent"] > 0 and bob["bytes_received"] > 0, bob
+    assert bob["rtt_ms"] is not None and bob["rtt_ms"] >= 0 and bob["outbox_messages"] >= 0
     assert doc["pid"] == ua.proc.pid if ua.proc else False
     wait_connected(ub.home)
     r = p4(ua.home, "status")

@@ -100,6 +100,27 @@ def test_both_sides_agree_on_the_bindings() -> None:
     run(body)
 
 
+def test_selected_pair_and_rtt_for_status() -> None:
+    """``p4 status``'s path type and RTT come from aiortc's private state (no public accessor
+    in the pinned version): this fails if that state moves, instead of status silently
+    degrading to "direct" / no RTT."""
+    async def body() -> None:
+        a, b = await connect(1)
+        assert a.candidate_types == ("host", "host") and b.candidate_types is not None
+        assert a.path_type == "direct"
+        a.send(b"x" * 1000)  # an acknowledged DATA chunk gives SCTP its first RTT sample
+        await b.recv(5)
+        for _ in range(100):
+            if a.rtt_ms is not None:
+                break
+            await asyncio.sleep(0.02)
+        assert a.rtt_ms is not None and 0 <= a.rtt_ms < 1000
+        a.close()
+        b.close()
+
+    run(body)
+
+
 def test_persistent_certificate_is_what_the_peer_sees(tmp_path: Path) -> None:
     """FAILS if aiortc renames ``_RTCPeerConnection__certificates`` (the certificate would be
     silently ignored and the peer would see a fresh one): keep aiortc pinned."""

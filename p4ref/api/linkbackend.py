@@ -23,10 +23,12 @@ What this adapter adds to the link's channels (``p4ref/link/_channels.py``):
   peer's channels again, and this adapter offers this side's own open channels too.
 - **Events and status** in the API's terms.
 
-Not (yet) available from the link, reported as such: RTT, byte counters and the outbox size
-(``rtt_ms`` null, counters 0), and the path type beyond "direct" (the link only has direct
-WebRTC generations so far). A peer message larger than half the channel window arrives in
-pieces (p4-05 CHN-29); each piece is one API message.
+Status comes from :meth:`p4ref.link.Link.stats`: the path type of the active generation
+(``direct`` or ``turn``; never ``tor`` yet: the onion stream is no data path so far), SCTP's
+smoothed RTT, session bytes sent and received on data channels, the outbox size, and the last
+reconnect with its cause; a link without ``stats`` (a test double) reports null/0/"direct".
+A peer message larger than half the channel window arrives in pieces (p4-05 CHN-29); each
+piece is one API message.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ from .backend import (
     LastReconnect,
     LinkEvent,
     Message,
+    PathType,
     PeerInfo,
     PeerStatus,
     SendResult,
@@ -64,6 +67,10 @@ __all__ = ["LinkBackend", "LinkChannel", "serve_links"]
 
 log = logging.getLogger("p4.api")
 
+#: p4ref.link.RECONNECT_CAUSES in the words of LastReconnect.reason
+_CAUSES = {"dead": "liveness timeout", "network": "network change",
+           "no_direct": "no direct path", "forced": "forced", "restart": "restart",
+           "peer": "peer's new generation"}
 _STATES: dict[str, SessionStateName] = {"connected": "connected",
                                         "reconnecting": "connecting", "offline": "offline"}
 
@@ -360,10 +367,27 @@ class LinkBackend:
             generation = link.active_generation or 0
         except AttributeError:  # not started
             generation = 0
+        stats_of = getattr(link, "stats", None)
+        try:
+            st = stats_of() if callable(stats_of) else None
+        except (AttributeError, P4Error):  # not started
+            st = None
+        if st is None:
+            return PeerStatus(device_id=peer, name=name, state=state, generation=generation,
+                              path="direct" if state == "connected" else None, rtt_ms=None,
+                              bytes_sent=0, bytes_received=0, outbox_messages=0,
+                              last_reconnect=self._reconnects.get(peer))
+        path: PathType | None = None
+        if state == "connected":
+            path = "turn" if st.path == "turn" else "tor" if st.path == "tor" else "direct"
+        last = self._reconnects.get(peer)
+        if st.last_reconnect_at is not None:
+            last = LastReconnect(st.last_reconnect_at,
+                                 _CAUSES.get(st.last_reconnect_cause or "", "new generation"))
         return PeerStatus(device_id=peer, name=name, state=state, generation=generation,
-                          path="direct" if state == "connected" else None, rtt_ms=None,
-                          bytes_sent=0, bytes_received=0, outbox_messages=0,
-                          last_reconnect=self._reconnects.get(peer))
+                          path=path, rtt_ms=None if st.rtt_ms is None else round(st.rtt_ms, 1),
+                          bytes_sent=st.bytes_sent, bytes_received=st.bytes_received,
+                          outbox_messages=st.outbox_messages, last_reconnect=last)
 
     async def _wrap(self, peer: str, ch: _LinkChannel) -> LinkChannel:
         key = (peer, ch.name)

@@ -494,6 +494,36 @@ class Generation:
     def buffered_amount(self) -> int:
         return self._channel.bufferedAmount if self._channel is not None else 0
 
+    @property
+    def candidate_types(self) -> tuple[str, str] | None:
+        """The ICE candidate types (``host``, ``srflx``, ``prflx``, ``relay``) of the selected
+        pair, ``(local, remote)``; None before ICE connected or if aiortc hides them.  aiortc
+        1.16 has no public accessor: this reads aioice's nominated pair (the version is pinned;
+        ``tests/test_webrtc.py`` notices a change) and degrades to None, never fails."""
+        try:
+            sctp = self.pc.sctp
+            ice = sctp.transport.transport if sctp is not None else None
+            pair = ice._connection._nominated.get(1) if ice is not None else None
+            if pair is None:
+                return None
+            return (str(pair.local_candidate.type), str(pair.remote_candidate.type))
+        except AttributeError:
+            return None
+
+    @property
+    def path_type(self) -> str:
+        """``turn`` when either side of the selected pair is a TURN relay candidate, else
+        ``direct`` (host, server- or peer-reflexive; also when the pair is unknown)."""
+        types = self.candidate_types
+        return "turn" if types is not None and "relay" in types else "direct"
+
+    @property
+    def rtt_ms(self) -> float | None:
+        """SCTP's smoothed round-trip time on this connection (RFC 9260 SRTT), None before the
+        first measurement.  Read from aiortc's SCTP transport (pinned version; None if gone)."""
+        srtt = getattr(self.pc.sctp, "_srtt", None) if self.pc.sctp is not None else None
+        return None if not isinstance(srtt, float | int) else float(srtt) * 1000
+
     async def opened(self) -> Bindings:
         """Wait until the data channel is open and return its bindings, or raise the
         :class:`DirectPathError` that abandoned the generation."""

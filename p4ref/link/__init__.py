@@ -19,6 +19,8 @@ Public asyncio API::
     async for ev in link.events(): ...      # LinkEvent: status connected / reconnecting /
                                             # offline [SES-8], connection_open / _failed / …
     link.status                             # the current status string
+    link.stats()                            # LinkStats: path (direct/turn), RTT, bytes sent
+                                            # and received, outbox size, last reconnect + cause
     link.force_generation()                 # a new generation now (tests, benchmarks)
     link.network_changed()                  # the OS saw a network change [SES-48]
     link.probe()                            # liveness verdict within 10 s [SES-43]
@@ -52,8 +54,8 @@ onion, SES-15) and ``peer_dial_only`` (never dial the peer; wait for it).
 """
 
 from ._channels import Channel, ChannelError, ChannelMessage
-from ._link import Delivery, Link, LinkConfig, LinkEvent
+from ._link import RECONNECT_CAUSES, Delivery, Link, LinkConfig, LinkEvent, LinkStats
 from ._signalling import Signaller
 
-__all__ = ["Channel", "ChannelError", "ChannelMessage", "Delivery", "Link", "LinkConfig",
-           "LinkEvent", "Signaller"]
+__all__ = ["RECONNECT_CAUSES", "Channel", "ChannelError", "ChannelMessage", "Delivery", "Link",
+           "LinkConfig", "LinkEvent", "LinkStats", "Signaller"]

@@ -48,6 +48,7 @@ import contextlib
 import functools
 import logging
 import os
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,7 +86,7 @@ from ..session import (
 from ._channels import Channel, Channels
 from ._signalling import SignalEvent, Signaller
 
-__all__ = ["Delivery", "Link", "LinkConfig", "LinkEvent"]
+__all__ = ["RECONNECT_CAUSES", "Delivery", "Link", "LinkConfig", "LinkEvent", "LinkStats"]
 
 log = logging.getLogger(__name__)
 
@@ -198,6 +199,36 @@ class LinkEvent:
     detail: str = ""
 
 
+#: What :attr:`LinkStats.last_reconnect_cause` says: a dead path (liveness), the OS network
+#: change input, no direct path in time, a forced change (tests, benchmarks), this process
+#: (re)starting, or the peer's OFFER (the peer decided: its restart, its network change, …).
+RECONNECT_CAUSES = ("dead", "network", "no_direct", "forced", "restart", "peer")
+
+
+@dataclass(frozen=True, slots=True)
+class LinkStats:
+    """What ``p4 status`` and the local API show about a link (:meth:`Link.stats`).
+
+    ``path``: the active generation's path, ``direct`` (host, server- or peer-reflexive ICE
+    candidates) or ``turn`` (a TURN relay candidate on either side), None without an active
+    connection (``tor`` is reserved for the onion-stream data path, not implemented yet);
+    ``candidates``: the selected ICE pair's candidate types ``(local, remote)`` when known.
+    ``rtt_ms``: SCTP's smoothed round-trip time on the active connection.  ``bytes_sent`` /
+    ``bytes_received``: session frame bytes on data channels since :meth:`Link.start`.
+    ``outbox_messages``: accepted, not yet acknowledged by the peer.  ``last_reconnect_at``
+    (unix seconds) and ``last_reconnect_cause`` (one of :data:`RECONNECT_CAUSES`): when the
+    last generation became active and why it was set up."""
+
+    path: str | None
+    candidates: tuple[str, str] | None
+    rtt_ms: float | None
+    bytes_sent: int
+    bytes_received: int
+    outbox_messages: int
+    last_reconnect_at: float | None
+    last_reconnect_cause: str | None
+
+
 @dataclass(eq=False)
 class _Gen:
     """One generation this link set up, offered or answered."""
@@ -205,6 +236,7 @@ class _Gen:
     number: int
     offerer: bool
     serial: int  # the need counter when it was started
+    cause: str = "peer"  # why it was set up (RECONNECT_CAUSES)
     g: Generation | None = None
     opened: bool = False  # machine.open was called
     cancelled: bool = False
@@ -248,6 +280,10 @@ class Link:
         self._status = "offline"
         self._started = False
         self.generations_opened = 0
+        self.bytes_sent = 0
+        self.bytes_received = 0
+        self._last_reconnect: tuple[float, str] | None = None
+        self._resumed = False  # a session state existed at start (a restart, not a first run)
         self.store: SessionStore
         self.machine: SessionMachine
         self.channels: Channels | None = None
@@ -275,6 +311,7 @@ class Link:
         state = await self.store.session_state(self.peer_pub)
         self.machine = SessionMachine(self._seed, self.peer_pub, rng=os.urandom, state=state,
                                       config=cfg.session)
+        self._resumed = state is not None
         if state is None:
             await self.store.create_session(self.peer_pub, self.machine.s.inc)
         if cfg.channels:
@@ -435,6 +472,25 @@ class Link:
         self.machine.probe(self._now())
         self._process()
 
+    def stats(self) -> LinkStats:
+        """Path, RTT, byte counters, outbox size and the last reconnect (:class:`LinkStats`)."""
+        a = self.machine.active if self._started else None
+        rec = self._gens.get(a) if a is not None else None
+        g = rec.g if rec is not None else None
+        try:
+            wm = self.store.watermarks(self.peer_pub)
+            outbox = wm.tx_next - 1 - wm.acked
+        except (AttributeError, P4Error):
+            outbox = 0
+        last = self._last_reconnect
+        return LinkStats(path=None if g is None else g.path_type,
+                         candidates=None if g is None else g.candidate_types,
+                         rtt_ms=None if g is None else g.rtt_ms,
+                         bytes_sent=self.bytes_sent, bytes_received=self.bytes_received,
+                         outbox_messages=outbox,
+                         last_reconnect_at=None if last is None else last[0],
+                         last_reconnect_cause=None if last is None else last[1])
+
     @property
     def active_generation(self) -> int | None:
         a = self.machine.active
@@ -480,6 +536,7 @@ class Link:
                     if rec is not None and rec.g is not None and rec.g.state == "open":
                         with contextlib.suppress(P4Error):
                             rec.g.send(data)
+                            self.bytes_sent += len(data)
                 ev = m.next_event()
                 if ev is not None:
                     self._handle(ev)
@@ -526,6 +583,8 @@ class Link:
                 self._kick.set()
             if ev.active:
                 self.generations_opened += 1
+                if rec is not None and (self.generations_opened > 1 or self._resumed):
+                    self._last_reconnect = (time.time(), rec.cause)
                 if self.channels is not None:
                     self.channels.resync()
                 if rec is not None and rec.serial >= self._need_serial:
@@ -652,7 +711,10 @@ class Link:
         p.inband_frame = None
 
     def _new_gen(self, number: int, offerer: bool) -> _Gen:
-        rec = _Gen(number, offerer, self._need_serial)
+        cause = "peer"
+        if self._need:
+            cause = "restart" if self._need_cause == "start" else self._need_cause
+        rec = _Gen(number, offerer, self._need_serial, cause)
         self._pending = rec
         return rec
 
@@ -668,6 +730,7 @@ class Link:
             rec.early.append(data)
             return
         if number in self._live:
+            self.bytes_received += len(data)
             self.machine.receive_data(number, data, self._now())
             self._process()
 

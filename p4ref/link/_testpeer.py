@@ -28,6 +28,7 @@ log may repeat an id, never with other content; the test de-duplicates by id.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 import logging
@@ -230,7 +231,7 @@ async def main(cfg: dict[str, Any]) -> None:
                 opened=link.generations_opened, tx=w.tx_next - 1, acked=w.acked, rx=w.rx,
                 machine=link.machine.state_string(), stream=link.signaller.ready,
                 pending=None if link._pending is None else link._pending.number,
-                need=link._need, chans=chans)
+                need=link._need, chans=chans, stats=dataclasses.asdict(link.stats()))
         elif c == "stop":
             break
     for t in tasks:
