@@ -95,10 +95,18 @@ def read(path: Path) -> str:
         return ""
 
 
-async def start(*argv: str) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable, *argv, stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE)
+async def start(*argv: str, ready: str | None = None) -> asyncio.subprocess.Process:
+    """Start an example; with ``ready``, wait until it printed a line containing it."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, *argv, stdout=asyncio.subprocess.PIPE if ready else
+        asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+    while ready is not None:
+        assert proc.stdout is not None
+        line = await asyncio.wait_for(proc.stdout.readline(), 60)
+        assert line, f"exited before {ready!r}"
+        if ready in line.decode():
+            break
+    return proc
 
 
 async def stop(proc: asyncio.subprocess.Process) -> str:
@@ -118,10 +126,11 @@ def test_clipboard(tmp_path: Path) -> None:
             ca.write_text("before")
             procs = [await start(str(EXAMPLES / "clipboard.py"), "--home", str(side.home),
                                  "--token-file", pair.token_file(side, "clip"),
-                                 "--clipboard-file", str(cf), "--poll-ms", "100", peer)
+                                 "--clipboard-file", str(cf), "--poll-ms", "100", peer,
+                                 ready="sharing the clipboard")
                      for side, cf, peer in ((pair.a, ca, "phone"), (pair.b, cb, "laptop"))]
             try:
-                await asyncio.sleep(1.5)  # both running; what was there before is not sent
+                await asyncio.sleep(0.5)  # what was there before is not sent
                 assert read(cb) == ""
                 ca.write_text("copied on the laptop ✓")
                 await wait_for(lambda: read(cb) == "copied on the laptop ✓")
