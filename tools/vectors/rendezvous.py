@@ -789,6 +789,9 @@ def _transcripts() -> list[Json]:
          _h("not our offer")[:16], "MESSAGE_INVALID"),
         ("rdv-tx-answer-old-generation", "ANSWER for generation 2 while 3 is outstanding", 2,
          None, "RDV_STALE_GENERATION"),
+        ("rdv-tx-answer-higher-generation", "ANSWER for generation 4 naming the outstanding "
+         "OFFER of 3: it names another OFFER (MESSAGE_INVALID, RDV-31), not a stale one", 4,
+         None, "MESSAGE_INVALID"),
     ]:
         d, a = _pair(True, ident)
         _hello(d, a)
