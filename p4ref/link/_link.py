@@ -278,6 +278,7 @@ class Link:
         self._processing = False
         self._again = False
         self._status = "offline"
+        self._given_up = False  # machine.give_up was called: offline while trying [SES-8]
         self._started = False
         self.generations_opened = 0
         self.bytes_sent = 0
@@ -517,9 +518,24 @@ class Link:
 
     def _update_status(self) -> None:
         st = self.machine.status
-        if st != "connected" and (self._need or self._pending is not None):
+        if st != "connected" and not self._given_up and (self._need or self._pending is not None):
             st = "reconnecting"
         self._set_status(st)
+
+    def _check_offline(self) -> None:
+        """``offline`` while the signaller has given up for now (no signalling path, long
+        backoff) and nothing is being set up: ``machine.give_up`` (p4-04 §11.3); back to
+        ``reconnecting`` as soon as a signalling path exists again [SES-8]."""
+        gave_up = (self._started and self.machine.active is None and self._pending is None
+                   and self.signaller.given_up)
+        if gave_up and not self._given_up:
+            self._given_up = True
+            log.info("no signalling path to the peer: offline (still trying)")
+            self.machine.give_up(self._now())
+            self._process()
+        elif not gave_up and self._given_up:
+            self._given_up = False
+        self._update_status()
 
     def _process(self) -> None:
         """Send what the machine queued, handle its events, re-arm its timer."""
@@ -738,6 +754,7 @@ class Link:
         while True:
             await self._kick.wait()
             self._kick.clear()
+            self._check_offline()
             if not self._need or self._pending is not None or not self.signaller.ready:
                 continue
             if not self.machine.is_low and self._need_cause in ("dead", "start", "no_direct"):

@@ -71,6 +71,11 @@ log = logging.getLogger(__name__)
 _READ = 16384
 _READY = (State.READY, State.OFFER_SENT, State.OFFER_RECEIVED, State.ANSWERED)
 
+#: Consecutive failed dials after which the signaller counts as having given up for now (the
+#: backoff is then ≥ 4 s and growing): the link reports ``offline`` (p4-04 SES-8, §11.3) while
+#: it keeps dialing in the background.
+OFFLINE_AFTER_FAILURES = 3
+
 #: ``inband(frame_bytes) -> bool``: carry one RV frame in a SES_SIGNAL; False: not possible now.
 InBand = Callable[[bytes], bool]
 
@@ -132,6 +137,7 @@ class Signaller:
         self._tasks: list[asyncio.Task[None]] = []
         self._closed = False
         self.dials = 0
+        self.failures = 0  # consecutive failed dials
 
     # ------------------------------------------------------------------ life cycle
 
@@ -172,6 +178,15 @@ class Signaller:
     @property
     def ready(self) -> bool:
         return self.stream is not None and self.stream.ready
+
+    @property
+    def given_up(self) -> bool:
+        """No signalling path and none expected soon: ``OFFLINE_AFTER_FAILURES`` dials in a row
+        failed, or the peer is dial-only and has no stream open (only it can dial).  Dialing
+        goes on with backoff; this only tells the link to report ``offline``."""
+        if self.stream is not None:
+            return False
+        return self.failures >= OFFLINE_AFTER_FAILURES or self.peer_dial_only
 
     async def wait_ready(self) -> None:
         while not self.ready:
@@ -316,9 +331,12 @@ class Signaller:
             try:
                 await self._dial()
                 failures = 0
+                self.failures = 0
             except P4Error as exc:
                 d = min(BACKOFF_INITIAL_MS * 2 ** failures, BACKOFF_MAX_MS)
                 failures += 1
+                self.failures = failures
+                self._notify()
                 wait = (d - d * int.from_bytes(os.urandom(2), "big") // 131072) / 1000
                 log.info("dial failed (%s); again in %.1f s", exc, wait)
                 await asyncio.sleep(wait)
