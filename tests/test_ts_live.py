@@ -306,3 +306,44 @@ def test_chromium_peer_session_channels_generation_change() -> None:
 
     timings = asyncio.run(main())
     print("chromium <-> python:", json.dumps({k: round(v, 3) for k, v in timings.items()}))
+
+
+def test_node_peer_signalling_over_private_tor(tornet: Any) -> None:
+    """The same session, with the signed RV frames on an onion stream of the private Tor
+    network: the Node peer publishes an onion service through its tor's control port (the TS
+    driver in ports/ts/live/src/tor.ts), the Python peer dials it through its tor's SOCKS port."""
+    node = check_node_prereqs()
+    node_tor, py_tor = tornet.clients[0], tornet.clients[1]
+
+    async def start_node(seed: bytes, peer_pub: bytes) -> Proc:
+        cfg = json.dumps({"seed": seed.hex(), "peer_pub": peer_pub.hex()})
+        err = stderr_file("node-tor")
+        proc = await asyncio.create_subprocess_exec(
+            node, str(LIVE / "dist" / "node-peer.js"), cfg, stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE, stderr=err, cwd=str(LIVE))
+        p = Proc("node", proc)
+        p.files.append(err)
+        return p
+
+    async def main() -> dict[str, float]:
+        timings: dict[str, float] = {}
+        async with peers(start_node) as (py, ts):
+            t0 = time.monotonic()
+            ts.send(cmd="tor_listen", control_port=node_tor.control_port,
+                    cookie=node_tor.cookie_path)
+            await wait_for(lambda: any(e.get("ev") == "onion" for e in ts.log), 30,
+                           "the Node peer's onion service", [py, ts])
+            onion = next(e["address"] for e in ts.log if e.get("ev") == "onion")
+            py.send(cmd="tor_dial", socks_port=py_tor.socks_port, onion=onion)
+            timings["onion_stream_s"] = await wait_for(
+                lambda: any(e.get("ev") == "tor_connected" for e in py.log), 120,
+                "the Python peer's stream to the onion", [py, ts])
+            timings["onion_stream_s"] = time.monotonic() - t0
+            await scenario(py, ts, timings)
+            for p in (py, ts):  # every RV frame went on the onion stream, none via the test
+                assert not [e for e in p.log if e.get("ev") == "rv"], p.name
+                assert len([e for e in p.log if e.get("ev") == "rv_sent"]) == 2, p.name
+        return timings
+
+    timings = asyncio.run(main())
+    print("node <-> python over tor:", json.dumps({k: round(v, 3) for k, v in timings.items()}))

@@ -12,7 +12,8 @@ stdout (``{"ev": "rv", "frame": hex}``) and come in on stdin (``{"cmd": "rv", "f
 the test carries them between the peers.
 
 Commands (stdin, JSON lines): ``offer`` (``generation``: start that generation as offerer),
-``rv``, ``chsend`` (``name``, ``count``: send ``count`` messages on channel ``name``, which this
+``rv``, ``tor_dial`` (``socks_port``, ``onion``: the RV frames go on an onion stream from
+now on), ``chsend`` (``name``, ``count``: send ``count`` messages on channel ``name``, which this
 side opens), ``stop``.  Events (stdout): ``ready``, ``rv``, ``gen_open`` (data channel open),
 ``open`` (session CONNECTION_OPEN), ``closed``, ``failed``, ``status``, ``chopen``, ``chrecv``
 (per message: ``name``, ``n`` messages so far, ``digest`` of everything so far), ``csent_all``,
@@ -94,6 +95,7 @@ class Peer:
         self.recv_count: dict[str, int] = {}
         self.credit = asyncio.Event()
         self.closing: list[asyncio.Task[None]] = []
+        self.stream: asyncio.StreamWriter | None = None  # the onion stream, once dialed
         self.t0 = time.monotonic()
 
     def now(self) -> int:
@@ -196,8 +198,12 @@ class Peer:
                     stream_nonce=ZERO16)
         signed = sign_message(msg, self.key, self.peer_pub)
         self.pending_offer[number] = (g, nonce)
-        out("rv", frame=encode_frame(encode_message(signed), Path.TOR).hex(), kind="offer",
-            gen=number)
+        frame = encode_frame(encode_message(signed), Path.TOR)
+        if self.stream is not None:  # signalling over the private Tor network
+            self.stream.write(frame)
+            out("rv_sent", kind="offer", gen=number, path="stream")
+        else:
+            out("rv", frame=frame.hex(), kind="offer", gen=number)
 
     async def on_rv(self, frame_hex: str) -> None:
         msg = decode_message(decode_frame(bytes.fromhex(frame_hex), Path.TOR))
@@ -241,6 +247,33 @@ class Peer:
             self.m.receive_data(number, data, self.now())
             self.process()
 
+    async def tor_dial(self, socks_port: int, onion: str, timeout: float = 90.0) -> None:
+        """Open a stream to the peer's onion through this side's tor (SOCKS5, no auth); the
+        RV frames go on it from now on, and the peer's come back on it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                reader, writer = await socks5_connect(socks_port, onion, 80)
+                break
+            except (OSError, ConnectionError) as exc:  # descriptor not yet published / fetched
+                if time.monotonic() > deadline:
+                    raise
+                out("tor_retry", detail=str(exc))
+                await asyncio.sleep(1.0)
+        self.stream = writer
+        out("tor_connected")
+        self.closing.append(asyncio.create_task(self.read_stream(reader)))
+
+    async def read_stream(self, reader: asyncio.StreamReader) -> None:
+        while True:
+            try:
+                head = await reader.readexactly(5)
+                body = await reader.readexactly(int.from_bytes(head[3:5], "big"))
+            except asyncio.IncompleteReadError:
+                out("tor_closed")
+                return
+            await self.on_rv((head + body).hex())
+
     # -------------------------------------------------------------- channels
 
     async def chsend(self, name: str, count: int, size: int | None = None) -> None:
@@ -264,6 +297,29 @@ class Peer:
                 await asyncio.sleep(0.005)
         h = hashlib.sha256(b"".join(payload(name, i, size) for i in range(count))).hexdigest()
         out("csent_all", name=name, n=count, digest=h)
+
+
+async def socks5_connect(port: int, host: str, dport: int
+                         ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A SOCKS5 CONNECT (RFC 1928, no authentication, domain name) through 127.0.0.1:port."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(b"\x05\x01\x00")
+        if await reader.readexactly(2) != b"\x05\x00":
+            raise ConnectionError("SOCKS: no-auth refused")
+        name = host.encode()
+        writer.write(b"\x05\x01\x00\x03" + bytes([len(name)]) + name + dport.to_bytes(2, "big"))
+        rep = await reader.readexactly(4)
+        if rep[1] != 0:
+            raise ConnectionError(f"SOCKS reply {rep[1]:#x}")
+        alen = {1: 4, 4: 16}.get(rep[3])
+        if alen is None:
+            alen = (await reader.readexactly(1))[0]
+        await reader.readexactly(alen + 2)
+    except BaseException:
+        writer.close()
+        raise
+    return reader, writer
 
 
 def spawn(coro: Any) -> asyncio.Task[None]:
@@ -297,6 +353,8 @@ async def main() -> None:
                 await peer.offer(int(c["generation"]))
             elif cmd == "rv":
                 tasks.append(spawn(peer.on_rv(c["frame"])))
+            elif cmd == "tor_dial":
+                tasks.append(spawn(peer.tor_dial(int(c["socks_port"]), c["onion"])))
             elif cmd == "chsend":
                 tasks.append(spawn(peer.chsend(c["name"], int(c["count"]), c.get("size"))))
             elif cmd == "stop":

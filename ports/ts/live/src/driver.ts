@@ -211,7 +211,7 @@ export class LivePeer {
   // ------------------------------------------------------------------ signalling + generations
 
   /** An RV frame from the peer (hex): checked (schema, keys, epoch, signature), then answered. */
-  async onRv(frameHex: string): Promise<void> {
+  async onRv(frameHex: string, reply?: (frame: Bytes) => void): Promise<void> {
     const msg = decodeRvFrame(fromHex(frameHex));
     checkKeysEpochSignature(msg, this.peerPub, this.myPub, Date.now());
     if (msg.type !== "RV_OFFER") throw new Error(`unexpected ${msg.type}`);
@@ -233,7 +233,12 @@ export class LivePeer {
       fingerprint: fingerprintOf(g.localSdp), last_rx: 0n, offer_nonce: msg.f.nonce as Bytes, stream_nonce: ZERO16,
     };
     const { frame } = signMessage("RV_ANSWER", fields, this.seed, this.peerPub);
-    this.emit("rv", { frame: toHex(frame), kind: "answer", gen: number });
+    if (reply !== undefined) {
+      reply(frame); // on the signalling stream the OFFER came on
+      this.emit("rv_sent", { kind: "answer", gen: number, path: "stream" });
+    } else {
+      this.emit("rv", { frame: toHex(frame), kind: "answer", gen: number });
+    }
   }
 
   private attach(g: Gen, dc: DataChannelLike): void {
