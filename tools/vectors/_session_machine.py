@@ -751,6 +751,16 @@ def _refused_vectors(out: list[tuple[Json, Json]]) -> None:
          "before its bytes; inbox_committed outside rx_durable .. rx; the largest payload "
          "(16371 bytes) is accepted", ["SES-11", "SES-36", "CNV-32"], ["REFUSED", "ORDER"])
 
+    s = low_high("rf-args")
+    s.step(T0, {"cmd": "send_signal"})
+    s.step(T0 + 1, op(1, 1))
+    s.step(T0 + 2, {k: v for k, v in op(1, 2).items() if k != "binding_remote"})
+    s.step(T0 + 3, {"cmd": "inbox_committed", "through": "1"})
+    _vec(out, s, "ses-tx-refused-missing-argument", "a missing or ill-typed argument is "
+         "MESSAGE_INVALID before every other refusal: send_signal without frame (and without "
+         "an active data channel), open of a used conn without binding_remote, inbox_committed "
+         "with a string", ["CNV-32"], ["REFUSED", "ORDER"])
+
     bad = [("ses-tx-config-same-key", "peer_pub is this peer's own key", cfg(SEED_L, PUB_L),
             "IDENTITY_KEY_INVALID"),
            ("ses-tx-config-short-seed", "a 31-byte identity seed",

@@ -249,9 +249,9 @@ export class SessionMachine implements Machine {
         break;
       }
       case "send_signal": {
+        const f = hexOrUndefined(args.frame) ?? refuse("MESSAGE_INVALID", "frame is not hex"); // §13.2: types first
         const c = this.active === undefined ? undefined : this.conns.get(this.active);
         if (c === undefined || c.path !== "datachannel") refuse("UNEXPECTED_MESSAGE", "no active data channel");
-        const f = hexOrUndefined(args.frame) ?? refuse("MESSAGE_INVALID", "frame is not hex");
         const ok = f.length >= 5 && f[0] === 1 && (f[1] === T.RV_OFFER || f[1] === T.RV_ANSWER) && (((f[3] ?? 0) << 8) | (f[4] ?? 0)) === f.length - 5;
         if (!ok) refuse("MESSAGE_INVALID", "not one RV_OFFER or RV_ANSWER frame");
         this.send(out, c as Conn, rawFrame(SES.SES_SIGNAL, 0, f));
@@ -270,7 +270,7 @@ export class SessionMachine implements Machine {
         this.asked = false;
         break;
       default:
-        refuse("UNEXPECTED_MESSAGE", "unknown command " + name);
+        refuse("MESSAGE_INVALID", "unknown command " + name);
     }
     this.updateStatus(out);
     this.forget();
@@ -279,14 +279,16 @@ export class SessionMachine implements Machine {
 
   private open(out: StepOutput, now: number, a: Record<string, unknown>, refuse: (c: ErrorName, m: string) => never): void {
     const path = a.path;
-    if (path !== "datachannel" && path !== "tor") refuse("MESSAGE_INVALID", "path");
     const id = uintArg(a.conn);
     if (id === undefined || id > BigInt(Number.MAX_SAFE_INTEGER)) return refuse("MESSAGE_INVALID", "conn");
-    if (this.used.has(Number(id))) refuse("UNEXPECTED_MESSAGE", "conn already used");
     const bl = hexOrUndefined(a.binding_local);
     const br = hexOrUndefined(a.binding_remote);
-    if (bl === undefined || br === undefined || bl.length !== 32 || br.length !== 32) return refuse("MESSAGE_INVALID", "bindings");
+    // §13.2: a missing or ill-typed argument before every other refusal
+    if (bl === undefined || br === undefined || typeof path !== "string") return refuse("MESSAGE_INVALID", "arguments");
     const gen = uintArg(a.generation) ?? refuse("MESSAGE_INVALID", "generation");
+    if (path !== "datachannel" && path !== "tor") refuse("MESSAGE_INVALID", "path");
+    if (this.used.has(Number(id))) refuse("UNEXPECTED_MESSAGE", "conn already used");
+    if (bl.length !== 32 || br.length !== 32) return refuse("MESSAGE_INVALID", "bindings");
     if (path === "tor" ? gen !== 0n : gen <= this.maxGen) refuse("SES_WRONG_GENERATION", "stale generation");
     const nonce = this.rng.draw(16);
     if (path === "datachannel") this.maxGen = gen;
