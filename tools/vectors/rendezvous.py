@@ -418,6 +418,15 @@ def _verify_cases() -> list[Json]:
     c.append(_case("rendezvous.verify", "rdv-verify-generation-new",
                    "OFFER generation one above the current one", ["gen"],
                    dict(base, frame=offer.hex(), last_generation=0)))
+    answer = _signed(_msg("rdv-sign-answer"))
+    c.append(_case("rendezvous.verify", "rdv-verify-answer-at-last-generation",
+                   "ANSWER whose generation equals last_generation (the OFFER it answers raised "
+                   "G to it): accepted; an ANSWER must not be below G, it may equal it",
+                   ["answer", "gen"], dict(base, frame=answer.hex(), last_generation=1)))
+    c.append(_case("rendezvous.verify", "rdv-verify-answer-below-last-generation",
+                   "ANSWER for generation 1 with last_generation 2: RDV_STALE_GENERATION",
+                   ["answer", "gen"], dict(base, frame=answer.hex(), last_generation=2),
+                   error="RDV_STALE_GENERATION", flags=["STALE_GENERATION"]))
     c.append(_case("rendezvous.verify", "rdv-verify-generation-after-u64-mark",
                    "receiver mark 2^64-1: no OFFER can be new (lossless integers)",
                    ["gen", "mark"],
