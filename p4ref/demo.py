@@ -171,9 +171,15 @@ class _Demo:
 
     def profiles(self) -> None:
         with self.step("two devices: `p4 init` for a laptop and a phone") as d:
-            for who in ("laptop", "phone"):
-                self.p4(who, "init")
-                dev = self.p4(who, "id").stdout.strip().split()[0]
+            procs = {who: self.popen(who, "init", stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+                     for who in ("laptop", "phone")}  # both at once
+            for who, proc in procs.items():
+                out, err = proc.communicate(timeout=60)
+                if proc.returncode != 0:
+                    raise DemoError(f"`p4 init` on the {who} failed: {err.strip()}")
+                dev = next((ln.split(":", 1)[1].strip() for ln in out.splitlines()
+                            if ln.startswith("Device ID:")), "?")
                 d.append(f"{who} {dev[:15]}…")
 
     def pair(self) -> None:
@@ -444,6 +450,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("p4 demo: interrupted; everything stopped", file=sys.stderr)
         code = 130
+    except Exception as exc:  # a step's tool failed unexpectedly: still one line
+        if os.environ.get("P4_DEBUG"):
+            raise
+        print(f"p4 demo: failed: {type(exc).__name__}: {exc} (P4_DEBUG=1 for a traceback)",
+              file=sys.stderr)
+        code = 1
     finally:
         signal.signal(signal.SIGTERM, old)
         if args.keep:
