@@ -277,13 +277,8 @@ export class LivePeer {
   // ------------------------------------------------------------------ channels
 
   async chsend(name: string, count: number, size?: number): Promise<void> {
-    const before = this.mux.state;
-    void before;
     const out = this.mux.command(this.now(), "open", { name });
-    // the OPEN item names the id: the newest own channel
-    const opened = out.sends.length;
-    void opened;
-    const id = this.lastOwnId();
+    const id = this.nextOwnId(); // p4-05 §6.1: own ids are 0, 2, 4 … (LOW) or 1, 3, 5 … (HIGH), in order
     this.sendChans.set(id, { limit: 16384n, sent: 0n });
     this.handleMux(out);
     const all = sha256.create();
@@ -310,7 +305,7 @@ export class LivePeer {
   }
 
   private ownIds: bigint[] = [];
-  private lastOwnId(): bigint {
+  private nextOwnId(): bigint {
     const low = toHex(this.myPub) < toHex(this.peerPub);
     const next = this.ownIds.length === 0 ? (low ? 0n : 1n) : (this.ownIds[this.ownIds.length - 1] as bigint) + 2n;
     this.ownIds.push(next);
