@@ -221,7 +221,7 @@ async def scenario(py: Proc, ts: Proc, timings: dict[str, float]) -> None:
                    "generation 1 ended (SES_END both ways)", procs)
     timings["gen1_closed_after_s"] = time.monotonic() - t1
     await wait_for(lambda: got(py, ("ts-a", "ts-b"), COUNT) and got(ts, ("py-a", "py-b"), COUNT)
-                   and len(py.sent) == 2 and len(ts.sent) == 2, 60,
+                   and len(py.sent) == 2 and len(ts.sent) == 2, 120,
                    "every message on all four channels", procs)
     if not UNDER_LOAD:  # generation 2 carries data both ways too
         py.send(cmd="chsend", name="py-c", count=COUNT // 2)
