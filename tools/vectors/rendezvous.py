@@ -596,6 +596,21 @@ def _transcripts() -> list[Json]:
         add(a, f"rdv-tx-glare-{who}-acceptor", "both OFFER g1; the LOW peer's OFFER wins",
             ["leader", "glare", "glareaction"], ["GLARE"])
 
+    # RDV-35: the ignored losing OFFER passed checks (1)-(7), so its nonce is in the replay cache
+    d, a = _pair(True, "glare nonce recorded")
+    _hello(d, a)
+    d.step(NOW + 400, _offer(1, FP_LOW, "v=0 from dialer"))
+    oa = a.step(NOW + 400, _offer(1, FP_HIGH, "v=0 from acceptor"))
+    d.recv(NOW + 500, oa)
+    lost_nonce = bytes.fromhex(adapter.run_op("rendezvous.decode", {}, {"frame": oa.hex()})
+                               ["value"]["message"]["nonce"])
+    d.recv(NOW + 600, _sign_raw(SEED_HIGH, PUB_LOW, FrameType.RV_OFFER,
+                                {1: EPOCH, 2: lost_nonce, 3: 2, 4: "v=0 again", 5: FP_HIGH,
+                                 6: 0, 8: d.stream_nonce}))
+    add(d, "rdv-tx-glare-ignored-nonce-recorded", "LOW wins glare and ignores HIGH's OFFER g1; "
+        "an OFFER g2 reusing that OFFER's nonce (another body) is RDV_REPLAY: the ignored "
+        "OFFER's nonce was recorded", ["glareaction", "replay"], ["GLARE", "REPLAY"])
+
     # byte-at-a-time and split deliveries give the same outputs (decision 3, RDV-53)
     d, a = _pair(True, "split")
     a.step(NOW, {"cmd": "start"})
