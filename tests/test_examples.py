@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -21,6 +22,8 @@ from typing import Any
 import pytest
 
 from p4ref.api.testing import LAPTOP, PHONE, Harness
+from tests.test_peer import P4, ROOT, Up, clean, p4, wait_connected
+from tests.test_peer import peers as peers  # the two p4 up of the real tests (module scope)
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -245,3 +248,107 @@ def test_logstream_nothing_lost_across_restarts(tmp_path: Path) -> None:
             assert all("load1" in g and "disk_free_mb" in g for g in got), got
 
     asyncio.run(main())
+
+
+# --------------------------------------------------------------------------- two real p4 up
+
+
+def p4_ok(home: Path, *args: str) -> str:
+    r = p4(home, *args)
+    assert r.returncode == 0, r.stderr
+    clean(r.stderr)
+    return r.stdout
+
+
+def test_real_examples(peers: tuple[Up, Up], tmp_path: Path) -> None:
+    """The three examples between two ``p4 up`` over the private Tor network."""
+    ua, ub = peers
+    wait_connected(ua.home)
+    wait_connected(ub.home)
+    tok: dict[tuple[str, str], str] = {}
+    for u, other in ((ua, "bob"), (ub, "alice")):
+        for app in APPS:
+            f = tok[(u.home.name, app)] = str(u.home / f"{app}.token")
+            p4_ok(u.home, "api", "token", "add", app, "--peer", other, "--prefix", f"{app}/",
+                  "--token-file", f)
+
+    def ex(u: Up, app: str, script: str, *args: str) -> tuple[str, ...]:
+        return (str(EXAMPLES / script), "--home", str(u.home), "--token-file",
+                tok[(u.home.name, app)], *args)
+
+    async def main() -> None:
+        # notes: offline edits on both sides, then both sync and converge
+        for u, text in ((ua, "alice: buy milk"), (ub, "bob: fix bike")):
+            assert (await run(*ex(u, "crdt", "notes_crdt.py", "add", text)))[0] == 0
+        r1, r2 = await asyncio.gather(run(*ex(ua, "crdt", "notes_crdt.py", "sync", "bob")),
+                                      run(*ex(ub, "crdt", "notes_crdt.py", "sync", "alice")))
+        assert r1[0] == 0 and r2[0] == 0, (r1, r2)
+        shown = [(await run(*ex(u, "crdt", "notes_crdt.py", "show")))[1] for u in (ua, ub)]
+        assert shown[0] == shown[1], shown
+        assert "alice: buy milk" in shown[0] and "bob: fix bike" in shown[0]
+        # logs: a file's lines arrive once each, in order
+        log, out = tmp_path / "app.log", tmp_path / "got.log"
+        want = [f"event {i}" for i in range(500)]
+        log.write_text("\n".join(want) + "\n")
+        recv = await start(*ex(ub, "logs", "logstream.py", "recv", "--out", str(out)))
+        try:
+            rc, _, err = await run(*ex(ua, "logs", "logstream.py", "send", "bob", str(log)))
+            assert rc == 0, err
+            await wait_for(lambda: len(read(out).splitlines()) >= len(want), 60)
+            assert read(out).splitlines() == want
+        finally:
+            await stop(recv)
+        # clipboard: one copy each way
+        ca, cb = tmp_path / "clip-a", tmp_path / "clip-b"
+        procs = [await start(*ex(u, "clip", "clipboard.py", "--clipboard-file", str(c),
+                                 "--poll-ms", "200", other), ready="sharing the clipboard")
+                 for u, c, other in ((ua, ca, "bob"), (ub, cb, "alice"))]
+        try:
+            ca.write_text("from alice")
+            await wait_for(lambda: read(cb) == "from alice", 60)
+            cb.write_text("from bob")
+            await wait_for(lambda: read(ca) == "from bob", 60)
+        finally:
+            for p in procs:
+                await stop(p)
+
+    asyncio.run(main())
+
+
+def test_real_p4_clip(peers: tuple[Up, Up], tmp_path: Path) -> None:
+    """``p4 clip PEER`` and ``p4 clip --watch PEER`` between two ``p4 up``."""
+    ua, ub = peers
+    ca, cb = tmp_path / "clip-a", tmp_path / "clip-b"
+    ca.write_text("hello from alice's clipboard")
+    r = p4(ua.home, "clip", "bob", "--clipboard-file", str(ca), "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["sent"] == len("hello from alice's clipboard")
+    empty = p4(ua.home, "clip", "bob", "--clipboard-file", str(tmp_path / "none"))
+    assert empty.returncode == 1 and "[CLIPBOARD_EMPTY]" in empty.stderr, empty.stderr
+    watch = subprocess.Popen([*P4, "--home", str(ub.home), "clip", "--watch", "alice",
+                              "--clipboard-file", str(cb), "--json"], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        assert watch.stdout is not None
+        first = json.loads(watch.stdout.readline())  # the line waiting since `p4 clip bob`
+        assert first == {"received": 28, "peer": "alice"}, first
+        assert read(cb) == "hello from alice's clipboard"
+        cb.write_text("bob copied this")
+        assert json.loads(watch.stdout.readline())["sent"] == len("bob copied this")
+        end = time.monotonic() + 60
+        alice = subprocess.Popen([*P4, "--home", str(ua.home), "clip", "--watch", "bob",
+                                  "--clipboard-file", str(ca), "--json"],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                 cwd=ROOT)
+        try:
+            while read(ca) != "bob copied this":
+                assert time.monotonic() < end and alice.poll() is None
+                time.sleep(0.1)
+        finally:
+            alice.terminate()
+            _, err = alice.communicate(timeout=10)
+            clean(err)
+    finally:
+        watch.terminate()
+        _, err = watch.communicate(timeout=10)
+        clean(err)

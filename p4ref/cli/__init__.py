@@ -11,6 +11,7 @@
     p4 [--home DIR] api token add|list|remove, api endpoint   the local API's app tokens
     p4 [--home DIR] up [--tor MODE] [--verbose]   the running peer (:mod:`.up`, p4ref.peer)
     p4 [--home DIR] status | send FILE|- PEER | recv | chat PEER   through it (:mod:`.verbs`)
+    p4 [--home DIR] clip [--watch] PEER   clipboard text, through it too (:mod:`.clip`)
 
 Every command is one ``cmd_*(args) -> int`` function so a later layer can be wired in by
 replacing one function. Errors print ``p4: error: <message> [CODE]`` on stderr and exit 1;
@@ -177,11 +178,13 @@ def build_parser() -> argparse.ArgumentParser:
     p_demo = add("demo", cmd_demo, "run the local demo (p4ref.demo); later arguments are its own")
     p_demo.set_defaults(demo_args=[])
 
+    from .clip import add_clip_parser  # clip: clipboard text, through the local API
     from .up import add_up_parser  # p4 up: the running peer (p4ref.peer)
     from .verbs import add_verb_parsers  # status, send, recv, chat: through the local API
 
     add_up_parser(add, home)
     add_verb_parsers(add)
+    add_clip_parser(add)
 
     from p4ref.api.cli import add_api_parser  # p4 api token add|list|remove, p4 api endpoint
 
