@@ -461,10 +461,12 @@ class Link:
     def force_generation(self) -> None:
         """Set up a new generation now (tests, benchmarks); traffic stays on the current one
         until the new one's handshake completes."""
+        self.signaller.app_request()  # without a stream: dial now, backoff reset
         self._raise_need("forced")
 
     def network_changed(self) -> None:
-        """The OS reported a network change (p4-04 SES-48, SES-49)."""
+        """The OS reported a network change (p4-04 SES-48, SES-49; p4-03 §8.8)."""
+        self.signaller.network_changed()
         self.machine.network_changed(self._now())
         self._process()
 

@@ -8,12 +8,19 @@ link runs (ARCHITECTURE decision 4), and drives that stream's
 :class:`~p4ref.rendezvous.RendezvousMachine` for its whole life, not just for one exchange:
 
 - *Publishing and dialing.*  Unless this device is dial-only it publishes its derived onion for
-  the pair and accepts streams on it.  It dials the peer's onion when it is the LOW peer, when
-  it is dial-only (SES-15), or when it is HIGH and no stream exists ``follower_delay`` after it
-  wanted one (RDV-37); it never dials a peer configured as dial-only (that peer publishes
-  nothing).  Failed dials back off as p4-03 §8.6 says.  When two authenticated streams exist
-  the one the LOW peer dialed is kept and the other is closed with BYE RDV_DUPLICATE_STREAM
-  (RDV-39).
+  the pair and accepts streams on it.  When to dial is the pure
+  :class:`~p4ref.reconnect.ReconnectPolicy` of p4-03 §8.8 (:attr:`Signaller.policy`), fed
+  with the stream events (an authenticated incoming stream, our dial's outcome, the current
+  stream's end), :meth:`network_changed` and :meth:`app_request`: the LOW peer and a dial-only
+  one (SES-15) dial at once, HIGH after ``follower_delay`` unless a stream exists (RDV-37); a
+  peer configured as dial-only is never dialed (it publishes nothing); failed dials back off
+  with jitter, reset by a network change, an application request or an incoming stream; a
+  dial without an outcome after 2 s gets a hedged sibling; after repeated moves the onions are
+  re-published.  Not carried out here: NudgeTor (the tor driver has no public nudge yet),
+  RefetchDescriptor (``TorDriver.open_stream`` refetches by itself), ProbeStreams, and the
+  policy's generation scheduling (the link keeps its own).  When two authenticated streams
+  exist the one the LOW peer dialed is kept and the other is closed with BYE
+  RDV_DUPLICATE_STREAM (RDV-39).
 - *One signalling state per pair* (SES-56).  Every stream machine shares the process's
   :class:`~p4ref.io.signal.PeerReplay` of the pair (nonce cache RDV-27, high-water mark RDV-52,
   persisted in the session store), and an OFFER or ANSWER carried in-band (SES_SIGNAL on the
@@ -46,9 +53,25 @@ from ..framing import Frame, Path, decode_frame, encode_frame
 from ..io.pump import unix_ms
 from ..io.signal import ONION_PORT, PeerReplay
 from ..io.tor import OnionHandle, TorDriver
+from ..reconnect import (
+    AbandonDial,
+    Action,
+    AppRequest,
+    Dial,
+    DialFailed,
+    DialSucceeded,
+    DropStreams,
+    IncomingStream,
+    NetworkChanged,
+    ReconnectConfig,
+    ReconnectPolicy,
+    Republish,
+    Stop,
+    StreamClosed,
+    Want,
+)
+from ..reconnect import Event as PolicyEvent
 from ..rendezvous import (
-    BACKOFF_INITIAL_MS,
-    BACKOFF_MAX_MS,
     FOLLOWER_DELAY_MS,
     TERMINAL,
     AnswerReceived,
@@ -137,7 +160,13 @@ class Signaller:
         self._tasks: list[asyncio.Task[None]] = []
         self._closed = False
         self.dials = 0
-        self.failures = 0  # consecutive failed dials
+        # who dials, backoff, resets, hedged dials, re-publishing: p4-03 §8.8's policy
+        self.policy = ReconnectPolicy(
+            "low" if self.is_low else "high", rng=os.urandom, dial_only=dial_only,
+            peer_dial_only=peer_dial_only, tor_launched=False,
+            config=ReconnectConfig(follower_delay_ms=int(follower_delay * 1000)))
+        self._dial_tasks: set[asyncio.Task[None]] = set()
+        self._wake: asyncio.Event | None = None
 
     # ------------------------------------------------------------------ life cycle
 
@@ -149,12 +178,14 @@ class Signaller:
                 k = derive_epoch_keys(self._root, self.my_pub, self.peer_pub, epoch)
                 self._handles.append(await self._tor.publish(
                     k.my_onion_seed, {ONION_PORT: port}, [k.peer_client_auth_pub]))
-        if not self.peer_dial_only:
-            self._tasks.append(asyncio.create_task(self._connect_loop()))
+        self._wake = asyncio.Event()
+        self._tasks.append(asyncio.create_task(self._policy_loop()))
+        self._feed(Want())
 
     async def close(self) -> None:
+        self._feed(Stop())
         self._closed = True
-        for t in self._tasks:
+        for t in [*self._tasks, *self._dial_tasks]:
             t.cancel()
         for st in list(self._streams):
             await self._close_stream(st, ErrorCode.NO_ERROR)
@@ -166,9 +197,23 @@ class Signaller:
             self._server.close()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 2)
-        for t in self._tasks:
+        for t in [*self._tasks, *self._dial_tasks]:
             with contextlib.suppress(BaseException):
                 await t
+
+    @property
+    def failures(self) -> int:
+        """Consecutive failed dials since the last reset (the policy's count)."""
+        return self.policy.failures
+
+    def network_changed(self) -> None:
+        """The OS saw a network change: dial at once whatever the role, backoff reset,
+        re-publish after repeated moves (p4-03 §8.8)."""
+        self._feed(NetworkChanged())
+
+    def app_request(self) -> None:
+        """The application wants the peer now: a waiting dial happens at once."""
+        self._feed(AppRequest())
 
     def _notify(self) -> None:
         self._changed.set()
@@ -249,6 +294,7 @@ class Signaller:
             if self.stream is st:
                 self.stream = None
                 self.events.put_nowait(SignalEvent(None, st))
+                self._feed(StreamClosed())
             self._notify()
 
     def _drain(self, st: Stream, *, inband: bool) -> None:
@@ -259,13 +305,16 @@ class Signaller:
                 self._adopt(st)
             elif isinstance(ev, PeerReset):  # advisory (RDV-61); the session layer decides (§9)
                 log.warning("the peer's signalling state went back: %s", ev)
-            elif isinstance(ev, OfferReceived | AnswerReceived | RendezvousFailed | ByeReceived):
+            elif isinstance(ev, OfferReceived | AnswerReceived | RendezvousFailed
+                            | ByeReceived):
                 if isinstance(ev, RendezvousFailed | ByeReceived):
                     log.info("rendezvous stream ended: %s", ev)
                 self.events.put_nowait(SignalEvent(ev, st, inband))
         self._flush(st)
 
     def _adopt(self, st: Stream) -> None:
+        if st.dialed_by_low != self.is_low:  # the peer dialed it (ours report DialSucceeded)
+            self._feed(IncomingStream())
         cur = self.stream
         if cur is None or cur.machine.state in TERMINAL:
             self.stream = st
@@ -307,39 +356,70 @@ class Signaller:
 
     # ------------------------------------------------------------------ dialing
 
-    def _may_dial(self, wanted_since: float) -> bool:
-        loop = asyncio.get_running_loop()
-        return self.is_low or self.dial_only or (
-            loop.time() - wanted_since >= self.follower_delay)
+    def _now_ms(self) -> int:
+        return int(asyncio.get_running_loop().time() * 1000)
 
-    async def _connect_loop(self) -> None:
-        loop = asyncio.get_running_loop()
-        failures = 0
-        wanted_since = loop.time()
+    def _feed(self, event: PolicyEvent) -> None:
+        if self._closed or self._wake is None:
+            return
+        self._act(self.policy.on_event(event, self._now_ms()))
+
+    def _act(self, actions: list[Action]) -> None:
+        for a in actions:
+            if isinstance(a, Dial):
+                t = asyncio.create_task(self._dial_task(a.attempt))
+                self._dial_tasks.add(t)
+                t.add_done_callback(self._dial_tasks.discard)
+            elif isinstance(a, AbandonDial):
+                for t in list(self._dial_tasks):
+                    t.cancel()
+            elif isinstance(a, DropStreams):
+                for st in list(self._streams):
+                    self._tasks.append(asyncio.create_task(
+                        self._close_stream(st, ErrorCode.NO_ERROR)))
+            elif isinstance(a, Republish):
+                self._tasks.append(asyncio.create_task(self._republish()))
+            else:  # NudgeTor, RefetchDescriptor (open_stream refetches itself), ProbeStreams,
+                log.debug("reconnect policy: %s not carried out here", a)  # generations
+        if self._wake is not None:
+            self._wake.set()
+
+    async def _policy_loop(self) -> None:
+        """Fire the policy's timers (dials due, hedged dials)."""
+        assert self._wake is not None
         while not self._closed:
-            if self.stream is not None or any(s for s in self._streams if not s.authenticated):
-                self._changed.clear()
-                await self._changed.wait()
-                if self.stream is None:
-                    wanted_since = loop.time()
-                continue
-            if not self._may_dial(wanted_since):
-                self._changed.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._changed.wait(), self.follower_delay)
-                continue
-            try:
-                await self._dial()
-                failures = 0
-                self.failures = 0
-            except P4Error as exc:
-                d = min(BACKOFF_INITIAL_MS * 2 ** failures, BACKOFF_MAX_MS)
-                failures += 1
-                self.failures = failures
-                self._notify()
-                wait = (d - d * int.from_bytes(os.urandom(2), "big") // 131072) / 1000
-                log.info("dial failed (%s); again in %.1f s", exc, wait)
-                await asyncio.sleep(wait)
+            d = self.policy.next_deadline()
+            wait = None if d is None else max(0.0, (d - self._now_ms()) / 1000)
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), wait)
+            if not self._closed:
+                self._act(self.policy.on_timer(self._now_ms()))
+
+    async def _dial_task(self, attempt: int) -> None:
+        try:
+            await self._dial()
+        except P4Error as exc:
+            log.info("dial %d failed (%s)", attempt + 1, exc)
+            self._feed(DialFailed(int(exc.code)))
+            self._notify()
+            return
+        self._feed(DialSucceeded())
+
+    async def _republish(self) -> None:
+        """Remove and re-add this device's onions (same keys) after repeated moves."""
+        if self.dial_only or self._server is None:
+            return
+        for handle in list(self._handles):
+            with contextlib.suppress(P4Error, OSError):
+                await self._tor.unpublish(handle)
+        self._handles.clear()
+        port = self._server.sockets[0].getsockname()[1]
+        for epoch in epochs_to_publish(unix_ms() / 1000):
+            k = derive_epoch_keys(self._root, self.my_pub, self.peer_pub, epoch)
+            with contextlib.suppress(P4Error, OSError):
+                self._handles.append(await self._tor.publish(
+                    k.my_onion_seed, {ONION_PORT: port}, [k.peer_client_auth_pub]))
 
     async def _dial(self) -> None:
         last: P4Error | None = None
