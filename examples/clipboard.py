@@ -68,10 +68,7 @@ class SystemClipboard:
 
 
 async def share(api: Api, peer_name: str, clip: Clipboard, once: bool, poll_ms: int) -> None:
-    me = await api.whoami()
-    peer = next((p for p in await api.peers() if peer_name in (p["name"], p["device_id"])), None)
-    if peer is None:
-        raise ApiError("PEER_UNKNOWN", f"{peer_name}: not a peer of app {me['app']!r}")
+    me, peer = await api.whoami(), await api.peer(peer_name)
     out = f"{me['prefix']}to-{peer['device_id'][:13]}"
     limit = me["limits"]["max_message_bytes"]
     last = clip.get()

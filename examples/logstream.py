@@ -41,10 +41,7 @@ CHUNK = 256 * 1024  # at most this much log per message
 
 async def channel_to(api: Api, peer_name: str) -> tuple[str, str]:
     """(peer device ID, our sending channel ``<prefix>to-<its ID>``)."""
-    me = await api.whoami()
-    peer = next((p for p in await api.peers() if peer_name in (p["name"], p["device_id"])), None)
-    if peer is None:
-        raise ApiError("PEER_UNKNOWN", f"{peer_name}: not a peer of app {me['app']!r}")
+    me, peer = await api.whoami(), await api.peer(peer_name)
     return peer["device_id"], f"{me['prefix']}to-{peer['device_id'][:13]}"
 
 
@@ -77,9 +74,9 @@ async def send_metrics(api: Api, peer: str, every: float, count: int) -> None:
     dev, out = await channel_to(api, peer)
     src, n = f"{socket.gethostname()}:metrics", 0
     while count == 0 or n < count:
-        load1, load5, _ = os.getloadavg()
+        (load1, load5, _), disk = os.getloadavg(), os.statvfs("/")
         sample = {"t": round(time.time(), 3), "load1": load1, "load5": load5,
-                  "disk_free_mb": os.statvfs("/").f_bavail * os.statvfs("/").f_frsize >> 20}
+                  "disk_free_mb": disk.f_bavail * disk.f_frsize >> 20}
         pos = time.time_ns()
         msg = {"src": src, "end": pos, "lines": json.dumps(sample) + "\n"}
         await api.send(dev, out, json.dumps(msg).encode(), key=f"{src}:{pos}")

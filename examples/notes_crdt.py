@@ -75,10 +75,7 @@ def b64(data: bytes) -> str:
 
 async def sync(api: Api, notes: Notes, peer_name: str, timeout: float) -> bool:
     """Ask the peer for what we lack, answer what it asks; True once our request is answered."""
-    me = await api.whoami()
-    peer = next((p for p in await api.peers() if peer_name in (p["name"], p["device_id"])), None)
-    if peer is None:
-        raise ApiError("PEER_UNKNOWN", f"{peer_name}: not a peer of app {me['app']!r}")
+    me, peer = await api.whoami(), await api.peer(peer_name)
     out, dev = f"{me['prefix']}to-{peer['device_id'][:13]}", peer["device_id"]
     nonce = secrets.token_hex(8)
 

@@ -31,6 +31,8 @@ __all__ = ["Api", "ApiError", "Item", "token_from"]
 
 
 class ApiError(Exception):
+    """An error answer of the API; ``code`` is the one to branch on (docs/local-api.md §7)."""
+
     def __init__(self, code: str, message: str) -> None:
         super().__init__(f"{message} [{code}]")
         self.code = code
@@ -101,12 +103,14 @@ class Api:
 
     async def whoami(self) -> dict[str, Any]:
         """App name, peers and channel prefix of this token, the server's limits."""
-        doc: dict[str, Any] = await self.call("GET", "/v1/whoami")
-        return doc
+        return dict(await self.call("GET", "/v1/whoami"))
 
-    async def peers(self) -> list[dict[str, str]]:
-        """The peers this app may use: ``[{"device_id", "name"}]``."""
-        return list((await self.call("GET", "/v1/peers"))["peers"])
+    async def peer(self, name: str) -> dict[str, str]:
+        """``{"device_id", "name"}`` of the peer called ``name`` (or with that ID)."""
+        for p in (await self.call("GET", "/v1/peers"))["peers"]:
+            if name in (p["name"], p["device_id"]):
+                return dict(p)
+        raise ApiError("PEER_UNKNOWN", f"{name}: not a peer of this app")
 
     async def send(self, peer: str, channel: str, data: bytes, key: str | None = None) -> str:
         """Queue ``data`` for ``peer``; returns its id once it is durable in the outbox.
