@@ -181,8 +181,9 @@ async def start_py(seed: bytes, peer_pub: bytes) -> Proc:
     return p
 
 
-async def scenario(py: Proc, ts: Proc, timings: dict[str, float]) -> None:
-    """Generation 1, four channels (two per side), generation 2 mid-stream, all delivered."""
+async def scenario(py: Proc, ts: Proc, timings: dict[str, float], gen2_by: str = "py") -> None:
+    """Generation 1, four channels (two per side), generation 2 (offered by ``gen2_by``:
+    ``py`` or ``ts``), more data on it, all delivered."""
     procs = [py, ts]
     await wait_for(lambda: any(e.get("ev") == "ready" for e in py.log)
                    and any(e.get("ev") == "ready" for e in ts.log), 20, "both peers ready", procs)
@@ -213,7 +214,7 @@ async def scenario(py: Proc, ts: Proc, timings: dict[str, float]) -> None:
     if not UNDER_LOAD:
         await asyncio.sleep(0.3)  # the last SES_ACKs (ACK_DELAY 20 ms) arrive
     t1 = time.monotonic()
-    py.send(cmd="offer", generation=2)
+    (py if gen2_by == "py" else ts).send(cmd="offer", generation=2)
     await wait_for(lambda: 2 in py.opened and 2 in ts.opened, 20,
                    "generation 2 session open on both sides", procs)
     timings["gen2_open_s"] = max(py.opened[2], ts.opened[2]) - t1
@@ -278,6 +279,29 @@ def test_node_peer_session_channels_generation_change() -> None:
 
     timings = asyncio.run(main())
     print("node <-> python:", json.dumps({k: round(v, 3) for k, v in timings.items()}))
+
+
+def test_node_peer_forces_the_generation_change() -> None:
+    """As above, but the TS side offers generation 2 (the port signs the RV_OFFER, the
+    reference answers)."""
+    node = check_node_prereqs()
+
+    async def start_node(seed: bytes, peer_pub: bytes) -> Proc:
+        cfg = json.dumps({"seed": seed.hex(), "peer_pub": peer_pub.hex()})
+        proc = await asyncio.create_subprocess_exec(
+            node, str(LIVE / "dist" / "node-peer.js"), cfg, stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE, cwd=str(LIVE))
+        return Proc("node", proc)
+
+    async def main() -> dict[str, float]:
+        timings: dict[str, float] = {}
+        async with peers(start_node) as (py, ts):
+            await scenario(py, ts, timings, gen2_by="ts")
+        return timings
+
+    timings = asyncio.run(main())
+    print("node <-> python, node offers gen 2:",
+          json.dumps({k: round(v, 3) for k, v in timings.items()}))
 
 
 def test_chromium_peer_session_channels_generation_change() -> None:

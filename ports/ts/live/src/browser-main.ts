@@ -41,6 +41,7 @@ for (;;) {
   for (const line of lines) {
     const c = JSON.parse(line) as { cmd: string; frame?: string; name?: string; count?: number; size?: number };
     if (c.cmd === "rv") run(peer.onRv(c.frame as string));
+    else if (c.cmd === "offer") run(peer.offer((c as { generation?: number }).generation as number));
     else if (c.cmd === "chsend") run(peer.chsend(c.name as string, c.count as number, c.size));
     else if (c.cmd === "stop") peer.stop();
   }

@@ -43,6 +43,8 @@ export interface PeerConnectionLike {
   ondatachannel: ((ev: { channel: DataChannelLike }) => void) | null;
   setRemoteDescription(d: { type: "offer" | "answer"; sdp: string }): Promise<void>;
   createAnswer(): Promise<{ type: string; sdp?: string }>;
+  createOffer(): Promise<{ type: string; sdp?: string }>;
+  createDataChannel(label: string, init?: { ordered?: boolean }): DataChannelLike;
   setLocalDescription(d?: { type: string; sdp?: string }): Promise<void>;
   close(): void;
 }
@@ -93,6 +95,7 @@ export class LivePeer {
   private creditWaiters: (() => void)[] = [];
   private status = "";
   private readonly t0 = Date.now();
+  private readonly pendingOffers = new Map<number, { g: Gen; nonce: Bytes }>();
   private timer: ReturnType<typeof setInterval> | undefined;
 
   constructor(
@@ -210,10 +213,46 @@ export class LivePeer {
 
   // ------------------------------------------------------------------ signalling + generations
 
+  private async gathered(pc: PeerConnectionLike): Promise<string> {
+    const deadline = Date.now() + 5000;
+    while (pc.iceGatheringState !== "complete" && Date.now() < deadline) await sleep(10);
+    return pc.localDescription?.sdp ?? "";
+  }
+
+  /** Start generation `number` as the offerer: a signed RV_OFFER (emitted as an `rv` event). */
+  async offer(number: number): Promise<void> {
+    const pc = this.makePc();
+    const g: Gen = { number, pc, opened: false, early: [], localSdp: "", remoteSdp: "" };
+    this.gens.set(number, g);
+    const dc = pc.createDataChannel("p4", { ordered: true });
+    await pc.setLocalDescription(await pc.createOffer());
+    g.localSdp = await this.gathered(pc);
+    const nonce = this.rng.draw(16);
+    const fields = {
+      epoch: epochOf(Date.now()), nonce, generation: BigInt(number), sdp: g.localSdp,
+      fingerprint: fingerprintOf(g.localSdp), last_rx: 0n, stream_nonce: ZERO16,
+    };
+    const { frame } = signMessage("RV_OFFER", fields, this.seed, this.peerPub);
+    this.pendingOffers.set(number, { g, nonce });
+    this.attach(g, dc);
+    this.emit("rv", { frame: toHex(frame), kind: "offer", gen: number });
+  }
+
   /** An RV frame from the peer (hex): checked (schema, keys, epoch, signature), then answered. */
   async onRv(frameHex: string, reply?: (frame: Bytes) => void): Promise<void> {
     const msg = decodeRvFrame(fromHex(frameHex));
     checkKeysEpochSignature(msg, this.peerPub, this.myPub, Date.now());
+    if (msg.type === "RV_ANSWER") {
+      const number = Number(msg.f.generation as bigint);
+      const p = this.pendingOffers.get(number);
+      if (p === undefined || toHex(p.nonce) !== toHex(msg.f.offer_nonce as Bytes)) throw new Error(`RV_ANSWER for no OFFER of ours (${number})`);
+      const sdp = msg.f.sdp as string;
+      if (toHex(fingerprintOf(sdp)) !== toHex(msg.f.fingerprint as Bytes)) throw new Error("answer SDP fingerprint differs from the signed one");
+      this.pendingOffers.delete(number);
+      p.g.remoteSdp = sdp;
+      await p.g.pc.setRemoteDescription({ type: "answer", sdp });
+      return;
+    }
     if (msg.type !== "RV_OFFER") throw new Error(`unexpected ${msg.type}`);
     const number = Number(msg.f.generation as bigint);
     const sdp = msg.f.sdp as string;
@@ -225,9 +264,7 @@ export class LivePeer {
     pc.ondatachannel = (ev) => this.attach(g, ev.channel);
     await pc.setRemoteDescription({ type: "offer", sdp });
     await pc.setLocalDescription(await pc.createAnswer());
-    const deadline = Date.now() + 5000;
-    while (pc.iceGatheringState !== "complete" && Date.now() < deadline) await sleep(10);
-    g.localSdp = pc.localDescription?.sdp ?? "";
+    g.localSdp = await this.gathered(pc);
     const fields = {
       epoch: epochOf(Date.now()), nonce: this.rng.draw(16), generation: BigInt(number), sdp: g.localSdp,
       fingerprint: fingerprintOf(g.localSdp), last_rx: 0n, offer_nonce: msg.f.nonce as Bytes, stream_nonce: ZERO16,
@@ -267,10 +304,10 @@ export class LivePeer {
     // the answerer's channel may already be open when it is announced
     if (dc.readyState === "open") {
       // wait until our answer (localSdp) is known
-      const w = (): void => { if (g.localSdp !== "") onOpen(); else setTimeout(w, 5); };
+      const w = (): void => { if (g.localSdp !== "" && g.remoteSdp !== "") onOpen(); else setTimeout(w, 5); };
       w();
     } else {
-      dc.onopen = () => { const w = (): void => { if (g.localSdp !== "") onOpen(); else setTimeout(w, 5); }; w(); };
+      dc.onopen = () => { const w = (): void => { if (g.localSdp !== "" && g.remoteSdp !== "") onOpen(); else setTimeout(w, 5); }; w(); };
     }
   }
 

@@ -49,6 +49,7 @@ const rl = createInterface({ input: process.stdin });
 rl.on("line", (line) => {
   const c = JSON.parse(line) as { cmd: string; frame?: string; name?: string; count?: number; size?: number; control_port?: number; cookie?: string };
   if (c.cmd === "rv") run(peer.onRv(c.frame as string));
+  else if (c.cmd === "offer") run(peer.offer((c as { generation?: number }).generation as number));
   else if (c.cmd === "tor_listen") run(torListen(c.control_port as number, c.cookie as string));
   else if (c.cmd === "chsend") run(peer.chsend(c.name as string, c.count as number, c.size));
   else if (c.cmd === "status") emit("snapshot", peer.snapshot());
