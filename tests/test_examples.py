@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -325,6 +326,10 @@ def test_real_p4_clip(peers: tuple[Up, Up], tmp_path: Path) -> None:
     assert json.loads(r.stdout)["sent"] == len("hello from alice's clipboard")
     empty = p4(ua.home, "clip", "bob", "--clipboard-file", str(tmp_path / "none"))
     assert empty.returncode == 1 and "[CLIPBOARD_EMPTY]" in empty.stderr, empty.stderr
+    if not any(shutil.which(t) for t in ("xclip", "xsel", "wl-copy", "wl-paste")):
+        r = p4(ua.home, "clip", "bob")  # no clipboard here: one line saying what to install
+        assert r.returncode == 1 and r.stderr.strip().endswith("[NO_CLIPBOARD]"), r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1 and "xclip" in r.stderr
     watch = subprocess.Popen([*P4, "--home", str(ub.home), "clip", "--watch", "alice",
                               "--clipboard-file", str(cb), "--json"], stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True, cwd=ROOT)
