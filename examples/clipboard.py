@@ -84,7 +84,8 @@ async def share(api: Api, peer_name: str, clip: Clipboard, once: bool, poll_ms: 
                 last = item.data.decode("utf-8", "replace")
                 clip.set(last)
                 print(f"← {item.peer_name}: {len(last)} characters", flush=True)
-        await api.confirm([i.id for i in items])  # after they are in the clipboard
+        # confirmed once in the clipboard; another device's items are left for its own run
+        await api.confirm([i.id for i in items if i.peer == peer["device_id"]])
         now = clip.get()
         if now != last and len(now.encode()) <= limit:
             last = now

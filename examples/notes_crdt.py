@@ -102,7 +102,7 @@ async def sync(api: Api, notes: Notes, peer_name: str, timeout: float) -> bool:
                 notes.save()  # durable before the confirm below
                 answered = answered or msg["n"] == nonce
                 print(f"merged changes from {peer['name']}", flush=True)
-        await api.confirm([i.id for i in items])
+        await api.confirm([i.id for i in items if i.peer == dev])  # others: their own sync
     return answered
 
 
