@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -249,6 +250,19 @@ def test_logstream_nothing_lost_across_restarts(tmp_path: Path) -> None:
             assert all("load1" in g and "disk_free_mb" in g for g in got), got
 
     asyncio.run(main())
+
+
+def test_p4_clip_errors_without_p4_up(tmp_path: Path) -> None:
+    from p4ref.io.store import Profile
+
+    a = Profile.init(tmp_path / "a", os.urandom)
+    b = Profile.init(tmp_path / "b", os.urandom)
+    a.add_peer("bob", b.identity.public_key, os.urandom(32), "test")
+    for peer, code in (("bob", "DAEMON_NOT_RUNNING"), ("bobb", "PEER_UNKNOWN")):
+        r = p4(a.path, "clip", peer)
+        assert r.returncode == 1 and r.stderr.strip().endswith(f"[{code}]"), r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert not (a.path / "api" / "clip.token").exists()  # no token made for nothing
 
 
 # --------------------------------------------------------------------------- two real p4 up

@@ -96,12 +96,12 @@ async def _clip(args: argparse.Namespace) -> int:
     peer = resolve_peer(profile, args.peer)
     channel = PREFIX + profile.identity.device_id.replace("-", "")[:13]
     board = _Clipboard(args.clipboard_file)
-    auth = {"Authorization": f"Bearer {_token(home)}"}
 
     def out(doc: dict[str, Any], text: str) -> None:
         print(json.dumps(doc) if args.json else text, flush=True)
 
-    async with Client(home) as c:
+    async with Client(home) as c:  # DAEMON_NOT_RUNNING before any token is made
+        auth = {"Authorization": f"Bearer {_token(home)}"}
 
         async def call(method: str, path: str, body: Any = None, **headers: str) -> Any:
             nonlocal auth
