@@ -22,6 +22,9 @@ have gcc || missing="$missing gcc"
 # The local API's shell client (examples/clients/p4client.sh), which a test drives.
 have curl || missing="$missing curl"
 have jq || missing="$missing jq"
+# Headless Chromium for the TypeScript port's live interop test (tests/test_ts_live.py, driven by
+# playwright-core, which downloads no browser).
+have chromium || missing="$missing chromium"
 [ -e /usr/include/libnetfilter_queue/libnetfilter_queue.h ] || missing="$missing libnetfilter-queue-dev"
 python3 -c 'import os, sysconfig; assert os.path.exists(sysconfig.get_paths()["include"] + "/Python.h")' \
     2>/dev/null || missing="$missing python3-dev"

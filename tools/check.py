@@ -57,6 +57,9 @@ def ts_steps(py: str) -> list[tuple[str, list[str]]]:
     return [
         ("ts: npm ci", [npm, "ci", "--prefix", ts, "--no-audit", "--no-fund"]),
         ("ts: tsc + node --test", [npm, "--prefix", ts, "test"]),
+        # the live interop peers (node-datachannel, playwright-core) that tests/test_ts_live.py runs
+        ("ts live: npm ci", [npm, "ci", "--prefix", f"{ts}/live", "--no-audit", "--no-fund"]),
+        ("ts live: build", [npm, "--prefix", f"{ts}/live", "run", "build"]),
         ("conformance vs TS adapter",
          [py, "-m", "conformance.runner", "--adapter", adapter,
           "--expectations", "ports/ts/expectations.json"]),
