@@ -1,0 +1,62 @@
+"""The link's send queue (p4ref.link._link DC_QUEUE_LIMIT): SES_MSG frames wait in the link
+while aiortc has DC_QUEUE_LIMIT queued; SES_ACK / PING / PONG / SES_SIGNAL overtake them;
+SES_END keeps its place; everything held goes out, in order, as aiortc drains."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+from typing import Any, cast
+
+from p4ref.framing import FrameType
+from p4ref.io.tor import TorDriver
+from p4ref.link import Link
+from p4ref.link._link import DC_QUEUE_LIMIT, _Gen
+
+
+class FakeGen:
+    state = "open"
+
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+        self.backlog = 0
+
+    def send(self, data: bytes) -> None:
+        self.sent.append(data)
+
+
+def frame(t: FrameType, body: bytes) -> bytes:
+    """A frame's bytes as far as the link looks: the type is the second header byte."""
+    return bytes([1, int(t), 0]) + len(body).to_bytes(2, "big") + body
+
+
+def test_control_frames_overtake_held_messages(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        link = Link(identity_seed=os.urandom(32), peer_pub=os.urandom(32),
+                    pair_root_key=os.urandom(32), home=tmp_path, tor=cast(TorDriver, None))
+        g = FakeGen()
+        rec = _Gen(1, True, 0)
+        link._gens[1] = rec
+        gen: Any = g
+        m1 = frame(FrameType.SES_MSG, b"\x00" * 20 + b"one")
+        link._send_frame(rec, gen, m1)
+        assert g.sent == [m1]
+        g.backlog = DC_QUEUE_LIMIT  # aiortc is full: messages are held
+        m2 = frame(FrameType.SES_MSG, b"\x00" * 20 + b"two")
+        end = frame(FrameType.SES_END, b"end")
+        ping = frame(FrameType.PING, b"12345678")
+        ack = frame(FrameType.SES_ACK, b"\x00" * 8)
+        for f in (m2, end, ping, ack):
+            link._send_frame(rec, gen, f)
+        assert g.sent == [m1, ping, ack]  # control overtakes; SES_END stays behind m2
+        assert list(rec.held) == [m2, end] and rec.pump is not None
+        g.backlog = 0
+        for _ in range(100):
+            if not rec.held:
+                break
+            await asyncio.sleep(0.01)
+        assert g.sent == [m1, ping, ack, m2, end] and rec.held_bytes == 0
+        assert link.bytes_sent == sum(map(len, g.sent))
+
+    asyncio.run(asyncio.wait_for(scenario(), 10))
