@@ -392,9 +392,9 @@ def test_busy_dead_path_and_failover_to_tor() -> None:
 
 
 def test_restored_backup_is_detected_and_reported() -> None:
-    """SES-41: LOW restored from a backup: both sides fail the connection with
-    SES_INCARNATION_STALE, LOW re-incarnates and reports what may be lost, and the next
-    generation carries on under the new incarnation."""
+    """SES-41: LOW restored from a backup: LOW fails the connection with
+    SES_INCARNATION_STALE (HIGH by LOW's ERROR), LOW re-incarnates and reports what may be
+    lost, and the next generation carries on under the new incarnation."""
     low, high = pair()
     connect(low, high)
     backup = low.persistent_state()
@@ -418,7 +418,9 @@ def test_restored_backup_is_detected_and_reported() -> None:
         relay(high, restored, 300)
     r_ev, h_ev = events(restored), events(high)
     assert ConnectionFailed(2, ErrorCode.SES_INCARNATION_STALE) in r_ev
-    assert ConnectionFailed(2, ErrorCode.SES_INCARNATION_STALE) in h_ev
+    # HIGH is healthy: it judges only its own counters (p4-04 rev 4, §9 rule 2) and learns
+    # LOW's staleness from LOW's ERROR
+    assert ConnectionFailed(2, ErrorCode.SES_INCARNATION_STALE, by_peer=True) in h_ev
     assert SessionReset("restored", (1, 1), None, 0) in r_ev
     assert SessionReset("peer_restored", None, (1, 1), 0) in h_ev  # h1: acked, then lost
     assert restored.s.inc != old_inc

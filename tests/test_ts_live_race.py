@@ -8,16 +8,14 @@ B's HELLO is built.  B's HELLO says ``rx = 8`` while A's says ``tx = 5``: p4-04 
 ``h.rx > m.tx`` as "this peer is stale" although nobody was restored, fails the new connection
 with SES_INCARNATION_STALE and re-incarnates a healthy peer.
 
-The test asserts what the protocol should do (generation 2 opens) and is marked xfail(strict)
-until the session spec's owner settles the rule; when the rule is fixed it passes, and strict
-xfail turns that into a failure so the mark is removed.
+p4-04 draft revision 4 fixed the rule (each side judges only its own staleness, against its
+current counters): generation 2 opens on both sides.
 """
 
 from __future__ import annotations
 
 import os
 
-import pytest
 from nacl.signing import SigningKey
 
 from p4ref.session import (
@@ -62,8 +60,6 @@ def shuttle(a: Side, b: Side, now: int = 0) -> None:
             return
 
 
-@pytest.mark.xfail(strict=True, reason="p4-04 §9 rule 2 compares HELLO snapshots taken at "
-                   "different moments (ports/ts/live/README.md, Finding)")
 def test_make_before_break_under_traffic_is_not_a_restore() -> None:
     sa, sb = _seed_pair()
     pa, pb = bytes(SigningKey(sa).verify_key), bytes(SigningKey(sb).verify_key)

@@ -130,6 +130,7 @@ class Input(StrEnum):
 
 _HANDSHAKING = (ConnState.HELLO_SENT, ConnState.AUTH_SENT)
 _SENDING = (ConnState.OPEN, ConnState.END_RECEIVED)  # we may still send sequenced frames
+_OPENED = (ConnState.OPEN, ConnState.END_SENT, ConnState.END_RECEIVED)  # handshake done
 _LIVE = (*_HANDSHAKING, ConnState.OPEN, ConnState.END_SENT, ConnState.END_RECEIVED)
 TERMINAL = frozenset({ConnState.CLOSED, ConnState.FAILED})
 
@@ -645,27 +646,23 @@ class SessionMachine:
                 self._want_reconnect("no_direct")  # the onion stream is a fallback [SES-10]
 
     def _resume(self, c: _Conn, m: codec.Hello, h: codec.Hello, now: int) -> None:
-        """Incarnation and position rules of §10, from the two HELLOs of this connection."""
+        """Incarnation and position rules of §9, from the peer's HELLO and our *current*
+        counters (revision 4): we judge only our own staleness.  Everything ``h`` says about us
+        was caused by frames we sent before it was built, and ``tx`` / ``rx`` only grow within
+        an incarnation, so ``h.rx > tx`` or ``h.acked > rx`` is impossible for a peer that was
+        not restored, however far either side got on another connection since the HELLOs."""
         if h.inc in self.s.retired:
             raise RemoteProtocolError(ErrorCode.SES_INCARNATION_CONFLICT, "a retired incarnation")
-        me_stale = (h.peer_inc == m.inc and h.rx > m.tx) or (
-            m.peer_inc == h.inc and m.rx < h.acked)
-        peer_stale = (m.peer_inc == h.inc and h.tx < m.rx) or (
-            h.peer_inc == m.inc and h.rx < m.acked)
-        if me_stale or peer_stale:
-            self._fail(c, ErrorCode.SES_INCARNATION_STALE, "counters went backwards", now)
+        me_stale = (h.peer_inc == self.s.inc and h.rx > self.s.tx) or (
+            h.inc == self.s.peer_inc and h.acked > self.rx_next - 1)
         if me_stale:
+            self._fail(c, ErrorCode.SES_INCARNATION_STALE, "our counters went backwards", now)
             self._reincarnate(h)
-        if peer_stale:
-            lost = (h.rx + 1, m.acked) if h.peer_inc == m.inc and h.rx < m.acked else None
-            self._retire(h.inc)
-            self._events.append(SessionReset("peer_restored", None, lost, 0))
-        if me_stale or peer_stale:
             return
         if h.inc != self.s.peer_inc:
             if self.s.peer_inc != codec.NO_INC:
                 self._retire(self.s.peer_inc)
-                lost_out = (1, self.s.acked) if h.peer_inc != m.inc and self.s.acked else None
+                lost_out = (1, self.s.acked) if h.peer_inc != self.s.inc and self.s.acked else None
                 self._events.append(SessionReset("peer_new", None, lost_out, 0))
             self.s.peer_inc = h.inc
             self.s.rx = self._ack_sent = h.acked
@@ -765,6 +762,17 @@ class SessionMachine:
     def _a_error_received(self, c: _Conn, frame: Frame, now: int) -> None:
         code, _ = parse_error_body(frame.body)
         self._events.append(ConnectionFailed(c.cid, code, by_peer=True))
+        h = c.peer_hello
+        if (code == ErrorCode.SES_INCARNATION_STALE and c.state in _OPENED and h is not None
+                and h.inc == self.s.peer_inc and h.inc not in self.s.retired):
+            # the peer found itself stale on this connection (§9 rule 2): retire the
+            # incarnation it had; its next HELLO brings the new one (rule 3) [SES-66]
+            c.state = ConnState.FAILED
+            self._after(c, now)
+            acked = self.s.acked
+            lost = (h.rx + 1, acked) if h.peer_inc == self.s.inc and h.rx < acked else None
+            self._retire(h.inc)
+            self._events.append(SessionReset("peer_restored", None, lost, 0))
 
     def _a_transport_closed(self, c: _Conn, _: None, now: int) -> None:
         self._events.append(ConnectionClosed(c.cid))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -869,6 +870,80 @@ def _incarnation_vectors(out: list[tuple[Json, Json]]) -> None:
     _vec(out, s, "ses-tx-incarnation-conflict", "a retired incarnation of HIGH (INC_B, a copied "
          "profile) is back: SES_INCARNATION_CONFLICT, nothing changes", ["SES-41"],
          ["INCARNATION"])
+    _race_vector(out, True)
+    _race_vector(out, False)
+
+
+def _race_vector(out: list[tuple[Json, Json]], me_first: bool) -> None:
+    """Make-before-break under traffic (p4-04 rev 4, §9 rule 2; ports/ts/live/README.md,
+    Finding): the first side (LOW) builds its generation-2 SES_HELLO, then generation 1 carries
+    3 more of its messages and 3 of the second side's, all committed and acknowledged, then the
+    second side (HIGH) builds its HELLO.  The HELLOs disagree (HIGH's rx 8 > LOW's HELLO tx 5,
+    HIGH's acked 3 > LOW's HELLO rx 0) although nobody was restored: generation 2 must open."""
+    me_hi = not me_first
+    s = low_high("race-first" if me_first else "race-second", me_low=me_first)
+    mine, theirs = (FP_H, FP_L) if me_hi else (FP_L, FP_H)
+    s.handshake(T0, 1, 1, mine=mine, theirs=theirs)
+
+    def first(now: int, item: Json) -> None:
+        (s.step if me_first else s.peer_step)(now, item)
+
+    def second(now: int, item: Json) -> None:
+        (s.peer_step if me_first else s.step)(now, item)
+
+    def to_first(now: int, conn: int) -> None:
+        if me_first:
+            s.deliver(now, conn)
+        else:
+            s.feed_peer(now, conn)
+
+    def to_second(now: int, conn: int) -> None:
+        if me_first:
+            s.feed_peer(now, conn)
+        else:
+            s.deliver(now, conn)
+
+    def send(who: Callable[[int, Json], None], now: int, *payloads: bytes) -> None:
+        for p in payloads:
+            who(now, {"cmd": "send", "payload": p.hex()})
+
+    send(first, T0 + 10, *(b"f%d" % k for k in range(1, 6)))
+    to_second(T0 + 11, 1)
+    second(T0 + 12, {"cmd": "inbox_committed", "through": 5})
+    second(T0 + 32, {"tick": True})
+    to_first(T0 + 40, 1)  # ACK 5
+    gen2 = {"cmd": "open", "conn": 2, "generation": 2, "path": "datachannel",
+            "binding_local": FP_L.hex(), "binding_remote": FP_H.hex()}
+    first(T0 + 50, gen2)  # LOW's HELLO: tx 5, acked 5, rx 0 -- held in the network
+    send(first, T0 + 60, *(b"f%d" % k for k in range(6, 9)))
+    to_second(T0 + 61, 1)
+    send(second, T0 + 62, b"s1", b"s2", b"s3")
+    second(T0 + 63, {"cmd": "inbox_committed", "through": 8})
+    second(T0 + 83, {"tick": True})
+    to_first(T0 + 90, 1)  # s1..s3 and ACK 8
+    first(T0 + 91, {"cmd": "inbox_committed", "through": 3})
+    first(T0 + 111, {"tick": True})
+    to_second(T0 + 112, 1)  # ACK 3
+    second(T0 + 120, swap(gen2))  # HIGH's HELLO: rx 8, acked 3, tx 3
+    to_second(T0 + 121, 2)  # LOW's HELLO reaches HIGH: HIGH's AUTH
+    to_first(T0 + 122, 2)  # HIGH's HELLO and AUTH: LOW opens generation 2
+    to_second(T0 + 123, 2)  # LOW's AUTH: HIGH opens generation 2
+    to_first(T0 + 124, 1)
+    to_first(T0 + 124, 2)
+    to_second(T0 + 125, 1)
+    if me_first:
+        _vec(out, s, "ses-tx-mbb-race-hello-older", "make-before-break under traffic, seen by "
+             "LOW, whose generation-2 HELLO (tx 5, rx 0) was built before 3 more of its "
+             "messages and 3 of HIGH's crossed generation 1 and were acknowledged: HIGH's "
+             "HELLO (rx 8, acked 3) exceeds LOW's HELLO but not LOW's current tx 8 and rx 3, "
+             "so generation 2 opens, no SES_INCARNATION_STALE, no SESSION_RESET",
+             ["SES-41", "SES-32"], ["INCARNATION", "ORDER"])
+    else:
+        _vec(out, s, "ses-tx-mbb-race-hello-newer", "the same make-before-break race seen by "
+             "HIGH, whose HELLO (rx 8, acked 3) is the newer: LOW's HELLO (tx 5, rx 0) trails "
+             "HIGH's counters, which is progress, not a restore: HIGH does not judge LOW's "
+             "staleness; generation 2 opens, no SES_INCARNATION_STALE, no SESSION_RESET",
+             ["SES-41", "SES-32"], ["INCARNATION", "ORDER"])
 
 
 def _pinned_vectors(out: list[tuple[Json, Json]]) -> None:
