@@ -368,7 +368,20 @@ export class SessionMachine implements Machine {
     if (f.ignorable) return;
     if (f.type === T.ERROR) {
       const code = f.map?.get(1);
-      this.failConn(out, c, codeName(typeof code === "bigint" ? Number(code) : 0), false, true);
+      const name = codeName(typeof code === "bigint" ? Number(code) : 0);
+      const resets: MachineEvent[] = [];
+      const h = c.peerF;
+      if (name === "SES_INCARNATION_STALE" && h !== undefined && (c.state === "OPEN" || c.state === "END_SENT" || c.state === "END_RECEIVED")) {
+        // §9 rule 2 (rev 4): the peer found itself stale on this connection
+        const hInc = h.inc as Bytes;
+        if (equal(hInc, this.peerInc) && !this.retired.some((r) => equal(r, hInc))) {
+          this.retire(hInc);
+          const hRx = h.rx as bigint;
+          const lostOut = equal(h.peer_inc as Bytes, this.inc) && hRx < this.acked ? [hRx + 1n, this.acked] : null;
+          resets.push({ event: "SESSION_RESET", kind: "peer_restored", lost_in: null, lost_out: lostOut, renumbered: 0n });
+        }
+      }
+      this.failConn(out, c, name, false, true, resets);
       return;
     }
     if (f.type === T.PONG) {
@@ -449,40 +462,30 @@ export class SessionMachine implements Machine {
 
   /** The peer's SES_AUTH verified: §9, then open (and maybe switch, SES-32). */
   private opened_(out: StepOutput, now: number, c: Conn): void {
-    const m = c.myF as Record<string, bigint | Bytes>;
     const h = c.peerF as Record<string, bigint | Bytes>;
     const hInc = h.inc as Bytes;
     if (this.retired.some((r) => equal(r, hInc))) throw new SessionError("SES_INCARNATION_CONFLICT", "retired incarnation");
-    const mInc = m.inc as Bytes;
-    const hPeerIsMe = equal(h.peer_inc as Bytes, mInc);
-    const mPeerIsH = equal(m.peer_inc as Bytes, hInc);
-    const hRx = h.rx as bigint, hTx = h.tx as bigint, hAcked = h.acked as bigint;
-    const mRx = m.rx as bigint, mTx = m.tx as bigint, mAcked = m.acked as bigint;
-    const thisStale = (hPeerIsMe && hRx > mTx) || (mPeerIsH && mRx < hAcked);
-    const peerStale = (mPeerIsH && hTx < mRx) || (hPeerIsMe && hRx < mAcked);
-    if (thisStale || peerStale) {
-      const resets: MachineEvent[] = [];
-      if (thisStale) {
-        this.inc = this.drawInc();
-        let lostIn: bigint[] | null = null;
-        if (mPeerIsH && this.rx < hAcked) {
-          lostIn = [this.rx + 1n, hAcked];
-          this.rx = hAcked;
-          this.rxDurable = hAcked;
-        }
-        const msgs = [...this.outbox.entries()].sort((a, b) => (a[0] < b[0] ? -1 : 1)).map(([, p]) => p);
-        this.outbox.clear();
-        msgs.forEach((p, i) => this.outbox.set(BigInt(i + 1), p));
-        this.tx = BigInt(msgs.length);
-        this.acked = 0n;
-        resets.push({ event: "SESSION_RESET", kind: "restored", lost_in: lostIn, lost_out: null, renumbered: BigInt(msgs.length) });
+    // p4-04 rev 4, §9 rule 2: judge only our own staleness, from the peer's HELLO and our
+    // current counters (never the snapshot in our own HELLO, which the old connection may
+    // have overtaken: make-before-break under traffic); the peer's staleness comes by its ERROR
+    const hPeerIsMe = equal(h.peer_inc as Bytes, this.inc);
+    const hIsPeer = equal(hInc, this.peerInc);
+    const hRx = h.rx as bigint, hAcked = h.acked as bigint;
+    if ((hPeerIsMe && hRx > this.tx) || (hIsPeer && hAcked > this.rx)) {
+      this.inc = this.drawInc();
+      let lostIn: bigint[] | null = null;
+      if (hIsPeer && this.rx < hAcked) {
+        lostIn = [this.rx + 1n, hAcked];
+        this.rx = hAcked;
+        this.rxDurable = hAcked;
       }
-      if (peerStale) {
-        this.retire(hInc);
-        const lostOut = hPeerIsMe && hRx < mAcked ? [hRx + 1n, mAcked] : null;
-        resets.push({ event: "SESSION_RESET", kind: "peer_restored", lost_in: null, lost_out: lostOut, renumbered: 0n });
-      }
-      this.failConn(out, c, "SES_INCARNATION_STALE", true, false, resets, now);
+      const msgs = [...this.outbox.entries()].sort((a, b) => (a[0] < b[0] ? -1 : 1)).map(([, p]) => p);
+      this.outbox.clear();
+      msgs.forEach((p, i) => this.outbox.set(BigInt(i + 1), p));
+      this.tx = BigInt(msgs.length);
+      this.acked = 0n;
+      const reset: MachineEvent = { event: "SESSION_RESET", kind: "restored", lost_in: lostIn, lost_out: null, renumbered: BigInt(msgs.length) };
+      this.failConn(out, c, "SES_INCARNATION_STALE", true, false, [reset], now);
       return;
     }
     if (!equal(hInc, this.peerInc)) {
