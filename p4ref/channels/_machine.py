@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from .._table import transition_markdown
 from ..errors import DecodeError, ErrorCode, LocalProtocolError, RemoteProtocolError
 from ..framing import CborValue, decode_cbor_map, encode_cbor
 from ._codec import (
@@ -171,10 +172,8 @@ _STATE_NO = {s: i for i, s in enumerate(_LIVE)}
 
 def transition_table_markdown() -> str:
     """The normative table of spec §9.2, generated from :data:`TRANSITIONS`."""
-    lines = ["| State | Input | Next state | Action |", "|---|---|---|---|"]
-    for (state, inp), (nxt, action) in TRANSITIONS.items():
-        lines.append(f"| {state.value} | {inp.value} | {nxt.value} | {action} |")
-    return "\n".join(lines) + "\n"
+    return transition_markdown((state.value, inp.value, nxt.value, action)
+                               for (state, inp), (nxt, action) in TRANSITIONS.items())
 
 
 def transition_table_mermaid() -> str:

@@ -27,6 +27,7 @@ from collections.abc import Callable
 from enum import StrEnum
 from typing import ClassVar, TypeAlias
 
+from .._table import transition_markdown
 from ..errors import ErrorCode, LocalProtocolError, RemoteProtocolError
 from . import _codec as codec
 from ._codec import (
@@ -143,9 +144,9 @@ RECEIVER_TRANSITIONS: Table = {
 
 def transition_table_markdown(table: Table) -> str:
     """The normative table of §9.2 / §9.3, generated from the data (STYLE.md)."""
-    lines = ["| State | Input | Next state | Action |", "|---|---|---|---|"]
-    lines += [f"| {st} | {inp} | {nxt} | {act} |" for (st, inp), (nxt, act) in table.items()]
-    return "\n".join(lines)
+    return transition_markdown(((str(st), str(inp), str(nxt), act)
+                                for (st, inp), (nxt, act) in table.items()),
+                               final_newline=False)
 
 
 class _Failure(Exception):

@@ -62,6 +62,7 @@ from typing import NoReturn
 
 from nacl.signing import SigningKey
 
+from .._table import transition_markdown
 from ..errors import DecodeError, ErrorCode, LocalProtocolError, RemoteProtocolError
 from ..framing import Frame, FrameReader, FrameType, Path, encode_frame, error_body
 from ..framing import parse_error_body as _parse_error_body
@@ -206,9 +207,7 @@ def transition_rows(role: C.Role) -> list[tuple[str, str, str, str]]:
 
 def transition_table_markdown(role: C.Role) -> str:
     """The normative table of p4-02 §8.2 for ``role``, as the spec prints it."""
-    lines = ["| State | Input | Next state | Action |", "|---|---|---|---|"]
-    lines += [f"| `{s}` | `{i}` | `{n}` | {a} |" for s, i, n, a in transition_rows(role)]
-    return "\n".join(lines)
+    return transition_markdown(transition_rows(role), code=True, final_newline=False)
 
 
 def state_diagram_mermaid(role: C.Role) -> str:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Literal, TypeAlias
 
+from .._table import transition_markdown
 from ..errors import ErrorCode, LocalProtocolError
 from ..rendezvous._derive import Role
 
@@ -305,13 +306,10 @@ del _s, _k
 def transition_table_markdown() -> str:
     """The table of p4-03 §8.8.4, generated from :data:`TRANSITIONS` (pairs that change nothing
     are left out)."""
-    lines = ["| State | Input | Next state | Action |", "|---|---|---|---|"]
-    for (state, kind), (nxt, action) in TRANSITIONS.items():
-        if action == "ignore":
-            continue
-        shown = state.value if nxt == "same" else nxt.value if isinstance(nxt, State) else nxt
-        lines.append(f"| {state.value} | {kind.value} | {shown} | {action} |")
-    return "\n".join(lines) + "\n"
+    return transition_markdown(
+        (state.value, kind.value,
+         state.value if nxt == "same" else nxt.value if isinstance(nxt, State) else nxt, action)
+        for (state, kind), (nxt, action) in TRANSITIONS.items() if action != "ignore")
 
 
 # ------------------------------------------------------------------------------ the policy

@@ -48,6 +48,7 @@ from typing import TypeVar
 
 from nacl.signing import SigningKey
 
+from .._table import transition_markdown
 from ..errors import DecodeError, ErrorCode, LocalProtocolError, RemoteProtocolError
 from ..framing import (
     Frame,
@@ -212,10 +213,8 @@ _VARIANTS: dict[Input, tuple[Input, ...]] = {
 
 def transition_table_markdown() -> str:
     """The normative table of spec §9.2, generated from :data:`TRANSITIONS`."""
-    lines = ["| State | Input | Next state | Action |", "|---|---|---|---|"]
-    for (state, inp), (nxt, action) in TRANSITIONS.items():
-        lines.append(f"| {state.value} | {inp.value} | {nxt.value} | {action} |")
-    return "\n".join(lines) + "\n"
+    return transition_markdown((state.value, inp.value, nxt.value, action)
+                               for (state, inp), (nxt, action) in TRANSITIONS.items())
 
 
 def transition_table_mermaid() -> str:
