@@ -31,6 +31,8 @@ LOCAL = {
     "bench_conformance.py": r"ratio \(subprocess, window 1 / in-process\): [\d.]+×",
     "bench_store.py": r"ratio group / per-message, FULL:\s+[\d.]+×",
     "bench_webrtc.py": r"send \(no backpressure\)\s+[\d.]+ MiB/s \(\s*[\d.]+×\)",
+    # the TypeScript port's live peers (Node, Chromium) against the reference, aiortc alongside
+    "bench_ts_live.py": r"\| Python × node \| [\d.]+ \| [\d.]+ \| [\d.]+ \|",
     # the network lab with Tor inside (root; without a lab prerequisite it says why, exit 0)
     "bench_reconnect.py": r"onion re-dial after a hard move \(policy\): n=1 p50 [\d.]+ s"
                           r"|the network lab is unavailable",
