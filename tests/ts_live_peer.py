@@ -334,7 +334,9 @@ def spawn(coro: Any) -> asyncio.Task[None]:
 async def main() -> None:
     cfg = json.loads(sys.argv[1])
     verbose = bool(os.environ.get("P4_TS_LIVE_LOGS"))
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr,
+    level = (logging.DEBUG if os.environ.get("P4_TS_LIVE_DEBUG")  # aiortc's DTLS detail too
+             else logging.INFO if verbose else logging.WARNING)
+    logging.basicConfig(level=level, stream=sys.stderr,
                         format="%(relativeCreated)d %(name)s %(message)s")
     peer = Peer(bytes.fromhex(cfg["seed"]), bytes.fromhex(cfg["peer_pub"]))
     loop = asyncio.get_running_loop()
