@@ -40,9 +40,11 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+import cbor2
+
 from .._table import transition_markdown
 from ..errors import DecodeError, ErrorCode, LocalProtocolError, RemoteProtocolError
-from ..framing import CborValue, decode_cbor_map, encode_cbor
+from ..framing import CborValue, decode_cbor_map
 from ._codec import (
     INITIAL_WINDOW,
     MAX_CHAN_ID,
@@ -400,8 +402,11 @@ class ChannelMux:
             if c.final is not None:
                 entry[8] = c.final
             chans.append(entry)
-        return encode_cbor({1: _STATE_FORMAT, 2: self.low, 3: self._next_own,
-                            4: self._next_peer, 5: chans})
+        # written with every outbox append and inbox confirm: cbor2's canonical encoder directly,
+        # without encode_cbor's per-value subset walk (every value here is a bool, a str or a
+        # counter the machine keeps within 0 … 2^64-1; the bytes are the same)
+        return bytes(cbor2.dumps({1: _STATE_FORMAT, 2: self.low, 3: self._next_own,
+                                  4: self._next_peer, 5: chans}, canonical=True))
 
     def _restore(self, raw: bytes) -> None:
         def bad(what: str) -> LocalProtocolError:
