@@ -71,7 +71,7 @@ def _quantiles(xs: list[float]) -> tuple[float, float, float]:
 async def _trials(lab: Any, n: int, *, nudge: bool, limit: float, settle: float,
                   base_dir: str | None, config: ReconnectConfig) -> dict[str, Any]:
     from p4ref.io.netwatch import NetWatch, nudge_tor
-    from tools.netlab.tor import LabTorNet, echo_once, echo_server
+    from tools.netlab.tor import LabTorNet, SocksError, echo_once, echo_server
 
     net = LabTorNet(lab=lab, authorities=1, relays=4, base_dir=base_dir)
     out: dict[str, Any] = {"nudge": nudge, "total_s": [], "detect_s": [], "nudge_s": [],
@@ -87,7 +87,15 @@ async def _trials(lab: Any, n: int, *, nudge: bool, limit: float, settle: float,
             c0.create_ephemeral_hidden_service, {80: f"unix:{sock}"}, key_type="NEW",
             key_content="ED25519-V3", await_publication=True, timeout=60)  # fmt: skip
         onion = hs.service_id + ".onion"
-        await echo_once(net.socks_socket(1), onion, "first", 30)
+        # Setup, not a figure: a fresh lab network may not serve the new descriptor yet (SOCKS
+        # 0xf0 "descriptor not found"); try again for up to 90 s before measuring anything.
+        for attempt in range(3):
+            try:
+                await echo_once(net.socks_socket(1), onion, "first", 30)
+                break
+            except (SocksError, TimeoutError):
+                if attempt == 2:
+                    raise
         a = ReconnectPolicy("high", rng=os.urandom, tor_launched=nudge)
         b = ReconnectPolicy("low", rng=os.urandom, config=config)
         a.on_event(Want(), _ms())
