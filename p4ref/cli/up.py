@@ -1,7 +1,10 @@
 """``p4 up``: run the peer of one profile in the foreground (:mod:`p4ref.peer`).
 
     p4 [--home DIR] up [--tor MODE] [--verbose] [--inbox DIR] [--max-file-size BYTES]
-                       [--host-address ADDR ...]
+                       [--host-address ADDR ...] [--stun URL ...]
+                       [--turn URL --turn-user USER [--turn-pass PASSWORD]]
+
+STUN/TURN: none by default (no third party learns this device's address); docs/network.md.
 
 Logs go to stderr, one readable line per event (``--verbose`` adds the links' details).
 Ctrl-C or SIGTERM stops it cleanly. A second ``p4 up`` on the same profile exits at once with
@@ -14,8 +17,10 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from ._common import home as _home
 from ._common import tor_spec
@@ -51,13 +56,34 @@ def cmd_up(args: argparse.Namespace) -> int:
     tor = tor_config(args.tor)
     hosts = tuple(args.host_address) if args.host_address else (
         ("127.0.0.1",) if args.tor.startswith("testnet:") else None)
-    options = DaemonOptions(tor=tor, host_addresses=hosts,
+    options = DaemonOptions(tor=tor, host_addresses=hosts, ice_servers=ice_servers(args),
                             inbox=Path(args.inbox).expanduser() if args.inbox else None,
                             max_file_size=args.max_file_size)
     daemon = Daemon(home, options)
     with contextlib.suppress(asyncio.CancelledError):
         asyncio.run(daemon.run())
     return 0
+
+
+def ice_servers(args: argparse.Namespace) -> tuple[Any, ...]:
+    """``--stun`` / ``--turn`` as :class:`~p4ref.io.webrtc.IceServer` values (docs/network.md).
+    A URL without its scheme gets ``stun:`` / ``turn:``; the TURN password comes from
+    ``--turn-pass`` or ``$P4_TURN_PASSWORD`` (so it can stay out of the process list)."""
+    from ..errors import ErrorCode, P4Error
+    from ..io.webrtc import IceServer
+
+    servers: list[Any] = []
+    for url in args.stun:
+        servers.append(IceServer((url if url.startswith("stun:") else "stun:" + url,)))
+    turns = [u if u.startswith(("turn:", "turns:")) else "turn:" + u for u in args.turn]
+    password = args.turn_pass if args.turn_pass is not None else os.environ.get(
+        "P4_TURN_PASSWORD")
+    if turns and (not args.turn_user or password is None):
+        raise P4Error(ErrorCode.MESSAGE_INVALID, "--turn needs --turn-user and a password "
+                       "(--turn-pass or $P4_TURN_PASSWORD)")
+    if turns:
+        servers.append(IceServer(tuple(turns), args.turn_user, password))
+    return tuple(servers)
 
 
 def add_up_parser(add: object, home: argparse.ArgumentParser) -> None:
@@ -74,3 +100,11 @@ def add_up_parser(add: object, home: argparse.ArgumentParser) -> None:
     p.add_argument("--host-address", metavar="ADDR", action="append", default=[],
                    help="local address for direct connections (repeatable; default: all,"
                         " 127.0.0.1 with --tor testnet:…)")
+    p.add_argument("--stun", metavar="URL", action="append", default=[],
+                   help="STUN server, e.g. stun:stun.example.org:3478 (repeatable; default:"
+                        " none, see docs/network.md)")
+    p.add_argument("--turn", metavar="URL", action="append", default=[],
+                   help="TURN relay, e.g. turn:turn.example.org:3478 (repeatable, one account)")
+    p.add_argument("--turn-user", metavar="USER", default=None, help="TURN user name")
+    p.add_argument("--turn-pass", metavar="PASSWORD", default=None,
+                   help="TURN password (default: $P4_TURN_PASSWORD)")

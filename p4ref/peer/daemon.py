@@ -60,6 +60,8 @@ PID_FILE = "daemon.pid"
 class DaemonOptions:
     tor: TorConfig
     host_addresses: tuple[str, ...] | None = None
+    ice_servers: tuple[Any, ...] = ()
+    """STUN/TURN servers (:class:`p4ref.io.webrtc.IceServer`); none by default (docs/network.md)."""
     inbox: Path | None = None
     max_file_size: int = (1 << 63) - 1
     transport: str = "auto"
@@ -121,7 +123,8 @@ class Daemon:
     def _link_config(self) -> Any:
         from ..link import LinkConfig
 
-        return LinkConfig(channels=True, host_addresses=self.options.host_addresses)
+        return LinkConfig(channels=True, host_addresses=self.options.host_addresses,
+                          ice_servers=tuple(self.options.ice_servers))
 
     def _on_event(self, peer: str) -> Callable[[Any], None]:
         def report(ev: Any) -> None:
@@ -129,7 +132,11 @@ class Daemon:
             if ev.kind == "status":
                 log.info("%s: %s", name, ev.status)
             elif ev.kind == "connection_open" and ev.active:
-                log.info("%s: generation %s open (direct)", name, ev.generation)
+                link, path = self.links.get(peer), None
+                with contextlib.suppress(Exception):
+                    path = link.stats().path if link is not None else None
+                log.info("%s: generation %s open (%s)", name, ev.generation,
+                         {"turn": "relayed by TURN", "tor": "over Tor"}.get(path or "", "direct"))
             elif ev.kind == "bye":
                 log.info("%s: closed its signalling stream (BYE %s)", name, ev.detail)
             elif ev.kind in ("connection_failed", "generation_failed", "session_reset"):
