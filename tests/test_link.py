@@ -227,7 +227,8 @@ def wait_delivered(cfg: dict[str, Any], count: int, timeout: float,
 
 
 def active_opens(p: Peer) -> int:
-    return sum(1 for x in p.lines if x["ev"] == "connection_open" and x["active"])
+    """Generations ``p`` moved traffic to (generation 0, the onion stream, not counted)."""
+    return sum(1 for x in p.lines if x["ev"] == "connection_open" and x["active"] and x["gen"])
 
 
 def wait_active(p: Peer, n: int, timeout: float = 60) -> None:
@@ -239,7 +240,9 @@ def wait_active(p: Peer, n: int, timeout: float = 60) -> None:
 
 
 def connected(p: Peer, timeout: float = 90) -> None:
-    p.wait(lambda e: e["ev"] == "status" and e["status"] == "connected", timeout)
+    """Until ``p`` carries its session on a data channel (it may run on the onion stream
+    before, p4-04 §5.1)."""
+    p.wait(lambda e: e["ev"] == "connection_open" and e["active"] and e["gen"], timeout)
 
 
 @pytest.fixture
@@ -279,7 +282,8 @@ def test_messages_across_forced_generations(pair: Any) -> None:
     wait_delivered(cfg_a, count, 60)
     check_log(cfg_b["log"], cfg_a["seed"], count)
     check_log(cfg_a["log"], cfg_b["seed"], count)
-    gens = [e["gen"] for e in a.lines if e["ev"] == "connection_open" and e["active"]]
+    gens = [e["gen"] for e in a.lines
+            if e["ev"] == "connection_open" and e["active"] and e["gen"]]
     assert len(gens) >= changes + 1 and gens == sorted(gens)
     # Link.stats(): the last change was forced by a (changes is odd) or b, on a direct path
     forcer = a if (changes - 1) % 2 else b
@@ -320,7 +324,8 @@ def test_channels_across_forced_generations(pair: Any) -> None:
     check_chan_log(cfg_a["log"], cfg_b["seed"], plan)
     mib = sum(len(chan_payload(cfg_a["seed"], n, i)) for n, (c, _) in plan.items()
               for i in range(c)) / 2**20
-    gens = [e["gen"] for e in a.lines if e["ev"] == "connection_open" and e["active"]]
+    gens = [e["gen"] for e in a.lines
+            if e["ev"] == "connection_open" and e["active"] and e["gen"]]
     print(f"\nlink (a, channels): {count} messages ({mib:.1f} MiB) each way on 3 channels "
           f"across {len(gens)} generations in {time.monotonic() - t0:.1f} s")
 
@@ -402,7 +407,7 @@ def test_messages_across_sigkills(pair: Any, mode: str) -> None:
         ra = check_log(cfg_b["log"], cfg_a["seed"], count)
         rb = check_log(cfg_a["log"], cfg_b["seed"], count)
     for p in (a, b):  # the generation mark survives the kills: never a generation twice
-        gens = [e["gen"] for e in p.lines if e["ev"] == "connection_open"]
+        gens = [e["gen"] for e in p.lines if e["ev"] == "connection_open" and e["gen"]]
         assert gens == sorted(set(gens)), (p.name, gens)
     print(f"\nlink (b, {mode}): {count} messages each way, {kills} SIGKILLs, {ra + rb} "
           f"redeliveries (same id), {time.monotonic() - t0:.1f} s")
@@ -547,7 +552,8 @@ def test_forwarding_attack_refused(tmp_path: Path, tornet: Any, tamper: bool) ->
     try:
         asyncio.run(asyncio.wait_for(attacker(), 240))
         a, b = peers
-        opened = [e for p in peers for e in p.lines if e["ev"] == "connection_open"]
+        opened = [e for p in peers for e in p.lines
+                  if e["ev"] == "connection_open" and e["gen"]]
         assert not opened, opened
         if not tamper:
             for p in peers:

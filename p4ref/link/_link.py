@@ -39,6 +39,15 @@ not noticed yet), under the same backlog rule.  An OFFER or ANSWER sent in-band 
 then died before the generation opened is re-sent on the stream (the same signed bytes; a peer
 that already has them drops the copy, p4-03 RDV-69).  A gracefully ended connection is closed
 only once its send queues drained, so nothing queued on it (an in-band OFFER) is dropped.
+
+Tor as a data path (p4-04 §5.1, §5.1.1).  When the kept onion stream completes its RV_HELLO
+exchange the signaller calls :meth:`Link._tor_open`, which opens a session connection on it
+(generation 0, path ``tor``, connection id from :data:`TOR_CONN_BASE`, bound to the SHA-256 of
+the two first RV_HELLO bodies); the signaller hands it the stream's session frames and its
+end, and the link writes the machine's frames for it on the stream.  The machine makes it
+active while no data channel is (SES-9, within TOR_WINDOW, SES-10) and asks for a generation;
+the connection fails → the stream is closed, the stream ends → the connection closes
+(SES-72).  :attr:`Link.path` and the ``path`` event say what carries the session (SES-73).
 """
 
 from __future__ import annotations
@@ -47,6 +56,7 @@ import asyncio
 import collections
 import contextlib
 import functools
+import hashlib
 import logging
 import os
 import time
@@ -86,7 +96,7 @@ from ..session import (
     Status,
 )
 from ._channels import Channel, Channels
-from ._signalling import SignalEvent, Signaller
+from ._signalling import SignalEvent, Signaller, Stream
 
 __all__ = ["RECONNECT_CAUSES", "Delivery", "Link", "LinkConfig", "LinkEvent", "LinkStats"]
 
@@ -107,6 +117,11 @@ DC_QUEUE_LIMIT = 512 * 1024
 #: ERROR keep their place.
 _JUMP = frozenset({int(FrameType.SES_ACK), int(FrameType.PING), int(FrameType.PONG),
                    int(FrameType.SES_SIGNAL)})
+
+
+#: Connection ids of session connections on onion streams (p4-04 §5.1.1): above every
+#: generation number, which is a data channel's connection id.
+TOR_CONN_BASE = 1 << 52
 
 
 #: Open session stores by (event loop, file): every link of one profile in one process shares
@@ -199,8 +214,11 @@ class Delivery:
 class LinkEvent:
     """What the link reports: ``status`` (``connected`` / ``reconnecting`` / ``offline``,
     SES-8), ``connection_open`` (``generation``, ``active``), ``connection_closed``,
-    ``connection_failed`` (``generation``, ``code``, ``by_peer``), ``generation_failed`` (the
-    data channel never opened: ``code``), ``session_reset`` (``detail``), ``bye`` (the peer
+    ``connection_failed`` (``generation``, ``code``, ``by_peer``; generation 0 is a session
+    connection on the onion stream), ``generation_failed`` (the data channel never opened:
+    ``code``), ``path`` (the path that carries the session changed: ``detail`` is
+    ``datachannel``, ``tor`` — small messages only, a new generation is being set up — or
+    ``none``; p4-03 RDV-68), ``session_reset`` (``detail``), ``bye`` (the peer
     closed a signalling stream with a signed RV_BYE: ``code`` its reason, e.g. RDV_UNKNOWN_PEER
     when the peer forgot this device; ``detail`` the code's name)."""
 
@@ -223,9 +241,10 @@ RECONNECT_CAUSES = ("dead", "network", "no_direct", "forced", "restart", "peer")
 class LinkStats:
     """What ``p4 status`` and the local API show about a link (:meth:`Link.stats`).
 
-    ``path``: the active generation's path, ``direct`` (host, server- or peer-reflexive ICE
-    candidates) or ``turn`` (a TURN relay candidate on either side), None without an active
-    connection (``tor`` is reserved for the onion-stream data path, not implemented yet);
+    ``path``: the active connection's path, ``direct`` (host, server- or peer-reflexive ICE
+    candidates) or ``turn`` (a TURN relay candidate on either side), ``tor`` (the kept-open
+    onion stream carries the session: small messages only, p4-04 §5.1), None without an
+    active connection;
     ``candidates``: the selected ICE pair's candidate types ``(local, remote)`` when known.
     ``rtt_ms``: SCTP's smoothed round-trip time on the active connection.  ``bytes_sent`` /
     ``bytes_received``: session frame bytes on data channels since :meth:`Link.start`.
@@ -282,6 +301,9 @@ class Link:
         self._deliveries: asyncio.Queue[Delivery] = asyncio.Queue()
         self._gens: dict[int, _Gen] = {}
         self._live: set[int] = set()  # connections the machine knows and that are not over
+        self._onion: dict[int, Stream] = {}  # session connections on onion streams [SES-70]
+        self._tor_next = TOR_CONN_BASE
+        self._path = "none"  # what carries the session (LinkEvent "path", RDV-68)
         self._pending: _Gen | None = None
         self._need = False
         self._need_serial = 0
@@ -352,6 +374,9 @@ class Link:
             incarnation=lambda: self.machine.s.inc,
             peer_incarnation=lambda: None if self.machine.s.peer_inc == NO_INC
             else self.machine.s.peer_inc)
+        self.signaller.on_stream_ready = self._tor_open
+        self.signaller.on_session_data = self._tor_data
+        self.signaller.on_stream_end = self._tor_end
         self._started = True
         self._tasks.append(asyncio.create_task(self._signal_loop()))
         self._tasks.append(asyncio.create_task(self._reconnect_loop()))
@@ -373,6 +398,7 @@ class Link:
         if self._timer is not None:
             self._timer.cancel()
         self._live.clear()
+        self._onion.clear()
         for rec in list(self._gens.values()):
             if rec.g is not None:
                 self._closing.append(rec.g.close())
@@ -484,6 +510,7 @@ class Link:
     def network_changed(self) -> None:
         """The OS reported a network change (p4-04 SES-48, SES-49; p4-03 §8.8)."""
         self.signaller.network_changed()
+        self._failures = 0  # the generation backoff restarts (p4-03 RDV-67)
         self.machine.network_changed(self._now())
         self._process()
 
@@ -497,13 +524,14 @@ class Link:
         a = self.machine.active if self._started else None
         rec = self._gens.get(a) if a is not None else None
         g = rec.g if rec is not None else None
+        on_tor = a is not None and a in self._onion
         try:
             wm = self.store.watermarks(self.peer_pub)
             outbox = wm.tx_next - 1 - wm.acked
         except (AttributeError, P4Error):
             outbox = 0
         last = self._last_reconnect
-        return LinkStats(path=None if g is None else g.path_type,
+        return LinkStats(path="tor" if on_tor else None if g is None else g.path_type,
                          candidates=None if g is None else g.candidate_types,
                          rtt_ms=None if g is None else g.rtt_ms,
                          bytes_sent=self.bytes_sent, bytes_received=self.bytes_received,
@@ -513,8 +541,14 @@ class Link:
 
     @property
     def active_generation(self) -> int | None:
+        """The active connection's generation (0: the onion stream), None without one."""
         a = self.machine.active
-        return None if a is None else a
+        return None if a is None else 0 if a in self._onion else a
+
+    @property
+    def path(self) -> str:
+        """What carries the session: ``datachannel``, ``tor`` or ``none`` (p4-03 RDV-68)."""
+        return self._path
 
     # ------------------------------------------------------------------ the machine
 
@@ -570,6 +604,8 @@ class Link:
                     rec = self._gens.get(conn)
                     if rec is not None and rec.g is not None and rec.g.state == "open":
                         self._send_frame(rec, rec.g, data)
+                    elif (st := self._onion.get(conn)) is not None:
+                        st.write(data)
                 ev = m.next_event()
                 if ev is not None:
                     self._handle(ev)
@@ -579,6 +615,47 @@ class Link:
         finally:
             self._processing = False
         self._arm_timer()
+        self._update_path()
+
+    def _update_path(self) -> None:
+        a = self.machine.active if self._started else None
+        path = "none" if a is None else "tor" if a in self._onion else "datachannel"
+        if path != self._path:
+            self._path = path
+            log.info("the session is carried by: %s", path)
+            self._emit(LinkEvent("path", detail=path))
+
+    # --- the session connection on the kept onion stream (p4-04 §5.1.1) ---
+
+    def _tor_open(self, st: Stream) -> None:
+        """The kept stream completed its RV_HELLO exchange: open a session connection on it,
+        generation 0, bound to the two first RV_HELLO bodies [SES-2, SES-70]."""
+        if not self._started or st.hello_sent is None or st.hello_received is None:
+            return
+        conn = self._tor_next
+        self._tor_next += 1
+        try:
+            self.machine.open(conn, 0, "tor", hashlib.sha256(st.hello_sent).digest(),
+                              hashlib.sha256(st.hello_received).digest(), self._now())
+        except LocalProtocolError as exc:
+            log.info("no session connection on the onion stream: %s", exc)
+            return
+        st.session = conn
+        self._onion[conn] = st
+        self._live.add(conn)
+        self._process()
+
+    def _tor_data(self, st: Stream, data: bytes) -> None:
+        conn = st.session
+        if conn is not None and conn in self._live and self._started:
+            self.machine.receive_data(conn, data, self._now())
+            self._process()
+
+    def _tor_end(self, st: Stream) -> None:
+        conn = st.session
+        if conn is not None and conn in self._live and self._started:
+            self.machine.receive_data(conn, b"", self._now())
+            self._process()
 
     def _send_frame(self, rec: _Gen, g: Generation, data: bytes) -> None:
         """Hand one frame to aiortc, or hold a SES_MSG while aiortc has DC_QUEUE_LIMIT queued;
@@ -654,14 +731,15 @@ class Link:
             if rec is not None and rec is self._pending:  # set up: the next one may start
                 self._pending = None
                 self._kick.set()
-            if ev.active:
+            if ev.active and ev.conn not in self._onion:
                 self.generations_opened += 1
                 if rec is not None and (self.generations_opened > 1 or self._resumed):
                     self._last_reconnect = (time.time(), rec.cause)
                 if self.channels is not None:
                     self.channels.resync()
-                if rec is not None and rec.serial >= self._need_serial:
-                    self._need = False
+                if rec is not None and (rec.serial >= self._need_serial
+                                        or self._need_cause == "no_direct"):
+                    self._need = False  # (any data channel ends a need for one [SES-10])
                     self._failures = 0
             self._emit(LinkEvent("connection_open", generation=ev.generation, active=ev.active))
             self._update_status()
@@ -670,14 +748,15 @@ class Link:
             p = self._pending
             if p is not None and p.number == ev.conn and p.opened:  # its handshake failed
                 self._pending = None
+            gen = 0 if ev.conn in self._onion else ev.conn
             self._drop_conn(ev.conn, graceful=isinstance(ev, ConnectionClosed))
             if isinstance(ev, ConnectionFailed):
                 log.info("connection %d failed: 0x%04x%s", ev.conn, ev.code,
                          " (by peer)" if ev.by_peer else "")
-                self._emit(LinkEvent("connection_failed", generation=ev.conn, code=ev.code,
+                self._emit(LinkEvent("connection_failed", generation=gen, code=ev.code,
                                      by_peer=ev.by_peer))
             else:
-                self._emit(LinkEvent("connection_closed", generation=ev.conn))
+                self._emit(LinkEvent("connection_closed", generation=gen))
             if was_active and self.machine.active is None:
                 self._resend_inband()
             self._kick.set()
@@ -734,6 +813,11 @@ class Link:
         after a graceful end only once what this side queued has reached the peer (the peer's
         last frames were all received: its SES_END came after them)."""
         self._live.discard(conn)
+        st = self._onion.pop(conn, None)
+        if st is not None:
+            if not graceful:  # its ERROR is written: the stream ends with it [SES-72]
+                self.signaller.drop_stream(st)
+            return
         rec = self._gens.pop(conn, None)
         if rec is not None and rec.g is not None:
             self._flush_held(rec)  # in order, as the machine queued them (an ERROR last)

@@ -49,7 +49,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..errors import DecodeError, ErrorCode, LocalProtocolError, P4Error
-from ..framing import Frame, Path, decode_frame, encode_frame
+from ..framing import HEADER_LEN, Frame, FrameType, Path, decode_frame, encode_frame
 from ..io.pump import unix_ms
 from ..io.signal import ONION_PORT, PeerReplay
 from ..io.tor import OnionHandle, TorDriver
@@ -93,6 +93,9 @@ log = logging.getLogger(__name__)
 
 _READ = 16384
 _READY = (State.READY, State.OFFER_SENT, State.OFFER_RECEIVED, State.ANSWERED)
+#: Core frames that belong to the session connection on a stream once it exists (SES-71).
+_CORE_TO_SESSION = frozenset({int(FrameType.PING), int(FrameType.PONG),
+                              int(FrameType.PADDING)})
 
 #: Consecutive failed dials after which the signaller counts as having given up for now (the
 #: backoff is then ≥ 4 s and growing): the link reports ``offline`` (p4-04 SES-8, §11.3) while
@@ -105,7 +108,9 @@ InBand = Callable[[bytes], bool]
 
 @dataclass(eq=False)
 class Stream:
-    """One onion stream and its rendezvous machine."""
+    """One onion stream and its rendezvous machine; ``session`` is the session connection the
+    link runs on it (p4-04 §5.1.1), ``hello_sent`` / ``hello_received`` the bodies of the first
+    RV_HELLO each way (its channel bindings, SES-2)."""
 
     machine: RendezvousMachine
     reader: asyncio.StreamReader
@@ -113,6 +118,15 @@ class Stream:
     dialed_by_low: bool
     authenticated: bool = False
     task: asyncio.Task[None] | None = field(default=None, repr=False)
+    session: int | None = None
+    hello_sent: bytes | None = None
+    hello_received: bytes | None = None
+    buf: bytearray = field(default_factory=bytearray, repr=False)
+
+    def write(self, data: bytes) -> None:
+        if data and not self.writer.is_closing():
+            with contextlib.suppress(ConnectionError, OSError):
+                self.writer.write(data)
 
     @property
     def ready(self) -> bool:
@@ -167,6 +181,10 @@ class Signaller:
             config=ReconnectConfig(follower_delay_ms=int(follower_delay * 1000)))
         self._dial_tasks: set[asyncio.Task[None]] = set()
         self._wake: asyncio.Event | None = None
+        # the session connection on the kept stream (p4-04 §5.1.1), set by the link
+        self.on_stream_ready: Callable[[Stream], None] | None = None
+        self.on_session_data: Callable[[Stream, bytes], None] | None = None
+        self.on_stream_end: Callable[[Stream], None] | None = None
 
     # ------------------------------------------------------------------ life cycle
 
@@ -282,8 +300,7 @@ class Signaller:
                     continue
                 except (ConnectionError, OSError):
                     chunk = b""
-                m.receive_data(chunk, unix_ms())
-                self._drain(st, inband=False)
+                self._route(st, chunk)
         except asyncio.CancelledError:
             raise
         except Exception:  # never let one stream's driver bug kill the link
@@ -295,14 +312,76 @@ class Signaller:
                 self.stream = None
                 self.events.put_nowait(SignalEvent(None, st))
                 self._feed(StreamClosed())
+            if st.session is not None and self.on_stream_end is not None:
+                self.on_stream_end(st)  # the session connection ends with its stream [SES-72]
             self._notify()
 
+    def _route(self, st: Stream, chunk: bytes) -> None:
+        """Split the stream into frames and hand each to its layer (p4-04 §5.1.1, SES-71):
+        session types (0x30–0x3F) to the session connection on the stream; PING, PONG and
+        PADDING to it too while it exists (else to the rendezvous machine); ERROR to both;
+        everything else to the rendezvous machine, which judges it (RDV-75)."""
+        m = st.machine
+        if not chunk:  # end of stream: a partial frame goes to its layer, which reports it
+            rest, st.buf = bytes(st.buf), bytearray()
+            if rest and rest[0] == 1 and len(rest) > 1 and self._to_session(st, rest[1]):
+                self._session(st, rest)
+            elif rest:
+                m.receive_data(rest, unix_ms())
+            m.receive_data(b"", unix_ms())
+            self._drain(st, inband=False)
+            return
+        st.buf += chunk
+        while st.buf and m.state not in TERMINAL:
+            if st.buf[0] != 1:  # not a version-1 frame: the rendezvous machine's error
+                rest, st.buf = bytes(st.buf), bytearray()
+                m.receive_data(rest, unix_ms())
+                self._drain(st, inband=False)
+                return
+            if len(st.buf) < HEADER_LEN:
+                return
+            end = HEADER_LEN + int.from_bytes(st.buf[3:5], "big")
+            if len(st.buf) < end:
+                return
+            frame, ftype = bytes(st.buf[:end]), st.buf[1]
+            del st.buf[:end]
+            if ftype == FrameType.ERROR and st.session is not None:
+                self._session(st, frame)  # the stream's one fate: both layers fail [SES-72]
+            elif self._to_session(st, ftype):
+                self._session(st, frame)
+                continue
+            elif 0x30 <= ftype <= 0x3F and st.authenticated:
+                continue  # a stream without a session connection (being closed, RDV-39)
+            if ftype == FrameType.RV_HELLO and st.hello_received is None:
+                st.hello_received = frame[HEADER_LEN:]
+            m.receive_data(frame, unix_ms())
+            self._drain(st, inband=False)
+
+    @staticmethod
+    def _to_session(st: Stream, ftype: int) -> bool:
+        if st.session is None:
+            return False
+        return 0x30 <= ftype <= 0x3F or ftype in _CORE_TO_SESSION
+
+    def _session(self, st: Stream, frame: bytes) -> None:
+        if self.on_session_data is not None:
+            self.on_session_data(st, frame)
+
+    def drop_stream(self, st: Stream) -> None:
+        """Close ``st`` at once, without a BYE (its session connection failed and sent its
+        ERROR there, SES-72); the policy then dials again as for any ended stream."""
+        st.writer.close()
+
     def _drain(self, st: Stream, *, inband: bool) -> None:
-        """Hand the machine's events to the link and write what it queued on the stream."""
+        """Hand the machine's events to the link and write what it queued on the stream; a
+        stream that became the kept one gets its session connection only after that, so its
+        SES_HELLO follows the HELLO that completes the exchange [SES-70]."""
+        ready = False
         while (ev := st.machine.next_event()) is not None:
             if isinstance(ev, PeerAuthenticated):
                 st.authenticated = True
                 self._adopt(st)
+                ready = self.stream is st
             elif isinstance(ev, PeerReset):  # advisory (RDV-61); the session layer decides (§9)
                 log.warning("the peer's signalling state went back: %s", ev)
             elif isinstance(ev, OfferReceived | AnswerReceived | RendezvousFailed
@@ -311,6 +390,9 @@ class Signaller:
                     log.info("rendezvous stream ended: %s", ev)
                 self.events.put_nowait(SignalEvent(ev, st, inband))
         self._flush(st)
+        if ready and self.stream is st and st.session is None \
+                and self.on_stream_ready is not None and st.machine.state not in TERMINAL:
+            self.on_stream_ready(st)
 
     def _adopt(self, st: Stream) -> None:
         if st.dialed_by_low != self.is_low:  # the peer dialed it (ours report DialSucceeded)
@@ -332,6 +414,8 @@ class Signaller:
         data = bytearray()
         for f in out:
             encoded = encode_frame(f, Path.TOR)
+            if f.type == FrameType.RV_HELLO and st.hello_sent is None:
+                st.hello_sent = f.body  # its SHA-256 is the stream's binding_local [SES-2]
             if f is keep and inband is not None and inband(encoded):
                 continue
             data += encoded

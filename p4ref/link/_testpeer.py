@@ -6,7 +6,11 @@ and ``t``, :func:`time.monotonic`, comparable across processes on one machine).
 
 Config: ``home``, ``peer`` (name in the profile), ``tor`` (a ``ClientInfo``-like dict),
 ``log`` (the receive log), ``seed`` (traffic seed), optional ``dial_only``, ``peer_dial_only``,
-``synchronous``, ``follower_delay``, ``high_delay``.
+``synchronous``, ``follower_delay``, ``high_delay``, ``open_timeout`` (seconds a generation's
+data channel may take to open, p4-04 CONNECT_TIMEOUT), ``block_direct`` (every ICE socket of
+this process drops every datagram, both ways, so no generation can open and the session runs
+on the onion stream, p4-04 §5.1; the command ``allow_direct`` lifts it, ``block_direct`` sets
+it again).
 
 With ``"channels": true`` the traffic runs on p4-05 channels: ``{"cmd": "chsend", "name": X,
 "count": N, "size": S|null}`` writes messages ``0 … N-1`` of channel X (:func:`chan_payload`),
@@ -18,7 +22,9 @@ Commands: ``{"cmd": "send", "count": N}`` submits messages ``0 … N-1`` of the 
 traffic (:func:`payload`), resuming after a restart at the outbox's ``tx`` (every accepted
 message has seq = index + 1, so the sender neither skips nor repeats one); ``force`` (a new
 generation), ``network_changed``, ``probe``, ``blackhole`` (the active generation's UDP socket
-silently drops everything both ways: a dead path without root), ``status``, ``stop``.
+silently drops everything both ways: a dead path without root), ``allow_direct`` /
+``block_direct``, ``status``, ``stop``.  Link events are reported with their ``kind`` as
+``ev`` (``path`` events carry the path in ``detail``).
 
 The receiver appends ``<inc hex> <seq> <sha256 hex>`` to the log for every delivery *before* it
 confirms it (the application's record of what it acted on, p4-04 §8.7), so after SIGKILLs the
@@ -157,6 +163,35 @@ async def _receiver(link: Link, log_path: str) -> None:
                 out("received", n=n, seq=d.seq)
 
 
+_DIRECT = {"blocked": False}
+
+
+def _install_direct_block() -> None:
+    """Every aioice socket of this process checks :data:`_DIRECT` (no generation gets a
+    working candidate pair while it is blocked: "no direct path", as behind two symmetric
+    NATs without TURN)."""
+    from aioice.ice import StunProtocol
+
+    recv, send_data, send_stun = (StunProtocol.datagram_received, StunProtocol.send_data,
+                                  StunProtocol.send_stun)
+
+    def datagram_received(self: StunProtocol, data: bytes | str, addr: Any) -> None:
+        if not _DIRECT["blocked"]:
+            recv(self, data, addr)
+
+    async def send(self: StunProtocol, data: bytes, addr: tuple[str, int]) -> None:
+        if not _DIRECT["blocked"]:
+            await send_data(self, data, addr)
+
+    def stun(self: StunProtocol, message: Any, addr: tuple[str, int]) -> None:
+        if not _DIRECT["blocked"]:
+            send_stun(self, message, addr)
+
+    StunProtocol.datagram_received = datagram_received  # type: ignore[method-assign]
+    StunProtocol.send_data = send  # type: ignore[method-assign]
+    StunProtocol.send_stun = stun  # type: ignore[method-assign]
+
+
 def _blackhole(link: Link) -> bool:
     """Make the active generation's ICE sockets drop every datagram, both ways, silently."""
     a = link.machine.active
@@ -185,7 +220,10 @@ async def main(cfg: dict[str, Any]) -> None:
                         synchronous=cfg.get("synchronous", "FULL"),
                         follower_delay=float(cfg.get("follower_delay", 10.0)),
                         high_delay=float(cfg.get("high_delay", 1.0)),
+                        open_timeout=float(cfg.get("open_timeout", 15.0)),
                         channels=bool(cfg.get("channels", False)))
+    _install_direct_block()
+    _DIRECT["blocked"] = bool(cfg.get("block_direct", False))
     link = Link.open(cfg["home"], cfg["peer"], tor=tor, config=config, on_event=on_event)
     await link.start()
     seed = int(cfg.get("seed", 1))
@@ -220,6 +258,9 @@ async def main(cfg: dict[str, Any]) -> None:
             link.network_changed()
         elif c == "probe":
             link.probe()
+        elif c in ("allow_direct", "block_direct"):
+            _DIRECT["blocked"] = c == "block_direct"
+            out(c)
         elif c == "blackhole":
             out("blackholed", ok=_blackhole(link), gen=link.machine.active)
         elif c == "status":
@@ -231,7 +272,8 @@ async def main(cfg: dict[str, Any]) -> None:
                 opened=link.generations_opened, tx=w.tx_next - 1, acked=w.acked, rx=w.rx,
                 machine=link.machine.state_string(), stream=link.signaller.ready,
                 pending=None if link._pending is None else link._pending.number,
-                need=link._need, chans=chans, stats=dataclasses.asdict(link.stats()))
+                need=link._need, chans=chans, stats=dataclasses.asdict(link.stats()),
+                path=link.path)
         elif c == "stop":
             break
     for t in tasks:

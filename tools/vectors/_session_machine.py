@@ -632,6 +632,19 @@ def _generation_vectors(out: list[tuple[Json, Json]]) -> None:
          "generation is asked for (no_direct), replaying the unacknowledged message",
          ["SES-9", "SES-10", "SES-53"], ["PATH"])
 
+    s = low_high("gen-tor-replaced")
+    s.handshake(T0, 1, 0, "tor")
+    _send(s, T0 + 10, b"first stream")
+    s.handshake(T0 + 100, 2, 0, "tor")
+    s.recv(T0 + 110, 1, b"")
+    _send(s, T0 + 120, b"second stream")
+    _vec(out, s, "ses-tx-tor-stream-replaced", "the onion stream is replaced (RDV-39, or a new "
+         "dial): a new connection of generation 0 on the new stream, which stays standby (equal "
+         "rank) while the first carries traffic; when the first stream ends, its connection "
+         "closes and the new one becomes active, replaying the unacknowledged message, and a "
+         "new generation is asked for (no_direct)", ["SES-70", "SES-72", "SES-9", "SES-53"],
+         ["PATH"])
+
 
 def _liveness_vectors(out: list[tuple[Json, Json]]) -> None:
     s = low_high("lv-dead")
