@@ -10,7 +10,11 @@ Config: ``home``, ``peer`` (name in the profile), ``tor`` (a ``ClientInfo``-like
 data channel may take to open, p4-04 CONNECT_TIMEOUT), ``block_direct`` (every ICE socket of
 this process drops every datagram, both ways, so no generation can open and the session runs
 on the onion stream, p4-04 §5.1; the command ``allow_direct`` lifts it, ``block_direct`` sets
-it again).
+it again).  For the network lab (tests/test_lab_session.py): ``host_addresses`` (a list, or null for every interface address;
+default ``["127.0.0.1"]``), ``ice_servers`` (a list of ``{"urls": [...], "username",
+"credential"}``), ``tor_overrides`` (``TorConfig`` fields, e.g. ``control_socket``,
+``socks_port``) and ``netwatch`` (watch this process's network namespace: on each change
+nudge tor, ``DisableNetwork`` 1→0, then call ``network_changed``, and report ``netchange``).
 
 With ``"channels": true`` the traffic runs on p4-05 channels: ``{"cmd": "chsend", "name": X,
 "count": N, "size": S|null}`` writes messages ``0 … N-1`` of channel X (:func:`chan_payload`),
@@ -46,6 +50,7 @@ from typing import Any
 
 from ..io.tor import TorConfig, TorDriver
 from ..io.tornet import ClientInfo
+from ..io.webrtc import IceServer
 from ..session import MAX_PAYLOAD
 from . import Channel, Link, LinkConfig, LinkEvent
 
@@ -208,14 +213,41 @@ def _blackhole(link: Link) -> bool:
     return True
 
 
+async def _netwatch(link: Link, cfg: dict[str, Any]) -> None:
+    """Network changes of this process's namespace: nudge tor, then ``network_changed``."""
+    import stem.control
+
+    from ..io.netwatch import NetWatch, nudge_tor
+
+    ctl_socket = cfg.get("tor_overrides", {}).get("control_socket")
+    ctl = await asyncio.to_thread(
+        lambda: stem.control.Controller.from_socket_file(ctl_socket) if ctl_socket
+        else stem.control.Controller.from_port(port=int(cfg["tor"]["control_port"])))
+    await asyncio.to_thread(ctl.authenticate)
+    try:
+        async with NetWatch() as watch:
+            async for change in watch:
+                out("netchange", reason=change.reason, at=change.at,
+                    addresses=sorted(change.addresses))
+                await nudge_tor(ctl)
+                out("nudged")
+                link.network_changed()
+    finally:
+        await asyncio.to_thread(ctl.close)
+
+
 async def main(cfg: dict[str, Any]) -> None:
     logging.basicConfig(level=logging.INFO if cfg.get("verbose") else logging.WARNING,
                         stream=sys.stderr, format="%(asctime)s %(name)s %(message)s")
     if cfg.get("verbose"):
         logging.getLogger("p4ref.link").setLevel(logging.DEBUG)
-    tor = TorDriver(TorConfig.testnet(ClientInfo(**cfg["tor"])))
+    tor = TorDriver(TorConfig.testnet(ClientInfo(**cfg["tor"]), **cfg.get("tor_overrides", {})))
     await tor.start()
-    config = LinkConfig(host_addresses=("127.0.0.1",), dial_only=cfg.get("dial_only", False),
+    hosts = cfg.get("host_addresses", ["127.0.0.1"])
+    servers = tuple(IceServer(tuple(s["urls"]), s.get("username"), s.get("credential"))
+                    for s in cfg.get("ice_servers", ()))
+    config = LinkConfig(host_addresses=None if hosts is None else tuple(hosts),
+                        ice_servers=servers, dial_only=cfg.get("dial_only", False),
                         peer_dial_only=cfg.get("peer_dial_only", False),
                         synchronous=cfg.get("synchronous", "FULL"),
                         follower_delay=float(cfg.get("follower_delay", 10.0)),
@@ -231,6 +263,8 @@ async def main(cfg: dict[str, Any]) -> None:
         _held.add(name)
     tasks = [asyncio.create_task(_accepter(link, cfg["log"]) if config.channels
                                  else _receiver(link, cfg["log"]))]
+    if cfg.get("netwatch"):
+        tasks.append(asyncio.create_task(_netwatch(link, cfg)))
     out("ready", tx=link.store.watermarks(link.peer_pub).tx_next - 1)
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()

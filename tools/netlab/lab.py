@@ -505,13 +505,14 @@ class Lab:
                 drop_old()
         h.on = to
 
-    def rebind(self, home: str) -> str:
-        """NAT rebinding: ``home``'s router gets a new public address (its mappings are lost)."""
+    def rebind(self, home: str, to: str | None = None) -> str:
+        """NAT rebinding: ``home``'s router gets a new public address (its mappings are lost):
+        ``to``, or 20 above (below) the current one."""
         from pyroute2 import NetNS
 
         r = self._router(home)
         old = ipaddress.ip_address(r.wan_ip)
-        new = str(old + 20) if int(old) % 256 < 100 else str(old - 20)
+        new = to or (str(old + 20) if int(old) % 256 < 100 else str(old - 20))
         with NetNS(self.ns(r.role)) as n:
             idx = n.link_lookup(ifname="wan0")[0]
             n.addr("del", index=idx, address=r.wan_ip, prefixlen=24)
