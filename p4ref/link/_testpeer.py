@@ -10,11 +10,12 @@ Config: ``home``, ``peer`` (name in the profile), ``tor`` (a ``ClientInfo``-like
 data channel may take to open, p4-04 CONNECT_TIMEOUT), ``block_direct`` (every ICE socket of
 this process drops every datagram, both ways, so no generation can open and the session runs
 on the onion stream, p4-04 §5.1; the command ``allow_direct`` lifts it, ``block_direct`` sets
-it again).  For the network lab (tests/test_lab_session.py): ``host_addresses`` (a list, or null for every interface address;
-default ``["127.0.0.1"]``), ``ice_servers`` (a list of ``{"urls": [...], "username",
-"credential"}``), ``tor_overrides`` (``TorConfig`` fields, e.g. ``control_socket``,
-``socks_port``) and ``netwatch`` (watch this process's network namespace: on each change
-nudge tor, ``DisableNetwork`` 1→0, then call ``network_changed``, and report ``netchange``).
+it again).  For the network lab (tests/test_lab_session.py): ``host_addresses`` (a list, or
+null for every interface address; default ``["127.0.0.1"]``), ``ice_servers`` (a list of
+``{"urls": [...], "username", "credential"}``), ``tor_overrides`` (``TorConfig`` fields, e.g.
+``control_socket``, ``socks_port``) and ``netwatch`` (watch this process's network namespace:
+on each change nudge tor, ``DisableNetwork`` 1→0, call ``network_changed``, report
+``netchange``).
 
 With ``"channels": true`` the traffic runs on p4-05 channels: ``{"cmd": "chsend", "name": X,
 "count": N, "size": S|null}`` writes messages ``0 … N-1`` of channel X (:func:`chan_payload`),
