@@ -757,8 +757,9 @@ class Link:
                                      by_peer=ev.by_peer))
             else:
                 self._emit(LinkEvent("connection_closed", generation=gen))
-            if was_active and self.machine.active is None:
-                self._resend_inband()
+            if was_active and (self.machine.active is None
+                               or self.machine.active in self._onion):
+                self._resend_inband()  # no data channel left to carry it
             self._kick.set()
         elif isinstance(ev, ReconnectNeeded):
             self._raise_need(ev.cause)
