@@ -4,20 +4,29 @@
 channels (p4ref.channels) over aiortc generations (p4ref.io.webrtc), state in memory.  Config:
 ``seed`` (hex, 32 B identity seed), ``peer_pub`` (hex).
 
-Signalling is the signed P⁴ exchange without the onion stream: this peer makes RV_OFFER frames
-with the rendezvous codec (signed by its identity key, ``stream_nonce`` zero because there is no
-RV_HELLO stream) and checks the peer's RV_ANSWER (schema, keys, epoch window, signature, SDP
-fingerprint = signed fingerprint) before it uses the SDP.  The frames go out as JSON lines on
-stdout (``{"ev": "rv", "frame": hex}``) and come in on stdin (``{"cmd": "rv", "frame": hex}``);
-the test carries them between the peers.
+Signalling, two ways:
 
-Commands (stdin, JSON lines): ``offer`` (``generation``: start that generation as offerer),
-``rv``, ``tor_dial`` (``socks_port``, ``onion``: the RV frames go on an onion stream from
-now on), ``chsend`` (``name``, ``count``: send ``count`` messages on channel ``name``, which this
-side opens), ``stop``.  Events (stdout): ``ready``, ``rv``, ``gen_open`` (data channel open),
-``open`` (session CONNECTION_OPEN), ``closed``, ``failed``, ``status``, ``chopen``, ``chrecv``
-(per message: ``name``, ``n`` messages so far, ``digest`` of everything so far), ``csent_all``,
-``error``.
+- *test-carried*: this peer makes RV_OFFER frames with the rendezvous codec (signed by its
+  identity key, ``stream_nonce`` zero because there is no RV_HELLO stream) and checks the
+  peer's RV_ANSWER (schema, keys, epoch window, signature, SDP fingerprint = signed
+  fingerprint) before it uses the SDP.  The frames go out as JSON lines on stdout
+  (``{"ev": "rv", "frame": hex}``) and come in on stdin (``{"cmd": "rv", "frame": hex}``).
+- *p4-03 over the private Tor network* (``rdv_dial``): the reference's ``TorDriver`` and the
+  link's ``Signaller``, dial-only, dial the peer's derived epoch onion and run the reference
+  ``RendezvousMachine`` on the stream (HELLO exchange, OFFER/ANSWER, replay cache, mark).
+
+A generation whose data channel never opens (ICE/DTLS failure, CONNECT_TIMEOUT) is abandoned
+(``gen_failed``); its offerer offers the next one (p4-04 §5.2 RECONNECT_NEEDED).
+
+Commands (stdin, JSON lines): ``offer`` (``generation``, default the one after the highest this
+side has seen), ``rv``, ``rdv_dial`` (``control_port``, ``socks_port``, ``cookie``,
+``data_dir``: this side's tor; ``root``: the pair root key; ``incarnation``), ``chsend``
+(``name``, ``count``: send ``count`` messages on channel ``name``, which this side opens),
+``stop``.  Events (stdout): ``ready``, ``rv``, ``rv_sent``, ``tor_dial``,
+``rdv_authenticated``, ``rdv_offer``, ``rdv_answer``, ``gen_open`` (data channel open),
+``gen_failed``, ``open`` (session CONNECTION_OPEN), ``closed``, ``failed``, ``status``,
+``chopen``, ``chrecv`` (per message: ``name``, ``n`` messages so far, ``digest`` of everything
+so far), ``csent_all``, ``error``.
 """
 
 from __future__ import annotations
@@ -41,11 +50,18 @@ from p4ref.channels import (
     ChannelOpened,
     CreditGranted,
 )
+from p4ref.errors import P4Error
 from p4ref.framing import Path, decode_frame, encode_frame
+from p4ref.io.signal import PeerReplay
+from p4ref.io.tor import TorConfig, TorDriver
 from p4ref.io.webrtc import DirectConfig, Generation
+from p4ref.link._signalling import Signaller
 from p4ref.rendezvous import (
     Answer,
+    AnswerReceived,
+    Hello,
     Offer,
+    OfferReceived,
     decode_message,
     encode_message,
     epoch_of,
@@ -95,7 +111,9 @@ class Peer:
         self.recv_count: dict[str, int] = {}
         self.credit = asyncio.Event()
         self.closing: list[asyncio.Task[None]] = []
-        self.stream: asyncio.StreamWriter | None = None  # the onion stream, once dialed
+        self.tor: TorDriver | None = None
+        self.sig: Signaller | None = None  # p4-03 signalling over the private Tor network
+        self.highest = 0  # the highest generation offered or answered
         self.t0 = time.monotonic()
 
     def now(self) -> int:
@@ -188,10 +206,18 @@ class Peer:
         self.process()
 
     async def offer(self, number: int) -> None:
+        self.highest = max(self.highest, number)
         g = await Generation.offer(number, self.direct,
                                    on_message=lambda d: self.on_data(number, d),
                                    on_closed=lambda: self.on_data(number, b""))
         self.gens[number] = g
+        if self.sig is not None:  # p4-03 over the private Tor network: the stream's machine
+            self.pending_offer[number] = (g, b"")
+            self.sig.offer(g.local_sdp, g.local_fingerprint, number, self.m.rx_next - 1,
+                           inband=None)
+            out("rv_sent", kind="offer", gen=number, path="stream")
+            self.closing.append(asyncio.create_task(self.opened(g, number)))
+            return
         nonce = os.urandom(16)
         msg = Offer(epoch=epoch_of(time.time()), nonce=nonce, generation=number,
                     sdp=g.local_sdp, fingerprint=g.local_fingerprint, last_rx=self.m.rx_next - 1,
@@ -199,11 +225,8 @@ class Peer:
         signed = sign_message(msg, self.key, self.peer_pub)
         self.pending_offer[number] = (g, nonce)
         frame = encode_frame(encode_message(signed), Path.TOR)
-        if self.stream is not None:  # signalling over the private Tor network
-            self.stream.write(frame)
-            out("rv_sent", kind="offer", gen=number, path="stream")
-        else:
-            out("rv", frame=frame.hex(), kind="offer", gen=number)
+        out("rv", frame=frame.hex(), kind="offer", gen=number)
+        self.closing.append(asyncio.create_task(self.opened(g, number)))
 
     async def on_rv(self, frame_hex: str) -> None:
         msg = decode_message(decode_frame(bytes.fromhex(frame_hex), Path.TOR))
@@ -219,16 +242,11 @@ class Peer:
         if pend is None or pend[1] != msg.offer_nonce:
             out("error", detail=f"ANSWER for no OFFER of ours (generation {msg.generation})")
             return
-        g = pend[0]
-        await g.accept_answer(msg.sdp, msg.fingerprint)  # checks the SDP's fingerprint
-        await self.opened(g, msg.generation)
+        await pend[0].accept_answer(msg.sdp, msg.fingerprint)  # checks the SDP's fingerprint
 
     async def answer(self, msg: Offer) -> None:
         number = msg.generation
-        g = await Generation.answer(number, msg.sdp, msg.fingerprint, self.direct,
-                                    on_message=lambda d: self.on_data(number, d),
-                                    on_closed=lambda: self.on_data(number, b""))
-        self.gens[number] = g
+        g = await self.answering(number, msg.sdp, msg.fingerprint)
         ans = Answer(epoch=epoch_of(time.time()), nonce=os.urandom(16), generation=number,
                      sdp=g.local_sdp, fingerprint=g.local_fingerprint,
                      last_rx=self.m.rx_next - 1, offer_nonce=msg.nonce, stream_nonce=ZERO16)
@@ -237,8 +255,29 @@ class Peer:
             gen=number)
         await self.opened(g, number)
 
+    async def answering(self, number: int, sdp: str, fingerprint: bytes) -> Generation:
+        self.highest = max(self.highest, number)
+        g = await Generation.answer(number, sdp, fingerprint, self.direct,
+                                    on_message=lambda d: self.on_data(number, d),
+                                    on_closed=lambda: self.on_data(number, b""))
+        self.gens[number] = g
+        return g
+
     async def opened(self, g: Generation, number: int) -> None:
-        b = await g.opened()
+        try:
+            b = await g.opened()
+        except P4Error as exc:
+            # The data channel never opened (ICE or DTLS failed -- under CPU load aiortc's DTLS
+            # handshake can fail outright -- or CONNECT_TIMEOUT passed, SES-55).  The session
+            # machine never saw this generation, so nothing was sent on it: abandon it and, if
+            # this side offered it, offer the next one (p4-04 §5.2 RECONNECT_NEEDED).
+            out("gen_failed", gen=number, offerer=g.offerer, detail=str(exc))
+            if self.gens.get(number) is g:
+                del self.gens[number]
+            g.close()
+            if g.offerer and number == self.highest:
+                await self.offer(number + 1)
+            return
         out("gen_open", gen=number)
         self.m.open(number, number, "datachannel", b.local, b.remote, self.now())
         self.opened_gens.add(number)
@@ -247,32 +286,58 @@ class Peer:
             self.m.receive_data(number, data, self.now())
             self.process()
 
-    async def tor_dial(self, socks_port: int, onion: str, timeout: float = 90.0) -> None:
-        """Open a stream to the peer's onion through this side's tor (SOCKS5, no auth); the
-        RV frames go on it from now on, and the peer's come back on it."""
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                reader, writer = await socks5_connect(socks_port, onion, 80)
-                break
-            except (OSError, ConnectionError) as exc:  # descriptor not yet published / fetched
-                if time.monotonic() > deadline:
-                    raise
-                out("tor_retry", detail=str(exc))
-                await asyncio.sleep(1.0)
-        self.stream = writer
-        out("tor_connected")
-        self.closing.append(asyncio.create_task(self.read_stream(reader)))
+    async def rdv_dial(self, c: dict[str, Any]) -> None:
+        """p4-03 over the private Tor network, with the reference's own pieces: a
+        :class:`~p4ref.io.tor.TorDriver` on this side's tor and the link's
+        :class:`~p4ref.link._signalling.Signaller` (dial-only, RDV-65: it publishes nothing and
+        dials the peer's derived epoch onion with its client-authorization key, then runs the
+        :class:`~p4ref.rendezvous.RendezvousMachine` on the stream: HELLO exchange, OFFER and
+        ANSWER with ``stream_nonce``, the pair's replay cache and high-water mark)."""
+        tor = RecordingTor(TorConfig(mode="testnet", control_port=int(c["control_port"]),
+                                     socks_port=int(c["socks_port"]),
+                                     cookie_path=c["cookie"], data_dir=c["data_dir"]))
+        await tor.start()
+        self.tor = tor
+        root = bytes.fromhex(c["root"])
+        inc = bytes.fromhex(c["incarnation"])
+        sig = Signaller(tor, self.key.encode(), self.my_pub, self.peer_pub, root,
+                        PeerReplay(self.peer_pub), dial_only=True, incarnation=lambda: inc)
+        await sig.start()
+        await sig.wait_ready()
+        st = sig.stream
+        assert st is not None and st.hello_sent is not None and st.hello_received is not None
+        sent = decode_message(decode_frame(rv_frame(0x20, st.hello_sent), Path.TOR))
+        got = decode_message(decode_frame(rv_frame(0x20, st.hello_received), Path.TOR))
+        assert isinstance(sent, Hello) and isinstance(got, Hello)
+        out("rdv_authenticated", dialled=tor.dialled, epoch=got.epoch,
+            first_hello_echo=None if sent.echo is None else sent.echo.hex(),
+            peer_hello_echoes_ours=got.echo == sent.nonce, peer_incarnation=got.incarnation.hex(),
+            state=st.machine.state.name)
+        self.sig = sig
+        self.closing.append(asyncio.create_task(self.rdv_events(sig)))
 
-    async def read_stream(self, reader: asyncio.StreamReader) -> None:
+    async def rdv_events(self, sig: Signaller) -> None:
         while True:
-            try:
-                head = await reader.readexactly(5)
-                body = await reader.readexactly(int.from_bytes(head[3:5], "big"))
-            except asyncio.IncompleteReadError:
+            se = await sig.events.get()
+            ev = se.event
+            if isinstance(ev, OfferReceived):
+                out("rdv_offer", gen=ev.generation, glare=ev.glare)
+                g = await self.answering(ev.generation, ev.sdp, ev.fingerprint)
+                sig.answer(se.stream, g.local_sdp, g.local_fingerprint, self.m.rx_next - 1,
+                           inband=None)
+                out("rv_sent", kind="answer", gen=ev.generation, path="stream")
+                self.closing.append(asyncio.create_task(self.opened(g, ev.generation)))
+            elif isinstance(ev, AnswerReceived):
+                out("rdv_answer", gen=ev.generation)
+                pend = self.pending_offer.pop(ev.generation, None)
+                if pend is None:
+                    out("error", detail=f"ANSWER for no OFFER of ours ({ev.generation})")
+                    continue
+                await pend[0].accept_answer(ev.sdp, ev.fingerprint)
+            elif ev is None:
                 out("tor_closed")
-                return
-            await self.on_rv((head + body).hex())
+            else:
+                out("rdv_end", detail=repr(ev))
 
     # -------------------------------------------------------------- channels
 
@@ -299,27 +364,22 @@ class Peer:
         out("csent_all", name=name, n=count, digest=h)
 
 
-async def socks5_connect(port: int, host: str, dport: int
-                         ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """A SOCKS5 CONNECT (RFC 1928, no authentication, domain name) through 127.0.0.1:port."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        writer.write(b"\x05\x01\x00")
-        if await reader.readexactly(2) != b"\x05\x00":
-            raise ConnectionError("SOCKS: no-auth refused")
-        name = host.encode()
-        writer.write(b"\x05\x01\x00\x03" + bytes([len(name)]) + name + dport.to_bytes(2, "big"))
-        rep = await reader.readexactly(4)
-        if rep[1] != 0:
-            raise ConnectionError(f"SOCKS reply {rep[1]:#x}")
-        alen = {1: 4, 4: 16}.get(rep[3])
-        if alen is None:
-            alen = (await reader.readexactly(1))[0]
-        await reader.readexactly(alen + 2)
-    except BaseException:
-        writer.close()
-        raise
-    return reader, writer
+def rv_frame(ftype: int, body: bytes) -> bytes:
+    return bytes([1, ftype, 0]) + len(body).to_bytes(2, "big") + body
+
+
+class RecordingTor(TorDriver):
+    """The reference's Tor driver, recording which onion addresses it dialled."""
+
+    dialled: list[str]
+
+    async def open_stream(self, onion_addr: str, port: int, timeout: float = 60.0,
+                          **kw: Any) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        if not hasattr(self, "dialled"):
+            self.dialled = []
+        self.dialled.append(onion_addr)
+        out("tor_dial", onion=onion_addr, port=port)
+        return await super().open_stream(onion_addr, port, timeout, **kw)
 
 
 def spawn(coro: Any) -> asyncio.Task[None]:
@@ -352,11 +412,11 @@ async def main() -> None:
         cmd = c["cmd"]
         try:
             if cmd == "offer":
-                await peer.offer(int(c["generation"]))
+                await peer.offer(int(c.get("generation") or peer.highest + 1))
             elif cmd == "rv":
                 tasks.append(spawn(peer.on_rv(c["frame"])))
-            elif cmd == "tor_dial":
-                tasks.append(spawn(peer.tor_dial(int(c["socks_port"]), c["onion"])))
+            elif cmd == "rdv_dial":
+                tasks.append(spawn(peer.rdv_dial(c)))
             elif cmd == "chsend":
                 tasks.append(spawn(peer.chsend(c["name"], int(c["count"]), c.get("size"))))
             elif cmd == "stop":
@@ -367,6 +427,10 @@ async def main() -> None:
         t.cancel()
     for g in list(peer.gens.values()):
         g.close()
+    if peer.sig is not None:
+        await peer.sig.close()
+    if peer.tor is not None:
+        await peer.tor.close()
     out("stopped")
 
 

@@ -2,9 +2,13 @@
  * The TS session driver for live interop (Node and browser alike): the port's SessionMachine
  * (p4-04) and ChannelsMachine (p4-05) over W3C-style RTCPeerConnection / RTCDataChannel objects.
  *
- * - Each generation is a fresh RTCPeerConnection with the `p4` data channel (p4-04 §5.2); this
- *   side answers the peer's signed RV_OFFER with a signed RV_ANSWER (p4-03 §6, made by the
- *   port's rendezvous codec; `stream_nonce` is zero because no RV_HELLO stream is used).
+ * - Each generation is a fresh RTCPeerConnection with the `p4` data channel (p4-04 §5.2),
+ *   offered or answered. The SDPs travel either in bare signed RV frames that the test carries
+ *   (`offer`/`onRv`: made and checked by the port's codec, `stream_nonce` zero because there is
+ *   no RV_HELLO stream) or through the port's rendezvous machine on an onion stream
+ *   (`rdv-stream.ts`, p4-03 §9), which calls `prepareOffer`/`acceptAnswer`/`answerOffer`.
+ * - A generation whose data channel does not open (ICE/DTLS failure, CONNECT_TIMEOUT) is
+ *   abandoned and its offerer offers the next one (`watch`, p4-04 §5.2 RECONNECT_NEEDED).
  * - Channel bindings (p4-04 §7, SES-1): local = SHA-256 fingerprint of this side's certificate
  *   (the `a=fingerprint:sha-256` of the local SDP), remote = the `a=fingerprint:sha-256` of the
  *   remote SDP, which the DTLS stack checked against the certificate the peer presented.
@@ -80,6 +84,9 @@ interface Gen {
   early: Bytes[];
   localSdp: string;
   remoteSdp: string;
+  readonly offerer: boolean;
+  readonly started: number;
+  answered?: number;
 }
 
 interface RecvChan { name: string; hash: ReturnType<typeof sha256.create>; count: number }
@@ -95,8 +102,14 @@ export class LivePeer {
   private creditWaiters: (() => void)[] = [];
   private status = "";
   private readonly t0 = Date.now();
-  private readonly pendingOffers = new Map<number, { g: Gen; nonce: Bytes }>();
+  private readonly pendingOffers = new Map<number, Bytes>();
   private timer: ReturnType<typeof setInterval> | undefined;
+  private highest = 0;
+  private stopped = false;
+  /** How long a generation may take from its answer to an open data channel (p4-04 CONNECT_TIMEOUT). */
+  connectTimeoutMs = 15000;
+  /** Called with the next generation number when a generation this side offered failed. */
+  onRetry: ((next: number) => void) | undefined;
 
   constructor(
     private readonly seed: Bytes,
@@ -117,6 +130,7 @@ export class LivePeer {
   }
 
   stop(): void {
+    this.stopped = true;
     if (this.timer !== undefined) clearInterval(this.timer);
     for (const g of this.gens.values()) g.pc.close();
   }
@@ -219,63 +233,113 @@ export class LivePeer {
     return pc.localDescription?.sdp ?? "";
   }
 
-  /** Start generation `number` as the offerer: a signed RV_OFFER (emitted as an `rv` event). */
-  async offer(number: number): Promise<void> {
+  /**
+   * Generation mechanics, independent of how the RV frames travel: `prepareOffer` makes the
+   * RTCPeerConnection and its gathered offer, `acceptAnswer` applies the peer's answer,
+   * `answerOffer` makes the answering RTCPeerConnection. The bare path below signs the frames
+   * itself (the test carries them); `rdv-stream.ts` hands the same SDPs to the port's
+   * rendezvous machine on an onion stream (p4-03 §9).
+   */
+  async prepareOffer(number: number): Promise<{ sdp: string; fingerprint: Bytes }> {
     const pc = this.makePc();
-    const g: Gen = { number, pc, opened: false, early: [], localSdp: "", remoteSdp: "" };
+    const g: Gen = { number, pc, opened: false, early: [], localSdp: "", remoteSdp: "", offerer: true, started: Date.now() };
     this.gens.set(number, g);
     const dc = pc.createDataChannel("p4", { ordered: true });
     await pc.setLocalDescription(await pc.createOffer());
     g.localSdp = await this.gathered(pc);
-    const nonce = this.rng.draw(16);
-    const fields = {
-      epoch: epochOf(Date.now()), nonce, generation: BigInt(number), sdp: g.localSdp,
-      fingerprint: fingerprintOf(g.localSdp), last_rx: 0n, stream_nonce: ZERO16,
-    };
-    const { frame } = signMessage("RV_OFFER", fields, this.seed, this.peerPub);
-    this.pendingOffers.set(number, { g, nonce });
     this.attach(g, dc);
-    this.emit("rv", { frame: toHex(frame), kind: "offer", gen: number });
+    this.watch(g);
+    return { sdp: g.localSdp, fingerprint: fingerprintOf(g.localSdp) };
   }
 
-  /** An RV frame from the peer (hex): checked (schema, keys, epoch, signature), then answered. */
-  async onRv(frameHex: string, reply?: (frame: Bytes) => void): Promise<void> {
-    const msg = decodeRvFrame(fromHex(frameHex));
-    checkKeysEpochSignature(msg, this.peerPub, this.myPub, Date.now());
-    if (msg.type === "RV_ANSWER") {
-      const number = Number(msg.f.generation as bigint);
-      const p = this.pendingOffers.get(number);
-      if (p === undefined || toHex(p.nonce) !== toHex(msg.f.offer_nonce as Bytes)) throw new Error(`RV_ANSWER for no OFFER of ours (${number})`);
-      const sdp = msg.f.sdp as string;
-      if (toHex(fingerprintOf(sdp)) !== toHex(msg.f.fingerprint as Bytes)) throw new Error("answer SDP fingerprint differs from the signed one");
-      this.pendingOffers.delete(number);
-      p.g.remoteSdp = sdp;
-      await p.g.pc.setRemoteDescription({ type: "answer", sdp });
-      return;
-    }
-    if (msg.type !== "RV_OFFER") throw new Error(`unexpected ${msg.type}`);
-    const number = Number(msg.f.generation as bigint);
-    const sdp = msg.f.sdp as string;
-    const signedFp = msg.f.fingerprint as Bytes;
+  async acceptAnswer(number: number, sdp: string, signedFp: Bytes): Promise<void> {
+    const g = this.gens.get(number);
+    if (g === undefined) throw new Error(`answer for generation ${number}, which this side no longer has`);
+    if (toHex(fingerprintOf(sdp)) !== toHex(signedFp)) throw new Error("answer SDP fingerprint differs from the signed one");
+    g.remoteSdp = sdp;
+    g.answered = Date.now();
+    await g.pc.setRemoteDescription({ type: "answer", sdp });
+  }
+
+  async answerOffer(number: number, sdp: string, signedFp: Bytes): Promise<{ sdp: string; fingerprint: Bytes }> {
     if (toHex(fingerprintOf(sdp)) !== toHex(signedFp)) throw new Error("offer SDP fingerprint differs from the signed one");
     const pc = this.makePc();
-    const g: Gen = { number, pc, opened: false, early: [], localSdp: "", remoteSdp: sdp };
+    const g: Gen = { number, pc, opened: false, early: [], localSdp: "", remoteSdp: sdp, offerer: false, started: Date.now() };
     this.gens.set(number, g);
     pc.ondatachannel = (ev) => this.attach(g, ev.channel);
     await pc.setRemoteDescription({ type: "offer", sdp });
     await pc.setLocalDescription(await pc.createAnswer());
     g.localSdp = await this.gathered(pc);
+    g.answered = Date.now();
+    this.watch(g);
+    return { sdp: g.localSdp, fingerprint: fingerprintOf(g.localSdp) };
+  }
+
+  /** The highest generation this side has started (offered or answered). */
+  get highestGeneration(): number {
+    return this.highest;
+  }
+
+  /**
+   * A generation whose data channel does not open `connectTimeoutMs` after its answer (ICE or
+   * DTLS failed: under CPU load a DTLS handshake can fail outright) is abandoned: its
+   * RTCPeerConnection is closed, `gen_failed` is emitted and, when this side offered it, a new
+   * generation is offered (p4-04 §5.2 RECONNECT_NEEDED, SES-55). The session machine never saw
+   * the failed generation (it is `open`ed only with its data channel), so nothing is lost.
+   */
+  private watch(g: Gen): void {
+    if (g.number > this.highest) this.highest = g.number;
+    const check = (): void => {
+      if (g.opened || this.stopped || this.gens.get(g.number) !== g) return;
+      const failed = g.pc.connectionState === "failed" || g.pc.connectionState === "closed";
+      const since = g.answered ?? g.started;
+      if (!failed && Date.now() - since < this.connectTimeoutMs) {
+        setTimeout(check, 100);
+        return;
+      }
+      this.gens.delete(g.number);
+      g.pc.close();
+      this.emit("gen_failed", { gen: g.number, offerer: g.offerer, state: failed ? g.pc.connectionState : "timeout" });
+      if (g.offerer && g.number === this.highest && this.onRetry !== undefined) this.onRetry(this.highest + 1);
+    };
+    setTimeout(check, 100);
+  }
+
+  /** Start generation `number` as the offerer: a signed RV_OFFER (emitted as an `rv` event). */
+  async offer(number: number): Promise<void> {
+    const { sdp, fingerprint } = await this.prepareOffer(number);
+    const nonce = this.rng.draw(16);
     const fields = {
-      epoch: epochOf(Date.now()), nonce: this.rng.draw(16), generation: BigInt(number), sdp: g.localSdp,
-      fingerprint: fingerprintOf(g.localSdp), last_rx: 0n, offer_nonce: msg.f.nonce as Bytes, stream_nonce: ZERO16,
+      epoch: epochOf(Date.now()), nonce, generation: BigInt(number), sdp,
+      fingerprint, last_rx: 0n, stream_nonce: ZERO16,
+    };
+    const { frame } = signMessage("RV_OFFER", fields, this.seed, this.peerPub);
+    this.pendingOffers.set(number, nonce);
+    this.emit("rv", { frame: toHex(frame), kind: "offer", gen: number });
+  }
+
+  /** An RV frame from the peer (hex), bare (no stream machine): checked (schema, keys, epoch,
+   * signature), then answered. */
+  async onRv(frameHex: string): Promise<void> {
+    const msg = decodeRvFrame(fromHex(frameHex));
+    checkKeysEpochSignature(msg, this.peerPub, this.myPub, Date.now());
+    if (msg.type === "RV_ANSWER") {
+      const number = Number(msg.f.generation as bigint);
+      const nonce = this.pendingOffers.get(number);
+      if (nonce === undefined || toHex(nonce) !== toHex(msg.f.offer_nonce as Bytes)) throw new Error(`RV_ANSWER for no OFFER of ours (${number})`);
+      this.pendingOffers.delete(number);
+      await this.acceptAnswer(number, msg.f.sdp as string, msg.f.fingerprint as Bytes);
+      return;
+    }
+    if (msg.type !== "RV_OFFER") throw new Error(`unexpected ${msg.type}`);
+    const number = Number(msg.f.generation as bigint);
+    const { sdp, fingerprint } = await this.answerOffer(number, msg.f.sdp as string, msg.f.fingerprint as Bytes);
+    const fields = {
+      epoch: epochOf(Date.now()), nonce: this.rng.draw(16), generation: BigInt(number), sdp,
+      fingerprint, last_rx: 0n, offer_nonce: msg.f.nonce as Bytes, stream_nonce: ZERO16,
     };
     const { frame } = signMessage("RV_ANSWER", fields, this.seed, this.peerPub);
-    if (reply !== undefined) {
-      reply(frame); // on the signalling stream the OFFER came on
-      this.emit("rv_sent", { kind: "answer", gen: number, path: "stream" });
-    } else {
-      this.emit("rv", { frame: toHex(frame), kind: "answer", gen: number });
-    }
+    this.emit("rv", { frame: toHex(frame), kind: "answer", gen: number });
   }
 
   private attach(g: Gen, dc: DataChannelLike): void {

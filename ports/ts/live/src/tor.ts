@@ -31,6 +31,11 @@ export class TorControl {
     while ((i = this.buf.indexOf("\r\n")) >= 0) {
       const line = this.buf.slice(0, i);
       this.buf = this.buf.slice(i + 2);
+      if (line.startsWith("650")) {
+        const m = /^650 HS_DESC UPLOADED ([a-z2-7]{56}) /.exec(line);
+        if (m?.[1] !== undefined) this.uploadWaiters.get(m[1])?.();
+        continue;
+      }
       this.lines.push(line);
       // a reply ends with "NNN " (space after the status code); "NNN-" and "NNN+" continue it
       if (/^\d{3} /.test(line)) {
@@ -64,9 +69,58 @@ export class TorControl {
     return `${id}.onion`;
   }
 
+  /**
+   * Publish the onion service of a derived key (p4-03 §4.2, §5.4, RDV-13): `ADD_ONION
+   * ED25519-V3:<base64 of tor's 64-byte expanded secret key>` with exactly one authorised client
+   * (`ClientAuthV3=<base32 x25519 public key>`, the peer's client-authorization key), virtual
+   * port `vport` forwarded to 127.0.0.1:`target`. Checks that tor's ServiceID is the derived
+   * address, then waits until tor reports at least one descriptor upload (HS_DESC UPLOADED).
+   */
+  async addOnionKey(expandedKey: Uint8Array, target: number, clientAuthPub: Uint8Array, expected: string, vport = 80, timeoutMs = 60000): Promise<string> {
+    const uploaded = this.waitUpload(expected, timeoutMs);
+    const blob = Buffer.from(expandedKey).toString("base64");
+    const auth = base32(clientAuthPub);
+    const reply = await this.command(`ADD_ONION ED25519-V3:${blob} Flags=DiscardPK,V3Auth Port=${vport},127.0.0.1:${target} ClientAuthV3=${auth}`);
+    const id = reply.map((l) => /^250-ServiceID=([a-z2-7]{56})$/.exec(l)?.[1]).find((x) => x !== undefined);
+    if (id !== expected) throw new Error(`tor: ServiceID ${String(id)} is not the derived onion ${expected}`);
+    await uploaded;
+    return id;
+  }
+
+  async delOnion(address: string): Promise<void> {
+    await this.command(`DEL_ONION ${address}`);
+  }
+
+  private uploadWaiters = new Map<string, () => void>();
+  private eventsOn = false;
+
+  private async waitUpload(address: string, timeoutMs: number): Promise<void> {
+    if (!this.eventsOn) {
+      this.eventsOn = true;
+      await this.command("SETEVENTS HS_DESC");
+    }
+    return new Promise<void>((res, rej) => {
+      const t = setTimeout(() => { this.uploadWaiters.delete(address); rej(new Error(`tor: no descriptor upload of ${address} within ${timeoutMs} ms`)); }, timeoutMs);
+      this.uploadWaiters.set(address, () => { clearTimeout(t); this.uploadWaiters.delete(address); res(); });
+    });
+  }
+
   close(): void {
     this.sock.end();
   }
+}
+
+const B32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+/** RFC 4648 base32, upper case, no padding (tor's `ClientAuthV3=` form). */
+export function base32(b: Uint8Array): string {
+  let out = "", acc = 0, bits = 0;
+  for (const x of b) {
+    acc = ((acc << 8) | x) & 0xffff;
+    bits += 8;
+    while (bits >= 5) { out += B32[(acc >> (bits - 5)) & 31]; bits -= 5; }
+  }
+  if (bits > 0) out += B32[(acc << (5 - bits)) & 31];
+  return out;
 }
 
 /** Cut P⁴ frames (5-byte header: version, type, flags, 16-bit length) from a byte stream. */
