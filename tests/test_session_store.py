@@ -297,6 +297,35 @@ def test_group_commit_shares_transactions(tmp_path: Path) -> None:
     db.close()
 
 
+def test_commit_pacing_under_load_never_for_an_awaiting_caller(tmp_path: Path) -> None:
+    """COMMIT_INTERVAL (here 0.5 s, so that no machine load blurs it): inbox rows arriving one
+    by one (nobody awaits them at once) share commits started ≥ the interval apart; a caller that
+    awaits each call before the next finds the writer idle and commits at once every time."""
+    async def main() -> tuple[int, int, float]:
+        store = await SessionStore.open(tmp_path / SESSION_DB, commit_interval=0.5)
+        await store.create_session(PEER, INC)
+        await store.save_session(PEER, SessionState(inc=INC, peer_inc=PINC))
+        loop = asyncio.get_running_loop()
+        before = store.db.commits
+        futs = []
+        for i in range(1, 21):  # a steady stream of inbox rows, 5 ms apart
+            futs.append(store.store_inbox(PEER, PINC, i, _payload(i)))
+            await asyncio.sleep(0.005)
+        assert await asyncio.gather(*futs) == list(range(1, 21))
+        lazy = store.db.commits - before
+        before, t0 = store.db.commits, loop.time()
+        for i in range(1, 21):  # an application awaiting every send
+            await store.append_outbox(PEER, _payload(i))
+        awaited, awaited_s = store.db.commits - before, loop.time() - t0
+        await store.close()
+        return lazy, awaited, awaited_s
+
+    lazy, awaited, awaited_s = asyncio.run(main())
+    assert lazy <= 3, lazy  # the first row at once, the rest within one interval
+    assert awaited == 20  # one commit per awaited call ...
+    assert awaited_s < 5, awaited_s  # ... none held back (paced, 20 calls would take ≥ 9.5 s)
+
+
 def test_a_machine_resumes_from_the_store(tmp_path: Path) -> None:
     """SES-7: what the store returns is what a SessionMachine resumes from."""
     from p4ref.session import SessionMachine
