@@ -782,6 +782,23 @@ def test_unmatched_pong_proves_nothing() -> None:
     assert ConnectionFailed(1, ErrorCode.TIMEOUT) in events(low)
 
 
+def test_rtt_from_the_answered_ping() -> None:
+    """rtt_ms (informative): from a PING to the PONG carrying its nonce; an unmatched PONG
+    changes nothing; unknown connections have none."""
+    low, high = pair()
+    connect(low, high)
+    low.data_to_send()
+    assert low.rtt_ms(1) is None and low.rtt_ms(99) is None
+    low.send(b"m", 0)
+    low.handle_timer(PROBE_BUSY_MS)
+    ping = [d for _, d in low.data_to_send() if d[1] == FrameType.PING][0]
+    low.receive_data(1, encode_frame(Frame(FrameType.PONG, 0, ping_body(b"\xee" * 8)), DC),
+                     PROBE_BUSY_MS + 5)
+    assert low.rtt_ms(1) is None
+    low.receive_data(1, encode_frame(Frame(FrameType.PONG, 0, ping[5:]), DC), PROBE_BUSY_MS + 42)
+    assert low.rtt_ms(1) == 42
+
+
 def test_give_up_reports_offline() -> None:
     """SES-8: reconnecting until the driver gives up, then offline, then reconnecting again."""
     low, high = pair()

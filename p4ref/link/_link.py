@@ -246,8 +246,10 @@ class LinkStats:
     onion stream carries the session: small messages only, p4-04 §5.1), None without an
     active connection;
     ``candidates``: the selected ICE pair's candidate types ``(local, remote)`` when known.
-    ``rtt_ms``: SCTP's smoothed round-trip time on the active connection.  ``bytes_sent`` /
-    ``bytes_received``: session frame bytes on data channels since :meth:`Link.start`.
+    ``rtt_ms``: the round-trip time of the active connection's last answered session PING
+    (p4-04 §10; any path), else SCTP's smoothed round-trip time on its data channel.
+    ``bytes_sent`` / ``bytes_received``: session frame bytes on data channels since
+    :meth:`Link.start`.
     ``outbox_messages``: accepted, not yet acknowledged by the peer.  ``last_reconnect_at``
     (unix seconds) and ``last_reconnect_cause`` (one of :data:`RECONNECT_CAUSES`): when the
     last generation became active and why it was set up."""
@@ -533,11 +535,17 @@ class Link:
         last = self._last_reconnect
         return LinkStats(path="tor" if on_tor else None if g is None else g.path_type,
                          candidates=None if g is None else g.candidate_types,
-                         rtt_ms=None if g is None else g.rtt_ms,
+                         rtt_ms=self._rtt_ms(a, g),
                          bytes_sent=self.bytes_sent, bytes_received=self.bytes_received,
                          outbox_messages=outbox,
                          last_reconnect_at=None if last is None else last[0],
                          last_reconnect_cause=None if last is None else last[1])
+
+    def _rtt_ms(self, active: int | None, g: Generation | None) -> float | None:
+        ping = None if active is None else self.machine.rtt_ms(active)
+        if ping is not None:
+            return float(ping)
+        return None if g is None else g.rtt_ms
 
     @property
     def active_generation(self) -> int | None:

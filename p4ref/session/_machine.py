@@ -237,6 +237,7 @@ class _Conn:
     deadline: int | None = None  # handshake or drain timer
     last_rx_at: int = 0
     ping: tuple[bytes, int] | None = None  # outstanding PING nonce, sent at
+    rtt: int | None = None  # ms from the last answered PING to its PONG (informative)
     last_sent: int = 0  # highest seq sent on this connection
 
 
@@ -289,6 +290,13 @@ class SessionMachine:
 
     def conn_state(self, conn: int) -> ConnState:
         return self._conns[conn].state
+
+    def rtt_ms(self, conn: int) -> int | None:
+        """Milliseconds from connection ``conn``'s last answered PING to its PONG (p4-04 §10),
+        None before one was answered or for an unknown connection.  Informative only: the
+        liveness rules never use it."""
+        c = self._conns.get(conn)
+        return None if c is None else c.rtt
 
     def state_string(self) -> str:
         """The ``state`` of a ``machine.step`` answer (§13): status, then ``conn:STATE``."""
@@ -751,6 +759,7 @@ class SessionMachine:
 
     def _a_pong_received(self, c: _Conn, frame: Frame, now: int) -> None:
         if c.ping is not None and frame.body == ping_body(c.ping[0]):
+            c.rtt = now - c.ping[1]
             c.ping = None
             c.last_rx_at = now
         # an unmatched PONG proves nothing and is ignored (p4-01 FRM-47)
