@@ -250,6 +250,12 @@ async def scenario(py: Proc, ts: Proc, timings: dict[str, float], gen2_by: str =
             assert rec["n"] == ev["n"], (name, rec["n"])
             assert rec["digest"] == ev["digest"], f"{name}: content differs"
     assert not py.errors and not ts.errors, (py.errors, ts.errors)
+    # a generation that had to be retried never carried the session (it never opened), so
+    # the counts and digests above cover it: nothing lost, nothing twice
+    for p in procs:
+        for e in p.log:
+            if e.get("ev") == "gen_failed":
+                assert e["gen"] not in py.opened and e["gen"] not in ts.opened, e
     # nothing failed: no connection failure on either side
     for p in procs:
         failed = [e for e in p.log if e.get("ev") == "failed"]

@@ -114,6 +114,7 @@ class Peer:
         self.tor: TorDriver | None = None
         self.sig: Signaller | None = None  # p4-03 signalling over the private Tor network
         self.highest = 0  # the highest generation offered or answered
+        self.direct_failures = 0  # consecutive generations that never opened (RDV-67's j)
         self.t0 = time.monotonic()
 
     def now(self) -> int:
@@ -267,8 +268,11 @@ class Peer:
         try:
             b = await g.opened()
         except P4Error as exc:
-            # The data channel never opened (ICE or DTLS failed -- under CPU load aiortc's DTLS
-            # handshake can fail outright -- or CONNECT_TIMEOUT passed, SES-55).  The session
+            # The data channel never opened (ICE or DTLS failed, or CONNECT_TIMEOUT passed,
+            # SES-55).  Seen here: a Node (libdatachannel) offerer starts DTLS when our ICE
+            # checks reach it, before it has applied our answer, refuses our certificate with a
+            # fatal unknown_ca alert, and aiortc reports "DTLS handshake failed (error [])"
+            # (the alert's error was swallowed by its recv; libdatachannel PR #1612).  The session
             # machine never saw this generation, so nothing was sent on it: abandon it and, if
             # this side offered it, offer the next one (p4-04 §5.2 RECONNECT_NEEDED).
             out("gen_failed", gen=number, offerer=g.offerer, detail=str(exc))
@@ -276,8 +280,14 @@ class Peer:
                 del self.gens[number]
             g.close()
             if g.offerer and number == self.highest:
-                await self.offer(number + 1)
+                # p4-03 RDV-67: wait d - floor(d*r/131072) ms, d = min(2 s * 2^j, 300 s)
+                d = min(2000 * 2 ** self.direct_failures, 300_000)
+                r = int.from_bytes(os.urandom(2), "big")
+                self.direct_failures += 1
+                await asyncio.sleep((d - d * r // 131072) / 1000)
+                await self.offer(self.highest + 1)
             return
+        self.direct_failures = 0  # RDV-67: a data channel opened
         out("gen_open", gen=number)
         self.m.open(number, number, "datachannel", b.local, b.remote, self.now())
         self.opened_gens.add(number)
@@ -382,6 +392,40 @@ class RecordingTor(TorDriver):
         return await super().open_stream(onion_addr, port, timeout, **kw)
 
 
+def probe_dtls() -> None:
+    """P4_TS_LIVE_DEBUG: log what OpenSSL says when a DTLS handshake step fails."""
+    from OpenSSL import SSL
+    from OpenSSL._util import ffi, lib
+
+    orig = SSL.Connection.do_handshake
+    log = logging.getLogger("dtls-probe")
+
+    def do_handshake(self: Any) -> None:
+        before = lib.ERR_peek_error()
+        try:
+            orig(self)
+        except SSL.WantReadError:
+            raise
+        except SSL.Error as exc:
+            st = ffi.string(lib.SSL_state_string_long(self._ssl)).decode()
+            log.warning("do_handshake failed: %r; error queue before the call %#x; state %s",
+                        exc, before, st)
+            raise
+    SSL.Connection.do_handshake = do_handshake  # type: ignore[method-assign]
+    orig_recv = SSL.Connection.recv
+
+    def recv(self: Any, bufsiz: int, flags: int | None = None) -> bytes:
+        try:
+            return orig_recv(self, bufsiz, flags)
+        except (SSL.WantReadError, SSL.ZeroReturnError):
+            raise
+        except SSL.Error as exc:  # aiortc swallows this one during the handshake
+            st = ffi.string(lib.SSL_state_string_long(self._ssl)).decode()
+            log.warning("recv failed: %r; state %s", exc, st)
+            raise
+    SSL.Connection.recv = recv  # type: ignore[method-assign]
+
+
 def spawn(coro: Any) -> asyncio.Task[None]:
     async def run() -> None:
         try:
@@ -398,6 +442,8 @@ async def main() -> None:
              else logging.INFO if verbose else logging.WARNING)
     logging.basicConfig(level=level, stream=sys.stderr,
                         format="%(relativeCreated)d %(name)s %(message)s")
+    if os.environ.get("P4_TS_LIVE_DEBUG"):
+        probe_dtls()
     peer = Peer(bytes.fromhex(cfg["seed"]), bytes.fromhex(cfg["peer_pub"]))
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()

@@ -106,6 +106,8 @@ export class LivePeer {
   private timer: ReturnType<typeof setInterval> | undefined;
   private highest = 0;
   private stopped = false;
+  /** Consecutive generations whose data channel did not open (p4-03 RDV-67's `j`). */
+  private directFailures = 0;
   /** How long a generation may take from its answer to an open data channel (p4-04 CONNECT_TIMEOUT). */
   connectTimeoutMs = 15000;
   /** Called with the next generation number when a generation this side offered failed. */
@@ -284,7 +286,12 @@ export class LivePeer {
    * A generation whose data channel does not open `connectTimeoutMs` after its answer (ICE or
    * DTLS failed: under CPU load a DTLS handshake can fail outright) is abandoned: its
    * RTCPeerConnection is closed, `gen_failed` is emitted and, when this side offered it, a new
-   * generation is offered (p4-04 §5.2 RECONNECT_NEEDED, SES-55). The session machine never saw
+   * generation is offered (p4-04 §5.2 RECONNECT_NEEDED, SES-55) after p4-03 RDV-67's backoff.
+   * (The usual cause here is a libdatachannel race, not load as such: as offerer it may start
+   * DTLS when the answerer's ICE checks arrive, before the answer, i.e. the remote fingerprint,
+   * is applied, and then refuses the peer's certificate with a fatal `unknown_ca` alert;
+   * paullouisageneau/libdatachannel PR #1612. CPU load delays the answer enough to lose the
+   * race.) The session machine never saw
    * the failed generation (it is `open`ed only with its data channel), so nothing is lost.
    */
   private watch(g: Gen): void {
@@ -300,7 +307,14 @@ export class LivePeer {
       this.gens.delete(g.number);
       g.pc.close();
       this.emit("gen_failed", { gen: g.number, offerer: g.offerer, state: failed ? g.pc.connectionState : "timeout" });
-      if (g.offerer && g.number === this.highest && this.onRetry !== undefined) this.onRetry(this.highest + 1);
+      if (g.offerer && g.number === this.highest && this.onRetry !== undefined) {
+        // p4-03 RDV-67: the next generation waits d − floor(d·r/131072) ms, d = min(2 s · 2^j, 300 s)
+        const d = Math.min(2000 * 2 ** this.directFailures, 300000);
+        const r = new DataView(this.rng.draw(2).buffer).getUint16(0);
+        this.directFailures++;
+        const retry = this.onRetry;
+        setTimeout(() => { if (!this.stopped) retry(this.highest + 1); }, d - Math.floor((d * r) / 131072));
+      }
     };
     setTimeout(check, 100);
   }
@@ -359,6 +373,7 @@ export class LivePeer {
       if (g.opened) return;
       const bl = fingerprintOf(g.localSdp), br = fingerprintOf(g.remoteSdp);
       this.emit("gen_open", { gen: g.number });
+      this.directFailures = 0; // RDV-67: a data channel opened
       this.handle(this.session.command(this.now(), "open", {
         conn: g.number, generation: g.number, path: "datachannel", binding_local: toHex(bl), binding_remote: toHex(br),
       }));
