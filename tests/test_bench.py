@@ -33,6 +33,8 @@ LOCAL = {
     "bench_webrtc.py": r"send \(no backpressure\)\s+[\d.]+ MiB/s \(\s*[\d.]+×\)",
     # the TypeScript port's live peers (Node, Chromium) against the reference, aiortc alongside
     "bench_ts_live.py": r"\| Python × node \| [\d.]+ \| [\d.]+ \| [\d.]+ \|",
+    # the TS port's codecs against the reference's, in Node and Python
+    "bench_ts_codec.py": r"\| 16353 B \| [\d.]+ \| [\d.]+ \| [\d.]+ \| [\d.]+ \| [\d.]+×",
     # the network lab with Tor inside (root; without a lab prerequisite it says why, exit 0)
     "bench_reconnect.py": r"onion re-dial after a hard move \(policy\): n=1 p50 [\d.]+ s"
                           r"|the network lab is unavailable",
