@@ -509,11 +509,13 @@ def test_forwarding_attack_refused(tmp_path: Path, tornet: Any, tamper: bool) ->
     pa.add_peer("m", m_pub, root_am, "test")
     pb.add_peer("m", m_pub, root_bm, "test")
     clients = tornet.clients
+    # M only signals (p4ref.io.signal): A and B open no session connection on its onion
+    # streams (p4-04 SES-70), whose SES_HELLO M's rendezvous machine would refuse
     cfg_a = {"home": str(tmp_path / "a"), "peer": "m", "log": str(tmp_path / "a.log"),
-             "tor": dataclasses.asdict(clients[0]), "verbose": True}
+             "tor": dataclasses.asdict(clients[0]), "verbose": True, "tor_path": False}
     cfg_b = {"home": str(tmp_path / "b"), "peer": "m", "log": str(tmp_path / "b.log"),
              "tor": dataclasses.asdict(clients[1 % len(clients)]), "verbose": True,
-             "follower_delay": 300, "high_delay": 60}
+             "follower_delay": 300, "high_delay": 60, "tor_path": False}
     peers: list[Peer] = []
     relayed: dict[str, Any] = {}
 

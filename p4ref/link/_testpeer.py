@@ -10,7 +10,9 @@ Config: ``home``, ``peer`` (name in the profile), ``tor`` (a ``ClientInfo``-like
 data channel may take to open, p4-04 CONNECT_TIMEOUT), ``block_direct`` (every ICE socket of
 this process drops every datagram, both ways, so no generation can open and the session runs
 on the onion stream, p4-04 §5.1; the command ``allow_direct`` lifts it, ``block_direct`` sets
-it again).  For the network lab (tests/test_lab_session.py): ``host_addresses`` (a list, or
+it again), ``tor_path`` (false: no session connection on the onion stream, p4-04 SES-70, for
+a test whose other end only signals).
+For the network lab (tests/test_lab_session.py): ``host_addresses`` (a list, or
 null for every interface address; default ``["127.0.0.1"]``), ``ice_servers`` (a list of
 ``{"urls": [...], "username", "credential"}``), ``tor_overrides`` (``TorConfig`` fields, e.g.
 ``control_socket``, ``socks_port``) and ``netwatch`` (watch this process's network namespace:
@@ -258,6 +260,8 @@ async def main(cfg: dict[str, Any]) -> None:
     _install_direct_block()
     _DIRECT["blocked"] = bool(cfg.get("block_direct", False))
     link = Link.open(cfg["home"], cfg["peer"], tor=tor, config=config, on_event=on_event)
+    if not cfg.get("tor_path", True):  # a signalling-only peer (the forwarding attack's M)
+        link._tor_open = lambda st: None  # type: ignore[method-assign]
     await link.start()
     seed = int(cfg.get("seed", 1))
     for name in cfg.get("paused", ()):
