@@ -24,8 +24,22 @@ lab; it runs ``--baseline-trials`` times (default 2) and says so. ``--quick`` (o
 ``P4_BENCH_QUICK=1``): one move, no baseline, for CI. Without root or a lab prerequisite it
 prints why and exits 0, except under ``CI=true`` (exit 1).
 
-Not measured yet (issue 12 §8): the session on top (signalling, ICE, DTLS, handshake,
-replay) and the aiortc-alone baseline; this is the Tor part of case (a)/(d).
+The session on top (issue 12 §8 (a), (b)): two ``p4ref/link/_testpeer.py`` processes, one in
+each device namespace with its own tor client there, a fresh pair, STUN + TURN from the lab's
+coturn, traffic both ways. Device ``a`` (which watches its own namespace with NetWatch, nudges
+its tor and calls ``network_changed``, as issue 12 §3 asks of ``p4 up``) moves ``--trials``
+times hard and ``--trials`` times make-before-break (both interfaces up for ``--overlap``
+seconds, default 3; Wi-Fi ↔ cellular alternately; cellular is a symmetric NAT, so it runs
+relayed). Printed per case: the first message ``a`` submits once its
+old interface is gone → delivered at ``b``, and move → new direct generation active (the
+move starts when the old interface goes (hard) or the new one comes up (make-before-break)),
+p50 / p90 / max; the phases
+(median): detection (netwatch), Tor recovery (the moved peer's new onion stream carrying the
+session), signalling + ICE + DTLS + handshake (until the new generation is active) and replay
+(the first message after the move, when it came later). Every message is checked: none lost
+or duplicated. ``--no-session`` leaves the session part out.
+
+Not measured yet (issue 12 §8): (c)–(e) and the aiortc-alone baseline.
 """
 
 from __future__ import annotations
@@ -33,11 +47,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
+import queue
+import shutil
 import statistics
+import subprocess
 import sys
+import tempfile
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -68,20 +89,19 @@ def _quantiles(xs: list[float]) -> tuple[float, float, float]:
     return statistics.median(s), p90, s[-1]
 
 
-async def _trials(lab: Any, n: int, *, nudge: bool, limit: float, settle: float,
-                  base_dir: str | None, config: ReconnectConfig) -> dict[str, Any]:
+async def _trials(lab: Any, net: Any, n: int, *, nudge: bool, limit: float, settle: float,
+                  config: ReconnectConfig) -> dict[str, Any]:
     from p4ref.io.netwatch import NetWatch, nudge_tor
-    from tools.netlab.tor import LabTorNet, SocksError, echo_once, echo_server
+    from tools.netlab.tor import SocksError, echo_once, echo_server
 
-    net = LabTorNet(lab=lab, authorities=1, relays=4, base_dir=base_dir)
     out: dict[str, Any] = {"nudge": nudge, "total_s": [], "detect_s": [], "nudge_s": [],
                            "redial_s": [], "dials": [], "republished": 0, "failed": 0}
-    await asyncio.to_thread(net.start, 150)
     out["tor_ready_s"] = round(net.timings["total"], 1)
-    sock = os.path.join(net.dir, "echo.sock")
+    sock = os.path.join(net.dir, f"echo-{int(nudge)}.sock")
     server = await echo_server(sock)
     c0 = await asyncio.to_thread(net.controller, 0)
     c1 = await asyncio.to_thread(net.controller, 1)
+    hs: Any = None
     try:
         hs = await asyncio.to_thread(
             c0.create_ephemeral_hidden_service, {80: f"unix:{sock}"}, key_type="NEW",
@@ -166,13 +186,252 @@ async def _trials(lab: Any, n: int, *, nudge: bool, limit: float, settle: float,
             else:
                 out["failed"] += 1
     finally:
+        if hs is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(c0.remove_ephemeral_hidden_service, hs.service_id)
+        if lab.homes["a"].on != "wlan":  # back home, and a's tor told (the next part uses it)
+            await asyncio.to_thread(lab.move, "a", "wlan")
+            with contextlib.suppress(Exception):
+                await nudge_tor(c0)
         c0.close()
         c1.close()
         server.close()
-        await asyncio.to_thread(net.stop)
-        if lab.homes["a"].on != "wlan":
-            await asyncio.to_thread(lab.move, "a", "wlan")
     return out
+
+
+# ---------------------------------------------------------------------- the session on top
+
+SOCKS_PORT = 9050  # a TCP SocksPort on 127.0.0.1 inside each device namespace
+
+
+class _Peer:
+    """One ``_testpeer`` process inside a lab device namespace, driven over JSON lines."""
+
+    def __init__(self, netns: str, cfg: dict[str, Any]) -> None:
+        self.cfg = cfg
+        self.lines: list[dict[str, Any]] = []
+        self._q: queue.Queue[dict[str, Any]] = queue.Queue()
+        root = Path(__file__).resolve().parent.parent
+        with open(cfg["log"] + ".stderr", "a") as err:
+            self.proc = subprocess.Popen(
+                ["ip", "netns", "exec", netns, sys.executable, "-m", "p4ref.link._testpeer",
+                 json.dumps(cfg)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err,
+                text=True, cwd=root, env={**os.environ, "PYTHONPATH": str(root)})
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            with contextlib.suppress(ValueError):
+                ev = json.loads(line)
+                self.lines.append(ev)
+                self._q.put(ev)
+
+    def send(self, **cmd: Any) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(cmd) + "\n")
+        self.proc.stdin.flush()
+
+    def wait(self, pred: Callable[[dict[str, Any]], bool], timeout: float) -> dict[str, Any]:
+        """The first event, seen so far or later, that satisfies ``pred``."""
+        for ev in self.lines:
+            if pred(ev):
+                return ev
+        end = time.monotonic() + timeout
+        while (left := end - time.monotonic()) > 0:
+            with contextlib.suppress(queue.Empty):
+                ev = self._q.get(timeout=left)
+                if pred(ev):
+                    return ev
+        raise TimeoutError(f"no such event within {timeout:.0f} s; last {self.lines[-5:]}")
+
+    def stop(self) -> None:
+        with contextlib.suppress(OSError):
+            self.send(cmd="stop")
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def _delivered(log: str) -> int:
+    try:
+        with open(log) as f:
+            return len({tuple(line.split()[:2]) for line in f})
+    except FileNotFoundError:
+        return 0
+
+
+def _check_log(log: str, seed: int, count: int) -> None:
+    """Messages 0 … count-1 of ``seed``'s traffic, in order, once per id (same content)."""
+    from p4ref.link._testpeer import digest, payload
+
+    seen: dict[tuple[str, str], str] = {}
+    order: list[str] = []
+    with open(log) as f:
+        for line in f:
+            inc, seq, h = line.split()
+            if (inc, seq) in seen:
+                if seen[(inc, seq)] != h:
+                    raise AssertionError(f"message id {seq} redelivered with other content")
+                continue
+            seen[(inc, seq)] = h
+            order.append(h)
+    if order != [digest(payload(seed, i)) for i in range(count)]:
+        raise AssertionError(f"{log}: messages lost, duplicated or reordered")
+
+
+def _wait_count(log: str, count: int, limit: float) -> float:
+    end = time.monotonic() + limit
+    while _delivered(log) < count:
+        if time.monotonic() > end:
+            raise TimeoutError(f"{_delivered(log)} of {count} delivered within {limit:.0f} s")
+        time.sleep(0.01)
+    return time.monotonic()
+
+
+def _nudge(net: Any, i: int) -> None:
+    from p4ref.io.netwatch import nudge_tor_sync
+
+    c = net.controller(i)
+    try:
+        nudge_tor_sync(c)
+    finally:
+        c.close()
+
+
+def _newer_than(gen: int) -> Callable[[dict[str, Any]], bool]:
+    return lambda e: e["ev"] == "connection_open" and e["active"] and e["gen"] > gen
+
+
+def _event_after(ev: str, t: float) -> Callable[[dict[str, Any]], bool]:
+    return lambda e: e["ev"] == ev and e["t"] > t
+
+
+def _session(lab: Any, net: Any, trials: int, *, limit: float, settle: float,
+             step: int = 40, keep: str | None = None, overlap: float = 3.0
+             ) -> dict[str, Any]:
+    """Hard and make-before-break moves of device ``a`` under a running session (module
+    docstring); figures in seconds from the move."""
+    from p4ref.io.store import Profile
+    from tools.netlab import STUN_IP, STUN_PORT, TURN_PASSWORD, TURN_USER
+
+    ice = [{"urls": [f"stun:{STUN_IP}:{STUN_PORT}"]},
+           {"urls": [f"turn:{STUN_IP}:{STUN_PORT}"], "username": TURN_USER,
+            "credential": TURN_PASSWORD}]
+    work = tempfile.mkdtemp(prefix="p4-bench-session-", dir=keep)
+    root = os.urandom(32)
+    pa = Profile.init(Path(work) / "a", os.urandom)
+    pb = Profile.init(Path(work) / "b", os.urandom)
+    pa.add_peer("b", pb.identity.public_key, root, "bench")
+    pb.add_peer("a", pa.identity.public_key, root, "bench")
+    cfgs: list[dict[str, Any]] = []
+    for i, (me, other) in enumerate((("a", "b"), ("b", "a"))):
+        cfgs.append({"home": str(Path(work) / me), "peer": other, "log": f"{work}/{me}.log",
+                     "seed": 1000 + i, "tor": dataclasses.asdict(net.clients[i]),
+                     "tor_overrides": {"control_socket": net.control_socket(i),
+                                       "socks_port": SOCKS_PORT},
+                     "host_addresses": None, "ice_servers": ice, "netwatch": True,
+                     "verbose": True})
+    out: dict[str, Any] = {c: {"first_msg_s": [], "generation_s": [], "detect_s": [],
+                               "tor_s": [], "setup_s": [], "replay_s": [], "via_tor": 0,
+                               "failed": 0, "paths": []} for c in ("hard", "mbb")}
+    t_start = time.monotonic()
+    a, b = _Peer(lab.ns("a"), cfgs[0]), _Peer(lab.ns("b"), cfgs[1])
+    count = step
+    try:
+        for p in (a, b):
+            p.wait(lambda e: e["ev"] == "status" and e["status"] == "connected", 120)
+        out["connect_s"] = time.monotonic() - t_start
+        for p in (a, b):
+            p.send(cmd="send", count=count)
+        _wait_count(cfgs[1]["log"], count, 60)
+        _wait_count(cfgs[0]["log"], count, 60)
+        for case in ["hard"] * trials + ["mbb"] * trials:
+            time.sleep(settle)
+            r = out[case]
+            gens = [e["gen"] for e in a.lines if e["ev"] == "connection_open" and e["active"]
+                    and e["gen"]]
+            gen0 = max(gens)
+            before = _delivered(cfgs[1]["log"])
+            to = "cell" if lab.homes["a"].on == "wlan" else "wlan"
+            t0 = time.monotonic()
+            lab.move("a", to, make_before_break=case == "mbb", overlap=overlap)
+            t_sub = time.monotonic()  # the old interface is gone: these can only go the new way
+            count += step
+            for p in (a, b):
+                p.send(cmd="send", count=count)
+            try:
+                first = _wait_count(cfgs[1]["log"], before + 1, limit) - t_sub
+                newer = _newer_than(gen0)
+                opened = a.wait(newer, limit)["t"] - t0
+                b.wait(newer, limit)
+                _wait_count(cfgs[1]["log"], count, limit)
+                _wait_count(cfgs[0]["log"], count, limit)
+            except TimeoutError:
+                r["failed"] += 1
+                continue
+            detect = a.wait(_event_after("netchange", t0), 5)["t"] - t0
+            tor = [e["t"] - t0 for e in a.lines if e["ev"] == "connection_open"
+                   and e["gen"] == 0 and t0 < e["t"] < t0 + opened]
+            r["first_msg_s"].append(first)
+            r["generation_s"].append(opened)
+            r["detect_s"].append(detect)
+            if tor:
+                r["tor_s"].append(tor[0] - detect)
+            r["setup_s"].append(opened - (tor[0] if tor else detect))
+            r["replay_s"].append(max(0.0, first + t_sub - t0 - opened))
+            r["via_tor"] += first + t_sub - t0 < opened
+            a.send(cmd="status")
+            st = a.wait(_event_after("status_reply", t0 + opened), 30)
+            r["paths"].append(st["stats"]["path"])
+        _check_log(cfgs[1]["log"], 1000, count)
+        _check_log(cfgs[0]["log"], 1001, count)
+        out["messages_each_way"] = count
+    except BaseException:
+        for c in cfgs:
+            with contextlib.suppress(OSError), open(c["log"] + ".stderr") as f:
+                tail = [ln for ln in f.read().splitlines() if " stem " not in ln][-15:]
+            print(f"{c['log']}.stderr (last lines):", *tail, sep="\n  ", file=sys.stderr)
+        raise
+    finally:
+        for p in (a, b):
+            p.stop()
+        if lab.homes["a"].on != "wlan":
+            lab.move("a", "wlan")
+            _nudge(net, 0)
+        if keep is None:
+            shutil.rmtree(work, ignore_errors=True)
+    return out
+
+
+def _fmt(xs: list[float]) -> str:
+    if not xs:
+        return "-"
+    p50, p90, mx = _quantiles(xs)
+    return f"{p50:.2f} / {p90:.2f} / {mx:.2f}"
+
+
+def _report_session(r: dict[str, Any]) -> None:
+    print(f"session (two peers in the lab, STUN+TURN, connected in {r.get('connect_s', 0):.1f} s;"
+          f" {r.get('messages_each_way', '?')} messages each way checked: none lost or "
+          "duplicated)")
+    print("| case | n | first message after the old path is gone, p50 / p90 / max (s) "
+          "| move → new generation p50 / p90 / max (s) | detect | Tor | "
+          "signal+ICE+DTLS+handshake | replay | first via Tor | path |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for case, name in (("hard", "(a) hard move"), ("mbb", "(b) make-before-break")):
+        c = r[case]
+        n = len(c["first_msg_s"]) + c["failed"]
+
+        def med(k: str, c: dict[str, Any] = c) -> str:
+            return f"{statistics.median(c[k]):.2f}" if c[k] else "-"
+        paths = ",".join(sorted(set(c["paths"]))) or "-"
+        print(f"| {name} | {n} | {_fmt(c['first_msg_s'])} | {_fmt(c['generation_s'])} | "
+              f"{med('detect_s')} | {med('tor_s')} | {med('setup_s')} | {med('replay_s')} | "
+              f"{c['via_tor']} | {paths} |" + (f" not within the limit: {c['failed']}"
+                                                if c["failed"] else ""))
 
 
 def _report(name: str, r: dict[str, Any]) -> None:
@@ -203,12 +462,18 @@ def main(argv: list[str] | None = None) -> int:
                     help="DIAL_HEDGE of the dialing peer's policy")
     ap.add_argument("--parallel", type=int, default=ReconnectConfig().max_parallel_dials,
                     help="DIAL_PARALLEL of the dialing peer's policy (1: no hedging)")
+    ap.add_argument("--no-session", action="store_true", help="only the onion re-dial figures")
+    ap.add_argument("--session-only", action="store_true", help="only the session figures")
+    ap.add_argument("--session-settle", type=float, default=3.0,
+                    help="seconds between the session's moves")
+    ap.add_argument("--overlap", type=float, default=3.0,
+                    help="make-before-break: seconds both interfaces are up")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--quick", action="store_true")
     args = ap.parse_args(argv)
     quick = args.quick or os.environ.get("P4_BENCH_QUICK") == "1"
     if quick:
-        args.trials, args.baseline, args.limit = 1, False, 60.0
+        args.trials, args.baseline, args.limit, args.settle = 1, False, 60.0, 0.0
 
     from tools.netlab import Lab, LabError, check_prerequisites, sweep
 
@@ -223,29 +488,57 @@ def main(argv: list[str] | None = None) -> int:
     except LabError as exc:
         print(f"bench_reconnect: the network lab did not build: {exc}")
         return 1
+    from tools.netlab.tor import LabTorNet
+
     results: dict[str, Any] = {}
     config = ReconnectConfig(hedge_after_ms=args.hedge_ms, max_parallel_dials=args.parallel)
+    # one Tor-in-lab network for every part (5 relays: with 4 an onion service sometimes found
+    # "No available nodes"); the baseline runs last, as it leaves a's tor un-nudged
+    net = LabTorNet(lab=lab, authorities=1, relays=5, base_dir=args.dir)
     try:
-        results["policy"] = asyncio.run(_trials(lab, args.trials, nudge=True, limit=args.limit,
-                                                settle=args.settle, base_dir=args.dir,
-                                                config=config))
+        net.start(180)
+        for i in range(2):  # the session's peers speak SOCKS over TCP in their namespace
+            c = net.controller(i)
+            try:
+                c.set_options([("SocksPort", f"unix:{net.socks_socket(i)} ExtendedErrors"),
+                               ("SocksPort", f"127.0.0.1:{SOCKS_PORT} ExtendedErrors")])
+            finally:
+                c.close()
+        if not args.session_only:
+            results["policy"] = asyncio.run(_trials(lab, net, args.trials, nudge=True,
+                                                    limit=args.limit, settle=args.settle,
+                                                    config=config))
+        if not args.no_session:
+            results["session"] = _session(lab, net, args.trials, limit=args.limit,
+                                          settle=1.0 if quick else args.session_settle,
+                                          keep=args.dir, overlap=args.overlap)
         if args.baseline:
             results["baseline"] = asyncio.run(
-                _trials(lab, args.baseline_trials, nudge=False, limit=args.limit,
-                        settle=args.settle, base_dir=args.dir, config=config))
+                _trials(lab, net, args.baseline_trials, nudge=False, limit=args.limit,
+                        settle=args.settle, config=config))
     finally:
+        net.stop()
         lab.down()
     if args.json:
         print(json.dumps(results, indent=2, default=float))
     else:
         for name, r in results.items():
-            print(f"{name}: per move (s) {[round(x, 2) for x in r['total_s']]}, dials {r['dials']}")
+            if "total_s" in r:
+                print(f"{name}: per move (s) {[round(x, 2) for x in r['total_s']]}, "
+                      f"dials {r['dials']}")
+            else:
+                for case in ("hard", "mbb"):
+                    print(f"session {case}: first message per move (s) "
+                          f"{[round(x, 2) for x in r[case]['first_msg_s']]}")
     print(f"dialer policy: DIAL_HEDGE {args.hedge_ms} ms, DIAL_PARALLEL {args.parallel}")
-    _report("onion re-dial after a hard move (policy)", results["policy"])
+    if "policy" in results:
+        _report("onion re-dial after a hard move (policy)", results["policy"])
     if "baseline" in results:
         _report(f"baseline, no nudge ({args.baseline_trials} moves)", results["baseline"])
     else:
         print("baseline, no nudge: not run (--baseline; over 100 s a move in this lab)")
+    if "session" in results:
+        _report_session(results["session"])
     return 0
 
 

@@ -30,6 +30,7 @@ import pytest
 from tests.test_link import ROOT, Peer, check_log, delivered, diagnose, make_pair
 from tools.netlab import STUN_IP, STUN_PORT, TURN_PASSWORD, TURN_USER
 
+OVERLAP = 3.0  # make-before-break: seconds both interfaces are up (a phone's fading Wi-Fi)
 SOCKS_PORT = 9050  # a TCP SocksPort on 127.0.0.1 inside each device namespace (see world)
 STUN = {"urls": [f"stun:{STUN_IP}:{STUN_PORT}"]}
 TURN = {"urls": [f"turn:{STUN_IP}:{STUN_PORT}"], "username": TURN_USER,
@@ -235,7 +236,7 @@ def _move_and_resume(world: World, a: LabPeer, b: LabPeer, cfg_a: dict[str, Any]
     before_b, before_a = delivered(cfg_b["log"]), delivered(cfg_a["log"])
     gen0 = max(active_gens(a))
     t0 = time.monotonic()
-    world.lab.move("a", to, make_before_break=mbb)
+    world.lab.move("a", to, make_before_break=mbb, overlap=OVERLAP)
     a.send(cmd="send", count=sent)
     b.send(cmd="send", count=sent)
     t_first = wait_count(cfg_b, before_b + 1, 120, (a, b)) - t0
@@ -252,9 +253,10 @@ def _move_and_resume(world: World, a: LabPeer, b: LabPeer, cfg_a: dict[str, Any]
 def test_hard_and_make_before_break_moves_keep_the_session(world: World, tmp_path: Path,
                                                            spawn: Any) -> None:
     """Device a moves Wi-Fi → cellular (hard: the old interface is gone before the new one is
-    up) and back (make-before-break) while both peers send: each move is seen by netlink in
-    a's namespace, a nudges its tor and re-signals; the session resumes on a new generation
-    and every message arrives once, in order (cellular is symmetric NAT: TURN configured)."""
+    up) and back (make-before-break: both up for OVERLAP seconds) while both peers send: each
+    move is seen by netlink in a's namespace, a nudges its tor and re-signals; the session
+    resumes on a new generation and every message arrives once, in order (cellular is a
+    symmetric NAT: TURN configured)."""
     cfg_a, cfg_b = lab_pair(world, tmp_path, [STUN, TURN])
     a, b = spawn(cfg_a, "a"), spawn(cfg_b, "b")
     connected(a)

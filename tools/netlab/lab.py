@@ -472,13 +472,19 @@ class Lab:
     # ------------------------------------------------------------------ mobility
 
     def move(
-        self, home: str, to: Literal["cell", "wlan"] = "cell", *, make_before_break: bool = False
+        self,
+        home: str,
+        to: Literal["cell", "wlan"] = "cell",
+        *,
+        make_before_break: bool = False,
+        overlap: float = 0.0,
     ) -> None:
         """Move ``home``'s device between Wi-Fi (``wlan0`` behind its router) and cellular.
 
         Hard: the old interface goes down (address flushed) before the new one comes up.
         Make-before-break: the new interface is up with its address and the default route moves
-        to it before the old one goes down."""
+        to it before the old one goes down, ``overlap`` seconds later (this call blocks that
+        long; a phone keeps a fading Wi-Fi for seconds, 0 drops it at once)."""
         from pyroute2 import NetNS
 
         h = self.homes[home]
@@ -502,6 +508,7 @@ class Lab:
             self._addr(n, new, new_ip + "/24")
             n.route("replace", dst="default", gateway=gw)
             if make_before_break:
+                time.sleep(overlap)
                 drop_old()
         h.on = to
 
