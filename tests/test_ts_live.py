@@ -196,7 +196,8 @@ async def scenario(py: Proc, ts: Proc, timings: dict[str, float], gen2_by: str =
     py.send(cmd="offer", generation=1)
     # A generation whose data channel does not open (ICE/DTLS failure, which CPU load can
     # cause, or CONNECT_TIMEOUT) is abandoned by both drivers and its offerer offers the next
-    # one (p4-04 §5.2 RECONNECT_NEEDED): "generation 1" below is the first that opened.
+    # one after the wait of [RDV-67] ([RDV-78]; p4-04 §5.2 RECONNECT_NEEDED): "generation 1"
+    # below is the first that opened.
     await wait_for(lambda: bool(both_open(py, ts, 0)), 45,
                    "generation 1 session open on both sides", procs)
     g1 = both_open(py, ts, 0)[0]
@@ -409,6 +410,8 @@ def test_node_peer_signalling_over_private_tor(tornet: Any) -> None:
         assert dialled[-1] in derived and dialled[-1] in published, (dialled, derived, published)
         assert derive_epoch_keys(root, pubs["py"], pubs["ts"], epoch).peer_onion_address \
             in published
+        # both sides fixed virtual port 80: the Node peer published it, the reference dialled it
+        assert {e["port"] for e in events(py, "tor_dial")} == {80}  # [RDV-77]
         # RV_HELLO both ways: the Python dialer's first HELLO has no echo, the Node acceptor's
         # HELLO echoed its nonce, and the Node machine authenticated the dialer (its second
         # HELLO echoed the acceptor's nonce)

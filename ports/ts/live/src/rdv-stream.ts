@@ -26,7 +26,7 @@ import type { Emit, LivePeer } from "./driver.js";
 import { listenLocal, TorControl } from "./tor.js";
 
 const PREVIOUS_GRACE_MS = 3600 * 1000;
-const ONION_PORT = 80;
+const ONION_PORT = 80; // p4-03 RDV-77
 
 interface StreamState {
   readonly m: RendezvousMachine;
