@@ -43,6 +43,9 @@ OVER_TOR = {
     "bench_tor.py": r"ratio_fresh_vs_loopback\s+[\d.]+x",
     "bench_signal.py": r"tor: open stream, median\s+[\d.]+\s+\d+",
     "bench_session.py": r"\(a\) bulk \d+ MiB, one channel.*\s[\d.]+×",
+    # two real `p4 up` processes (p4 send) against raw aiortc; peak RSS of each
+    "bench_send.py": r"p4 send \d+ MiB until the receiver has it verified.*\s[\d.]+×"
+                     r"(.|\n)*peak RSS \(VmHWM\) of the receiver, MiB.*\s\d+\s+\d+",
 }
 
 

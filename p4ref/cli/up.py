@@ -5,6 +5,8 @@
                        [--turn URL --turn-user USER [--turn-pass PASSWORD]]
 
 STUN/TURN: none by default (no third party learns this device's address); docs/network.md.
+``$P4_UP_PROFILE=FILE`` runs the daemon under cProfile and writes the profile to FILE when it stops
+(diagnostics; bench/bench_send.py sets it with ``P4_BENCH_PROFILE``).
 
 Logs go to stderr, one readable line per event (``--verbose`` adds the links' details).
 Ctrl-C or SIGTERM stops it cleanly. A second ``p4 up`` on the same profile exits at once with
@@ -60,8 +62,20 @@ def cmd_up(args: argparse.Namespace) -> int:
                             inbox=Path(args.inbox).expanduser() if args.inbox else None,
                             max_file_size=args.max_file_size)
     daemon = Daemon(home, options)
-    with contextlib.suppress(asyncio.CancelledError):
-        asyncio.run(daemon.run())
+    prof_path = os.environ.get("P4_UP_PROFILE")  # diagnostics (bench/bench_send.py): cProfile
+    prof: Any = None
+    if prof_path:
+        import cProfile
+
+        prof = cProfile.Profile()
+        prof.enable()
+    try:
+        with contextlib.suppress(asyncio.CancelledError):
+            asyncio.run(daemon.run())
+    finally:
+        if prof is not None:
+            prof.disable()
+            prof.dump_stats(prof_path)
     return 0
 
 

@@ -24,6 +24,7 @@ same file (FIL-36), and on FILE_VERIFIED syncs and moves the file to a name no o
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import errno
 import hashlib
@@ -37,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from ..channels import MAX_DATA as CHANNEL_MAX_DATA
 from ..errors import ErrorCode, LocalProtocolError
 from ..files import (
     Accepted,
@@ -71,6 +73,9 @@ __all__ = [
 
 #: RECOMMENDED block size (FIL-16).
 DEFAULT_BLOCK_SIZE = 1 << 20
+#: Bulk records are sent in channel messages of this many bytes: four whole p4-05 DATA items
+#: (a 32 KiB FILE_DATA record sent alone would take three SES_MSGs, the last one nearly empty).
+CHUNK = 4 * CHANNEL_MAX_DATA
 #: The receiver persists its verified prefix at least this often (and whenever it stops).
 PERSIST_EVERY = 16 << 20
 PART_SUFFIX = ".p4part"
@@ -195,24 +200,70 @@ class _Pump:
         self.ended = asyncio.Event()  # the reader stopped: the peer's direction is over
 
     async def flush(self) -> None:
+        """Send what the machine queued.  Bulk records (a block's FILE_HASHES and FILE_DATA)
+        go out coalesced into channel messages of :data:`CHUNK` bytes, cut anywhere (a record
+        may straddle two messages: the peer's machine takes any split, FIL-42), so that each
+        message fills whole channel items; every other record is a message of its own, after
+        the bulk bytes before it.  Nothing is held back: the tail goes out at the end."""
+        bulk = bytearray()
+        lens: collections.deque[int] = collections.deque()  # the records (unsent parts) in bulk
+        partial = False  # the first of them was sent in part
         for rec in self.m.data_to_send():
-            if self.m.state in _TERMINAL and rec[1] in _BULK:
+            if self.m.state in _TERMINAL and rec[1] in _BULK and not partial:
                 continue  # the peer ended the transfer while we were sending (FIL-4)
-            if rec[1] not in _BULK or self.ended.is_set():
-                await self.channel.send(rec)
+            if rec[1] in _BULK and not self.ended.is_set():
+                bulk += rec
+                lens.append(len(rec))
+                while len(bulk) >= CHUNK:
+                    await self._bulk(bytes(bulk[:CHUNK]))
+                    del bulk[:CHUNK]
+                    cut, partial = CHUNK, False
+                    while cut:
+                        if lens[0] <= cut:
+                            cut -= lens.popleft()
+                        else:
+                            lens[0] -= cut
+                            cut, partial = 0, True
+                    if self.m.state in _TERMINAL:  # ended meanwhile: end the record begun
+                        if partial:  # (a record cut in two would garble what follows)
+                            await self.channel.send(bytes(bulk[:lens[0]]))
+                        bulk.clear()
+                        lens.clear()
+                        partial = False
                 continue
-            # bulk data waits for credit; a receiver that cancelled never grants more, so the
-            # wait also ends when the peer's FILE_CANCEL (or its half-close) arrives
-            send = asyncio.ensure_future(self.channel.send(rec))
-            end = asyncio.ensure_future(self.ended.wait())
-            done, _ = await asyncio.wait({send, end}, return_when=asyncio.FIRST_COMPLETED)
-            end.cancel()
-            if send not in done:
-                send.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await send
-            else:
-                send.result()
+            if bulk:
+                await self._drain(bulk, lens[0] if partial else 0)
+                bulk.clear()
+                lens.clear()
+                partial = False
+            await self.channel.send(rec)
+        if bulk:
+            await self._drain(bulk, lens[0] if partial else 0)
+
+    async def _drain(self, bulk: bytearray, begun: int) -> None:
+        """The bulk bytes left; once the transfer ended, only the ``begun`` bytes that end a
+        record already sent in part."""
+        if self.m.state not in _TERMINAL:
+            await self._bulk(bytes(bulk))
+        elif begun:
+            await self.channel.send(bytes(bulk[:begun]))
+
+    async def _bulk(self, rec: bytes) -> None:
+        if self.ended.is_set():
+            await self.channel.send(rec)
+            return
+        # bulk data waits for credit; a receiver that cancelled never grants more, so the
+        # wait also ends when the peer's FILE_CANCEL (or its half-close) arrives
+        send = asyncio.ensure_future(self.channel.send(rec))
+        end = asyncio.ensure_future(self.ended.wait())
+        done, _ = await asyncio.wait({send, end}, return_when=asyncio.FIRST_COMPLETED)
+        end.cancel()
+        if send not in done:
+            send.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await send
+        else:
+            send.result()
 
 
 async def send_file(channel: ChannelLike, path: str | os.PathLike[str], *,
@@ -369,10 +420,14 @@ def _load_partial(sidecar: Path) -> _Partial | None:
 
 def _save_partial(sidecar: Path, part: _Partial) -> None:
     tmp = sidecar.with_name(sidecar.name + ".tmp")
-    tmp.write_text(json.dumps(part.__dict__), "utf-8")
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, sidecar)
+    try:
+        tmp.write_text(json.dumps(part.__dict__), "utf-8")
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, sidecar)
+    except OSError:  # e.g. the disk is full: the older sidecar stays valid
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 async def receive_file(channel: ChannelLike, directory: str | os.PathLike[str], *,
