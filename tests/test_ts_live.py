@@ -351,14 +351,21 @@ def test_chromium_peer_session_channels_generation_change() -> None:
     print("chromium <-> python:", json.dumps({k: round(v, 3) for k, v in timings.items()}))
 
 
-def test_node_peer_signalling_over_private_tor(tornet: Any) -> None:
-    """The same session, signalled as p4-03 says, over the private Tor network: the Node peer
-    publishes the pair's derived epoch onion (the port's derivation, ADD_ONION with the derived
-    ED25519-V3 key and the peer's client-authorization key through ports/ts/live/src/tor.ts)
-    and runs the port's rendezvous machine on the stream that reaches it; the Python peer is
-    dial-only and dials that onion with the reference's own TorDriver and the link's
-    Signaller (RendezvousMachine, replay cache, high-water mark).  RV_HELLO both ways, then
-    generation 1 offered by Python and generation 2 by Node, both on the stream."""
+@pytest.mark.parametrize("node_role", ["acceptor", "dialer"])
+def test_node_peer_signalling_over_private_tor(tornet: Any, node_role: str) -> None:
+    """The same session, signalled as p4-03 says, over the private Tor network.  One peer is
+    dial-only (RDV-65), the other publishes the pair's derived epoch onion of its role and waits:
+
+    - ``acceptor``: the Node peer publishes (the port's derivation; ADD_ONION with the derived
+      ED25519-V3 key and the peer's client-authorization key through
+      ports/ts/live/src/tor.ts) and runs the port's rendezvous machine on the stream that
+      reaches it; the Python peer dials it with the reference's own TorDriver and the link's
+      Signaller (RendezvousMachine, replay cache, high-water mark);
+    - ``dialer``: the reverse: the Signaller publishes the Python peer's derived onion, the
+      Node peer dials it (ONION_CLIENT_AUTH_ADD, SOCKS5) and runs the dialer machine.
+
+    RV_HELLO both ways, then generation 1 offered by Python and generation 2 by Node, both on
+    the onion stream."""
     from p4ref.rendezvous import derive_epoch_keys, epoch_of
 
     node = check_node_prereqs()
@@ -366,6 +373,7 @@ def test_node_peer_signalling_over_private_tor(tornet: Any) -> None:
     root = os.urandom(32)  # the pair root key pairing would have given both
     inc_ts, inc_py = os.urandom(16), os.urandom(16)
     pubs: dict[str, bytes] = {}
+    publisher, dialer = ("ts", "py") if node_role == "acceptor" else ("py", "ts")
 
     async def start_node(seed: bytes, peer_pub: bytes) -> Proc:
         pubs["ts"], pubs["py"] = bytes(SigningKey(seed).verify_key), peer_pub
@@ -385,38 +393,57 @@ def test_node_peer_signalling_over_private_tor(tornet: Any) -> None:
     async def main() -> dict[str, float]:
         timings: dict[str, float] = {}
         async with peers(start_node) as (py, ts):
+            procs = {"py": py, "ts": ts}
             t0 = time.monotonic()
-            ts.send(cmd="tor_listen", control_port=node_tor.control_port,
-                    cookie=node_tor.cookie_path, root=root.hex(), incarnation=inc_ts.hex())
-            await wait_for(lambda: bool(events(ts, "onion")), 60,
-                           "the Node peer's derived onion published", [py, ts])
+            py_cfg = {"control_port": py_tor.control_port, "socks_port": py_tor.socks_port,
+                      "cookie": py_tor.cookie_path, "data_dir": py_tor.data_dir,
+                      "root": root.hex(), "incarnation": inc_py.hex()}
+            ts_cfg = {"control_port": node_tor.control_port, "cookie": node_tor.cookie_path,
+                      "socks_port": node_tor.socks_port, "root": root.hex(),
+                      "incarnation": inc_ts.hex()}
+            if publisher == "ts":
+                ts.send(cmd="tor_listen", **ts_cfg)
+            else:
+                py.send(cmd="rdv_listen", **py_cfg)
+            await wait_for(lambda: bool(events(procs[publisher], "onion")), 60,
+                           "the publisher's derived onion", [py, ts])
             timings["publish_s"] = time.monotonic() - t0
-            py.send(cmd="rdv_dial", control_port=py_tor.control_port,
-                    socks_port=py_tor.socks_port, cookie=py_tor.cookie_path,
-                    data_dir=py_tor.data_dir, root=root.hex(), incarnation=inc_py.hex())
+            if dialer == "py":
+                py.send(cmd="rdv_dial", **py_cfg)
+            else:
+                ts.send(cmd="tor_dial", **ts_cfg)
             await wait_for(lambda: bool(events(py, "rdv_authenticated"))
                            and bool(events(ts, "rdv_authenticated")), 120,
                            "the HELLO exchange on the onion stream", [py, ts])
             timings["onion_stream_s"] = time.monotonic() - t0
             await scenario(py, ts, timings, gen2_by="ts")
-        # the onion dialled is the pair's derived one (p4-03 §5), computed here by the
-        # reference from the same root key, and the one the Node peer published
+        # the onion dialled is the publisher's derived one (p4-03 §5), computed here by the
+        # reference from the same root key, and the one the publisher published, on port 80
         epoch = epoch_of(time.time())
-        derived = {derive_epoch_keys(root, pubs["py"], pubs["ts"], e).peer_onion_address
+        pub_key, dial_key = pubs[publisher], pubs[dialer]
+        derived = {derive_epoch_keys(root, dial_key, pub_key, e).peer_onion_address
                    for e in (epoch, epoch - 1)}
-        published = {e["address"] for e in events(ts, "onion")}
-        assert all(e["derived"] for e in events(ts, "onion"))
-        dialled = events(py, "rdv_authenticated")[0]["dialled"]
-        assert dialled[-1] in derived and dialled[-1] in published, (dialled, derived, published)
-        assert derive_epoch_keys(root, pubs["py"], pubs["ts"], epoch).peer_onion_address \
-            in published
-        # both sides fixed virtual port 80: the Node peer published it, the reference dialled it
-        assert {e["port"] for e in events(py, "tor_dial")} == {80}  # [RDV-77]
-        # RV_HELLO both ways: the Python dialer's first HELLO has no echo, the Node acceptor's
-        # HELLO echoed its nonce, and the Node machine authenticated the dialer (its second
-        # HELLO echoed the acceptor's nonce)
+        current = derive_epoch_keys(root, dial_key, pub_key, epoch).peer_onion_address
+        if publisher == "ts":
+            published = {e["address"] for e in events(ts, "onion")}
+            assert all(e["derived"] for e in events(ts, "onion"))
+        else:
+            published = set(events(py, "onion")[0]["addresses"])
+        assert current in published, (current, published)
+        dials = events(procs[dialer], "tor_dial")
+        assert dials[-1]["onion"] in derived and dials[-1]["onion"] in published, dials
+        assert {e["port"] for e in dials} == {80}  # [RDV-77]
+        # RV_HELLO both ways: the dialer's first HELLO has no echo, the acceptor's HELLO
+        # echoes its nonce, and both machines authenticated (the acceptor only after the
+        # dialer's second HELLO echoed its own nonce, RDV-21), each seeing the other's
+        # incarnation (RDV-59)
         auth_py = events(py, "rdv_authenticated")[0]
-        assert auth_py["first_hello_echo"] is None and auth_py["peer_hello_echoes_ours"]
+        if dialer == "py":
+            assert auth_py["first_hello_sent_echo"] is None
+            assert auth_py["first_hello_got_echo"] == auth_py["first_hello_sent_nonce"]
+        else:
+            assert auth_py["first_hello_got_echo"] is None
+            assert auth_py["first_hello_sent_echo"] == auth_py["first_hello_got_nonce"]
         assert auth_py["peer_incarnation"] == inc_ts.hex()
         assert events(ts, "rdv_sent", type="RV_HELLO")
         auth_ts = events(ts, "rdv_authenticated")
@@ -434,5 +461,5 @@ def test_node_peer_signalling_over_private_tor(tornet: Any) -> None:
         return timings
 
     timings = asyncio.run(main())
-    print("node <-> python over tor (p4-03):",
+    print(f"node ({node_role}) <-> python over tor (p4-03):",
           json.dumps({k: round(v, 3) for k, v in timings.items()}))

@@ -11,15 +11,16 @@ Signalling, two ways:
   peer's RV_ANSWER (schema, keys, epoch window, signature, SDP fingerprint = signed
   fingerprint) before it uses the SDP.  The frames go out as JSON lines on stdout
   (``{"ev": "rv", "frame": hex}``) and come in on stdin (``{"cmd": "rv", "frame": hex}``).
-- *p4-03 over the private Tor network* (``rdv_dial``): the reference's ``TorDriver`` and the
-  link's ``Signaller``, dial-only, dial the peer's derived epoch onion and run the reference
+- *p4-03 over the private Tor network* (``rdv_dial`` / ``rdv_listen``): the reference's
+  ``TorDriver`` and the link's ``Signaller`` dial the peer's derived epoch onion (dial-only)
+  or publish this side's and wait for the dial-only peer, and run the reference
   ``RendezvousMachine`` on the stream (HELLO exchange, OFFER/ANSWER, replay cache, mark).
 
 A generation whose data channel never opens (ICE/DTLS failure, CONNECT_TIMEOUT) is abandoned
 (``gen_failed``); its offerer offers the next one (p4-04 §5.2 RECONNECT_NEEDED).
 
 Commands (stdin, JSON lines): ``offer`` (``generation``, default the one after the highest this
-side has seen), ``rv``, ``rdv_dial`` (``control_port``, ``socks_port``, ``cookie``,
+side has seen), ``rv``, ``rdv_dial`` / ``rdv_listen`` (``control_port``, ``socks_port``, ``cookie``,
 ``data_dir``: this side's tor; ``root``: the pair root key; ``incarnation``), ``chsend``
 (``name``, ``count``: send ``count`` messages on channel ``name``, which this side opens),
 ``stop``.  Events (stdout): ``ready``, ``rv``, ``rv_sent``, ``tor_dial``,
@@ -296,13 +297,15 @@ class Peer:
             self.m.receive_data(number, data, self.now())
             self.process()
 
-    async def rdv_dial(self, c: dict[str, Any]) -> None:
+    async def rdv(self, c: dict[str, Any], *, dial: bool) -> None:
         """p4-03 over the private Tor network, with the reference's own pieces: a
         :class:`~p4ref.io.tor.TorDriver` on this side's tor and the link's
-        :class:`~p4ref.link._signalling.Signaller` (dial-only, RDV-65: it publishes nothing and
-        dials the peer's derived epoch onion with its client-authorization key, then runs the
-        :class:`~p4ref.rendezvous.RendezvousMachine` on the stream: HELLO exchange, OFFER and
-        ANSWER with ``stream_nonce``, the pair's replay cache and high-water mark)."""
+        :class:`~p4ref.link._signalling.Signaller`, which runs the
+        :class:`~p4ref.rendezvous.RendezvousMachine` on the stream (HELLO exchange, OFFER and
+        ANSWER with ``stream_nonce``, the pair's replay cache and high-water mark).  ``dial``:
+        this side is dial-only (RDV-65: it publishes nothing and dials the peer's derived epoch
+        onion with its client-authorization key); else it publishes its derived onion and
+        waits for the dial-only peer."""
         tor = RecordingTor(TorConfig(mode="testnet", control_port=int(c["control_port"]),
                                      socks_port=int(c["socks_port"]),
                                      cookie_path=c["cookie"], data_dir=c["data_dir"]))
@@ -311,18 +314,22 @@ class Peer:
         root = bytes.fromhex(c["root"])
         inc = bytes.fromhex(c["incarnation"])
         sig = Signaller(tor, self.key.encode(), self.my_pub, self.peer_pub, root,
-                        PeerReplay(self.peer_pub), dial_only=True, incarnation=lambda: inc)
+                        PeerReplay(self.peer_pub), dial_only=dial, peer_dial_only=not dial,
+                        incarnation=lambda: inc)
         await sig.start()
+        if not dial:
+            out("onion", addresses=[h.address for h in tor.published])
         await sig.wait_ready()
         st = sig.stream
         assert st is not None and st.hello_sent is not None and st.hello_received is not None
         sent = decode_message(decode_frame(rv_frame(0x20, st.hello_sent), Path.TOR))
         got = decode_message(decode_frame(rv_frame(0x20, st.hello_received), Path.TOR))
         assert isinstance(sent, Hello) and isinstance(got, Hello)
-        out("rdv_authenticated", dialled=tor.dialled, epoch=got.epoch,
-            first_hello_echo=None if sent.echo is None else sent.echo.hex(),
-            peer_hello_echoes_ours=got.echo == sent.nonce, peer_incarnation=got.incarnation.hex(),
-            state=st.machine.state.name)
+        out("rdv_authenticated", dialled=getattr(tor, "dialled", []), epoch=got.epoch,
+            first_hello_sent_echo=None if sent.echo is None else sent.echo.hex(),
+            first_hello_got_echo=None if got.echo is None else got.echo.hex(),
+            first_hello_sent_nonce=sent.nonce.hex(), first_hello_got_nonce=got.nonce.hex(),
+            peer_incarnation=got.incarnation.hex(), state=st.machine.state.name)
         self.sig = sig
         self.closing.append(asyncio.create_task(self.rdv_events(sig)))
 
@@ -461,8 +468,8 @@ async def main() -> None:
                 await peer.offer(int(c.get("generation") or peer.highest + 1))
             elif cmd == "rv":
                 tasks.append(spawn(peer.on_rv(c["frame"])))
-            elif cmd == "rdv_dial":
-                tasks.append(spawn(peer.rdv_dial(c)))
+            elif cmd in ("rdv_dial", "rdv_listen"):
+                tasks.append(spawn(peer.rdv(c, dial=cmd == "rdv_dial")))
             elif cmd == "chsend":
                 tasks.append(spawn(peer.chsend(c["name"], int(c["count"]), c.get("size"))))
             elif cmd == "stop":

@@ -1,7 +1,7 @@
 /**
  * The Node live peer: the TS driver over node-datachannel (libdatachannel) through its W3C
  * polyfill.  `node dist/node-peer.js '<json config>'` (config: `seed`, `peer_pub` as hex);
- * commands as JSON lines on stdin (`rv`, `offer`, `tor_listen`, `chsend`, `stop`), events as
+ * commands as JSON lines on stdin (`rv`, `offer`, `tor_listen`, `tor_dial`, `chsend`, `stop`), events as
  * JSON lines on stdout —
  * the same protocol as tests/ts_live_peer.py.
  */
@@ -46,16 +46,24 @@ async function torListen(controlPort: number, cookie: string, root: string, inca
   rdv = new RendezvousPeer(peer, fromHex(cfg.seed), fromHex(cfg.peer_pub), fromHex(root), rng, emit, fromHex(incarnation));
   await rdv.publish(tor);
 }
+/** Dial-only (RDV-65): dial the peer's derived onion through this side's tor. */
+async function torDial(controlPort: number, cookie: string, socksPort: number, root: string, incarnation: string): Promise<void> {
+  tor = await TorControl.open(controlPort);
+  await tor.authenticateCookie(cookie);
+  rdv = new RendezvousPeer(peer, fromHex(cfg.seed), fromHex(cfg.peer_pub), fromHex(root), rng, emit, fromHex(incarnation));
+  await rdv.dial(tor, socksPort);
+}
 /** Offer generation `n` on the onion stream when there is one, else bare (test-carried). */
 const offer = (n: number): Promise<void> => (rdv?.ready === true ? rdv.offer(n) : peer.offer(n));
 peer.onRetry = (n) => run(offer(n));
 
 const rl = createInterface({ input: process.stdin });
 rl.on("line", (line) => {
-  const c = JSON.parse(line) as { cmd: string; frame?: string; name?: string; count?: number; size?: number; control_port?: number; cookie?: string; root?: string; incarnation?: string };
+  const c = JSON.parse(line) as { cmd: string; frame?: string; name?: string; count?: number; size?: number; control_port?: number; cookie?: string; root?: string; incarnation?: string; socks_port?: number };
   if (c.cmd === "rv") run(peer.onRv(c.frame as string));
   else if (c.cmd === "offer") run(offer((c as { generation?: number }).generation ?? peer.highestGeneration + 1));
   else if (c.cmd === "tor_listen") run(torListen(c.control_port as number, c.cookie as string, c.root as string, c.incarnation ?? "00".repeat(16)));
+  else if (c.cmd === "tor_dial") run(torDial(c.control_port as number, c.cookie as string, c.socks_port as number, c.root as string, c.incarnation ?? "00".repeat(16)));
   else if (c.cmd === "chsend") run(peer.chsend(c.name as string, c.count as number, c.size));
   else if (c.cmd === "status") emit("snapshot", peer.snapshot());
   else if (c.cmd === "stop") {

@@ -14,8 +14,10 @@
  *   generation (`send_answer`), `offer(n)` sends an OFFER on the kept stream (RDV-40) and its
  *   `ANSWER_RECEIVED` completes the generation.
  *
- * This peer only accepts streams: its peer in the tests is dial-only (RDV-65: it publishes
- * nothing and dials), so there is nothing for this side to dial.
+ * Either side of RDV-65: `publish` (the peer is dial-only and dials this onion) or `dial`
+ * (this peer is dial-only: it publishes nothing and dials the peer's derived onion through
+ * its tor's SOCKS port, with its client-authorization key). Both at once, with stream glare
+ * (RDV-39), is not implemented.
  */
 import type { Socket } from "node:net";
 import { toHex, type Bytes } from "../../dist/bytes.js";
@@ -23,7 +25,7 @@ import { derive, epochOf, EPOCH_MS } from "../../dist/rendezvous/derive.js";
 import { RendezvousMachine, ReplayCache } from "../../dist/rendezvous/machine.js";
 import type { Rng, StepOutput } from "../../dist/machine.js";
 import type { Emit, LivePeer } from "./driver.js";
-import { listenLocal, TorControl } from "./tor.js";
+import { listenLocal, socks5Connect, TorControl } from "./tor.js";
 
 const PREVIOUS_GRACE_MS = 3600 * 1000;
 const ONION_PORT = 80; // p4-03 RDV-77
@@ -72,13 +74,47 @@ export class RendezvousPeer {
 
   /** A stream reached the onion: an acceptor machine, started at once (RDV-76). */
   private accept(sock: Socket): void {
+    this.run(sock, "acceptor");
+  }
+
+  /**
+   * Dial-only (RDV-65): dial the peer's derived onion, current epoch first, then the previous
+   * and the next (RDV-14), with this peer's client-authorization key (RDV-13), port 80
+   * (RDV-77), retrying while the descriptor is not found yet; run the dialer machine on the
+   * stream.
+   */
+  async dial(tor: TorControl, socksPort: number, timeoutMs = 90000): Promise<string> {
+    const e = epochOf(Date.now());
+    const epochs = [e, e - 1n, e + 1n].filter((x) => x >= 0n);
+    const deadline = Date.now() + timeoutMs;
+    let last: unknown;
+    for (;;) {
+      for (const epoch of epochs) {
+        const k = derive(this.root, this.peer.myPub, this.peerPub, epoch);
+        await tor.addClientAuth(k.peerOnionAddress, k.myClientAuthPriv);
+        this.emit("tor_dial", { onion: k.peerOnionAddress, port: ONION_PORT, epoch: Number(epoch) });
+        try {
+          const sock = await socks5Connect(socksPort, `${k.peerOnionAddress}.onion`, ONION_PORT);
+          this.run(sock, "dialer");
+          return k.peerOnionAddress;
+        } catch (err) {
+          last = err;
+        }
+      }
+      if (Date.now() > deadline) throw new Error(`no epoch's onion was reachable: ${String(last)}`);
+      this.emit("tor_retry", { detail: String(last) });
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+  }
+
+  private run(sock: Socket, role: "acceptor" | "dialer"): void {
     const m = new RendezvousMachine({
-      role: "acceptor", identitySeed: this.seed, peerPub: this.peerPub,
+      role, identitySeed: this.seed, peerPub: this.peerPub,
       lastGeneration: this.lastGeneration, incarnation: this.incarnation,
     }, this.rng, this.replay);
     const st: StreamState = { m, sock, id: ++this.nextId, tick: setInterval(() => this.step(st, m.tick(Date.now())), 100) };
     this.streams.push(st);
-    this.emit("tor_stream", { stream: st.id });
+    this.emit("tor_stream", { stream: st.id, role });
     sock.on("data", (d: Buffer) => this.step(st, m.recv(Date.now(), new Uint8Array(d.buffer, d.byteOffset, d.byteLength).slice())));
     sock.on("end", () => this.step(st, m.recv(Date.now(), new Uint8Array(0))));
     sock.on("error", () => undefined);

@@ -52,7 +52,8 @@ export class TorControl {
     this.sock.write(cmd + "\r\n");
     const reply = await p;
     const last = reply[reply.length - 1] ?? "";
-    if (!last.startsWith("250")) throw new Error(`tor: ${cmd.split(" ")[0]} failed: ${reply.join(" | ")}`);
+    // 250 OK; 251/252: ONION_CLIENT_AUTH_ADD replaced a key / decrypted a cached descriptor
+    if (!/^25[0-2]/.test(last)) throw new Error(`tor: ${cmd.split(" ")[0]} failed: ${reply.join(" | ")}`);
     return reply;
   }
 
@@ -85,6 +86,11 @@ export class TorControl {
     if (id !== expected) throw new Error(`tor: ServiceID ${String(id)} is not the derived onion ${expected}`);
     await uploaded;
     return id;
+  }
+
+  /** Dial side (p4-03 §4.2): `ONION_CLIENT_AUTH_ADD <address> x25519:<base64 private key>`. */
+  async addClientAuth(address: string, priv: Uint8Array): Promise<void> {
+    await this.command(`ONION_CLIENT_AUTH_ADD ${address} x25519:${Buffer.from(priv).toString("base64")}`);
   }
 
   async delOnion(address: string): Promise<void> {
@@ -138,6 +144,43 @@ export function frameCutter(onFrame: (f: Uint8Array) => void): (d: Uint8Array) =
       buf = buf.slice(len);
     }
   };
+}
+
+/**
+ * SOCKS5 CONNECT (RFC 1928, no authentication, domain name) to `host`:`port` through tor's
+ * SOCKS port on 127.0.0.1; resolves with the connected socket, rejects with the SOCKS reply
+ * code (tor's 0xF0–0xF7 extended errors name onion-service failures).
+ */
+export function socks5Connect(socksPort: number, host: string, port: number): Promise<Socket> {
+  return new Promise<Socket>((resolve, reject) => {
+    const sock = connect(socksPort, "127.0.0.1");
+    let buf = Buffer.alloc(0);
+    let stage = 0;
+    const fail = (e: Error): void => { sock.destroy(); reject(e); };
+    sock.once("error", fail);
+    sock.on("connect", () => sock.write(Buffer.from([5, 1, 0])));
+    const onData = (d: Buffer): void => {
+      buf = Buffer.concat([buf, d]);
+      if (stage === 0 && buf.length >= 2) {
+        if (buf[0] !== 5 || buf[1] !== 0) return fail(new Error("SOCKS: no-auth refused"));
+        buf = buf.subarray(2);
+        stage = 1;
+        const name = Buffer.from(host, "ascii");
+        sock.write(Buffer.concat([Buffer.from([5, 1, 0, 3, name.length]), name, Buffer.from([port >> 8, port & 0xff])]));
+      }
+      if (stage === 1 && buf.length >= 5) {
+        if (buf[1] !== 0) return fail(new Error(`SOCKS reply 0x${(buf[1] ?? 0).toString(16)}`));
+        const alen = buf[3] === 1 ? 4 : buf[3] === 4 ? 16 : 1 + (buf[4] ?? 0);
+        if (buf.length < 4 + alen + 2) return;
+        sock.off("data", onData);
+        sock.off("error", fail);
+        const rest = buf.subarray(4 + alen + 2);
+        if (rest.length > 0) sock.unshift(rest);
+        resolve(sock);
+      }
+    };
+    sock.on("data", onData);
+  });
 }
 
 /** Listen on 127.0.0.1 for the onion service's streams. */
