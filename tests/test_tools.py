@@ -3,6 +3,7 @@ gen_vectors --check catches a hand-edited, missing or stale vector file (STYLE.m
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -73,3 +74,14 @@ def test_regeneration_check_catches_drift(tmp_path: Path, monkeypatch: pytest.Mo
     assert gen_vectors.main([]) == 0  # rewriting restores the tree and removes stale files
     assert not (out / "framing" / "stray.json").exists()
     assert gen_vectors.main(["--check"]) == 0
+
+
+def test_a_stale_revision_in_the_spec_index_is_caught(spec_copy: Path) -> None:
+    """spec/README.md's document table follows each document's front matter."""
+    doc = spec_copy / "p4-05-channels-v1.md"
+    text = doc.read_text("utf-8")
+    rev = re.search(r"^revision: (\d+)$", text, re.M)
+    assert rev is not None
+    doc.write_text(text.replace(rev.group(0), f"revision: {int(rev.group(1)) + 1}", 1), "utf-8")
+    errors = spec_check.run(spec_copy).errors
+    assert any("p4-05-channels-v1.md" in e and "README.md" in e for e in errors), errors

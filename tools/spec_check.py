@@ -5,7 +5,9 @@ Fails (exit 1) when:
   (code, name, body kind, flag mask, paths, owner), in either direction;
 - an ``error-codes`` registry table differs from ``p4ref.errors.ErrorCode``, in either direction;
 - a requirement tag is defined twice, or a vector cites a tag no spec defines;
-- a spec doc lacks its front matter (title, layer, version, revision, status, date, depends-on).
+- a spec doc lacks its front matter (title, layer, version, revision, status, date, depends-on);
+- the document table of ``spec/README.md`` lists a document's wire version, revision or status
+  other than its front matter says (or misses a document).
 
 Reports (never fails): MUST-level tags that no vector and no test cites.
 
@@ -126,15 +128,36 @@ def check_error_codes(rows: list[tuple[str, list[str]]], rep: Report) -> None:
             rep.fail(f"error code 0x{int(member):04x} {member.name} is in the code, in no spec")
 
 
-def front_matter(doc: str, text: str, rep: Report) -> None:
+def front_matter(doc: str, text: str, rep: Report) -> dict[str, str]:
     m = re.match(r"---\n(.*?)\n---\n", text, re.S)
     if not m:
         rep.fail(f"{doc}: no front matter")
-        return
-    keys = {line.split(":", 1)[0].strip() for line in m.group(1).splitlines() if ":" in line}
+        return {}
+    fields = {k.strip(): v.strip() for k, v in
+              (line.split(":", 1) for line in m.group(1).splitlines() if ":" in line)}
     for key in FRONT_KEYS:
-        if key not in keys:
+        if key not in fields:
             rep.fail(f"{doc}: front matter lacks '{key}'")
+    return fields
+
+
+def check_index(index: str, fronts: dict[str, dict[str, str]], rep: Report) -> None:
+    """spec/README.md's table: ``| [name](file) | layer | version | revision | status |``."""
+    listed: set[str] = set()
+    for m in re.finditer(r"^\| \[[^\]]+\]\(([^)]+\.md)\) \|[^|]*\|([^|]*)\|([^|]*)\|([^|]*)\|",
+                         index, re.M):
+        doc, cells = m.group(1), [c.strip() for c in m.groups()[1:]]
+        listed.add(doc)
+        front = fronts.get(doc)
+        if front is None:
+            rep.fail(f"README.md lists {doc}, which is not a spec document here")
+            continue
+        want = [front.get("version", "?"), front.get("revision", "?"), front.get("status", "?")]
+        if cells != want:
+            rep.fail(f"README.md lists {doc} as version/revision/status {'/'.join(cells)}, "
+                     f"its front matter says {'/'.join(want)}")
+    for doc in sorted(set(fronts) - listed):
+        rep.fail(f"README.md's document table does not list {doc}")
 
 
 def collect_tags(doc: str, text: str, rep: Report) -> None:
@@ -171,14 +194,17 @@ def cited_by_tests() -> set[str]:
 def run(spec_dir: Path) -> Report:
     rep = Report()
     tables: dict[str, list[tuple[str, list[str]]]] = defaultdict(list)
+    fronts: dict[str, dict[str, str]] = {}
     for path in sorted(spec_dir.glob("*.md")):
         text = path.read_text("utf-8")
         doc = path.name
         if re.match(r"p4-\d\d-", doc):
-            front_matter(doc, text, rep)
+            fronts[doc] = front_matter(doc, text, rep)
         collect_tags(doc, text, rep)
         for name, rows in registry_tables(text).items():
             tables[name].extend((doc, r) for r in rows)
+    if (spec_dir / "README.md").exists():
+        check_index((spec_dir / "README.md").read_text("utf-8"), fronts, rep)
     check_frame_types(tables.get("frame-types", []), rep)
     check_error_codes(tables.get("error-codes", []), rep)
     vec = cited_by_vectors(rep)
