@@ -28,8 +28,10 @@ resuming at the channel's durable offset after a restart; the receiver logs
 Commands: ``{"cmd": "send", "count": N}`` submits messages ``0 … N-1`` of the deterministic
 traffic (:func:`payload`), resuming after a restart at the outbox's ``tx`` (every accepted
 message has seq = index + 1, so the sender neither skips nor repeats one); ``force`` (a new
-generation), ``network_changed``, ``probe``, ``blackhole`` (the active generation's UDP socket
-silently drops everything both ways: a dead path without root), ``allow_direct`` /
+generation), ``network_changed``, ``probe``, ``ice_servers`` (``servers``: as the config's
+``ice_servers``, for the generations set up from now on), ``blackhole`` (the active
+generation's UDP socket silently drops everything both ways: a dead path without root),
+``allow_direct`` /
 ``block_direct``, ``status``, ``stop``.  Link events are reported with their ``kind`` as
 ``ev`` (``path`` events carry the path in ``detail``).
 
@@ -297,6 +299,11 @@ async def main(cfg: dict[str, Any]) -> None:
             link.network_changed()
         elif c == "probe":
             link.probe()
+        elif c == "ice_servers":  # the user changed STUN/TURN: the next generations use them
+            link._direct = dataclasses.replace(link._direct, ice_servers=tuple(
+                IceServer(tuple(s["urls"]), s.get("username"), s.get("credential"))
+                for s in cmd["servers"]))
+            out("ice_servers", n=len(cmd["servers"]))
         elif c in ("allow_direct", "block_direct"):
             _DIRECT["blocked"] = c == "block_direct"
             out(c)
