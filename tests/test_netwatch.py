@@ -57,6 +57,7 @@ def test_debounce_merges_a_burst_into_one_change() -> None:
 
     (change,) = asyncio.run(go())
     assert change.reason == "poll" and change.addresses == frozenset({"10.0.0.4"})
+    assert change.lost == {"10.0.0.1"} and change.gained == {"10.0.0.4"}
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="netlink and the lab are Linux-only")
@@ -83,8 +84,30 @@ def test_netlink_sees_a_move_and_nothing_from_another_namespace(netlab: Any) -> 
         f"event {latency * 1000:.0f} ms after it (debounce {DEBOUNCE * 1000:.0f} ms)"
     )
     assert change.addresses == frozenset({netlab.homes["a"].cell_ip})
+    assert change.lost == {netlab.homes["a"].wlan_ip} and change.gained == change.addresses
     assert "address" in change.reason and "route" in change.reason
     assert latency <= DEBOUNCE + 0.2
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="netlink and the lab are Linux-only")
+def test_make_before_break_is_two_changes_gained_then_lost(netlab: Any) -> None:
+    """With both interfaces up for a while, the first change only gains an address (the old
+    paths still work: no tor nudge), the second loses the old one (nudge now)."""
+    h = netlab.homes["a"]
+
+    async def go() -> tuple[NetworkChanged, NetworkChanged]:
+        async with NetWatch(netns=netlab.ns("a"), debounce=DEBOUNCE) as w:
+            await asyncio.to_thread(netlab.move, "a", "cell", make_before_break=True,
+                                    overlap=DEBOUNCE + 0.7)
+            return await w.next(5), await w.next(5)
+
+    try:
+        up, down = asyncio.run(go())
+    finally:
+        netlab.move("a", "wlan")
+    assert up.gained == {h.cell_ip} and not up.lost, up
+    assert up.addresses == {h.cell_ip, h.wlan_ip}
+    assert down.lost == {h.wlan_ip} and not down.gained, down
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="the lab is Linux-only")
@@ -113,4 +136,5 @@ def test_polling_fallback_sees_the_same_move(netlab: Any) -> None:
     )
     assert change.reason == "poll"
     assert change.addresses == frozenset({netlab.homes["a"].cell_ip})
+    assert change.lost == {netlab.homes["a"].wlan_ip}
     assert latency <= interval + DEBOUNCE + 0.3

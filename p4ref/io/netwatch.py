@@ -55,11 +55,18 @@ class NetworkChanged:
     ``reason``: the kinds of raw event in the burst, sorted and joined with ``+`` (``address``,
     ``route``, ``link`` from netlink; ``poll`` from the polling fallback). ``addresses``: the
     usable (non-loopback, non-link-local) interface addresses once the burst was over.
-    ``at``: ``time.monotonic()`` when it was produced."""
+    ``at``: ``time.monotonic()`` when it was produced. ``lost`` / ``gained``: the usable
+    addresses that went away / appeared since the previous report (or since the watch started).
+    An address lost means a network the device was using is gone (a hard move, or the second
+    half of a make-before-break one): its tor circuits are dead, so that is when a tor P⁴
+    launched is nudged; a change that only gained addresses leaves the old paths working (the
+    first half of a make-before-break move: re-signal over them, do not nudge)."""
 
     reason: str
     addresses: frozenset[str]
     at: float = 0.0
+    lost: frozenset[str] = frozenset()
+    gained: frozenset[str] = frozenset()
 
 
 def _usable(addr: str) -> bool:
@@ -130,6 +137,7 @@ class NetWatch:
         self._task: asyncio.Task[None] | None = None
         self._emit_tasks: set[asyncio.Task[None]] = set()
         self._closers: list[Callable[[], Any]] = []
+        self._known: frozenset[str] | None = None  # the addresses of the previous report
         self.raw_events = 0
 
     # ------------------------------------------------------------------ lifecycle
@@ -148,8 +156,10 @@ class NetWatch:
             ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._task = asyncio.create_task(self._netlink(ready))
             await ready
+            self._known = await self._addresses()
         else:
             last = await self._addresses()
+            self._known = last
             self._task = asyncio.create_task(self._poll(last))
 
     async def close(self) -> None:
@@ -206,7 +216,10 @@ class NetWatch:
 
     async def _emit(self, reason: str) -> None:
         addrs = await self._addresses()
-        self._queue.put_nowait(NetworkChanged(reason, addrs, time.monotonic()))
+        before = self._known if self._known is not None else addrs
+        self._known = addrs
+        self._queue.put_nowait(NetworkChanged(reason, addrs, time.monotonic(),
+                                              before - addrs, addrs - before))
 
     async def _addresses(self) -> frozenset[str]:
         if self._get_addresses is not None:

@@ -16,8 +16,8 @@ For the network lab (tests/test_lab_session.py): ``host_addresses`` (a list, or
 null for every interface address; default ``["127.0.0.1"]``), ``ice_servers`` (a list of
 ``{"urls": [...], "username", "credential"}``), ``tor_overrides`` (``TorConfig`` fields, e.g.
 ``control_socket``, ``socks_port``) and ``netwatch`` (watch this process's network namespace:
-on each change nudge tor, ``DisableNetwork`` 1→0, call ``network_changed``, report
-``netchange``).
+on each change report ``netchange``, nudge tor (``DisableNetwork`` 1→0) if an address was
+lost, and call ``network_changed``).
 
 With ``"channels": true`` the traffic runs on p4-05 channels: ``{"cmd": "chsend", "name": X,
 "count": N, "size": S|null}`` writes messages ``0 … N-1`` of channel X (:func:`chan_payload`),
@@ -233,9 +233,10 @@ async def _netwatch(link: Link, cfg: dict[str, Any]) -> None:
         async with NetWatch() as watch:
             async for change in watch:
                 out("netchange", reason=change.reason, at=change.at,
-                    addresses=sorted(change.addresses))
-                await nudge_tor(ctl)
-                out("nudged")
+                    addresses=sorted(change.addresses), lost=sorted(change.lost))
+                if change.lost:  # a network is gone, and tor's circuits over it [RDV-63]
+                    await nudge_tor(ctl)
+                    out("nudged")
                 link.network_changed()
     finally:
         await asyncio.to_thread(ctl.close)
