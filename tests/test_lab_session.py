@@ -31,6 +31,8 @@ from tests.test_link import ROOT, Peer, check_log, delivered, diagnose, make_pai
 from tools.netlab import STUN_IP, STUN_PORT, TURN_PASSWORD, TURN_USER
 
 OVERLAP = 3.0  # make-before-break: seconds both interfaces are up (a phone's fading Wi-Fi)
+pytestmark = [pytest.mark.tor, pytest.mark.slow]
+
 SOCKS_PORT = 9050  # a TCP SocksPort on 127.0.0.1 inside each device namespace (see world)
 STUN = {"urls": [f"stun:{STUN_IP}:{STUN_PORT}"]}
 TURN = {"urls": [f"turn:{STUN_IP}:{STUN_PORT}"], "username": TURN_USER,
