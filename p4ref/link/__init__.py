@@ -17,10 +17,15 @@ Public asyncio API::
     await link.confirm(d)                   # consumed: the inbox row goes; until then ``d`` is
                                             # delivered again after a restart, same id [SES-39]
     async for ev in link.events(): ...      # LinkEvent: status connected / reconnecting /
-                                            # offline [SES-8], connection_open / _failed / …
+                                            # offline [SES-8], connection_open / _failed / …,
+                                            # path (detail: datachannel / tor / none) [SES-73]
     link.status                             # the current status string
-    link.stats()                            # LinkStats: path (direct/turn), RTT, bytes sent
-                                            # and received, outbox size, last reconnect + cause
+    link.path                               # what carries the session now: datachannel, tor
+                                            # (the onion stream, small messages, p4-04 §5.1.1)
+                                            # or none
+    link.stats()                            # LinkStats: path (direct/turn/tor), RTT (the
+                                            # session's PING), bytes sent and received, outbox
+                                            # size, last reconnect + cause
     link.force_generation()                 # a new generation now (tests, benchmarks)
     link.network_changed()                  # the OS saw a network change [SES-48]
     link.probe()                            # liveness verdict within 10 s [SES-43]
