@@ -140,6 +140,34 @@ def test_send_and_receive_a_file(tmp_path: Path, link_style: bool) -> None:
     assert sorted(p.name for p in inbox.iterdir()) == ["report.pdf"]  # no partial, no sidecar
 
 
+def test_bulk_records_fill_whole_channel_messages(tmp_path: Path) -> None:
+    """The sender coalesces a block's FILE_HASHES and FILE_DATA records into channel messages of
+    fio.CHUNK bytes (four whole p4-05 DATA items), cut anywhere: only a block's last message is
+    shorter; the receiver's machine takes the split (FIL-42) and the file arrives intact."""
+    src = tmp_path / "big.bin"
+    data = _write_file(src, 3 * (1 << 20) + 4321)
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    sizes: list[int] = []
+
+    async def main() -> tuple[Any, Any]:
+        a, b = channel_pair(window=1 << 20)
+        send = a.send
+
+        async def spy(d: bytes) -> None:
+            sizes.append(len(d))
+            await send(d)
+        a.send = spy  # type: ignore[method-assign]
+        return await _both(fio.send_file(a, src), fio.receive_file(b, inbox))
+
+    sres, rres = asyncio.run(main())
+    assert sres.state == "DONE" and rres.path.read_bytes() == data
+    full = [n for n in sizes if n == fio.CHUNK]
+    assert len(full) >= 3 * ((1 << 20) // fio.CHUNK), sizes
+    # besides the whole chunks: the FILE_OFFER and the last, shorter message of each block
+    assert len(sizes) - len(full) <= 4 + 2, sizes
+
+
 def test_collision_safe_names(tmp_path: Path) -> None:
     src = tmp_path / "notes.txt"
     data = _write_file(src, 5000)

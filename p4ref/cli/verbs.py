@@ -1,6 +1,7 @@
 """The everyday verbs, on top of a running ``p4 up`` (through :mod:`._client`, the local API):
 
-    p4 status [--json]                 peers, session state, generation, path, last reconnect
+    p4 status [--json]                 per peer: session state, generation, path (direct/turn/
+                                       tor), RTT, bytes sent/received, outbox, last reconnect + why
     p4 send FILE|- PEER [--name N] [--json]   a file (or stdin) through p4-06, with a progress bar
     p4 recv [--wait] [--all] [--json]  files that arrived in the inbox
     p4 chat PEER [--json] [--linger S]  lines from stdin to the peer, the peer's lines to stdout
@@ -79,12 +80,16 @@ async def _status(args: argparse.Namespace) -> int:
         print("No paired peers. Pair with `p4 pair invite` / `p4 pair accept CODE`.")
         return 0
     w = max(4, *(len(p["name"]) for p in peers))
-    print(f"{'PEER':<{w}}  {'STATE':<10}  {'GEN':>3}  {'PATH':<6}  {'OUTBOX':>6}  LAST RECONNECT")
+    print(f"{'PEER':<{w}}  {'STATE':<10}  {'GEN':>3}  {'PATH':<6}  {'RTT':>7}  {'SENT':>9}  "
+          f"{'RECEIVED':>9}  {'OUTBOX':>6}  LAST RECONNECT")
     for p in peers:
         lr = p.get("last_reconnect")
         last = f"{_ago(lr['at'])} ({lr['reason']})" if lr else "-"
+        rtt = ("—" if p.get("rtt_ms") is None  # none measured yet
+               else f"{p['rtt_ms']:.{1 if p['rtt_ms'] < 10 else 0}f} ms")
         print(f"{p['name']:<{w}}  {p['state']:<10}  {p['generation']:>3}  "
-              f"{p['path'] or '-':<6}  {p['outbox_messages']:>6}  {last}")
+              f"{p['path'] or '-':<6}  {rtt:>7}  {_size(p['bytes_sent']):>9}  "
+              f"{_size(p['bytes_received']):>9}  {p['outbox_messages']:>6}  {last}")
     for t in info.get("transfers", []):
         print(f"sending {t['name']} to {t.get('peer_name') or t['peer'][:8]}: {t['state']}, "
               f"{_size(t['sent'])} of {_size(t['size'])}")
@@ -155,6 +160,11 @@ async def _send(args: argparse.Namespace) -> int:
             print(f"Sent {name} ({_size(rec['size'])}) to {peer.name} in {took:.1f}s"
                   f" ({_size(rate)}/s), verified by the receiver")
         return 0
+    if rec.get("code") == "FILE_DISK_FULL":
+        raise CliError("FILE_DISK_FULL",
+                       f"{peer.name}'s disk is full: the part of {name} it received is kept"
+                       f" there; free space on {peer.name}, then run this `p4 send` again to"
+                       " resume")
     if rec["state"] == "refused":
         raise CliError(rec.get("code") or "FILE_REFUSED",
                        f"{peer.name} refused {name}; the receiver's p4 up decides what it takes"

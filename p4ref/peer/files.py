@@ -6,7 +6,9 @@ on the peer's link and runs :func:`p4ref.io.files.send_file` on it: the file is 
 it is, one block at a time, never copied into the outbox.  An attempt that fails (the channel was
 reset because the receiver restarted, a broken stream) is retried on a new channel after a short
 backoff; the receiver then resumes from its verified prefix (p4-06 FIL-36), so only the blocks it
-does not have travel again.  A refusal (FILE_REFUSED, FILE_TOO_LARGE, FILE_DISK_FULL) ends it.
+does not have travel again.  A refusal (FILE_REFUSED, FILE_TOO_LARGE) ends it; so does a full disk
+at the receiver (FILE_DISK_FULL, state ``failed``): the receiver keeps the verified part, and the
+same file sent again once there is space resumes from it.
 Unfinished transfers start again when ``p4 up`` starts.
 
 Incoming: every channel the peer opens under ``p4files/`` runs
@@ -299,6 +301,8 @@ class FileService:
             if res.state == "DONE":
                 o.sent = o.size
                 self._finish(o, "done")
+            elif res.code == ErrorCode.FILE_DISK_FULL:  # the receiver keeps what it has
+                self._finish(o, "failed", res.code, f"{self._who(o.peer)}'s disk is full")
             elif res.state == "REFUSED" or (res.code is not None and res.code in _NO_RETRY):
                 self._finish(o, "refused", res.code)
             elif res.state == "CANCELLED":
@@ -361,6 +365,11 @@ class FileService:
             log.info("received %s (%d bytes%s) from %s", res.path, inc.size,
                      f", resumed at {res.resumed_from}" if res.resumed_from else "",
                      self._who(peer))
+        elif res.code == ErrorCode.FILE_DISK_FULL:
+            kept = f"; {res.verified} bytes kept in {res.path}" if res.path else ""
+            log.warning("incoming file from %s: the disk of %s is full%s. Free space there:"
+                        " the sender's next `p4 send` of the file resumes it", self._who(peer),
+                        self.inbox, kept)
         else:
             log.info("incoming %s from %s: %s %s", ch.name, self._who(peer), res.state,
                      _code_name(res.code) or "")
