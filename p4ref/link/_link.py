@@ -918,6 +918,9 @@ class Link:
             except P4Error as exc:
                 log.info("offer failed: %s", exc)
                 self._retry_later()
+            except Exception:  # e.g. OSError from aioice's gathering during a move: this loop
+                log.exception("offer failed")  # is the only offerer, it must survive
+                self._retry_later()
 
     def _retry_later(self) -> None:
         self._failures += 1
