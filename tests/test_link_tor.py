@@ -6,7 +6,7 @@ One run, three phases: (1) no generation can open (every ICE socket of both proc
 everything): small messages on three channels each way still arrive over Tor, in order, once,
 and ``path`` is ``tor``; (2) the direct path comes back: traffic moves to a data channel with
 nothing lost or duplicated; (3) the active data channel is blackholed mid-stream: the session
-falls back to Tor within the dead-path time (PROBE_BUSY + PONG_TIMEOUT = 10 s, with slack) and
+falls back to Tor within the dead-path time (PROBE_BUSY + PONG_TIMEOUT = 9 s, with slack) and
 keeps delivering while a new generation is set up, then moves to it.  Timings are printed, not
 asserted (except the dead-path bound, a protocol requirement).
 """

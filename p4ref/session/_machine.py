@@ -94,7 +94,7 @@ HANDSHAKE_TIMEOUT_MS = 10_000
 DRAIN_TIMEOUT_MS = 10_000
 PROBE_BUSY_MS = 2_000
 PROBE_IDLE_MS = 30_000  # the LOW peer; the HIGH peer waits 1.5 times as long [SES-43]
-PONG_TIMEOUT_MS = 8_000
+PONG_TIMEOUT_MS = 7_000
 PROBE_REQUEST_MS = 10_000
 ACK_DELAY_MS = 20
 ACK_EVERY = 16
@@ -386,7 +386,7 @@ class SessionMachine:
         self._out.append((c.cid, codec.encode_signal(frame)))
 
     def probe(self, now: int) -> None:
-        """The application asks whether the path is alive: PING now, verdict within 8 s."""
+        """The application asks whether the path is alive: PING now, verdict within 7 s."""
         self._probe_until = now + PROBE_REQUEST_MS
         c = self._active_conn()
         if c is not None and c.ping is None:

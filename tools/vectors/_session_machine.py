@@ -652,11 +652,11 @@ def _liveness_vectors(out: list[tuple[Json, Json]]) -> None:
     _send(s, T0 + 10, b"unacked")
     s.step(T0 + 3 + 1999, {"tick": True})
     s.step(T0 + 3 + 2000, {"tick": True})
-    s.step(T0 + 3 + 2000 + 7999, {"tick": True})
-    s.step(T0 + 3 + 2000 + 8000, {"tick": True})
+    s.step(T0 + 3 + 2000 + 6999, {"tick": True})
+    s.step(T0 + 3 + 2000 + 7000, {"tick": True})
     _vec(out, s, "ses-tx-dead-path", "unacknowledged data (busy): PING after PROBE_BUSY "
-         "(2000 ms) of silence, no PONG for PONG_TIMEOUT (8000 ms): TIMEOUT, the path is dead "
-         "(within 10 s), a new generation is asked for", ["SES-43", "SES-46", "SES-53"],
+         "(2000 ms) of silence, no PONG for PONG_TIMEOUT (7000 ms): TIMEOUT, the path is dead "
+         "(within 9 s), a new generation is asked for", ["SES-43", "SES-46", "SES-53"],
          ["TIMER"])
 
     s = low_high("lv-idle-low")
@@ -690,10 +690,10 @@ def _liveness_vectors(out: list[tuple[Json, Json]]) -> None:
     s = low_high("lv-probe")
     s.handshake(T0, 1, 1)
     s.step(T0 + 10, {"cmd": "probe"})
-    s.step(T0 + 10 + 7999, {"tick": True})
-    s.step(T0 + 10 + 8000, {"tick": True})
+    s.step(T0 + 10 + 6999, {"tick": True})
+    s.step(T0 + 10 + 7000, {"tick": True})
     _vec(out, s, "ses-tx-probe", "the application asks for liveness: PING at once, TIMEOUT "
-         "8000 ms later without an answer", ["SES-43", "SES-46"], ["TIMER"])
+         "7000 ms later without an answer", ["SES-43", "SES-46"], ["TIMER"])
 
     s = low_high("lv-network")
     s.handshake(T0, 1, 1)
@@ -968,7 +968,7 @@ def _pinned_vectors(out: list[tuple[Json, Json]]) -> None:
     s.recv(T0 + 10, 1, encode_frame(codec.encode_end(0), DC))
     s.step(T0 + 10 + 29999, {"tick": True})
     s.step(T0 + 10 + 30000, {"tick": True})
-    s.step(T0 + 10 + 30000 + 8000, {"tick": True})
+    s.step(T0 + 10 + 30000 + 7000, {"tick": True})
     _vec(out, s, "ses-tx-probe-end-received", "the peer sent SES_END (END_RECEIVED): the "
          "connection is still probed at the idle interval, and declared dead when the PING "
          "stays unanswered", ["SES-63", "SES-43", "SES-46"], ["TIMER"])
@@ -989,12 +989,12 @@ def _pinned_vectors(out: list[tuple[Json, Json]]) -> None:
     s.handshake(T0, 1, 1)
     s.step(T0 + 3 + 30000, {"tick": True})
     s.recv(T0 + 3 + 30100, 1, ping(bytes(range(8))))
-    s.step(T0 + 3 + 38000, {"tick": True})
+    s.step(T0 + 3 + 37000, {"tick": True})
     s.step(T0 + 3 + 30100 + 29999, {"tick": True})
     s.step(T0 + 3 + 30100 + 30000, {"tick": True})
     _vec(out, s, "ses-tx-ping-answered-by-frame", "a PING is outstanding; a frame other than its "
          "PONG (the peer's PING) proves the path alive: the first PING no longer counts (no "
-         "TIMEOUT 8000 ms after it), silence counts from that frame, and a new PING follows "
+         "TIMEOUT 7000 ms after it), silence counts from that frame, and a new PING follows "
          "PROBE_IDLE after it", ["SES-63", "SES-43", "SES-46"], ["TIMER"])
 
     s = low_high("pin-both-stale",
