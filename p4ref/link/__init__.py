@@ -28,7 +28,7 @@ Public asyncio API::
                                             # size, last reconnect + cause
     link.force_generation()                 # a new generation now (tests, benchmarks)
     link.network_changed()                  # the OS saw a network change [SES-48]
-    link.probe()                            # liveness verdict within 10 s [SES-43]
+    link.probe()                            # liveness verdict within 9 s [SES-43]
     await link.stop()                       # everything accepted stays durable
 
 Channels (p4-05), with ``LinkConfig(channels=True)``; then every session message is a channel
