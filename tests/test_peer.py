@@ -101,11 +101,15 @@ def status(home: Path) -> dict[str, Any]:
     return doc
 
 
-def wait_connected(home: Path, timeout: float = 90) -> dict[str, Any]:
+def wait_connected(home: Path, timeout: float = 90, paths: tuple[str, ...] | None = None
+                   ) -> dict[str, Any]:
+    """Every peer ``connected``; with ``paths``, also carried by one of them (a session is
+    connected on the onion stream a moment before its first generation opens, p4-04 §5.1.1)."""
     end = time.monotonic() + timeout
     while True:
         doc = status(home)
-        if doc["peers"] and all(p["state"] == "connected" for p in doc["peers"]):
+        if doc["peers"] and all(p["state"] == "connected" and (paths is None or p["path"] in paths)
+                                for p in doc["peers"]):
             return doc
         assert time.monotonic() < end, doc
         time.sleep(0.5)
@@ -154,7 +158,7 @@ def peers(tmp_path_factory: pytest.TempPathFactory, tornet: Any) -> Iterator[tup
 
 def test_status_connected(peers: tuple[Up, Up]) -> None:
     ua, ub = peers
-    doc = wait_connected(ua.home)
+    doc = wait_connected(ua.home, paths=("direct",))
     (bob,) = doc["peers"]
     assert bob["name"] == "bob" and bob["generation"] >= 1 and bob["path"] == "direct"
     # from Link.stats(): the in-band handshake's bytes, SCTP's RTT, an empty outbox
