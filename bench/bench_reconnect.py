@@ -21,7 +21,8 @@ Printed: p50 / p90 / max of move → first echo through the onion, and the phase
 detection, nudge, re-dial), with the dials per move. ``--baseline`` repeats the same with a
 tor that is not nudged (a system tor P⁴ did not launch), which takes over 100 s a move in this
 lab; it runs ``--baseline-trials`` times (default 2) and says so. ``--quick`` (or
-``P4_BENCH_QUICK=1``): one move, no baseline, for CI. Without root or a lab prerequisite it
+``P4_BENCH_QUICK=1``): one move of each kind (session moves given 40 s), no baseline, for
+CI (about 75 s here). Without root or a lab prerequisite it
 prints why and exits 0, except under ``CI=true`` (exit 1).
 
 The session on top (issue 12 §8 (a), (b)): two ``p4ref/link/_testpeer.py`` processes, one in
@@ -395,6 +396,7 @@ def _session(lab: Any, net: Any, trials: int, *, limit: float, settle: float,
         out["messages_each_way"] = count
     except BaseException:
         for c in cfgs:
+            tail: list[str] = []
             with contextlib.suppress(OSError), open(c["log"] + ".stderr") as f:
                 tail = [ln for ln in f.read().splitlines() if " stem " not in ln][-15:]
             print(f"{c['log']}.stderr (last lines):", *tail, sep="\n  ", file=sys.stderr)
@@ -510,14 +512,16 @@ def main(argv: list[str] | None = None) -> int:
                                ("SocksPort", f"127.0.0.1:{SOCKS_PORT} ExtendedErrors")])
             finally:
                 c.close()
+        # the session first: its peers start their links on a network no move has disturbed
+        if not args.no_session:
+            results["session"] = _session(lab, net, args.trials,
+                                          limit=40.0 if quick else args.limit,
+                                          settle=1.0 if quick else args.session_settle,
+                                          keep=args.dir, overlap=args.overlap)
         if not args.session_only:
             results["policy"] = asyncio.run(_trials(lab, net, args.trials, nudge=True,
                                                     limit=args.limit, settle=args.settle,
                                                     config=config))
-        if not args.no_session:
-            results["session"] = _session(lab, net, args.trials, limit=args.limit,
-                                          settle=1.0 if quick else args.session_settle,
-                                          keep=args.dir, overlap=args.overlap)
         if args.baseline:
             results["baseline"] = asyncio.run(
                 _trials(lab, net, args.baseline_trials, nudge=False, limit=args.limit,
