@@ -13,13 +13,30 @@
 8. a plain-language summary with timings; everything (``p4 up`` processes, Tor, the temporary
    profiles) is stopped and removed, on success, failure and Ctrl-C alike.
 
-The network change: the peers ask their link for a new generation through ``p4 up``'s CLI-only
-route ``POST /v1/p4cli/new-generation`` (the same switch a network change makes: new ICE, new
-DTLS, the session's messages carried over).  Moving a peer between network namespaces of
-``tools/netlab`` (root) is not wired into the demo yet; it says so when run as root.
+The network change, two ways:
 
-Nothing leaves the machine: tor listens on 127.0.0.1 only, and WebRTC host candidates are pinned
-to 127.0.0.1 (``p4 up --host-address 127.0.0.1``).
+- **in the network lab** (root, with ``tools/netlab``'s prerequisites; the default then): a lab
+  of network namespaces (``tools/netlab``): the laptop and the phone each behind a home NAT
+  (port-restricted), a cellular network behind a symmetric NAT, coturn as STUN/TURN on the
+  lab's internet, and the private Tor network inside it (``tools/netlab/tor.py``: every relay
+  on the lab's internet, each device's tor client in the device's namespace, with a control
+  port and a SOCKS port on that namespace's 127.0.0.1, as a system tor has).  Every ``p4``
+  command of a device runs in its namespace (``ip netns exec``), ``p4 up`` with ``--tor
+  system:9051 --stun … --turn …`` (the lab's coturn).  Part-way through the file the laptop
+  moves from Wi-Fi to cellular (a hard move: the Wi-Fi interface goes down before the cellular
+  one is up, which kills its direct connection and its tor's circuits); ``p4 up`` sees the
+  change (netlink), and the session resumes on a new generation.  The laptop's tor is told at
+  once (``DisableNetwork`` 1 → 0, as the lab's test peers do: ``p4 up`` does not do this yet,
+  docs/network.md).  The lab (namespaces, coturn, tor processes) is removed afterwards by its
+  own teardown and a sweep of its prefix.
+- **otherwise** (not root, a prerequisite missing, ``--no-lab``, ``--tornet``): on loopback,
+  the peers ask their link for a new generation through ``p4 up``'s CLI-only route ``POST
+  /v1/p4cli/new-generation`` (the same switch a network change makes: new ICE, new DTLS, the
+  session's messages carried over).
+
+Nothing leaves the machine: on loopback tor listens on 127.0.0.1 only and WebRTC host candidates
+are pinned to 127.0.0.1 (``p4 up --host-address 127.0.0.1``); the lab is not connected to the
+root namespace at all.
 """
 
 from __future__ import annotations
@@ -42,9 +59,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DemoResult", "main", "run_demo"]
+__all__ = ["DemoResult", "lab_unavailable", "main", "run_demo"]
 
 P4 = [sys.executable, "-m", "p4ref"]
+ROLES = {"laptop": "a", "phone": "b"}  # lab device namespace of each profile
+LAB_CONTROL_PORT = 9051  # each lab device's tor: control and SOCKS on its own 127.0.0.1
+LAB_SOCKS_PORT = 9050
 
 
 class DemoError(Exception):
@@ -67,6 +87,14 @@ class DemoResult:
     sha256_sent: str = ""
     sha256_received: str = ""
     network_change: str = ""
+    lab: bool = False  # the network lab was used (else: a forced generation change on loopback)
+    lab_prefix: str = ""  # the lab's namespace prefix (``p4nl-…-``)
+    moved: bool = False  # the laptop moved from Wi-Fi to cellular during the transfer
+    move_from: str = ""  # the laptop's address before and after the move
+    move_to: str = ""
+    resumed_after: float = 0.0  # s from the move until the new generation carried the session
+    path_before: str = ""  # direct / turn / tor
+    path_after: str = ""
     steps: list[tuple[str, float]] = field(default_factory=list)
 
 
@@ -92,6 +120,8 @@ class _Demo:
         self.net_dir = net_dir
         self.size = size
         self.out = out
+        self.lab: Any = None  # tools.netlab.Lab when the demo runs in the network lab
+        self.labtor: Any = None  # its tools.netlab.tor.LabTorNet
         self.procs: list[subprocess.Popen[Any]] = []
         self.ups: dict[str, subprocess.Popen[Any]] = {}
         self.result = DemoResult(size=size)
@@ -120,11 +150,18 @@ class _Demo:
         return self.home / name
 
     def tor(self, index: int) -> str:
+        if self.lab is not None:  # the device's own tor, in its namespace
+            return f"system:{LAB_CONTROL_PORT}"
         return f"testnet:{self.net_dir}:{index}"
+
+    def argv(self, who: str, *args: str) -> list[str]:
+        """``p4 --home <who's profile> args…``, inside ``who``'s namespace in the lab."""
+        cmd = [*P4, "--home", str(self.prof(who)), *args]
+        return self.lab.argv(ROLES[who], *cmd) if self.lab is not None else cmd
 
     def p4(self, who: str, *args: str, timeout: float = 120, input: str | None = None
            ) -> subprocess.CompletedProcess[str]:
-        r = subprocess.run([*P4, "--home", str(self.prof(who)), *args], capture_output=True,
+        r = subprocess.run(self.argv(who, *args), capture_output=True,
                            text=True, timeout=timeout, check=False, input=input,
                            stdin=None if input is not None else subprocess.DEVNULL)
         if r.returncode != 0:
@@ -133,7 +170,7 @@ class _Demo:
         return r
 
     def popen(self, who: str, *args: str, **kw: Any) -> subprocess.Popen[Any]:
-        p = subprocess.Popen([*P4, "--home", str(self.prof(who)), *args], **kw)
+        p = subprocess.Popen(self.argv(who, *args), **kw)
         self.procs.append(p)
         return p
 
@@ -211,21 +248,42 @@ class _Demo:
             d.append(f"both show the check code {sas_l}" if self.result.paired
                      else f"SAS differ: {sas_l} / {sas_p}")
 
+    def coturn_alive(self, d: list[str]) -> None:
+        """The lab's coturn must be running (STUN/TURN for ``p4 up``); something outside the
+        demo killed it here now and then (SIGKILL, on a machine shared by several labs):
+        restart it then, with the lab's own starter, and say so."""
+        proc = self.lab.procs.get("coturn") if self.lab is not None else None
+        if proc is not None and proc.poll() is not None:
+            self.lab._start_coturn()
+            d.append(f"the lab's coturn had exited ({proc.returncode}); restarted")
+
     def up(self) -> None:
         with self.step("`p4 up` on both (onion rendezvous, then direct WebRTC)") as d:
+            self.coturn_alive(d)
+            env = None
+            if self.lab is not None:  # STUN/TURN: the lab's coturn; host candidates: all
+                from tools.netlab import STUN_IP, STUN_PORT, TURN_PASSWORD, TURN_USER
+
+                where = f"{STUN_IP}:{STUN_PORT}"
+                opts = ["--stun", f"stun:{where}", "--turn", f"turn:{where}", "--turn-user",
+                        TURN_USER]
+                env = dict(os.environ, P4_TURN_PASSWORD=TURN_PASSWORD)
+                d.append(f"STUN/TURN: the lab's coturn {where}")
+            else:
+                opts = ["--host-address", "127.0.0.1"]
             for i, who in enumerate(("laptop", "phone")):
                 with open(self.up_log(who), "ab") as log:
                     self.ups[who] = self.popen(
-                        who, "up", "--tor", self.tor(i), "--host-address", "127.0.0.1",
+                        who, "up", "--tor", self.tor(i), "--verbose", *opts,
                         stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                        start_new_session=True)
+                        start_new_session=True, env=env)
             for who in ("laptop", "phone"):
                 self.wait_log(who, " ready", 120)
             end = time.monotonic() + 120
-            while True:
+            while True:  # connected on a direct generation (generation 0 is the Tor path)
                 docs = [self.status(w) for w in ("laptop", "phone")]
                 if all(doc["peers"] and doc["peers"][0]["state"] == "connected"
-                       for doc in docs):
+                       and doc["peers"][0]["path"] in ("direct", "turn") for doc in docs):
                     break
                 if time.monotonic() > end:
                     raise DemoError("the two `p4 up` did not connect within 120 s (logs: "
@@ -233,6 +291,7 @@ class _Demo:
                 time.sleep(0.3)
             p = docs[0]["peers"][0]
             self.result.generation_before = int(p["generation"])
+            self.result.path_before = str(p.get("path") or "")
             rtt = f", RTT {p['rtt_ms']:.1f} ms" if p.get("rtt_ms") is not None else ""
             d.append(f"connected, generation {p['generation']}, path {p['path']}{rtt}")
 
@@ -258,7 +317,39 @@ class _Demo:
                 raise DemoError("the chat line did not arrive on the phone")
             d.append(f"laptop: `p4 chat phone`; the phone's `p4 chat` shows {line!r}")
 
-    def send(self, netchange: str) -> Path:
+    def phone_bytes(self) -> int:
+        """Bytes the phone's link has received so far."""
+        peers = self.api("phone", "GET", "/v1/p4cli/info").get("peers") or [{}]
+        return int(peers[0].get("bytes_received") or 0)
+
+    def move_laptop(self) -> None:
+        """The lab's hard move of the laptop, Wi-Fi → cellular, then its tor is told at once
+        (``DisableNetwork`` 1 → 0; ``p4 up`` does not nudge tor itself yet)."""
+        import stem.control
+
+        from p4ref.io.netwatch import nudge_tor_sync
+
+        role = ROLES["laptop"]
+        was = ", ".join(sorted(self.lab.addresses(role)))
+        self.lab.move(role, "cell")
+
+        def nudge() -> None:  # all of it in the laptop's namespace: stem may reconnect
+            with stem.control.Controller.from_port("127.0.0.1", LAB_CONTROL_PORT) as c:
+                c.authenticate()
+                nudge_tor_sync(c)
+
+        try:
+            self.lab.run_in(role, nudge)  # its control port, as `p4 up` there reaches it
+        except Exception as exc:
+            pids = subprocess.run(["ip", "netns", "pids", self.lab.ns(role)],
+                                  capture_output=True, text=True, check=False).stdout.split()
+            raise DemoError(f"the laptop's tor did not answer on 127.0.0.1:{LAB_CONTROL_PORT} in"
+                            f" its namespace ({exc}; {len(pids)} processes there)") from exc
+        self.result.moved = True
+        self.result.move_from = f"Wi-Fi ({was})"
+        self.result.move_to = f"cellular ({', '.join(sorted(self.lab.addresses(role)))})"
+
+    def send(self) -> Path:
         src = self.home / "holiday-video.bin"
         r = random.Random(4)
         with open(src, "wb") as f:
@@ -268,36 +359,68 @@ class _Demo:
                 f.write(r.randbytes(n))
                 left -= n
         self.result.sha256_sent = _sha256(src)
+        in_lab = self.lab is not None
+        at = 0.25 if in_lab else 0.2
+        netchange = ("the laptop moves from Wi-Fi to cellular (hard: Wi-Fi down, then cellular"
+                     " up)" if in_lab else "a forced generation change (new ICE + DTLS)")
         self.result.network_change = netchange
-        self.say(f"     laptop: `p4 send {src.name} phone` ({_size(self.size)}); at 20 %:"
-                 f" {netchange}")
+        self.say(f"     laptop: `p4 send {src.name} phone` ({_size(self.size)}); at"
+                 f" {at * 100:.0f} %: {netchange}")
         t0 = time.monotonic()
         env = dict(os.environ, P4_PROGRESS="1")
         sender = self.popen("laptop", "send", str(src), "phone", stdout=subprocess.PIPE,
                             stderr=None, stdin=subprocess.DEVNULL, text=True, env=env)
-        # part-way: the first quarter is on the wire; then ask for a new generation
-        forced = False
+        # part-way (the first fifth or quarter is on the wire): the change; then wait for the
+        # session on a new generation (in the lab also after the file is through)
+        changed = False
+        t_change = 0.0
+        # in the lab, "how far" is what reached the phone (its link's byte counter): the
+        # laptop's own counter runs ahead, into its durable outbox, while the path is down
+        base = self.phone_bytes() if in_lab else 0
         before = self.result.generation_before
         switched: float | None = None
         rec: dict[str, Any] = {}
         tid = ""
-        while sender.poll() is None:
+        while sender.poll() is None or (in_lab and switched is None):
             info = self.api("laptop", "GET", "/v1/p4cli/info")
             recs = info.get("transfers") or []
             if recs:
                 rec = recs[0]
                 tid = rec["id"]
-            if not forced and rec and rec.get("sent", 0) >= self.size // 5:
-                got = self.api("laptop", "POST", "/v1/p4cli/new-generation",
-                               {"peer": "phone", "why": "forced"})
-                before = int(got.get("generation") or before)
-                forced = True
-            elif forced and switched is None:
-                gen = int(info["peers"][0]["generation"])
-                if gen > before:
-                    switched = rec.get("sent", self.size) / self.size if rec else 1.0
+            running = sender.poll() is None
+            if in_lab:
+                frac = min(1.0, (self.phone_bytes() - base) / self.size) if running else 1.0
+            else:
+                frac = rec.get("sent", 0) / self.size if rec and running else 1.0
+            if not changed and (frac >= at or not running):
+                t_change = time.monotonic()
+                if in_lab:
+                    before = int(info["peers"][0]["generation"])
+                    note: list[str] = []
+                    self.coturn_alive(note)
+                    if note:
+                        self.say("     " + note[0])
+                    self.move_laptop()
+                else:
+                    got = self.api("laptop", "POST", "/v1/p4cli/new-generation",
+                                   {"peer": "phone", "why": "forced"})
+                    before = int(got.get("generation") or before)
+                changed = True
+                if in_lab:
+                    switched = None
+                    self.result.switched_at = frac
+            elif changed and switched is None:
+                peer = info["peers"][0]
+                gen = int(peer["generation"])
+                if gen > before and peer["state"] == "connected":
+                    switched = frac
                     self.result.generation_after = gen
-            time.sleep(0.1)
+                    self.result.resumed_after = time.monotonic() - t_change
+                    self.result.path_after = str(peer.get("path") or "")
+                elif in_lab and time.monotonic() - t_change > 150:
+                    raise DemoError("the session did not resume within 150 s of the move"
+                                    f" (logs: {self.up_log('laptop')}, {self.up_log('phone')})")
+            time.sleep(0.05 if in_lab else 0.1)
         took = time.monotonic() - t0
         out = sender.communicate()[0]
         if sender.returncode != 0:
@@ -312,12 +435,21 @@ class _Demo:
             gen = int(self.status("laptop")["peers"][0]["generation"])
             self.result.generation_after = gen
             switched = 1.0
-        self.result.switched_at = switched
+        if not in_lab:
+            self.result.switched_at = switched
         self.result.steps.append((f"file sent ({_size(self.size)}) across the change", took))
         self.n += 1
-        pct = f"{switched * 100:.0f} %"
-        self.line(f"file sent; generation {before} → {self.result.generation_after} at {pct},"
-                  f" {self.result.attempts} attempt(s): the transfer went on, no restart", took)
+        pct = f"{self.result.switched_at * 100:.0f} %"
+        if in_lab:
+            self.line(f"file sent; {self.result.move_from} → {self.result.move_to} at {pct};"
+                      f" generation {before} → {self.result.generation_after} after"
+                      f" {self.result.resumed_after:.1f} s (path {self.result.path_after}),"
+                      f" {self.result.attempts} attempt(s): the transfer went on, no restart",
+                      took)
+        else:
+            self.line(f"file sent; generation {before} → {self.result.generation_after} at"
+                      f" {pct}, {self.result.attempts} attempt(s): the transfer went on, no"
+                      " restart", took)
         return src
 
     def verify(self, src: Path) -> None:
@@ -349,26 +481,90 @@ class _Demo:
                 p.wait()
 
 
-def _netchange_kind() -> str:
-    if hasattr(os, "geteuid") and os.geteuid() == 0:
-        return ("a forced generation change (new ICE + DTLS; as root, too: moving a peer"
-                " in tools/netlab is not wired into the demo yet)")
-    return "a forced generation change (new ICE + DTLS; not root, so no network lab)"
+def _repo_tools() -> str | None:
+    """Make the checkout's ``tools/`` importable (the demo runs from the repository: ``p4ref``
+    is installed in editable mode, ``tools`` is not installed); None, or why not."""
+    import p4ref
+
+    root = Path(p4ref.__file__).resolve().parent.parent
+    if not (root / "tools" / "netlab" / "__init__.py").is_file():
+        return "tools/netlab is not beside p4ref/ (run the demo from the repository checkout)"
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    return None
+
+
+def lab_unavailable() -> str | None:
+    """None if the demo can run in the network lab here, else why not (a few words)."""
+    if not (hasattr(os, "geteuid") and os.geteuid() == 0):
+        return "not root"
+    reason = _repo_tools()
+    if reason is None:
+        from tools.netlab import check_prerequisites
+
+        reason = check_prerequisites()
+    if reason is None and not shutil.which("tor"):
+        reason = "`tor` not found (Debian package tor; tools/bootstrap.sh installs it)"
+    return reason
+
+
+def _start_lab(demo: _Demo, home: Path) -> None:
+    """The lab and the private Tor network inside it; each device's tor gets a control port
+    and a SOCKS port on its namespace's 127.0.0.1 (``p4 … --tor system:9051`` there)."""
+    from tools.netlab import Lab, sweep
+    from tools.netlab.tor import LabTorNet
+
+    with demo.step("network lab: laptop and phone each behind a home NAT, a cellular network,"
+                   " coturn (STUN/TURN)") as d:
+        sweep()  # labs whose owner died (a demo killed with SIGKILL)
+        demo.lab = Lab({ROLES["laptop"]: "port-restricted", ROLES["phone"]: "port-restricted"})
+        demo.result.lab_prefix = demo.lab.prefix
+        demo.lab.up()
+        demo.result.lab = True
+        homes = demo.lab.homes
+        d.append(f"laptop {homes['a'].wlan_ip}, phone {homes['b'].wlan_ip} (Wi-Fi behind"
+                 f" port-restricted NATs), cellular {demo.lab.routers['rc'].lan_gw}/24"
+                 " (symmetric NAT)")
+    with demo.step("private Tor network inside the lab (relays on its internet, each"
+                   " device's tor in its namespace)") as d:
+        demo.labtor = LabTorNet(lab=demo.lab, authorities=1, relays=5, base_dir=str(home / "tor"))
+        demo.labtor.start(180)
+        for i in range(2):
+            c = demo.labtor.controller(i)
+            try:
+                c.set_options([
+                    ("ControlPort", f"unix:{demo.labtor.control_socket(i)}"),
+                    ("ControlPort", f"127.0.0.1:{LAB_CONTROL_PORT}"),
+                    ("SocksPort", f"unix:{demo.labtor.socks_socket(i)} ExtendedErrors"),
+                    ("SocksPort", f"127.0.0.1:{LAB_SOCKS_PORT} ExtendedErrors")])
+            finally:
+                c.close()
+        d.append("1 authority and 5 relays; both devices' tor bootstrapped behind their NATs")
 
 
 def run_demo(home: Path, *, net_dir: str | None = None, size: int = 8 << 20,
-             out: Any = None) -> DemoResult:
+             out: Any = None, lab: bool = False) -> DemoResult:
     """Run the whole demo under ``home`` (which it fills and leaves for the caller to remove).
-    ``net_dir``: an already-running private Tor network (``TorNet.dir``); else one is started
-    and stopped here.  Raises :class:`DemoError` on a failed step, after cleaning up."""
+    ``lab``: in the network lab (root; :func:`lab_unavailable` says whether it can run), the
+    laptop moving from Wi-Fi to cellular mid-transfer; else on loopback with a forced
+    generation change. ``net_dir``: an already-running private Tor network (``TorNet.dir``,
+    loopback only); else one is started and stopped here.  Raises :class:`DemoError` on a
+    failed step, after cleaning up (the lab too: its teardown, then a sweep of its prefix)."""
     from .io.tornet import TorNet
 
+    if lab and net_dir is not None:
+        raise DemoError("a running private Tor network (--tornet) is on loopback, not in the lab")
     out = out or sys.stdout
     net: TorNet | None = None
     demo = _Demo(home, net_dir or "", size, out)
     t_all = time.monotonic()
     try:
-        if net_dir is None:
+        if lab:
+            reason = _repo_tools()
+            if reason is not None:
+                raise DemoError(reason)
+            _start_lab(demo, home)
+        elif net_dir is None:
             with demo.step("private Tor network on 127.0.0.1 (authorities, relays, clients)"
                            ) as d:
                 net = TorNet()
@@ -379,16 +575,28 @@ def run_demo(home: Path, *, net_dir: str | None = None, size: int = 8 << 20,
         demo.pair()
         demo.up()
         demo.chat()
-        src = demo.send(_netchange_kind())
+        src = demo.send()
         demo.verify(src)
     finally:
         t0 = time.monotonic()
         demo.stop_all()
         if net is not None:
             net.stop()
-        demo.result.steps.append(("clean-up (p4 up, tor stopped)", time.monotonic() - t0))
+        if demo.labtor is not None:
+            demo.labtor.stop()
+        if demo.lab is not None:
+            from tools.netlab import sweep
+
+            demo.lab.down()
+            sweep(demo.lab.prefix)  # anything its teardown missed
+        what = "p4 up, tor stopped" + (", lab removed" if demo.lab is not None else "")
+        demo.result.steps.append((f"clean-up ({what})", time.monotonic() - t0))
     demo.result.steps.append(("whole demo", time.monotonic() - t_all))
     return demo.result
+
+
+_PATHS = {"direct": "directly", "turn": "relayed by the lab's TURN server (the cellular NAT is"
+          " symmetric)", "tor": "over Tor (no direct path yet)"}
 
 
 def _summary(res: DemoResult, out: Any, keep: bool) -> None:
@@ -403,25 +611,55 @@ def _summary(res: DemoResult, out: Any, keep: bool) -> None:
     Console(file=out).print(t)
     pct = f"{res.switched_at * 100:.0f} %"
     mid = res.switched_at < 1.0
+    if res.lab:
+        where = ("a private Tor network inside a network lab (each device's tor client in its"
+                 " own network namespace, behind its home NAT)")
+        met = ("Each ran `p4 up` in its namespace; they found each other through their pair's"
+               " onion services and connected " + _PATHS.get(res.path_before, "directly")
+               + " through their NATs (STUN from the lab's coturn).")
+        change = (f"The laptop moved from {res.move_from} to {res.move_to} at {pct} of the"
+                  f" {_size(res.size)} file (a hard move: its direct connection and its tor's"
+                  f" circuits died with the Wi-Fi); the session resumed on generation"
+                  f" {res.generation_after} after {res.resumed_after:.1f} s, "
+                  + _PATHS.get(res.path_after, res.path_after or "?") + "; nothing was re-sent"
+                  f" from the start ({res.attempts} attempt)." if mid else
+                  f"The laptop moved from {res.move_from} to {res.move_to}, but only after the"
+                  f" file was through (a fast machine: try `p4 demo --size 200`); the session"
+                  f" resumed on generation {res.generation_after} after"
+                  f" {res.resumed_after:.1f} s.")
+        gone = "Both `p4 up`, every tor and the lab (its namespaces, NATs, coturn) were removed"
+    else:
+        where = "a private Tor network"
+        met = ("Each ran `p4 up`; they found each other through their pair's onion services and"
+               " connected directly (WebRTC on this machine).")
+        change = (f"While {_size(res.size)} were on the way, the session moved from generation"
+                  f" {res.generation_before} to {res.generation_after} (at {pct} of the file)"
+                  f" and the transfer carried on without starting over ({res.attempts}"
+                  " attempt)." if mid else
+                  f"The session moved from generation {res.generation_before} to"
+                  f" {res.generation_after}, but only after the file was through (a fast"
+                  " machine: try `p4 demo --size 200`).")
+        gone = "Both `p4 up` and the Tor network were stopped"
     lines = [
-        f"Two devices paired with a short code over a private Tor network and both showed"
-        f" the same check code ({res.sas[0]}).",
-        "Each ran `p4 up`; they found each other through their pair's onion services and"
-        " connected directly (WebRTC on this machine).",
+        f"Two devices paired with a short code over {where} and both showed the same check"
+        f" code ({res.sas[0]}).",
+        met,
         "A chat line from the laptop arrived on the phone.",
-        (f"While {_size(res.size)} were on the way, the session moved from generation"
-         f" {res.generation_before} to {res.generation_after} (at {pct} of the file) and the"
-         f" transfer carried on without starting over ({res.attempts} attempt)."
-         if mid else
-         f"The session moved from generation {res.generation_before} to"
-         f" {res.generation_after}, but only after the file was through (a fast machine:"
-         " try `p4 demo --size 200`)."),
+        change,
         "The phone checked the file: its SHA-256 matches the original.",
-        "Both `p4 up` and the Tor network were stopped" + (
-            "." if keep else "; the temporary profiles are removed."),
+        gone + ("." if keep else "; the temporary profiles are removed."),
     ]
     for ln in lines:
         print("  • " + ln, file=out)
+
+
+def _no_lab_reason(no_lab: bool, tornet: str | None) -> str | None:
+    """Why ``p4 demo`` runs on loopback (None: it runs in the network lab)."""
+    if no_lab:
+        return "--no-lab"
+    if tornet:
+        return "--tornet is a loopback Tor network"
+    return lab_unavailable()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -430,8 +668,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size", type=int, default=8, metavar="MiB",
                     help="size of the file sent (default: %(default)s MiB)")
     ap.add_argument("--tornet", metavar="DIR",
-                    help="use this running private Tor network (tools/tornet.py up --dir DIR)")
+                    help="use this running private Tor network (tools/tornet.py up --dir DIR;"
+                         " loopback, so no network lab)")
+    ap.add_argument("--no-lab", action="store_true",
+                    help="loopback and a forced generation change even as root (default as"
+                         " root: the network lab, the laptop moving from Wi-Fi to cellular)")
     args = ap.parse_args(argv)
+    no_lab = _no_lab_reason(args.no_lab, args.tornet)
     home = Path(tempfile.mkdtemp(prefix="p4-demo-"))
     out = sys.stdout
 
@@ -439,10 +682,18 @@ def main(argv: list[str] | None = None) -> int:
         raise KeyboardInterrupt
 
     old = signal.signal(signal.SIGTERM, on_term)
-    print("P⁴ demo: two devices on this machine, offline (loopback only)\n", file=out)
+    if no_lab is None:
+        print("P⁴ demo: two devices on this machine, offline, in a network lab (namespaces,"
+              " NATs, a cellular network, coturn; nothing reaches the host's network)\n",
+              file=out)
+    else:
+        print("P⁴ demo: two devices on this machine, offline (loopback only)\n"
+              f"(network lab not used: {no_lab}; the network change is a forced generation"
+              " change)\n", file=out)
     code = 0
     try:
-        res = run_demo(home, net_dir=args.tornet, size=max(1, args.size) << 20, out=out)
+        res = run_demo(home, net_dir=args.tornet, size=max(1, args.size) << 20, out=out,
+                       lab=no_lab is None)
     except DemoError as exc:
         print(f"p4 demo: failed: {exc}" + ("" if args.keep else " (`p4 demo --keep` keeps"
               " the logs)"), file=sys.stderr)
@@ -467,8 +718,9 @@ def main(argv: list[str] | None = None) -> int:
     print(file=out)
     _summary(res, out, args.keep)
     print("\nNext, on two real machines: `p4 init` on each, `p4 pair invite` on one and"
-          " `p4 pair accept CODE` on the other, `p4 up` on both, then `p4 send FILE NAME`.",
-          file=out)
+          " `p4 pair accept CODE` on the other, `p4 up` on both (with `--stun`/`--turn` when"
+          " they are on different networks: docs/network.md), then `p4 send FILE NAME` and"
+          " switch the laptop to your phone's hotspot while it runs.", file=out)
     return 0
 
 
