@@ -283,15 +283,20 @@ def test_sparse_file_memory_bound(peers: tuple[Up, Up], tmp_path: Path) -> None:
     """A sparse file of 1 GiB (``P4_LONG=1``; CI: 64 MiB, the same bound) sent through the two
     real ``p4 up``: neither process's peak RSS (``VmHWM``, reset just before through
     ``/proc/PID/clear_refs``) rises more than MEM_BOUND = 40 MiB above its RSS before the
-    transfer.  Why 40 MiB: what a transfer holds does not depend on the file's size — on the
-    sender one 1 MiB block read plus its records (~2 MiB), the leaf list (32 B per MiB), the
-    channel's credit window and the session's unacknowledged outbox rows (p4-05/p4-04: a few
-    hundred KiB), at most 512 KiB queued in aiortc; on the receiver the records of one block
-    being verified (~2 MiB) and the same session rows; on both SQLite's page cache (2 MiB) and
-    the allocator's slack around them (glibc keeps freed arenas of the SQLite and file-I/O
-    threads).  Measured: well under 20 MiB on each side at 64 MiB and at 1 GiB.  A
-    process that kept the file, or any fixed fraction of it above 60 %, fails the CI size
-    already; at 1 GiB anything proportional to the file does."""
+    transfer.  Why 40 MiB: what a transfer holds does not depend on the file's size.  The
+    sender holds one 1 MiB block and its records (~2 MiB with the copies; sent in 64 KiB
+    channel messages), the leaf list (32 B per MiB), and the session's frames in flight: p4-04's
+    data-channel window (4 MiB unacknowledged; those not yet taken by aiortc wait in the link's
+    queue, at most 512 KiB inside aiortc).  The receiver holds the block being verified
+    (~1 MiB) and the frames of the channel window (4 MiB) not yet consumed.  Both have
+    SQLite's page cache (2 MiB) and the allocator's slack around
+    all that (glibc keeps the freed arenas of the SQLite and file-I/O threads): ~15 MiB each
+    in the worst case, so 40 MiB leaves room for noise but not for the file.
+    Measured on a loaded 2-core machine: sender +7 MiB, receiver +2 MiB at
+    64 MiB (26 s); sender +20 MiB, receiver +12 MiB at 1 GiB (305 s; measured while the
+    sender sent 1 MiB channel messages, which hold more than 64 KiB ones).  A process that kept
+    the file, or any fixed fraction of it above 60 %, fails the CI size already; at 1 GiB
+    anything proportional to the file does."""
     ua, ub = peers
     assert ua.proc is not None and ub.proc is not None
     src = tmp_path / "sparse.img"

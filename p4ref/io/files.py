@@ -74,7 +74,9 @@ __all__ = [
 #: RECOMMENDED block size (FIL-16).
 DEFAULT_BLOCK_SIZE = 1 << 20
 #: Bulk records are sent in channel messages of this many bytes: four whole p4-05 DATA items
-#: (a 32 KiB FILE_DATA record sent alone would take three SES_MSGs, the last one nearly empty).
+#: (a 32 KiB FILE_DATA record sent alone took three SES_MSGs, the last one nearly empty).  Not
+#: more: a channel whose credit counts whole messages must take one within its window (65
+#: items, a whole 1 MiB block per message, measured no faster through two ``p4 up``).
 CHUNK = 4 * CHANNEL_MAX_DATA
 #: The receiver persists its verified prefix at least this often (and whenever it stops).
 PERSIST_EVERY = 16 << 20
@@ -452,6 +454,8 @@ async def receive_file(channel: ChannelLike, directory: str | os.PathLike[str], 
     code: int | None = None
     write_failed = False  # after a failed write, later BLOCK_VERIFIED of the step are void
 
+    persisting: asyncio.Future[None] | None = None  # a background persist under way
+
     def persist() -> None:
         nonlocal persisted
         if fd is not None and part is not None and sidecar is not None \
@@ -459,6 +463,35 @@ async def receive_file(channel: ChannelLike, directory: str | os.PathLike[str], 
             os.fsync(fd)  # the data first: the sidecar never claims bytes not on disk (FIL-37)
             _save_partial(sidecar, part)
             persisted = part.verified
+
+    def persist_later() -> None:
+        """:func:`persist` in a worker thread, so the event loop (the connection's SCTP) never
+        waits for the disk; one at a time, on a copy of the record (the data written so far
+        is synced before the sidecar claims it, as in :func:`persist`)."""
+        nonlocal persisting
+        if persisting is not None and not persisting.done():
+            return  # the next verified block tries again
+        if fd is None or part is None or sidecar is None:
+            return
+        snap, where, wfd = _Partial(**part.__dict__), sidecar, fd
+
+        def run() -> int:
+            os.fsync(wfd)
+            _save_partial(where, snap)
+            return snap.verified
+
+        async def bg() -> None:
+            nonlocal persisted
+            with contextlib.suppress(OSError):  # e.g. ENOSPC: the older sidecar stays valid
+                persisted = max(persisted, await asyncio.to_thread(run))
+        persisting = asyncio.ensure_future(bg())
+
+    async def persisted_now() -> None:
+        """Wait for a background persist (before the descriptor is closed or the sidecar
+        removed)."""
+        if persisting is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(persisting)
 
     async def on_offer(ev: OfferReceived) -> None:
         nonlocal fd, part, part_path, sidecar, resumed, persisted
@@ -554,11 +587,12 @@ async def receive_file(channel: ChannelLike, directory: str | os.PathLike[str], 
                     if part is not None and not write_failed:
                         part.verified, part.chain = ev.verified, ev.chain.hex()
                         if part.verified - persisted >= persist_every:
-                            persist()
+                            persist_later()
                         if progress is not None:
                             progress(part.verified, part.size)
                 elif isinstance(ev, FileVerified):
                     if not write_failed and m.state is State.VERIFIED:
+                        await persisted_now()  # its sidecar must not outlive the rename
                         finish()
                 elif isinstance(ev, FileFailed | Refused):
                     code = ev.code
@@ -568,6 +602,7 @@ async def receive_file(channel: ChannelLike, directory: str | os.PathLike[str], 
                 break
         await pump.flush()
     finally:
+        await persisted_now()
         if fd is not None:
             with contextlib.suppress(OSError):
                 persist()
