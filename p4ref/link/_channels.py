@@ -110,6 +110,7 @@ class Channel:
         self._queue: asyncio.Queue[ChannelMessage | ChannelError | None] = asyncio.Queue()
         self._recv = _Recv()
         self._credit = asyncio.Event()
+        self._writing = asyncio.Lock()  # one write at a time: a message's items stay together
         self.error: ChannelError | None = None
         self.peer_closed = False
 
@@ -122,13 +123,18 @@ class Channel:
         return self._layer.sent(self.id)
 
     async def send(self, message: bytes) -> None:
-        """Write one whole message; returns when all of it is durable in the outbox."""
+        """Write one whole message; returns when all of it is durable in the outbox.
+        Concurrent sends on one channel are written one after the other, in the order of the
+        calls, each message whole (never interleaved with another's bytes while one waits for
+        credit)."""
         await self.write(message, end_of_message=True)
 
     async def write(self, data: bytes, *, end_of_message: bool) -> None:
         """Write bytes (streaming), waiting for credit as needed; returns once all of them
         are durable in the outbox.  SES_OUTBOX_FULL (session quota) or a reset channel
-        interrupts it: what was written before is durable, :attr:`offset` says how far."""
+        interrupts it: what was written before is durable, :attr:`offset` says how far.
+        Concurrent calls are serialised in call order; a message streamed in several calls
+        is the caller's to keep together (one task per channel writes it)."""
         await self._layer.write(self, bytes(data), end_of_message)
 
     async def recv(self) -> ChannelMessage | None:
@@ -210,9 +216,15 @@ class Channels:
         return ch
 
     async def write(self, ch: Channel, data: bytes, eom: bool) -> None:
+        futs: list[asyncio.Future[int]] = []
+        async with ch._writing:  # the items of one write stay together across credit waits;
+            await self._write_items(ch, data, eom, futs)  # the next write may go on while
+        await self._wait(futs)  # these become durable
+
+    async def _write_items(self, ch: Channel, data: bytes, eom: bool,
+                           futs: list[asyncio.Future[int]]) -> None:
         view = memoryview(data)
         pos = 0
-        futs: list[asyncio.Future[int]] = []
         while pos < len(data):
             self._check()
             if ch.error is not None:
@@ -232,11 +244,12 @@ class Channels:
             futs += self._submit(self.mux.write(ch.id, bytes(view[pos:pos + n]),
                                                 end_of_message=eom and last))
             pos += n
-        await self._wait(futs)
 
     async def close(self, ch: Channel) -> None:
         self._check()
-        await self._wait(self._submit(self.mux.close(ch.id)))
+        async with ch._writing:  # after the writes called before it
+            futs = self._submit(self.mux.close(ch.id))
+        await self._wait(futs)
 
     async def reset(self, ch: Channel, code: int) -> None:
         self._check()
