@@ -57,6 +57,7 @@ NEXT_HOP = "172.31.0.254"  # the silent "rest of the internet": a MAC nobody own
 NEXT_HOP_MAC = "02:00:00:00:00:fe"
 CELL_NET = "10.64.0.0/24"
 CELL_GW = "10.64.0.1"
+OLD_TABLE = 100  # routing table of the old network during a make-before-break move
 HOST_BASE = 101  # extra hosts on the internet bridge (tor relays): 172.31.0.101, .102, …
 
 NAME_RE = re.compile(r"^p4nl-(\d+)-([0-9a-f]+)-([0-9a-f]{4})-(.+)$")
@@ -484,7 +485,10 @@ class Lab:
         Hard: the old interface goes down (address flushed) before the new one comes up.
         Make-before-break: the new interface is up with its address and the default route moves
         to it before the old one goes down, ``overlap`` seconds later (this call blocks that
-        long; a phone keeps a fading Wi-Fi for seconds, 0 drops it at once)."""
+        long; a phone keeps a fading Wi-Fi for seconds, 0 drops it at once). Meanwhile traffic
+        from the old address keeps leaving through the old interface (a source rule and table
+        ``OLD_TABLE``, as a multi-homed phone routes per network), so connections bound there
+        keep working until it goes."""
         from pyroute2 import NetNS
 
         h = self.homes[home]
@@ -496,15 +500,27 @@ class Lab:
             else ("wlan0", h.wlan_ip, self.routers["r" + home].lan_gw)
         )
         old = "wlan0" if to == "cell" else "wwan0"
+        old_ip, old_gw = (
+            (h.wlan_ip, self.routers["r" + home].lan_gw) if to == "cell" else (h.cell_ip, CELL_GW)
+        )
         with NetNS(self.ns(home)) as n:
             o = n.link_lookup(ifname=old)[0]
+            keep = make_before_break and overlap > 0
 
             def drop_old() -> None:
+                if keep:
+                    with contextlib.suppress(Exception):
+                        n.rule("del", src=old_ip, src_len=32, table=OLD_TABLE)
+                    with contextlib.suppress(Exception):
+                        n.route("del", dst="default", table=OLD_TABLE)
                 n.flush_addr(index=o)
                 n.link("set", index=o, state="down")
 
             if not make_before_break:
                 drop_old()
+            if keep:  # the old address keeps its way out while both are up
+                n.route("replace", dst="default", gateway=old_gw, table=OLD_TABLE)
+                n.rule("add", src=old_ip, src_len=32, table=OLD_TABLE)
             self._addr(n, new, new_ip + "/24")
             n.route("replace", dst="default", gateway=gw)
             if make_before_break:
