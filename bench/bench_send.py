@@ -28,6 +28,17 @@ transfer.  Diagnostics: ``P4_BENCH_PROFILE=DIR`` runs both daemons under cProfil
 (``P4_UP_PROFILE``, written when they stop), ``P4_BENCH_KEEP=1`` keeps the working directory.
 ``--quick`` (or ``P4_BENCH_QUICK=1``): 8 MiB, 1 pair, for CI.  Nothing is asserted; on a shared
 2-core machine figures vary ±30 %: compare the ratio of one run.
+
+Measured (2026-12-04, a shared 2-core machine at load 4–9, three full runs): ratio medians
+0.64×, 0.41×, 0.57× (single pairs 0.27–1.37×), target not met; P⁴ 2–4 MiB/s.  Where the time
+goes: CPU per MiB is 1.5–2.1× raw on each side, ~85 % of it in the event loop's thread, which
+also runs aiortc's SCTP/DTLS; cProfile of that thread: P⁴'s own Python (framing, session and
+channel machines, store planning) ~7 %, more asyncio scheduling per message, and C calls that
+re-take the GIL (OpenSSL, sendto) ~3× slower than in the raw process, the SQLite writer and
+file threads holding it.  During a transfer the sender's session window (4 MiB unacknowledged)
+stays full, 2–3 MiB of it durable in the outbox but not yet taken by aiortc: the drain of
+aiortc in a CPU-starved loop is the bottleneck.  Peak RSS of each ``p4 up``: 104–118 MiB
+(~100 connected and idle; raw children 80).
 """
 
 from __future__ import annotations
