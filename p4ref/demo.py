@@ -248,18 +248,8 @@ class _Demo:
             d.append(f"both show the check code {sas_l}" if self.result.paired
                      else f"SAS differ: {sas_l} / {sas_p}")
 
-    def coturn_alive(self, d: list[str]) -> None:
-        """The lab's coturn must be running (STUN/TURN for ``p4 up``); something outside the
-        demo killed it here now and then (SIGKILL, on a machine shared by several labs):
-        restart it then, with the lab's own starter, and say so."""
-        proc = self.lab.procs.get("coturn") if self.lab is not None else None
-        if proc is not None and proc.poll() is not None:
-            self.lab._start_coturn()
-            d.append(f"the lab's coturn had exited ({proc.returncode}); restarted")
-
     def up(self) -> None:
         with self.step("`p4 up` on both (onion rendezvous, then direct WebRTC)") as d:
-            self.coturn_alive(d)
             env = None
             if self.lab is not None:  # STUN/TURN: the lab's coturn; host candidates: all
                 from tools.netlab import STUN_IP, STUN_PORT, TURN_PASSWORD, TURN_USER
@@ -374,9 +364,9 @@ class _Demo:
         # session on a new generation (in the lab also after the file is through)
         changed = False
         t_change = 0.0
-        # in the lab, "how far" is what reached the phone (its link's byte counter): the
-        # laptop's own counter runs ahead, into its durable outbox, while the path is down
-        base = self.phone_bytes() if in_lab else 0
+        # "how far" is what reached the phone (its link's byte counter): the laptop's own
+        # counter runs ahead, into its durable outbox (all of it, on a fast or loaded machine)
+        base = self.phone_bytes()
         before = self.result.generation_before
         switched: float | None = None
         rec: dict[str, Any] = {}
@@ -388,18 +378,11 @@ class _Demo:
                 rec = recs[0]
                 tid = rec["id"]
             running = sender.poll() is None
-            if in_lab:
-                frac = min(1.0, (self.phone_bytes() - base) / self.size) if running else 1.0
-            else:
-                frac = rec.get("sent", 0) / self.size if rec and running else 1.0
+            frac = min(1.0, (self.phone_bytes() - base) / self.size) if running else 1.0
             if not changed and (frac >= at or not running):
                 t_change = time.monotonic()
                 if in_lab:
                     before = int(info["peers"][0]["generation"])
-                    note: list[str] = []
-                    self.coturn_alive(note)
-                    if note:
-                        self.say("     " + note[0])
                     self.move_laptop()
                 else:
                     got = self.api("laptop", "POST", "/v1/p4cli/new-generation",
@@ -558,6 +541,7 @@ def run_demo(home: Path, *, net_dir: str | None = None, size: int = 8 << 20,
     net: TorNet | None = None
     demo = _Demo(home, net_dir or "", size, out)
     t_all = time.monotonic()
+    owner = os.getpid()
     try:
         if lab:
             reason = _repo_tools()
@@ -578,6 +562,8 @@ def run_demo(home: Path, *, net_dir: str | None = None, size: int = 8 << 20,
         src = demo.send()
         demo.verify(src)
     finally:
+        if os.getpid() != owner:  # a forked child (pyroute2 forks without exec) never cleans up
+            os._exit(1)
         t0 = time.monotonic()
         demo.stop_all()
         if net is not None:
@@ -595,8 +581,8 @@ def run_demo(home: Path, *, net_dir: str | None = None, size: int = 8 << 20,
     return demo.result
 
 
-_PATHS = {"direct": "directly", "turn": "relayed by the lab's TURN server (the cellular NAT is"
-          " symmetric)", "tor": "over Tor (no direct path yet)"}
+_PATHS = {"direct": "directly", "turn": "relayed by the lab's TURN server",
+          "tor": "over Tor (no direct path yet)"}
 
 
 def _summary(res: DemoResult, out: Any, keep: bool) -> None:
@@ -615,11 +601,12 @@ def _summary(res: DemoResult, out: Any, keep: bool) -> None:
         where = ("a private Tor network inside a network lab (each device's tor client in its"
                  " own network namespace, behind its home NAT)")
         met = ("Each ran `p4 up` in its namespace; they found each other through their pair's"
-               " onion services and connected " + _PATHS.get(res.path_before, "directly")
-               + " through their NATs (STUN from the lab's coturn).")
+               " onion services and connected through their NATs, "
+               + _PATHS.get(res.path_before, "directly") + " (STUN/TURN: the lab's coturn).")
         change = (f"The laptop moved from {res.move_from} to {res.move_to} at {pct} of the"
-                  f" {_size(res.size)} file (a hard move: its direct connection and its tor's"
-                  f" circuits died with the Wi-Fi); the session resumed on generation"
+                  f" {_size(res.size)} file (a hard move: its connection and its tor's"
+                  f" circuits died with the Wi-Fi; its tor was told at once, which `p4 up` does"
+                  f" not do itself yet); the session resumed on generation"
                   f" {res.generation_after} after {res.resumed_after:.1f} s, "
                   + _PATHS.get(res.path_after, res.path_after or "?") + "; nothing was re-sent"
                   f" from the start ({res.attempts} attempt)." if mid else
@@ -627,7 +614,7 @@ def _summary(res: DemoResult, out: Any, keep: bool) -> None:
                   f" file was through (a fast machine: try `p4 demo --size 200`); the session"
                   f" resumed on generation {res.generation_after} after"
                   f" {res.resumed_after:.1f} s.")
-        gone = "Both `p4 up`, every tor and the lab (its namespaces, NATs, coturn) were removed"
+        gone = "Both `p4 up`, every tor and the lab (its namespaces, NATs, coturn) are gone"
     else:
         where = "a private Tor network"
         met = ("Each ran `p4 up`; they found each other through their pair's onion services and"
@@ -678,7 +665,11 @@ def main(argv: list[str] | None = None) -> int:
     home = Path(tempfile.mkdtemp(prefix="p4-demo-"))
     out = sys.stdout
 
+    owner = os.getpid()
+
     def on_term(signum: int, frame: Any) -> None:
+        if os.getpid() != owner:  # a child forked without exec (pyroute2's netns helpers)
+            os._exit(128 + signum)  # must die, not unwind into the demo's clean-up
         raise KeyboardInterrupt
 
     old = signal.signal(signal.SIGTERM, on_term)
