@@ -382,7 +382,8 @@ def _session(lab: Any, net: Any, trials: int, *, limit: float, settle: float,
             if tor:
                 r["tor_s"].append(tor[0] - detect)
             r["setup_s"].append(opened - (tor[0] if tor else detect))
-            r["replay_s"].append(max(0.0, first + t_sub - t0 - opened))
+            # after the new generation was active (or the message was submitted, if later)
+            r["replay_s"].append(max(0.0, first + t_sub - t0 - max(opened, t_sub - t0)))
             r["via_tor"] += first + t_sub - t0 < opened
             a.send(cmd="status")
             st = a.wait(_event_after("status_reply", t0 + opened), 30)
