@@ -791,7 +791,7 @@ def test_rtt_from_the_answered_ping() -> None:
     assert low.rtt_ms(1) is None and low.rtt_ms(99) is None
     low.send(b"m", 0)
     low.handle_timer(PROBE_BUSY_MS)
-    ping = [d for _, d in low.data_to_send() if d[1] == FrameType.PING][0]
+    ping = next(d for _, d in low.data_to_send() if d[1] == FrameType.PING)
     low.receive_data(1, encode_frame(Frame(FrameType.PONG, 0, ping_body(b"\xee" * 8)), DC),
                      PROBE_BUSY_MS + 5)
     assert low.rtt_ms(1) is None
