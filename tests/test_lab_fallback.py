@@ -11,9 +11,9 @@ client there (Tor inside the lab), coturn as STUN (and TURN where a test says so
 - the publishing peer moves (hard) while its peer is dial-only (p4-04 §5.4);
 - moves in a row (hard to cellular, make-before-break back), nothing lost or duplicated.
 
-The last two are expected to fail (xfail, not strict) until the peer that did not move stops
-redialling over its dead rendezvous circuit (:data:`STALE_REND`); ``P4_LAB_FRESH_DIAL=1`` runs
-them with the test peers' workaround (``fresh_dial``), with which they pass.
+The last two failed before every dial got a circuit of its own (p4-03 RDV-79: the peer that did
+not move redialled over its dead rendezvous circuit) and before a quiet older stream was probed
+instead of preferred (RDV-39: the moved peer's new stream was refused as a duplicate).
 
 The receive logs are checked as ``tests/test_link.py`` does (every message once, in order, with
 its content).  Quick mode by default (CI); ``P4_LONG=1`` runs 20 moves and 10 minutes of bulk.
@@ -24,12 +24,9 @@ the module skips with the reason, under ``CI=true`` it fails instead.
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from p4ref.link._testpeer import payload
 from tests.test_lab_session import STUN, TURN, LabPeer, World, active_gens, lab_pair
@@ -55,15 +52,6 @@ BULK_SECONDS = 600.0 if LONG else 30.0
 BULK_STEP = 150  # messages per step of the bulk transfer (about 0.8 MB, mixed sizes)
 #: Seconds from a move until the session must be back on a new generation at both peers.
 RESUME = 150.0 if LONG else 60.0
-#: ``P4_LAB_FRESH_DIAL=1``: the test peers open every onion stream on a new circuit (config
-#: ``fresh_dial``), the workaround for the stale rendezvous circuit the xfail reasons name.
-FRESH_DIAL = os.environ.get("P4_LAB_FRESH_DIAL") == "1"
-STALE_REND = (
-    "a redial of the peer that did not move reuses its dead rendezvous circuit: "
-    "Signaller._dial opens every stream with one SOCKS isolation (open_stream without "
-    "fresh_circuit), so tor attaches it to the old HS_CLIENT_REND circuit to the moved peer's "
-    "onion, where it stays in SENTCONNECT; the session does not resume (P4_LAB_FRESH_DIAL=1 "
-    "passes)")
 
 
 def _path(p: LabPeer, want: str, timeout: float, since: int = 0) -> float:
@@ -331,7 +319,6 @@ def _move(world: World, a: LabPeer, b: LabPeer, cfg_a: dict[str, Any],
     return {"first_msg": t_first, "open_a": opened[0], "open_b": opened[1]}
 
 
-@pytest.mark.xfail(reason=STALE_REND, strict=False)
 def test_publisher_moves_while_peer_is_dial_only(world: World, tmp_path: Path,
                                                  spawn: Any) -> None:
     """b is dial-only (a phone: it never publishes, p4-04 §5.4), a publishes and moves Wi-Fi →
@@ -342,7 +329,6 @@ def test_publisher_moves_while_peer_is_dial_only(world: World, tmp_path: Path,
     cfg_a, cfg_b = lab_pair(world, tmp_path, [STUN, TURN])
     cfg_a["peer_dial_only"] = True
     cfg_b["dial_only"] = True
-    cfg_b["fresh_dial"] = FRESH_DIAL
     t0 = time.monotonic()
     a, b = spawn(cfg_a, "a"), spawn(cfg_b, "b")
     t_conn = max(_direct(a), _direct(b)) - t0
@@ -364,14 +350,11 @@ def test_publisher_moves_while_peer_is_dial_only(world: World, tmp_path: Path,
           + f"; generations {gens}, path after the move {_status(a)['stats']['path']}")
 
 
-@pytest.mark.xfail(reason="when the peer that did not move dialed the old stream (who is LOW "
-                   "is random per pair): " + STALE_REND, strict=False)
 def test_moves_in_a_row(world: World, tmp_path: Path, spawn: Any) -> None:
     """a moves MOVES times in a row (hard Wi-Fi → cellular, make-before-break back) while both
     send: every move gives a new generation and nothing is lost or duplicated across all of
     them (``P4_LONG=1``: 20 moves, CI 4)."""
     cfg_a, cfg_b = lab_pair(world, tmp_path, [STUN, TURN])
-    cfg_a["fresh_dial"] = cfg_b["fresh_dial"] = FRESH_DIAL
     a, b = spawn(cfg_a, "a"), spawn(cfg_b, "b")
     _direct(a)
     _direct(b)

@@ -1,6 +1,7 @@
-"""In-band signalling of the per-peer link (p4-04 §5.3 SES-12, SES-13, SES-56; p4-03 RDV-57),
-in one process without Tor: two :class:`~p4ref.link.Signaller` s joined by a loopback TCP
-stream standing in for the onion stream.
+"""In-band signalling of the per-peer link (p4-04 §5.3 SES-12, SES-13, SES-56; p4-03 RDV-57)
+and stream glare (p4-03 RDV-39), in one process without Tor: two
+:class:`~p4ref.link.Signaller` s joined by loopback TCP streams standing in for onion streams
+(through a relay that can go silent, as a circuit does when the peer moves).
 
 An RV_OFFER carried in-band is checked by the machine of the open stream exactly as if it had
 arrived there: accepted once, an exact copy (re-sent on another path) dropped (RDV-69), a
@@ -11,10 +12,13 @@ refused after a restart (RDV_STALE_GENERATION, RDV-52) even on a new stream.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, cast
 
+import pytest
 from nacl.signing import SigningKey
 
 from p4ref.errors import ErrorCode
@@ -23,13 +27,15 @@ from p4ref.io.session_store import SESSION_DB, SessionStore
 from p4ref.io.signal import PeerReplay
 from p4ref.io.tor import TorDriver
 from p4ref.link import Signaller
+from p4ref.link import _signalling as signalling
 from p4ref.link._signalling import SignalEvent, Stream
 from p4ref.rendezvous import ByeReceived, OfferReceived, RendezvousFailed
 
 SEEDS = [os.urandom(32) for _ in range(2)]
 PUBS = [bytes(SigningKey(s).verify_key) for s in SEEDS]
 ROOT = os.urandom(32)
-NO_TOR = cast(TorDriver, None)  # never used: the test joins the signallers itself
+#: never dialed through: the test joins the signallers itself (a tor P⁴ did not launch)
+NO_TOR = cast(TorDriver, SimpleNamespace(launched=False))
 
 
 def signaller(i: int, replay: PeerReplay) -> Signaller:
@@ -37,18 +43,60 @@ def signaller(i: int, replay: PeerReplay) -> Signaller:
                      incarnation=lambda: b"\x01" * 16)
 
 
-async def join(a: Signaller, b: Signaller) -> None:
-    """A dials B over loopback TCP; both run their stream machines until authenticated."""
+class Relay:
+    """A TCP relay standing in for a circuit: ``silent`` drops everything both ways from then on
+    (the peer moved: nothing arrives, nothing is refused)."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.silent = False
+        self.server: asyncio.Server | None = None
+        self.tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> int:
+        self.server = await asyncio.start_server(self._conn, "127.0.0.1", 0)
+        return int(self.server.sockets[0].getsockname()[1])
+
+    async def _conn(self, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        r2, w2 = await asyncio.open_connection("127.0.0.1", self.target_port)
+        self.tasks += [asyncio.create_task(self._copy(r, w2)),
+                       asyncio.create_task(self._copy(r2, w))]
+
+    async def _copy(self, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        try:
+            with contextlib.suppress(ConnectionError, OSError):
+                while data := await r.read(65536):
+                    if not self.silent:
+                        w.write(data)
+        finally:
+            w.close()
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+        for t in self.tasks:
+            t.cancel()
+
+
+async def join(a: Signaller, b: Signaller, relay: bool = False) -> tuple[Stream, Relay | None]:
+    """A dials B over loopback TCP (through a :class:`Relay` when asked); both run their stream
+    machines until the new stream is authenticated at both; returns A's new stream."""
     server = await asyncio.start_server(b._on_incoming, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
+    rel = Relay(port) if relay else None
+    if rel is not None:
+        port = await rel.start()
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    a._run(Stream(a._new_machine(True), reader, writer, dialed_by_low=a.is_low))
+    st = Stream(a._new_machine(True), reader, writer, dialed_by_low=a.is_low)
+    before = set(b._streams)
+    a._run(st)
     for _ in range(200):
-        if a.ready and b.ready:
+        if st.authenticated and any(x.authenticated for x in b._streams - before):
             break
         await asyncio.sleep(0.02)
     assert a.ready and b.ready
     server.close()
+    return st, rel
 
 
 async def next_event(s: Signaller) -> Any:
@@ -130,5 +178,69 @@ def test_goodbye_sends_a_signed_bye_with_its_reason() -> None:
         assert se.event.reason == ErrorCode.RDV_UNKNOWN_PEER
         await a.close()
         await b.close()
+
+    asyncio.run(asyncio.wait_for(scenario(), 30))
+
+
+def _peer_side(b: Signaller, before: set[Stream]) -> Stream:
+    (st,) = b._streams - before
+    return st
+
+
+def test_glare_live_streams_keep_the_one_low_dialed() -> None:
+    """Two live crossing streams (dial glare): at both peers the LOW-dialed one is kept at once
+    and the other closed with RV_BYE RDV_DUPLICATE_STREAM, without a PING [RDV-39]."""
+    async def scenario() -> None:
+        low, high = sorted((signaller(0, PeerReplay(PUBS[1])), signaller(1, PeerReplay(PUBS[0]))),
+                           key=lambda s: not s.is_low)
+        s1, _ = await join(high, low)  # the HIGH peer dials first
+        s2, _ = await join(low, high)  # LOW's dial crosses it; s1 spoke just now
+        await asyncio.sleep(0.3)
+        assert low.stream is s2 and high.stream is not None and high.stream.dialed_by_low
+        assert s1 not in high._streams and s2.probe is None
+        assert len(low._streams) == 1 and len(high._streams) == 1
+        await low.close()
+        await high.close()
+
+    asyncio.run(asyncio.wait_for(scenario(), 30))
+
+
+@pytest.mark.parametrize("older_lives", [False, True])
+def test_a_quiet_older_stream_is_probed_the_newer_used_meanwhile(
+        monkeypatch: pytest.MonkeyPatch, older_lives: bool) -> None:
+    """The peer moved: the stream this side kept went silent (its circuit died) and a new one
+    arrives.  It is kept at once, even when the old one is the LOW-dialed one (before RDV-39's
+    probe, the dead LOW-dialed stream won and the new one got RDV_DUPLICATE_STREAM: the moved
+    peer's every redial was refused); a PING probes the old one, which is closed when it stays
+    silent for PONG_TIMEOUT.  When it answers, both are alive and the LOW rule keeps the older
+    (LOW-dialed) one [RDV-39]."""
+    monkeypatch.setattr(signalling, "PONG_TIMEOUT_MS", 600)
+    monkeypatch.setattr(signalling, "RECENT_RX", 0.3)
+
+    async def scenario() -> None:
+        low, high = sorted((signaller(0, PeerReplay(PUBS[1])), signaller(1, PeerReplay(PUBS[0]))),
+                           key=lambda s: not s.is_low)
+        old, relay = await join(low, high, relay=True)  # the LOW-dialed stream, kept by both
+        assert relay is not None
+        old_at_high = high.stream
+        assert old_at_high is not None and old_at_high.dialed_by_low
+        await asyncio.sleep(0.5)  # nothing on it for longer than RECENT_RX
+        relay.silent = not older_lives
+        new, _ = await join(high, low)  # the peer redials over its new network
+        if not older_lives:  # the newer is kept at once, not refused (a live one's PONG is
+            for s in (low, high):  # back within milliseconds here)
+                assert s.stream is not None and not s.stream.dialed_by_low, s.is_low
+        await asyncio.sleep(1.2)  # the probes end
+        if older_lives:
+            assert low.stream is old and high.stream is old_at_high
+            assert new not in high._streams
+        else:
+            assert high.stream is new and old_at_high not in high._streams
+            assert low.stream is not None and low.stream is not old and old not in low._streams
+        assert len(low._streams) == 1 and len(high._streams) == 1
+        assert low.ready and high.ready
+        relay.close()
+        await low.close()
+        await high.close()
 
     asyncio.run(asyncio.wait_for(scenario(), 30))

@@ -433,6 +433,8 @@ class TorDriver:
         self._client_auth: dict[str, bytes] = {}
         self._waiters: dict[str, _UploadWaiter] = {}
         self._proc: Any = None
+        self._nudge_lock = asyncio.Lock()
+        self._nudged_at = float("-inf")
         self._tmpdir: str | None = None
         self._control_port = config.control_port
         self._control_socket = config.control_socket
@@ -619,6 +621,32 @@ class TorDriver:
             await asyncio.sleep(min(0.25, max(0.0, deadline - now)))
 
     # ------------------------------------------------------------------ onion services
+
+    @property
+    def launched(self) -> bool:
+        """This driver started the tor process (``launch``), so it may reconfigure it
+        (p4-03 RDV-63: a tor P⁴ did not launch is never reconfigured)."""
+        return self._proc is not None
+
+    async def nudge(self) -> None:
+        """After a network change, make tor drop its connections at once: ``DisableNetwork``
+        1 then 0 (p4-03 RDV-63; Briar's Tor plugin does the same).  Only for a tor this driver
+        launched (:attr:`launched`), else TOR_REFUSED; TOR_REFUSED with tor's text when tor
+        refuses, TOR_UNREACHABLE / TOR_TIMEOUT as for any control command."""
+        if not self.launched:
+            raise TorError(ErrorCode.TOR_REFUSED, "this tor was not launched by P⁴: not "
+                           "reconfigured (RDV-63)")
+        loop = asyncio.get_running_loop()
+        async with self._nudge_lock:  # one nudge for all the links a network change reaches
+            if loop.time() - self._nudged_at < 1.0:
+                return
+            c = await self._ctrl()
+            for value in ("1", "0"):
+                resp = await self._msg(c, f"SETCONF DisableNetwork={value}")
+                if not resp.is_ok():
+                    raise TorError(ErrorCode.TOR_REFUSED,
+                                   f"SETCONF DisableNetwork={value}: {resp}")
+            self._nudged_at = loop.time()
 
     async def publish(
         self,

@@ -16,11 +16,18 @@ link runs (ARCHITECTURE decision 4), and drives that stream's
   peer configured as dial-only is never dialed (it publishes nothing); failed dials back off
   with jitter, reset by a network change, an application request or an incoming stream; a
   dial without an outcome after 2 s gets a hedged sibling; after repeated moves the onions are
-  re-published.  Not carried out here: NudgeTor (the tor driver has no public nudge yet),
-  RefetchDescriptor (``TorDriver.open_stream`` refetches by itself), ProbeStreams, and the
-  policy's generation scheduling (the link keeps its own).  When two authenticated streams
-  exist the one the LOW peer dialed is kept and the other is closed with BYE
-  RDV_DUPLICATE_STREAM (RDV-39).
+  re-published; a tor this process launched is nudged first (``DisableNetwork`` 1 → 0) and the
+  streams dropped, else every stream is probed with a PING (RDV-63).  Every dial opens its
+  stream on a circuit of its own (RDV-79): tor would otherwise attach it to the rendezvous
+  circuit of an earlier stream to the same onion, which is dead once the peer moved.  Not
+  carried out here: RefetchDescriptor (``TorDriver.open_stream`` refetches by itself) and the
+  policy's generation scheduling (the link keeps its own).
+- *Two authenticated streams* (RDV-39).  When something arrived on the older one within the
+  last second, both live (dial glare): the one the LOW peer dialed is kept and the other is
+  closed with BYE RDV_DUPLICATE_STREAM.  Otherwise the older one may have died with a network
+  change that this device did not see (the peer moved): the newer one becomes the kept stream
+  at once (its session connection opens, OFFERs bind to it) while a PING probes the older; a
+  PONG within ``PONG_TIMEOUT`` applies the LOW rule, silence closes the older one.
 - *One signalling state per pair* (SES-56).  Every stream machine shares the process's
   :class:`~p4ref.io.signal.PeerReplay` of the pair (nonce cache RDV-27, high-water mark RDV-52,
   persisted in the session store), and an OFFER or ANSWER carried in-band (SES_SIGNAL on the
@@ -49,7 +56,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..errors import DecodeError, ErrorCode, LocalProtocolError, P4Error
-from ..framing import HEADER_LEN, Frame, FrameType, Path, decode_frame, encode_frame
+from ..framing import HEADER_LEN, Frame, FrameType, Path, decode_frame, encode_frame, ping_body
 from ..io.pump import unix_ms
 from ..io.signal import ONION_PORT, PeerReplay
 from ..io.tor import OnionHandle, TorDriver
@@ -63,6 +70,8 @@ from ..reconnect import (
     DropStreams,
     IncomingStream,
     NetworkChanged,
+    NudgeTor,
+    ProbeStreams,
     ReconnectConfig,
     ReconnectPolicy,
     Republish,
@@ -86,6 +95,7 @@ from ..rendezvous import (
     epochs_to_dial,
     epochs_to_publish,
 )
+from ..session import PONG_TIMEOUT_MS
 
 __all__ = ["SignalEvent", "Signaller", "Stream"]
 
@@ -101,6 +111,9 @@ _CORE_TO_SESSION = frozenset({int(FrameType.PING), int(FrameType.PONG),
 #: backoff is then ≥ 4 s and growing): the link reports ``offline`` (p4-04 SES-8, §11.3) while
 #: it keeps dialing in the background.
 OFFLINE_AFTER_FAILURES = 3
+
+#: RDV-39: a stream on which something arrived this recently (seconds) is alive without a PING.
+RECENT_RX = 1.0
 
 #: ``inband(frame_bytes) -> bool``: carry one RV frame in a SES_SIGNAL; False: not possible now.
 InBand = Callable[[bytes], bool]
@@ -122,6 +135,11 @@ class Stream:
     hello_sent: bytes | None = None
     hello_received: bytes | None = None
     buf: bytearray = field(default_factory=bytearray, repr=False)
+    #: loop time of the last bytes received (RDV-39 asks whether the stream spoke lately)
+    last_rx: float = 0.0
+    #: the nonce of the RDV-39 PING that probes this stream, and its PONG's arrival
+    probe: bytes | None = None
+    probe_ok: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
 
     def write(self, data: bytes) -> None:
         if data and not self.writer.is_closing():
@@ -177,9 +195,10 @@ class Signaller:
         # who dials, backoff, resets, hedged dials, re-publishing: p4-03 §8.8's policy
         self.policy = ReconnectPolicy(
             "low" if self.is_low else "high", rng=os.urandom, dial_only=dial_only,
-            peer_dial_only=peer_dial_only, tor_launched=False,
+            peer_dial_only=peer_dial_only, tor_launched=tor.launched,
             config=ReconnectConfig(follower_delay_ms=int(follower_delay * 1000)))
         self._dial_tasks: set[asyncio.Task[None]] = set()
+        self._nudging: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
         # the session connection on the kept stream (p4-04 §5.1.1), set by the link
         self.on_stream_ready: Callable[[Stream], None] | None = None
@@ -308,10 +327,15 @@ class Signaller:
         finally:
             self._streams.discard(st)
             st.writer.close()
-            if self.stream is st:
-                self.stream = None
+            if self.stream is st:  # another authenticated stream (RDV-39) takes over
+                alive = [x for x in self._streams
+                         if x.authenticated and x.machine.state not in TERMINAL]
+                self.stream = max(alive, key=lambda x: x.last_rx) if alive else None
                 self.events.put_nowait(SignalEvent(None, st))
-                self._feed(StreamClosed())
+                if self.stream is None:
+                    self._feed(StreamClosed())
+                elif self.stream.session is None and self.on_stream_ready is not None:
+                    self.on_stream_ready(self.stream)
             if st.session is not None and self.on_stream_end is not None:
                 self.on_stream_end(st)  # the session connection ends with its stream [SES-72]
             self._notify()
@@ -322,6 +346,8 @@ class Signaller:
         PADDING to it too while it exists (else to the rendezvous machine); ERROR to both;
         everything else to the rendezvous machine, which judges it (RDV-75)."""
         m = st.machine
+        if chunk:
+            st.last_rx = asyncio.get_running_loop().time()
         if not chunk:  # end of stream: a partial frame goes to its layer, which reports it
             rest, st.buf = bytes(st.buf), bytearray()
             if rest and rest[0] == 1 and len(rest) > 1 and self._to_session(st, rest[1]):
@@ -345,6 +371,10 @@ class Signaller:
                 return
             frame, ftype = bytes(st.buf[:end]), st.buf[1]
             del st.buf[:end]
+            if ftype == FrameType.PONG and st.probe is not None \
+                    and frame[HEADER_LEN:] == ping_body(st.probe):
+                st.probe_ok.set()  # the answer to our RDV-39 probe: this layer's own PING
+                continue
             if ftype == FrameType.ERROR and st.session is not None:
                 self._session(st, frame)  # the stream's one fate: both layers fail [SES-72]
             elif self._to_session(st, ftype):
@@ -398,16 +428,49 @@ class Signaller:
         if st.dialed_by_low != self.is_low:  # the peer dialed it (ours report DialSucceeded)
             self._feed(IncomingStream())
         cur = self.stream
-        if cur is None or cur.machine.state in TERMINAL:
+        if cur is None or cur.machine.state in TERMINAL or cur not in self._streams:
             self.stream = st
-        elif cur is not st:  # two streams: keep the one LOW dialed [RDV-39]
-            keep, drop = (st, cur) if st.dialed_by_low and not cur.dialed_by_low else (cur, st)
-            self.stream = keep
-            with contextlib.suppress(LocalProtocolError):
-                drop.machine.send_bye(int(ErrorCode.RDV_DUPLICATE_STREAM), unix_ms())
-            self._flush(drop)
-            drop.writer.close()
+        elif cur is not st:  # two authenticated streams [RDV-39]
+            if asyncio.get_running_loop().time() - cur.last_rx < RECENT_RX:
+                self._keep_low_dialed(cur, st)  # both live: dial glare
+            else:  # the older may be dead (the peer moved): the newer meanwhile, probe it
+                self.stream = st
+                if cur.probe is None:
+                    self._tasks.append(asyncio.create_task(self._probe(cur)))
         self._notify()
+
+    def _keep_low_dialed(self, older: Stream, newer: Stream) -> None:
+        """Keep the stream the LOW peer dialed (the older when both or neither are), close the
+        other with RV_BYE RDV_DUPLICATE_STREAM [RDV-39]."""
+        keep, drop = (newer, older) if newer.dialed_by_low and not older.dialed_by_low \
+            else (older, newer)
+        self.stream = keep
+        with contextlib.suppress(LocalProtocolError):
+            drop.machine.send_bye(int(ErrorCode.RDV_DUPLICATE_STREAM), unix_ms())
+        self._flush(drop)
+        drop.writer.close()
+
+    async def _probe(self, st: Stream) -> None:
+        """PING ``st``.  A PONG within ``PONG_TIMEOUT`` keeps it, and when another stream became
+        the kept one meanwhile the two are settled by the LOW rule [RDV-39]; silence closes it
+        (RDV-39, and RDV-63's probe after a network change)."""
+        st.probe_ok.clear()
+        st.probe = os.urandom(8)
+        st.write(encode_frame(Frame(FrameType.PING, 0, ping_body(st.probe)), Path.TOR))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(st.probe_ok.wait(), PONG_TIMEOUT_MS / 1000)
+        st.probe = None
+        if st not in self._streams or self._closed:
+            return
+        if st.probe_ok.is_set():
+            cur = self.stream
+            if cur is not None and cur is not st and cur in self._streams and st.authenticated:
+                self._keep_low_dialed(st, cur)
+                self._notify()
+            return
+        log.info("an onion stream did not answer a PING within %d ms: closed (RDV-39)",
+                 PONG_TIMEOUT_MS)
+        await self._close_stream(st, ErrorCode.TIMEOUT)
 
     def _flush(self, st: Stream, keep: Frame | None = None, inband: InBand | None = None) -> None:
         out = st.machine.frames_to_send()
@@ -463,8 +526,15 @@ class Signaller:
                         self._close_stream(st, ErrorCode.NO_ERROR)))
             elif isinstance(a, Republish):
                 self._tasks.append(asyncio.create_task(self._republish()))
-            else:  # NudgeTor, RefetchDescriptor (open_stream refetches itself), ProbeStreams,
-                log.debug("reconnect policy: %s not carried out here", a)  # generations
+            elif isinstance(a, NudgeTor):  # before the dials and the re-publishing [RDV-63]
+                self._nudging = asyncio.create_task(self._nudge())
+                self._tasks.append(self._nudging)
+            elif isinstance(a, ProbeStreams):  # a tor we did not launch: probe, don't drop
+                for st in list(self._streams):
+                    if st.authenticated and st.probe is None:
+                        self._tasks.append(asyncio.create_task(self._probe(st)))
+            else:  # RefetchDescriptor (open_stream refetches itself), generations (the link)
+                log.debug("reconnect policy: %s not carried out here", a)
         if self._wake is not None:
             self._wake.set()
 
@@ -480,7 +550,21 @@ class Signaller:
             if not self._closed:
                 self._act(self.policy.on_timer(self._now_ms()))
 
+    async def _nudge(self) -> None:
+        try:
+            await self._tor.nudge()
+        except P4Error as exc:
+            log.warning("tor not nudged after the network change: %s", exc)
+
+    async def _after_nudge(self) -> None:
+        """Wait for a nudge in progress: dials and re-publishing go through the new network
+        only once tor has dropped the old connections [RDV-63]."""
+        if self._nudging is not None and not self._nudging.done():
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._nudging)
+
     async def _dial_task(self, attempt: int) -> None:
+        await self._after_nudge()
         try:
             await self._dial()
         except P4Error as exc:
@@ -492,6 +576,7 @@ class Signaller:
 
     async def _republish(self) -> None:
         """Remove and re-add this device's onions (same keys) after repeated moves."""
+        await self._after_nudge()
         if self.dial_only or self._server is None:
             return
         for handle in list(self._handles):
@@ -511,8 +596,8 @@ class Signaller:
             k = derive_epoch_keys(self._root, self.my_pub, self.peer_pub, epoch)
             await self._tor.add_client_auth(k.peer_onion_address, k.my_client_auth_priv)
             try:
-                reader, writer = await self._tor.open_stream(k.peer_onion_address, ONION_PORT,
-                                                             timeout=30.0)
+                reader, writer = await self._tor.open_stream(  # a circuit of its own [RDV-79]
+                    k.peer_onion_address, ONION_PORT, timeout=30.0, fresh_circuit=True)
             except P4Error as exc:
                 last = exc
                 continue

@@ -11,8 +11,7 @@ data channel may take to open, p4-04 CONNECT_TIMEOUT), ``block_direct`` (every I
 this process drops every datagram, both ways, so no generation can open and the session runs
 on the onion stream, p4-04 §5.1; the command ``allow_direct`` lifts it, ``block_direct`` sets
 it again), ``tor_path`` (false: no session connection on the onion stream, p4-04 SES-70, for
-a test whose other end only signals), ``fresh_dial`` (every onion stream this peer opens gets
-a new circuit: tor's ``fresh_circuit``).
+a test whose other end only signals).
 For the network lab (tests/test_lab_session.py): ``host_addresses`` (a list, or
 null for every interface address; default ``["127.0.0.1"]``), ``ice_servers`` (a list of
 ``{"urls": [...], "username", "credential"}``), ``tor_overrides`` (``TorConfig`` fields, e.g.
@@ -45,7 +44,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import functools
 import hashlib
 import json
 import logging
@@ -251,9 +249,6 @@ async def main(cfg: dict[str, Any]) -> None:
         logging.getLogger("p4ref.link").setLevel(logging.DEBUG)
     tor = TorDriver(TorConfig.testnet(ClientInfo(**cfg["tor"]), **cfg.get("tor_overrides", {})))
     await tor.start()
-    if cfg.get("fresh_dial"):  # every stream on a new circuit (diagnosis: a stale rend circuit)
-        tor.open_stream = functools.partial(  # type: ignore[method-assign]
-            tor.open_stream, fresh_circuit=True)
     hosts = cfg.get("host_addresses", ["127.0.0.1"])
     servers = tuple(IceServer(tuple(s["urls"]), s.get("username"), s.get("credential"))
                     for s in cfg.get("ice_servers", ()))

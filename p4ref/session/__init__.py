@@ -20,6 +20,7 @@ from ._events import (
     Status,
 )
 from ._machine import (
+    PONG_TIMEOUT_MS,
     TRANSITIONS,
     ConnState,
     Input,
@@ -31,6 +32,7 @@ from ._machine import (
 __all__ = [
     "MAX_PAYLOAD",
     "NO_INC",
+    "PONG_TIMEOUT_MS",
     "TRANSITIONS",
     "Acked",
     "ConnState",
