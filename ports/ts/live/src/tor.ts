@@ -5,6 +5,7 @@
  */
 import { connect, createServer, type Server, type Socket } from "node:net";
 import { readFile } from "node:fs/promises";
+import { randomBytes } from "node:crypto";
 
 export class TorControl {
   private buf = "";
@@ -147,28 +148,41 @@ export function frameCutter(onFrame: (f: Uint8Array) => void): (d: Uint8Array) =
 }
 
 /**
- * SOCKS5 CONNECT (RFC 1928, no authentication, domain name) to `host`:`port` through tor's
- * SOCKS port on 127.0.0.1; resolves with the connected socket, rejects with the SOCKS reply
- * code (tor's 0xF0–0xF7 extended errors name onion-service failures).
+ * SOCKS5 CONNECT (RFC 1928, domain name) to `host`:`port` through tor's SOCKS port on
+ * 127.0.0.1; resolves with the connected socket, rejects with the SOCKS reply code (tor's
+ * 0xF0–0xF7 extended errors name onion-service failures). It authenticates with a username
+ * (RFC 1929) that no other call used, so tor puts the stream on a circuit of its own (p4-03
+ * RDV-79: a redial must not reuse the dead rendezvous circuit of the stream it replaces).
  */
-export function socks5Connect(socksPort: number, host: string, port: number): Promise<Socket> {
+export function socks5Connect(socksPort: number, host: string, port: number,
+  isolation: string = randomBytes(8).toString("hex")): Promise<Socket> {
   return new Promise<Socket>((resolve, reject) => {
     const sock = connect(socksPort, "127.0.0.1");
     let buf = Buffer.alloc(0);
-    let stage = 0;
+    let stage: "method" | "auth" | "connect" = "method";
     const fail = (e: Error): void => { sock.destroy(); reject(e); };
     sock.once("error", fail);
-    sock.on("connect", () => sock.write(Buffer.from([5, 1, 0])));
+    sock.on("connect", () => sock.write(Buffer.from([5, 1, 2])));
+    const request = (): void => {
+      const name = Buffer.from(host, "ascii");
+      sock.write(Buffer.concat([Buffer.from([5, 1, 0, 3, name.length]), name, Buffer.from([port >> 8, port & 0xff])]));
+    };
     const onData = (d: Buffer): void => {
       buf = Buffer.concat([buf, d]);
-      if (stage === 0 && buf.length >= 2) {
-        if (buf[0] !== 5 || buf[1] !== 0) return fail(new Error("SOCKS: no-auth refused"));
+      if (stage === "method" && buf.length >= 2) {
+        if (buf[0] !== 5 || buf[1] !== 2) return fail(new Error("SOCKS: username authentication refused"));
         buf = buf.subarray(2);
-        stage = 1;
-        const name = Buffer.from(host, "ascii");
-        sock.write(Buffer.concat([Buffer.from([5, 1, 0, 3, name.length]), name, Buffer.from([port >> 8, port & 0xff])]));
+        stage = "auth";
+        const user = Buffer.from(isolation, "ascii");
+        sock.write(Buffer.concat([Buffer.from([1, user.length]), user, Buffer.from([2]), Buffer.from("p4", "ascii")]));
       }
-      if (stage === 1 && buf.length >= 5) {
+      if (stage === "auth" && buf.length >= 2) {
+        if (buf[1] !== 0) return fail(new Error("SOCKS: username authentication failed"));
+        buf = buf.subarray(2);
+        stage = "connect";
+        request();
+      }
+      if (stage === "connect" && buf.length >= 5) {
         if (buf[1] !== 0) return fail(new Error(`SOCKS reply 0x${(buf[1] ?? 0).toString(16)}`));
         const alen = buf[3] === 1 ? 4 : buf[3] === 4 ? 16 : 1 + (buf[4] ?? 0);
         if (buf.length < 4 + alen + 2) return;
