@@ -18,7 +18,9 @@ On the machine that watches them (``--out F`` appends to a file instead of print
 How nothing is lost: the sender moves its file offset (``FILE.p4sent``) only after the API
 accepted the lines (durable in the outbox), with an idempotency key made of the byte range, so a
 resend after a crash is recognised; the receiver writes (and fsyncs) the lines before it
-confirms them, and records each source's last position (``OUT.pos``) to skip a repeat.
+confirms them, and records each source's last position (``OUT.pos``) to skip a repeat, with the
+length of ``OUT`` then: a receiver killed between writing lines and recording them cuts ``OUT``
+back to that length when it starts again, and the lines, never confirmed, arrive again.
 """
 
 from __future__ import annotations
@@ -85,7 +87,11 @@ async def send_metrics(api: Api, peer: str, every: float, count: int) -> None:
 
 
 async def receive(api: Api, out: Path | None, state: Path) -> None:
-    seen: dict[str, Any] = json.loads(state.read_text()) if state.exists() else {}
+    saved: dict[str, Any] = json.loads(state.read_text()) if state.exists() else {}
+    seen: dict[str, Any] = saved.get("pos", {})
+    if out is not None and out.exists() and "out_len" in saved:
+        with open(out, "r+b") as f:  # lines written after the last save come again (they
+            f.truncate(min(saved["out_len"], os.fstat(f.fileno()).st_size))  # were not confirmed)
     while True:
         items = await api.receive(max=128, wait_ms=10_000, lease_ms=5_000)
         for item in items:
@@ -108,7 +114,8 @@ async def receive(api: Api, out: Path | None, state: Path) -> None:
             seen[msg["src"]] = msg["end"]
         if items:
             tmp = state.with_name(state.name + ".tmp")
-            tmp.write_text(json.dumps(seen))
+            tmp.write_text(json.dumps({"pos": seen,
+                                       "out_len": out.stat().st_size if out else 0}))
             os.replace(tmp, state)
             await api.confirm([i.id for i in items])  # written first, confirmed after
 
