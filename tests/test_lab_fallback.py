@@ -39,6 +39,8 @@ from tests.test_link import (
     check_log,
     delivered,
     diagnose,
+    status_of,
+    wait_path,
 )
 
 #: Small messages on the onion stream (p4-04 SES-10: it carries small messages).
@@ -52,31 +54,6 @@ BULK_SECONDS = 600.0 if LONG else 30.0
 BULK_STEP = 150  # messages per step of the bulk transfer (about 0.8 MB, mixed sizes)
 #: Seconds from a move until the session must be back on a new generation at both peers.
 RESUME = 150.0 if LONG else 60.0
-
-
-def _path(p: LabPeer, want: str, timeout: float, since: int = 0) -> float:
-    """Until ``p`` reports that ``want`` carries its session (a ``path`` event after line
-    ``since``); returns that event's time."""
-    end = time.monotonic() + timeout
-    while True:
-        for e in p.lines[since:]:
-            if e["ev"] == "path" and e["detail"] == want:
-                return float(e["t"])
-        if time.monotonic() > end:
-            raise AssertionError(f"{p.name}: path never {want}; {diagnose((p,))}")
-        time.sleep(0.05)
-
-
-def _status(p: LabPeer) -> dict[str, Any]:
-    n = len(p.lines)
-    p.send(cmd="status")
-    end = time.monotonic() + 30
-    while time.monotonic() < end:
-        for e in p.lines[n:]:
-            if e["ev"] == "status_reply":
-                return e
-        time.sleep(0.05)
-    raise AssertionError(f"{p.name}: no status reply")
 
 
 def _direct(p: LabPeer, timeout: float = 120, since: int = 0) -> float:
@@ -163,7 +140,7 @@ def test_symmetric_pair_without_turn_runs_on_tor_then_turn_takes_over(
     a, b = spawn(cfg_a, "a"), spawn(cfg_b, "b")
     peers = (a, b)
 
-    t_tor = max(_path(p, "tor", 150) for p in peers) - t0
+    t_tor = max(wait_path(p, "tor", 150) for p in peers) - t0
     lat = []  # one small message at a time, a → b, over Tor
     for i in range(5):
         ts = time.monotonic()
@@ -181,7 +158,7 @@ def test_symmetric_pair_without_turn_runs_on_tor_then_turn_takes_over(
         time.sleep(0.1)
     told = []
     for p, cfg in ((a, cfg_a), (b, cfg_b)):
-        st = _status(p)
+        st = status_of(p)
         assert st["path"] == "tor" and st["stats"]["path"] == "tor", st
         assert st["opened"] == 0 and st["status"] in ("connected", "reconnecting"), st
         assert not any(e["ev"] == "connection_open" and e["gen"] for e in p.lines), p.lines
@@ -198,11 +175,11 @@ def test_symmetric_pair_without_turn_runs_on_tor_then_turn_takes_over(
     t_turn0 = time.monotonic()
     for p in peers:
         p.send(cmd="ice_servers", servers=[STUN, TURN])
-    t_dc = max(_path(p, "datachannel", 120, m) for p, m in zip(peers, marks, strict=True))
+    t_dc = max(wait_path(p, "datachannel", 120, m) for p, m in zip(peers, marks, strict=True))
     _wait_chan(cfg_b, _plan(300), 90, peers)
     _wait_chan(cfg_a, _plan(300), 90, peers)
     for p in peers:
-        st = _status(p)
+        st = status_of(p)
         assert st["path"] == "datachannel" and st["stats"]["path"] == "turn", st
     check_chan_log(cfg_b["log"], cfg_a["seed"], {**_plan(300), "lat": (5, SIZE)})
     check_chan_log(cfg_a["log"], cfg_b["seed"], _plan(300))
@@ -243,7 +220,7 @@ def test_bulk_at_loss_and_delay_without_generation_change(world: World, tmp_path
         _wait_count(cfg_b, total, 120, peers)
         _wait_count(cfg_a, total, 120, peers)
         elapsed = time.monotonic() - t0
-        rtt = [_status(p)["stats"]["rtt_ms"] for p in peers]
+        rtt = [status_of(p)["stats"]["rtt_ms"] for p in peers]
     finally:
         world.lab.impair("a")
     check_log(cfg_b["log"], cfg_a["seed"], total)
@@ -347,7 +324,7 @@ def test_publisher_moves_while_peer_is_dial_only(world: World, tmp_path: Path,
     assert gens == sorted(set(gens)) and len(gens) >= 2, gens
     print(f"\nlab, dial-only b, publisher a moves (hard): connected in {t_conn:.1f} s; "
           f"(s from the move) " + ", ".join(f"{k} {v:.2f}" for k, v in r.items())
-          + f"; generations {gens}, path after the move {_status(a)['stats']['path']}")
+          + f"; generations {gens}, path after the move {status_of(a)['stats']['path']}")
 
 
 def test_moves_in_a_row(world: World, tmp_path: Path, spawn: Any) -> None:

@@ -194,6 +194,32 @@ def diagnose(peers: tuple[Peer, ...]) -> str:
     return "; ".join(f"{p.name}: {p.lines[-12:]}" for p in peers)
 
 
+def wait_path(p: Peer, want: str, timeout: float, since: int = 0) -> float:
+    """Until ``p`` reports that ``want`` carries its session (a ``path`` event after line
+    ``since``); returns that event's time."""
+    end = time.monotonic() + timeout
+    while True:
+        for e in p.lines[since:]:
+            if e["ev"] == "path" and e["detail"] == want:
+                return float(e["t"])
+        if time.monotonic() > end:
+            raise AssertionError(f"{p.name}: path never {want}; {diagnose((p,))}")
+        time.sleep(0.05)
+
+
+def status_of(p: Peer) -> dict[str, Any]:
+    """``p``'s answer to the ``status`` command (its link's status and stats)."""
+    n = len(p.lines)
+    p.send(cmd="status")
+    end = time.monotonic() + 30
+    while time.monotonic() < end:
+        for e in p.lines[n:]:
+            if e["ev"] == "status_reply":
+                return e
+        time.sleep(0.05)
+    raise AssertionError(f"{p.name}: no status reply")
+
+
 def wait_chan(cfg: dict[str, Any], plan: dict[str, tuple[int, int | None]],
               timeout: float, peers: tuple[Peer, ...] = ()) -> None:
     end = time.monotonic() + timeout

@@ -16,36 +16,19 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from tests.test_link import Peer, chan_delivered, check_chan_log, diagnose, wait_chan
+from tests.test_link import (
+    Peer,
+    chan_delivered,
+    check_chan_log,
+    diagnose,
+    status_of,
+    wait_chan,
+    wait_path,
+)
 from tests.test_link import pair as pair  # the two test peers (fixture)
 
 #: Small messages on three channels (the onion stream carries small messages, p4-04 SES-10).
 SIZE = 200
-
-
-def _path(p: Peer, want: str, timeout: float, since: int = 0) -> float:
-    """Until ``p`` reports that ``want`` carries its session (a ``path`` event after line
-    ``since``); returns that event's time."""
-    end = time.monotonic() + timeout
-    while True:
-        for e in p.lines[since:]:
-            if e["ev"] == "path" and e["detail"] == want:
-                return float(e["t"])
-        if time.monotonic() > end:
-            raise AssertionError(f"{p.name}: path never {want}; {diagnose((p,))}")
-        time.sleep(0.05)
-
-
-def _status(p: Peer) -> dict[str, Any]:
-    n = len(p.lines)
-    p.send(cmd="status")
-    end = time.monotonic() + 30
-    while time.monotonic() < end:
-        for e in p.lines[n:]:
-            if e["ev"] == "status_reply":
-                return e
-        time.sleep(0.05)
-    raise AssertionError(f"{p.name}: no status reply")
 
 
 def _plan(count: int) -> dict[str, tuple[int, int | None]]:
@@ -58,7 +41,7 @@ def _send(peers: tuple[Peer, ...], count: int) -> None:
             p.send(cmd="chsend", name=name, count=count, size=SIZE)
 
 
-def test_tor_fallback_path(pair: Any) -> None:
+def test_tor_fallbackwait_path(pair: Any) -> None:
     cfg_a, cfg_b, spawn = pair
     for cfg in (cfg_a, cfg_b):
         cfg.update(channels=True, block_direct=True, open_timeout=3.0, follower_delay=2.0)
@@ -67,13 +50,13 @@ def test_tor_fallback_path(pair: Any) -> None:
     peers = (a, b)
 
     # (1) no direct path at all: the session runs on the onion stream
-    t_tor = max(_path(p, "tor", 90) for p in peers)
+    t_tor = max(wait_path(p, "tor", 90) for p in peers)
     _send(peers, 40)
     wait_chan(cfg_b, _plan(40), 60, peers)
     wait_chan(cfg_a, _plan(40), 60, peers)
     t_first = time.monotonic()
     for p in peers:
-        st = _status(p)
+        st = status_of(p)
         assert st["path"] == "tor" and st["stats"]["path"] == "tor", st
         assert st["opened"] == 0, st  # no generation ever opened
         assert not any(e["ev"] == "connection_open" and e["gen"] for e in p.lines), p.lines
@@ -91,11 +74,11 @@ def test_tor_fallback_path(pair: Any) -> None:
         p.send(cmd="allow_direct")
     a.send(cmd="network_changed")
     t_allow = time.monotonic()
-    t_direct = max(_path(p, "datachannel", 60, m) for p, m in zip(peers, marks, strict=True))
+    t_direct = max(wait_path(p, "datachannel", 60, m) for p, m in zip(peers, marks, strict=True))
     wait_chan(cfg_b, _plan(400), 60, peers)
     wait_chan(cfg_a, _plan(400), 60, peers)
     for p in peers:
-        st = _status(p)
+        st = status_of(p)
         assert st["path"] == "datachannel" and st["stats"]["path"] == "direct", st
     check_chan_log(cfg_b["log"], cfg_a["seed"], _plan(400))
     check_chan_log(cfg_a["log"], cfg_b["seed"], _plan(400))
@@ -110,7 +93,7 @@ def test_tor_fallback_path(pair: Any) -> None:
     assert hole["ok"], hole
     for p in peers:
         p.send(cmd="block_direct")
-    t_back = [_path(p, "tor", 30, m) for p, m in zip(peers, marks, strict=True)]
+    t_back = [wait_path(p, "tor", 30, m) for p, m in zip(peers, marks, strict=True)]
     before = [chan_delivered(cfg["log"], "t0") for cfg in (cfg_a, cfg_b)]
     end = time.monotonic() + 30  # delivery goes on over Tor
     while any(chan_delivered(cfg["log"], "t0") < n + 50 and n + 50 <= 1500
@@ -120,10 +103,10 @@ def test_tor_fallback_path(pair: Any) -> None:
     on_tor = [chan_delivered(cfg["log"], "t0") - n
               for cfg, n in zip((cfg_a, cfg_b), before, strict=True)]
     for p in peers:
-        assert _status(p)["path"] == "tor"
+        assert status_of(p)["path"] == "tor"
         p.send(cmd="allow_direct")
     t_allow3 = time.monotonic()
-    t_again = [_path(p, "datachannel", 60, m) for p, m in zip(peers, marks, strict=True)]
+    t_again = [wait_path(p, "datachannel", 60, m) for p, m in zip(peers, marks, strict=True)]
     wait_chan(cfg_b, _plan(1500), 90, peers)
     wait_chan(cfg_a, _plan(1500), 90, peers)
     check_chan_log(cfg_b["log"], cfg_a["seed"], _plan(1500))
