@@ -947,8 +947,11 @@ class Link:
         except P4Error:
             self._abandon(rec)
             raise
-        log.info("OFFER %d sent %s (%s)", number,
-                 "in-band" if rec.inband_frame else "on the stream", self._need_cause)
+        raced = rec.inband_frame is not None and self._need_cause == "network"
+        if raced and rec.inband_frame is not None:  # the data channel may have died with the
+            self.signaller.resend_on_stream(rec.inband_frame)  # change: both routes [SES-74]
+        log.info("OFFER %d sent %s (%s)", number, "in-band and on the stream" if raced
+                 else "in-band" if rec.inband_frame else "on the stream", self._need_cause)
         self._update_status()
 
     async def _signal_loop(self) -> None:
