@@ -26,9 +26,9 @@ The network change, two ways:
   moves from Wi-Fi to cellular (a hard move: the Wi-Fi interface goes down before the cellular
   one is up, which kills its direct connection and its tor's circuits); ``p4 up`` sees the
   change (netlink), and the session resumes on a new generation.  The laptop's tor is told at
-  once (``DisableNetwork`` 1 → 0, as the lab's test peers do: ``p4 up`` does not do this yet,
-  docs/network.md).  The lab (namespaces, coturn, tor processes) is removed afterwards by its
-  own teardown and a sweep of its prefix.
+  once (``DisableNetwork`` 1 → 0, as the lab's test peers do; ``p4 up`` nudges only a tor it
+  launched, p4-03 RDV-63, docs/network.md).  The lab (namespaces, coturn, tor processes) is
+  removed afterwards by its own teardown and a sweep of its prefix.
 - **otherwise** (not root, a prerequisite missing, ``--no-lab``, ``--tornet``): on loopback,
   the peers ask their link for a new generation through ``p4 up``'s CLI-only route ``POST
   /v1/p4cli/new-generation`` (the same switch a network change makes: new ICE, new DTLS, the
@@ -314,7 +314,7 @@ class _Demo:
 
     def move_laptop(self) -> None:
         """The lab's hard move of the laptop, Wi-Fi → cellular, then its tor is told at once
-        (``DisableNetwork`` 1 → 0; ``p4 up`` does not nudge tor itself yet)."""
+        (``DisableNetwork`` 1 → 0; ``p4 up`` nudges only a tor it launched, RDV-63)."""
         import stem.control
 
         from p4ref.io.netwatch import nudge_tor_sync
@@ -605,8 +605,8 @@ def _summary(res: DemoResult, out: Any, keep: bool) -> None:
                + _PATHS.get(res.path_before, "directly") + " (STUN/TURN: the lab's coturn).")
         change = (f"The laptop moved from {res.move_from} to {res.move_to} at {pct} of the"
                   f" {_size(res.size)} file (a hard move: its connection and its tor's"
-                  f" circuits died with the Wi-Fi; its tor was told at once, which `p4 up` does"
-                  f" not do itself yet); the session resumed on generation"
+                  f" circuits died with the Wi-Fi; its tor was told at once, as `p4 up` does only"
+                  f" for a tor it launched itself); the session resumed on generation"
                   f" {res.generation_after} after {res.resumed_after:.1f} s, "
                   + _PATHS.get(res.path_after, res.path_after or "?") + "; nothing was re-sent"
                   f" from the start ({res.attempts} attempt)." if mid else

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -248,6 +249,12 @@ def _move_and_resume(world: World, a: LabPeer, b: LabPeer, cfg_a: dict[str, Any]
     wait_count(cfg_b, sent, 120, (a, b))
     wait_count(cfg_a, sent, 120, (a, b))
     assert delivered(cfg_a["log"]) > before_a
+    # the move's OFFER went on the stream too, never in-band only: after a hard move the old
+    # data channel is dead before anyone knows it [p4-04 SES-74]
+    err = Path(cfg_a["log"]).with_suffix(".stderr").read_text()
+    assert re.search(r"OFFER \d+ sent (in-band and on the stream|on the stream) \(network\)",
+                     err), "a sent no OFFER for the move"
+    assert not re.search(r"OFFER \d+ sent in-band \(network\)", err), "in-band only"
     return {"detect": net["t"] - t0, "open_a": opened[0], "open_b": opened[1],
             "first_msg": t_first}
 
