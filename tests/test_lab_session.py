@@ -28,7 +28,16 @@ from typing import Any
 
 import pytest
 
-from tests.test_link import ROOT, Peer, check_log, delivered, diagnose, make_pair
+from tests.test_link import (
+    LONG,
+    ROOT,
+    Peer,
+    check_log,
+    delivered,
+    diagnose,
+    make_pair,
+    status_of,
+)
 from tools.netlab import STUN_IP, STUN_PORT, TURN_PASSWORD, TURN_USER
 
 OVERLAP = 3.0  # make-before-break: seconds both interfaces are up (a phone's fading Wi-Fi)
@@ -319,3 +328,89 @@ def test_nat_rebinding_caught_by_liveness(world: World, tmp_path: Path, spawn: A
     check_log(cfg_a["log"], cfg_b["seed"], 300)
     print(f"\nlab session, NAT rebinding: dead path left after {left[0]:.2f} / {left[1]:.2f} s, "
           f"new generation active after {opened[0]:.2f} / {opened[1]:.2f} s")
+
+
+# ------------------------------------------------------------------ every NAT pair
+
+NATS = ("full-cone", "address-restricted", "port-restricted", "symmetric")
+#: What docs/network.md promises with STUN only (research/nat-lab.md): two endpoint-independent
+#: mappings punch through; a symmetric NAT does only with a peer whose filter lets the new port
+#: in (full-cone: any source; address-restricted: the address it sent to); else no direct path.
+STUN_DIRECT = {frozenset(p) for p in (
+    *((x, y) for x in NATS[:3] for y in NATS[:3]),
+    ("full-cone", "symmetric"), ("address-restricted", "symmetric"))}
+MATRIX_OPEN_TIMEOUT = 6.0  # seconds a generation may take to open where none can (reported)
+
+
+def _outcome(a: LabPeer, b: LabPeer, timeout: float) -> str:
+    """``direct`` once both peers have a data channel active, ``tor`` once both report the
+    onion stream as their path and a failed generation was reported; else AssertionError."""
+    peers = (a, b)
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        lines = [list(p.lines) for p in peers]
+        if all(any(e["ev"] == "connection_open" and e["gen"] and e["active"] for e in ls)
+               for ls in lines):
+            return "direct"
+        if any(e["ev"] == "generation_failed" for ls in lines for e in ls) and all(
+                [e["detail"] for e in ls if e["ev"] == "path"][-1:] == ["tor"] for ls in lines):
+            return "tor"
+        time.sleep(0.05)
+    raise AssertionError(f"neither a data channel nor the Tor fallback; {diagnose(peers)}")
+
+
+def _matrix(world: World, tmp_path: Path, spawn: Any, ice: list[dict[str, Any]],
+            expect: Any, pairs: list[tuple[str, str]]) -> list[str]:
+    """For each NAT pair: a fresh pair of peers with ``ice``, the outcome and what each peer
+    tells its user (status, stats, log) checked against ``expect(pair)``."""
+    rows = []
+    for i, (na, nb) in enumerate(pairs):
+        world.lab.set_nat("a", na)  # type: ignore[arg-type]
+        world.lab.set_nat("b", nb)  # type: ignore[arg-type]
+        (tmp_path / f"{i}").mkdir()
+        cfg_a, cfg_b = lab_pair(world, tmp_path / f"{i}", ice)
+        for cfg in (cfg_a, cfg_b):
+            cfg["open_timeout"] = MATRIX_OPEN_TIMEOUT
+        t0 = time.monotonic()
+        a, b = spawn(cfg_a, "a"), spawn(cfg_b, "b")
+        got = _outcome(a, b, 120)
+        took = time.monotonic() - t0
+        want = expect((na, nb))
+        assert got == want, f"{na} x {nb}: {got}, documented {want}; {diagnose((a, b))}"
+        for p, cfg in ((a, cfg_a), (b, cfg_b)):  # the user is told which
+            st = status_of(p)
+            if got == "direct":
+                assert st["path"] == "datachannel" and st["stats"]["path"] == "direct", st
+            else:
+                assert st["path"] == "tor" and st["stats"]["path"] == "tor", st
+                log = Path(cfg["log"]).with_suffix(".stderr").read_text(errors="replace")
+                assert "the session is carried by: tor" in log
+        for p in (a, b):
+            p.stop()
+        rows.append(f"{na} x {nb}: {got} ({took:.1f} s)")
+    return rows
+
+
+def _pairs() -> list[tuple[str, str]]:
+    return [(x, y) for i, x in enumerate(NATS) for y in NATS[i:]]
+
+
+def test_every_nat_pair_with_the_shipped_default(world: World, tmp_path: Path,
+                                                spawn: Any) -> None:
+    """The shipped default (no STUN, no TURN: docs/network.md) on every NAT pair, the two
+    devices on different home networks: host candidates cannot reach across two NATs, so no
+    pair connects directly; each falls back to the onion stream and each peer says so (status
+    path ``tor``, stats, log, the failed generation reported)."""
+    pairs = _pairs() if LONG else [("full-cone", "full-cone"), ("symmetric", "symmetric")]
+    rows = _matrix(world, tmp_path, spawn, [], lambda _: "tor", pairs)
+    print("\nlab, every NAT pair, shipped default (no STUN/TURN): " + "; ".join(rows))
+
+
+def test_every_nat_pair_with_stun(world: World, tmp_path: Path, spawn: Any) -> None:
+    """STUN only, every NAT pair: direct where docs/network.md's table says so (two
+    endpoint-independent mappings; a symmetric NAT with a full-cone or address-restricted
+    peer), the Tor fallback elsewhere (symmetric with port-restricted or symmetric), and the
+    user is told which."""
+    rows = _matrix(world, tmp_path, spawn, [STUN],
+                   lambda p: "direct" if frozenset(p) in STUN_DIRECT else "tor", _pairs())
+    print("\nlab, every NAT pair, STUN only: " + "; ".join(rows))

@@ -3,9 +3,12 @@
 Outgoing (:meth:`FileService.send`): a transfer is a record in ``<home>/peer/outgoing.json``
 (peer, path, name, size, state) and a task that opens a fresh channel ``p4files/<id>.<attempt>``
 on the peer's link and runs :func:`p4ref.io.files.send_file` on it: the file is read from where
-it is, one block at a time, never copied into the outbox.  An attempt that fails (the channel was
-reset because the receiver restarted, a broken stream) is retried on a new channel after a short
-backoff; the receiver then resumes from its verified prefix (p4-06 FIL-36), so only the blocks it
+it is, one block at a time.  Each block still passes through the session's outbox (SQLite)
+until the peer acknowledges it, so up to the channel's credit window (1 MiB by default) of the
+file is there at a time, never the whole file; storing a reference to the file instead (the
+outbox's ``ref`` column) is not done yet.  An attempt that fails (the channel was reset because
+the receiver restarted, a broken stream) is retried on a new channel after a short backoff; the
+receiver then resumes from its verified prefix (p4-06 FIL-36), so only the blocks it
 does not have travel again.  A refusal (FILE_REFUSED, FILE_TOO_LARGE) ends it; so does a full disk
 at the receiver (FILE_DISK_FULL, state ``failed``): the receiver keeps the verified part, and the
 same file sent again once there is space resumes from it.
