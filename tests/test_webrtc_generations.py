@@ -459,3 +459,49 @@ def test_a_channel_that_is_not_p4_is_refused() -> None:
         await pc.close()
 
     run(body)
+
+
+def test_silent_servers_are_the_asked_urls_without_their_candidates() -> None:
+    """aiortc asks the first ``stun:`` URL and the first usable TURN URL (``turn:`` over UDP or
+    TCP, ``turns:`` over TCP); a server is silent when its kind of candidate is missing from
+    the gathered SDP, and ``DirectConfig.without`` leaves its URL out so the next one is asked
+    (issue 12: dead STUN/TURN servers are skipped, not waited for)."""
+    servers = (IceServer(("stun:a.example:3478", "stun:b.example:3478")),
+               IceServer(("turn:t.example:3478?transport=sctp", "turns:t.example:5349"), "u", "p"))
+    host = "a=candidate:1 1 udp 2130706431 192.168.1.2 50000 typ host\r\n"
+    srflx = "a=candidate:2 1 udp 1694498815 203.0.113.7 40000 typ srflx raddr 0.0.0.0\r\n"
+    relay = "a=candidate:3 1 udp 16777215 198.51.100.9 41000 typ relay raddr 0.0.0.0\r\n"
+    assert webrtc.silent_servers(servers, host + srflx + relay) == ()
+    assert webrtc.silent_servers(servers, host) == ("stun:a.example:3478",
+                                                    "turns:t.example:5349")
+    assert webrtc.silent_servers(servers, host + relay) == ("stun:a.example:3478",)
+    assert webrtc.silent_servers((), host) == ()
+    cfg = DirectConfig(ice_servers=servers)
+    assert cfg.without(()) is cfg
+    left = cfg.without({"stun:a.example:3478"}).ice_servers
+    assert left[0].urls == ("stun:b.example:3478",) and left[1] == servers[1]
+    gone = cfg.without({"turn:t.example:3478?transport=sctp", "turns:t.example:5349"})
+    assert gone.ice_servers == (servers[0],)
+
+
+def test_a_stun_server_that_never_answers_is_reported_silent() -> None:
+    """A real gathering against a STUN server that receives and never answers (a bound UDP
+    socket): no ``srflx`` candidate, so the generation names the URL; without it the next
+    generation asks no server at all (and does not wait aioice's 5 s for it)."""
+    async def body() -> None:
+        mute = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        mute.bind(("127.0.0.1", 0))
+        url = f"stun:127.0.0.1:{mute.getsockname()[1]}"
+        cfg = DirectConfig(host_addresses=("127.0.0.1",), ice_servers=(IceServer((url,)),))
+        try:
+            g = await Generation.offer(1, cfg)
+            assert g.silent_servers == (url,)
+            assert " typ srflx" not in g.local_sdp
+            g.close()
+            g2 = await Generation.offer(2, cfg.without(g.silent_servers))
+            assert g2.config.ice_servers == () and g2.silent_servers == ()
+            g2.close()
+        finally:
+            mute.close()
+
+    run(body)

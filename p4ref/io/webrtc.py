@@ -53,6 +53,11 @@ research/webrtc-lab.md):
   ``bufferedamountlow`` event at the low watermark once ``bufferedAmount`` reaches the high one.
   There is no receive-side flow control in aiortc: bytes are handed over as they arrive (the
   session and channel layers' windows and credit bound them, p4-04 SES-37, p4-05).
+- **Silent STUN/TURN servers.**  aioice waits up to 5 s for the STUN and the TURN server it asks
+  (the first usable URL of each kind: aiortc ignores the rest) before the offer or answer is
+  complete.  :attr:`Generation.silent_servers` names the asked URLs whose kind of candidate
+  (``srflx``, ``relay``) is missing, so the caller can leave them out of the next generations
+  (the link does, until a network change) instead of waiting for them every time.
 """
 
 from __future__ import annotations
@@ -64,8 +69,8 @@ import datetime
 import logging
 import os
 import re
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Iterator, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Final
 
@@ -101,6 +106,7 @@ __all__ = [
     "host_addresses",
     "load_or_create_certificate",
     "make_offer",
+    "silent_servers",
     "wait_background_closes",
 ]
 
@@ -142,6 +148,31 @@ class IceServer:
             raise P4Error(ErrorCode.MESSAGE_INVALID, "a TURN server needs username and credential")
 
 
+def _asked_urls(servers: Sequence[IceServer]) -> dict[str, str]:
+    """The URL aioice asks for each kind, as aiortc 1.16 picks them
+    (``aiortc.rtcicetransport.connection_kwargs``): the first ``stun:`` URL, and the first
+    ``turn:`` (UDP or TCP) or ``turns:`` (TCP) URL."""
+    asked: dict[str, str] = {}
+    for server in servers:
+        for url in server.urls:
+            transport = url.partition("?transport=")[2] or ("tcp" if url.startswith("turns:")
+                                                            else "udp")
+            if url.startswith("stun:"):
+                asked.setdefault("srflx", url)
+            elif (url.startswith("turn:") and transport in ("udp", "tcp")) or (
+                    url.startswith("turns:") and transport == "tcp"):
+                asked.setdefault("relay", url)
+    return asked
+
+
+def silent_servers(servers: Sequence[IceServer], sdp: str) -> tuple[str, ...]:
+    """The asked STUN/TURN URLs (see :func:`_asked_urls`) whose candidate type is missing
+    from the gathered ``sdp``: a STUN server that gave no ``srflx`` candidate, a TURN server
+    that gave no ``relay`` candidate within aioice's gathering time."""
+    return tuple(url for kind, url in _asked_urls(servers).items()
+                 if f" typ {kind}" not in sdp)
+
+
 @dataclass(frozen=True, slots=True)
 class DirectConfig:
     """How one generation's peer connection is built.
@@ -174,6 +205,15 @@ class DirectConfig:
     high_water: int = 1 << 20
     low_water: int = 1 << 18
     max_message_size: int = 16384
+
+    def without(self, urls: Collection[str]) -> DirectConfig:
+        """This configuration without the STUN/TURN ``urls`` (a server left with no URL is
+        dropped)."""
+        if not urls:
+            return self
+        servers = tuple(replace(s, urls=tuple(u for u in s.urls if u not in urls))
+                        for s in self.ice_servers if any(u not in urls for u in s.urls))
+        return replace(self, ice_servers=servers)
 
     def __post_init__(self) -> None:
         if not 0 <= self.low_water < self.high_water:
@@ -390,6 +430,8 @@ class Generation:
         self.offerer = offerer
         self.pc = _new_pc(config)
         self.local_sdp = ""
+        #: asked STUN/TURN URLs that gave no candidate while gathering (see silent_servers)
+        self.silent_servers: tuple[str, ...] = ()
         self.error: DirectPathError | None = None
         self.bindings: Bindings | None = None
         self.opened_at: float | None = None
@@ -478,6 +520,7 @@ class Generation:
         finally:
             _HOST_ADDRESSES.reset(token)
         self.local_sdp = self.pc.localDescription.sdp
+        self.silent_servers = silent_servers(self.config.ice_servers, self.local_sdp)
 
     # --- state ---
 

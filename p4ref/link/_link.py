@@ -234,6 +234,11 @@ class LinkEvent:
 #: What :attr:`LinkStats.last_reconnect_cause` says: a dead path (liveness), the OS network
 #: change input, no direct path in time, a forced change (tests, benchmarks), this process
 #: (re)starting, or the peer's OFFER (the peer decided: its restart, its network change, …).
+#: Seconds a STUN/TURN server that gave no candidate stays out of new generations (unless a
+#: network change or a failed generation brings it back first): aioice waits 5 s for it each
+#: time otherwise (issue 12: dead servers skipped, not waited for).
+SILENT_SKIP_S = 300
+
 RECONNECT_CAUSES = ("dead", "network", "no_direct", "forced", "restart", "peer")
 
 
@@ -310,6 +315,7 @@ class Link:
         self._need = False
         self._need_serial = 0
         self._need_cause = ""
+        self._silent: dict[str, float] = {}  # STUN/TURN URL -> when it last gave no candidate
         self._failures = 0
         self._kick = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -511,6 +517,7 @@ class Link:
 
     def network_changed(self) -> None:
         """The OS reported a network change (p4-04 SES-48, SES-49; p4-03 §8.8)."""
+        self._silent.clear()  # a server silent on the old network may answer on the new one
         self.signaller.network_changed()
         self._failures = 0  # the generation backoff restarts (p4-03 RDV-67)
         self.machine.network_changed(self._now())
@@ -922,6 +929,21 @@ class Link:
                 log.exception("offer failed")  # is the only offerer, it must survive
                 self._retry_later()
 
+    def _direct_now(self) -> DirectConfig:
+        """The configuration of the next generation: without the STUN/TURN URLs that gave no
+        candidate lately (:meth:`_note_silent`), so that it does not wait for them again."""
+        now = time.monotonic()
+        self._silent = {u: t for u, t in self._silent.items() if now - t < SILENT_SKIP_S}
+        return self._direct.without(self._silent)
+
+    def _note_silent(self, g: Generation) -> None:
+        for url in g.silent_servers:
+            if url not in self._silent:
+                log.warning("%s gave no candidate while gathering: left out of the next "
+                            "generations until a network change, a failed generation or %d s",
+                            url, SILENT_SKIP_S)
+            self._silent[url] = time.monotonic()
+
     def _retry_later(self) -> None:
         self._failures += 1
         delay = min(0.25 * 2 ** self._failures, 10.0)
@@ -931,11 +953,12 @@ class Link:
         number = max(self.signaller.generation(), self.machine.s.generation) + 1
         rec = self._new_gen(number, True)
         try:
-            g = await Generation.offer(number, self._direct, **self._callbacks(number))
+            g = await Generation.offer(number, self._direct_now(), **self._callbacks(number))
         except BaseException:
             self._abandon(rec)
             raise
         rec.g = g
+        self._note_silent(g)
         if rec.cancelled or number <= self.signaller.generation():
             self._abandon(rec)
             g.close()
@@ -982,7 +1005,8 @@ class Link:
             self.signaller.replay.advance(ev.generation)  # durable before we answer [RDV-52]
             rec = self._new_gen(ev.generation, False)
             try:
-                g = await Generation.answer(ev.generation, ev.sdp, ev.fingerprint, self._direct,
+                g = await Generation.answer(ev.generation, ev.sdp, ev.fingerprint,
+                                            self._direct_now(),
                                             **self._callbacks(ev.generation))
             except P4Error as exc:
                 log.info("OFFER %d unusable: %s", ev.generation, exc)
@@ -990,6 +1014,7 @@ class Link:
                 self._kick.set()
                 return
             rec.g = g
+            self._note_silent(g)
             if rec.cancelled:
                 g.close()
                 return
@@ -1032,6 +1057,7 @@ class Link:
             if not rec.cancelled:
                 self._emit(LinkEvent("generation_failed", generation=rec.number, code=exc.code,
                                      detail=exc.reason))
+                self._silent.clear()  # perhaps a server skipped wrongly: ask them all again
                 self._abandon(rec)
                 self._retry_later()
             return
