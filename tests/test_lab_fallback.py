@@ -29,7 +29,15 @@ from pathlib import Path
 from typing import Any
 
 from p4ref.link._testpeer import payload
-from tests.test_lab_session import STUN, TURN, LabPeer, World, active_gens, lab_pair
+from tests.test_lab_session import (
+    STUN,
+    TURN,
+    LabPeer,
+    World,
+    active_gens,
+    lab_pair,
+    set_nat_nudged,
+)
 from tests.test_lab_session import spawn as spawn  # fresh peers, the lab put back (fixture)
 from tests.test_lab_session import world as world  # the lab + Tor inside it (fixture)
 from tests.test_link import (
@@ -131,8 +139,8 @@ def test_symmetric_pair_without_turn_runs_on_tor_then_turn_takes_over(
     channels each way arrive once, in order; status, ``path`` event, stats and the log say
     ``tor`` and each failed attempt is reported.  Then both devices get the TURN server: the
     next generation is relayed (path ``turn``) and takes over, nothing lost or duplicated."""
-    world.lab.set_nat("a", "symmetric")
-    world.lab.set_nat("b", "symmetric")
+    set_nat_nudged(world, "a", "symmetric")  # (its tor nudged: the NAT forgot its connections)
+    set_nat_nudged(world, "b", "symmetric")
     cfg_a, cfg_b = lab_pair(world, tmp_path, [STUN])
     for cfg in (cfg_a, cfg_b):
         cfg.update(channels=True, open_timeout=OPEN_TIMEOUT)
