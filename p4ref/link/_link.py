@@ -770,6 +770,8 @@ class Link:
                          " (by peer)" if ev.by_peer else "")
                 self._emit(LinkEvent("connection_failed", generation=gen, code=ev.code,
                                      by_peer=ev.by_peer))
+                if gen and ev.code == ErrorCode.TIMEOUT and not ev.by_peer:
+                    self.signaller.path_died()  # its onion stream may be dead too [RDV-80]
             else:
                 self._emit(LinkEvent("connection_closed", generation=gen))
             if was_active and (self.machine.active is None

@@ -252,6 +252,23 @@ class Signaller:
         """The application wants the peer now: a waiting dial happens at once."""
         self._feed(AppRequest())
 
+    def path_died(self) -> None:
+        """The session declared a data channel dead (p4-04 §10).  When nothing arrived on the
+        kept stream for ``RECENT_RX`` it probably died with the same network event (the peer
+        moved): probe it, and dial a new stream now if this peer may dial, rather than wait
+        for the stream's own verdict; RDV-39 settles the two [RDV-80]."""
+        st = self.stream
+        if st is None or self._closed or self._wake is None \
+                or asyncio.get_running_loop().time() - st.last_rx < RECENT_RX:
+            return
+        if st.probe is None:
+            self._tasks.append(asyncio.create_task(self._probe(st)))
+        if not self.peer_dial_only and not self._dial_tasks:
+            log.info("the data channel died and the onion stream is quiet: dialing a new one")
+            t = asyncio.create_task(self._dial_task(0))
+            self._dial_tasks.add(t)
+            t.add_done_callback(self._dial_tasks.discard)
+
     def _notify(self) -> None:
         self._changed.set()
         if self._on_change is not None:
