@@ -52,6 +52,7 @@ class Relay:
         self.silent = False
         self.server: asyncio.Server | None = None
         self.tasks: list[asyncio.Task[None]] = []
+        self.held: list[asyncio.StreamWriter] = []
 
     async def start(self) -> int:
         self.server = await asyncio.start_server(self._conn, "127.0.0.1", 0)
@@ -69,13 +70,18 @@ class Relay:
                     if not self.silent:
                         w.write(data)
         finally:
-            w.close()
+            if self.silent:  # a dead circuit carries no end either: kept for close()
+                self.held.append(w)
+            else:
+                w.close()
 
     def close(self) -> None:
         if self.server is not None:
             self.server.close()
         for t in self.tasks:
             t.cancel()
+        for w in self.held:
+            w.close()
 
 
 async def join(a: Signaller, b: Signaller, relay: bool = False) -> tuple[Stream, Relay | None]:
@@ -242,5 +248,70 @@ def test_a_quiet_older_stream_is_probed_the_newer_used_meanwhile(
         relay.close()
         await low.close()
         await high.close()
+
+    asyncio.run(asyncio.wait_for(scenario(), 30))
+
+
+class _DialTor:
+    """A stand-in tor for a started signaller: publishing does nothing, every dial opens a
+    loopback connection to ``port`` (the peer's listener)."""
+
+    launched = False
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.dials = 0
+
+    async def publish(self, *_: Any, **__: Any) -> object:
+        return object()
+
+    async def unpublish(self, _: object) -> None:
+        pass
+
+    async def add_client_auth(self, *_: Any) -> None:
+        pass
+
+    async def open_stream(self, *_: Any, **__: Any) -> tuple[asyncio.StreamReader,
+                                                              asyncio.StreamWriter]:
+        self.dials += 1
+        return await asyncio.open_connection("127.0.0.1", self.port)
+
+
+def test_a_stream_refused_for_one_we_dropped_is_redialed_at_once(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The HIGH peer moves just after its stream carried something: it drops that stream (the
+    circuit died), dials, and the LOW peer, for which the dead stream spoke less than a second
+    ago, keeps it and refuses the new one (RDV_DUPLICATE_STREAM).  The HIGH peer has no stream
+    left, so it dials again at once instead of after FOLLOWER_DELAY (10 s), until the LOW peer
+    finds the old stream quiet, probes it and keeps the new one [RDV-81, RDV-39]."""
+    monkeypatch.setattr(signalling, "PONG_TIMEOUT_MS", 600)
+    monkeypatch.setattr(signalling, "RECENT_RX", 0.3)
+
+    async def scenario() -> None:
+        i_low = 0 if PUBS[0] < PUBS[1] else 1
+        low = signaller(i_low, PeerReplay(PUBS[1 - i_low]))
+        server = await asyncio.start_server(low._on_incoming, "127.0.0.1", 0)
+        tor = _DialTor(server.sockets[0].getsockname()[1])
+        high = Signaller(cast(TorDriver, tor), SEEDS[1 - i_low], PUBS[1 - i_low], PUBS[i_low],
+                         ROOT, PeerReplay(PUBS[i_low]), incarnation=lambda: b"\x01" * 16)
+        await high.start()  # HIGH: it would dial only after FOLLOWER_DELAY
+        old, relay = await join(low, high, relay=True)  # LOW dials; both keep it
+        assert relay is not None and high.stream is not None
+        relay.silent = True  # high moves: the circuit is gone ...
+        old.last_rx = asyncio.get_running_loop().time()  # ... just after it carried a frame
+        await high._close_stream(high.stream, ErrorCode.NO_ERROR)  # its BYE never arrives
+        high.network_changed()  # the moved peer dials at once (RDV-64)
+        for _ in range(150):
+            await asyncio.sleep(0.02)
+            if low.stream is not old and low.ready and high.ready:
+                break
+        assert tor.dials >= 2, "the refused stream was not redialed"  # refused at least once
+        assert low.ready and high.ready and low.stream is not old
+        await asyncio.sleep(1.0)  # low's probe of the dead stream ends: closed
+        assert old not in low._streams and low.ready and high.ready
+        relay.close()
+        server.close()
+        await high.close()
+        await low.close()
 
     asyncio.run(asyncio.wait_for(scenario(), 30))

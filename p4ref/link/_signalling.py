@@ -27,7 +27,9 @@ link runs (ARCHITECTURE decision 4), and drives that stream's
   closed with BYE RDV_DUPLICATE_STREAM.  Otherwise the older one may have died with a network
   change that this device did not see (the peer moved): the newer one becomes the kept stream
   at once (its session connection opens, OFFERs bind to it) while a PING probes the older; a
-  PONG within ``PONG_TIMEOUT`` applies the LOW rule, silence closes the older one.
+  PONG within ``PONG_TIMEOUT`` applies the LOW rule, silence closes the older one.  A stream the
+  peer refused as a duplicate while this side has no other one (the peer kept a stream this
+  side already dropped, e.g. after a move) makes this side dial again at once (RDV-81).
 - *One signalling state per pair* (SES-56).  Every stream machine shares the process's
   :class:`~p4ref.io.signal.PeerReplay` of the pair (nonce cache RDV-27, high-water mark RDV-52,
   persisted in the session store), and an OFFER or ANSWER carried in-band (SES_SIGNAL on the
@@ -140,6 +142,8 @@ class Stream:
     #: the nonce of the RDV-39 PING that probes this stream, and its PONG's arrival
     probe: bytes | None = None
     probe_ok: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+    #: the peer closed it with RV_BYE RDV_DUPLICATE_STREAM (it kept another stream, RDV-39)
+    refused: bool = False
 
     def write(self, data: bytes) -> None:
         if data and not self.writer.is_closing():
@@ -195,7 +199,8 @@ class Signaller:
         # who dials, backoff, resets, hedged dials, re-publishing: p4-03 §8.8's policy
         self.policy = ReconnectPolicy(
             "low" if self.is_low else "high", rng=os.urandom, dial_only=dial_only,
-            peer_dial_only=peer_dial_only, tor_launched=tor.launched,
+            peer_dial_only=peer_dial_only,
+            tor_launched=bool(getattr(tor, "launched", False)),  # a stand-in: not launched
             config=ReconnectConfig(follower_delay_ms=int(follower_delay * 1000)))
         self._dial_tasks: set[asyncio.Task[None]] = set()
         self._nudging: asyncio.Task[None] | None = None
@@ -351,6 +356,9 @@ class Signaller:
                 self.events.put_nowait(SignalEvent(None, st))
                 if self.stream is None:
                     self._feed(StreamClosed())
+                    if st.refused:  # the peer kept a stream we no longer have: dial now
+                        log.info("our stream lost glare to one we no longer have: redialing")
+                        self._feed(AppRequest())  # at once, whatever the role [RDV-81]
                 elif self.stream.session is None and self.on_stream_ready is not None:
                     self.on_stream_ready(self.stream)
             if st.session is not None and self.on_stream_end is not None:
@@ -435,6 +443,8 @@ class Signaller:
                             | ByeReceived):
                 if isinstance(ev, RendezvousFailed | ByeReceived):
                     log.info("rendezvous stream ended: %s", ev)
+                if isinstance(ev, ByeReceived) and ev.reason == ErrorCode.RDV_DUPLICATE_STREAM:
+                    st.refused = True
                 self.events.put_nowait(SignalEvent(ev, st, inband))
         self._flush(st)
         if ready and self.stream is st and st.session is None \
