@@ -31,16 +31,20 @@ coturn, traffic both ways. Device ``a`` (which watches its own namespace with Ne
 its tor and calls ``network_changed``, as issue 12 §3 asks of ``p4 up``) moves ``--trials``
 times hard and ``--trials`` times make-before-break (both interfaces up for ``--overlap``
 seconds, default 3; Wi-Fi ↔ cellular alternately; cellular is a symmetric NAT, so it runs
-relayed). Printed per case: the first message ``a`` submits once its
-old interface is gone → delivered at ``b``, and move → new direct generation active (the
-move starts when the old interface goes (hard) or the new one comes up (make-before-break)),
-p50 / p90 / max; the phases
-(median): detection (netwatch), Tor recovery (the moved peer's new onion stream carrying the
-session), signalling + ICE + DTLS + handshake (until the new generation is active) and replay
-(the first message after the move, when it came later). Every message is checked: none lost
+relayed); then b's NAT rebinds ``--trials`` times (a new public address, mappings lost, no
+event on either device: the session's liveness must notice; "detect" is then the first peer
+declaring the old path dead), and a makes ``--trials`` more hard moves with 1 % loss and
++50 ms each way on both its networks (NFQUEUE, ``Lab.impair``). Printed per case: the
+first message ``a`` submits once its old path is gone → delivered at ``b``, and move → new
+direct generation active (the move starts when the old interface goes (hard) or the new one
+comes up (make-before-break)), p50 / p90 / max; the phases (median): detection (netwatch),
+Tor recovery (the moved peer's new onion stream carrying the session), signalling + ICE +
+DTLS + handshake (until the new generation is active) and replay (the first message after the
+move, when it came later). Every message is checked: none lost
 or duplicated. ``--no-session`` leaves the session part out.
 
-Not measured yet (issue 12 §8): (c)–(e) and the aiortc-alone baseline.
+Not measured yet (issue 12 §8): (d) a dial-only peer coming back (its tor starting from a
+cached state) and the aiortc-alone baseline.
 """
 
 from __future__ import annotations
@@ -310,6 +314,14 @@ def _event_after(ev: str, t: float) -> Callable[[dict[str, Any]], bool]:
     return lambda e: e["ev"] == ev and e["t"] > t
 
 
+#: The session cases, in the order they run: moves of device a (hard: the old interface gone
+#: before the new one is up; make-before-break: both up for ``--overlap`` s), b's NAT rebinding
+#: (no local event: liveness must notice), and a hard move with 1 % loss and +50 ms each way on
+#: both of a's networks.
+CASES = {"hard": "(a) hard move", "mbb": "(b) make-before-break",
+         "rebind": "(c) NAT rebinding (b)", "lossy": "(e) hard move, 1 % loss +50 ms"}
+
+
 def _session(lab: Any, net: Any, trials: int, *, limit: float, settle: float,
              step: int = 40, keep: str | None = None, overlap: float = 3.0
              ) -> dict[str, Any]:
@@ -337,7 +349,7 @@ def _session(lab: Any, net: Any, trials: int, *, limit: float, settle: float,
                      "verbose": True})
     out: dict[str, Any] = {c: {"first_msg_s": [], "generation_s": [], "detect_s": [],
                                "tor_s": [], "setup_s": [], "replay_s": [], "via_tor": 0,
-                               "failed": 0, "paths": []} for c in ("hard", "mbb")}
+                               "failed": 0, "paths": []} for c in CASES}
     t_start = time.monotonic()
     a, b = _Peer(lab.ns("a"), cfgs[0]), _Peer(lab.ns("b"), cfgs[1])
     count = step
@@ -349,7 +361,7 @@ def _session(lab: Any, net: Any, trials: int, *, limit: float, settle: float,
             p.send(cmd="send", count=count)
         _wait_count(cfgs[1]["log"], count, 60)
         _wait_count(cfgs[0]["log"], count, 60)
-        for case in ["hard"] * trials + ["mbb"] * trials:
+        for case in [c for c in CASES for _ in range(trials)]:
             time.sleep(settle)
             r = out[case]
             gens = [e["gen"] for e in a.lines if e["ev"] == "connection_open" and e["active"]
@@ -357,9 +369,15 @@ def _session(lab: Any, net: Any, trials: int, *, limit: float, settle: float,
             gen0 = max(gens)
             before = _delivered(cfgs[1]["log"])
             to = "cell" if lab.homes["a"].on == "wlan" else "wlan"
+            if case == "lossy":  # both of a's networks, each way (NFQUEUE delay)
+                for router in ("a", "rc"):
+                    lab.impair(router, loss=0.01, delay_ms=50)
             t0 = time.monotonic()
-            lab.move("a", to, make_before_break=case == "mbb", overlap=overlap)
-            t_sub = time.monotonic()  # the old interface is gone: these can only go the new way
+            if case == "rebind":  # b's NAT gets a new public address: no event anywhere
+                lab.rebind("b")
+            else:
+                lab.move("a", to, make_before_break=case == "mbb", overlap=overlap)
+            t_sub = time.monotonic()  # the old path is gone: these can only go the new way
             count += step
             for p in (a, b):
                 p.send(cmd="send", count=count)
@@ -373,7 +391,16 @@ def _session(lab: Any, net: Any, trials: int, *, limit: float, settle: float,
             except TimeoutError:
                 r["failed"] += 1
                 continue
-            detect = a.wait(_event_after("netchange", t0), 5)["t"] - t0
+            finally:
+                if case == "lossy":
+                    for router in ("a", "rc"):
+                        lab.impair(router)
+            if case == "rebind":  # detected when a peer declares the old path dead
+                left = [e["t"] for p in (a, b) for e in p.lines if e["t"] > t0
+                        and e["ev"] == "connection_failed" and e["gen"] == gen0]
+                detect = min(left, default=t0 + opened) - t0
+            else:
+                detect = a.wait(_event_after("netchange", t0), 5)["t"] - t0
             tor = [e["t"] - t0 for e in a.lines if e["ev"] == "connection_open"
                    and e["gen"] == 0 and t0 < e["t"] < t0 + opened]
             r["first_msg_s"].append(first)
@@ -430,7 +457,7 @@ def _report_session(r: dict[str, Any]) -> None:
           "| move → new generation p50 / p90 / max (s) | detect | Tor | "
           "signal+ICE+DTLS+handshake | replay | first via Tor | path |")
     print("|---|---|---|---|---|---|---|---|---|---|")
-    for case, name in (("hard", "(a) hard move"), ("mbb", "(b) make-before-break")):
+    for case, name in CASES.items():
         c = r[case]
         n = len(c["first_msg_s"]) + c["failed"]
 
@@ -538,7 +565,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{name}: per move (s) {[round(x, 2) for x in r['total_s']]}, "
                       f"dials {r['dials']}")
             else:
-                for case in ("hard", "mbb"):
+                for case in CASES:
                     print(f"session {case}: first message per move (s) "
                           f"{[round(x, 2) for x in r[case]['first_msg_s']]}")
     print(f"dialer policy: DIAL_HEDGE {args.hedge_ms} ms, DIAL_PARALLEL {args.parallel}")
