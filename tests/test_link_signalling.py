@@ -245,6 +245,8 @@ def test_a_quiet_older_stream_is_probed_the_newer_used_meanwhile(
             assert low.stream is not None and low.stream is not old and old not in low._streams
         assert len(low._streams) == 1 and len(high._streams) == 1
         assert low.ready and high.ready
+        for s in (low, high):  # the probes' tasks are not kept once they end
+            assert all(not t.done() for t in s._tasks), s._tasks
         relay.close()
         await low.close()
         await high.close()

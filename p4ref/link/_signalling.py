@@ -54,8 +54,9 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..errors import DecodeError, ErrorCode, LocalProtocolError, P4Error
 from ..framing import HEADER_LEN, Frame, FrameType, Path, decode_frame, encode_frame, ping_body
@@ -193,7 +194,7 @@ class Signaller:
         self._on_change = on_change
         self._incarnation = incarnation
         self._peer_incarnation = peer_incarnation
-        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks: set[asyncio.Task[None]] = set()  # finished ones leave (_spawn)
         self._closed = False
         self.dials = 0
         # who dials, backoff, resets, hedged dials, re-publishing: p4-03 §8.8's policy
@@ -221,7 +222,7 @@ class Signaller:
                 self._handles.append(await self._tor.publish(
                     k.my_onion_seed, {ONION_PORT: port}, [k.peer_client_auth_pub]))
         self._wake = asyncio.Event()
-        self._tasks.append(asyncio.create_task(self._policy_loop()))
+        self._spawn(self._policy_loop())
         self._feed(Want())
 
     async def close(self) -> None:
@@ -242,6 +243,13 @@ class Signaller:
         for t in [*self._tasks, *self._dial_tasks]:
             with contextlib.suppress(BaseException):
                 await t
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """A task cancelled and awaited by :meth:`close`; it leaves the set when it ends."""
+        t = asyncio.create_task(coro)
+        self._tasks.add(t)
+        t.add_done_callback(self._tasks.discard)
+        return t
 
     @property
     def failures(self) -> int:
@@ -267,7 +275,7 @@ class Signaller:
                 or asyncio.get_running_loop().time() - st.last_rx < RECENT_RX:
             return
         if st.probe is None:
-            self._tasks.append(asyncio.create_task(self._probe(st)))
+            self._spawn(self._probe(st))
         if not self.peer_dial_only and not self._dial_tasks:
             log.info("the data channel died and the onion stream is quiet: dialing a new one")
             t = asyncio.create_task(self._dial_task(0))
@@ -463,7 +471,7 @@ class Signaller:
             else:  # the older may be dead (the peer moved): the newer meanwhile, probe it
                 self.stream = st
                 if cur.probe is None:
-                    self._tasks.append(asyncio.create_task(self._probe(cur)))
+                    self._spawn(self._probe(cur))
         self._notify()
 
     def _keep_low_dialed(self, older: Stream, newer: Stream) -> None:
@@ -549,17 +557,15 @@ class Signaller:
                     t.cancel()
             elif isinstance(a, DropStreams):
                 for st in list(self._streams):
-                    self._tasks.append(asyncio.create_task(
-                        self._close_stream(st, ErrorCode.NO_ERROR)))
+                    self._spawn(self._close_stream(st, ErrorCode.NO_ERROR))
             elif isinstance(a, Republish):
-                self._tasks.append(asyncio.create_task(self._republish()))
+                self._spawn(self._republish())
             elif isinstance(a, NudgeTor):  # before the dials and the re-publishing [RDV-63]
-                self._nudging = asyncio.create_task(self._nudge())
-                self._tasks.append(self._nudging)
+                self._nudging = self._spawn(self._nudge())
             elif isinstance(a, ProbeStreams):  # a tor we did not launch: probe, don't drop
                 for st in list(self._streams):
                     if st.authenticated and st.probe is None:
-                        self._tasks.append(asyncio.create_task(self._probe(st)))
+                        self._spawn(self._probe(st))
             else:  # RefetchDescriptor (open_stream refetches itself), generations (the link)
                 log.debug("reconnect policy: %s not carried out here", a)
         if self._wake is not None:
