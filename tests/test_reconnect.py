@@ -164,6 +164,23 @@ def test_stream_closed_seeks_again_with_role_delay() -> None:
     assert p.next_deadline() == 10_100
 
 
+@pytest.mark.parametrize("after_ms", [0, 6_000, 10_000, 10_001])
+def test_a_stream_ending_after_a_change_with_a_system_tor_dials_at_once(after_ms: int) -> None:
+    """RDV-82: the HIGH peer moved, its system tor was probed, not nudged, and the kept stream
+    then ended: that is the move, so it dials at once (the lab: it waited FOLLOWER_DELAY and the
+    other peer's liveness redialed first, 7 s).  Past MOVE_WINDOW the role's delay applies."""
+    p = policy("high", tor_launched=False)
+    p.on_event(Want(), 0)
+    p.on_event(IncomingStream(), 1)
+    assert p.on_event(NetworkChanged(), 5_000) == [ProbeStreams()]
+    acts = p.on_event(StreamClosed(), 5_000 + after_ms)
+    if after_ms <= 10_000:
+        assert acts == [Dial(0), PathChanged("none")]
+    else:
+        assert acts == [PathChanged("none")]
+        assert p.next_deadline() == 5_000 + after_ms + 10_000
+
+
 def test_dial_only_peer_dials_at_once_and_its_peer_waits() -> None:
     """RDV-65 (p4-04 SES-15)."""
     phone = policy("high", dial_only=True)

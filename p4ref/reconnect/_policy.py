@@ -71,6 +71,8 @@ class ReconnectConfig:
     hsfetch_interval_ms: int = 2_000  # HSFETCH_INTERVAL: fewest ms between two refetches
     hedge_after_ms: int = 2_000  # DIAL_HEDGE: a dial this long without an outcome gets a sibling
     max_parallel_dials: int = 2  # DIAL_PARALLEL: dials in flight at most (1: no hedging)
+    move_window_ms: int = 10_000  # MOVE_WINDOW: a stream ending this soon after a change ended
+    #                               with it (RDV-82)
 
     def __post_init__(self) -> None:
         for name in self.__slots__:
@@ -297,7 +299,7 @@ TRANSITIONS.update({
     (S.DIALING, K.STOP): (S.IDLE, "stop_abandon"),
     (S.DIALING, K.INCOMING): (S.CONNECTED, "connected_abandon"),
     (S.AWAIT_PEER, K.DIAL_SUCCEEDED): (S.CONNECTED, "connected"),
-    (S.CONNECTED, K.STREAM_CLOSED): ("seek", "want"),
+    (S.CONNECTED, K.STREAM_CLOSED): ("seek", "closed"),
     (S.CONNECTED, K.NETWORK_CHANGED): ("seek_if_nudged", "moved_connected"),
 })
 del _s, _k
@@ -479,6 +481,16 @@ class ReconnectPolicy:
 
     def _a_dial_now(self, now: int, out: list[Action]) -> None:
         self._reset_now(now)
+
+    def _a_closed(self, now: int, out: list[Action]) -> None:
+        """The last authenticated stream ended.  Within ``MOVE_WINDOW`` of a network change this
+        peer saw, it ended with that change (a probe unanswered, a system tor dropping the
+        circuits): dial at once, as RDV-64 says for the change itself; else as at the start
+        (the role's initial delay) [RDV-82]."""
+        if self._moves and now - self._moves[-1] <= self.config.move_window_ms:
+            self._reset_now(now)
+        else:
+            self._a_want(now, out)
 
     def _a_moved(self, now: int, out: list[Action]) -> None:
         pass  # IDLE or AWAIT_PEER: tor was nudged; nothing to dial
