@@ -9,7 +9,10 @@ peer what the session machine must find again after a crash or a reboot [SES-7]:
             / :meth:`SessionDB.advance` have the semantics of :class:`~p4ref.io.replay_store
             .ReplayStore`, so the signalling driver can switch to this file)
     outbox  (peer, seq) -> payload, or a reference to bulk data kept elsewhere, and its size:
-            the messages accepted by ``send`` and not yet acknowledged by the peer [SES-5]
+            the messages accepted by ``send`` and not yet acknowledged by the peer [SES-5]; the
+            link's channel layer stores every item carrying bytes of a file being sent as a
+            reference to the file region (:mod:`p4ref.io.fileref`, p4-06 FIL-39), and gives
+            ``session_state`` the ``resolve`` that reads it back
     inbox   (peer, inc, seq) -> payload, delivered flag, in arrival order: the peer's messages
             that are durable here (so they may be acknowledged, SES-6) and that the application
             has not confirmed yet [SES-38]; confirming deletes the row and releases its quota
@@ -916,7 +919,10 @@ class SessionDB:
                       resolve: Callable[[OutboxEntry], bytes] | None = None
                       ) -> SessionState | None:
         """What a :class:`~p4ref.session.SessionMachine` resumes from (None: no session yet).
-        A bulk-data reference in the outbox needs ``resolve`` to produce its payload."""
+        A bulk-data reference in the outbox needs ``resolve`` to produce its payload (the
+        link's is :class:`p4ref.link._channels.OutboxRefs`); ``resolve`` must return the bytes
+        to replay in the message's place, and raise only when the store itself is wrong (the
+        row is never changed here, so a later call resolves it again)."""
         result, op = self.plan_session_state(peer_pub, resolve)
         op(self._db, self._flush)
         state: SessionState | None = result()

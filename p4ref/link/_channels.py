@@ -27,6 +27,18 @@ in pieces (``end_of_message`` False), because the sender may not write beyond th
 offset plus half the window until the application consumed the beginning (p4-05 CHN-29).
 :attr:`Channel.offset` is what this side has durably written (after a crash, an application
 resumes a stream from there).
+
+Bytes from a file (p4-06 FIL-39).  :meth:`Channel.send_file_regions` writes a message some of
+whose bytes were read from a file (:class:`~p4ref.io.fileref.FileRegions` says which): each DATA
+item carrying file bytes is appended to the outbox as a reference (``ref=``, ``size=``, see
+:mod:`p4ref.io.fileref`), every other item as its bytes; seq order, the commit of the channel
+state with the last item (CHN-30) and "returns once durable" are those of :meth:`Channel.send`.
+At a restart the link rebuilds those items from the file (:class:`OutboxRefs`).  An item whose
+file no longer holds its bytes is not rebuilt: it becomes a RESET of its channel with
+FILE_SOURCE_CHANGED (the peer resets the channel, and every later item of that channel is a late
+item it ignores, CHN-17; its receiver keeps its verified prefix, p4-06 §4.1), and
+:meth:`Channels.sources_changed` resets the channel here too, so its :class:`Channel` raises
+:class:`ChannelError` with code FILE_SOURCE_CHANGED.  Other channels are not touched.
 """
 
 from __future__ import annotations
@@ -47,19 +59,37 @@ from ..channels import (
     ChannelReset,
     ChannelsFailed,
     CreditGranted,
+    ItemType,
+    Reset,
+    encode_item,
 )
 from ..errors import ErrorCode, LocalProtocolError, P4Error
+from ..io.fileref import (
+    FileRegions,
+    RegionReader,
+    SourceChanged,
+    encode_ref,
+    is_file_ref,
+    ref_literal,
+)
 
 if TYPE_CHECKING:
+    from ..io.session_store import OutboxEntry
     from ._link import Delivery, Link
 
-__all__ = ["Channel", "ChannelError", "ChannelMessage", "Channels"]
+__all__ = ["Channel", "ChannelError", "ChannelMessage", "Channels", "OutboxRefs"]
 
 log = logging.getLogger(__name__)
 
 
 class ChannelError(P4Error):
-    """The channel was reset (``code``), or the channel layer failed."""
+    """The channel was reset (``code``), or the channel layer failed.  ``reset_code``: the
+    code of the peer's RESET (p4-05 §8.2; e.g. FILE_SOURCE_CHANGED, p4-06), when it reset it."""
+
+    def __init__(self, code: ErrorCode, message: str = "", *,
+                 reset_code: int | None = None) -> None:
+        super().__init__(code, message)
+        self.reset_code = reset_code
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +167,13 @@ class Channel:
         is the caller's to keep together (one task per channel writes it)."""
         await self._layer.write(self, bytes(data), end_of_message)
 
+    async def send_file_regions(self, message: bytes, regions: FileRegions) -> None:
+        """:meth:`send` of a message whose bytes at ``regions`` were read from a file: the
+        items carrying them are stored in the outbox as references to the file, not copies
+        (p4-06 FIL-39; module docstring).  The file must keep those bytes until the peer has
+        acknowledged them; if it does not, a restart resets the channel (FILE_SOURCE_CHANGED)."""
+        await self._layer.write(self, bytes(message), True, regions)
+
     async def recv(self) -> ChannelMessage | None:
         """The next message, in order; ``None`` once the peer half-closed (and after that)."""
         item = await self._queue.get()
@@ -180,11 +217,16 @@ class Channels:
 
     # ------------------------------------------------------------------ sending
 
-    def _submit(self, items: list[bytes]) -> list[asyncio.Future[int]]:
+    def _submit(self, items: list[bytes], refs: list[str | None] | None = None
+                ) -> list[asyncio.Future[int]]:
+        """Append ``items`` in order, the channel state with the last one (CHN-30); an item
+        with a reference in ``refs`` is stored as that reference (:meth:`write`)."""
         futs = []
         for i, item in enumerate(items):
             state = self.mux.persistent_state() if i == len(items) - 1 else None
-            futs.append(self.link._append(item, state))
+            ref = refs[i] if refs else None
+            futs.append(self.link._append(item, state) if ref is None
+                        else self.link._append(item, state, ref))
         return futs
 
     async def _wait(self, futs: list[asyncio.Future[int]]) -> None:
@@ -215,14 +257,16 @@ class Channels:
         await self._wait(self._submit(items))
         return ch
 
-    async def write(self, ch: Channel, data: bytes, eom: bool) -> None:
+    async def write(self, ch: Channel, data: bytes, eom: bool,
+                    regions: FileRegions | None = None) -> None:
         futs: list[asyncio.Future[int]] = []
         async with ch._writing:  # the items of one write stay together across credit waits;
-            await self._write_items(ch, data, eom, futs)  # the next write may go on while
-        await self._wait(futs)  # these become durable
+            await self._write_items(ch, data, eom, futs, regions)  # the next write may go on
+        await self._wait(futs)  # while these become durable
 
     async def _write_items(self, ch: Channel, data: bytes, eom: bool,
-                           futs: list[asyncio.Future[int]]) -> None:
+                           futs: list[asyncio.Future[int]],
+                           regions: FileRegions | None = None) -> None:
         view = memoryview(data)
         pos = 0
         while pos < len(data):
@@ -241,9 +285,27 @@ class Channels:
                 raise LocalProtocolError(ErrorCode.SES_OUTBOX_FULL,
                                          "the outbox is full; wait for the peer's ACKs")
             last = pos + n == len(data)
-            futs += self._submit(self.mux.write(ch.id, bytes(view[pos:pos + n]),
-                                                end_of_message=eom and last))
+            out = self.mux.write(ch.id, bytes(view[pos:pos + n]), end_of_message=eom and last)
+            refs = None if regions is None else self._refs(out, items, pos, n, regions)
+            futs += self._submit(out, refs)
             pos += n
+
+    @staticmethod
+    def _refs(out: list[bytes], items: int, pos: int, n: int, regions: FileRegions
+              ) -> list[str | None]:
+        """The outbox references of ``out``: its last ``items`` items are the DATA items of
+        the written bytes ``[pos, pos + n)``, MAX_DATA each (the mux cuts them so, p4-05 §5.1);
+        those carrying file bytes get one, every other item None (stored as its bytes)."""
+        refs: list[str | None] = [None] * len(out)
+        first = len(out) - items
+        for k in range(items):
+            a = pos + k * MAX_DATA
+            b = min(a + MAX_DATA, pos + n)
+            item = out[first + k]
+            assert item[0] == ItemType.DATA and len(item) == DATA_HEADER_LEN + b - a
+            spans = [(p + DATA_HEADER_LEN, off, m) for p, off, m in regions.within(a, b)]
+            refs[first + k] = encode_ref(item, spans, regions.path)
+        return refs
 
     async def close(self, ch: Channel) -> None:
         self._check()
@@ -296,7 +358,8 @@ class Channels:
             elif isinstance(ev, ChannelReset):
                 ch = self._chans[ev.chan]
                 ch.error = ChannelError(ErrorCode.CHAN_CLOSED,
-                                        f"channel {ev.chan} reset (0x{ev.code:04x})")
+                                        f"channel {ev.chan} reset (0x{ev.code:04x})",
+                                        reset_code=ev.code)
                 ch._queue.put_nowait(ch.error)
                 ch._credit.set()
             elif isinstance(ev, CreditGranted):
@@ -334,6 +397,30 @@ class Channels:
         if confirms or credits:
             await asyncio.shield(asyncio.gather(*confirms, *credits))
 
+    def sources_changed(self, changed: dict[int, str]) -> None:
+        """At a start: the outbox items of these channels (id -> why) named file bytes that
+        their file no longer holds; the session replays them as RESETs with
+        FILE_SOURCE_CHANGED (:class:`OutboxRefs`).  Reset each channel here too (p4-05 §8.2,
+        one more RESET the peer ignores as a late item, CHN-17), so that it is forgotten and
+        its :class:`Channel` raises FILE_SOURCE_CHANGED; the other channels go on."""
+        for chan, why in sorted(changed.items()):
+            ch = self._chans.get(chan)
+            name = ch.name if ch is not None else "?"
+            log.warning("channel %d (%s): %s; it is reset (FILE_SOURCE_CHANGED)", chan, name,
+                        why)
+            try:
+                items = self.mux.reset(chan, int(ErrorCode.FILE_SOURCE_CHANGED))
+            except LocalProtocolError:  # not live here any more: nothing to reset
+                items = []
+            for f in self._submit(items):
+                f.add_done_callback(_log_failure)
+            if ch is not None:
+                ch.error = ChannelError(ErrorCode.FILE_SOURCE_CHANGED,
+                                        f"channel {chan} ({name}) reset: {why}",
+                                        reset_code=int(ErrorCode.FILE_SOURCE_CHANGED))
+                ch._queue.put_nowait(ch.error)
+                ch._credit.set()
+
     def _fail(self, err: ChannelError) -> None:
         log.error("%s", err)
         self.failed = err
@@ -347,3 +434,40 @@ def _log_failure(f: asyncio.Future[int]) -> None:
     if not f.cancelled() and f.exception() is not None:
         log.error("channel item not stored: %r", f.exception())
 
+
+
+class OutboxRefs:
+    """The ``resolve`` of ``SessionStore.session_state`` for a link's outbox: rebuilds an item
+    stored as a file reference from the file (:mod:`p4ref.io.fileref`).  When the file no
+    longer holds the item's bytes, the item becomes a RESET of its channel with
+    FILE_SOURCE_CHANGED (p4-05 §8.2), never different bytes, and :attr:`changed` records the
+    channel (id -> why) for :meth:`Channels.sources_changed`.  The outbox row itself is not
+    touched: resolved again at a later start, it gives the same answer.  Runs in the store's
+    writer thread; :meth:`close` once the state is read."""
+
+    def __init__(self) -> None:
+        self.reader = RegionReader()
+        self.changed: dict[int, str] = {}
+        self.resolved = 0
+
+    def __call__(self, entry: OutboxEntry) -> bytes:
+        ref = entry.ref
+        if ref is None or not is_file_ref(ref):
+            raise P4Error(ErrorCode.PROFILE_CORRUPT,
+                          f"outbox seq {entry.seq}: an unknown kind of reference")
+        try:
+            item = self.reader.resolve(ref, entry.size)
+        except SourceChanged as exc:
+            head = ref_literal(ref)
+            if len(head) < DATA_HEADER_LEN or head[0] != ItemType.DATA:
+                raise P4Error(ErrorCode.PROFILE_CORRUPT,
+                              f"outbox seq {entry.seq}: a file reference that is no DATA item"
+                              ) from exc
+            chan = int.from_bytes(head[2:10], "big")
+            self.changed.setdefault(chan, exc.message)
+            return encode_item(Reset(chan, int(ErrorCode.FILE_SOURCE_CHANGED)))
+        self.resolved += 1
+        return item
+
+    def close(self) -> None:
+        self.reader.close()

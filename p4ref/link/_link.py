@@ -17,6 +17,10 @@ moves bytes and time in and out of it and keeps the durability rules of p4-04 §
   again, first, with the same message id ``(inc, seq)`` (SES-39).
 - *State* (SES-7): ACKED → ``ack_outbox``; CONNECTION_OPEN and SESSION_RESET →
   ``save_session(machine.persistent_state())``; a new machine resumes from ``session_state``.
+  Channel items that carry bytes of a file being sent are stored as references to the file
+  (p4-06 FIL-39, :meth:`~p4ref.link.Channel.send_file_regions`); ``session_state`` rebuilds
+  them from the file (:class:`~._channels.OutboxRefs`), or, when the file changed, replays a
+  RESET of their channel with FILE_SOURCE_CHANGED instead and the channel is reset here too.
 - *Timers*: one ``loop.call_at`` at ``machine.get_timer()``, re-armed after every step.
 
 Generations (p4-04 §5.2, §8.5).  RECONNECT_NEEDED (a dead path, the network-changed input, a
@@ -95,7 +99,7 @@ from ..session import (
     SignalReceived,
     Status,
 )
-from ._channels import Channel, Channels
+from ._channels import Channel, Channels, OutboxRefs
 from ._signalling import SignalEvent, Signaller, Stream
 
 __all__ = ["RECONNECT_CAUSES", "Delivery", "Link", "LinkConfig", "LinkEvent", "LinkStats"]
@@ -218,7 +222,9 @@ class LinkEvent:
     connection on the onion stream), ``generation_failed`` (the data channel never opened:
     ``code``), ``path`` (the path that carries the session changed: ``detail`` is
     ``datachannel``, ``tor`` — small messages only, a new generation is being set up — or
-    ``none``; p4-03 RDV-68), ``session_reset`` (``detail``), ``bye`` (the peer
+    ``none``; p4-03 RDV-68), ``session_reset`` (``detail``), ``channel_reset`` (at a start:
+    a channel whose unacknowledged items named bytes of a file that changed was reset, ``code``
+    FILE_SOURCE_CHANGED, ``detail`` which and why), ``bye`` (the peer
     closed a signalling stream with a signed RV_BYE: ``code`` its reason, e.g. RDV_UNKNOWN_PEER
     when the peer forgot this device; ``detail`` the code's name)."""
 
@@ -356,7 +362,11 @@ class Link:
         generation.  Unconfirmed inbox messages are queued for :meth:`recv` first."""
         cfg = self.config
         self.store = await _acquire_store(self.home / SESSION_DB, cfg.synchronous, cfg.quota)
-        state = await self.store.session_state(self.peer_pub)
+        refs = OutboxRefs()  # file-backed channel items are read back from their files
+        try:
+            state = await self.store.session_state(self.peer_pub, refs)
+        finally:
+            refs.close()
         self.machine = SessionMachine(self._seed, self.peer_pub, rng=os.urandom, state=state,
                                       config=cfg.session)
         self._resumed = state is not None
@@ -366,6 +376,14 @@ class Link:
             from ..channels import ChannelConfig
 
             self.channels = Channels(self, ChannelConfig(window=cfg.channel_window))
+            if refs.changed:
+                self.channels.sources_changed(refs.changed)
+                for chan in sorted(refs.changed):
+                    self._emit(LinkEvent("channel_reset", code=int(ErrorCode.FILE_SOURCE_CHANGED),
+                                         detail=f"channel {chan}: {refs.changed[chan]}"))
+        elif refs.changed:
+            log.warning("outbox items of a changed file replayed as channel RESETs: %s",
+                        refs.changed)
         for row in await self.store.inbox(self.peer_pub):
             self._deliver(Delivery(row.inc, row.seq, row.payload))
         if self.channels is not None:
@@ -430,15 +448,20 @@ class Link:
         durable in the outbox [SES-5]; SES_OUTBOX_FULL when the quota is reached."""
         return await asyncio.shield(self._append(bytes(payload)))
 
-    def _append(self, payload: bytes, channel_state: bytes | None = None
-                ) -> asyncio.Future[int]:
+    def _append(self, payload: bytes, channel_state: bytes | None = None,
+                ref: str | None = None) -> asyncio.Future[int]:
         """Append to the outbox now (seq order = call order); the machine gets the message
-        only once its row is durable [SES-5]."""
+        only once its row is durable [SES-5].  With ``ref`` (a file reference naming exactly
+        ``payload``'s bytes, :mod:`p4ref.io.fileref`) the row stores the reference, not the
+        bytes; the machine still gets ``payload``."""
         def then(seq: int) -> None:
             got = self.machine.send(payload, self._now())
             if got != seq:  # only across a re-incarnation, which renumbers both (p4-04 §9)
                 log.warning("message stored as seq %d is seq %d in the machine", seq, got)
             self._process()
+        if ref is not None:
+            return self.store.append_outbox(self.peer_pub, None, ref=ref, size=len(payload),
+                                            then=then, channel_state=channel_state)
         return self.store.append_outbox(self.peer_pub, payload, then=then,
                                         channel_state=channel_state)
 
