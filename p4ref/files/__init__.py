@@ -4,6 +4,7 @@ sans-I/O sender and receiver machines.  The asyncio driver that reads and writes
 
 from ._codec import (
     HASH_LEN,
+    HEADER_LEN,
     MAX_BLOCK_SIZE,
     MAX_DATA_LEN,
     MAX_SIZE,
@@ -51,7 +52,7 @@ from ._machine import (
 )
 
 __all__ = [
-    "HASH_LEN", "MAX_BLOCK_SIZE", "MAX_DATA_LEN", "MAX_PENDING_HASHES", "MAX_SIZE",
+    "HASH_LEN", "HEADER_LEN", "MAX_BLOCK_SIZE", "MAX_DATA_LEN", "MAX_PENDING_HASHES", "MAX_SIZE",
     "MIN_BLOCK_SIZE", "RECEIVER_TRANSITIONS", "SENDER_TRANSITIONS", "Accept", "Accepted",
     "BlockVerified", "Cancel", "Cancelled", "Complete", "Completed", "Data", "Event", "FileFailed",
     "FileReceiver", "FileSender", "FileVerified", "Hashes", "Offer", "OfferReceived", "ReadBlock",

@@ -9,7 +9,13 @@ channel object with
   (consumed: releases credit; it may be a coroutine); the peer's half-close is a message whose
   ``.data`` is ``b""``, or ``None`` (as :class:`p4ref.link.Channel` answers);
 - optionally ``async close()``: half-close our direction (FIL-4).  A reset channel raises from
-  ``recv``/``send``; the driver lets that propagate after keeping the receiver's partial file.
+  ``recv``/``send``; the driver lets that propagate after keeping the receiver's partial file;
+- optionally ``async send_file_regions(data, regions)``: ``send`` of a message whose bytes at
+  ``regions`` (:class:`~p4ref.io.fileref.FileRegions`) were read from the file being sent, so
+  that the channel may keep a reference to the file instead of a copy of them
+  (:meth:`p4ref.link.Channel.send_file_regions` stores them in the session outbox so, FIL-39).
+  The sender uses it for every message carrying FILE_DATA bytes when the channel has it, else
+  ``send``.
 
 The sender (:func:`send_file`) hashes the file once to get its leaves and root (one block in
 memory at a time), offers it, then reads each block only when the machine asks for it and sends
@@ -40,6 +46,7 @@ from typing import Any, Protocol
 
 from ..channels import MAX_DATA as CHANNEL_MAX_DATA
 from ..errors import ErrorCode, LocalProtocolError
+from ..files import HEADER_LEN as RECORD_HEADER_LEN
 from ..files import (
     Accepted,
     BlockVerified,
@@ -57,6 +64,7 @@ from ..files import (
     block_count,
     root_of,
 )
+from .fileref import FileRegions
 
 __all__ = [
     "DEFAULT_BLOCK_SIZE",
@@ -83,6 +91,8 @@ PERSIST_EVERY = 16 << 20
 PART_SUFFIX = ".p4part"
 _TERMINAL = (State.DONE, State.REFUSED, State.CANCELLED, State.FAILED)
 _BULK = (0x13, 0x14)  # types (header byte 1) FILE_HASHES, FILE_DATA: not sent once it ended
+_FILE_DATA = 0x14
+Spans = list[tuple[int, int, int]]  # (position in the bytes, file offset, length)
 
 
 class MessageLike(Protocol):
@@ -192,14 +202,58 @@ async def _half_close(channel: Any) -> None:
         await close()
 
 
-class _Pump:
-    """What both drivers share: flush the machine's records, read the peer's direction."""
+def _take(spans: Spans, cut: int) -> Spans:
+    """Remove from ``spans`` (in place) what lies before ``cut`` and shift the rest by
+    ``-cut``; return the removed part."""
+    head: Spans = []
+    rest: Spans = []
+    for pos, off, n in spans:
+        if pos + n <= cut:
+            head.append((pos, off, n))
+        elif pos >= cut:
+            rest.append((pos - cut, off, n))
+        else:
+            head.append((pos, off, cut - pos))
+            rest.append((0, off + cut - pos, pos + n - cut))
+    spans[:] = rest
+    return head
 
-    def __init__(self, channel: ChannelLike, machine: FileSender | FileReceiver) -> None:
+
+class _Pump:
+    """What both drivers share: flush the machine's records, read the peer's direction.
+
+    The sender sets :attr:`source` (the file's absolute path) and, before each ``block``,
+    :attr:`file_pos` (the block's offset): the FILE_DATA records the machine then queues carry
+    the block's bytes in order (FIL-26), so the pump knows where in the file every FILE_DATA
+    body byte comes from and tells a channel with ``send_file_regions`` (FIL-39)."""
+
+    def __init__(self, channel: ChannelLike, machine: FileSender | FileReceiver,
+                 source: str | None = None) -> None:
         self.channel = channel
         self.m = machine
         self.wake = asyncio.Event()  # the reader changed the machine
         self.ended = asyncio.Event()  # the reader stopped: the peer's direction is over
+        self.source = source
+        self.file_pos = 0
+        regions = getattr(channel, "send_file_regions", None) if source is not None else None
+        self._regions: Callable[[bytes, FileRegions], Awaitable[None]] | None = regions
+
+    def _spans(self, rec: bytes) -> Spans:
+        """Where the file bytes of ``rec`` (a FILE_DATA body) are in it and in the file;
+        advances file_pos."""
+        if self.source is None or rec[1] != _FILE_DATA:
+            return []
+        n = len(rec) - RECORD_HEADER_LEN
+        span = (RECORD_HEADER_LEN, self.file_pos, n)
+        self.file_pos += n
+        return [span]
+
+    async def _send(self, data: bytes, spans: Spans) -> None:
+        """One channel message; by reference to the file where the channel can (FIL-39)."""
+        if spans and self._regions is not None and self.source is not None:
+            await self._regions(data, FileRegions(self.source, tuple(spans)))
+        else:
+            await self.channel.send(data)
 
     async def flush(self) -> None:
         """Send what the machine queued.  Bulk records (a block's FILE_HASHES and FILE_DATA)
@@ -208,16 +262,19 @@ class _Pump:
         message fills whole channel items; every other record is a message of its own, after
         the bulk bytes before it.  Nothing is held back: the tail goes out at the end."""
         bulk = bytearray()
+        spans: Spans = []  # where bulk's FILE_DATA bodies come from in the file
         lens: collections.deque[int] = collections.deque()  # the records (unsent parts) in bulk
         partial = False  # the first of them was sent in part
         for rec in self.m.data_to_send():
+            rec_spans = self._spans(rec)  # (file_pos advances even if it is skipped)
             if self.m.state in _TERMINAL and rec[1] in _BULK and not partial:
                 continue  # the peer ended the transfer while we were sending (FIL-4)
             if rec[1] in _BULK and not self.ended.is_set():
+                spans += [(pos + len(bulk), off, n) for pos, off, n in rec_spans]
                 bulk += rec
                 lens.append(len(rec))
                 while len(bulk) >= CHUNK:
-                    await self._bulk(bytes(bulk[:CHUNK]))
+                    await self._bulk(bytes(bulk[:CHUNK]), _take(spans, CHUNK))
                     del bulk[:CHUNK]
                     cut, partial = CHUNK, False
                     while cut:
@@ -228,35 +285,37 @@ class _Pump:
                             cut, partial = 0, True
                     if self.m.state in _TERMINAL:  # ended meanwhile: end the record begun
                         if partial:  # (a record cut in two would garble what follows)
-                            await self.channel.send(bytes(bulk[:lens[0]]))
+                            await self._send(bytes(bulk[:lens[0]]), _take(spans, lens[0]))
                         bulk.clear()
+                        spans.clear()
                         lens.clear()
                         partial = False
                 continue
             if bulk:
-                await self._drain(bulk, lens[0] if partial else 0)
+                await self._drain(bulk, spans, lens[0] if partial else 0)
                 bulk.clear()
+                spans.clear()
                 lens.clear()
                 partial = False
-            await self.channel.send(rec)
+            await self._send(rec, rec_spans)
         if bulk:
-            await self._drain(bulk, lens[0] if partial else 0)
+            await self._drain(bulk, spans, lens[0] if partial else 0)
 
-    async def _drain(self, bulk: bytearray, begun: int) -> None:
+    async def _drain(self, bulk: bytearray, spans: Spans, begun: int) -> None:
         """The bulk bytes left; once the transfer ended, only the ``begun`` bytes that end a
         record already sent in part."""
         if self.m.state not in _TERMINAL:
-            await self._bulk(bytes(bulk))
+            await self._bulk(bytes(bulk), spans)
         elif begun:
-            await self.channel.send(bytes(bulk[:begun]))
+            await self._send(bytes(bulk[:begun]), _take(spans, begun))
 
-    async def _bulk(self, rec: bytes) -> None:
+    async def _bulk(self, rec: bytes, spans: Spans) -> None:
         if self.ended.is_set():
-            await self.channel.send(rec)
+            await self._send(rec, spans)
             return
         # bulk data waits for credit; a receiver that cancelled never grants more, so the
         # wait also ends when the peer's FILE_CANCEL (or its half-close) arrives
-        send = asyncio.ensure_future(self.channel.send(rec))
+        send = asyncio.ensure_future(self._send(rec, spans))
         end = asyncio.ensure_future(self.ended.wait())
         done, _ = await asyncio.wait({send, end}, return_when=asyncio.FIRST_COMPLETED)
         end.cancel()
@@ -286,7 +345,7 @@ async def send_file(channel: ChannelLike, path: str | os.PathLike[str], *,
         size, leaf_list = p.stat().st_size, leaves
     root, _ = root_of(size, block_size, leaf_list)
     m = FileSender(name if name is not None else p.name, size, block_size, root)
-    pump = _Pump(channel, m)
+    pump = _Pump(channel, m, os.path.abspath(p))
     m.start()
     offset = sent = 0
     code: int | None = None
@@ -335,6 +394,7 @@ async def send_file(channel: ChannelLike, path: str | os.PathLike[str], *,
                         m.read_failed(ErrorCode.FILE_IO_ERROR)
                         continue
                     if m.state is State.SENDING:  # the peer may have ended it meanwhile
+                        pump.file_pos = ev.offset  # where its FILE_DATA bodies come from
                         m.block(ev.index, data, leaf_list[ev.index])
                         sent += len(data)
                         if progress is not None:

@@ -3,10 +3,13 @@
 Outgoing (:meth:`FileService.send`): a transfer is a record in ``<home>/peer/outgoing.json``
 (peer, path, name, size, state) and a task that opens a fresh channel ``p4files/<id>.<attempt>``
 on the peer's link and runs :func:`p4ref.io.files.send_file` on it: the file is read from where
-it is, one block at a time.  Each block still passes through the session's outbox (SQLite)
-until the peer acknowledges it, so up to the channel's credit window (1 MiB by default) of the
-file is there at a time, never the whole file; storing a reference to the file instead (the
-outbox's ``ref`` column) is not done yet.  An attempt that fails (the channel was reset because
+it is, one block at a time, and never copied into the session's outbox (p4-06 FIL-39): every
+channel item carrying file bytes is stored there as a reference to the file region (the
+outbox's ``ref`` column, :meth:`p4ref.link.Channel.send_file_regions`), while the session keeps
+the unacknowledged items in memory (up to the channel's credit window).  After a restart the
+link reads those items back from the file; if the file changed meanwhile, the old channel is
+reset with FILE_SOURCE_CHANGED instead (the receiver keeps its verified prefix) and the next
+attempt offers the file as it is now.  An attempt that fails (the channel was reset because
 the receiver restarted, a broken stream) is retried on a new channel after a short backoff; the
 receiver then resumes from its verified prefix (p4-06 FIL-36), so only the blocks it
 does not have travel again.  A refusal (FILE_REFUSED, FILE_TOO_LARGE) ends it; so does a full disk
@@ -36,6 +39,7 @@ from typing import Any, Protocol
 
 from ..errors import ErrorCode, P4Error
 from ..files import OfferReceived
+from ..io.fileref import FileRegions
 from ..io.files import DEFAULT_BLOCK_SIZE, file_leaves, receive_file, send_file
 from ..io.store import atomic_write
 
@@ -94,6 +98,14 @@ class _FileChannel:
 
     async def send(self, data: bytes) -> None:
         await self.ch.send(data)
+
+    async def send_file_regions(self, data: bytes, regions: FileRegions) -> None:
+        """By reference to the file when the link channel can (FIL-39), else a plain send."""
+        by_ref = getattr(self.ch, "send_file_regions", None)
+        if by_ref is None:
+            await self.ch.send(data)
+        else:
+            await by_ref(data, regions)
 
     async def recv(self) -> _FileMsg:
         m = await self.ch.recv()
