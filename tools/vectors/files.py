@@ -17,7 +17,7 @@ from p4ref.files import _codec as codec
 
 from ._envelope import Json, envelope, group, test
 
-SPEC, REV = "p4-06-files-v1", 3
+SPEC, REV = "p4-06-files-v1", 4
 BS = 1024
 #: The worked example of §15: byte i is i mod 251; three blocks of 1024, 1024 and 452.
 FILE = bytes(i % 251 for i in range(2500))
