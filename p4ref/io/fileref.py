@@ -17,8 +17,8 @@ Format (one ASCII line, at most ``MAX_REF`` bytes of the store)::
 ``digest``: BLAKE2b-128, hex, of the item's file bytes in item order (the change detector: it
 is exact, so a file touched without changing those bytes still resolves, and one changed
 without changing its size or modification time does not); ``piece``: in item order, either
-``=<hex>`` (literal bytes) or ``<offset>+<length>`` (file bytes); ``path``: the absolute path,
-``os.fsencode``\\d and percent-encoded (``urllib.parse.quote``, ``/`` kept), so that any file
+``=<hex>`` (literal bytes) or ``<offset>+<length>`` (file bytes); ``path``: the absolute path as
+bytes (``os.fsencode``), percent-encoded (``urllib.parse.quote``, ``/`` kept), so that any file
 name is ASCII text.  Example (a DATA item: its 18-byte header, then 16353 file bytes)::
 
     p4f1 0f3e…9a =020000…0000c000 49152+16353 /home/ann/photo.jpg

@@ -84,7 +84,8 @@ log = logging.getLogger(__name__)
 
 class ChannelError(P4Error):
     """The channel was reset (``code``), or the channel layer failed.  ``reset_code``: the
-    code of the peer's RESET (p4-05 §8.2; e.g. FILE_SOURCE_CHANGED, p4-06), when it reset it."""
+    RESET's code (p4-05 §8.2) when the channel was reset: the peer's, or FILE_SOURCE_CHANGED
+    when this side reset it at a start because a file it was sending changed (p4-06)."""
 
     def __init__(self, code: ErrorCode, message: str = "", *,
                  reset_code: int | None = None) -> None:
