@@ -22,7 +22,7 @@ from p4ref.rendezvous import _codec as codec
 
 from ._envelope import Json, envelope, group, test
 
-SPEC, REV = "p4-03-rendezvous-v1", 6
+SPEC, REV = "p4-03-rendezvous-v1", 7
 NOW = 1_764_000_000_000  # 2025-11-24T16:00:00Z, epoch 20416
 EPOCH = 20416
 DAY_MS = 86_400_000
