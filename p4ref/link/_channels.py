@@ -303,7 +303,8 @@ class Channels:
             a = pos + k * MAX_DATA
             b = min(a + MAX_DATA, pos + n)
             item = out[first + k]
-            assert item[0] == ItemType.DATA and len(item) == DATA_HEADER_LEN + b - a
+            if item[0] != ItemType.DATA or len(item) != DATA_HEADER_LEN + b - a:
+                continue  # not the layout expected: stored as its bytes, never a wrong ref
             spans = [(p + DATA_HEADER_LEN, off, m) for p, off, m in regions.within(a, b)]
             refs[first + k] = encode_ref(item, spans, regions.path)
         return refs
