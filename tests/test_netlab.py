@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from tools.netlab import NAT_TYPES, STUN_ALT_IP, STUN_IP, STUN_PORT, Lab, list_labs, sweep
-from tools.netlab.lab import TURN_PASSWORD, TURN_USER
+from tools.netlab.lab import HOST_BASE, MAX_HOSTS, NEXT_HOP, TURN_PASSWORD, TURN_USER
 from tools.netlab.stun import probe, turn_allocate
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -145,13 +145,37 @@ def test_move_to_cellular_and_back(netlab: Lab, mbb: bool) -> None:
 
 
 def test_nat_rebinding(netlab: Lab, sock_a: socket.socket) -> None:
+    first = netlab.routers["ra"].wan_ip
     before = probe(sock_a, STUN)
     new = netlab.rebind("a")
     try:
         after = probe(sock_a, STUN)
         assert after[0] == new != before[0]
     finally:
-        netlab.rebind("a")
+        netlab.rebind("a", first)
+
+
+def test_rebinding_again_and_again_never_takes_an_address_in_use(
+        netlab: Lab, sock_a: socket.socket) -> None:
+    """The old rule (20 above the current address) walked onto a tor relay's address on the
+    fifth rebinding of a benchmark, and that relay dropped off the lab's Tor network."""
+    if "rebind-probe" not in netlab.hosts:  # a host on the internet, as a tor relay is
+        netlab.add_host("rebind-probe")
+    first = netlab.routers["ra"].wan_ip
+    others = {r.wan_ip for r in netlab.routers.values() if r.role != "ra"} \
+        | set(netlab.hosts.values()) | {STUN_IP, STUN_ALT_IP, NEXT_HOP}
+    seen = []
+    try:
+        for _ in range(12):
+            new = netlab.rebind("a")
+            assert new not in others and new not in seen[-1:], (new, seen)
+            host = int(new.rsplit(".", 1)[1]) - HOST_BASE  # nor one a host added later gets
+            assert not 0 <= host < MAX_HOSTS, (new, seen)
+            assert probe(sock_a, STUN)[0] == new
+            seen.append(new)
+    finally:
+        netlab.rebind("a", first)
+    assert probe(sock_a, STUN)[0] == first
 
 
 def test_total_loss_is_silent_and_reversible(netlab: Lab, sock_a: socket.socket) -> None:

@@ -59,6 +59,8 @@ CELL_NET = "10.64.0.0/24"
 CELL_GW = "10.64.0.1"
 OLD_TABLE = 100  # routing table of the old network during a make-before-break move
 HOST_BASE = 101  # extra hosts on the internet bridge (tor relays): 172.31.0.101, .102, …
+MAX_HOSTS = 80  # … up to .180
+REBIND_POOL = range(200, 250)  # public addresses a rebinding router takes: .200 … .249
 
 NAME_RE = re.compile(r"^p4nl-(\d+)-([0-9a-f]+)-([0-9a-f]{4})-(.+)$")
 
@@ -357,6 +359,8 @@ class Lab:
 
     def add_host(self, role: str) -> str:
         """A namespace of its own on the internet bridge (e.g. a tor relay); returns its address."""
+        if len(self.hosts) >= MAX_HOSTS:
+            raise LabError(f"at most {MAX_HOSTS} hosts on the internet bridge")
         ip = f"172.31.0.{HOST_BASE + len(self.hosts)}"
         self._netns(role).close()
         self._uplink(role, ip)
@@ -530,12 +534,13 @@ class Lab:
 
     def rebind(self, home: str, to: str | None = None) -> str:
         """NAT rebinding: ``home``'s router gets a new public address (its mappings are lost):
-        ``to``, or 20 above (below) the current one."""
+        ``to``, or the next free one of :data:`REBIND_POOL`, never one a router, host or server
+        of the lab uses (it once walked onto a tor relay's address after five rebindings, and
+        the relay dropped off the network)."""
         from pyroute2 import NetNS
 
         r = self._router(home)
-        old = ipaddress.ip_address(r.wan_ip)
-        new = to or (str(old + 20) if int(old) % 256 < 100 else str(old - 20))
+        new = to or self._free_public_address(r.wan_ip)
         with NetNS(self.ns(r.role)) as n:
             idx = n.link_lookup(ifname="wan0")[0]
             n.addr("del", index=idx, address=r.wan_ip, prefixlen=24)
@@ -544,6 +549,17 @@ class Lab:
         r.wan_ip = new
         self._flush_conntrack(r.role)
         return new
+
+    def _free_public_address(self, current: str) -> str:
+        used = {x.wan_ip for x in self.routers.values()} | set(self.hosts.values()) \
+            | {STUN_IP, STUN_ALT_IP, NEXT_HOP}
+        last = int(ipaddress.ip_address(current)) % 256
+        order = [i for i in REBIND_POOL if i > last] + [i for i in REBIND_POOL if i <= last]
+        for i in order:
+            ip = f"172.31.0.{i}"
+            if ip not in used:
+                return ip
+        raise LabError("no free public address left for a rebinding")
 
     def describe(self) -> dict[str, Any]:
         return {
