@@ -29,7 +29,6 @@ from p4ref.reconnect import (
     NetworkChanged,
     NudgeTor,
     PathChanged,
-    PathDead,
     ProbeStreams,
     ReconnectConfig,
     ReconnectPolicy,
@@ -182,50 +181,6 @@ def test_a_stream_ending_after_a_change_with_a_system_tor_dials_at_once(after_ms
         assert p.next_deadline() == 5_000 + after_ms + 10_000
 
 
-def test_a_dead_path_without_a_change_nudges_a_launched_tor_once_in_a_while() -> None:
-    """RDV-83: after an unseen NAT rebinding the lab's tor found no usable relay for minutes
-    and neither peer could dial; a dead path with no network change seen nudges a launched
-    tor (streams dropped, dial at once, HIGH too), at most every QUIET_NUDGE_INTERVAL, and it
-    is not a move (RDV-66 counts none)."""
-    p = policy("high")
-    p.on_event(Want(), 0)
-    p.on_event(IncomingStream(), 1)
-    acts = p.on_event(PathDead(), 60_000)
-    assert kinds(acts) == [NudgeTor, DropStreams, Dial, PathChanged]
-    p.on_event(DialSucceeded(), 61_000)
-    assert p.on_event(PathDead(), 60_000 + 29_999) == []  # QUIET_NUDGE_INTERVAL
-    assert kinds(p.on_event(PathDead(), 60_000 + 30_000)) == [NudgeTor, DropStreams, Dial,
-                                                                 PathChanged]
-    p.on_event(DialSucceeded(), 92_000)
-    for t in range(4):  # three dead paths and a move: no re-publishing (that is the 4th move)
-        p.on_event(PathDead(), 130_000 + 40_000 * t)
-        p.on_event(DialSucceeded(), 131_000 + 40_000 * t)
-    assert Republish not in kinds(p.on_event(NetworkChanged(), 300_000))
-
-
-def test_a_dead_path_after_a_change_or_with_a_system_tor_nudges_nothing() -> None:
-    p = policy("low")
-    p.on_event(Want(), 0)
-    p.on_event(DialSucceeded(), 1)
-    p.on_event(NetworkChanged(), 50_000)
-    p.on_event(DialSucceeded(), 51_000)
-    assert p.on_event(PathDead(), 60_000) == []  # the move explains it (MOVE_WINDOW)
-    q = policy("low", tor_launched=False)
-    q.on_event(Want(), 0)
-    q.on_event(DialSucceeded(), 1)
-    assert q.on_event(PathDead(), 60_000) == []  # never reconfigured (RDV-63)
-
-
-def test_a_dead_path_while_waiting_to_dial_dials_at_once() -> None:
-    """No stream and a backoff running (the dials went through the broken tor): the nudge
-    resets it and the dial is due now."""
-    p = policy("low")
-    p.on_event(Want(), 0)
-    p.on_event(DialFailed(), 5_000)
-    assert p.state is State.WAIT_DIAL and (p.next_deadline() or 0) > 5_000
-    assert kinds(p.on_event(PathDead(), 5_001)) == [NudgeTor, Dial]
-
-
 def test_dial_only_peer_dials_at_once_and_its_peer_waits() -> None:
     """RDV-65 (p4-04 SES-15)."""
     phone = policy("high", dial_only=True)
@@ -298,7 +253,7 @@ def test_config_validation() -> None:
 EVENTS: list[Event] = [
     Want(), AppRequest(), Stop(), NetworkChanged(), DialSucceeded(), DialFailed(),
     IncomingStream(), StreamClosed(), GenerationWanted("dead"), GenerationWanted("network"),
-    DirectUp(1), DirectDown(), DirectFailed(), PathDead(),
+    DirectUp(1), DirectDown(), DirectFailed(),
 ]
 
 steps = st.lists(

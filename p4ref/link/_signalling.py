@@ -74,7 +74,6 @@ from ..reconnect import (
     IncomingStream,
     NetworkChanged,
     NudgeTor,
-    PathDead,
     ProbeStreams,
     ReconnectConfig,
     ReconnectPolicy,
@@ -270,18 +269,10 @@ class Signaller:
         """The session declared a data channel dead (p4-04 §10).  When nothing arrived on the
         kept stream for ``RECENT_RX`` it probably died with the same network event (the peer
         moved): probe it, and dial a new stream now if this peer may dial, rather than wait
-        for the stream's own verdict; RDV-39 settles the two [RDV-80].  Unless the reconnect
-        policy nudges a tor we launched (no network change seen: our NAT may have rebound),
-        which drops the streams and dials at once [RDV-83]."""
+        for the stream's own verdict; RDV-39 settles the two [RDV-80]."""
         st = self.stream
-        if self._closed or self._wake is None or (
-                st is not None and asyncio.get_running_loop().time() - st.last_rx < RECENT_RX):
-            return
-        # no network change seen lately: our own NAT may have rebound under a tor we launched,
-        # which then gets a nudge, and the streams are dropped and redialed [RDV-83]
-        nudged = any(isinstance(a, NudgeTor) for a in self._feed(PathDead()))
-        st = self.stream
-        if st is None or nudged or st not in self._streams:
+        if st is None or self._closed or self._wake is None \
+                or asyncio.get_running_loop().time() - st.last_rx < RECENT_RX:
             return
         if st.probe is None:
             self._spawn(self._probe(st))
@@ -550,12 +541,10 @@ class Signaller:
     def _now_ms(self) -> int:
         return int(asyncio.get_running_loop().time() * 1000)
 
-    def _feed(self, event: PolicyEvent) -> list[Action]:
+    def _feed(self, event: PolicyEvent) -> None:
         if self._closed or self._wake is None:
-            return []
-        actions = self.policy.on_event(event, self._now_ms())
-        self._act(actions)
-        return actions
+            return
+        self._act(self.policy.on_event(event, self._now_ms()))
 
     def _act(self, actions: list[Action]) -> None:
         for a in actions:

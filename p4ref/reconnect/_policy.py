@@ -35,7 +35,6 @@ __all__ = [
     "NudgeTor",
     "Path",
     "PathChanged",
-    "PathDead",
     "ProbeStreams",
     "ReconnectConfig",
     "ReconnectPolicy",
@@ -74,8 +73,6 @@ class ReconnectConfig:
     max_parallel_dials: int = 2  # DIAL_PARALLEL: dials in flight at most (1: no hedging)
     move_window_ms: int = 10_000  # MOVE_WINDOW: a stream ending this soon after a change ended
     #                               with it (RDV-82)
-    quiet_nudge_interval_ms: int = 30_000  # QUIET_NUDGE_INTERVAL: fewest ms between two nudges
-    #                                        for a dead path with no network change (RDV-83)
 
     def __post_init__(self) -> None:
         for name in self.__slots__:
@@ -163,13 +160,6 @@ class DirectDown:
 
 
 @dataclass(frozen=True, slots=True)
-class PathDead:
-    """The session declared the active data channel dead by its liveness (p4-04 §10: a PING
-    unanswered, not a close) and no onion stream carried anything in the last second: this
-    device's own network may have changed without any local event (a NAT rebinding) [RDV-83]."""
-
-
-@dataclass(frozen=True, slots=True)
 class DirectFailed:
     """A generation was abandoned: its data channel did not open within CONNECT_TIMEOUT
     (p4-04 SES-55), or ICE failed."""
@@ -177,7 +167,7 @@ class DirectFailed:
 
 Event: TypeAlias = (
     Want | AppRequest | Stop | NetworkChanged | DialSucceeded | DialFailed | IncomingStream
-    | StreamClosed | GenerationWanted | DirectUp | DirectDown | DirectFailed | PathDead
+    | StreamClosed | GenerationWanted | DirectUp | DirectDown | DirectFailed
 )
 
 
@@ -357,7 +347,6 @@ class ReconnectPolicy:
         self._in_flight = 0  # dials started and not yet reported (DIALING only)
         self._hedge_at: int | None = None  # when another dial joins the ones in flight
         self._moves: deque[int] = deque()  # times of recent network changes
-        self._quiet_nudge: int | None = None  # the last nudge for a dead path (RDV-83)
         self._last_refetch: int | None = None
         # the direct path (generations)
         self.direct = False
@@ -402,9 +391,6 @@ class ReconnectPolicy:
         out: list[Action] = []
         if isinstance(event, GenerationWanted | DirectUp | DirectDown | DirectFailed):
             self._direct_event(event, now, out)
-        elif isinstance(event, PathDead):
-            if self._path_dead(now, out):  # then as the table's network_changed [RDV-83]
-                self._apply(Kind.NETWORK_CHANGED, event, now, out)
         else:
             if isinstance(event, NetworkChanged):
                 self._network_changed(now, out)
@@ -464,24 +450,6 @@ class ReconnectPolicy:
         r = int.from_bytes(bytes(self._rng(2))[:2].rjust(2, b"\x00"), "big")
         return backoff_ms(attempt, initial, self.config.backoff_factor, cap, r)
 
-    def _path_dead(self, now: int, out: list[Action]) -> bool:
-        """A dead path with no network change seen within ``MOVE_WINDOW``: nudge a tor this peer
-        launched (at most every ``QUIET_NUDGE_INTERVAL``); its connections may have died with
-        an unseen NAT rebinding, and tor then finds no relay it can use for minutes.  True when
-        it nudged: the streams are then gone and the dial is due at once, as after a network
-        change, which this is not counted as (RDV-66) [RDV-83]."""
-        c = self.config
-        last = self._quiet_nudge
-        if not self.tor_launched or self.state is State.IDLE \
-                or (self._moves and now - self._moves[-1] <= c.move_window_ms) \
-                or (last is not None and now - last < c.quiet_nudge_interval_ms):
-            return False
-        self._quiet_nudge = now
-        out.append(NudgeTor())
-        self._failures = 0
-        self._last_refetch = None
-        return True
-
     def _network_changed(self, now: int, out: list[Action]) -> None:
         """Tor first: nudge (a tor P⁴ launched), re-publish after repeated moves [RDV-63],
         [RDV-66]; then every backoff is reset [RDV-64]."""
@@ -519,10 +487,7 @@ class ReconnectPolicy:
         peer saw, it ended with that change (a probe unanswered, a system tor dropping the
         circuits): dial at once, as RDV-64 says for the change itself; else as at the start
         (the role's initial delay) [RDV-82]."""
-        moved = self._moves[-1] if self._moves else None
-        if self._quiet_nudge is not None and (moved is None or self._quiet_nudge > moved):
-            moved = self._quiet_nudge  # a nudge for a dead path drops the streams too [RDV-83]
-        if moved is not None and now - moved <= self.config.move_window_ms:
+        if self._moves and now - self._moves[-1] <= self.config.move_window_ms:
             self._reset_now(now)
         else:
             self._a_want(now, out)
