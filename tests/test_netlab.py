@@ -178,6 +178,41 @@ def test_rebinding_again_and_again_never_takes_an_address_in_use(
     assert probe(sock_a, STUN)[0] == first
 
 
+@pytest.mark.parametrize("strict", [False, True])
+def test_rebinding_and_an_open_tcp_connection(netlab: Lab, strict: bool) -> None:
+    """After a rebinding, the device's next segment on an open TCP connection (its tor's to a
+    relay) is mapped anew and the server resets it: the connection fails at once.  A router
+    that maps TCP only from a SYN drops it instead: the connection is dead and nothing says
+    so (``Lab.set_tcp_strict``)."""
+    srv = netlab.socket("inet", socket.SOCK_STREAM)
+    cli = netlab.socket("a", socket.SOCK_STREAM)
+    first = netlab.routers["ra"].wan_ip
+    try:
+        srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        srv.bind((STUN_IP, 4479))
+        srv.listen(1)
+        cli.settimeout(3)
+        cli.connect((STUN_IP, 4479))
+        conn, _ = srv.accept()
+        netlab.set_tcp_strict("a", strict)
+        cli.sendall(b"before")
+        assert conn.recv(16) == b"before"
+        netlab.rebind("a")
+        cli.sendall(b"after")
+        if strict:
+            with pytest.raises(TimeoutError):
+                cli.recv(16)  # nothing comes back, no reset either
+        else:
+            with pytest.raises(ConnectionResetError):
+                cli.recv(16)
+        conn.close()
+    finally:
+        netlab.set_tcp_strict("a", False)
+        netlab.rebind("a", first)
+        cli.close()
+        srv.close()
+
+
 def test_total_loss_is_silent_and_reversible(netlab: Lab, sock_a: socket.socket) -> None:
     netlab.total_loss("a")
     try:

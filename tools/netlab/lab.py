@@ -97,6 +97,9 @@ class Router:
     loss: float = 0.0
     delay_ms: int = 0
     drop_hosts: set[str] = field(default_factory=set)
+    tcp_strict: bool = False
+    """TCP mappings only from a SYN: a packet of a connection the NAT does not know (after a
+    rebinding forgot them) is dropped, not mapped anew (conntrack ``tcp_loose`` 0)."""
     delayer: subprocess.Popen[bytes] | None = None
 
 
@@ -395,6 +398,8 @@ class Lab:
         filt = ["*filter"] + (["-A INPUT -i wan0 -j DROP"] if r.nat else [])
         for host in sorted(r.drop_hosts):
             filt += [f"-A FORWARD -s {host} -j DROP", f"-A FORWARD -d {host} -j DROP"]
+        if r.tcp_strict:
+            filt += ["-A FORWARD -m conntrack --ctstate INVALID -j DROP"]
         nat = ["*nat"]
         mangle = ["*mangle"]
         masq = "-A POSTROUTING -o wan0 -j MASQUERADE"
@@ -425,6 +430,16 @@ class Lab:
         p = subprocess.run(self.argv(role, "conntrack", "-F"), capture_output=True, check=False)
         if p.returncode != 0 and b"flushed" not in p.stderr:
             raise LabError(f"conntrack -F in {role}: {p.stderr.decode(errors='replace')}")
+
+    def set_tcp_strict(self, home_or_router: str, on: bool = True) -> None:
+        """Whether a router maps TCP only from a SYN (:attr:`Router.tcp_strict`): then a
+        rebinding leaves the device's open TCP connections (its tor's) dead without a reset,
+        as a NAT that follows RFC 5382's SYN-only mapping does; by default (Linux's loose
+        pick-up) their next segment is mapped anew and the server answers with a reset."""
+        r = self._router(home_or_router)
+        r.tcp_strict = on
+        self.sh(r.role, "sysctl", "-qw", f"net.netfilter.nf_conntrack_tcp_loose={int(not on)}")
+        self._apply_rules(r)
 
     def set_nat(self, home_or_router: str, nat: NatType) -> None:
         """Change a router's NAT behaviour (and forget its mappings)."""
