@@ -27,8 +27,9 @@ prints why and exits 0, except under ``CI=true`` (exit 1).
 
 The session on top (issue 12 §8 (a), (b)): two ``p4ref/link/_testpeer.py`` processes, one in
 each device namespace with its own tor client there, a fresh pair, STUN + TURN from the lab's
-coturn, traffic both ways. Device ``a`` (which watches its own namespace with NetWatch, nudges
-its tor and calls ``network_changed``, as issue 12 §3 asks of ``p4 up``) moves ``--trials``
+coturn, traffic both ways. Device ``a`` (which watches its own namespace with NetWatch and calls
+``network_changed``; each peer's tor counts as one P⁴ launched, so the link's reconnect policy
+nudges it, drops the streams and redials at once, as ``p4 up --tor launch``) moves ``--trials``
 times hard and ``--trials`` times make-before-break (both interfaces up for ``--overlap``
 seconds, default 3; Wi-Fi ↔ cellular alternately; cellular is a symmetric NAT, so it runs
 relayed); then b's NAT rebinds ``--trials`` times (a new public address, mappings lost, no
@@ -41,10 +42,25 @@ comes up (make-before-break)), p50 / p90 / max; the phases (median): detection (
 Tor recovery (the moved peer's new onion stream carrying the session), signalling + ICE +
 DTLS + handshake (until the new generation is active) and replay (the first message after the
 move, when it came later). Every message is checked: none lost
-or duplicated. ``--no-session`` leaves the session part out.
+or duplicated. ``--no-session`` leaves the session part out; ``--cases hard,lossy`` runs only
+those; a trial not done within ``--limit`` is counted and told on stderr with what it waited
+for.  ``--system-tor``: the peers treat their tors as not launched by P⁴ (the link does not
+nudge; the peer process nudges after a move it saw, as someone running a system tor might).
+``--strict-nat``: b's router maps TCP only from a SYN (``Lab.set_tcp_strict``), so a rebinding
+leaves b's tor connections dead without a reset.
 
-Not measured yet (issue 12 §8): (d) a dial-only peer coming back (its tor starting from a
-cached state) and the aiortc-alone baseline.
+(d) a dial-only peer coming back (a phone brought to the foreground): a second pair, ``b``
+dial-only; per trial ``b``'s peer is killed and its tor stopped, ``a`` sends while it is away
+(``--away`` s, default 10), then ``b``'s tor starts again from its data directory and ``b``'s
+peer dials: tor start → first message at ``b`` and → new direct generation, with the phases
+(tor bootstrap; process start, dial and HELLO; signalling + ICE + DTLS + handshake).
+``--no-comeback`` leaves it out.
+
+The aiortc-alone baseline (``--aiortc-trials``, default 3, as it takes 30–120 s a move): two
+raw aiortc peers (``bench/_aiortc_peer.py``) with the same STUN/TURN and the signalling carried
+instantly by this process, no Tor, no P⁴; ``a`` makes (a)'s hard move and nothing reacts until
+aiortc itself reports the connection failed, when ``a`` offers a new one at once.  Printed:
+move → failure reported, → first message on the new connection, next to (a).
 """
 
 from __future__ import annotations
@@ -212,14 +228,15 @@ SOCKS_PORT = 9050  # a TCP SocksPort on 127.0.0.1 inside each device namespace
 class _Peer:
     """One ``_testpeer`` process inside a lab device namespace, driven over JSON lines."""
 
-    def __init__(self, netns: str, cfg: dict[str, Any]) -> None:
+    def __init__(self, netns: str, cfg: dict[str, Any],
+                 program: tuple[str, ...] = ("-m", "p4ref.link._testpeer")) -> None:
         self.cfg = cfg
         self.lines: list[dict[str, Any]] = []
         self._q: queue.Queue[dict[str, Any]] = queue.Queue()
         root = Path(__file__).resolve().parent.parent
         with open(cfg["log"] + ".stderr", "a") as err:
             self.proc = subprocess.Popen(
-                ["ip", "netns", "exec", netns, sys.executable, "-m", "p4ref.link._testpeer",
+                ["ip", "netns", "exec", netns, sys.executable, *program,
                  json.dumps(cfg)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err,
                 text=True, cwd=root, env={**os.environ, "PYTHONPATH": str(root)})
         threading.Thread(target=self._read, daemon=True).start()
@@ -310,8 +327,13 @@ def _newer_than(gen: int) -> Callable[[dict[str, Any]], bool]:
     return lambda e: e["ev"] == "connection_open" and e["active"] and e["gen"] > gen
 
 
-def _event_after(ev: str, t: float) -> Callable[[dict[str, Any]], bool]:
-    return lambda e: e["ev"] == ev and e["t"] > t
+def _event_after(ev: str, t: float, also: tuple[str, ...] = ()
+                 ) -> Callable[[dict[str, Any]], bool]:
+    return lambda e: (e["ev"] == ev or e["ev"] in also) and e["t"] > t
+
+
+def _msg_on(pc: int) -> Callable[[dict[str, Any]], bool]:
+    return lambda e: e["ev"] == "msg" and e["pc"] == pc
 
 
 #: The session cases, in the order they run: moves of device a (hard: the old interface gone
@@ -323,8 +345,8 @@ CASES = {"hard": "(a) hard move", "mbb": "(b) make-before-break",
 
 
 def _session(lab: Any, net: Any, trials: int, *, limit: float, settle: float,
-             step: int = 40, keep: str | None = None, overlap: float = 3.0
-             ) -> dict[str, Any]:
+             step: int = 40, keep: str | None = None, overlap: float = 3.0,
+             cases: list[str] | None = None, launched: bool = True) -> dict[str, Any]:
     """Hard and make-before-break moves of device ``a`` under a running session (module
     docstring); figures in seconds from the move."""
     from p4ref.io.store import Profile
@@ -346,7 +368,7 @@ def _session(lab: Any, net: Any, trials: int, *, limit: float, settle: float,
                      "tor_overrides": {"control_socket": net.control_socket(i),
                                        "socks_port": SOCKS_PORT},
                      "host_addresses": None, "ice_servers": ice, "netwatch": True,
-                     "verbose": True})
+                     "tor_launched": launched, "verbose": True})
     out: dict[str, Any] = {c: {"first_msg_s": [], "generation_s": [], "detect_s": [],
                                "tor_s": [], "setup_s": [], "replay_s": [], "via_tor": 0,
                                "failed": 0, "paths": []} for c in CASES}
@@ -361,7 +383,7 @@ def _session(lab: Any, net: Any, trials: int, *, limit: float, settle: float,
             p.send(cmd="send", count=count)
         _wait_count(cfgs[1]["log"], count, 60)
         _wait_count(cfgs[0]["log"], count, 60)
-        for case in [c for c in CASES for _ in range(trials)]:
+        for case in [c for c in cases or CASES for _ in range(trials)]:
             time.sleep(settle)
             r = out[case]
             gens = [e["gen"] for e in a.lines if e["ev"] == "connection_open" and e["active"]
@@ -388,8 +410,10 @@ def _session(lab: Any, net: Any, trials: int, *, limit: float, settle: float,
                 b.wait(newer, limit)
                 _wait_count(cfgs[1]["log"], count, limit)
                 _wait_count(cfgs[0]["log"], count, limit)
-            except TimeoutError:
+            except TimeoutError as exc:
                 r["failed"] += 1
+                print(f"bench_reconnect: {case} trial at t={t0 - t_start:.1f} s (a's log "
+                      f"clock {t0:.1f}) not within {limit:.0f} s: {exc}", file=sys.stderr)
                 continue
             finally:
                 if case == "lossy":
@@ -440,6 +464,212 @@ def _session(lab: Any, net: Any, trials: int, *, limit: float, settle: float,
     return out
 
 
+def _socks_ports(net: Any, i: int) -> None:
+    """The session's peers speak SOCKS over TCP in their namespace (and the echo part over a
+    unix socket): set both on client ``i`` (again after a restart: they are not in its torrc)."""
+    c = net.controller(i)
+    try:
+        c.set_options([("SocksPort", f"unix:{net.socks_socket(i)} ExtendedErrors"),
+                       ("SocksPort", f"127.0.0.1:{SOCKS_PORT} ExtendedErrors")])
+    finally:
+        c.close()
+
+
+def _comeback(lab: Any, net: Any, trials: int, *, limit: float, away: float, step: int = 40,
+              keep: str | None = None) -> dict[str, Any]:
+    """(d): device ``b`` is a dial-only phone, ``a`` publishes.  Per trial ``b``'s peer is
+    killed (SIGKILL: the app was suspended) and its tor stopped; ``a`` sends while it is away;
+    after ``away`` s, ``b``'s tor starts again from its data directory (cached consensus,
+    descriptors and guards) and then its peer, which dials ``a``'s onion: figures from the tor
+    start to the session's first message at ``b`` and to its new direct generation."""
+    from p4ref.io.store import Profile
+    from tools.netlab import STUN_IP, STUN_PORT, TURN_PASSWORD, TURN_USER
+
+    ice = [{"urls": [f"stun:{STUN_IP}:{STUN_PORT}"]},
+           {"urls": [f"turn:{STUN_IP}:{STUN_PORT}"], "username": TURN_USER,
+            "credential": TURN_PASSWORD}]
+    work = tempfile.mkdtemp(prefix="p4-bench-comeback-", dir=keep)
+    root = os.urandom(32)
+    pa = Profile.init(Path(work) / "a", os.urandom)
+    pb = Profile.init(Path(work) / "b", os.urandom)
+    pa.add_peer("b", pb.identity.public_key, root, "bench")
+    pb.add_peer("a", pa.identity.public_key, root, "bench")
+    cfgs: list[dict[str, Any]] = []
+    for i, (me, other) in enumerate((("a", "b"), ("b", "a"))):
+        cfgs.append({"home": str(Path(work) / me), "peer": other, "log": f"{work}/{me}.log",
+                     "seed": 2000 + i, "tor": dataclasses.asdict(net.clients[i]),
+                     "tor_overrides": {"control_socket": net.control_socket(i),
+                                       "socks_port": SOCKS_PORT},
+                     "host_addresses": None, "ice_servers": ice, "dial_only": i == 1,
+                     "peer_dial_only": i == 0, "tor_launched": True, "verbose": True})
+    out: dict[str, Any] = {"first_msg_s": [], "generation_s": [], "tor_s": [], "stream_s": [],
+                           "setup_s": [], "replay_s": [], "failed": 0, "paths": []}
+    a, b = _Peer(lab.ns("a"), cfgs[0]), _Peer(lab.ns("b"), cfgs[1])
+    count = step
+    try:
+        for p in (a, b):
+            p.wait(lambda e: e["ev"] == "status" and e["status"] == "connected", 120)
+        for p in (a, b):
+            p.send(cmd="send", count=count)
+        _wait_count(cfgs[1]["log"], count, 60)
+        _wait_count(cfgs[0]["log"], count, 60)
+        for _ in range(trials):
+            b.proc.kill()
+            b.proc.wait()
+            net.stop_client(1)
+            count += step
+            a.send(cmd="send", count=count)  # waits in a's outbox while b is away
+            time.sleep(away)
+            before = _delivered(cfgs[1]["log"])
+            t0 = time.monotonic()
+            try:
+                net.restart_client(1, timeout=limit)
+                _socks_ports(net, 1)
+                t_tor = time.monotonic()
+                b = _Peer(lab.ns("b"), cfgs[1])
+                b.send(cmd="send", count=count)
+                first = _wait_count(cfgs[1]["log"], before + 1, limit) - t0
+                onion = b.wait(lambda e: e["ev"] == "connection_open" and e["gen"] == 0,
+                               limit)["t"] - t0
+                opened = b.wait(_newer_than(0), limit)["t"] - t0
+                _wait_count(cfgs[1]["log"], count, limit)
+                _wait_count(cfgs[0]["log"], count, limit)
+            except (TimeoutError, RuntimeError, OSError) as exc:
+                out["failed"] += 1
+                print(f"bench_reconnect: (d) trial not within {limit:.0f} s: {exc}",
+                      file=sys.stderr)
+                continue
+            out["first_msg_s"].append(first)
+            out["generation_s"].append(opened)
+            out["tor_s"].append(t_tor - t0)
+            out["stream_s"].append(onion - (t_tor - t0))
+            out["setup_s"].append(opened - onion)
+            out["replay_s"].append(max(0.0, first - opened))
+            b.send(cmd="status")
+            st = b.wait(_event_after("status_reply", t0 + opened), 30)
+            out["paths"].append(st["stats"]["path"])
+        for c in cfgs:
+            with contextlib.suppress(TimeoutError):
+                _wait_count(c["log"], count, limit)
+        out["undelivered"] = [count - _delivered(c["log"]) for c in cfgs]
+        _check_log(cfgs[1]["log"], 2000, _delivered(cfgs[1]["log"]))
+        _check_log(cfgs[0]["log"], 2001, _delivered(cfgs[0]["log"]))
+        out["messages_each_way"] = count
+    finally:
+        for p in (a, b):
+            p.stop()
+        if net.process(net.clients[1].nickname) is None:  # a trial failed with it stopped
+            with contextlib.suppress(Exception):
+                net.restart_client(1)
+                _socks_ports(net, 1)
+        if keep is None:
+            shutil.rmtree(work, ignore_errors=True)
+    return out
+
+
+def _aiortc_signal(a: _Peer, b: _Peer, limit: float) -> int:
+    """A new connection offered by ``a``, the signalling carried instantly by this process;
+    the number of ``b``'s connection.  ``a`` offers again when gathering failed."""
+    end = time.monotonic() + limit
+    while True:
+        t = time.monotonic()
+        a.send(cmd="offer")
+        ev = a.wait(_event_after("offer", t, also=("error",)), max(1.0, end - time.monotonic()))
+        if ev["ev"] == "offer":
+            break
+        time.sleep(0.5)
+    t = time.monotonic()
+    b.send(cmd="answer_to", sdp=ev["sdp"])
+    ans = b.wait(lambda e: e["ev"] == "answer" and e["t"] > t, max(1.0, end - time.monotonic()))
+    a.send(cmd="answer", sdp=ans["sdp"])
+    return int(ans["pc"])
+
+
+def _aiortc_alone(lab: Any, trials: int, *, limit: float, keep: str | None = None
+                  ) -> dict[str, Any]:
+    """The baseline of issue 12 §8: two raw aiortc peers (``bench/_aiortc_peer.py``) with the
+    same STUN/TURN, signalling carried instantly by this process (no Tor), no P⁴.  Per trial
+    ``a`` makes a hard move; nothing reacts until aiortc reports the connection ``failed`` at
+    either end (its ICE consent checks), then ``a`` offers a new connection at once: move →
+    failure reported, and → first message on the new connection."""
+    from tools.netlab import STUN_IP, STUN_PORT, TURN_PASSWORD, TURN_USER
+
+    ice = [{"urls": [f"stun:{STUN_IP}:{STUN_PORT}"]},
+           {"urls": [f"turn:{STUN_IP}:{STUN_PORT}"], "username": TURN_USER,
+            "credential": TURN_PASSWORD}]
+    work = tempfile.mkdtemp(prefix="p4-bench-aiortc-", dir=keep)
+    program = (str(Path(__file__).resolve().parent / "_aiortc_peer.py"),)
+    a = _Peer(lab.ns("a"), {"ice_servers": ice, "log": f"{work}/a"}, program)
+    b = _Peer(lab.ns("b"), {"ice_servers": ice, "log": f"{work}/b"}, program)
+    out: dict[str, Any] = {"first_msg_s": [], "detect_s": [], "setup_s": [], "failed": 0}
+    try:
+        pc = _aiortc_signal(a, b, 60)
+        b.wait(_msg_on(pc), 60)
+        for _ in range(trials):
+            time.sleep(2)
+            to = "cell" if lab.homes["a"].on == "wlan" else "wlan"
+            t0 = time.monotonic()
+            lab.move("a", to)
+            try:
+                dead = _first_failure(a, b, t0, limit)
+                pc = _aiortc_signal(a, b, max(1.0, t0 + limit - time.monotonic()))
+                got = b.wait(_msg_on(pc), max(1.0, t0 + limit - time.monotonic()))
+            except TimeoutError as exc:
+                out["failed"] += 1
+                print(f"bench_reconnect: aiortc alone, not within {limit:.0f} s: {exc}",
+                      file=sys.stderr)
+                with contextlib.suppress(TimeoutError):  # connected again for the next one
+                    pc = _aiortc_signal(a, b, 60)
+                    b.wait(_msg_on(pc), 60)
+                continue
+            out["detect_s"].append(dead - t0)
+            out["first_msg_s"].append(got["t"] - t0)
+            out["setup_s"].append(got["t"] - dead)
+    finally:
+        for p in (a, b):
+            p.stop()
+        if lab.homes["a"].on != "wlan":
+            lab.move("a", "wlan")
+        if keep is None:
+            shutil.rmtree(work, ignore_errors=True)
+    return out
+
+
+def _first_failure(a: _Peer, b: _Peer, t0: float, limit: float) -> float:
+    """When either aiortc peer first reported its connection failed after ``t0``."""
+    end = t0 + limit
+
+    def failed(e: dict[str, Any]) -> bool:
+        return e["ev"] == "state" and e["t"] > t0 and e["state"] in ("failed", "closed")
+    while time.monotonic() < end:
+        for p in (a, b):
+            for e in p.lines:
+                if failed(e):
+                    return float(e["t"])
+        time.sleep(0.05)
+    raise TimeoutError(f"aiortc reported no failure within {limit:.0f} s")
+
+
+def _report_comeback(r: dict[str, Any], away: float) -> None:
+    n = len(r["first_msg_s"]) + r["failed"]
+
+    def med(k: str) -> str:
+        return f"{statistics.median(r[k]):.2f}" if r[k] else "-"
+    late = r.get("undelivered", [0, 0])
+    print(f"(d) dial-only peer coming back after {away:.0f} s away (its tor restarted from its "
+          f"data directory, then its peer; {r.get('messages_each_way', '?')} messages each way, "
+          "checked: none lost, duplicated or reordered"
+          + (f"; still undelivered a→b {late[0]}, b→a {late[1]}" if any(late) else "") + ")")
+    print("| n | tor start → first message p50 / p90 / max (s) | → new direct generation "
+          "p50 / p90 / max (s) | tor bootstrap | process + dial + HELLO | signal+ICE+DTLS+"
+          "handshake | path |")
+    print("|---|---|---|---|---|---|---|")
+    paths = ",".join(sorted(set(r["paths"]))) or "-"
+    print(f"| {n} | {_fmt(r['first_msg_s'])} | {_fmt(r['generation_s'])} | {med('tor_s')} | "
+          f"{med('stream_s')} | {med('setup_s')} | {paths} |"
+          + (f" not within the limit: {r['failed']}" if r["failed"] else ""))
+
+
 def _fmt(xs: list[float]) -> str:
     if not xs:
         return "-"
@@ -460,6 +690,8 @@ def _report_session(r: dict[str, Any]) -> None:
     for case, name in CASES.items():
         c = r[case]
         n = len(c["first_msg_s"]) + c["failed"]
+        if not n:
+            continue
 
         def med(k: str, c: dict[str, Any] = c) -> str:
             return f"{statistics.median(c[k]):.2f}" if c[k] else "-"
@@ -504,6 +736,19 @@ def main(argv: list[str] | None = None) -> int:
                     help="seconds between the session's moves")
     ap.add_argument("--overlap", type=float, default=3.0,
                     help="make-before-break: seconds both interfaces are up")
+    ap.add_argument("--away", type=float, default=10.0,
+                    help="(d): seconds the dial-only peer and its tor are gone")
+    ap.add_argument("--no-comeback", action="store_true", help="leave (d) out")
+    ap.add_argument("--aiortc-trials", type=int, default=3,
+                    help="hard moves of the aiortc-alone baseline (30-120 s each; 0: none)")
+    ap.add_argument("--system-tor", action="store_true",
+                    help="the session's peers treat their tors as not launched by P⁴ (no "
+                         "nudge from the link; the peer nudges after a move it saw)")
+    ap.add_argument("--strict-nat", action="store_true",
+                    help="b's router maps TCP only from a SYN (Lab.set_tcp_strict): a "
+                         "rebinding leaves b's tor connections dead without a reset")
+    ap.add_argument("--cases", default=",".join(CASES),
+                    help="the session cases to run, comma-separated (default: all)")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--quick", action="store_true")
     args = ap.parse_args(argv)
@@ -533,19 +778,26 @@ def main(argv: list[str] | None = None) -> int:
     net = LabTorNet(lab=lab, authorities=1, relays=5, base_dir=args.dir)
     try:
         net.start(180)
-        for i in range(2):  # the session's peers speak SOCKS over TCP in their namespace
-            c = net.controller(i)
-            try:
-                c.set_options([("SocksPort", f"unix:{net.socks_socket(i)} ExtendedErrors"),
-                               ("SocksPort", f"127.0.0.1:{SOCKS_PORT} ExtendedErrors")])
-            finally:
-                c.close()
+        for i in range(2):
+            _socks_ports(net, i)
+        if args.strict_nat:
+            lab.set_tcp_strict("b")
         # the session first: its peers start their links on a network no move has disturbed
-        if not args.no_session:
+        cases = [c for c in args.cases.split(",") if c]
+        if not args.no_session and cases:
             results["session"] = _session(lab, net, args.trials,
                                           limit=40.0 if quick else args.limit,
                                           settle=1.0 if quick else args.session_settle,
-                                          keep=args.dir, overlap=args.overlap)
+                                          keep=args.dir, overlap=args.overlap,
+                                          cases=cases, launched=not args.system_tor)
+        if not args.no_session and not args.no_comeback:
+            results["comeback"] = _comeback(lab, net, args.trials,
+                                            limit=40.0 if quick else args.limit,
+                                            away=args.away, keep=args.dir)
+        if not args.no_session and args.aiortc_trials > 0:
+            results["aiortc"] = _aiortc_alone(lab, args.aiortc_trials,
+                                              limit=120.0 if quick else args.limit,
+                                              keep=args.dir)
         if not args.session_only:
             results["policy"] = asyncio.run(_trials(lab, net, args.trials, nudge=True,
                                                     limit=args.limit, settle=args.settle,
@@ -561,7 +813,13 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(results, indent=2, default=float))
     else:
         for name, r in results.items():
-            if "total_s" in r:
+            if name == "aiortc":
+                print(f"aiortc alone: first message per move (s) "
+                      f"{[round(x, 2) for x in r['first_msg_s']]}")
+            elif name == "comeback":
+                print(f"session (d): first message per return (s) "
+                      f"{[round(x, 2) for x in r['first_msg_s']]}")
+            elif "total_s" in r:
                 print(f"{name}: per move (s) {[round(x, 2) for x in r['total_s']]}, "
                       f"dials {r['dials']}")
             else:
@@ -577,6 +835,21 @@ def main(argv: list[str] | None = None) -> int:
         print("baseline, no nudge: not run (--baseline; over 100 s a move in this lab)")
     if "session" in results:
         _report_session(results["session"])
+    if "comeback" in results:
+        _report_comeback(results["comeback"], args.away)
+    if "aiortc" in results:
+        r = results["aiortc"]
+        n = len(r["first_msg_s"]) + r["failed"]
+        print(f"baseline, aiortc alone ((a)'s hard move; no P⁴, signalling carried instantly, "
+              f"n={n}): first message p50 / p90 / max {_fmt(r['first_msg_s'])} s; aiortc "
+              f"reported the failure after {_fmt(r['detect_s'])} s, new connection "
+              f"{_fmt(r['setup_s'])} s" + (f"; not within the limit: {r['failed']}"
+                                           if r["failed"] else ""))
+        if r["first_msg_s"] and "session" in results and results["session"]["hard"][
+                "first_msg_s"]:
+            ratio = (statistics.median(r["first_msg_s"])
+                     / statistics.median(results["session"]["hard"]["first_msg_s"]))
+            print(f"  (a) with P⁴ is {ratio:.0f}× faster than aiortc alone (medians)")
     return 0
 
 

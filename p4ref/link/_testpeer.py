@@ -17,7 +17,9 @@ null for every interface address; default ``["127.0.0.1"]``), ``ice_servers`` (a
 ``{"urls": [...], "username", "credential"}``), ``tor_overrides`` (``TorConfig`` fields, e.g.
 ``control_socket``, ``socks_port``) and ``netwatch`` (watch this process's network namespace:
 on each change report ``netchange``, nudge tor (``DisableNetwork`` 1→0) if an address was
-lost, and call ``network_changed``).
+lost, and call ``network_changed``); with ``tor_launched`` the lab's tor counts as one P⁴
+launched (``p4 up --tor launch``): the link's reconnect policy nudges it (p4-03 RDV-63) and
+drops and redials the streams at once, and the watcher only calls ``network_changed``.
 
 With ``"channels": true`` the traffic runs on p4-05 channels: ``{"cmd": "chsend", "name": X,
 "count": N, "size": S|null}`` writes messages ``0 … N-1`` of channel X (:func:`chan_payload`),
@@ -218,6 +220,14 @@ def _blackhole(link: Link) -> bool:
     return True
 
 
+class _LaunchedTor(TorDriver):
+    """The lab's tor, started by the test's own scripts, treated as one P⁴ launched."""
+
+    @property
+    def launched(self) -> bool:
+        return True
+
+
 async def _netwatch(link: Link, cfg: dict[str, Any]) -> None:
     """Network changes of this process's namespace: nudge tor, then ``network_changed``."""
     import stem.control
@@ -234,7 +244,8 @@ async def _netwatch(link: Link, cfg: dict[str, Any]) -> None:
             async for change in watch:
                 out("netchange", reason=change.reason, at=change.at,
                     addresses=sorted(change.addresses), lost=sorted(change.lost))
-                if change.lost:  # a network is gone, and tor's circuits over it [RDV-63]
+                if change.lost and not cfg.get("tor_launched"):  # a network is gone, and
+                    # tor's circuits over it; a launched tor is the link's to nudge [RDV-63]
                     await nudge_tor(ctl)
                     out("nudged")
                 link.network_changed()
@@ -247,7 +258,8 @@ async def main(cfg: dict[str, Any]) -> None:
                         stream=sys.stderr, format="%(asctime)s %(name)s %(message)s")
     if cfg.get("verbose"):
         logging.getLogger("p4ref.link").setLevel(logging.DEBUG)
-    tor = TorDriver(TorConfig.testnet(ClientInfo(**cfg["tor"]), **cfg.get("tor_overrides", {})))
+    tor_cls = _LaunchedTor if cfg.get("tor_launched") else TorDriver
+    tor = tor_cls(TorConfig.testnet(ClientInfo(**cfg["tor"]), **cfg.get("tor_overrides", {})))
     await tor.start()
     hosts = cfg.get("host_addresses", ["127.0.0.1"])
     servers = tuple(IceServer(tuple(s["urls"]), s.get("username"), s.get("credential"))
