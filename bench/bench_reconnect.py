@@ -336,6 +336,38 @@ def _msg_on(pc: int) -> Callable[[dict[str, Any]], bool]:
     return lambda e: e["ev"] == "msg" and e["pc"] == pc
 
 
+def _lab_ice() -> list[dict[str, Any]]:
+    """STUN and TURN of the lab's coturn, as ``_testpeer``'s ``ice_servers``."""
+    from tools.netlab import STUN_IP, STUN_PORT, TURN_PASSWORD, TURN_USER
+
+    return [{"urls": [f"stun:{STUN_IP}:{STUN_PORT}"]},
+            {"urls": [f"turn:{STUN_IP}:{STUN_PORT}"], "username": TURN_USER,
+             "credential": TURN_PASSWORD}]
+
+
+def _lab_pair(net: Any, name: str, keep: str | None, seed: int, extra: list[dict[str, Any]]
+              ) -> tuple[str, list[dict[str, Any]]]:
+    """A fresh pair of profiles in a new directory and the ``_testpeer`` configurations of
+    ``a`` and ``b`` (lab tor clients 0 and 1, every address, STUN+TURN, plus ``extra[i]``)."""
+    from p4ref.io.store import Profile
+
+    work = tempfile.mkdtemp(prefix=f"p4-bench-{name}-", dir=keep)
+    root = os.urandom(32)
+    pa = Profile.init(Path(work) / "a", os.urandom)
+    pb = Profile.init(Path(work) / "b", os.urandom)
+    pa.add_peer("b", pb.identity.public_key, root, "bench")
+    pb.add_peer("a", pa.identity.public_key, root, "bench")
+    cfgs: list[dict[str, Any]] = []
+    for i, (me, other) in enumerate((("a", "b"), ("b", "a"))):
+        cfgs.append({"home": str(Path(work) / me), "peer": other, "log": f"{work}/{me}.log",
+                     "seed": seed + i, "tor": dataclasses.asdict(net.clients[i]),
+                     "tor_overrides": {"control_socket": net.control_socket(i),
+                                       "socks_port": SOCKS_PORT},
+                     "host_addresses": None, "ice_servers": _lab_ice(), "verbose": True,
+                     **extra[i]})
+    return work, cfgs
+
+
 #: The session cases, in the order they run: moves of device a (hard: the old interface gone
 #: before the new one is up; make-before-break: both up for ``--overlap`` s), b's NAT rebinding
 #: (no local event: liveness must notice), and a hard move with 1 % loss and +50 ms each way on
@@ -349,26 +381,8 @@ def _session(lab: Any, net: Any, trials: int, *, limit: float, settle: float,
              cases: list[str] | None = None, launched: bool = True) -> dict[str, Any]:
     """Hard and make-before-break moves of device ``a`` under a running session (module
     docstring); figures in seconds from the move."""
-    from p4ref.io.store import Profile
-    from tools.netlab import STUN_IP, STUN_PORT, TURN_PASSWORD, TURN_USER
-
-    ice = [{"urls": [f"stun:{STUN_IP}:{STUN_PORT}"]},
-           {"urls": [f"turn:{STUN_IP}:{STUN_PORT}"], "username": TURN_USER,
-            "credential": TURN_PASSWORD}]
-    work = tempfile.mkdtemp(prefix="p4-bench-session-", dir=keep)
-    root = os.urandom(32)
-    pa = Profile.init(Path(work) / "a", os.urandom)
-    pb = Profile.init(Path(work) / "b", os.urandom)
-    pa.add_peer("b", pb.identity.public_key, root, "bench")
-    pb.add_peer("a", pa.identity.public_key, root, "bench")
-    cfgs: list[dict[str, Any]] = []
-    for i, (me, other) in enumerate((("a", "b"), ("b", "a"))):
-        cfgs.append({"home": str(Path(work) / me), "peer": other, "log": f"{work}/{me}.log",
-                     "seed": 1000 + i, "tor": dataclasses.asdict(net.clients[i]),
-                     "tor_overrides": {"control_socket": net.control_socket(i),
-                                       "socks_port": SOCKS_PORT},
-                     "host_addresses": None, "ice_servers": ice, "netwatch": True,
-                     "tor_launched": launched, "verbose": True})
+    work, cfgs = _lab_pair(net, "session", keep, 1000,
+                           [{"netwatch": True, "tor_launched": launched}] * 2)
     out: dict[str, Any] = {c: {"first_msg_s": [], "generation_s": [], "detect_s": [],
                                "tor_s": [], "setup_s": [], "replay_s": [], "via_tor": 0,
                                "failed": 0, "paths": []} for c in CASES}
@@ -464,17 +478,6 @@ def _session(lab: Any, net: Any, trials: int, *, limit: float, settle: float,
     return out
 
 
-def _socks_ports(net: Any, i: int) -> None:
-    """The session's peers speak SOCKS over TCP in their namespace (and the echo part over a
-    unix socket): set both on client ``i`` (again after a restart: they are not in its torrc)."""
-    c = net.controller(i)
-    try:
-        c.set_options([("SocksPort", f"unix:{net.socks_socket(i)} ExtendedErrors"),
-                       ("SocksPort", f"127.0.0.1:{SOCKS_PORT} ExtendedErrors")])
-    finally:
-        c.close()
-
-
 def _comeback(lab: Any, net: Any, trials: int, *, limit: float, away: float, step: int = 40,
               keep: str | None = None) -> dict[str, Any]:
     """(d): device ``b`` is a dial-only phone, ``a`` publishes.  Per trial ``b``'s peer is
@@ -482,26 +485,9 @@ def _comeback(lab: Any, net: Any, trials: int, *, limit: float, away: float, ste
     after ``away`` s, ``b``'s tor starts again from its data directory (cached consensus,
     descriptors and guards) and then its peer, which dials ``a``'s onion: figures from the tor
     start to the session's first message at ``b`` and to its new direct generation."""
-    from p4ref.io.store import Profile
-    from tools.netlab import STUN_IP, STUN_PORT, TURN_PASSWORD, TURN_USER
-
-    ice = [{"urls": [f"stun:{STUN_IP}:{STUN_PORT}"]},
-           {"urls": [f"turn:{STUN_IP}:{STUN_PORT}"], "username": TURN_USER,
-            "credential": TURN_PASSWORD}]
-    work = tempfile.mkdtemp(prefix="p4-bench-comeback-", dir=keep)
-    root = os.urandom(32)
-    pa = Profile.init(Path(work) / "a", os.urandom)
-    pb = Profile.init(Path(work) / "b", os.urandom)
-    pa.add_peer("b", pb.identity.public_key, root, "bench")
-    pb.add_peer("a", pa.identity.public_key, root, "bench")
-    cfgs: list[dict[str, Any]] = []
-    for i, (me, other) in enumerate((("a", "b"), ("b", "a"))):
-        cfgs.append({"home": str(Path(work) / me), "peer": other, "log": f"{work}/{me}.log",
-                     "seed": 2000 + i, "tor": dataclasses.asdict(net.clients[i]),
-                     "tor_overrides": {"control_socket": net.control_socket(i),
-                                       "socks_port": SOCKS_PORT},
-                     "host_addresses": None, "ice_servers": ice, "dial_only": i == 1,
-                     "peer_dial_only": i == 0, "tor_launched": True, "verbose": True})
+    work, cfgs = _lab_pair(net, "comeback", keep, 2000,
+                           [{"peer_dial_only": True, "tor_launched": True},
+                            {"dial_only": True, "tor_launched": True}])
     out: dict[str, Any] = {"first_msg_s": [], "generation_s": [], "tor_s": [], "stream_s": [],
                            "setup_s": [], "replay_s": [], "failed": 0, "paths": []}
     a, b = _Peer(lab.ns("a"), cfgs[0]), _Peer(lab.ns("b"), cfgs[1])
@@ -524,7 +510,7 @@ def _comeback(lab: Any, net: Any, trials: int, *, limit: float, away: float, ste
             t0 = time.monotonic()
             try:
                 net.restart_client(1, timeout=limit)
-                _socks_ports(net, 1)
+                net.open_socks(1, SOCKS_PORT)
                 t_tor = time.monotonic()
                 b = _Peer(lab.ns("b"), cfgs[1])
                 b.send(cmd="send", count=count)
@@ -561,7 +547,7 @@ def _comeback(lab: Any, net: Any, trials: int, *, limit: float, away: float, ste
         if net.process(net.clients[1].nickname) is None:  # a trial failed with it stopped
             with contextlib.suppress(Exception):
                 net.restart_client(1)
-                _socks_ports(net, 1)
+                net.open_socks(1, SOCKS_PORT)
         if keep is None:
             shutil.rmtree(work, ignore_errors=True)
     return out
@@ -592,11 +578,7 @@ def _aiortc_alone(lab: Any, trials: int, *, limit: float, keep: str | None = Non
     ``a`` makes a hard move; nothing reacts until aiortc reports the connection ``failed`` at
     either end (its ICE consent checks), then ``a`` offers a new connection at once: move →
     failure reported, and → first message on the new connection."""
-    from tools.netlab import STUN_IP, STUN_PORT, TURN_PASSWORD, TURN_USER
-
-    ice = [{"urls": [f"stun:{STUN_IP}:{STUN_PORT}"]},
-           {"urls": [f"turn:{STUN_IP}:{STUN_PORT}"], "username": TURN_USER,
-            "credential": TURN_PASSWORD}]
+    ice = _lab_ice()
     work = tempfile.mkdtemp(prefix="p4-bench-aiortc-", dir=keep)
     program = (str(Path(__file__).resolve().parent / "_aiortc_peer.py"),)
     a = _Peer(lab.ns("a"), {"ice_servers": ice, "log": f"{work}/a"}, program)
@@ -779,7 +761,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         net.start(180)
         for i in range(2):
-            _socks_ports(net, i)
+            net.open_socks(i, SOCKS_PORT)
         if args.strict_nat:
             lab.set_tcp_strict("b")
         # the session first: its peers start their links on a network no move has disturbed

@@ -96,12 +96,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     try:
         net.start(180)
         for i in range(2):
-            c = net.controller(i)
-            try:
-                c.set_options([("SocksPort", f"unix:{net.socks_socket(i)} ExtendedErrors"),
-                               ("SocksPort", f"127.0.0.1:{SOCKS_PORT} ExtendedErrors")])
-            finally:
-                c.close()
+            net.open_socks(i, SOCKS_PORT)
         yield World(lab, net, net.timings.get("total", 0.0))
     finally:
         net.stop()

@@ -82,6 +82,17 @@ class LabTorNet(TorNet):
         assert self.lab is not None
         return ns.argv(self.lab.ns(self.placement[n.nickname]))
 
+    def open_socks(self, index: int, tcp_port: int) -> None:
+        """Client ``index`` listens for SOCKS on its Unix socket and on ``127.0.0.1:tcp_port``
+        inside its device's namespace (a peer there speaks SOCKS over TCP), both with
+        ExtendedErrors; set again after a restart (they are not in its torrc)."""
+        c = self.controller(index)
+        try:
+            c.set_options([("SocksPort", f"unix:{self.socks_socket(index)} ExtendedErrors"),
+                           ("SocksPort", f"127.0.0.1:{tcp_port} ExtendedErrors")])
+        finally:
+            c.close()
+
 
 # ---------------------------------------------------------------------- SOCKS over a Unix socket
 
