@@ -155,13 +155,26 @@ def test_app_request_resets_and_dials_now() -> None:
     assert acts == [Dial(0)]
 
 
-def test_stream_closed_seeks_again_with_role_delay() -> None:
+def test_stream_closed_low_dials_at_once_high_after_lost_stream_delay() -> None:
+    """RDV-83: the kept stream died at both ends; HIGH waits LOST_STREAM_DELAY (2 s), not
+    FOLLOWER_DELAY (10 s): in the lab, after the HIGH peer's NAT rebound, LOW's dials to its
+    onion failed and the session waited the whole FOLLOWER_DELAY for HIGH's own dial."""
     p = policy("high")
     p.on_event(Want(), 0)
     p.on_event(IncomingStream(), 1)
     acts = p.on_event(StreamClosed(), 100)
     assert acts == [PathChanged("none")]
-    assert p.next_deadline() == 10_100
+    assert p.next_deadline() == 2_100
+    assert p.on_timer(2_099) == [] and p.on_timer(2_100) == [Dial(0)]
+    q = policy("low")
+    q.on_event(Want(), 0)
+    q.on_event(DialSucceeded(), 1)
+    assert q.on_event(StreamClosed(), 100) == [Dial(0), PathChanged("none")]
+    r = policy("high", config=ReconnectConfig(follower_delay_ms=1_000))
+    r.on_event(Want(), 0)
+    r.on_event(IncomingStream(), 1)
+    r.on_event(StreamClosed(), 100)
+    assert r.next_deadline() == 1_100  # never later than FOLLOWER_DELAY
 
 
 @pytest.mark.parametrize("after_ms", [0, 6_000, 10_000, 10_001])
@@ -178,7 +191,7 @@ def test_a_stream_ending_after_a_change_with_a_system_tor_dials_at_once(after_ms
         assert acts == [Dial(0), PathChanged("none")]
     else:
         assert acts == [PathChanged("none")]
-        assert p.next_deadline() == 5_000 + after_ms + 10_000
+        assert p.next_deadline() == 5_000 + after_ms + 2_000  # LOST_STREAM_DELAY (RDV-83)
 
 
 def test_dial_only_peer_dials_at_once_and_its_peer_waits() -> None:

@@ -73,6 +73,8 @@ class ReconnectConfig:
     max_parallel_dials: int = 2  # DIAL_PARALLEL: dials in flight at most (1: no hedging)
     move_window_ms: int = 10_000  # MOVE_WINDOW: a stream ending this soon after a change ended
     #                               with it (RDV-82)
+    lost_stream_delay_ms: int = 2_000  # LOST_STREAM_DELAY: HIGH's wait after its kept stream
+    #                                    ended, instead of FOLLOWER_DELAY (RDV-83)
 
     def __post_init__(self) -> None:
         for name in self.__slots__:
@@ -485,12 +487,15 @@ class ReconnectPolicy:
     def _a_closed(self, now: int, out: list[Action]) -> None:
         """The last authenticated stream ended.  Within ``MOVE_WINDOW`` of a network change this
         peer saw, it ended with that change (a probe unanswered, a system tor dropping the
-        circuits): dial at once, as RDV-64 says for the change itself; else as at the start
-        (the role's initial delay) [RDV-82]."""
-        if self._moves and now - self._moves[-1] <= self.config.move_window_ms:
+        circuits): dial at once, as RDV-64 says for the change itself [RDV-82].  Else LOW and a
+        dial-only peer dial at once and HIGH after ``LOST_STREAM_DELAY``, not FOLLOWER_DELAY: the
+        stream died at both ends at once, and LOW's dial fails while HIGH's own onion is down
+        with it (HIGH's NAT rebound) [RDV-83]."""
+        c = self.config
+        if self._moves and now - self._moves[-1] <= c.move_window_ms:
             self._reset_now(now)
         else:
-            self._a_want(now, out)
+            self._deadline = now + min(self._initial_delay(), c.lost_stream_delay_ms)
 
     def _a_moved(self, now: int, out: list[Action]) -> None:
         pass  # IDLE or AWAIT_PEER: tor was nudged; nothing to dial
