@@ -27,7 +27,7 @@ Public asyncio API::
                                             # session's PING), bytes sent and received, outbox
                                             # size, last reconnect + cause
     link.force_generation()                 # a new generation now (tests, benchmarks)
-    link.network_changed()                  # the OS saw a network change [SES-48]
+    link.network_changed(gained)            # the OS saw a network change [SES-48, SES-75]
     link.probe()                            # liveness verdict within 9 s [SES-43]
     await link.stop()                       # everything accepted stays durable
 

@@ -59,12 +59,13 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import functools
 import hashlib
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import cast
@@ -322,6 +323,7 @@ class Link:
         self._need_serial = 0
         self._need_cause = ""
         self._silent: dict[str, float] = {}  # STUN/TURN URL -> when it last gave no candidate
+        self._fresh_hosts: tuple[str, ...] | None = None  # the new network's addresses [SES-75]
         self._failures = 0
         self._kick = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -538,9 +540,14 @@ class Link:
         self.signaller.app_request()  # without a stream: dial now, backoff reset
         self._raise_need("forced")
 
-    def network_changed(self) -> None:
-        """The OS reported a network change (p4-04 SES-48, SES-49; p4-03 §8.8)."""
+    def network_changed(self, gained: Iterable[str] = ()) -> None:
+        """The OS reported a network change (p4-04 SES-48, SES-49; p4-03 §8.8).  ``gained``:
+        the local addresses it brought (:attr:`p4ref.io.netwatch.NetworkChanged.gained`); the
+        next generations gather host candidates on those only, until one opens or fails, when
+        no ``host_addresses`` are configured [SES-75]."""
         self._silent.clear()  # a server silent on the old network may answer on the new one
+        fresh = tuple(sorted(set(gained)))
+        self._fresh_hosts = fresh if fresh and self.config.host_addresses is None else None
         self.signaller.network_changed()
         self._failures = 0  # the generation backoff restarts (p4-03 RDV-67)
         self.machine.network_changed(self._now())
@@ -771,6 +778,7 @@ class Link:
                 self._kick.set()
             if ev.active and ev.conn not in self._onion:
                 self.generations_opened += 1
+                self._fresh_hosts = None  # a data channel is up: every address again [SES-75]
                 if rec is not None and (self.generations_opened > 1 or self._resumed):
                     self._last_reconnect = (time.time(), rec.cause)
                 if self.channels is not None:
@@ -959,7 +967,10 @@ class Link:
         candidate lately (:meth:`_note_silent`), so that it does not wait for them again."""
         now = time.monotonic()
         self._silent = {u: t for u, t in self._silent.items() if now - t < SILENT_SKIP_S}
-        return self._direct.without(self._silent)
+        direct = self._direct.without(self._silent)
+        if self._fresh_hosts is not None:  # candidates on the new network only [SES-75]
+            direct = dataclasses.replace(direct, host_addresses=self._fresh_hosts)
+        return direct
 
     def _note_silent(self, g: Generation) -> None:
         for url in g.silent_servers:
@@ -1083,6 +1094,7 @@ class Link:
                 self._emit(LinkEvent("generation_failed", generation=rec.number, code=exc.code,
                                      detail=exc.reason))
                 self._silent.clear()  # perhaps a server skipped wrongly: ask them all again
+                self._fresh_hosts = None  # and every local address [SES-75]
                 self._abandon(rec)
                 self._retry_later()
             return

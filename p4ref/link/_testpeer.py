@@ -248,7 +248,7 @@ async def _netwatch(link: Link, cfg: dict[str, Any]) -> None:
                     # tor's circuits over it; a launched tor is the link's to nudge [RDV-63]
                     await nudge_tor(ctl)
                     out("nudged")
-                link.network_changed()
+                link.network_changed(change.gained)
     finally:
         await asyncio.to_thread(ctl.close)
 

@@ -250,7 +250,7 @@ class Daemon:
                              else "", len(self.links))
                     for link in list(self.links.values()):
                         with contextlib.suppress(Exception):
-                            link.network_changed()
+                            link.network_changed(change.gained)
         except (OSError, ImportError, ValueError) as exc:
             log.warning("network changes are not watched here (%s)", exc)
 

@@ -1,0 +1,54 @@
+"""p4-04 SES-75: after a network change that brought new local addresses, the next generation
+gathers host candidates on those only (ICE cannot nominate a pair on the network being left),
+and on every address again once a generation has opened; configured addresses stay as they are.
+Two real links in one process (aiortc on 127.0.0.1, a loopback stand-in for Tor)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from pathlib import Path
+from typing import cast
+
+from p4ref.io.tor import TorDriver
+from p4ref.io.webrtc import DirectConfig
+from p4ref.link import Link
+from tests.test_files_outbox_ref import CONFIG, LoopbackTor, _pair, _until
+
+
+def test_a_network_change_gathers_on_the_new_addresses_only(tmp_path: Path) -> None:
+    async def main() -> None:
+        home_a, home_b = _pair(tmp_path)
+        tor = LoopbackTor()
+        any_address = dataclasses.replace(CONFIG, host_addresses=None)  # as `p4 up` by default
+        a = Link.open(home_a, "b", tor=cast(TorDriver, tor), config=any_address)
+        b = Link.open(home_b, "a", tor=cast(TorDriver, tor), config=CONFIG)
+        await a.start()
+        await b.start()
+        try:
+            await _until(lambda: a.status == "connected" and b.status == "connected", 60,
+                         "a session")
+            asked: list[tuple[int, DirectConfig]] = []
+            direct_now = a._direct_now
+
+            def spy() -> DirectConfig:
+                d = direct_now()
+                asked.append((a.generations_opened, d))
+                return d
+            a._direct_now = spy  # type: ignore[method-assign]
+            opened = a.generations_opened
+            a.network_changed(["127.0.0.1"])
+            await _until(lambda: a.generations_opened > opened and a.path == "datachannel", 60,
+                         "a generation after the change")
+            assert asked, "no generation was set up after the change"
+            assert asked[0][1].host_addresses == ("127.0.0.1",), asked[0]
+            assert direct_now().host_addresses is None  # one opened: every address again
+            a.network_changed([])  # nothing gained (the old network went): every address
+            assert direct_now().host_addresses is None
+            b.network_changed(["192.0.2.7"])  # configured addresses are never replaced
+            assert b._direct_now().host_addresses == ("127.0.0.1",)
+        finally:
+            await a.stop()
+            await b.stop()
+
+    asyncio.run(asyncio.wait_for(main(), 120))
