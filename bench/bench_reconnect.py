@@ -21,8 +21,9 @@ Printed: p50 / p90 / max of move → first echo through the onion, and the phase
 detection, nudge, re-dial), with the dials per move. ``--baseline`` repeats the same with a
 tor that is not nudged (a system tor P⁴ did not launch), which takes over 100 s a move in this
 lab; it runs ``--baseline-trials`` times (default 2) and says so. ``--quick`` (or
-``P4_BENCH_QUICK=1``): one move of each kind (session moves given 40 s), no baseline, for
-CI (about 75 s here). Without root or a lab prerequisite it
+``P4_BENCH_QUICK=1``): one move of each kind (session moves given 40 s), one return of the
+dial-only peer, one aiortc-alone move, no ``--baseline``, for CI (about 4 minutes here).
+Without root or a lab prerequisite it
 prints why and exits 0, except under ``CI=true`` (exit 1).
 
 The session on top (issue 12 §8 (a), (b)): two ``p4ref/link/_testpeer.py`` processes, one in
@@ -737,6 +738,7 @@ def main(argv: list[str] | None = None) -> int:
     quick = args.quick or os.environ.get("P4_BENCH_QUICK") == "1"
     if quick:
         args.trials, args.baseline, args.limit, args.settle = 1, False, 60.0, 0.0
+        args.aiortc_trials = min(args.aiortc_trials, 1)
 
     from tools.netlab import Lab, LabError, check_prerequisites, sweep
 
