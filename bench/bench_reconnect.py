@@ -337,6 +337,19 @@ def _msg_on(pc: int) -> Callable[[dict[str, Any]], bool]:
     return lambda e: e["ev"] == "msg" and e["pc"] == pc
 
 
+def _drain_and_check(cfgs: list[dict[str, Any]], count: int, limit: float,
+                     out: dict[str, Any]) -> None:
+    """After the trials: what a trial that ran out of time left in flight arrives now; then
+    each receive log must hold the other peer's messages in order, once each."""
+    for c in cfgs:
+        with contextlib.suppress(TimeoutError):
+            _wait_count(c["log"], count, limit)
+    out["undelivered"] = [count - _delivered(c["log"]) for c in cfgs]
+    _check_log(cfgs[1]["log"], cfgs[0]["seed"], _delivered(cfgs[1]["log"]))
+    _check_log(cfgs[0]["log"], cfgs[1]["seed"], _delivered(cfgs[0]["log"]))
+    out["messages_each_way"] = count
+
+
 def _lab_ice() -> list[dict[str, Any]]:
     """STUN and TURN of the lab's coturn, as ``_testpeer``'s ``ice_servers``."""
     from tools.netlab import STUN_IP, STUN_PORT, TURN_PASSWORD, TURN_USER
@@ -454,13 +467,7 @@ def _session(lab: Any, net: Any, trials: int, *, limit: float, settle: float,
             a.send(cmd="status")
             st = a.wait(_event_after("status_reply", t0 + opened), 30)
             r["paths"].append(st["stats"]["path"])
-        for c in cfgs:  # what a trial that ran out of time left in flight arrives now
-            with contextlib.suppress(TimeoutError):
-                _wait_count(c["log"], count, limit)
-        out["undelivered"] = [count - _delivered(c["log"]) for c in cfgs]
-        _check_log(cfgs[1]["log"], 1000, _delivered(cfgs[1]["log"]))
-        _check_log(cfgs[0]["log"], 1001, _delivered(cfgs[0]["log"]))
-        out["messages_each_way"] = count
+        _drain_and_check(cfgs, count, limit, out)
     except BaseException:
         for c in cfgs:
             tail: list[str] = []
@@ -535,13 +542,7 @@ def _comeback(lab: Any, net: Any, trials: int, *, limit: float, away: float, ste
             b.send(cmd="status")
             st = b.wait(_event_after("status_reply", t0 + opened), 30)
             out["paths"].append(st["stats"]["path"])
-        for c in cfgs:
-            with contextlib.suppress(TimeoutError):
-                _wait_count(c["log"], count, limit)
-        out["undelivered"] = [count - _delivered(c["log"]) for c in cfgs]
-        _check_log(cfgs[1]["log"], 2000, _delivered(cfgs[1]["log"]))
-        _check_log(cfgs[0]["log"], 2001, _delivered(cfgs[0]["log"]))
-        out["messages_each_way"] = count
+        _drain_and_check(cfgs, count, limit, out)
     finally:
         for p in (a, b):
             p.stop()
