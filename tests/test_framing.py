@@ -14,6 +14,7 @@ from p4ref.errors import DecodeError, ErrorCode, LocalProtocolError
 from p4ref.framing import (
     FLAG_FIN,
     FRAME,
+    HEADER,
     HEADER_LEN,
     MAX_BODY_SIZE,
     REGISTRY,
@@ -32,6 +33,7 @@ from p4ref.framing import (
     parse_error_body,
     ping_body,
 )
+from p4ref.framing._codec import _HEADER_STRUCT
 
 VECTORS = FsPath(__file__).resolve().parent.parent / "test-vectors" / "v1" / "framing"
 NONCE = b"\x00\x01\x02\x03\x04\x05\x06\x07"
@@ -246,3 +248,14 @@ def test_vectors_cover_every_type_and_framing_error() -> None:
         if grp["op"] == "framing.decode" and case["result"] == "valid":
             seen_types.add(case["expect"]["value"]["type"])
     assert {int(t) for t in FrameType} <= seen_types
+
+
+@given(st.integers(0, 255), st.integers(0, 255), st.integers(0, 255), st.integers(0, 0xFFFF))
+def test_struct_header_is_the_construct_header(version: int, ftype: int, flags: int,
+                                               length: int) -> None:
+    """The hot path's struct format (``_HEADER_STRUCT``) and the declared :data:`HEADER` give the
+    same five bytes and the same four values for every header."""
+    wire = HEADER.build({"version": version, "type": ftype, "flags": flags, "length": length})
+    assert _HEADER_STRUCT.pack(version, ftype, flags, length) == wire
+    h = HEADER.parse(wire)
+    assert _HEADER_STRUCT.unpack_from(wire + b"body") == (h.version, h.type, h.flags, h.length)

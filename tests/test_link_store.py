@@ -4,13 +4,14 @@ and added to a database created before the table existed."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from pathlib import Path
 
 import pytest
 
 from p4ref.errors import ErrorCode, LocalProtocolError
-from p4ref.io.session_store import SESSION_DB, Quota, SessionDB
+from p4ref.io.session_store import SESSION_DB, Quota, SessionDB, SessionStore
 
 PEER = bytes(range(32))
 INC = bytes([1]) * 16
@@ -111,3 +112,39 @@ def test_links_of_one_profile_share_its_session_store(tmp_path: Path) -> None:
         await _release_store(path, c)
 
     asyncio.run(run())
+
+
+def test_a_state_source_is_read_once_per_commit_with_what_it_describes(tmp_path: Path) -> None:
+    """SessionStore with a StateSource: the state is read once when the batch is formed, after
+    every call accepted so far, and lands in the same transaction as those calls; a later call's
+    source is read for the next commit."""
+    _new(tmp_path).close()
+
+    async def main() -> None:
+        store = await SessionStore.open(tmp_path / SESSION_DB, commit_interval=0.05)
+        counter = {"sent": 0}
+        reads: list[int] = []
+
+        def source() -> bytes:
+            reads.append(counter["sent"])
+            return b"sent=%d" % counter["sent"]
+
+        futs = []
+        for i in range(5):  # one batch: five appends, one read of the state, after all five
+            counter["sent"] += 1
+            futs.append(store.append_outbox(PEER, b"m%d" % i, channel_state=source))
+        await asyncio.gather(*futs)
+        assert reads == [5]
+        assert store.channel_state(PEER) == b"sent=5"
+        counter["sent"] += 1
+        await store.append_outbox(PEER, b"m5", channel_state=source)
+        assert reads == [5, 6]
+        await store.append_outbox(PEER, b"m6")  # no source given: the state is not read again
+        assert reads == [5, 6]
+        await store.close()
+
+    asyncio.run(main())
+    db = SessionDB(tmp_path / SESSION_DB)
+    assert db.channel_state(PEER) == b"sent=6"
+    assert [e.payload for e in db.outbox(PEER)] == [b"m%d" % i for i in range(7)]
+    db.close()

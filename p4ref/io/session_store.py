@@ -46,12 +46,15 @@ load that alone commits almost every message on its own: the previous commit is 
 next message arrives.  So when calls came while a commit ran (the writer has more work at once:
 that is load), or when nobody waits for the calls at once (*lazy* ones: an inbox row, whose ACK
 waits ACK_DELAY_MS anyway, and the release of ACKed outbox rows), the next commit starts no
-earlier than ``COMMIT_INTERVAL`` (4 ms) after the last one started, with whatever else comes
+earlier than ``COMMIT_INTERVAL`` (10 ms) after the last one started, with whatever else comes
 meanwhile.  Any other call that finds the writer idle commits at once, so a sender that awaits
-each call before the next is never slowed; otherwise a call waits ≤ 4 ms more.
+each call before the next is never slowed; otherwise a call waits ≤ 10 ms more.
 An ``fsync`` costs CPU as well as time (about 0.1 ms of system time here), and so do the thread
-hand-over and the wake-ups around it: bench/bench_session.py (a) measured 0.40× → 0.67× of raw
-aiortc and the receiver's added CPU 118 → 36 ms/MiB with the interval (2026-12-04).
+hand-over and the wake-ups around it, and a small transaction rewrites the same b-tree and
+freelist pages for each message: bench/bench_session.py (a) measured 0.40× → 0.67× of raw
+aiortc and the receiver's added CPU 118 → 36 ms/MiB with a 4 ms interval; at 10 ms the writer
+thread's CPU per MiB fell again by a third on the receiver (23.0/17.0 → 13.5/10.5 ms/MiB, two
+runs of 7 pairs each) and the ratio rose 0.60/0.63× → 0.68/0.72× (2026-12-04).
 
 *Durability levels.*  ``synchronous="FULL"`` (the default) syncs the WAL at every commit: a
 committed row survives power loss.  ``"NORMAL"`` syncs only at checkpoints: a committed row
@@ -114,6 +117,7 @@ __all__ = [
     "SessionDB",
     "SessionStore",
     "SessionStoreError",
+    "StateSource",
     "Watermarks",
 ]
 
@@ -130,7 +134,7 @@ _NO_INC = bytes(_INC_LEN)
 MAX_PAYLOAD = 16371  # p4-04 MAX_PAYLOAD
 MAX_REF = 4096  # bytes of a bulk-data reference
 #: seconds between the starts of two commits under load (see "Sync core" above)
-COMMIT_INTERVAL = 0.004
+COMMIT_INTERVAL = 0.010
 
 Durability = Literal["FULL", "NORMAL"]
 
@@ -306,6 +310,8 @@ _RAISE_GENERATION = (
 
 #: An applied plan: SQL against the connection; ``flush`` collects the peer rows to write.
 _Apply = Callable[[DBConnection, dict[int, tuple[Any, ...]]], None]
+#: Gives the channel state now (``ChannelMux.persistent_state``), in the event-loop thread.
+StateSource = Callable[[], bytes]
 
 
 def _corrupt(path: Path, why: str) -> SessionStoreError:
@@ -704,6 +710,13 @@ class SessionDB:
             mark(flush)
         return seq, apply
 
+    def plan_channel_state(self, peer_pub: bytes, state: bytes) -> _Apply:
+        """Write the channel state (p4-05 CHN-30) alone, in whatever transaction carries the
+        changes it describes (:class:`SessionStore` adds it to the end of a batch)."""
+        chan = self._plan_chan_state(self._session(peer_pub), state)
+        assert chan is not None
+        return lambda db, flush: db.execute(_SET_CHANSTATE, chan)
+
     @staticmethod
     def _plan_chan_state(p: _Peer, state: bytes | None) -> tuple[int, bytes] | None:
         if state is None:
@@ -1046,6 +1059,7 @@ class SessionStore:
         self._jobs: list[_Job] = []
         self._flusher: asyncio.Task[None] | None = None
         self._held: dict[bytes, collections.deque[_Held]] = {}
+        self._state_src: dict[bytes, StateSource] = {}  # channel states to write, per peer
         self._closed = False
 
     @classmethod
@@ -1096,8 +1110,9 @@ class SessionStore:
                     await asyncio.sleep(wait)
             busy = True
             self._last_start = loop.time()
-            jobs, self._jobs = self._jobs[:self._max_batch], self._jobs[self._max_batch:]
+            jobs: list[_Job] = []
             try:
+                jobs = self._take_batch(loop)
                 await loop.run_in_executor(self._executor, self._run_batch, jobs)
             except BaseException as e:  # the store is broken now: fail this batch and the rest
                 err = self.db._wrap(e)
@@ -1120,6 +1135,27 @@ class SessionStore:
                 else:
                     job.future.set_result(value)
 
+    def _take_batch(self, loop: asyncio.AbstractEventLoop) -> list[_Job]:
+        """The next batch.  With channel states to write (a :data:`StateSource` given to
+        :meth:`append_outbox` or :meth:`confirm`) it is every call accepted so far, and each
+        source is read once, now, and written at the end of it: the state then describes
+        exactly what this transaction makes durable (the items its sends appended, the
+        messages its confirms deleted), which is what p4-05 CHN-30 asks, at one state per
+        commit instead of one per message."""
+        if not self._state_src:
+            jobs, self._jobs = self._jobs[:self._max_batch], self._jobs[self._max_batch:]
+            return jobs
+        jobs, self._jobs = self._jobs, []
+        sources, self._state_src = self._state_src, {}
+        try:
+            for pub, src in sources.items():
+                jobs.append(_Job(self.db.plan_channel_state(pub, src()), lambda: None,
+                                 loop.create_future(), lazy=True))
+        except BaseException:
+            self._jobs = jobs  # failed with them, below
+            raise
+        return jobs
+
     async def flush(self) -> None:
         """Wait until everything submitted so far is durable."""
         while self._flusher is not None and not self._flusher.done():
@@ -1139,14 +1175,22 @@ class SessionStore:
     def append_outbox(self, peer_pub: bytes, payload: bytes | None = b"", *,
                       ref: str | None = None, size: int | None = None,
                       then: Callable[[int], None] | None = None,
-                      channel_state: bytes | None = None) -> asyncio.Future[int]:
+                      channel_state: bytes | StateSource | None = None
+                      ) -> asyncio.Future[int]:
         """A future of the message's seq, done once the row is durable [SES-5];
         SES_OUTBOX_FULL is raised by the call. ``then(seq)`` runs in the loop, in seq order,
         as soon as the row is durable: the place to call ``SessionMachine.send``, so that the
-        machine numbers messages as they were stored."""
+        machine numbers messages as they were stored.  ``channel_state`` goes into the same
+        transaction: bytes as given, or a :data:`StateSource` read when the batch is formed."""
         seq, op = self.db.plan_append_outbox(peer_pub, payload, ref=ref, size=size,
-                                             channel_state=channel_state)
+                                             channel_state=self._state(peer_pub, channel_state))
         return self._submit(op, seq, then)
+
+    def _state(self, peer_pub: bytes, state: bytes | StateSource | None) -> bytes | None:
+        if callable(state):
+            self._state_src[_check_pub(peer_pub)] = state
+            return None
+        return state
 
     def ack_outbox(self, peer_pub: bytes, through: int) -> asyncio.Future[None]:
         return self._submit(self.db.plan_ack_outbox(peer_pub, through), None, lazy=True)
@@ -1189,11 +1233,13 @@ class SessionStore:
         return self._submit(self.db.plan_mark_delivered(peer_pub, inc, seq), None)
 
     def confirm(self, peer_pub: bytes, inc: bytes, seq: int, *,
-                channel_state: bytes | None = None) -> asyncio.Future[bool]:
+                channel_state: bytes | StateSource | None = None) -> asyncio.Future[bool]:
         """The application consumed ``(inc, seq)``: its quota is released at once (held
         messages move in), the row is deleted durably (with ``channel_state`` in the same
-        transaction, p4-05 CHN-30); the future says whether it existed."""
-        found, op = self.db.plan_confirm(peer_pub, inc, seq, channel_state=channel_state)
+        transaction, p4-05 CHN-30, as in :meth:`append_outbox`); the future says whether it
+        existed."""
+        found, op = self.db.plan_confirm(peer_pub, inc, seq,
+                                         channel_state=self._state(peer_pub, channel_state))
         fut = self._submit(op, found)
         self._release_held(_check_pub(peer_pub))
         return fut

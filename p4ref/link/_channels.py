@@ -7,7 +7,9 @@ Theory of operation
 Every channel item is one session message.  Sending: the mux turns ``write``/``open``/``close``
 into items, each appended to the outbox; the mux's persistent state is written in the same
 commit as the last item of the call (p4-05 CHN-30, ``SessionStore.append_outbox(...,
-channel_state=...)``), and the call returns when the items are durable.  A write waits for
+channel_state=mux.persistent_state)``: the store reads it once per commit, when it forms the
+batch, so it describes exactly what that commit makes durable), and the call returns when the
+items are durable.  A write waits for
 credit: the peer's limit on the channel's byte offset, raised only when the peer's application
 confirms consumption, so a reader that stops stalls its channel only.
 
@@ -224,7 +226,7 @@ class Channels:
         with a reference in ``refs`` is stored as that reference (:meth:`write`)."""
         futs = []
         for i, item in enumerate(items):
-            state = self.mux.persistent_state() if i == len(items) - 1 else None
+            state = self.mux.persistent_state if i == len(items) - 1 else None
             ref = refs[i] if refs else None
             futs.append(self.link._append(item, state) if ref is None
                         else self.link._append(item, state, ref))
@@ -375,7 +377,7 @@ class Channels:
             ch, end = row_end
             ch._recv.rows.append((end, d.id))
         else:  # nothing here waits for the application
-            self.link._confirm_row(d.id, self.mux.persistent_state())
+            self.link._confirm_row(d.id, self.mux.persistent_state)
         for f in futs:
             f.add_done_callback(_log_failure)
 
@@ -391,7 +393,7 @@ class Channels:
                 raise
             items = []
         r.consumed = end
-        state = self.mux.persistent_state()
+        state = self.mux.persistent_state  # read when the commit is formed (CHN-30)
         done = [row for e, row in r.rows if e <= end]
         r.rows = [(e, row) for e, row in r.rows if e > end]
         confirms = [self.link._confirm_row(row, state) for row in done]

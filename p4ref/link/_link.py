@@ -73,7 +73,7 @@ from typing import cast
 from ..errors import ErrorCode, LocalProtocolError, P4Error
 from ..framing import FrameType
 from ..io.replay_store import ReplayStore
-from ..io.session_store import SESSION_DB, Durability, Quota, SessionStore
+from ..io.session_store import SESSION_DB, Durability, Quota, SessionStore, StateSource
 from ..io.signal import PeerReplay
 from ..io.store import Profile
 from ..io.tor import TorDriver
@@ -450,7 +450,7 @@ class Link:
         durable in the outbox [SES-5]; SES_OUTBOX_FULL when the quota is reached."""
         return await asyncio.shield(self._append(bytes(payload)))
 
-    def _append(self, payload: bytes, channel_state: bytes | None = None,
+    def _append(self, payload: bytes, channel_state: bytes | StateSource | None = None,
                 ref: str | None = None) -> asyncio.Future[int]:
         """Append to the outbox now (seq order = call order); the machine gets the message
         only once its row is durable [SES-5].  With ``ref`` (a file reference naming exactly
@@ -467,7 +467,8 @@ class Link:
         return self.store.append_outbox(self.peer_pub, payload, then=then,
                                         channel_state=channel_state)
 
-    def _confirm_row(self, row: tuple[bytes, int], channel_state: bytes | None = None
+    def _confirm_row(self, row: tuple[bytes, int],
+                     channel_state: bytes | StateSource | None = None
                      ) -> asyncio.Future[bool]:
         return self.store.confirm(self.peer_pub, row[0], row[1], channel_state=channel_state)
 
