@@ -35,11 +35,14 @@ sent or acknowledged, before the commit that carries it returned [SES-5, SES-6].
 *Sync core, thin asyncio batcher.*  :class:`SessionDB` is synchronous and single-threaded (tests,
 benchmarks and tools use it directly).  :class:`SessionStore` wraps it for asyncio: each call
 plans at once in the event-loop thread (OUTBOX_FULL is raised by the call, seqs follow the order
-of calls) and returns a future that is done when the change is durable; apply + commit run in one
-dedicated writer thread, in the order of the calls (reads too, so a read sees exactly the calls
-made before it).  A commit at ``synchronous=FULL`` is an ``fsync`` (0.1 … 20 ms); in
-the event-loop thread it would stall every aiortc timer and socket for that long, and a second
-connection in another thread could not see the first one's uncommitted rows.  The writer never
+of calls) and returns a future that is done when the change is durable; a batch's statements run
+in the event-loop thread, in the order of the calls (reads too, so a read sees exactly the calls
+made before it), and its COMMIT in one dedicated writer thread (``SessionStore._commit_batch``
+says why the statements do not run there too).  A commit at ``synchronous=FULL`` is an
+``fsync`` (0.1 … 20 ms); in the event-loop thread it would stall every aiortc timer and socket for
+that long, and a second connection in another thread could not see the first one's uncommitted
+rows.  No statement runs while a COMMIT does: calls made meanwhile wait for the next batch.  The
+writer never
 waits for more work: a batch is whatever accumulated while the previous commit ran, so a lone
 message costs one commit and a burst shares one (batch size follows the load).  Under a steady
 load that alone commits almost every message on its own: the previous commit is over before the
@@ -550,19 +553,30 @@ class SessionDB:
     def commit(self) -> None:
         """Write the touched peer rows and commit: everything applied so far is durable at the
         configured level when this returns."""
-        self._check()
+        self.stage_commit()
         if not self._txn:
             return
         try:
-            if self._flush:
-                self._db.executemany(_UPSERT_PEER, list(self._flush.values()))
             self._db.execute("COMMIT")
         except Exception as e:
             self._fail(e)
             raise self._wrap(e) from None
         self._txn = False
-        self._flush.clear()
         self.commits += 1
+
+    def stage_commit(self) -> None:
+        """The CPU part of :meth:`commit`: write the touched peer rows into the open
+        transaction (no I/O: the pages stay in SQLite's cache until the COMMIT); :meth:`commit`
+        after it only writes the WAL and syncs."""
+        self._check()
+        if not self._txn or not self._flush:
+            return
+        try:
+            self._db.executemany(_UPSERT_PEER, list(self._flush.values()))
+        except Exception as e:
+            self._fail(e)
+            raise self._wrap(e) from None
+        self._flush.clear()
 
     def _fail(self, e: BaseException) -> None:
         self._broken = e
@@ -1043,6 +1057,7 @@ class _Job:
     future: asyncio.Future[Any]
     then: Callable[[Any], None] | None = None
     lazy: bool = False  # nobody awaits it at once (an inbox row, an ACK's release)
+    heavy: bool = False  # a read that may take long (files, many rows): in the writer thread
 
 
 class SessionStore:
@@ -1084,12 +1099,12 @@ class SessionStore:
         return self._submit_fn(apply, lambda: result, then, lazy=lazy)
 
     def _submit_fn(self, apply: _Apply, result: Callable[[], Any],
-                   then: Callable[[Any], None] | None = None, *, lazy: bool = False
-                   ) -> asyncio.Future[Any]:
+                   then: Callable[[Any], None] | None = None, *, lazy: bool = False,
+                   heavy: bool = False) -> asyncio.Future[Any]:
         if self._closed:
             raise SessionStoreError(ErrorCode.INTERNAL_ERROR, "the session store is closed")
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._jobs.append(_Job(apply, result, fut, then, lazy))
+        self._jobs.append(_Job(apply, result, fut, then, lazy, heavy))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush())
         return fut
@@ -1099,6 +1114,26 @@ class SessionStore:
         for job in jobs:
             self.db._apply(job.apply)
         self.db.commit()
+
+    async def _commit_batch(self, loop: asyncio.AbstractEventLoop, jobs: Sequence[_Job]
+                            ) -> None:
+        """Apply ``jobs`` and commit them.  The statements run here, in the event loop's
+        thread (they only touch SQLite's page cache: tens of µs), and only the COMMIT (WAL
+        write and fsync, which release the GIL throughout) in the writer thread.  Statements in
+        the writer thread take and release the GIL around every step, and each time the loop
+        thread, which releases it around every socket and OpenSSL call of aiortc, has to win
+        it back: bench_session (a) measured the CPU P⁴ adds per MiB at +36/+42 % and +51/+36 %
+        of raw aiortc that way, +24/+31 % and +25/+14 % this way, and 0.67/0.66× → 0.75/0.81×
+        of its throughput (two runs of 7 pairs each, 2026-12-04).  A batch with a heavy read
+        (:meth:`session_state` resolving file references, :meth:`inbox`) runs whole in the
+        writer thread, as it may take long."""
+        if any(job.heavy for job in jobs):
+            await loop.run_in_executor(self._executor, self._run_batch, jobs)
+            return
+        for job in jobs:
+            self.db._apply(job.apply)
+        self.db.stage_commit()
+        await loop.run_in_executor(self._executor, self.db.commit)
 
     async def _flush(self) -> None:
         loop = asyncio.get_running_loop()
@@ -1113,7 +1148,7 @@ class SessionStore:
             jobs: list[_Job] = []
             try:
                 jobs = self._take_batch(loop)
-                await loop.run_in_executor(self._executor, self._run_batch, jobs)
+                await self._commit_batch(loop, jobs)
             except BaseException as e:  # the store is broken now: fail this batch and the rest
                 err = self.db._wrap(e)
                 for job in [*jobs, *self._jobs]:
@@ -1282,7 +1317,7 @@ class SessionStore:
                       ) -> asyncio.Future[SessionState | None]:
         """What a machine resumes from, as of this call (ordered after every earlier call)."""
         result, op = self.db.plan_session_state(peer_pub, resolve)
-        return self._submit_fn(op, result)
+        return self._submit_fn(op, result, heavy=True)
 
     def inbox(self, peer_pub: bytes, limit: int = -1) -> asyncio.Future[list[InboxMessage]]:
         """Stored, unconfirmed messages in stream order, as of this call."""
@@ -1291,7 +1326,7 @@ class SessionStore:
 
         def apply(db: DBConnection, flush: dict[int, tuple[Any, ...]]) -> None:
             box.append(_inbox_rows(db, pid, limit))
-        return self._submit_fn(apply, lambda: box[0])
+        return self._submit_fn(apply, lambda: box[0], heavy=True)
 
     async def close(self) -> None:
         await self.flush()

@@ -46,6 +46,7 @@ item it ignores, CHN-17; its receiver keeps its verified prefix, p4-06 §4.1), a
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -128,7 +129,9 @@ class _Recv:
     size: int = 0
     start: int = 0
     consumed: int = 0
-    rows: list[tuple[int, tuple[bytes, int]]] = field(default_factory=list)  # (end, row id)
+    # (end, row id) of the inbox rows not yet confirmed, in stream order (ends increase)
+    rows: collections.deque[tuple[int, tuple[bytes, int]]] = field(
+        default_factory=collections.deque)
 
 
 class Channel:
@@ -233,7 +236,9 @@ class Channels:
         return futs
 
     async def _wait(self, futs: list[asyncio.Future[int]]) -> None:
-        if futs:
+        if len(futs) == 1:
+            await asyncio.shield(futs[0])
+        elif futs:
             await asyncio.shield(asyncio.gather(*futs))
 
     def sent(self, chan: int) -> int:
@@ -394,9 +399,9 @@ class Channels:
             items = []
         r.consumed = end
         state = self.mux.persistent_state  # read when the commit is formed (CHN-30)
-        done = [row for e, row in r.rows if e <= end]
-        r.rows = [(e, row) for e, row in r.rows if e > end]
-        confirms = [self.link._confirm_row(row, state) for row in done]
+        confirms = []
+        while r.rows and r.rows[0][0] <= end:
+            confirms.append(self.link._confirm_row(r.rows.popleft()[1], state))
         credits = self._submit(items)
         if confirms or credits:
             await asyncio.shield(asyncio.gather(*confirms, *credits))

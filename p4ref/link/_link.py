@@ -332,6 +332,7 @@ class Link:
         self._timer_at: int | None = None
         self._processing = False
         self._again = False
+        self._process_pending = False
         self._status = "offline"
         self._given_up = False  # machine.give_up was called: offline while trying [SES-8]
         self._started = False
@@ -460,7 +461,7 @@ class Link:
             got = self.machine.send(payload, self._now())
             if got != seq:  # only across a re-incarnation, which renumbers both (p4-04 §9)
                 log.warning("message stored as seq %d is seq %d in the machine", seq, got)
-            self._process()
+            self._process_soon()  # once for the whole commit, not once per message
         if ref is not None:
             return self.store.append_outbox(self.peer_pub, None, ref=ref, size=len(payload),
                                             then=then, channel_state=channel_state)
@@ -635,6 +636,17 @@ class Link:
         elif not gave_up and self._given_up:
             self._given_up = False
         self._update_status()
+
+    def _process_soon(self) -> None:
+        """:meth:`_process` once the current callbacks are done (a commit completes hundreds
+        of appends in one go: their frames go out together)."""
+        if not self._process_pending:
+            self._process_pending = True
+            asyncio.get_running_loop().call_soon(self._process_deferred)
+
+    def _process_deferred(self) -> None:
+        self._process_pending = False
+        self._process()
 
     def _process(self) -> None:
         """Send what the machine queued, handle its events, re-arm its timer."""
@@ -846,7 +858,7 @@ class Link:
             if through > m.s.rx:
                 with contextlib.suppress(LocalProtocolError):
                     m.inbox_committed(through, self._now())
-                self._process()
+                self._process_soon()
         fut.add_done_callback(done)
 
     # ------------------------------------------------------------------ generations
