@@ -14,7 +14,8 @@ session-level API (``submit`` / ``recv`` / ``confirm``) to show what the channel
 The raw baseline is one aiortc data channel through the same driver
 (:class:`~p4ref.io.webrtc.Generation`, ``write`` with ``bufferedAmount`` backpressure), as in
 bench/bench_webrtc.py: the ratio is what P⁴ (channel items, framing, sequencing, ACKs, SQLite
-group commit, inbox, confirmation, credit) costs on top of the same transport.
+group commit, inbox, confirmation, credit) costs on top of the same transport (both arms with the
+driver's 2 MiB UDP socket buffers, ``DirectConfig.socket_buffer``).
 
 (a) **Bulk**: 50 MiB in 16 KiB messages: 16353 bytes on the channel and the raw arm (p4-05
     MAX_DATA, the largest channel message that fits one frame; ``--bulk-size 16384`` sends

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import aioice.ice
+import aioice.turn
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection
 from cryptography.hazmat.primitives import hashes
@@ -115,6 +116,34 @@ def test_selected_pair_and_rtt_for_status() -> None:
                 break
             await asyncio.sleep(0.02)
         assert a.rtt_ms is not None and 0 <= a.rtt_ms < 1000
+        a.close()
+        b.close()
+
+    run(body)
+
+
+def test_open_connections_get_the_configured_socket_buffers() -> None:
+    """``DirectConfig.socket_buffer`` reaches aioice's UDP sockets (read through its private
+    protocols: this fails if they move, instead of the buffers silently staying small);
+    ``None`` leaves aioice's choice."""
+    def buffers(g: Generation) -> set[tuple[int, int]]:
+        ice: Any = g.pc.sctp.transport.transport if g.pc.sctp is not None else None
+        socks = [p.transport.get_extra_info("socket") for p in ice._connection._protocols]
+        assert socks
+        return {(s.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF),
+                 s.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)) for s in socks}
+
+    async def body() -> None:
+        small = DirectConfig(host_addresses=("127.0.0.1",), socket_buffer=None)
+        big = DirectConfig(host_addresses=("127.0.0.1",), socket_buffer=1 << 20)
+        a, b = await connect(1, big, small)
+        # Linux doubles what is asked (bookkeeping), capped at rmem_max / wmem_max
+        rmax = int(Path("/proc/sys/net/core/rmem_max").read_text())
+        wmax = int(Path("/proc/sys/net/core/wmem_max").read_text())
+        assert buffers(a) == {(2 * min(1 << 20, rmax), 2 * min(1 << 20, wmax))}
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as fresh:
+            default_snd = fresh.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+        assert buffers(b) == {(2 * aioice.turn.UDP_SOCKET_BUFFER_SIZE, default_snd)}  # aioice's
         a.close()
         b.close()
 

@@ -69,6 +69,7 @@ import datetime
 import logging
 import os
 import re
+import socket
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -196,6 +197,15 @@ class DirectConfig:
 
     ``max_message_size`` — advertised in the SDP (p4-04 SES-4: at most 16384); the peer's stack
     refuses to send larger messages.
+
+    ``socket_buffer`` — bytes of kernel receive and send buffer asked for each of the
+    connection's UDP sockets once it is open (``SO_RCVBUF``/``SO_SNDBUF``; the kernel caps it at
+    ``net.core.rmem_max``/``wmem_max``); ``None``: aioice's choice (256 KiB to receive, the
+    system's default to send).  aiortc's SCTP grows its congestion window towards the peer's
+    1 MiB receive window without pacing: with aioice's buffer a receiver busy for a few
+    milliseconds dropped datagrams on loopback (hundreds to thousands per 20 MiB in
+    bench/bench_session.py (a)), and every SACK until a retransmission arrives walks the whole
+    sent queue; with 2 MiB none were dropped (:meth:`Generation._size_buffers`).
     """
 
     ice_servers: tuple[IceServer, ...] = ()
@@ -205,6 +215,7 @@ class DirectConfig:
     high_water: int = 1 << 20
     low_water: int = 1 << 18
     max_message_size: int = 16384
+    socket_buffer: int | None = 1 << 21
 
     def without(self, urls: Collection[str]) -> DirectConfig:
         """This configuration without the STUN/TURN ``urls`` (a server left with no URL is
@@ -711,7 +722,31 @@ class Generation:
         self._state = "open"
         self.opened_at = asyncio.get_running_loop().time()
         self._cancel_deadline()
+        self._size_buffers()
         self._done.set()
+
+    def _size_buffers(self) -> None:
+        """``DirectConfig.socket_buffer`` on the UDP sockets aioice opened for this connection.
+        aiortc 1.16 / aioice 0.13 have no option for it: this reads aioice's protocols (the
+        versions are pinned; ``tests/test_webrtc.py`` notices a change) and degrades to the
+        system's default, never fails."""
+        size = self.config.socket_buffer
+        if size is None:
+            return
+        try:
+            sctp = self.pc.sctp
+            ice = sctp.transport.transport if sctp is not None else None
+            protocols = list(ice._connection._protocols) if ice is not None else []
+        except AttributeError:
+            return
+        for proto in protocols:
+            sock = getattr(getattr(proto, "transport", None), "get_extra_info",
+                           lambda _name: None)("socket")
+            if sock is None:
+                continue
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
 
     def _on_data(self, msg: Any) -> None:
         if self._state != "open":
