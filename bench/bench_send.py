@@ -31,14 +31,16 @@ transfer.  Diagnostics: ``P4_BENCH_PROFILE=DIR`` runs both daemons under cProfil
 
 Measured (2026-12-04, a shared 2-core machine at load 4–9, three full runs): ratio medians
 0.64×, 0.41×, 0.57× (single pairs 0.27–1.37×), target not met; P⁴ 2–4 MiB/s.  Where the time
-goes: CPU per MiB is 1.5–2.1× raw on each side, ~85 % of it in the event loop's thread, which
-also runs aiortc's SCTP/DTLS; cProfile of that thread: P⁴'s own Python (framing, session and
-channel machines, store planning) ~7 %, more asyncio scheduling per message, and C calls that
-re-take the GIL (OpenSSL, sendto) ~3× slower than in the raw process, the SQLite writer and
-file threads holding it.  During a transfer the sender's session window (4 MiB unacknowledged)
-stays full, 2–3 MiB of it durable in the outbox but not yet taken by aiortc: the drain of
-aiortc in a CPU-starved loop is the bottleneck.  Peak RSS of each ``p4 up``: 104–118 MiB
-(~100 connected and idle; raw children 80).
+went: CPU per MiB 1.5–2.1× raw on each side, ~85 % of it in the event loop's thread, which also
+runs aiortc's SCTP/DTLS; C calls that re-take the GIL (OpenSSL, sendto) ~3× slower than in the
+raw process, the SQLite writer thread holding the GIL between its statements.  Since then
+(same day) the session store runs a batch's statements in the loop's thread and only the COMMIT
+in the writer thread, reads the channel state once per commit, commits at most every 10 ms
+under load, and the driver gives its UDP sockets 2 MiB of buffer: one full run, ratio 0.67×
+(pairs 0.58–0.80×), P⁴ 5.6 MiB/s, CPU per MiB 1.39× raw on the sender and 1.45× on the
+receiver, peak RSS of each ``p4 up`` 106–113 MiB (~100 connected and idle; raw children 80–82).
+The rest is spread thin: py-spy puts P⁴'s own Python at 17–24 % of a ``p4 up``'s samples and
+aiortc at 52–59 %.
 """
 
 from __future__ import annotations
