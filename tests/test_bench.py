@@ -25,7 +25,7 @@ BENCH = ROOT / "bench"
 
 # script → a regular expression its output must match (a figure and its ratio)
 LOCAL = {
-    "bench_framing.py": r"16 KiB DATA: p4ref \(compiled hdr\)\s+[\d.]+\s+[\d.]+\n",
+    "bench_framing.py": r"16 KiB DATA: p4ref \(struct hdr\)\s+[\d.]+\s+[\d.]+\n",
     "bench_pairing.py": r"full pairing, both roles\s+[\d.]+ ms\s+[\d.]+×",
     "bench_rendezvous.py": r"ratio \(P4 / raw\): [\d.]+",
     "bench_conformance.py": r"ratio \(subprocess, window 1 / in-process\): [\d.]+×",

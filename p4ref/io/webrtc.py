@@ -84,6 +84,7 @@ from aiortc import (
     RTCPeerConnection,
     RTCSessionDescription,
 )
+from aiortc.rtcsctptransport import USERDATA_MAX_LENGTH
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -643,12 +644,14 @@ class Generation:
 
     @property
     def backlog(self) -> int:
-        """Bytes written but not yet sent on the wire: ``bufferedAmount`` plus the SCTP
-        chunks aiortc 1.16 queued and has not transmitted (a frame written now waits behind
-        them)."""
+        """Bytes written but not yet sent on the wire, at most: ``bufferedAmount`` plus the
+        SCTP chunks aiortc 1.16 queued and has not transmitted (a frame written now waits behind
+        them), each counted as a full chunk (``USERDATA_MAX_LENGTH``, 1160 bytes).  An upper
+        bound in O(1): the link asks before every frame, and a walk of the queue (hundreds of
+        chunks under load) cost more than the frame's own encoding."""
         sctp = self.pc.sctp
         queued = getattr(sctp, "_outbound_queue", None) if sctp is not None else None
-        return self.buffered_amount + sum(len(getattr(c, "user_data", b"")) for c in queued or ())
+        return self.buffered_amount + len(queued or ()) * USERDATA_MAX_LENGTH
 
     @property
     def drained(self) -> bool:

@@ -48,8 +48,9 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..channels import (
     DATA_HEADER_LEN,
@@ -235,7 +236,7 @@ class Channels:
                         else self.link._append(item, state, ref))
         return futs
 
-    async def _wait(self, futs: list[asyncio.Future[int]]) -> None:
+    async def _wait(self, futs: Sequence[asyncio.Future[Any]]) -> None:
         if len(futs) == 1:
             await asyncio.shield(futs[0])
         elif futs:
@@ -402,9 +403,7 @@ class Channels:
         confirms = []
         while r.rows and r.rows[0][0] <= end:
             confirms.append(self.link._confirm_row(r.rows.popleft()[1], state))
-        credits = self._submit(items)
-        if confirms or credits:
-            await asyncio.shield(asyncio.gather(*confirms, *credits))
+        await self._wait([*confirms, *self._submit(items)])
 
     def sources_changed(self, changed: dict[int, str]) -> None:
         """At a start: the outbox items of these channels (id -> why) named file bytes that

@@ -953,7 +953,10 @@ class Link:
         if number in self._live:
             self.bytes_received += len(data)
             self.machine.receive_data(number, data, self._now())
-            self._process()
+            if data:
+                self._process_soon()  # one pass for the messages aiortc hands over together
+            else:
+                self._process()
 
     async def _reconnect_loop(self) -> None:
         while True:
