@@ -188,6 +188,31 @@ def test_goodbye_sends_a_signed_bye_with_its_reason() -> None:
     asyncio.run(asyncio.wait_for(scenario(), 30))
 
 
+def test_a_stream_closed_without_bye_is_logged_as_that(caplog: pytest.LogCaptureFixture
+                                                       ) -> None:
+    """A stream whose transport just ends (no RV_BYE, no ERROR) comes out of the machine as the
+    peer's PROTOCOL_VIOLATION (p4-03 RDV-47); the log says what happened instead."""
+    async def scenario() -> None:
+        a = signaller(0, PeerReplay(PUBS[1]))
+        b = signaller(1, PeerReplay(PUBS[0]))
+        st, _ = await join(a, b)
+        before = set(b._streams)
+        st.writer.transport.abort()  # a reset, as a dead path or a killed process gives
+        se = await next_event(b)
+        assert isinstance(se.event, RendezvousFailed) and se.event.by_peer
+        assert se.event.code == ErrorCode.PROTOCOL_VIOLATION
+        assert all(x.eof for x in before)
+        await a.close()
+        await b.close()
+
+    with caplog.at_level("INFO", logger="p4ref.link._signalling"):
+        asyncio.run(asyncio.wait_for(scenario(), 30))
+    ended = [r.getMessage() for r in caplog.records if "rendezvous stream ended" in r.getMessage()]
+    assert "rendezvous stream ended: closed by the peer or the network (end of stream without" \
+        " RV_BYE)" in ended
+    assert not any("PROTOCOL_VIOLATION" in m for m in ended)
+
+
 def _peer_side(b: Signaller, before: set[Stream]) -> Stream:
     (st,) = b._streams - before
     return st

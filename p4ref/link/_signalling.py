@@ -145,6 +145,8 @@ class Stream:
     probe_ok: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
     #: the peer closed it with RV_BYE RDV_DUPLICATE_STREAM (it kept another stream, RDV-39)
     refused: bool = False
+    #: the transport ended (EOF or a reset): what the machine reports next is that, not an ERROR
+    eof: bool = False
 
     def write(self, data: bytes) -> None:
         if data and not self.writer.is_closing():
@@ -382,6 +384,7 @@ class Signaller:
         if chunk:
             st.last_rx = asyncio.get_running_loop().time()
         if not chunk:  # end of stream: a partial frame goes to its layer, which reports it
+            st.eof = True
             rest, st.buf = bytes(st.buf), bytearray()
             if rest and rest[0] == 1 and len(rest) > 1 and self._to_session(st, rest[1]):
                 self._session(st, rest)
@@ -449,7 +452,12 @@ class Signaller:
                 log.warning("the peer's signalling state went back: %s", ev)
             elif isinstance(ev, OfferReceived | AnswerReceived | RendezvousFailed
                             | ByeReceived):
-                if isinstance(ev, RendezvousFailed | ByeReceived):
+                if isinstance(ev, RendezvousFailed) and ev.by_peer and st.eof:
+                    # RDV-47 reports a bare end of stream as the peer's PROTOCOL_VIOLATION; in
+                    # a log that reads like an attack when it is a closed socket or a dead path
+                    log.info("rendezvous stream ended: closed by the peer or the network "
+                             "(end of stream without RV_BYE)")
+                elif isinstance(ev, RendezvousFailed | ByeReceived):
                     log.info("rendezvous stream ended: %s", ev)
                 if isinstance(ev, ByeReceived) and ev.reason == ErrorCode.RDV_DUPLICATE_STREAM:
                     st.refused = True
