@@ -10,7 +10,7 @@ The hot path packs and unpacks the header with ``_HEADER_STRUCT``, the :mod:`str
 the same five bytes (``>BBBH``): every frame of a session goes through it, and construct's
 compiled form costs about 6 µs a call where ``struct`` costs 0.1 µs.  The input length is checked
 before it unpacks and every rule is enforced here afterwards.  :data:`HEADER` and :data:`FRAME`
-stay the declaration; ``tests/test_framing_codec.py`` checks that the struct and the construct
+stay the declaration; ``tests/test_framing.py`` checks that the struct and the construct
 forms give the same bytes and values for every header, and ``bench/bench_framing.py`` measures
 them.
 """

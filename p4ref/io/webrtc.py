@@ -553,12 +553,11 @@ class Generation:
     def candidate_types(self) -> tuple[str, str] | None:
         """The ICE candidate types (``host``, ``srflx``, ``prflx``, ``relay``) of the selected
         pair, ``(local, remote)``; None before ICE connected or if aiortc hides them.  aiortc
-        1.16 has no public accessor: this reads aioice's nominated pair (the version is pinned;
-        ``tests/test_webrtc.py`` notices a change) and degrades to None, never fails."""
+        1.16 has no public accessor: this reads aioice's nominated pair (:meth:`_aioice`) and
+        degrades to None, never fails."""
         try:
-            sctp = self.pc.sctp
-            ice = sctp.transport.transport if sctp is not None else None
-            pair = ice._connection._nominated.get(1) if ice is not None else None
+            conn = self._aioice()
+            pair = conn._nominated.get(1) if conn is not None else None
             if pair is None:
                 return None
             return (str(pair.local_candidate.type), str(pair.remote_candidate.type))
@@ -728,18 +727,24 @@ class Generation:
         self._size_buffers()
         self._done.set()
 
+    def _aioice(self) -> Any:
+        """aioice's ``Connection`` under this generation's ICE transport, or None: aiortc 1.16
+        has no public accessor (the version is pinned; ``tests/test_webrtc_generations.py``
+        notices a change).  May raise AttributeError if the private path moved."""
+        sctp = self.pc.sctp
+        ice = sctp.transport.transport if sctp is not None else None
+        return ice._connection if ice is not None else None
+
     def _size_buffers(self) -> None:
         """``DirectConfig.socket_buffer`` on the UDP sockets aioice opened for this connection.
-        aiortc 1.16 / aioice 0.13 have no option for it: this reads aioice's protocols (the
-        versions are pinned; ``tests/test_webrtc.py`` notices a change) and degrades to the
-        system's default, never fails."""
+        aioice 0.13 has no option for it: this reads its protocols (:meth:`_aioice`) and
+        degrades to aioice's own sizes, never fails."""
         size = self.config.socket_buffer
         if size is None:
             return
         try:
-            sctp = self.pc.sctp
-            ice = sctp.transport.transport if sctp is not None else None
-            protocols = list(ice._connection._protocols) if ice is not None else []
+            conn = self._aioice()
+            protocols = list(conn._protocols) if conn is not None else []
         except AttributeError:
             return
         for proto in protocols:
