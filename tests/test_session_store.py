@@ -277,6 +277,42 @@ def test_inbox_quota_waits_for_confirm(tmp_path: Path) -> None:
     asyncio.run(main())
 
 
+def test_confirm_before_the_commit_writes_no_inbox_row(tmp_path: Path) -> None:
+    """SES-76: a message the application confirms before its row was taken into a commit costs
+    no INSERT and no DELETE: that commit carries rx (so an ACK may cover it, SES-6: durably
+    consumed) and nothing else; a confirm after the row was taken deletes it as before; a held
+    message (inbox full) is handed out (``planned``) only once its row is planned."""
+    async def main() -> list[str]:
+        store = await SessionStore.open(tmp_path / SESSION_DB, commit_interval=0.2,
+                                        quota=Quota(inbox_messages=3))
+        await store.create_session(PEER, INC)
+        await store.save_session(PEER, SessionState(inc=INC, peer_inc=PINC))
+        sql: list[str] = []
+        store.db._db.set_trace_callback(sql.append)  # type: ignore[attr-defined]
+        handed: list[int] = []
+        first = store.store_inbox(PEER, PINC, 1, b"one", planned=lambda: handed.append(1))
+        await first  # a lone lazy row commits at once; the next ones wait for the interval
+        futs = [store.store_inbox(PEER, PINC, i, b"m%d" % i,
+                                  planned=lambda i=i: handed.append(i)) for i in (2, 3, 4)]
+        assert handed == [1, 2, 3]  # 4 is held: the inbox holds 3 messages
+        assert await store.confirm(PEER, PINC, 2)  # not written yet: cancelled
+        assert handed == [1, 2, 3, 4]  # the confirm made room
+        assert await store.confirm(PEER, PINC, 1)  # committed before: deleted
+        assert await asyncio.gather(*futs) == [2, 3, 4]
+        await store.close()
+        return sql
+
+    sql = asyncio.run(main())
+    inserted = [s.split(", ")[-2] for s in sql if s.startswith("INSERT INTO inbox")]
+    deleted = [s for s in sql if s.startswith("DELETE FROM inbox")]
+    assert inserted == ["1", "3", "4"], sql  # the seqs: no row 2
+    assert len(deleted) == 1, sql  # row 1's
+    db = SessionDB(tmp_path / SESSION_DB)
+    assert db.watermarks(PEER).rx == 4  # rx covers the cancelled row too
+    assert [m.seq for m in db.inbox(PEER)] == [3, 4]
+    db.close()
+
+
 def test_group_commit_shares_transactions(tmp_path: Path) -> None:
     async def main() -> list[int]:
         store = await SessionStore.open(tmp_path / SESSION_DB)

@@ -317,6 +317,28 @@ _Apply = Callable[[DBConnection, dict[int, tuple[Any, ...]]], None]
 StateSource = Callable[[], bytes]
 
 
+class _InboxRow:
+    """The apply step of one planned inbox row.  :meth:`cancel` (the application confirmed the
+    message before the row was applied) leaves only the peer row, which carries rx."""
+
+    __slots__ = ("key", "mark", "row")
+
+    def __init__(self, row: tuple[int, bytes, int, bytes],
+                 mark: Callable[[dict[int, tuple[Any, ...]]], None]) -> None:
+        self.row: tuple[int, bytes, int, bytes] | None = row
+        self.mark = mark
+        self.key: tuple[bytes, bytes, int] | None = None  # (peer, inc, seq), SessionStore's
+
+    def cancel(self) -> None:
+        self.row = None
+
+    def __call__(self, db: DBConnection, flush: dict[int, tuple[Any, ...]]) -> None:
+        if self.row is not None:
+            db.execute("INSERT INTO inbox (peer, inc, seq, payload) VALUES (?, ?, ?, ?)",
+                       self.row)
+        self.mark(flush)
+
+
 def _corrupt(path: Path, why: str) -> SessionStoreError:
     return SessionStoreError(
         ErrorCode.PROFILE_CORRUPT,
@@ -807,13 +829,7 @@ class SessionDB:
             p.rx = seq
         p.inbox[(inc, seq)] = len(payload)
         p.in_bytes += len(payload)
-        mark = self._touch(p)
-        row = (p.id, inc, seq, bytes(payload))
-
-        def apply(db: DBConnection, flush: dict[int, tuple[Any, ...]]) -> None:
-            db.execute("INSERT INTO inbox (peer, inc, seq, payload) VALUES (?, ?, ?, ?)", row)
-            mark(flush)
-        return p.rx, apply
+        return p.rx, _InboxRow((p.id, inc, seq, bytes(payload)), self._touch(p))
 
     def plan_mark_delivered(self, peer_pub: bytes, inc: bytes, seq: int) -> _Apply:
         p = self._session(peer_pub)
@@ -824,19 +840,25 @@ class SessionDB:
             "UPDATE inbox SET delivered = 1 WHERE peer = ? AND inc = ? AND seq = ?", key)
 
     def plan_confirm(self, peer_pub: bytes, inc: bytes, seq: int, *,
-                     channel_state: bytes | None = None) -> tuple[bool, _Apply]:
+                     channel_state: bytes | None = None, unwritten: _InboxRow | None = None
+                     ) -> tuple[bool, _Apply]:
         """The application consumed message ``(inc, seq)``: delete it, release its quota;
         ``channel_state`` (p4-05 CHN-30), when given, is written in the same transaction (also
-        when the message was not there)."""
+        when the message was not there).  ``unwritten``: the message's own planned row, not
+        applied yet; it is cancelled instead of deleted (neither the INSERT nor the DELETE
+        runs, and its commit still carries rx: see :class:`SessionStore`)."""
         p = self._session(peer_pub)
         chan = self._plan_chan_state(p, channel_state)
         n = p.inbox.pop((bytes(inc), seq), None)
         if n is not None:
             p.in_bytes -= n
+            if unwritten is not None:
+                unwritten.cancel()
+        delete = n is not None and unwritten is None
         key = (p.id, bytes(inc), seq)
 
         def apply(db: DBConnection, flush: dict[int, tuple[Any, ...]]) -> None:
-            if n is not None:
+            if delete:
                 db.execute("DELETE FROM inbox WHERE peer = ? AND inc = ? AND seq = ?", key)
             if chan is not None:
                 db.execute(_SET_CHANSTATE, chan)
@@ -1048,6 +1070,7 @@ class _Held:
     seq: int
     payload: bytes
     out: asyncio.Future[int]
+    planned: Callable[[], None] | None
 
 
 @dataclass(eq=False)
@@ -1075,6 +1098,8 @@ class SessionStore:
         self._flusher: asyncio.Task[None] | None = None
         self._held: dict[bytes, collections.deque[_Held]] = {}
         self._state_src: dict[bytes, StateSource] = {}  # channel states to write, per peer
+        # inbox rows planned and not taken into a batch yet: (peer, inc, seq) -> row
+        self._unwritten: dict[tuple[bytes, bytes, int], _InboxRow] = {}
         self._closed = False
 
     @classmethod
@@ -1179,8 +1204,14 @@ class SessionStore:
         commit instead of one per message."""
         if not self._state_src:
             jobs, self._jobs = self._jobs[:self._max_batch], self._jobs[self._max_batch:]
+        else:
+            jobs, self._jobs = self._jobs, []
+        if self._unwritten:  # from now on a confirm must DELETE these rows
+            for job in jobs:
+                if isinstance(job.apply, _InboxRow) and job.apply.key is not None:
+                    self._unwritten.pop(job.apply.key, None)
+        if not self._state_src:
             return jobs
-        jobs, self._jobs = self._jobs, []
         sources, self._state_src = self._state_src, {}
         try:
             for pub, src in sources.items():
@@ -1230,20 +1261,37 @@ class SessionStore:
     def ack_outbox(self, peer_pub: bytes, through: int) -> asyncio.Future[None]:
         return self._submit(self.db.plan_ack_outbox(peer_pub, through), None, lazy=True)
 
-    def store_inbox(self, peer_pub: bytes, inc: bytes, seq: int, payload: bytes
-                    ) -> asyncio.Future[int]:
+    def store_inbox(self, peer_pub: bytes, inc: bytes, seq: int, payload: bytes, *,
+                    planned: Callable[[], None] | None = None) -> asyncio.Future[int]:
         """Store a delivered message; a future of rx once it is durable: the highest seq an
         ACK may cover (``SessionMachine.inbox_committed``) [SES-6]. While the inbox quota is
-        full the message is held, in order, until the application confirms earlier ones."""
+        full the message is held, in order, until the application confirms earlier ones.
+
+        ``planned()`` runs as soon as the row is planned (at once, or when a held message gets
+        room), before it is durable: from then on :meth:`confirm` may name the message, so the
+        link may hand it to the application there.  A confirm that comes before the row was
+        taken into a commit cancels it: that commit writes neither the row nor its DELETE,
+        only rx (and the confirm's channel state), which is the state the two would leave."""
         pub = _check_pub(peer_pub)
         if not self._held.get(pub):
-            planned = self.db.plan_store_inbox(pub, inc, seq, payload)
-            if planned is not None:
-                return self._submit(planned[1], planned[0], lazy=True)
+            got = self.db.plan_store_inbox(pub, inc, seq, payload)
+            if got is not None:
+                return self._submit_row(pub, got, planned)
         out: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._held.setdefault(pub, collections.deque()).append(
-            _Held(bytes(inc), seq, bytes(payload), out))
+            _Held(bytes(inc), seq, bytes(payload), out, planned))
         return out
+
+    def _submit_row(self, pub: bytes, got: tuple[int, _Apply],
+                    planned: Callable[[], None] | None) -> asyncio.Future[int]:
+        rx, apply = got
+        if isinstance(apply, _InboxRow) and apply.row is not None:
+            apply.key = (pub, apply.row[1], apply.row[2])
+            self._unwritten[apply.key] = apply
+        fut = self._submit(apply, rx, lazy=True)
+        if planned is not None:
+            planned()
+        return fut
 
     def _release_held(self, pub: bytes) -> None:
         """Store held messages, in order, while the inbox has room."""
@@ -1254,15 +1302,15 @@ class SessionStore:
                 held.popleft()
                 continue
             try:
-                planned = self.db.plan_store_inbox(pub, h.inc, h.seq, h.payload)
+                got = self.db.plan_store_inbox(pub, h.inc, h.seq, h.payload)
             except P4Error as e:
                 held.popleft()
                 h.out.set_exception(e)
                 continue
-            if planned is None:
+            if got is None:
                 return
             held.popleft()
-            _chain(self._submit(planned[1], planned[0], lazy=True), h.out)
+            _chain(self._submit_row(pub, got, h.planned), h.out)
 
     def mark_delivered(self, peer_pub: bytes, inc: bytes, seq: int) -> asyncio.Future[None]:
         return self._submit(self.db.plan_mark_delivered(peer_pub, inc, seq), None)
@@ -1273,10 +1321,12 @@ class SessionStore:
         messages move in), the row is deleted durably (with ``channel_state`` in the same
         transaction, p4-05 CHN-30, as in :meth:`append_outbox`); the future says whether it
         existed."""
-        found, op = self.db.plan_confirm(peer_pub, inc, seq,
-                                         channel_state=self._state(peer_pub, channel_state))
+        pub = _check_pub(peer_pub)
+        unwritten = self._unwritten.pop((pub, bytes(inc), seq), None)
+        found, op = self.db.plan_confirm(pub, inc, seq, unwritten=unwritten,
+                                         channel_state=self._state(pub, channel_state))
         fut = self._submit(op, found)
-        self._release_held(_check_pub(peer_pub))
+        self._release_held(pub)
         return fut
 
     def advance(self, peer_pub: bytes, generation: int) -> asyncio.Future[int]:

@@ -13,7 +13,8 @@ items are durable.  A write waits for
 credit: the peer's limit on the channel's byte offset, raised only when the peer's application
 confirms consumption, so a reader that stops stalls its channel only.
 
-Receiving: every session delivery (durable in the inbox) is fed to ``mux.receive``.  An item
+Receiving: every session delivery (stored in the inbox; handed over before its commit, see
+:mod:`._link`) is fed to ``mux.receive``.  An item
 that carries channel bytes stays in the inbox until the application has confirmed every message
 those bytes belong to; then its row is deleted in the same commit as the new mux state (the
 consumed offset) and the CREDIT items the confirmation produced are appended.  Any other item
@@ -335,7 +336,8 @@ class Channels:
     # ------------------------------------------------------------------ receiving
 
     def receive(self, d: Delivery) -> None:
-        """One durable session delivery: an item of the peer's channel stream."""
+        """One session delivery (its inbox row planned, maybe not committed yet): an item of
+        the peer's channel stream."""
         if self.failed is not None:
             return
         try:

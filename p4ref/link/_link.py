@@ -10,11 +10,15 @@ moves bytes and time in and out of it and keeps the durability rules of p4-04 §
 - *Send* (SES-5): :meth:`Link.submit` appends the payload to the outbox; only when that commit
   returned (``append_outbox(..., then=...)``, in seq order) is it given to ``machine.send``, so
   no frame ever carries a message that is not durable.  ``submit`` returns after the commit.
-- *Receive* (SES-6, SES-38): every MESSAGE event is stored with ``store_inbox``; once that
-  commit returned the message is handed to the application and ``machine.inbox_committed``
-  is called, so no SES_ACK covers a row that is not durable.  The row stays until the
-  application calls :meth:`Link.confirm`; after a restart the unconfirmed rows are delivered
-  again, first, with the same message id ``(inc, seq)`` (SES-39).
+- *Receive* (SES-6, SES-38): every MESSAGE event is stored with ``store_inbox`` and handed to
+  the application as soon as its row is planned, before the commit (p4-04 §8.7: until its
+  confirm returns a message may come again, with the same id); once that commit returned
+  ``machine.inbox_committed`` is called, so no SES_ACK covers a message that is not durable.
+  An application that confirms before the row was taken into a commit saves the row: that
+  commit carries only rx and the confirmation (SES-6: durably stored or durably consumed).
+  Otherwise the row stays until the application calls :meth:`Link.confirm`; after a restart
+  the unconfirmed rows are delivered again, first, with the same message id ``(inc, seq)``
+  (SES-39).
 - *State* (SES-7): ACKED → ``ack_outbox``; CONNECTION_OPEN and SESSION_RESET →
   ``save_session(machine.persistent_state())``; a new machine resumes from ``session_state``.
   Channel items that carry bytes of a file being sent are stored as references to the file
@@ -203,8 +207,9 @@ class LinkConfig:
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
-    """One message of the peer's stream, durable in the inbox; ``(inc, seq)`` is its message id
-    (p4-04 SES-39).  Delivered again after a restart until :meth:`Link.confirm` is called."""
+    """One message of the peer's stream, stored in the inbox (durable by the time its
+    :meth:`Link.confirm` returns); ``(inc, seq)`` is its message id (p4-04 SES-39).  Delivered
+    again after a restart until :meth:`Link.confirm` has returned."""
 
     inc: bytes
     seq: int
@@ -501,7 +506,8 @@ class Link:
         return self._layer().channel(name, local)
 
     async def recv(self) -> Delivery:
-        """The next message of the peer's stream, in order, durable in the inbox."""
+        """The next message of the peer's stream, in order (stored in the inbox; see
+        :class:`Delivery`)."""
         return await self._deliveries.get()
 
     def recv_nowait(self) -> Delivery | None:
@@ -841,7 +847,11 @@ class Link:
 
     def _store_in(self, ev: MessageReceived) -> None:
         inc = ev.inc or self.machine.s.peer_inc
-        fut = self.store.store_inbox(self.peer_pub, inc, ev.seq, ev.payload)
+
+        def planned() -> None:  # the row is planned: a confirm may name it from now on
+            if self._started:
+                self._deliver(Delivery(inc, ev.seq, ev.payload))
+        fut = self.store.store_inbox(self.peer_pub, inc, ev.seq, ev.payload, planned=planned)
 
         def done(f: asyncio.Future[int]) -> None:
             if f.cancelled() or f.exception() is not None:
@@ -849,8 +859,6 @@ class Link:
                     log.error("inbox store failed: %r", f.exception())
                 return
             rx = f.result()
-            if self._started:
-                self._deliver(Delivery(inc, ev.seq, ev.payload))
             m = self.machine
             if not self._started or inc != m.s.peer_inc:
                 return  # delivered before a SESSION_RESET: never acknowledged [SES-57]
