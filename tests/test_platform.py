@@ -8,6 +8,7 @@ import signal
 import stat
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -156,3 +157,20 @@ def test_on_stop_signals(loop_cls: type[asyncio.AbstractEventLoop]) -> None:
     finally:
         loop.close()
     assert signal.getsignal(signal.SIGTERM) == before
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="thread names in /proc are Linux's")
+def test_name_os_thread_names_the_calling_thread_only() -> None:
+    """The session store's writer thread is named for the OS (bench_send finds it by it)."""
+    got: list[str] = []
+
+    def run() -> None:
+        _platform.name_os_thread("p4-session-db-and-more")  # cut to 15 bytes
+        with open(f"/proc/self/task/{threading.get_native_id()}/comm") as f:
+            got.append(f.read().strip())
+    t = threading.Thread(target=run)
+    t.start()
+    t.join()
+    assert got == ["p4-session-db-a"]
+    with open(f"/proc/self/task/{threading.get_native_id()}/comm") as f:
+        assert f.read().strip() != "p4-session-db-a"

@@ -19,6 +19,9 @@ this module is a bug. ``mypy --strict --platform win32`` / ``darwin`` / ``linux`
 - :func:`find_tor` — the ``tor`` executable where each platform's packages put it.
 - :func:`on_stop_signals` — run a callback on SIGINT/SIGTERM in an asyncio loop, also where
   ``loop.add_signal_handler`` does not exist (Windows).
+- :func:`name_os_thread` — give the calling thread its name in the operating system too
+  (``prctl(PR_SET_NAME)`` on Linux, so ``top -H`` and ``/proc/<pid>/task/*/comm`` show it;
+  Python does not), a no-op elsewhere.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ __all__ = [
     "find_tor",
     "fsync_dir",
     "make_private",
+    "name_os_thread",
     "on_stop_signals",
     "owned_by_user",
     "replace",
@@ -214,3 +218,17 @@ def on_stop_signals(
             loop.remove_signal_handler(sig)
 
     return remove
+
+
+def name_os_thread(name: str) -> None:
+    """Name the calling thread for the operating system (Linux: at most 15 bytes), best
+    effort: diagnostics only (bench/bench_send.py finds the SQLite writer thread by it)."""
+    if sys.platform != "linux":
+        return
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(15, ctypes.c_char_p(name.encode()[:15]), 0, 0, 0)  # PR_SET_NAME
+    except (OSError, AttributeError):
+        return

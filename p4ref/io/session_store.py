@@ -1109,7 +1109,9 @@ class SessionStore:
     async def open(cls, path: Path | str, *, synchronous: Durability = "FULL",
                    quota: Quota | None = None, max_batch: int = 4096,
                    commit_interval: float = COMMIT_INTERVAL) -> SessionStore:
-        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="p4-session-db")
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="p4-session-db",
+                                      initializer=_platform.name_os_thread,
+                                      initargs=("p4-session-db",))
         loop = asyncio.get_running_loop()
         try:
             db = await loop.run_in_executor(
