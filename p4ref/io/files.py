@@ -15,7 +15,10 @@ channel object with
   that the channel may keep a reference to the file instead of a copy of them
   (:meth:`p4ref.link.Channel.send_file_regions` stores them in the session outbox so, FIL-39).
   The sender uses it for every message carrying FILE_DATA bytes when the channel has it, else
-  ``send``.
+  ``send``.  A channel with it must carry concurrent calls of ``send`` and
+  ``send_file_regions`` in the order they were made (:class:`p4ref.link.Channel` does): the
+  sender then keeps up to :data:`INFLIGHT` bulk messages of a block under way instead of
+  awaiting each, and awaits them all before it reads the next block.
 
 The sender (:func:`send_file`) hashes the file once to get its leaves and root (one block in
 memory at a time), offers it, then reads each block only when the machine asks for it and sends
@@ -86,6 +89,13 @@ DEFAULT_BLOCK_SIZE = 1 << 20
 #: more: a channel whose credit counts whole messages must take one within its window (65
 #: items, a whole 1 MiB block per message, measured no faster through two ``p4 up``).
 CHUNK = 4 * CHANNEL_MAX_DATA
+#: Bulk messages of one flush (one block's records) a sender keeps on their way into the outbox
+#: at once, when the channel carries concurrent sends in call order (one with
+#: ``send_file_regions``, as :class:`p4ref.link.Channel`); the flush still ends only when all
+#: of them are accepted, so the next block is read only then (FIL-39).  Awaiting each one's
+#: commit before the next made every commit carry one 64 KiB message (≈ 170 commits/s, the
+#: writer thread 5.9 ms of CPU per MiB, bench/bench_send.py, 2026-12-04).
+INFLIGHT = 16
 #: The receiver persists its verified prefix at least this often (and whenever it stops).
 PERSIST_EVERY = 16 << 20
 PART_SUFFIX = ".p4part"
@@ -233,10 +243,15 @@ class _Pump:
         self.m = machine
         self.wake = asyncio.Event()  # the reader changed the machine
         self.ended = asyncio.Event()  # the reader stopped: the peer's direction is over
+        self.peer_gone = asyncio.Event()  # the peer ended the transfer: it reads no more of it
         self.source = source
         self.file_pos = 0
         regions = getattr(channel, "send_file_regions", None) if source is not None else None
         self._regions: Callable[[bytes, FileRegions], Awaitable[None]] | None = regions
+        # sends under way, oldest first, each with whether it may be dropped once ended
+        self._inflight: collections.deque[tuple[asyncio.Future[None], bool]] = \
+            collections.deque()
+        self._window = INFLIGHT if regions is not None else 0
 
     def _spans(self, rec: bytes) -> Spans:
         """Where the file bytes of ``rec`` (a FILE_DATA body) are in it and in the file;
@@ -255,12 +270,69 @@ class _Pump:
         else:
             await self.channel.send(data)
 
+    async def _put(self, data: bytes, spans: Spans, *, bulk: bool = False, keep: int = 0
+                   ) -> None:
+        """Start sending one message (tasks start, and so reach the channel, in call order),
+        then wait until at most ``keep`` are under way.  A ``bulk`` message started before the
+        transfer ended may be dropped once it ended (:meth:`_reap`)."""
+        if self.peer_gone.is_set():
+            return  # nobody reads it (and it could wait for credit for ever)
+        droppable = bulk and not self.ended.is_set()
+        self._inflight.append((asyncio.ensure_future(self._send(data, spans)), droppable))
+        await self._reap(keep)
+
+    async def _reap(self, keep: int) -> None:
+        """Wait, oldest first, until at most ``keep`` sends are under way, and collect those
+        done; a failed send raises here.  Bulk data waits for credit, and a receiver that
+        cancelled never grants more: once :attr:`ended` is set, every droppable send still
+        under way is cancelled instead of awaited, and once :attr:`peer_gone` is set, every
+        send."""
+        while self._inflight and (len(self._inflight) > keep or self._inflight[0][0].done()):
+            fut, droppable = self._inflight[0]
+            stop = self.ended if droppable else self.peer_gone  # (peer_gone sets ended too)
+            if not fut.done() and not stop.is_set():
+                end: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
+                await asyncio.wait((fut, end), return_when=asyncio.FIRST_COMPLETED)
+                end.cancel()
+            if not fut.done() and (droppable or self.peer_gone.is_set()):
+                await self._drop()  # ended: drop what still waits
+                continue
+            self._inflight.popleft()
+            await fut  # done, or a message that must go out whole
+
+    async def _drop(self) -> None:
+        """Cancel every droppable send under way (the transfer ended), every one once the
+        peer is gone."""
+        keep: collections.deque[tuple[asyncio.Future[None], bool]] = collections.deque()
+        gone = self.peer_gone.is_set()
+        for fut, droppable in self._inflight:
+            if (droppable or gone) and not fut.done():
+                fut.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await fut
+            else:
+                keep.append((fut, droppable))
+        self._inflight = keep
+
+    async def settle(self) -> None:
+        """Wait for every send under way (a failure raises)."""
+        await self._reap(0)
+
+    async def abort(self) -> None:
+        """Cancel every send still under way (the driver is leaving on an error)."""
+        while self._inflight:
+            fut, _ = self._inflight.popleft()
+            fut.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await fut
+
     async def flush(self) -> None:
         """Send what the machine queued.  Bulk records (a block's FILE_HASHES and FILE_DATA)
         go out coalesced into channel messages of :data:`CHUNK` bytes, cut anywhere (a record
         may straddle two messages: the peer's machine takes any split, FIL-42), so that each
         message fills whole channel items; every other record is a message of its own, after
-        the bulk bytes before it.  Nothing is held back: the tail goes out at the end."""
+        the bulk bytes before it.  Nothing is held back: the tail goes out at the end.  Up to
+        :attr:`_window` bulk messages are under way at once; it returns once all are done."""
         bulk = bytearray()
         spans: Spans = []  # where bulk's FILE_DATA bodies come from in the file
         lens: collections.deque[int] = collections.deque()  # the records (unsent parts) in bulk
@@ -285,7 +357,7 @@ class _Pump:
                             cut, partial = 0, True
                     if self.m.state in _TERMINAL:  # ended meanwhile: end the record begun
                         if partial:  # (a record cut in two would garble what follows)
-                            await self._send(bytes(bulk[:lens[0]]), _take(spans, lens[0]))
+                            await self._put(bytes(bulk[:lens[0]]), _take(spans, lens[0]))
                         bulk.clear()
                         spans.clear()
                         lens.clear()
@@ -297,9 +369,10 @@ class _Pump:
                 spans.clear()
                 lens.clear()
                 partial = False
-            await self._send(rec, rec_spans)
+            await self._put(rec, rec_spans)
         if bulk:
             await self._drain(bulk, spans, lens[0] if partial else 0)
+        await self.settle()  # all of it accepted before the machine reads on (FIL-39)
 
     async def _drain(self, bulk: bytearray, spans: Spans, begun: int) -> None:
         """The bulk bytes left; once the transfer ended, only the ``begun`` bytes that end a
@@ -307,24 +380,13 @@ class _Pump:
         if self.m.state not in _TERMINAL:
             await self._bulk(bytes(bulk), spans)
         elif begun:
-            await self._send(bytes(bulk[:begun]), _take(spans, begun))
+            await self._put(bytes(bulk[:begun]), _take(spans, begun))
 
     async def _bulk(self, rec: bytes, spans: Spans) -> None:
-        if self.ended.is_set():
-            await self._send(rec, spans)
-            return
-        # bulk data waits for credit; a receiver that cancelled never grants more, so the
-        # wait also ends when the peer's FILE_CANCEL (or its half-close) arrives
-        send = asyncio.ensure_future(self._send(rec, spans))
-        end = asyncio.ensure_future(self.ended.wait())
-        done, _ = await asyncio.wait({send, end}, return_when=asyncio.FIRST_COMPLETED)
-        end.cancel()
-        if send not in done:
-            send.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await send
-        else:
-            send.result()
+        """Bulk data waits for credit; a receiver that cancelled never grants more, so the
+        wait also ends when the peer's FILE_CANCEL (or its half-close) arrives (:meth:`_reap`).
+        Up to :attr:`_window` of them stay under way while the next ones start."""
+        await self._put(rec, spans, bulk=True, keep=self._window)
 
 
 async def send_file(channel: ChannelLike, path: str | os.PathLike[str], *,
@@ -354,8 +416,12 @@ async def send_file(channel: ChannelLike, path: str | os.PathLike[str], *,
         try:
             while m.state not in _TERMINAL:
                 data, msg = await _next(channel)
+                live = m.state not in _TERMINAL
                 m.receive_data(data)
                 await _confirm(msg)
+                if live and m.state in _TERMINAL:  # the peer ended it (FILE_CANCEL: a full
+                    pump.peer_gone.set()  # disk, FILE_COMPLETE, FILE_REFUSE): it reads no more
+                    pump.ended.set()
                 pump.wake.set()
                 if not data:
                     return
@@ -406,7 +472,9 @@ async def send_file(channel: ChannelLike, path: str | os.PathLike[str], *,
                 elif isinstance(ev, Completed | Cancelled):
                     pass
         await pump.flush()
+        await pump.settle()
     finally:
+        await pump.abort()  # (nothing is under way any more unless it failed)
         await _half_close(channel)
         for t in (task, watcher):
             if t is not None:
