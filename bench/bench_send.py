@@ -40,7 +40,14 @@ under load, and the driver gives its UDP sockets 2 MiB of buffer: one full run, 
 (pairs 0.58–0.80×), P⁴ 5.6 MiB/s, CPU per MiB 1.39× raw on the sender and 1.45× on the
 receiver, peak RSS of each ``p4 up`` 106–113 MiB (~100 connected and idle; raw children 80–82).
 The rest is spread thin: py-spy puts P⁴'s own Python at 17–24 % of a ``p4 up``'s samples and
-aiortc at 52–59 %.
+aiortc at 52–59 %.  Then (later the same day) the receiver stopped writing inbox rows for
+messages its application confirms before their commit (p4-04 SES-76), commits came at most every
+20 ms under load, and the file sender stopped awaiting each 64 KiB message's commit before
+starting the next (``p4ref.io.files.INFLIGHT``: every commit had carried one message, ≈ 170
+commits/s and 5.9 ms/MiB in the sender's SQLite writer thread, now 1.5–1.6): two full runs,
+ratio **0.87× and 0.85×** (pairs 0.84–0.89×; P⁴ 12.1–12.5 MiB/s), target met at its edge; CPU
+per MiB 1.14–1.18× raw on the sender and 1.17–1.19× on the receiver; peak RSS 118 MiB (sender)
+and 104 MiB (receiver), about 100 connected and idle.
 """
 
 from __future__ import annotations
@@ -88,9 +95,18 @@ def _cpu(pid: int, tid: int | None = None) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _cpus(pid: int) -> tuple[float, float]:
-    """(all threads, the event loop's thread) CPU seconds of a ``p4 up``."""
-    return _cpu(pid), _cpu(pid, pid)
+def _cpus(pid: int) -> tuple[float, float, float]:
+    """(all threads, the event loop's thread, the session store's SQLite writer thread) CPU
+    seconds of a ``p4 up`` (the writer is the thread named ``p4-session-db…``)."""
+    writer = 0.0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                if f.read().startswith("p4-session-db"):
+                    writer += _cpu(pid, int(tid))
+        except OSError:  # the thread ended meanwhile
+            continue
+    return _cpu(pid), _cpu(pid, pid), writer
 
 
 class Up:
@@ -161,9 +177,9 @@ def sha256(path: Path) -> str:
 
 
 async def p4_send(tx: Up, rx: Up, peer_id: str, src: Path, name: str, timeout: float
-                  ) -> tuple[float, float, float, float, float]:
+                  ) -> tuple[float, float, float, float, float, float, float]:
     """One timed ``p4 send``: seconds, CPU seconds of the sender's and receiver's ``p4 up``
-    (all threads), and of their event-loop threads."""
+    (all threads), of their event-loop threads, and of their SQLite writer threads."""
     now = time.time()
     os.utime(src, (now, now))  # a new mtime: the daemon hashes the file again
     async with Client(tx.home) as ctx, Client(rx.home) as crx:
@@ -190,7 +206,7 @@ async def p4_send(tx: Up, rx: Up, peer_id: str, src: Path, name: str, timeout: f
         raise RuntimeError(f"{path}: not the file that was sent")
     path.unlink()
     return (took, e_tx[0] - c_tx[0], e_rx[0] - c_rx[0], e_tx[1] - c_tx[1],
-            e_rx[1] - c_rx[1])
+            e_rx[1] - c_rx[1], e_tx[2] - c_tx[2], e_rx[2] - c_rx[2])
 
 
 async def _main(args: argparse.Namespace, tornet_dir: str, nclients: int) -> None:
@@ -219,7 +235,7 @@ async def _main(args: argparse.Namespace, tornet_dir: str, nclients: int) -> Non
             await u.connected(180)
         tx, rx = ups
         raw = await bs._raw_pair(ctx)
-        p4_runs: list[tuple[float, float, float, float, float]] = []
+        p4_runs: list[tuple[float, float, float, float, float, float, float]] = []
         raw_runs: list[bs.Run] = []
         for i in range(pairs):
             for arm in (("raw", "p4") if i % 2 == 0 else ("p4", "raw")):
@@ -245,10 +261,11 @@ async def _main(args: argparse.Namespace, tornet_dir: str, nclients: int) -> Non
             p = bs._med(r[k] * 1000 / mib for r in p4_runs)
             b = bs._med(float(getattr(r, attr)) * 1000 / mib for r in raw_runs)
             loop = bs._med(r[k + 2] * 1000 / mib for r in p4_runs)
+            db = bs._med(r[k + 4] * 1000 / mib for r in p4_runs)
             table.add(f"CPU of the {side}, ms/MiB (p4 up: all threads)", f"{p:.1f}", f"{b:.1f}",
                       f"{p / b:.2f}×" if b > 0 else "")
-            table.add("    of which the event loop's thread / the other threads (SQLite "
-                      "writer, file I/O)", f"{loop:.0f} / {p - loop:.0f}")
+            table.add("    of which the event loop's thread / the SQLite writer / the others "
+                      "(hashing, file I/O)", f"{loop:.0f} / {db:.1f} / {p - loop - db:.1f}")
         for u, peak, rp in zip(ups, peaks, raw_peaks, strict=True):
             role = "sender" if u is tx else "receiver"
             table.add(f"peak RSS (VmHWM) of the {role}, MiB (connected, idle: "
