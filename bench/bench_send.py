@@ -44,10 +44,10 @@ aiortc at 52–59 %.  Then (later the same day) the receiver stopped writing inb
 messages its application confirms before their commit (p4-04 SES-76), commits came at most every
 20 ms under load, and the file sender stopped awaiting each 64 KiB message's commit before
 starting the next (``p4ref.io.files.INFLIGHT``: every commit had carried one message, ≈ 170
-commits/s and 5.9 ms/MiB in the sender's SQLite writer thread, now 1.5–1.6): two full runs,
-ratio **0.87× and 0.85×** (pairs 0.84–0.89×; P⁴ 12.1–12.5 MiB/s), target met at its edge; CPU
-per MiB 1.14–1.18× raw on the sender and 1.17–1.19× on the receiver; peak RSS 118 MiB (sender)
-and 104 MiB (receiver), about 100 connected and idle.
+commits/s and 5.9 ms/MiB in the sender's SQLite writer thread, now 1.5–1.6): three full runs,
+ratio **0.87×, 0.85× and 0.846×** (pairs 0.76–0.89×; P⁴ 12.0–12.5 MiB/s), the target met at
+its edge in two of them; CPU per MiB 1.14–1.18× raw on the sender and 1.17–1.25× on the
+receiver; peak RSS 118 MiB (sender) and 104–106 MiB (receiver), about 100 connected and idle.
 """
 
 from __future__ import annotations
