@@ -25,6 +25,10 @@ class FakeGen:
     def send(self, data: bytes) -> None:
         self.sent.append(data)
 
+    async def below(self, limit: int) -> None:
+        while self.backlog >= limit:
+            await asyncio.sleep(0.005)
+
 
 def frame(t: FrameType, body: bytes) -> bytes:
     """A frame's bytes as far as the link looks: the type is the second header byte."""

@@ -534,3 +534,27 @@ def test_a_stun_server_that_never_answers_is_reported_silent() -> None:
             mute.close()
 
     run(body)
+
+
+def test_below_waits_for_the_backlog_to_drain_under_a_limit() -> None:
+    """``Generation.below`` (the link's send queue, DC_QUEUE_LIMIT) returns once the backlog is
+    under the limit, woken by ``bufferedamountlow``, and raises once the channel is closed."""
+    async def body() -> None:
+        a, b = await connect(1)
+        for _ in range(128):  # 2 MiB queued at once
+            a.send(bytes(16384))
+        limit = 512 * 1024
+        assert a.backlog >= limit
+        await asyncio.wait_for(a.below(limit), 30)
+        assert a.backlog < limit
+        assert a.buffered_amount <= a.config.low_water  # woken by the event, not earlier
+        for _ in range(128):
+            a.send(bytes(16384))
+        waiter = asyncio.ensure_future(a.below(limit))
+        await asyncio.sleep(0)
+        a.close()
+        with pytest.raises(P4Error):
+            await asyncio.wait_for(waiter, 10)
+        b.close()
+
+    run(body)

@@ -740,12 +740,12 @@ class Link:
             self.bytes_sent += len(data)
 
     async def _pump(self, rec: _Gen, g: Generation) -> None:
-        """Move held frames into aiortc as its queue drains (polled: aiortc's
-        ``bufferedamountlow`` does not fire while the amount stays under the threshold)."""
+        """Move held frames into aiortc as its queue drains (``Generation.below``)."""
         try:
             while rec.held and g.state == "open" and self._gens.get(rec.number) is rec:
                 if g.backlog >= DC_QUEUE_LIMIT:
-                    await asyncio.sleep(0.002)
+                    with contextlib.suppress(P4Error):  # closed: the loop's test ends it
+                        await g.below(DC_QUEUE_LIMIT)
                     continue
                 data = rec.held.popleft()
                 rec.held_bytes -= len(data)
