@@ -404,11 +404,10 @@ async def _link_child(cfg: dict[str, Any]) -> None:
 
     tx_chan: list[Channel] = []
 
-    async def submit(data: bytes) -> None:
-        if channels:
-            await tx_chan[0].send(data)
-        else:
-            await link.submit(data)
+    def submit(data: bytes) -> Awaitable[Any]:
+        """Start one send: ``Channel.send`` starts at once and returns a future (no task per
+        message); ``Link.submit`` is a coroutine."""
+        return tx_chan[0].send(data) if channels else link.submit(data)
 
     async def open_channel() -> None:
         if channels and not tx_chan:

@@ -14,7 +14,10 @@ import itertools
 from types import SimpleNamespace
 from typing import Any, cast
 
+import pytest
+
 from p4ref.channels import ChannelConfig, Credit, Data, decode_item, encode_item
+from p4ref.errors import ErrorCode, LocalProtocolError
 from p4ref.link._channels import Channels
 from p4ref.link._link import Delivery
 
@@ -101,3 +104,58 @@ def test_concurrent_sends_are_never_interleaved() -> None:
 
 
 SIZES = [20_000, 9_000, 30_000, 5_000, 16_384, 40_000]
+
+
+def test_send_starts_at_the_call_and_a_cancelled_queued_send_leaves_no_trace() -> None:
+    """``Channel.send`` writes at the call when nothing waits before it and the credit covers
+    the message (no task: the item is with the session before the caller yields); a send
+    that must wait is queued behind; one cancelled while queued is dropped, one cancelled
+    after part of it was written is finished (no message is cut short in the stream)."""
+    async def scenario() -> None:
+        link = StandIn()
+        layer = Channels(cast(Any, link), ChannelConfig())
+        ch = await layer.open("bulk")
+        before = len(link.items)
+        first = ch.send(b"1" * 100)
+        assert len(link.items) == before + 1  # written at the call
+        await first
+        big = ch.send(b"A" * 20_000)  # more than the credit: written in part, then waits
+        small = ch.send(b"B" * 10)  # queued behind it
+        await asyncio.sleep(0.01)
+        small.cancel()
+        big.cancel()  # begun: still finished
+        await asyncio.sleep(0.01)
+        assert len(ch._writes) == 2 and ch._writer is not None
+        layer.receive(Delivery(bytes(16), 1, encode_item(Credit(ch.id, 100_000))))
+        await asyncio.sleep(0.01)
+        assert not ch._writes and ch._writer is None
+        n = len(link.items)
+        last = ch.send(b"C" * 10)
+        assert len(link.items) == n + 1  # the fast path again
+        await last
+        assert messages(link.items, ch.id) == [b"1" * 100, b"A" * 20_000, b"C" * 10]
+
+    asyncio.run(asyncio.wait_for(scenario(), 10))
+
+
+def test_writes_and_close_keep_call_order_and_errors_fail_only_their_write() -> None:
+    """``write`` pieces, ``send`` and ``close`` called back to back while the first waits for
+    credit go out in call order; a write after the half-close fails with CHAN_CLOSED and the
+    writes before it are unharmed."""
+    async def scenario() -> None:
+        link = StandIn()
+        layer = Channels(cast(Any, link), ChannelConfig())
+        ch = await layer.open("bulk")
+        a = ch.write(b"A" * 20_000, end_of_message=False)
+        b = ch.write(b"a" * 10, end_of_message=True)
+        c = ch.send(b"C" * 5)
+        d = ch.close()
+        e = ch.send(b"late")
+        layer.receive(Delivery(bytes(16), 1, encode_item(Credit(ch.id, 100_000))))
+        await asyncio.gather(a, b, c, d)
+        with pytest.raises(LocalProtocolError) as exc:
+            await e
+        assert exc.value.code is ErrorCode.CHAN_CLOSED
+        assert messages(link.items, ch.id) == [b"A" * 20_000 + b"a" * 10, b"C" * 5]
+
+    asyncio.run(asyncio.wait_for(scenario(), 10))

@@ -268,6 +268,11 @@ class ChannelMux:
         ch = self._live(chan)
         return ch.send_limit - ch.sent if ch.state in _SENDING else 0
 
+    def writable(self, chan: int) -> bool:
+        """Whether this side's direction of ``chan`` is open (a write is allowed, credit
+        permitting)."""
+        return self._live(chan).state in _SENDING
+
     def write(self, chan: int, data: bytes, *, end_of_message: bool) -> list[bytes]:
         """DATA items for ``data`` (at most MAX_DATA bytes each; ``end_of_message`` on the last)
         [CHN-5, CHN-32]."""

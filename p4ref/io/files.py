@@ -113,7 +113,7 @@ class MessageLike(Protocol):
 
 
 class ChannelLike(Protocol):
-    async def send(self, data: bytes) -> None: ...
+    def send(self, data: bytes) -> Awaitable[None]: ...
 
     async def recv(self) -> Any: ...  # a MessageLike, or None at the peer's half-close
 

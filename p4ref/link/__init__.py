@@ -35,14 +35,18 @@ Channels (p4-05), with ``LinkConfig(channels=True)``; then every session message
 item and :meth:`Link.submit` / :meth:`Link.recv` are not used::
 
     ch = await link.open_channel("files")   # returns once its OPEN is durable
-    await ch.send(message)                  # any size: fragmented, waits for credit, returns
+    await ch.send(message)                  # any size: fragmented, waits for credit, done
                                             # once durable; ch.write(data, end_of_message=…)
-                                            # streams; ch.offset = bytes durably written
+                                            # streams; ch.offset = bytes durably written.
+                                            # send/write/close start at the call and return
+                                            # a future: keep many under way without a task
+                                            # each; they go out in call order
     ch = await link.accept_channel()        # the peer's channels (after a restart: again)
     m = await ch.recv()                     # ChannelMessage(channel, offset, data), in order;
                                             # None once the peer half-closed
     await m.confirm()                       # consumed: releases credit; until then ``m`` comes
-                                            # again after a restart, same id (channel, offset)
+                                            # again after a restart, same id (channel, offset);
+                                            # confirms at the call, the future is durability
     await ch.close()                        # half-close;  await ch.reset(code)
     link.channel("files")                   # this side's live channel by name (after a
                                             # restart); local=False: the peer's

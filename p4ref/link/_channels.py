@@ -121,8 +121,11 @@ class ChannelMessage:
     def end(self) -> int:
         return self.offset + len(self.data)
 
-    async def confirm(self) -> None:
-        await self.channel._layer.confirm(self.channel, self.end)
+    def confirm(self) -> asyncio.Future[None]:
+        """Confirm now; the future is done once the confirmation is durable (``await
+        msg.confirm()``, or keep the future and await it later: no task is needed to have
+        many confirmations under way)."""
+        return self.channel._layer.confirm(self.channel, self.end)
 
 
 @dataclass(eq=False)
@@ -148,7 +151,10 @@ class Channel:
         self._queue: asyncio.Queue[ChannelMessage | ChannelError | None] = asyncio.Queue()
         self._recv = _Recv()
         self._credit = asyncio.Event()
-        self._writing = asyncio.Lock()  # one write at a time: a message's items stay together
+        # writes not yet written whole, in call order; the first may be written in part
+        # (waiting for credit); a writer task drains them (Channels._writer)
+        self._writes: collections.deque[_Write] = collections.deque()
+        self._writer: asyncio.Task[None] | None = None
         self.error: ChannelError | None = None
         self.peer_closed = False
 
@@ -160,27 +166,28 @@ class Channel:
         """Bytes this side has written on the channel (durable once the write returned)."""
         return self._layer.sent(self.id)
 
-    async def send(self, message: bytes) -> None:
-        """Write one whole message; returns when all of it is durable in the outbox.
-        Concurrent sends on one channel are written one after the other, in the order of the
-        calls, each message whole (never interleaved with another's bytes while one waits for
-        credit)."""
-        await self.write(message, end_of_message=True)
+    def send(self, message: bytes) -> asyncio.Future[None]:
+        """Write one whole message, starting now; the future is done when all of it is
+        durable in the outbox (``await ch.send(m)``, or keep the future: an application may
+        have many sends under way without a task each).  Writes on one channel (``send``,
+        :meth:`write`, :meth:`send_file_regions`, :meth:`close`) go out in the order of the
+        calls, each whole: one waiting for credit holds the later ones back.  Cancelling the
+        future withdraws the message only if none of it was written yet."""
+        return self._layer.enqueue(self, bytes(message), True)
 
-    async def write(self, data: bytes, *, end_of_message: bool) -> None:
-        """Write bytes (streaming), waiting for credit as needed; returns once all of them
-        are durable in the outbox.  SES_OUTBOX_FULL (session quota) or a reset channel
-        interrupts it: what was written before is durable, :attr:`offset` says how far.
-        Concurrent calls are serialised in call order; a message streamed in several calls
-        is the caller's to keep together (one task per channel writes it)."""
-        await self._layer.write(self, bytes(data), end_of_message)
+    def write(self, data: bytes, *, end_of_message: bool) -> asyncio.Future[None]:
+        """Write bytes (streaming), waiting for credit as needed; the future is done once all
+        of them are durable in the outbox.  SES_OUTBOX_FULL (session quota) or a reset channel
+        fails it: what was written before is durable, :attr:`offset` says how far.  A message
+        streamed in several calls is the caller's to keep together."""
+        return self._layer.enqueue(self, bytes(data), end_of_message)
 
-    async def send_file_regions(self, message: bytes, regions: FileRegions) -> None:
+    def send_file_regions(self, message: bytes, regions: FileRegions) -> asyncio.Future[None]:
         """:meth:`send` of a message whose bytes at ``regions`` were read from a file: the
         items carrying them are stored in the outbox as references to the file, not copies
         (p4-06 FIL-39; module docstring).  The file must keep those bytes until the peer has
         acknowledged them; if it does not, a restart resets the channel (FILE_SOURCE_CHANGED)."""
-        await self._layer.write(self, bytes(message), True, regions)
+        return self._layer.enqueue(self, bytes(message), True, regions)
 
     async def recv(self) -> ChannelMessage | None:
         """The next message, in order; ``None`` once the peer half-closed (and after that)."""
@@ -193,9 +200,9 @@ class Channel:
             raise item
         return item
 
-    async def close(self) -> None:
-        """Half-close: no more data from this side."""
-        await self._layer.close(self)
+    def close(self) -> asyncio.Future[None]:
+        """Half-close: no more data from this side (after the writes called before it)."""
+        return self._layer.enqueue(self, b"", False, close=True)
 
     async def reset(self, code: int = 0) -> None:
         await self._layer.reset(self, code)
@@ -237,12 +244,6 @@ class Channels:
                         else self.link._append(item, state, ref))
         return futs
 
-    async def _wait(self, futs: Sequence[asyncio.Future[Any]]) -> None:
-        if len(futs) == 1:
-            await asyncio.shield(futs[0])
-        elif futs:
-            await asyncio.shield(asyncio.gather(*futs))
-
     def sent(self, chan: int) -> int:
         for info in self.mux.channels():
             if info.chan == chan:
@@ -264,41 +265,90 @@ class Channels:
         chan, items = self.mux.open(name)
         ch = Channel(self, chan, name, True)
         self._chans[chan] = ch
-        await self._wait(self._submit(items))
+        await _joined(self._submit(items))
         return ch
 
-    async def write(self, ch: Channel, data: bytes, eom: bool,
-                    regions: FileRegions | None = None) -> None:
-        futs: list[asyncio.Future[int]] = []
-        async with ch._writing:  # the items of one write stay together across credit waits;
-            await self._write_items(ch, data, eom, futs, regions)  # the next write may go on
-        await self._wait(futs)  # while these become durable
+    def enqueue(self, ch: Channel, data: bytes, eom: bool,
+                regions: FileRegions | None = None, *, close: bool = False
+                ) -> asyncio.Future[None]:
+        """Queue one write (or the half-close) of ``ch`` behind those called before it.  When
+        none is waiting it is written at once, as far as the credit allows (the common case:
+        no coroutine, no task, no lock); what must wait for credit is written by the channel's
+        writer task, in call order (:meth:`_writer`)."""
+        w = _Write(data, eom, regions, asyncio.get_running_loop().create_future(), close)
+        if not ch._writes and self._advance(ch, w):
+            return w.done
+        ch._writes.append(w)
+        if ch._writer is None:
+            ch._writer = asyncio.ensure_future(self._writer(ch))
+        return w.done
 
-    async def _write_items(self, ch: Channel, data: bytes, eom: bool,
-                           futs: list[asyncio.Future[int]],
-                           regions: FileRegions | None = None) -> None:
-        view = memoryview(data)
-        pos = 0
-        while pos < len(data):
-            self._check()
-            if ch.error is not None:
-                raise ch.error
-            credit = self.mux.credit(ch.id)
-            if credit <= 0:
+    def _advance(self, ch: Channel, w: _Write) -> bool:
+        """Write what the credit allows of ``w``; True once it is finished (all of it
+        written and its future linked to the items' durability, or failed)."""
+        try:
+            if w.close:
+                self._check()
+                w.futs += self._submit(self.mux.close(ch.id))
+            else:
+                while w.pos < len(w.data):
+                    step = self._write_step(ch, w.data, w.eom, w.pos, w.futs, w.regions)
+                    if step is None:
+                        return False
+                    w.pos = step
+        except P4Error as exc:
+            if not w.done.done():
+                w.done.set_exception(exc)
+            return True
+        _joined(w.futs, w.done)
+        return True
+
+    async def _writer(self, ch: Channel) -> None:
+        """Write the queued writes of ``ch`` in order, waiting for credit as needed: the
+        items of one write stay together across the waits [CHN-5].  A write whose future
+        was cancelled before any of it was written is dropped; once begun it is finished,
+        so that no message is left cut short in the stream."""
+        try:
+            while ch._writes:
+                w = ch._writes[0]
+                if w.done.cancelled() and w.pos == 0 and not w.futs:
+                    ch._writes.popleft()
+                    continue
+                if self._advance(ch, w):
+                    ch._writes.popleft()
+                    continue
                 ch._credit.clear()
                 await ch._credit.wait()
-                continue
-            n = min(credit, len(data) - pos)
-            items = -(-n // MAX_DATA)
-            if not self.link.store.db.outbox_room(self.link.peer_pub, items,
-                                                  n + items * DATA_HEADER_LEN):
-                raise LocalProtocolError(ErrorCode.SES_OUTBOX_FULL,
-                                         "the outbox is full; wait for the peer's ACKs")
-            last = pos + n == len(data)
-            out = self.mux.write(ch.id, bytes(view[pos:pos + n]), end_of_message=eom and last)
-            refs = None if regions is None else self._refs(out, items, pos, n, regions)
-            futs += self._submit(out, refs)
-            pos += n
+        finally:
+            ch._writer = None
+
+    def _write_step(self, ch: Channel, data: bytes, eom: bool, pos: int,
+                    futs: list[asyncio.Future[int]], regions: FileRegions | None
+                    ) -> int | None:
+        """Write ``data[pos:]`` as far as the credit allows; the new position, or None
+        without credit.  Raises SES_OUTBOX_FULL, CHAN_CLOSED once this side's direction is
+        closed, or the channel's or the layer's error."""
+        self._check()
+        if ch.error is not None:
+            raise ch.error
+        credit = self.mux.credit(ch.id)
+        if credit <= 0 and not self.mux.writable(ch.id):  # no credit will come
+            raise LocalProtocolError(ErrorCode.CHAN_CLOSED,
+                                     f"channel {ch.id} is closed for writing")
+        if credit <= 0:
+            return None
+        n = min(credit, len(data) - pos)
+        items = -(-n // MAX_DATA)
+        if not self.link.store.db.outbox_room(self.link.peer_pub, items,
+                                              n + items * DATA_HEADER_LEN):
+            raise LocalProtocolError(ErrorCode.SES_OUTBOX_FULL,
+                                     "the outbox is full; wait for the peer's ACKs")
+        last = pos + n == len(data)
+        chunk = data if n == len(data) else data[pos:pos + n]
+        out = self.mux.write(ch.id, chunk, end_of_message=eom and last)
+        refs = None if regions is None else self._refs(out, items, pos, n, regions)
+        futs += self._submit(out, refs)
+        return pos + n
 
     @staticmethod
     def _refs(out: list[bytes], items: int, pos: int, n: int, regions: FileRegions
@@ -318,15 +368,9 @@ class Channels:
             refs[first + k] = encode_ref(item, spans, regions.path)
         return refs
 
-    async def close(self, ch: Channel) -> None:
-        self._check()
-        async with ch._writing:  # after the writes called before it
-            futs = self._submit(self.mux.close(ch.id))
-        await self._wait(futs)
-
     async def reset(self, ch: Channel, code: int) -> None:
         self._check()
-        await self._wait(self._submit(self.mux.reset(ch.id, code)))
+        await _joined(self._submit(self.mux.reset(ch.id, code)))
 
     def resync(self) -> None:
         """After every new connection and at start: re-announce the credit limits [CHN-42]."""
@@ -389,11 +433,12 @@ class Channels:
         for f in futs:
             f.add_done_callback(_log_failure)
 
-    async def confirm(self, ch: Channel, end: int) -> None:
-        """The application consumed ``ch``'s messages up to byte ``end``."""
+    def confirm(self, ch: Channel, end: int) -> asyncio.Future[None]:
+        """The application consumed ``ch``'s messages up to byte ``end``: done now, durable
+        when the future is."""
         r = ch._recv
         if end <= r.consumed:
-            return
+            return _joined(())
         try:
             items = self.mux.consumed(ch.id, end - r.consumed)
         except LocalProtocolError as exc:
@@ -405,7 +450,7 @@ class Channels:
         confirms = []
         while r.rows and r.rows[0][0] <= end:
             confirms.append(self.link._confirm_row(r.rows.popleft()[1], state))
-        await self._wait([*confirms, *self._submit(items)])
+        return _joined([*confirms, *self._submit(items)] if items else confirms)
 
     def sources_changed(self, changed: dict[int, str]) -> None:
         """At a start: the outbox items of these channels (id -> why) named file bytes that
@@ -440,10 +485,54 @@ class Channels:
             ch._credit.set()
 
 
+@dataclass(eq=False, slots=True)
+class _Write:
+    """One queued write of a channel (:meth:`Channels.enqueue`): ``pos`` bytes of ``data``
+    written so far, ``futs`` the store futures of their items."""
+
+    data: bytes
+    eom: bool
+    regions: FileRegions | None
+    done: asyncio.Future[None]
+    close: bool = False
+    pos: int = 0
+    futs: list[asyncio.Future[int]] = field(default_factory=list)
+
+
+def _joined(futs: Sequence[asyncio.Future[Any]],
+            out: asyncio.Future[None] | None = None) -> asyncio.Future[None]:
+    """One future (``out``, or a new one) for ``futs``: done when all of them are, failed by
+    the first that fails.  Cancelling it cancels none of them: a store future's completion
+    hands its message to the machine.  (What ``asyncio.shield(asyncio.gather(...))`` does,
+    without the extra futures and loop turns: this is on every send and confirm.)"""
+    if out is None:
+        out = asyncio.get_running_loop().create_future()
+    left = len(futs)
+    if not left:
+        if not out.done():
+            out.set_result(None)
+        return out
+
+    def done(f: asyncio.Future[Any]) -> None:
+        nonlocal left
+        left -= 1
+        exc = (P4Error(ErrorCode.INTERNAL_ERROR, "a store write was cancelled")
+               if f.cancelled() else f.exception())  # retrieved, even if ``out`` is done
+        if out.done():
+            return
+        if exc is not None:
+            out.set_exception(exc)
+        elif not left:
+            out.set_result(None)
+
+    for f in futs:
+        f.add_done_callback(done)
+    return out
+
+
 def _log_failure(f: asyncio.Future[int]) -> None:
     if not f.cancelled() and f.exception() is not None:
         log.error("channel item not stored: %r", f.exception())
-
 
 
 class OutboxRefs:
