@@ -277,6 +277,26 @@ def test_inbox_quota_waits_for_confirm(tmp_path: Path) -> None:
     asyncio.run(main())
 
 
+def test_store_inbox_then_runs_at_the_commit_also_for_a_held_message(tmp_path: Path) -> None:
+    """``store_inbox(..., then=)`` (the link's way: no callback on the future) gets rx once the
+    row is durable, in order, a held message's once it got room and was committed."""
+    async def main() -> None:
+        store = await SessionStore.open(tmp_path / SESSION_DB,
+                                        quota=Quota(inbox_messages=2))
+        await store.create_session(PEER, INC)
+        await store.save_session(PEER, SessionState(inc=INC, peer_inc=PINC))
+        got: list[int] = []
+        futs = [store.store_inbox(PEER, PINC, i, b"m", then=got.append) for i in (1, 2, 3)]
+        await asyncio.sleep(0.05)
+        assert got == [1, 2] and not futs[2].done()  # 3 is held: the inbox is full
+        await store.confirm(PEER, PINC, 1)
+        await futs[2]
+        assert got == [1, 2, 3]
+        await store.close()
+
+    asyncio.run(main())
+
+
 def test_confirm_before_the_commit_writes_no_inbox_row(tmp_path: Path) -> None:
     """SES-76: a message the application confirms before its row was taken into a commit costs
     no INSERT and no DELETE: that commit carries rx (so an ACK may cover it, SES-6: durably

@@ -106,6 +106,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import logging
 import os
 import sqlite3
 import tempfile
@@ -135,6 +136,8 @@ __all__ = [
     "StateSource",
     "Watermarks",
 ]
+
+log = logging.getLogger(__name__)
 
 SESSION_DB = "session.db"
 APPLICATION_ID = 0x50345331  # "P4S1": PRAGMA application_id of a P4 session database
@@ -270,6 +273,8 @@ def _b64(n: int) -> bytes:
 
 
 def _check_pub(peer_pub: bytes) -> bytes:
+    if type(peer_pub) is bytes and len(peer_pub) == 32:  # on every call: the common case first
+        return peer_pub
     if not isinstance(peer_pub, bytes | bytearray) or len(peer_pub) != 32:
         raise LocalProtocolError(ErrorCode.MESSAGE_INVALID, "a peer identity key is 32 bytes")
     return bytes(peer_pub)
@@ -630,6 +635,9 @@ class SessionDB:
     # ------------------------------------------------------------------ plans (no SQL)
 
     def _peer(self, peer_pub: bytes, *, create: bool = False) -> _Peer:
+        p = self._peers.get(peer_pub) if type(peer_pub) is bytes else None
+        if p is not None:
+            return p
         pub = _check_pub(peer_pub)
         p = self._peers.get(pub)
         if p is None:
@@ -1083,6 +1091,7 @@ class _Held:
     payload: bytes
     out: asyncio.Future[int]
     planned: Callable[[], None] | None
+    then: Callable[[int], None] | None = None
 
 
 @dataclass(eq=False)
@@ -1093,6 +1102,8 @@ class _Job:
     then: Callable[[Any], None] | None = None
     lazy: bool = False  # nobody awaits it at once (an inbox row, an ACK's release)
     heavy: bool = False  # a read that may take long (files, many rows): in the writer thread
+    silent: bool = False  # nobody looks at the future (``then`` does the work): a failure is
+    #                       the store's, reported to every other caller, not a lost exception
 
 
 class SessionStore:
@@ -1133,17 +1144,17 @@ class SessionStore:
     # ------------------------------------------------------------------ the batcher
 
     def _submit(self, apply: _Apply, result: object,
-                then: Callable[[Any], None] | None = None, *, lazy: bool = False
-                ) -> asyncio.Future[Any]:
-        return self._submit_fn(apply, lambda: result, then, lazy=lazy)
+                then: Callable[[Any], None] | None = None, *, lazy: bool = False,
+                silent: bool = False) -> asyncio.Future[Any]:
+        return self._submit_fn(apply, lambda: result, then, lazy=lazy, silent=silent)
 
     def _submit_fn(self, apply: _Apply, result: Callable[[], Any],
                    then: Callable[[Any], None] | None = None, *, lazy: bool = False,
-                   heavy: bool = False) -> asyncio.Future[Any]:
+                   heavy: bool = False, silent: bool = False) -> asyncio.Future[Any]:
         if self._closed:
             raise SessionStoreError(ErrorCode.INTERNAL_ERROR, "the session store is closed")
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._jobs.append(_Job(apply, result, fut, then, lazy, heavy))
+        self._jobs.append(_Job(apply, result, fut, then, lazy, heavy, silent))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush())
         return fut
@@ -1193,6 +1204,8 @@ class SessionStore:
                 for job in [*jobs, *self._jobs]:
                     if not job.future.done():
                         job.future.set_exception(err)
+                        if job.silent:
+                            job.future.exception()  # retrieved: see _Job.silent
                 self._jobs.clear()
                 if not isinstance(e, Exception):
                     raise
@@ -1277,10 +1290,14 @@ class SessionStore:
         return self._submit(self.db.plan_ack_outbox(peer_pub, through), None, lazy=True)
 
     def store_inbox(self, peer_pub: bytes, inc: bytes, seq: int, payload: bytes, *,
-                    planned: Callable[[], None] | None = None) -> asyncio.Future[int]:
+                    planned: Callable[[], None] | None = None,
+                    then: Callable[[int], None] | None = None) -> asyncio.Future[int]:
         """Store a delivered message; a future of rx once it is durable: the highest seq an
         ACK may cover (``SessionMachine.inbox_committed``) [SES-6]. While the inbox quota is
         full the message is held, in order, until the application confirms earlier ones.
+        ``then(rx)``, if given, runs in the loop as the commit completes, instead of a
+        callback on the future (which nobody needs to look at then: one loop turn less per
+        message on the receiving side).
 
         ``planned()`` runs as soon as the row is planned (at once, or when a held message gets
         room), before it is durable: from then on :meth:`confirm` may name the message, so the
@@ -1291,19 +1308,20 @@ class SessionStore:
         if not self._held.get(pub):
             got = self.db.plan_store_inbox(pub, inc, seq, payload)
             if got is not None:
-                return self._submit_row(pub, got, planned)
+                return self._submit_row(pub, got, planned, then)
         out: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._held.setdefault(pub, collections.deque()).append(
-            _Held(bytes(inc), seq, bytes(payload), out, planned))
+            _Held(bytes(inc), seq, bytes(payload), out, planned, then))
         return out
 
     def _submit_row(self, pub: bytes, got: tuple[int, _Apply],
-                    planned: Callable[[], None] | None) -> asyncio.Future[int]:
+                    planned: Callable[[], None] | None,
+                    then: Callable[[int], None] | None = None) -> asyncio.Future[int]:
         rx, apply = got
         if isinstance(apply, _InboxRow) and apply.row is not None:
             apply.key = (pub, apply.row[1], apply.row[2])
             self._unwritten[apply.key] = apply
-        fut = self._submit(apply, rx, lazy=True)
+        fut = self._submit(apply, rx, then, lazy=True, silent=then is not None)
         if planned is not None:
             planned()
         return fut
@@ -1321,11 +1339,14 @@ class SessionStore:
             except P4Error as e:
                 held.popleft()
                 h.out.set_exception(e)
+                if h.then is not None:  # nobody looks at the future: see _Job.silent
+                    h.out.exception()
+                    log.error("held inbox message %d not stored: %s", h.seq, e)
                 continue
             if got is None:
                 return
             held.popleft()
-            _chain(self._submit_row(pub, got, h.planned), h.out)
+            _chain(self._submit_row(pub, got, h.planned, h.then), h.out)
 
     def mark_delivered(self, peer_pub: bytes, inc: bytes, seq: int) -> asyncio.Future[None]:
         return self._submit(self.db.plan_mark_delivered(peer_pub, inc, seq), None)

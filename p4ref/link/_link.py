@@ -851,14 +851,8 @@ class Link:
         def planned() -> None:  # the row is planned: a confirm may name it from now on
             if self._started:
                 self._deliver(Delivery(inc, ev.seq, ev.payload))
-        fut = self.store.store_inbox(self.peer_pub, inc, ev.seq, ev.payload, planned=planned)
 
-        def done(f: asyncio.Future[int]) -> None:
-            if f.cancelled() or f.exception() is not None:
-                if not f.cancelled():
-                    log.error("inbox store failed: %r", f.exception())
-                return
-            rx = f.result()
+        def committed(rx: int) -> None:  # the row is durable (SessionStore.store_inbox's then)
             m = self.machine
             if not self._started or inc != m.s.peer_inc:
                 return  # delivered before a SESSION_RESET: never acknowledged [SES-57]
@@ -867,7 +861,8 @@ class Link:
                 with contextlib.suppress(LocalProtocolError):
                     m.inbox_committed(through, self._now())
                 self._process_soon()
-        fut.add_done_callback(done)
+        self.store.store_inbox(self.peer_pub, inc, ev.seq, ev.payload, planned=planned,
+                               then=committed)
 
     # ------------------------------------------------------------------ generations
 
