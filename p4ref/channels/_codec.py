@@ -168,6 +168,9 @@ def encode_item(item: Item) -> bytes:
     return bytes([itype]) + encode_cbor(body)
 
 
+_ITEM_TYPES = {int(t): t for t in ItemType}
+
+
 def decode_item(raw: bytes) -> Item:
     """One item, checked in the order of §5.5 [CHN-13]; DecodeError otherwise."""
     raw = bytes(raw)
@@ -175,10 +178,9 @@ def decode_item(raw: bytes) -> Item:
         raise DecodeError(ErrorCode.MESSAGE_INVALID, "empty item")
     if len(raw) > MAX_ITEM:
         raise DecodeError(ErrorCode.MESSAGE_INVALID, f"item of {len(raw)} bytes > {MAX_ITEM}")
-    try:
-        itype = ItemType(raw[0])
-    except ValueError:
-        raise DecodeError(ErrorCode.MESSAGE_INVALID, f"unknown item type 0x{raw[0]:02x}") from None
+    itype = _ITEM_TYPES.get(raw[0])
+    if itype is None:
+        raise DecodeError(ErrorCode.MESSAGE_INVALID, f"unknown item type 0x{raw[0]:02x}")
     if itype is ItemType.DATA:
         if len(raw) < DATA_HEADER_LEN + 1:
             raise DecodeError(ErrorCode.MESSAGE_INVALID, "DATA shorter than header + 1 byte")

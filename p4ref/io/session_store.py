@@ -815,7 +815,9 @@ class SessionDB:
     def inbox_room(self, peer_pub: bytes, nbytes: int) -> bool:
         """Whether a message of ``nbytes`` fits the inbox quota now (an empty inbox always
         admits one message)."""
-        p = self._peer(peer_pub)
+        return self._inbox_room(self._peer(peer_pub), nbytes)
+
+    def _inbox_room(self, p: _Peer, nbytes: int) -> bool:
         q = self.quota
         return not p.inbox or (len(p.inbox) < q.inbox_messages
                                and p.in_bytes + nbytes <= q.inbox_bytes)
@@ -843,7 +845,7 @@ class SessionDB:
         if current and seq != p.rx + 1:
             raise LocalProtocolError(ErrorCode.UNEXPECTED_MESSAGE,
                                      f"seq {seq} stored after {p.rx}: out of order")
-        if not self.inbox_room(peer_pub, len(payload)):
+        if not self._inbox_room(p, len(payload)):
             return None
         if current:
             p.rx = seq
@@ -1094,7 +1096,7 @@ class _Held:
     then: Callable[[int], None] | None = None
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class _Job:
     apply: _Apply
     result: Callable[[], Any]  # evaluated in the loop once the batch committed

@@ -46,10 +46,12 @@ from nacl.signing import SigningKey
 from .._table import transition_markdown
 from ..errors import DecodeError, ErrorCode, LocalProtocolError, RemoteProtocolError
 from ..framing import (
+    HEADER_LEN,
     Frame,
     FrameReader,
     FrameType,
     Path,
+    decode_frame,
     encode_frame,
     error_body,
     parse_error_body,
@@ -320,10 +322,12 @@ class SessionMachine:
         Afterwards all but the newest ``MAX_TERMINAL`` closed or failed connections are
         forgotten: the driver must not feed bytes of a connection after its CONNECTION_CLOSED
         or CONNECTION_FAILED (they would be discarded anyway)."""
-        out = [(c, encode_frame(f, self._conns[c].path)) for c, f in self.frames_to_send()]
-        done = [k for k, c in self._conns.items() if c.state in TERMINAL]
-        for k in done[:-MAX_TERMINAL] if len(done) > MAX_TERMINAL else ():
-            del self._conns[k]
+        frames = self.frames_to_send()
+        out = [(c, encode_frame(f, self._conns[c].path)) for c, f in frames] if frames else []
+        if len(self._conns) > MAX_TERMINAL:  # else none can be forgotten
+            done = [k for k, c in self._conns.items() if c.state in TERMINAL]
+            for k in done[:-MAX_TERMINAL] if len(done) > MAX_TERMINAL else ():
+                del self._conns[k]
         return out
 
     def open(self, conn: int, generation: int, path: Path | str,
@@ -446,6 +450,15 @@ class SessionMachine:
         head: int | None = None
         try:
             view = bytes(data)
+            if (not c.reader.pending and len(view) >= HEADER_LEN
+                    and len(view) == HEADER_LEN + int.from_bytes(view[3:5], "big")):
+                # exactly one frame (a data-channel message): decoded in place, with the
+                # reader's checks (p4-01 §5) and its discarding of ignorable frames
+                head = view[1]
+                one = decode_frame(view, c.reader.path)
+                if not one.ignorable:
+                    self._receive_frame(c, one, now)
+                return
             for i in range(0, len(view), 16384):
                 c.reader.feed(view[i:i + 16384])
                 while c.state not in TERMINAL:
