@@ -172,7 +172,10 @@ class Channel:
         have many sends under way without a task each).  Writes on one channel (``send``,
         :meth:`write`, :meth:`send_file_regions`, :meth:`close`) go out in the order of the
         calls, each whole: one waiting for credit holds the later ones back.  Cancelling the
-        future withdraws the message only if none of it was written yet."""
+        future withdraws what of the message is not written yet: one cancelled while waiting
+        for credit is left cut short (the peer's reader would take the next message as its
+        continuation), so cancel only what the peer no longer reads, e.g. after it ended a
+        transfer (:mod:`p4ref.io.files` does)."""
         return self._layer.enqueue(self, bytes(message), True)
 
     def write(self, data: bytes, *, end_of_message: bool) -> asyncio.Future[None]:
@@ -305,18 +308,21 @@ class Channels:
 
     async def _writer(self, ch: Channel) -> None:
         """Write the queued writes of ``ch`` in order, waiting for credit as needed: the
-        items of one write stay together across the waits [CHN-5].  A write whose future
-        was cancelled before any of it was written is dropped; once begun it is finished,
-        so that no message is left cut short in the stream."""
+        items of one write stay together across the waits [CHN-5].  A write whose future was
+        cancelled is dropped, also while it waits for credit (cancelling wakes the writer):
+        what of it was written stays written (see :meth:`Channel.send`)."""
         try:
             while ch._writes:
                 w = ch._writes[0]
-                if w.done.cancelled() and w.pos == 0 and not w.futs:
+                if w.done.cancelled():
                     ch._writes.popleft()
                     continue
                 if self._advance(ch, w):
                     ch._writes.popleft()
                     continue
+                if not w.watched:  # a cancel must not wait for credit that may never come
+                    w.watched = True
+                    w.done.add_done_callback(lambda _f: ch._credit.set())
                 ch._credit.clear()
                 await ch._credit.wait()
         finally:
@@ -391,22 +397,25 @@ class Channels:
             return
         row_end: tuple[Channel, int] | None = None
         for ev in events:
-            if isinstance(ev, ChannelOpened):
+            if isinstance(ev, ChannelData):  # the usual one first
+                ch = self._chans[ev.chan]
+                r = ch._recv
+                if not r.parts and ev.end_of_message:  # a whole message in one item
+                    ch._queue.put_nowait(ChannelMessage(ch, ev.offset, ev.data, True))
+                else:
+                    if not r.parts:
+                        r.start = ev.offset
+                    r.parts.append(ev.data)
+                    r.size += len(ev.data)
+                    if ev.end_of_message or r.size >= self.piece:
+                        ch._queue.put_nowait(ChannelMessage(ch, r.start, b"".join(r.parts),
+                                                            ev.end_of_message))
+                        r.parts, r.size = [], 0
+                row_end = (ch, ev.end)
+            elif isinstance(ev, ChannelOpened):
                 ch = Channel(self, ev.chan, ev.name, False)
                 self._chans[ev.chan] = ch
                 self.incoming.put_nowait(ch)
-            elif isinstance(ev, ChannelData):
-                ch = self._chans[ev.chan]
-                r = ch._recv
-                if not r.parts:
-                    r.start = ev.offset
-                r.parts.append(ev.data)
-                r.size += len(ev.data)
-                if ev.end_of_message or r.size >= self.piece:
-                    ch._queue.put_nowait(ChannelMessage(ch, r.start, b"".join(r.parts),
-                                                        ev.end_of_message))
-                    r.parts, r.size = [], 0
-                row_end = (ch, ev.end)
             elif isinstance(ev, ChannelHalfClosed):
                 ch = self._chans[ev.chan]
                 ch.peer_closed = True
@@ -424,7 +433,8 @@ class Channels:
                 self._fail(ChannelError(ErrorCode.CHAN_CLOSED,
                                         f"channel layer failed (0x{ev.code:04x})"))
                 return
-        futs = self._submit(self.mux.items_to_send())
+        items = self.mux.items_to_send()
+        futs = self._submit(items) if items else ()
         if row_end is not None:
             ch, end = row_end
             ch._recv.rows.append((end, d.id))
@@ -497,6 +507,7 @@ class _Write:
     close: bool = False
     pos: int = 0
     futs: list[asyncio.Future[int]] = field(default_factory=list)
+    watched: bool = False  # a cancel of ``done`` wakes the writer
 
 
 def _joined(futs: Sequence[asyncio.Future[Any]],
