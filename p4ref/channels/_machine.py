@@ -477,7 +477,7 @@ class ChannelMux:
         data, eom = arg
         view = memoryview(data)
         for start in range(0, len(data), MAX_DATA):
-            piece = bytes(view[start : start + MAX_DATA])
+            piece = data if len(data) <= MAX_DATA else bytes(view[start : start + MAX_DATA])
             last = start + MAX_DATA >= len(data)
             self._queue(Data(ch.chan, ch.sent, piece, eom and last))
             ch.sent += len(piece)

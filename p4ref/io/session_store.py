@@ -308,11 +308,17 @@ class _Peer:
     chan_state: bytes | None = None  # p4-05 ChannelMux.persistent_state(), as accepted
 
     def row(self) -> tuple[Any, ...]:
-        """The peer row as an upsert's parameters, without ``generation``: that one is only
-        ever raised, by its own statement (:data:`_RAISE_GENERATION`), so a snapshot planned
+        """A snapshot of the peer row (:func:`_peer_params` makes the upsert's parameters of
+        it), without ``generation``: that one is only ever raised, by its own statement (:data:`_RAISE_GENERATION`), so a snapshot planned
         earlier can never lower it."""
-        return (self.id, self.pub, self.inc, self.peer_inc, _b64(self.tx), _b64(self.acked),
-                _b64(self.rx), b"".join(self.retired))
+        return (self.id, self.pub, self.inc, self.peer_inc, self.tx, self.acked, self.rx,
+                self.retired)  # encoded by _peer_params, once per commit
+
+
+def _peer_params(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A :meth:`_Peer.row` snapshot as :data:`_UPSERT_PEER`'s parameters."""
+    pid, pub, inc, peer_inc, tx, acked, rx, retired = row
+    return (pid, pub, inc, peer_inc, _b64(tx), _b64(acked), _b64(rx), b"".join(retired))
 
 
 _UPSERT_PEER = (
@@ -611,7 +617,7 @@ class SessionDB:
         if not self._txn or not self._flush:
             return
         try:
-            self._db.executemany(_UPSERT_PEER, list(self._flush.values()))
+            self._db.executemany(_UPSERT_PEER, [_peer_params(r) for r in self._flush.values()])
         except Exception as e:
             self._fail(e)
             raise self._wrap(e) from None
