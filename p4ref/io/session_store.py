@@ -309,8 +309,8 @@ class _Peer:
 
     def row(self) -> tuple[Any, ...]:
         """A snapshot of the peer row (:func:`_peer_params` makes the upsert's parameters of
-        it), without ``generation``: that one is only ever raised, by its own statement (:data:`_RAISE_GENERATION`), so a snapshot planned
-        earlier can never lower it."""
+        it), without ``generation``: that one is only ever raised, by its own statement
+        (:data:`_RAISE_GENERATION`), so a snapshot planned earlier can never lower it."""
         return (self.id, self.pub, self.inc, self.peer_inc, self.tx, self.acked, self.rx,
                 self.retired)  # encoded by _peer_params, once per commit
 
