@@ -64,3 +64,45 @@ def test_control_frames_overtake_held_messages(tmp_path: Path) -> None:
         assert link.bytes_sent == sum(map(len, g.sent))
 
     asyncio.run(asyncio.wait_for(scenario(), 10))
+
+
+def test_the_timer_is_rearmed_only_for_an_earlier_deadline(tmp_path: Path) -> None:
+    """``Link._arm_timer``: a deadline that moves later (liveness, with every frame) keeps the
+    armed timer (it fires early, harmlessly, and re-arms); an earlier one re-arms at once."""
+    class Machine:
+        def __init__(self) -> None:
+            self.deadline: int | None = None
+            self.fired: list[int] = []
+
+        def get_timer(self) -> int | None:
+            return self.deadline
+
+        def handle_timer(self, now: int) -> None:
+            self.fired.append(now)
+
+    async def scenario() -> None:
+        link = Link(identity_seed=os.urandom(32), peer_pub=os.urandom(32),
+                    pair_root_key=os.urandom(32), home=tmp_path, tor=cast(TorDriver, None))
+        m = Machine()
+        link.machine = cast(Any, m)
+        link._started = True
+        now = link._now()
+        m.deadline = now + 50
+        link._arm_timer()
+        first = link._timer
+        assert first is not None and link._timer_at == now + 50
+        m.deadline = now + 5_000  # later: kept
+        link._arm_timer()
+        assert link._timer is first and link._timer_at == now + 50
+        m.deadline = now + 20  # earlier: re-armed
+        link._arm_timer()
+        assert link._timer is not first and link._timer_at == now + 20
+        assert first.cancelled()
+        m.deadline = now + 5_000
+        link._process = lambda: link._arm_timer()  # type: ignore[method-assign]
+        await asyncio.sleep(0.1)  # fired early (at +20): nothing due in the machine, re-armed
+        assert m.fired and link._timer_at == now + 5_000
+        if link._timer is not None:
+            link._timer.cancel()
+
+    asyncio.run(asyncio.wait_for(scenario(), 10))

@@ -762,7 +762,15 @@ class Link:
         rec.held_bytes = 0
 
     def _arm_timer(self) -> None:
+        """Arm the loop's timer for the machine's next deadline.  An armed timer that is not
+        later than it is kept: firing early is harmless (``handle_timer`` fires only what is
+        due, then this re-arms), and a deadline that moves later with every frame (liveness)
+        then costs no timer per message: each cancelled handle stays in asyncio's heap and
+        made every other timer of the process dearer."""
         d = self.machine.get_timer() if self._started else None
+        if self._timer is not None and self._timer_at is not None and (
+                d is None or self._timer_at <= d):
+            return
         if d == self._timer_at and (d is None or self._timer is not None):
             return
         if self._timer is not None:
