@@ -30,7 +30,9 @@ driver's 2 MiB UDP socket buffers, ``DirectConfig.socket_buffer``).
     P⁴'s minus raw's, against the target of ≤ 10 % of raw's.
 (b) **Small durable messages**: the same with 1 KiB messages, in messages per second; the
     sender keeps 256 sends in flight so group commit batches them (each is durable before its
-    ``send`` returns), the receiver confirms every message (256 confirms in flight).
+    ``send`` returns), the receiver confirms every message (256 confirms in flight).  In (a)
+    and (b) both P⁴ applications keep the futures ``Channel.send`` and ``ChannelMessage.confirm``
+    return and await the oldest once 256 are under way (no task or callback per message).
 (a) and (b) rotate the order of the arms every pair (raw P⁴, P⁴ raw, …) for ``--pairs`` pairs
     (default 11); medians, and the min–max of the per-pair ratios.
 (c) **Generation change** under a steady stream (1 KiB messages at 200/s on the channel): the
@@ -66,6 +68,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import functools
@@ -370,22 +373,26 @@ async def _link_child(cfg: dict[str, Any]) -> None:
     _hook_machine(link, stats)
     rx = _Rx()
     seq_time: dict[int, float] = {}
-    sem_rx = asyncio.Semaphore(WINDOW)
+    confirming: collections.deque[asyncio.Future[Any]] = collections.deque()
 
-    def consumed(m: bytes, confirm: Awaitable[Any]) -> None:
-        """The application got ``m``: confirm it (at most WINDOW confirms in flight)."""
-        fut = asyncio.ensure_future(confirm)
-        fut.add_done_callback(lambda _f: sem_rx.release())
+    async def consumed(m: bytes, confirm: Awaitable[Any]) -> None:
+        """The application got ``m`` and confirmed it: at most WINDOW confirmations under way,
+        the oldest awaited first (``ChannelMessage.confirm`` returns a future: no task or
+        callback per message); ``done`` once the last message's confirmation is durable."""
+        confirming.append(asyncio.ensure_future(confirm))
         if rx.got(m):
-            fut.add_done_callback(lambda _f: rx.done())
+            while confirming:
+                await confirming.popleft()
+            rx.done()
+        elif len(confirming) >= WINDOW:
+            await confirming.popleft()
 
     async def receive() -> None:
         while True:
             d: Delivery = await link.recv()
             if rx.record:
                 seq_time[d.seq] = time.monotonic()
-            await sem_rx.acquire()
-            consumed(d.payload, link.confirm(d))
+            await consumed(d.payload, link.confirm(d))
 
     async def receive_channel() -> None:
         layer = link.channels
@@ -399,8 +406,7 @@ async def _link_child(cfg: dict[str, Any]) -> None:
         setattr(layer, "receive", hooked)  # noqa: B010
         ch = await link.accept_channel()
         while (msg := await ch.recv()) is not None:
-            await sem_rx.acquire()
-            consumed(msg.data, msg.confirm())
+            await consumed(msg.data, msg.confirm())
 
     tx_chan: list[Channel] = []
 
@@ -418,14 +424,13 @@ async def _link_child(cfg: dict[str, Any]) -> None:
     async def send(total: int, size: int) -> None:
         await open_channel()
         out("started", cpu=cpu_seconds(), db=_db_cpu())
-        sem = asyncio.Semaphore(WINDOW)
-        fut: asyncio.Future[None] | None = None
-        for i, n in enumerate(_sizes(total, size)):
-            await sem.acquire()
-            fut = asyncio.ensure_future(submit(message(i, n)))
-            fut.add_done_callback(lambda _f: sem.release())
-        if fut is not None:
-            await fut
+        sending: collections.deque[asyncio.Future[Any]] = collections.deque()
+        for i, n in enumerate(_sizes(total, size)):  # at most WINDOW sends under way, the
+            sending.append(asyncio.ensure_future(submit(message(i, n))))  # oldest awaited
+            if len(sending) >= WINDOW:
+                await sending.popleft()
+        while sending:
+            await sending.popleft()
         out("sent")
 
     async def stream(rate: int, size: int) -> None:
