@@ -8,10 +8,12 @@ Every channel item is one session message.  Sending: the mux turns ``write``/``o
 into items, each appended to the outbox; the mux's persistent state is written in the same
 commit as the last item of the call (p4-05 CHN-30, ``SessionStore.append_outbox(...,
 channel_state=mux.persistent_state)``: the store reads it once per commit, when it forms the
-batch, so it describes exactly what that commit makes durable), and the call returns when the
-items are durable.  A write waits for
-credit: the peer's limit on the channel's byte offset, raised only when the peer's application
-confirms consumption, so a reader that stops stalls its channel only.
+batch, so it describes exactly what that commit makes durable), and the call's future is done
+when the items are durable.  A write waits for credit: the peer's limit on the channel's byte
+offset, raised only when the peer's application confirms consumption, so a reader that stops
+stalls its channel only.  Writes start at the call: one that finds its channel's queue empty
+and enough credit is written at once (no task); the others wait in the channel's queue, in call
+order, and its writer task writes them as credit comes (:meth:`Channels.enqueue`).
 
 Receiving: every session delivery (stored in the inbox; handed over before its commit, see
 :mod:`._link`) is fed to ``mux.receive``.  An item
