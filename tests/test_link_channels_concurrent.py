@@ -162,3 +162,38 @@ def test_writes_and_close_keep_call_order_and_errors_fail_only_their_write() -> 
         assert messages(link.items, ch.id) == [b"A" * 20_000 + b"a" * 10, b"C" * 5]
 
     asyncio.run(asyncio.wait_for(scenario(), 10))
+
+
+def test_a_write_that_fails_half_way_fails_once_its_first_part_is_durable() -> None:
+    """SES_OUTBOX_FULL in the middle of a write: its future fails, but only after what was
+    written before the failure is durable (``Channel.offset`` then says how far)."""
+    async def scenario() -> None:
+        link = StandIn()
+        rooms = iter([True, False])
+        link.store.db.outbox_room = lambda *_a: next(rooms, False)
+        held: list[asyncio.Future[int]] = []
+
+        def append(item: bytes, _state: bytes | None) -> asyncio.Future[int]:
+            link.items.append(item)
+            fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+            held.append(fut)
+            return fut
+        link._append = append  # type: ignore[method-assign]
+        layer = Channels(cast(Any, link), ChannelConfig())
+        opened = asyncio.ensure_future(layer.open("bulk"))
+        await asyncio.sleep(0)
+        for f in held:
+            f.set_result(0)
+        ch = await opened
+        held.clear()
+        w = ch.write(b"A" * 20_000, end_of_message=True)  # 16 KiB now, the rest needs credit
+        layer.receive(Delivery(bytes(16), 1, encode_item(Credit(ch.id, 100_000))))
+        await asyncio.sleep(0.01)
+        assert not w.done() and held  # the outbox refused the rest; the first part not durable
+        for f in held:
+            f.set_result(0)
+        with pytest.raises(LocalProtocolError) as exc:
+            await w
+        assert exc.value.code is ErrorCode.SES_OUTBOX_FULL
+
+    asyncio.run(asyncio.wait_for(scenario(), 10))

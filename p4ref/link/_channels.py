@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -301,9 +302,8 @@ class Channels:
                     if step is None:
                         return False
                     w.pos = step
-        except P4Error as exc:
-            if not w.done.done():
-                w.done.set_exception(exc)
+        except P4Error as exc:  # failed once what was written before it is durable
+            _joined(w.futs).add_done_callback(functools.partial(_fail_with, w.done, exc))
             return True
         _joined(w.futs, w.done)
         return True
@@ -541,6 +541,12 @@ def _joined(futs: Sequence[asyncio.Future[Any]],
     for f in futs:
         f.add_done_callback(done)
     return out
+
+
+def _fail_with(out: asyncio.Future[None], exc: BaseException, _f: asyncio.Future[None]
+               ) -> None:
+    if not out.done():
+        out.set_exception(exc)
 
 
 def _log_failure(f: asyncio.Future[int]) -> None:
