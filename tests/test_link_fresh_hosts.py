@@ -10,9 +10,12 @@ import dataclasses
 from pathlib import Path
 from typing import cast
 
+import pytest
+
 from p4ref.io.tor import TorDriver
 from p4ref.io.webrtc import DirectConfig
 from p4ref.link import Link
+from p4ref.link._signalling import Signaller
 from tests.test_files_outbox_ref import CONFIG, LoopbackTor, _on_datachannel, _pair, _until
 
 
@@ -47,6 +50,38 @@ def test_a_network_change_gathers_on_the_new_addresses_only(tmp_path: Path) -> N
             assert direct_now().host_addresses is None
             b.network_changed(["192.0.2.7"])  # configured addresses are never replaced
             assert b._direct_now().host_addresses == ("127.0.0.1",)
+        finally:
+            await a.stop()
+            await b.stop()
+
+    asyncio.run(asyncio.wait_for(main(), 120))
+
+
+def test_a_generation_set_up_while_starting_meets_the_start(tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch
+                                                            ) -> None:
+    """The peer dials in and sets up generation 1 while this link is still publishing its
+    rendezvous (``p4 up`` of the two started together): that generation meets this side's
+    start, and no second one follows (one did, 2 s later, before the need was raised first)."""
+    async def main() -> None:
+        home_a, home_b = _pair(tmp_path)
+        tor = LoopbackTor()
+        a = Link.open(home_a, "b", tor=cast(TorDriver, tor), config=CONFIG)
+        b = Link.open(home_b, "a", tor=cast(TorDriver, tor), config=CONFIG)
+        publish = Signaller.start
+
+        async def slow_start(self: Signaller) -> None:
+            await publish(self)
+            if self is getattr(b, "signaller", None):  # returns only once a's generation opened
+                await _until(lambda: b.generations_opened >= 1, 60, "a's generation")
+        monkeypatch.setattr(Signaller, "start", slow_start)
+        await a.start()
+        try:
+            await b.start()
+            await _until(_on_datachannel(a, b), 60, "the first generation")
+            await asyncio.sleep(CONFIG.high_delay + 3.0)  # a second one took ~2 s to open
+            assert (a.generations_opened, b.generations_opened) == (1, 1)
+            assert a.status == b.status == "connected" and b.path == "datachannel"
         finally:
             await a.stop()
             await b.stop()

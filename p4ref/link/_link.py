@@ -414,8 +414,11 @@ class Link:
         self._started = True
         self._tasks.append(asyncio.create_task(self._signal_loop()))
         self._tasks.append(asyncio.create_task(self._reconnect_loop()))
-        await self.signaller.start()
+        # before the rendezvous is published: a generation the peer sets up while it is (its
+        # dial can come in before signaller.start returns) meets this need and ends it, rather
+        # than being followed by a needless second one
         self._raise_need("start")
+        await self.signaller.start()
 
     async def stop(self, *, forget: bool = False) -> None:
         """Close everything; what was accepted stays durable for the next :meth:`start`.

@@ -132,9 +132,9 @@ class Daemon:
             if ev.kind == "status":
                 log.info("%s: %s", name, ev.status)
             elif ev.kind == "connection_open" and ev.active:
-                link, path = self.links.get(peer), None
-                with contextlib.suppress(Exception):
-                    path = link.stats().path if link is not None else None
+                link, path = self.links.get(peer), "tor" if ev.generation == 0 else None
+                with contextlib.suppress(Exception):  # (None while the link is starting)
+                    path = path or (link.stats().path if link is not None else None)
                 log.info("%s: generation %s open (%s)", name, ev.generation,
                          {"turn": "relayed by TURN", "tor": "over Tor"}.get(path or "", "direct"))
             elif ev.kind == "bye":
