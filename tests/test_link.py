@@ -551,7 +551,12 @@ def test_forwarding_attack_refused(tmp_path: Path, tornet: Any, tamper: bool) ->
         svc = PairService(tor, m_seed, m_pub, pa.identity.public_key, root_am)
         try:
             await svc.start()
-            peers.extend([Peer("a", cfg_a), Peer("b", cfg_b)])
+            # B's onion published first: M dials it as soon as A's OFFER comes, and a fetch
+            # made before B's descriptor was uploaded could leave M's tor without it for the
+            # whole dial (TOR_ONION_UNREACHABLE after 120 s, seen once in CI)
+            peers.append(Peer("b", cfg_b))
+            await asyncio.to_thread(peers[0].wait, lambda e: e["ev"] == "ready", 120)
+            peers.insert(0, Peer("a", cfg_a))
 
             async def answer_a(ev: OfferReceived) -> tuple[str, bytes]:
                 sdp, fp = ev.sdp, ev.fingerprint
