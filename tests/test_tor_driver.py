@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import hashlib
 import itertools
+import logging
 import os
 import shutil
 import socket
@@ -769,5 +770,28 @@ def test_bootstrap_stall_rules() -> None:
         assert 1.5 < t < 2.5 and "no bootstrap progress" in msg
         moving = [f"NOTICE BOOTSTRAP PROGRESS={p} TAG=t" for p in (10, 10, 20, 20, 30, 100)]
         assert (await took(moving, 0.6))[1] == "done"
+
+    asyncio.run(main())
+
+
+def test_publish_waits_for_every_upload_but_not_for_ever(caplog: pytest.LogCaptureFixture
+                                                         ) -> None:
+    """The publish waits for every HSDir upload; at its timeout, uploads that are done make it
+    a warning (the onion is reachable through those HSDirs; on a loaded machine 2 of 18 stayed
+    pending), none done is TOR_TIMEOUT."""
+    from p4ref.io.tor import _UploadWaiter
+
+    async def main() -> None:
+        drv = TorDriver(TorConfig(mode="system", control_port=9))
+        w = _UploadWaiter(pending={"hsdir1": 1, "hsdir2": 1}, uploads=3, uploaded=1)
+        with caplog.at_level(logging.WARNING, logger="p4ref.io.tor"):
+            await drv._await_uploads("x", w, 0.2)
+        assert "1/3 HSDir uploads done" in caplog.text
+        w = _UploadWaiter(pending={"hsdir1": 1}, uploads=1)
+        with pytest.raises(TorError) as ei:
+            await drv._await_uploads("x", w, 0.2)
+        assert ei.value.code == ErrorCode.TOR_TIMEOUT and "0/1 HSDir uploads" in str(ei.value)
+        w = _UploadWaiter(uploads=2, uploaded=2)  # all done: at once
+        await asyncio.wait_for(drv._await_uploads("x", w, 30), 5)
 
     asyncio.run(main())

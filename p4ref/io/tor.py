@@ -18,8 +18,9 @@ Theory of operation
   Flags=DiscardPK[,V3Auth] Port=… ClientAuthV3=…`` (control-spec ``ADD_ONION``), then wait until
   every ``HS_DESC UPLOAD`` has its ``UPLOADED``/``FAILED`` (at least one ``UPLOADED``): stem's
   ``await_publication`` returns at the first upload, and a client may then get SOCKS 0xF0
-  (research/tor-lab.md pitfalls 4 and "Step 6.3"). Onions are *not* detached, so tor removes
-  them when our control connection closes.
+  (research/tor-lab.md pitfalls 4 and "Step 6.3").  At the timeout, some uploads done and
+  others still pending is a warning, not a failure: the onion is reachable through those.
+  Onions are *not* detached, so tor removes them when our control connection closes.
 - **Dialling** (:meth:`TorDriver.open_stream`): SOCKS5 with remote DNS to ``<addr>.onion``; the
   client tor's ``SocksPort … ExtendedErrors`` gives the onion error codes 0xF0–0xF7. 0xF0
   (descriptor not found), 0xF2 (introduction failed), 0xF3 (rendezvous failed) and 0xF7
@@ -923,6 +924,11 @@ class TorDriver:
                 continue
             remaining = deadline - loop.time()
             if remaining <= 0:
+                if w.uploaded:  # reachable through those: a client that asks a late HSDir
+                    log.warning(  # gets 0xF0 and retries (open_stream); failing the whole
+                        "%s: %d/%d HSDir uploads done (%d failed) after %.1fs; published"
+                        " without the rest", addr, w.uploaded, w.uploads, w.failed, timeout)
+                    return  # publish for it (seen on a loaded machine: 16/18) helps no one
                 raise TorError(
                     ErrorCode.TOR_TIMEOUT,
                     f"{addr}: {w.uploaded}/{w.uploads} HSDir uploads done ({w.failed} failed)"
