@@ -319,6 +319,8 @@ def test_confirm_before_the_commit_writes_no_inbox_row(tmp_path: Path) -> None:
         assert handed == [1, 2, 3, 4]  # the confirm made room
         assert await store.confirm(PEER, PINC, 1)  # committed before: deleted
         assert await asyncio.gather(*futs) == [2, 3, 4]
+        assert await store.confirm(PEER, PINC, 9, report=False) is None  # (the channel
+        assert not await store.confirm(PEER, PINC, 9)  # layer only waits for durability)
         await store.close()
         return sql
 

@@ -1360,16 +1360,18 @@ class SessionStore:
         return self._submit(self.db.plan_mark_delivered(peer_pub, inc, seq), None)
 
     def confirm(self, peer_pub: bytes, inc: bytes, seq: int, *,
-                channel_state: bytes | StateSource | None = None) -> asyncio.Future[bool]:
+                channel_state: bytes | StateSource | None = None, report: bool = True
+                ) -> asyncio.Future[Any]:
         """The application consumed ``(inc, seq)``: its quota is released at once (held
         messages move in), the row is deleted durably (with ``channel_state`` in the same
         transaction, p4-05 CHN-30, as in :meth:`append_outbox`); the future says whether it
-        existed."""
+        existed (``report`` false: its value is None, for a caller that waits only for the
+        confirmation to be durable)."""
         pub = _check_pub(peer_pub)
         unwritten = self._unwritten.pop((pub, bytes(inc), seq), None)
         found, op = self.db.plan_confirm(pub, inc, seq, unwritten=unwritten,
                                          channel_state=self._state(pub, channel_state))
-        fut = self._submit(op, found)
+        fut = self._submit(op, found if report else None)
         self._release_held(pub)
         return fut
 

@@ -478,8 +478,10 @@ class Link:
 
     def _confirm_row(self, row: tuple[bytes, int],
                      channel_state: bytes | StateSource | None = None
-                     ) -> asyncio.Future[bool]:
-        return self.store.confirm(self.peer_pub, row[0], row[1], channel_state=channel_state)
+                     ) -> asyncio.Future[None]:
+        """Confirm an inbox row for the channel layer: the future is done (None) once durable."""
+        return self.store.confirm(self.peer_pub, row[0], row[1], channel_state=channel_state,
+                                  report=False)
 
     def _deliver(self, d: Delivery) -> None:
         if self.channels is not None:
