@@ -331,10 +331,12 @@ async def _raw_child(cfg: dict[str, Any]) -> None:
     _exit()
 
 
-def _hook_machine(link: Link, stats: dict[str, Any]) -> None:
+def _hook_machine(link: Link, stats: dict[str, Any]) -> Callable[[], None]:
     """Count, in the receiving machine, the SES_MSGs it drops as duplicates (bytes a new
     generation carried again) and the first message seq each connection delivered (a bench
-    adapter around the machine's private ``_a_deliver`` action; nothing changes behaviour)."""
+    adapter around the machine's private ``_a_deliver`` action; nothing changes behaviour).
+    Installed only while (c) records: it is the bench's work, not P⁴'s, and (a)'s CPU figures
+    would count it.  Returns the undo."""
     m = link.machine
     orig = m._a_deliver
 
@@ -347,6 +349,7 @@ def _hook_machine(link: Link, stats: dict[str, Any]) -> None:
             stats["first_seq"].setdefault(str(c.cid), seq)
         orig(c, frame, now)
     setattr(m, "_a_deliver", deliver)  # noqa: B010 (an instance override of a private action)
+    return lambda: delattr(m, "_a_deliver")
 
 
 async def _link_child(cfg: dict[str, Any]) -> None:
@@ -370,7 +373,7 @@ async def _link_child(cfg: dict[str, Any]) -> None:
                      on_event=on_event)
     await link.start()
     stats: dict[str, Any] = {"dup_msgs": 0, "dup_bytes": 0, "first_seq": {}}
-    _hook_machine(link, stats)
+    unhook: list[Callable[[], None]] = []  # (c)'s recording hooks, while it records
     rx = _Rx()
     seq_time: dict[int, float] = {}
     confirming: collections.deque[asyncio.Future[Any]] = collections.deque()
@@ -394,16 +397,19 @@ async def _link_child(cfg: dict[str, Any]) -> None:
                 seq_time[d.seq] = time.monotonic()
             await consumed(d.payload, link.confirm(d))
 
-    async def receive_channel() -> None:
+    def hook_channels() -> Callable[[], None]:
+        """(c) records the time the channel layer hands each message over."""
         layer = link.channels
         assert layer is not None
         orig = layer.receive
 
-        def hooked(d: Delivery) -> None:  # the time the channel hands the message over
-            if rx.record:
-                seq_time[d.seq] = time.monotonic()
+        def hooked(d: Delivery) -> None:
+            seq_time[d.seq] = time.monotonic()
             orig(d)
         setattr(layer, "receive", hooked)  # noqa: B010
+        return lambda: delattr(layer, "receive")
+
+    async def receive_channel() -> None:
         ch = await link.accept_channel()
         while (msg := await ch.recv()) is not None:
             await consumed(msg.data, msg.confirm())
@@ -476,9 +482,15 @@ async def _link_child(cfg: dict[str, Any]) -> None:
             rx.record = True
             seq_time.clear()
             stats.update(dup_msgs=0, dup_bytes=0, first_seq={})
+            if not unhook:
+                unhook.append(_hook_machine(link, stats))
+                if channels:
+                    unhook.append(hook_channels())
             out("marked", active=link.machine.active)
         elif c == "switch_report":
             rx.record = False
+            while unhook:
+                unhook.pop()()
             times = sorted(seq_time.items(), key=lambda kv: kv[1])
             new = [int(k) for k in stats["first_seq"] if int(k) > int(cmd["old"])]
             first = stats["first_seq"][str(min(new))] if new else None
