@@ -62,7 +62,8 @@ def test_a_generation_set_up_while_starting_meets_the_start(tmp_path: Path,
                                                             ) -> None:
     """The peer dials in and sets up generation 1 while this link is still publishing its
     rendezvous (``p4 up`` of the two started together): that generation meets this side's
-    start, and no second one follows (one did, 2 s later, before the need was raised first)."""
+    start, and no second one follows (one did, 2 s later, before the need was raised first):
+    p4-04 SES-77."""
     async def main() -> None:
         home_a, home_b = _pair(tmp_path)
         tor = LoopbackTor()

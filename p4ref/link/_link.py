@@ -416,7 +416,7 @@ class Link:
         self._tasks.append(asyncio.create_task(self._reconnect_loop()))
         # before the rendezvous is published: a generation the peer sets up while it is (its
         # dial can come in before signaller.start returns) meets this need and ends it, rather
-        # than being followed by a needless second one
+        # than being followed by a needless second one [SES-77]
         self._raise_need("start")
         await self.signaller.start()
 
