@@ -408,11 +408,12 @@ class SessionMachine:
         self._update_status()
 
     def get_timer(self) -> int | None:
-        deadlines = [d for d in (self._conn_deadline(c) for c in self._conns.values())
-                     if d is not None]
-        if self._ack_deadline is not None:
-            deadlines.append(self._ack_deadline)
-        return min(deadlines) if deadlines else None
+        best = self._ack_deadline  # (a plain loop: the driver asks after every step)
+        for c in self._conns.values():
+            d = self._conn_deadline(c)
+            if d is not None and (best is None or d < best):
+                best = d
+        return best
 
     def handle_timer(self, now: int) -> None:
         """Fire every timer whose deadline is ``<= now``, in deadline order."""
