@@ -457,7 +457,8 @@ def test_node_peer_signalling_over_private_tor(tornet: Any, node_role: str) -> N
         assert {e["gen"] for e in events(ts, "rdv_answer")} == gens_ts  # and answered it
         assert 1 in {e["gen"] for e in events(py, "rv_sent", kind="offer", path="stream")}
         assert 1 in {e["gen"] for e in events(ts, "rdv_offer")}
-        assert not events(ts, "rdv_failed") and not events(py, "rdv_end")
+        assert not events(ts, "rdv_failed") and not events(py, "rdv_end"), (
+            py.log[-25:], ts.log[-25:])  # (what each side did around it)
         return timings
 
     timings = asyncio.run(main())

@@ -52,7 +52,7 @@ from p4ref.channels import (
     CreditGranted,
 )
 from p4ref.errors import P4Error
-from p4ref.framing import Path, decode_frame, encode_frame
+from p4ref.framing import HEADER_LEN, FrameType, Path, decode_frame, encode_frame
 from p4ref.io.signal import PeerReplay
 from p4ref.io.tor import TorConfig, TorDriver
 from p4ref.io.webrtc import DirectConfig, Generation
@@ -128,6 +128,9 @@ class Peer:
         while True:
             for conn, data in m.data_to_send():
                 g = self.gens.get(conn)
+                if data[1:2] == bytes([FrameType.ERROR]):  # what the machine refused, and why
+                    out("error_sent", conn=conn,
+                        text=data[HEADER_LEN:].decode("utf-8", "replace"))
                 if g is not None and g.state == "open":
                     g.send(data)
             ev = m.next_event()
@@ -201,6 +204,8 @@ class Peer:
     # -------------------------------------------------------------- generations
 
     def on_data(self, number: int, data: bytes) -> None:
+        if data[1:2] == bytes([FrameType.ERROR]):
+            out("error_received", conn=number, text=data[HEADER_LEN:].decode("utf-8", "replace"))
         if number not in self.opened_gens:
             self.early.setdefault(number, []).append(data)
             return
