@@ -19,7 +19,6 @@ import os
 import re
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -117,7 +116,7 @@ class LabPeer(Peer):
                  "p4ref.link._testpeer", json.dumps(self.cfg)],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errlog, text=True,
                 cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
-        threading.Thread(target=self._read, args=(self.proc,), daemon=True).start()
+        self._follow(self.proc)
 
     def stats(self, timeout: float = 30) -> dict[str, Any]:
         self.send(cmd="status")

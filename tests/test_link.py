@@ -47,6 +47,7 @@ class Peer:
         self.name = name
         self.cfg = cfg
         self.lines: list[dict[str, Any]] = []
+        self.current: list[dict[str, Any]] = []  # the lines of the running process only
         self._q: queue.Queue[dict[str, Any]] = queue.Queue()
         self.proc: subprocess.Popen[str] | None = None
         self.start()
@@ -57,9 +58,14 @@ class Peer:
                 [sys.executable, "-m", "p4ref.link._testpeer", json.dumps(self.cfg)],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errlog, text=True,
                 cwd=ROOT)
-        threading.Thread(target=self._read, args=(self.proc,), daemon=True).start()
+        self._follow(self.proc)
 
-    def _read(self, proc: subprocess.Popen[str]) -> None:
+    def _follow(self, proc: subprocess.Popen[str]) -> None:
+        """Read the events of a new process ``proc`` (its own list: ``current``)."""
+        self.current = []
+        threading.Thread(target=self._read, args=(proc, self.current), daemon=True).start()
+
+    def _read(self, proc: subprocess.Popen[str], current: list[dict[str, Any]]) -> None:
         assert proc.stdout is not None
         with proc.stdout:
             for line in proc.stdout:
@@ -68,6 +74,7 @@ class Peer:
                 except ValueError:
                     continue
                 self.lines.append(ev)
+                current.append(ev)
                 self._q.put(ev)
 
     def send(self, **cmd: Any) -> None:
@@ -267,8 +274,13 @@ def wait_active(p: Peer, n: int, timeout: float = 60) -> None:
 
 def connected(p: Peer, timeout: float = 90) -> None:
     """Until ``p`` carries its session on a data channel (it may run on the onion stream
-    before, p4-04 §5.1)."""
-    p.wait(lambda e: e["ev"] == "connection_open" and e["active"] and e["gen"], timeout)
+    before, p4-04 §5.1).  A generation the peer set up while ``p`` was starting opens before
+    its ``ready`` (p4-04 SES-77), which a wait for ``ready`` has taken from the queue: the
+    running process's lines are looked at first."""
+    def pred(e: dict[str, Any]) -> bool:
+        return bool(e["ev"] == "connection_open" and e["active"] and e["gen"])
+    if not any(pred(e) for e in list(p.current)):
+        p.wait(pred, timeout)
 
 
 @pytest.fixture
