@@ -808,6 +808,8 @@ class Link:
             if rec is not None and rec is self._pending:  # set up: the next one may start
                 self._pending = None
                 self._kick.set()
+            if (st := self._onion.get(ev.conn)) is not None:
+                self.signaller.session_opened(st)  # a stream it replaces may close [SES-78]
             if ev.active and ev.conn not in self._onion:
                 self.generations_opened += 1
                 self._fresh_hosts = None  # a data channel is up: every address again [SES-75]

@@ -24,12 +24,14 @@ link runs (ARCHITECTURE decision 4), and drives that stream's
   policy's generation scheduling (the link keeps its own).
 - *Two authenticated streams* (RDV-39).  When something arrived on the older one within the
   last second, both live (dial glare): the one the LOW peer dialed is kept and the other is
-  closed with BYE RDV_DUPLICATE_STREAM.  Otherwise the older one may have died with a network
-  change that this device did not see (the peer moved): the newer one becomes the kept stream
-  at once (its session connection opens, OFFERs bind to it) while a PING probes the older; a
-  PONG within ``PONG_TIMEOUT`` applies the LOW rule, silence closes the older one.  A stream the
-  peer refused as a duplicate while this side has no other one (the peer kept a stream this
-  side already dropped, e.g. after a move) makes this side dial again at once (RDV-81).
+  closed with BYE RDV_DUPLICATE_STREAM — when the closed one carries the session connection,
+  only once the kept one's has opened (make-before-break, p4-04 SES-78).  Otherwise the older
+  one may have died with a network change that this device did not see (the peer moved): the
+  newer one becomes the kept stream at once (its session connection opens, OFFERs bind to it)
+  while a PING probes the older; a PONG within ``PONG_TIMEOUT`` applies the LOW rule, silence
+  closes the older one.  A stream the peer refused as a duplicate while this side has no other
+  one (the peer kept a stream this side already dropped, e.g. after a move) makes this side
+  dial again at once (RDV-81).
 - *One signalling state per pair* (SES-56).  Every stream machine shares the process's
   :class:`~p4ref.io.signal.PeerReplay` of the pair (nonce cache RDV-27, high-water mark RDV-52,
   persisted in the session store), and an OFFER or ANSWER carried in-band (SES_SIGNAL on the
@@ -98,7 +100,7 @@ from ..rendezvous import (
     epochs_to_dial,
     epochs_to_publish,
 )
-from ..session import PONG_TIMEOUT_MS
+from ..session import HANDSHAKE_TIMEOUT_MS, PONG_TIMEOUT_MS
 
 __all__ = ["SignalEvent", "Signaller", "Stream"]
 
@@ -147,6 +149,8 @@ class Stream:
     refused: bool = False
     #: the transport ended (EOF or a reset): what the machine reports next is that, not an ERROR
     eof: bool = False
+    #: the session connection on it has opened (p4-04 SES-78 waits for it)
+    session_up: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
 
     def write(self, data: bytes) -> None:
         if data and not self.writer.is_closing():
@@ -484,14 +488,38 @@ class Signaller:
 
     def _keep_low_dialed(self, older: Stream, newer: Stream) -> None:
         """Keep the stream the LOW peer dialed (the older when both or neither are), close the
-        other with RV_BYE RDV_DUPLICATE_STREAM [RDV-39]."""
+        other with RV_BYE RDV_DUPLICATE_STREAM [RDV-39] — once the kept one carries a session
+        connection when the other one carries it now (make-before-break, p4-04 SES-78)."""
         keep, drop = (newer, older) if newer.dialed_by_low and not older.dialed_by_low \
             else (older, newer)
         self.stream = keep
+        if drop.session is not None and not keep.session_up.is_set():
+            self._spawn(self._close_superseded(drop, keep))
+            return
         with contextlib.suppress(LocalProtocolError):
             drop.machine.send_bye(int(ErrorCode.RDV_DUPLICATE_STREAM), unix_ms())
         self._flush(drop)
         drop.writer.close()
+
+    def session_opened(self, st: Stream) -> None:
+        """The link's session connection on ``st`` completed its handshake."""
+        st.session_up.set()
+
+    async def _close_superseded(self, drop: Stream, keep: Stream) -> None:
+        """Close ``drop`` (RV_BYE RDV_DUPLICATE_STREAM) once the session connection on ``keep``
+        has opened, ``keep`` ended, or ``HANDSHAKE_TIMEOUT`` passed; until then ``drop``'s
+        session connection goes on carrying the session [SES-78]."""
+        up = asyncio.ensure_future(keep.session_up.wait())
+        waits: set[asyncio.Future[Any]] = {up}
+        if keep.task is not None:
+            waits.add(keep.task)
+        try:
+            await asyncio.wait(waits, timeout=HANDSHAKE_TIMEOUT_MS / 1000,
+                               return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            up.cancel()
+        if drop in self._streams and not self._closed:
+            await self._close_stream(drop, ErrorCode.RDV_DUPLICATE_STREAM)
 
     async def _probe(self, st: Stream) -> None:
         """PING ``st``.  A PONG within ``PONG_TIMEOUT`` keeps it, and when another stream became

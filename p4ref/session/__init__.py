@@ -20,6 +20,7 @@ from ._events import (
     Status,
 )
 from ._machine import (
+    HANDSHAKE_TIMEOUT_MS,
     PONG_TIMEOUT_MS,
     TRANSITIONS,
     ConnState,
@@ -30,6 +31,7 @@ from ._machine import (
 )
 
 __all__ = [
+    "HANDSHAKE_TIMEOUT_MS",
     "MAX_PAYLOAD",
     "NO_INC",
     "PONG_TIMEOUT_MS",
