@@ -518,7 +518,8 @@ class Signaller:
                                return_when=asyncio.FIRST_COMPLETED)
         finally:
             up.cancel()
-        if drop in self._streams and not self._closed:
+        if drop in self._streams and not self._closed and self.stream is not drop:
+            # (when ``keep`` ended first, ``drop`` took over as the kept stream: it stays)
             await self._close_stream(drop, ErrorCode.RDV_DUPLICATE_STREAM)
 
     async def _probe(self, st: Stream) -> None:
