@@ -340,6 +340,40 @@ _Apply = Callable[[DBConnection, dict[int, tuple[Any, ...]]], None]
 StateSource = Callable[[], bytes]
 
 
+class _Mark:
+    """Write the peer row as planned at this point (``SessionDB._touch``).  This and the row
+    classes below are small objects rather than closures: a plan lives until its commit, and a
+    closure with its cells is several objects for the cyclic GC's older generations to walk
+    (docs/performance.md)."""
+
+    __slots__ = ("row",)
+
+    def __init__(self, row: tuple[Any, ...]) -> None:
+        self.row = row
+
+    def __call__(self, flush: dict[int, tuple[Any, ...]]) -> None:
+        flush[self.row[0]] = self.row
+
+
+class _OutboxRow:
+    """The apply step of one planned outbox row, with the channel state it carries."""
+
+    __slots__ = ("chan", "mark", "row")
+
+    def __init__(self, row: tuple[Any, ...], chan: tuple[int, bytes] | None,
+                 mark: Callable[[dict[int, tuple[Any, ...]]], None]) -> None:
+        self.row = row
+        self.chan = chan
+        self.mark = mark
+
+    def __call__(self, db: DBConnection, flush: dict[int, tuple[Any, ...]]) -> None:
+        db.execute("INSERT INTO outbox (peer, seq, payload, ref, size) VALUES (?, ?, ?, ?, ?)",
+                   self.row)
+        if self.chan is not None:
+            db.execute(_SET_CHANSTATE, self.chan)
+        self.mark(flush)
+
+
 class _InboxRow:
     """The apply step of one planned inbox row.  :meth:`cancel` (the application confirmed the
     message before the row was applied) leaves only the peer row, which carries rx."""
@@ -360,6 +394,24 @@ class _InboxRow:
             db.execute("INSERT INTO inbox (peer, inc, seq, payload) VALUES (?, ?, ?, ?)",
                        self.row)
         self.mark(flush)
+
+
+class _Confirm:
+    """The apply step of a confirmation: the row's DELETE (``key``; None when the row was never
+    written or is gone) and the channel state."""
+
+    __slots__ = ("chan", "key")
+
+    def __init__(self, key: tuple[int, bytes, int] | None,
+                 chan: tuple[int, bytes] | None) -> None:
+        self.key = key
+        self.chan = chan
+
+    def __call__(self, db: DBConnection, flush: dict[int, tuple[Any, ...]]) -> None:
+        if self.key is not None:
+            db.execute("DELETE FROM inbox WHERE peer = ? AND inc = ? AND seq = ?", self.key)
+        if self.chan is not None:
+            db.execute(_SET_CHANSTATE, self.chan)
 
 
 def _corrupt(path: Path, why: str) -> SessionStoreError:
@@ -658,12 +710,8 @@ class SessionDB:
     def _touch(p: _Peer) -> Callable[[dict[int, tuple[Any, ...]]], None]:
         """Capture the peer row as planned now, for the commit that carries this plan (plans
         are applied in the order they were made, so the last one applied is the newest)."""
-        row = p.row()
         p.stored = True
-
-        def mark(flush: dict[int, tuple[Any, ...]]) -> None:
-            flush[row[0]] = row
-        return mark
+        return _Mark(p.row())
 
     def _session(self, peer_pub: bytes) -> _Peer:
         p = self._peer(peer_pub)
@@ -761,16 +809,7 @@ class SessionDB:
         p.tx = seq
         p.out_sizes.append(stored)
         p.out_bytes += stored
-        mark = self._touch(p)
-        row = (p.id, seq, payload, ref, size)
-
-        def apply(db: DBConnection, flush: dict[int, tuple[Any, ...]]) -> None:
-            db.execute("INSERT INTO outbox (peer, seq, payload, ref, size) VALUES (?, ?, ?, ?, ?)",
-                       row)
-            if chan is not None:
-                db.execute(_SET_CHANSTATE, chan)
-            mark(flush)
-        return seq, apply
+        return seq, _OutboxRow((p.id, seq, payload, ref, size), chan, self._touch(p))
 
     def plan_channel_state(self, peer_pub: bytes, state: bytes) -> _Apply:
         """Write the channel state (p4-05 CHN-30) alone, in whatever transaction carries the
@@ -882,15 +921,8 @@ class SessionDB:
             p.in_bytes -= n
             if unwritten is not None:
                 unwritten.cancel()
-        delete = n is not None and unwritten is None
-        key = (p.id, bytes(inc), seq)
-
-        def apply(db: DBConnection, flush: dict[int, tuple[Any, ...]]) -> None:
-            if delete:
-                db.execute("DELETE FROM inbox WHERE peer = ? AND inc = ? AND seq = ?", key)
-            if chan is not None:
-                db.execute(_SET_CHANSTATE, chan)
-        return n is not None, apply
+        key = (p.id, bytes(inc), seq) if n is not None and unwritten is None else None
+        return n is not None, _Confirm(key, chan)
 
     def plan_advance(self, peer_pub: bytes, generation: int) -> tuple[int, _Apply]:
         _check_u64(generation, "generation")
@@ -1105,13 +1137,17 @@ class _Held:
 @dataclass(eq=False, slots=True)
 class _Job:
     apply: _Apply
-    result: Callable[[], Any]  # evaluated in the loop once the batch committed
+    #: the future's value, or (``computed``) a callable evaluated in the loop once the batch
+    #: committed; a plain value costs no closure per job, which would live until the commit
+    #: and go through the cyclic GC's older generations (docs/performance.md)
+    result: Any
     future: asyncio.Future[Any]
     then: Callable[[Any], None] | None = None
     lazy: bool = False  # nobody awaits it at once (an inbox row, an ACK's release)
     heavy: bool = False  # a read that may take long (files, many rows): in the writer thread
     silent: bool = False  # nobody looks at the future (``then`` does the work): a failure is
     #                       the store's, reported to every other caller, not a lost exception
+    computed: bool = False
 
 
 class SessionStore:
@@ -1154,18 +1190,22 @@ class SessionStore:
     def _submit(self, apply: _Apply, result: object,
                 then: Callable[[Any], None] | None = None, *, lazy: bool = False,
                 silent: bool = False) -> asyncio.Future[Any]:
-        return self._submit_fn(apply, lambda: result, then, lazy=lazy, silent=silent)
+        return self._add(_Job(apply, result, self._new_future(), then, lazy, False, silent))
 
-    def _submit_fn(self, apply: _Apply, result: Callable[[], Any],
-                   then: Callable[[Any], None] | None = None, *, lazy: bool = False,
-                   heavy: bool = False, silent: bool = False) -> asyncio.Future[Any]:
+    def _submit_fn(self, apply: _Apply, result: Callable[[], Any], *,
+                   heavy: bool = False) -> asyncio.Future[Any]:
+        return self._add(_Job(apply, result, self._new_future(), heavy=heavy, computed=True))
+
+    def _new_future(self) -> asyncio.Future[Any]:
         if self._closed:
             raise SessionStoreError(ErrorCode.INTERNAL_ERROR, "the session store is closed")
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._jobs.append(_Job(apply, result, fut, then, lazy, heavy, silent))
+        return asyncio.get_running_loop().create_future()
+
+    def _add(self, job: _Job) -> asyncio.Future[Any]:
+        self._jobs.append(job)
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush())
-        return fut
+        return job.future
 
     def _run_batch(self, jobs: Sequence[_Job]) -> None:
         """In the writer thread: apply every job, then one commit."""
@@ -1222,7 +1262,7 @@ class SessionStore:
                 if job.future.done():
                     continue
                 try:
-                    value = job.result()
+                    value = job.result() if job.computed else job.result
                     if job.then is not None:
                         job.then(value)
                 except Exception as e:
@@ -1251,7 +1291,7 @@ class SessionStore:
         sources, self._state_src = self._state_src, {}
         try:
             for pub, src in sources.items():
-                jobs.append(_Job(self.db.plan_channel_state(pub, src()), lambda: None,
+                jobs.append(_Job(self.db.plan_channel_state(pub, src()), None,
                                  loop.create_future(), lazy=True))
         except BaseException:
             self._jobs = jobs  # failed with them, below

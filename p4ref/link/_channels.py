@@ -522,27 +522,36 @@ def _joined(futs: Sequence[asyncio.Future[Any]],
     without the extra futures and loop turns: this is on every send and confirm.)"""
     if out is None:
         out = asyncio.get_running_loop().create_future()
-    left = len(futs)
-    if not left:
+    if not futs:
         if not out.done():
             out.set_result(None)
         return out
-
-    def done(f: asyncio.Future[Any]) -> None:
-        nonlocal left
-        left -= 1
-        exc = (P4Error(ErrorCode.INTERNAL_ERROR, "a store write was cancelled")
-               if f.cancelled() else f.exception())  # retrieved, even if ``out`` is done
-        if out.done():
-            return
-        if exc is not None:
-            out.set_exception(exc)
-        elif not left:
-            out.set_result(None)
-
+    done = _Join(out, len(futs))
     for f in futs:
         f.add_done_callback(done)
     return out
+
+
+class _Join:
+    """The done callback of :func:`_joined`: one small object, not a closure and its cells
+    (it lives until the commit; docs/performance.md)."""
+
+    __slots__ = ("left", "out")
+
+    def __init__(self, out: asyncio.Future[None], left: int) -> None:
+        self.out = out
+        self.left = left
+
+    def __call__(self, f: asyncio.Future[Any]) -> None:
+        self.left -= 1
+        exc = (P4Error(ErrorCode.INTERNAL_ERROR, "a store write was cancelled")
+               if f.cancelled() else f.exception())  # retrieved, even if ``out`` is done
+        if self.out.done():
+            return
+        if exc is not None:
+            self.out.set_exception(exc)
+        elif not self.left:
+            self.out.set_result(None)
 
 
 def _fail_with(out: asyncio.Future[None], exc: BaseException, _f: asyncio.Future[None]

@@ -220,6 +220,39 @@ class Delivery:
         return (self.inc, self.seq)
 
 
+class _Row:
+    """The callbacks of one received message's inbox row (``SessionStore.store_inbox``): one
+    small object, not two closures and their cells per message, which would live until the
+    commit and go through the cyclic GC's older generations (docs/performance.md)."""
+
+    __slots__ = ("d", "link")
+
+    def __init__(self, link: Link, d: Delivery) -> None:
+        self.link = link
+        self.d = d
+
+    def planned(self) -> None:
+        """The row is planned: a confirm may name it from now on."""
+        if self.link._started:
+            self.link._deliver(self.d)
+
+    def committed(self, rx: int) -> None:
+        self.link._row_committed(self.d.inc, rx)
+
+
+class _Stored:
+    """``then`` of one outbox row (``SessionStore.append_outbox``), as :class:`_Row`."""
+
+    __slots__ = ("link", "payload")
+
+    def __init__(self, link: Link, payload: bytes) -> None:
+        self.link = link
+        self.payload = payload
+
+    def __call__(self, seq: int) -> None:
+        self.link._stored(self.payload, seq)
+
+
 @dataclass(frozen=True, slots=True)
 class LinkEvent:
     """What the link reports: ``status`` (``connected`` / ``reconnecting`` / ``offline``,
@@ -465,11 +498,7 @@ class Link:
         only once its row is durable [SES-5].  With ``ref`` (a file reference naming exactly
         ``payload``'s bytes, :mod:`p4ref.io.fileref`) the row stores the reference, not the
         bytes; the machine still gets ``payload``."""
-        def then(seq: int) -> None:
-            got = self.machine.send(payload, self._now())
-            if got != seq:  # only across a re-incarnation, which renumbers both (p4-04 §9)
-                log.warning("message stored as seq %d is seq %d in the machine", seq, got)
-            self._process_soon()  # once for the whole commit, not once per message
+        then = _Stored(self, payload)
         if ref is not None:
             return self.store.append_outbox(self.peer_pub, None, ref=ref, size=len(payload),
                                             then=then, channel_state=channel_state)
@@ -861,23 +890,28 @@ class Link:
         self._track(self.store.save_session(self.peer_pub, self.machine.persistent_state()))
 
     def _store_in(self, ev: MessageReceived) -> None:
-        inc = ev.inc or self.machine.s.peer_inc
+        row = _Row(self, Delivery(ev.inc or self.machine.s.peer_inc, ev.seq, ev.payload))
+        self.store.store_inbox(self.peer_pub, row.d.inc, ev.seq, ev.payload,
+                               planned=row.planned, then=row.committed)
 
-        def planned() -> None:  # the row is planned: a confirm may name it from now on
-            if self._started:
-                self._deliver(Delivery(inc, ev.seq, ev.payload))
+    def _stored(self, payload: bytes, seq: int) -> None:
+        """An outbox row is durable: the machine gets its message [SES-5]."""
+        got = self.machine.send(payload, self._now())
+        if got != seq:  # only across a re-incarnation, which renumbers both (p4-04 §9)
+            log.warning("message stored as seq %d is seq %d in the machine", seq, got)
+        self._process_soon()  # once for the whole commit, not once per message
 
-        def committed(rx: int) -> None:  # the row is durable (SessionStore.store_inbox's then)
-            m = self.machine
-            if not self._started or inc != m.s.peer_inc:
-                return  # delivered before a SESSION_RESET: never acknowledged [SES-57]
-            through = min(rx, m.rx_next - 1)
-            if through > m.s.rx:
-                with contextlib.suppress(LocalProtocolError):
-                    m.inbox_committed(through, self._now())
-                self._process_soon()
-        self.store.store_inbox(self.peer_pub, inc, ev.seq, ev.payload, planned=planned,
-                               then=committed)
+    def _row_committed(self, inc: bytes, rx: int) -> None:
+        """An inbox row of ``inc`` is durable, and rx with it (SessionStore.store_inbox's
+        ``then``): the machine may acknowledge up to it [SES-6]."""
+        m = self.machine
+        if not self._started or inc != m.s.peer_inc:
+            return  # delivered before a SESSION_RESET: never acknowledged [SES-57]
+        through = min(rx, m.rx_next - 1)
+        if through > m.s.rx:
+            with contextlib.suppress(LocalProtocolError):
+                m.inbox_committed(through, self._now())
+            self._process_soon()
 
     # ------------------------------------------------------------------ generations
 
