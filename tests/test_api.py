@@ -182,6 +182,29 @@ def test_lease_runs_out_and_the_same_id_comes_back(tmp_path: Path) -> None:
     run(tmp_path, body)
 
 
+def test_a_leased_item_holds_back_the_later_items_of_its_channel(tmp_path: Path) -> None:
+    """docs/local-api.md §5.4: a reader that died holding item 1 (its lease still running) must
+    not make the next reader get item 2 first: the channel's later items wait for the lease.
+    Other channels are not held back."""
+
+    async def body(h: Harness) -> None:
+        h.backend.inject(PHONE.device_id, "notes/x", b"x1")
+        _, res = await post(h, "/v1/receive", "notes", {"wait_ms": 2000, "lease_ms": 1500})
+        (first,) = res["messages"]  # this reader never confirms (it was killed)
+        h.backend.inject(PHONE.device_id, "notes/x", b"x2")
+        h.backend.inject(PHONE.device_id, "notes/y", b"y1")
+        _, res = await post(h, "/v1/receive", "notes", {"wait_ms": 500})
+        assert [base64.b64decode(m["data"]) for m in res["messages"]] == [b"y1"]
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        _, res = await post(h, "/v1/receive", "notes", {"wait_ms": 5000})
+        assert loop.time() - t0 > 0.5  # waited for the lease, did not spin or skip ahead
+        assert [m["id"] for m in res["messages"]][:1] == [first["id"]]
+        assert [base64.b64decode(m["data"]) for m in res["messages"]] == [b"x1", b"x2"]
+
+    run(tmp_path, body)
+
+
 def test_ids_survive_a_restart(tmp_path: Path) -> None:
     """A message not confirmed comes back after a restart of p4 up, with the same id."""
     from p4ref.api.server import make_app

@@ -87,6 +87,31 @@ def test_unconfirmed_messages_go_to_the_next_connection(tmp_path: Path) -> None:
     run(tmp_path, body)
 
 
+def test_a_connection_holding_an_item_holds_back_its_channel(tmp_path: Path) -> None:
+    """The holder reads ahead on its channel; another connection gets only other channels
+    until the holder goes, then the held item first (docs/local-api.md §5.4)."""
+
+    async def body(h: Harness) -> None:
+        h.backend.inject(PHONE.device_id, "notes/x", b"x1")
+        a, _ = await connect(h, "notes")
+        await a.send_json({"type": "credit", "messages": 1})
+        assert base64.b64decode((await recv(a))["data"]) == b"x1"
+        h.backend.inject(PHONE.device_id, "notes/x", b"x2")
+        h.backend.inject(PHONE.device_id, "notes/y", b"y1")
+        b, _ = await connect(h, "notes")
+        await b.send_json({"type": "credit", "messages": 5})
+        assert base64.b64decode((await recv(b))["data"]) == b"y1"
+        await nothing(b)  # x2 waits behind x1, leased to a
+        await a.send_json({"type": "credit", "messages": 1})
+        assert base64.b64decode((await recv(a))["data"]) == b"x2"  # the holder reads ahead
+        await a.close()
+        got = [base64.b64decode((await recv(b))["data"]) for _ in range(2)]
+        assert got == [b"x1", b"x2"]
+        await b.close()
+
+    run(tmp_path, body)
+
+
 def test_send_answers_in_order_after_commit(tmp_path: Path) -> None:
     async def body(h: Harness) -> None:
         h.backend.commit_delay = 0.02

@@ -230,7 +230,7 @@ class Connection:
         """Sends the subscription's free items while the app has credit."""
         while True:
             await self.sub.changed.wait_for(lambda: self.credit > 0)
-            if not await self.sub.wait_available(1.0):
+            if not await self.sub.wait_available(1.0, self):
                 continue
             if self.credit <= 0:
                 continue

@@ -12,6 +12,10 @@ into one ordered list of :class:`Item`, and hands them out to the app's connecti
 - **Leases.** An item handed to a WebSocket is leased to that connection until it closes; one
   handed out by ``POST /v1/receive`` is leased for ``lease_ms``. An item whose lease ended is
   handed out again (at-least-once), with the same id.
+- **Order.** A channel's items go out in the channel's order, also across leases: while an item
+  is leased to one holder, the channel's later items go to nobody else (a reader that died with
+  item 1 leased would otherwise let the next reader apply item 2 first). The holder itself may
+  take them (a WebSocket with credit reads ahead); other channels are not held back.
 - **Confirm** removes the item and confirms it to the backend, which deletes it durably and
   releases its credit. Only items handed out to this app can be confirmed; any other id is
   "unknown", so an app cannot touch another app's messages even by guessing ids.
@@ -25,8 +29,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import itertools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from ._signal import Changed
@@ -146,9 +151,23 @@ class Subscription:
         """(unconfirmed items, their bytes)."""
         return len(self._items), self._bytes
 
-    def available(self) -> bool:
+    def _takeable(self, holder: object | None) -> Iterator[Item]:
+        """The items ``holder`` may take now, oldest first: free, and no earlier item of their
+        channel leased to another holder (docs/local-api.md §5.4)."""
         now = asyncio.get_running_loop().time()
-        return any(it.free(now) for it in self._items.values())
+        held: set[tuple[str, str]] = set()
+        for it in self._items.values():
+            key = (it.channel.peer, it.channel.name)
+            if key in held:
+                continue
+            if it.free(now):
+                yield it
+            elif it.holder is not holder:
+                held.add(key)
+
+    def available(self, holder: object | None = None) -> bool:
+        """Whether ``holder`` (None: a new one) could take an item now."""
+        return next(self._takeable(holder), None) is not None
 
     def next_expiry(self) -> float | None:
         """Seconds until the first lease ends (None if no item is leased with a deadline)."""
@@ -161,28 +180,25 @@ class Subscription:
         """Up to ``limit`` free items, oldest first, leased to ``holder`` (for ``lease`` s, or
         until :meth:`release` when None)."""
         now = asyncio.get_running_loop().time()
-        out: list[Item] = []
-        for it in self._items.values():
-            if len(out) >= limit:
-                break
-            if it.free(now):
-                it.holder = holder
-                it.lease_until = None if lease is None else now + lease
-                out.append(it)
+        out = list(itertools.islice(self._takeable(holder), limit))
+        for it in out:
+            it.holder = holder
+            it.lease_until = None if lease is None else now + lease
         return out
 
-    async def wait_available(self, timeout: float | None) -> bool:
-        """Wait until an item is free (a lease running out counts); False on timeout."""
+    async def wait_available(self, timeout: float | None, holder: object | None = None) -> bool:
+        """Wait until ``holder`` (None: a new one) could take an item (a lease running out
+        counts); False on timeout."""
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
-        while not self.available():
+        while not self.available(holder):
             step = self.next_expiry()
             if deadline is not None:
                 left = deadline - loop.time()
                 if left <= 0:
                     return False
                 step = left if step is None else min(step, left)
-            await self.changed.wait_for(self.available, step)
+            await self.changed.wait_for(lambda: self.available(holder), step)
         return True
 
     def release(self, holder: object) -> None:
