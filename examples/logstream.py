@@ -19,8 +19,10 @@ How nothing is lost: the sender moves its file offset (``FILE.p4sent``) only aft
 accepted the lines (durable in the outbox), with an idempotency key made of the byte range, so a
 resend after a crash is recognised; the receiver writes (and fsyncs) the lines before it
 confirms them, and records each source's last position (``OUT.pos``) to skip a repeat, with the
-length of ``OUT`` then: a receiver killed between writing lines and recording them cuts ``OUT``
-back to that length when it starts again, and the lines, never confirmed, arrive again.
+length of ``OUT`` then (recorded once before the first line too): a receiver killed between
+writing lines and recording them cuts ``OUT`` back to that length when it starts again, and the
+lines, never confirmed, arrive again, before anything later on the channel (the API holds a
+channel's later messages back while an earlier one is leased to a reader that died).
 """
 
 from __future__ import annotations
@@ -87,11 +89,18 @@ async def send_metrics(api: Api, peer: str, every: float, count: int) -> None:
 
 
 async def receive(api: Api, out: Path | None, state: Path) -> None:
-    saved: dict[str, Any] = json.loads(state.read_text()) if state.exists() else {}
-    seen: dict[str, Any] = saved.get("pos", {})
-    if out is not None and out.exists() and "out_len" in saved:
-        with open(out, "r+b") as f:  # lines written after the last save come again (they
-            f.truncate(min(saved["out_len"], os.fstat(f.fileno()).st_size))  # were not confirmed)
+    def save(seen: dict[str, Any]) -> None:
+        tmp = state.with_name(state.name + ".tmp")
+        tmp.write_text(json.dumps({"pos": seen,
+                                   "out_len": out.stat().st_size if out and out.exists() else 0}))
+        os.replace(tmp, state)
+
+    if not state.exists():
+        save({})  # the length of OUT before anything is written: what a crash cuts back to
+    saved: dict[str, Any] = json.loads(state.read_text())
+    seen: dict[str, Any] = saved["pos"]
+    if out is not None and out.exists():  # lines written after the last save come again
+        os.truncate(out, min(saved["out_len"], out.stat().st_size))  # (they were not confirmed)
     while True:
         items = await api.receive(max=128, wait_ms=10_000, lease_ms=5_000)
         for item in items:
@@ -113,10 +122,7 @@ async def receive(api: Api, out: Path | None, state: Path) -> None:
                     os.fsync(f.fileno())
             seen[msg["src"]] = msg["end"]
         if items:
-            tmp = state.with_name(state.name + ".tmp")
-            tmp.write_text(json.dumps({"pos": seen,
-                                       "out_len": out.stat().st_size if out else 0}))
-            os.replace(tmp, state)
+            save(seen)
             await api.confirm([i.id for i in items])  # written first, confirmed after
 
 

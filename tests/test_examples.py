@@ -10,6 +10,7 @@ network (the fixtures of tests/test_peer.py).
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import os
@@ -248,6 +249,58 @@ def test_logstream_nothing_lost_across_restarts(tmp_path: Path) -> None:
                    for _ in range(3)]
             await stop(proc)
             assert all("load1" in g and "disk_free_mb" in g for g in got), got
+
+    asyncio.run(main())
+
+
+def test_logstream_receiver_killed_between_writing_and_recording(tmp_path: Path) -> None:
+    """The worst moment for both sides at once, made certain: the receiver took the batch
+    (leased to it for 5 s), wrote its lines to OUT and died before it recorded or confirmed
+    them, while the sender, after its own crash, sent the second half of the batch again with
+    the new lines. The restarted receiver cuts OUT back to what it had recorded, gets the batch
+    again before the resend (the API holds the channel's later message back behind the lease),
+    and every line is written once, in order."""
+
+    async def main() -> None:
+        async with Pair(tmp_path).running() as pair:
+            a, b = pair.a, pair.b
+            log, out = tmp_path / "app.log", tmp_path / "received.log"
+            pos = out.with_name("received.log.pos")
+            want = [f"line {i} {'x' * (i % 50)}" for i in range(3000)]
+            log.write_text("\n".join(want[:2000]) + "\n")
+
+            def cmd(side: Harness, *args: str) -> tuple[str, ...]:
+                return (str(EXAMPLES / "logstream.py"), "--home", str(side.home),
+                        "--token-file", pair.token_file(side, "logs"), *args)
+
+            recv = await start(*cmd(b, "recv", "--out", str(out)))
+            await wait_for(pos.exists)  # it records OUT's length before it takes anything
+            await stop(recv)
+            assert json.loads(pos.read_text()) == {"pos": {}, "out_len": 0}
+            rc, _, err = await run(*cmd(a, "send", "phone", str(log)))
+            assert rc == 0, err
+            # what the receiver did before it died: take the batch, write its lines
+            assert b.session is not None
+            r = await b.session.post("/v1/receive", headers=b.auth("logs"),
+                                     json={"wait_ms": 10_000, "lease_ms": 5_000})
+            (item,) = (await r.json())["messages"]
+            batch = json.loads(base64.b64decode(item["data"]))
+            assert batch["start"] == 0 and batch["lines"] == read(log)
+            out.write_text(batch["lines"])
+            # the sender's crash: it resends from the middle of the batch, now with more lines
+            state = log.with_name("app.log.p4sent")
+            state.write_text(str(read(log).encode()[: batch["end"] // 2].rfind(b"\n") + 1))
+            with open(log, "a") as f:
+                f.write("\n".join(want[2000:]) + "\n")
+            rc, _, err = await run(*cmd(a, "send", "phone", str(log)))
+            assert rc == 0, err
+            recv = await start(*cmd(b, "recv", "--out", str(out)))
+            try:
+                await wait_for(lambda: len(read(out).splitlines()) >= len(want), 30)
+                await asyncio.sleep(0.5)
+                assert read(out).splitlines() == want
+            finally:
+                await stop(recv)
 
     asyncio.run(main())
 
