@@ -203,17 +203,24 @@ def test_notes_crdt_converge_after_offline_edits(tmp_path: Path) -> None:
     asyncio.run(main())
 
 
+LOG_LINES = [f"line {i} {'x' * (i % 50)}" for i in range(3000)]  # 2000 first, 1000 later
+
+
+def logstream(pair: Pair, side: Harness, *args: str) -> tuple[str, ...]:
+    return (str(EXAMPLES / "logstream.py"), "--home", str(side.home),
+            "--token-file", pair.token_file(side, "logs"), *args)
+
+
 def test_logstream_nothing_lost_across_restarts(tmp_path: Path) -> None:
     async def main() -> None:
         async with Pair(tmp_path).running() as pair:
             a, b = pair.a, pair.b
             log, out = tmp_path / "app.log", tmp_path / "received.log"
-            want = [f"line {i} {'x' * (i % 50)}" for i in range(3000)]
-            log.write_text("\n".join(want[:2000]) + "\n")
+            log.write_text("\n".join(LOG_LINES[:2000]) + "\n")
+            want = LOG_LINES
 
             def cmd(side: Harness, *args: str) -> tuple[str, ...]:
-                return (str(EXAMPLES / "logstream.py"), "--home", str(side.home),
-                        "--token-file", pair.token_file(side, "logs"), *args)
+                return logstream(pair, side, *args)
 
             recv = await start(*cmd(b, "recv", "--out", str(out)))
             rc, _, err = await run(*cmd(a, "send", "phone", str(log)))
@@ -266,12 +273,11 @@ def test_logstream_receiver_killed_between_writing_and_recording(tmp_path: Path)
             a, b = pair.a, pair.b
             log, out = tmp_path / "app.log", tmp_path / "received.log"
             pos = out.with_name("received.log.pos")
-            want = [f"line {i} {'x' * (i % 50)}" for i in range(3000)]
-            log.write_text("\n".join(want[:2000]) + "\n")
+            log.write_text("\n".join(LOG_LINES[:2000]) + "\n")
+            want = LOG_LINES
 
             def cmd(side: Harness, *args: str) -> tuple[str, ...]:
-                return (str(EXAMPLES / "logstream.py"), "--home", str(side.home),
-                        "--token-file", pair.token_file(side, "logs"), *args)
+                return logstream(pair, side, *args)
 
             recv = await start(*cmd(b, "recv", "--out", str(out)))
             await wait_for(pos.exists)  # it records OUT's length before it takes anything
