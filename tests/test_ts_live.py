@@ -73,6 +73,11 @@ def check_node_prereqs() -> str:
     return node
 
 
+#: libdatachannel's own warnings and errors (a DTLS or ICE failure of the Node peer) go to its
+#: stderr, which pytest shows with a failure; P4_NDC_LOG=Debug (or Verbose) for more
+NODE_ENV = {**os.environ, "P4_NDC_LOG": os.environ.get("P4_NDC_LOG", "Warning")}
+
+
 def stderr_file(name: str) -> Any:
     """Where a peer's stderr goes: $P4_TS_LIVE_LOGS/<name>.log if set, else discarded."""
     d = os.environ.get("P4_TS_LIVE_LOGS")
@@ -285,7 +290,8 @@ def test_node_peer_session_channels_generation_change() -> None:
         err = stderr_file("node")
         proc = await asyncio.create_subprocess_exec(
             node, str(LIVE / "dist" / "node-peer.js"), cfg, stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE, stderr=err, cwd=str(LIVE))
+            stdout=asyncio.subprocess.PIPE, stderr=err, cwd=str(LIVE),
+            env=NODE_ENV)
         p = Proc("node", proc)
         p.files.append(err)
         return p
@@ -309,7 +315,8 @@ def test_node_peer_forces_the_generation_change() -> None:
         cfg = json.dumps({"seed": seed.hex(), "peer_pub": peer_pub.hex()})
         proc = await asyncio.create_subprocess_exec(
             node, str(LIVE / "dist" / "node-peer.js"), cfg, stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE, cwd=str(LIVE))
+            stdout=asyncio.subprocess.PIPE, cwd=str(LIVE),
+            env=NODE_ENV)
         return Proc("node", proc)
 
     async def main() -> dict[str, float]:
@@ -381,7 +388,8 @@ def test_node_peer_signalling_over_private_tor(tornet: Any, node_role: str) -> N
         err = stderr_file("node-tor")
         proc = await asyncio.create_subprocess_exec(
             node, str(LIVE / "dist" / "node-peer.js"), cfg, stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE, stderr=err, cwd=str(LIVE))
+            stdout=asyncio.subprocess.PIPE, stderr=err, cwd=str(LIVE),
+            env=NODE_ENV)
         p = Proc("node", proc)
         p.files.append(err)
         return p
