@@ -87,7 +87,9 @@ async def sync(api: Api, notes: Notes, peer_name: str, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     answered = False
     while not answered and (left := deadline - time.monotonic()) > 0:
-        items = await api.receive(wait_ms=int(min(left, 10) * 1000))
+        # a short lease: another peer's items, left unconfirmed for its own sync, go back
+        # within seconds (and with them that channel's later items, held behind them)
+        items = await api.receive(wait_ms=int(min(left, 10) * 1000), lease_ms=5_000)
         for item in items:
             if item.type != "message" or item.peer != dev:
                 continue
