@@ -361,7 +361,7 @@ class _OutboxRow:
     __slots__ = ("chan", "mark", "row")
 
     def __init__(self, row: tuple[Any, ...], chan: tuple[int, bytes] | None,
-                 mark: Callable[[dict[int, tuple[Any, ...]]], None]) -> None:
+                 mark: _Mark) -> None:
         self.row = row
         self.chan = chan
         self.mark = mark
@@ -381,7 +381,7 @@ class _InboxRow:
     __slots__ = ("key", "mark", "row")
 
     def __init__(self, row: tuple[int, bytes, int, bytes],
-                 mark: Callable[[dict[int, tuple[Any, ...]]], None]) -> None:
+                 mark: _Mark) -> None:
         self.row: tuple[int, bytes, int, bytes] | None = row
         self.mark = mark
         self.key: tuple[bytes, bytes, int] | None = None  # (peer, inc, seq), SessionStore's
@@ -707,7 +707,7 @@ class SessionDB:
         return p
 
     @staticmethod
-    def _touch(p: _Peer) -> Callable[[dict[int, tuple[Any, ...]]], None]:
+    def _touch(p: _Peer) -> _Mark:
         """Capture the peer row as planned now, for the commit that carries this plan (plans
         are applied in the order they were made, so the last one applied is the newest)."""
         p.stored = True
