@@ -215,8 +215,12 @@ def _tor_for(cfg: Mapping[str, Any]) -> TorDriver:
     return TorDriver(TorConfig.testnet(ClientInfo(**cfg["tor"])))
 
 
+_SYNCHRONOUS = ["FULL"]  # --variant synchronous=... changes it in a child
+
+
 def _link_config(cfg: Mapping[str, Any]) -> LinkConfig:
-    return LinkConfig(host_addresses=("127.0.0.1",), synchronous="FULL",
+    return LinkConfig(host_addresses=("127.0.0.1",),
+                      synchronous=cast(Any, _SYNCHRONOUS[0]),
                       high_delay=float(cfg.get("high_delay", 1.0)),
                       follower_delay=float(cfg.get("follower_delay", 10.0)))
 
@@ -236,7 +240,7 @@ class _Rx:
 
     def expect(self, target: int) -> None:
         self.target, self.count, self.nbytes, self.disorder = target, 0, 0, 0
-        out("expecting", cpu=cpu_seconds(), db=_db_cpu())
+        out("expecting", cpu=cpu_seconds(), db=_db_cpu(), commits=_commits())
 
     def got(self, m: bytes) -> bool:
         """Count one message; True when it completes the awaited bytes."""
@@ -247,7 +251,8 @@ class _Rx:
         return self.nbytes == self.target
 
     def done(self) -> None:
-        out("done", cpu=cpu_seconds(), db=_db_cpu(), nbytes=self.nbytes, disorder=self.disorder)
+        out("done", cpu=cpu_seconds(), db=_db_cpu(), commits=_commits(), nbytes=self.nbytes,
+            disorder=self.disorder)
 
 
 def _db_cpu() -> float:
@@ -262,6 +267,14 @@ def _db_cpu() -> float:
             fields = f.read().rsplit(")", 1)[1].split()
             total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     return total
+
+
+_STORES: list[SessionStore] = []  # this child's session store, once its link started
+
+
+def _commits() -> int:
+    """Commits of this child's session store so far (0 for raw aiortc)."""
+    return sum(store.db.commits for store in _STORES)
 
 
 _PROFILE: Any = None  # a cProfile.Profile with P4_BENCH_PROFILE=DIR (for finding the cost)
@@ -309,7 +322,7 @@ async def _raw_child(cfg: dict[str, Any]) -> None:
     out("open")
 
     async def send(total: int, size: int) -> None:
-        out("started", cpu=cpu_seconds(), db=_db_cpu())
+        out("started", cpu=cpu_seconds(), db=_db_cpu(), commits=_commits())
         for i, n in enumerate(_sizes(total, size)):
             await g.write(message(i, n))
         out("sent")
@@ -323,7 +336,7 @@ async def _raw_child(cfg: dict[str, Any]) -> None:
         elif c == "send":
             tasks.append(asyncio.create_task(send(int(cmd["total"]), int(cmd["size"]))))
         elif c == "cpu":
-            out("cpu", cpu=cpu_seconds(), db=_db_cpu())
+            out("cpu", cpu=cpu_seconds(), db=_db_cpu(), commits=_commits())
         elif c == "stop":
             break
     g.close()
@@ -352,6 +365,31 @@ def _hook_machine(link: Link, stats: dict[str, Any]) -> Callable[[], None]:
     return lambda: delattr(m, "_a_deliver")
 
 
+def _apply_variant(variant: Mapping[str, str], role: str) -> None:
+    """``--variant``'s settings, in this child (an experiment, not a configuration);
+    ``side=tx`` or ``side=rx``: in that child only."""
+    if variant.get("side", role) != role:
+        return
+    for key, value in variant.items():
+        if key == "side":
+            continue
+        if key in ("commit_interval", "bulk_interval"):
+            fn = SessionStore.open.__func__  # type: ignore[attr-defined]
+            fn.__kwdefaults__ = {**fn.__kwdefaults__, key: float(value)}
+        elif key == "synchronous":  # a diagnosis only: P⁴ claims its durability at FULL
+            _SYNCHRONOUS[0] = value
+        elif key == "ack_every":
+            import p4ref.session._machine as machine
+
+            machine.ACK_EVERY = int(value)
+        elif key == "gc_threshold":
+            import gc
+
+            gc.set_threshold(int(value))
+        else:
+            raise SystemExit(f"unknown variant {key!r}")
+
+
 async def _link_child(cfg: dict[str, Any]) -> None:
     """One P⁴ peer: a Link that sends and/or receives on command."""
     reader = await _commands()
@@ -360,6 +398,7 @@ async def _link_child(cfg: dict[str, Any]) -> None:
 
         logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                             format=f"%(asctime)s {cfg['home'][-2:]} %(name)s %(message)s")
+    _apply_variant(cfg.get("variant", {}), Path(cfg["home"]).name)
     tor = _tor_for(cfg)
     await tor.start()
 
@@ -372,6 +411,7 @@ async def _link_child(cfg: dict[str, Any]) -> None:
                      config=dataclasses.replace(_link_config(cfg), channels=channels),
                      on_event=on_event)
     await link.start()
+    _STORES.append(link.store)
     stats: dict[str, Any] = {"dup_msgs": 0, "dup_bytes": 0, "first_seq": {}}
     unhook: list[Callable[[], None]] = []  # (c)'s recording hooks, while it records
     rx = _Rx()
@@ -429,7 +469,7 @@ async def _link_child(cfg: dict[str, Any]) -> None:
 
     async def send(total: int, size: int) -> None:
         await open_channel()
-        out("started", cpu=cpu_seconds(), db=_db_cpu())
+        out("started", cpu=cpu_seconds(), db=_db_cpu(), commits=_commits())
         sending: collections.deque[asyncio.Future[Any]] = collections.deque()
         for i, n in enumerate(_sizes(total, size)):  # at most WINDOW sends under way, the
             sending.append(asyncio.ensure_future(submit(message(i, n))))  # oldest awaited
@@ -520,7 +560,7 @@ async def _link_child(cfg: dict[str, Any]) -> None:
                 pending=None if p is None else dataclasses.asdict(p) | {"g": None, "early": 0},
                 sig_gen=link.signaller.generation(), status=link.status)
         elif c == "cpu":
-            out("cpu", cpu=cpu_seconds(), db=_db_cpu())
+            out("cpu", cpu=cpu_seconds(), db=_db_cpu(), commits=_commits())
         elif c == "status":
             out("status", status=link.status, active=link.machine.active)
         elif c == "stop":
@@ -671,6 +711,8 @@ class Run:
     cpu_rx: float
     db_tx: float = 0.0  # of which the session store's writer thread
     db_rx: float = 0.0
+    commits_tx: int = 0  # of the session store
+    commits_rx: int = 0
     udp_drops: int = 0  # datagrams the kernel dropped for a full receive buffer (machine-wide)
 
 
@@ -703,7 +745,8 @@ async def _transfer(tx: Child, rx: Child, total: int, size: int, timeout: float)
         raise RuntimeError(f"{rx.name}: {done['nbytes']} of {total} bytes, "
                            f"{done['disorder']} messages out of order")
     return Run(done["t"] - st["t"], total, len(_sizes(total, size)), cpu["cpu"] - st["cpu"],
-               done["cpu"] - exp["cpu"], cpu["db"] - st["db"], done["db"] - exp["db"], drops)
+               done["cpu"] - exp["cpu"], cpu["db"] - st["db"], done["db"] - exp["db"],
+               cpu["commits"] - st["commits"], done["commits"] - exp["commits"], drops)
 
 
 @dataclasses.dataclass
@@ -740,15 +783,18 @@ async def _raw_pair(ctx: Ctx) -> tuple[Child, Child]:
     return off, ans
 
 
-async def _link_pair(ctx: Ctx, api: str) -> tuple[Child, Child]:
+async def _link_pair(ctx: Ctx, api: str, variant: dict[str, str] | None = None,
+                     arm: str | None = None) -> tuple[Child, Child]:
     """Two P⁴ peers, sender and receiver, connected; ``api``: ``channel`` (the application
-    uses one channel) or ``session`` (session messages: submit / recv / confirm)."""
-    base = ctx.work / api
+    uses one channel) or ``session`` (session messages: submit / recv / confirm);
+    ``variant``: settings changed in both children (``--variant``)."""
+    arm = arm or api
+    base = ctx.work / arm
     _pair_profiles(base, ("tx", "rx"))
-    cfg = {"kind": "link", "high_delay": 0.2, "api": api}
-    tx = await Child.spawn(f"{api}-tx", {**cfg, "home": str(base / "tx"), "peer": "rx",
+    cfg = {"kind": "link", "high_delay": 0.2, "api": api, "variant": variant or {}}
+    tx = await Child.spawn(f"{arm}-tx", {**cfg, "home": str(base / "tx"), "peer": "rx",
                                          **ctx.tor_cfg(0)}, ctx.errlog)
-    rx = await Child.spawn(f"{api}-rx", {**cfg, "home": str(base / "rx"), "peer": "tx",
+    rx = await Child.spawn(f"{arm}-rx", {**cfg, "home": str(base / "rx"), "peer": "tx",
                                          **ctx.tor_cfg(1)}, ctx.errlog)
     for c in (tx, rx):
         await c.wait(lambda e: e["ev"] == "link" and e["status"] == "connected", 180)
@@ -794,7 +840,7 @@ async def fig_ab(ctx: Ctx, table: Table, arms: dict[str, tuple[Child, Child]], p
     try:
         for label, total, sizes in (
                 ("(a)", bulk_mib * MIB, {"raw": bulk_size, "channel": bulk_size,
-                                         "session": BULK_SIZE}),
+                                         "variant": bulk_size, "session": BULK_SIZE}),
                 ("(b)", small_n * SMALL_SIZE, dict.fromkeys(every, SMALL_SIZE))):
             res: dict[str, list[Run]] = {k: [] for k in every}
             names = list(every)
@@ -815,7 +861,7 @@ def _report_ab(table: Table, label: str, res: dict[str, list[Run]], total: int,
     for arm, runs in res.items():
         if arm == "raw":
             continue
-        what = "one channel" if arm == "channel" else "session msgs"
+        what = {"channel": "one channel", "session": "session msgs"}.get(arm, arm)
         if label == "(a)":
             rate = {k: [mib / r.seconds for r in v] for k, v in (("p4", runs), ("raw", base))}
             title = f"(a) bulk {mib:.0f} MiB, {what}, {sizes[arm]} B msgs, MiB/s"
@@ -835,13 +881,15 @@ def _report_ab(table: Table, label: str, res: dict[str, list[Run]], total: int,
             p = _med(float(getattr(r, attr)) * 1000 / mib for r in runs)
             b = _med(float(getattr(r, attr)) * 1000 / mib for r in base)
             db = _med(float(getattr(r, "db_" + attr[-2:])) * 1000 / mib for r in runs)
+            commits = _med(getattr(r, "commits_" + attr[-2:]) / mib for r in runs)
             if label == "(a)":
                 added = p - b
-                table.add(f"    CPU {side}, ms/MiB; P⁴ adds {added:.1f} ms/MiB "
-                          f"(SQLite thread {db:.1f})", f"{p:.1f}", f"{b:.1f}",
+                table.add(f"    CPU {side}, ms/MiB; P⁴ adds {added:.1f} ms/MiB (SQLite thread "
+                          f"{db:.1f}, {commits:.1f} commits/MiB)", f"{p:.1f}", f"{b:.1f}",
                           f"+{100 * added / b:.0f} %", f"≤ +10 % ({_verdict(added <= 0.1 * b)})")
             else:
-                table.add(f"    CPU {side}, ms/MiB (SQLite thread {db:.1f})", f"{p:.1f}",
+                table.add(f"    CPU {side}, ms/MiB (SQLite thread {db:.1f}, "
+                          f"{commits:.1f} commits/MiB)", f"{p:.1f}",
                           f"{b:.1f}", f"{p / b:.2f}×")
 
 
@@ -1076,6 +1124,9 @@ async def _main(args: argparse.Namespace, tor: list[ClientInfo] | None) -> None:
             try:
                 if args.session and only & set("ab"):
                     arms["session"] = await _link_pair(ctx, "session")
+                if args.variant and only & set("ab"):
+                    arms["variant"] = await _link_pair(
+                        ctx, "channel", dict(v.split("=", 1) for v in args.variant), "variant")
                 if only & set("ab"):
                     await fig_ab(ctx, table, arms, 1 if q else args.pairs, 2 if q else args.mib,
                                  500 if q else args.small, args.bulk_size)
@@ -1119,6 +1170,11 @@ def main(argv: list[str] | None = None) -> int:
                     help="tiny sizes, for CI (also: P4_BENCH_QUICK=1)")
     ap.add_argument("--session", action="store_true",
                     help="(a), (b): also the session-level API (submit/recv/confirm) as an arm")
+    ap.add_argument("--variant", action="append", metavar="KEY=VALUE",
+                    help="(a), (b): also a channel arm with a setting changed in both children "
+                         "(commit_interval=SECONDS, bulk_interval=SECONDS, gc_threshold=N, "
+                         "ack_every=N, synchronous=NORMAL; side=tx or side=rx: in that "
+                         "child only); repeatable")
     ap.add_argument("--only", default="abcde", help="figures to run, e.g. 'ce' (default all)")
     ap.add_argument("--tornet", metavar="DIR", help="use the running network described in DIR")
     ap.add_argument("--no-tor", action="store_true", help="loopback signalling everywhere")

@@ -30,6 +30,8 @@ LOCAL = {
     "bench_rendezvous.py": r"ratio \(P4 / raw\): [\d.]+",
     "bench_conformance.py": r"ratio \(subprocess, window 1 / in-process\): [\d.]+×",
     "bench_store.py": r"ratio group / per-message, FULL:\s+[\d.]+×",
+    "bench_link_cpu.py": r"sender, all threads\s+[\d.]+\s+[\d.]+\s+[\d.-]+\n(.|\n)*"
+                         r"wall ms per MiB\s+[\d.]+\s+[\d.]+\s+[\d.]+×",
     "bench_webrtc.py": r"send \(no backpressure\)\s+[\d.]+ MiB/s \(\s*[\d.]+×\)",
     # the TypeScript port's live peers (Node, Chromium) against the reference, aiortc alongside
     "bench_ts_live.py": r"\| Python × node \| [\d.]+ \| [\d.]+ \| [\d.]+ \|",
