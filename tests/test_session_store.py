@@ -52,6 +52,7 @@ import pytest
 from p4ref.errors import ErrorCode, LocalProtocolError, P4Error
 from p4ref.io.session_store import (
     APPLICATION_ID,
+    BULK_LINGER,
     SESSION_DB,
     DBConnection,
     Quota,
@@ -382,6 +383,45 @@ def test_commit_pacing_under_load_never_for_an_awaiting_caller(tmp_path: Path) -
     assert lazy <= 3, lazy  # the first row at once, the rest within one interval
     assert awaited == 20  # one commit per awaited call ...
     assert awaited_s < 5, awaited_s  # ... none held back (paced, 20 calls would take ≥ 9.5 s)
+
+
+def test_a_bulk_load_commits_less_often(tmp_path: Path) -> None:
+    """Under a bulk load (messages of ≥ BULK_MESSAGE bytes on average at ≥ BULK_RATE, seen over
+    BULK_SAMPLE) commits are paced at ``bulk_interval`` (here 0.5 s), even for a call that finds
+    the writer idle; a stream of small messages is not (each call finds the writer idle here and
+    commits at once); once a bulk load has been over for BULK_LINGER, an awaited call commits
+    at once again."""
+    async def stream(store: SessionStore, size: int) -> int:
+        """A sender keeping its sends under way, one every 5 ms for 0.75 s: the commits of the
+        last 0.5 s (the load is known by then)."""
+        futs = []
+        before = 0
+        for i in range(150):
+            if i == 50:
+                before = store.db.commits
+            futs.append(store.append_outbox(PEER, b"\x5a" * size))
+            await asyncio.sleep(0.005)
+        await asyncio.gather(*futs)
+        return store.db.commits - before
+
+    async def main() -> tuple[int, int, float]:
+        store = await SessionStore.open(tmp_path / SESSION_DB, commit_interval=0.05,
+                                        bulk_interval=0.5)
+        await store.create_session(PEER, INC)
+        small = await stream(store, 1024)  # 200 KiB/s
+        bulk = await stream(store, 16000)  # 3.1 MiB/s
+        await asyncio.sleep(BULK_LINGER + 0.1)
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        await store.append_outbox(PEER, b"lone")
+        lone_s = loop.time() - t0
+        await store.close()
+        return small, bulk, lone_s
+
+    small, bulk, lone_s = asyncio.run(main())
+    assert small >= 10, small  # 100 calls in 0.5 s, none paced
+    assert bulk <= 3, bulk  # 0.5 s paced at 0.5 s (and the commit in flight at the start)
+    assert lone_s < 0.4, lone_s  # not held back by a bulk load that is over
 
 
 def test_a_machine_resumes_from_the_store(tmp_path: Path) -> None:

@@ -32,7 +32,7 @@ from p4ref.session import _codec as codec
 from ._envelope import Json, envelope, group, test
 from ._session_machine import pairs, transcripts
 
-SPEC, REVISION = "p4-04-session-v1", 10
+SPEC, REVISION = "p4-04-session-v1", 11
 # the identity keys of p4-03 §14.1 (LOW first) and a third device M paired with both
 SEED_L = bytes.fromhex("be11679ffa71852399ff796774d64b70343ede5ade5241f572f49b46701d65b5")
 SEED_H = bytes.fromhex("0d63dc515f47c8e7d62d34a113710b43ef69b8f1f8a0b4480854e0577aa14911")
