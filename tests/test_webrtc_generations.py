@@ -455,6 +455,47 @@ def test_open_deadline_abandons_a_generation_without_waiting_for_aiortc() -> Non
     run(body)
 
 
+def test_a_dtls_failure_is_a_binding_mismatch_only_with_a_wrong_certificate() -> None:
+    """What a DTLS failure before the open is reported as: SES_BINDING_MISMATCH when the peer
+    presented a certificate that is not the signed fingerprint (the test below makes aiortc do
+    it), PROTOCOL_VIOLATION when the handshake failed otherwise: no certificate received, or the
+    right one and then a fatal alert (libdatachannel refusing ours, p4-03 RDV-78)."""
+    class Cert:
+        def __init__(self, fp: bytes) -> None:
+            self.fp = fp
+
+        def fingerprint(self, algorithm: hashes.HashAlgorithm) -> bytes:
+            assert isinstance(algorithm, hashes.SHA256)
+            return self.fp
+
+    class Ssl:
+        def __init__(self, cert: Cert | None) -> None:
+            self.cert = cert
+
+        def get_peer_certificate(self, *, as_cryptography: bool) -> Cert | None:
+            return self.cert
+
+    class Dtls:
+        def __init__(self, cert: Cert | None) -> None:
+            self._ssl = Ssl(cert)
+
+    async def body() -> None:
+        a = await Generation.offer(1, LO)
+        b = await Generation.answer(1, a.local_sdp, a.local_fingerprint, LO)
+        try:
+            for dtls, code in ((Dtls(Cert(bytes(32))), ErrorCode.SES_BINDING_MISMATCH),
+                               (Dtls(Cert(a.local_fingerprint)), ErrorCode.PROTOCOL_VIOLATION),
+                               (Dtls(None), ErrorCode.PROTOCOL_VIOLATION),
+                               (object(), ErrorCode.PROTOCOL_VIOLATION)):
+                err = b._dtls_failure(dtls)
+                assert (err.code, err.reason) == (code, "dtls"), (dtls, err)
+        finally:
+            a.close()
+            b.close()
+
+    run(body)
+
+
 def test_a_certificate_that_is_not_the_signed_one_fails_fast() -> None:
     async def body() -> None:
         a = await Generation.offer(1, LO)

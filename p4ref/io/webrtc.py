@@ -390,8 +390,9 @@ class DirectPathError(P4Error):
     """A generation was abandoned before its data channel opened.
 
     ``reason``: ``timeout`` (not open within ``open_timeout``: TIMEOUT), ``ice`` (ICE failed or
-    the connection closed before opening: TIMEOUT), ``dtls`` (DTLS failed, e.g. the peer's
-    certificate is not the signalled fingerprint: SES_BINDING_MISMATCH), ``protocol`` (the peer
+    the connection closed before opening: TIMEOUT), ``dtls`` (DTLS failed: SES_BINDING_MISMATCH
+    when the peer's certificate is not the signalled fingerprint, PROTOCOL_VIOLATION for a fatal
+    alert from the peer or a broken handshake), ``protocol`` (the peer
     opened a channel that is not one reliable, ordered ``p4`` channel: PROTOCOL_VIOLATION),
     ``closed`` (closed locally: NO_ERROR).
     """
@@ -809,10 +810,29 @@ class Generation:
             return
         sctp = self.pc.sctp
         if sctp is not None and sctp.transport.state == "failed":
-            self._fail(DirectPathError(ErrorCode.SES_BINDING_MISMATCH, "dtls",
-                                       "DTLS failed (peer certificate ≠ signed fingerprint?)"))
+            self._fail(self._dtls_failure(sctp.transport))
         else:
             self._fail(DirectPathError(ErrorCode.TIMEOUT, "ice", f"connection {state} unopened"))
+
+    def _dtls_failure(self, dtls: Any) -> DirectPathError:
+        """Why DTLS failed before the channel opened.  SES_BINDING_MISMATCH only when the peer
+        presented a certificate whose SHA-256 fingerprint is not the signed one (aiortc checks it
+        once the handshake is complete, and fails without saying why); any other failure, a
+        fatal alert from the peer (a stack that refused our certificate, e.g. before it had our
+        fingerprint, p4-03 RDV-78) or a broken handshake, is PROTOCOL_VIOLATION.  The peer's
+        certificate is read from aiortc 1.16's OpenSSL connection (``_ssl``, private: the
+        forged-certificate test of tests/test_webrtc_generations.py fails if it goes)."""
+        cert = None
+        remote = self.pc.remoteDescription
+        with contextlib.suppress(Exception):  # no connection, or no certificate received
+            cert = dtls._ssl.get_peer_certificate(as_cryptography=True)
+        if cert is not None and remote is not None \
+                and cert.fingerprint(hashes.SHA256()) != fingerprint_of(remote.sdp):
+            return DirectPathError(ErrorCode.SES_BINDING_MISMATCH, "dtls",
+                                   "DTLS: the peer's certificate is not the signed fingerprint")
+        return DirectPathError(ErrorCode.PROTOCOL_VIOLATION, "dtls",
+                               "DTLS handshake failed before it completed (a fatal alert from "
+                               "the peer, or a broken handshake)")
 
     # --- the open deadline (SES-55) and endings ---
 
