@@ -40,6 +40,24 @@ def cpu_seconds() -> float:
     return float(ru.ru_utime + ru.ru_stime)
 
 
+def writer_cpu_seconds() -> float:
+    """CPU seconds of this process's session-store writer threads (the threads named
+    ``p4-session-db…``; Linux /proc, else 0)."""
+    import threading
+
+    total = 0.0
+    for th in threading.enumerate():
+        if not th.name.startswith("p4-session-db") or th.native_id is None:
+            continue
+        try:
+            with open(f"/proc/self/task/{th.native_id}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 def local_config() -> Any:
     """A :class:`~p4ref.io.webrtc.DirectConfig` for loopback (host candidate 127.0.0.1)."""
     from p4ref.io.webrtc import DirectConfig

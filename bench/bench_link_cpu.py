@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import MIB, cpu_seconds
+from _common import MIB, cpu_seconds, writer_cpu_seconds
 
 ROOT = Path(__file__).resolve().parent.parent
 WINDOW = 256  # sends / confirms in flight per application, as in bench_session
@@ -44,18 +44,6 @@ SNDBUF = 4 << 20
 
 def _message(i: int, size: int) -> bytes:
     return i.to_bytes(4, "big") + b"\x5a" * (size - 4)
-
-
-def _db_cpu() -> float:
-    import threading
-
-    total = 0.0
-    for th in threading.enumerate():
-        if th.name.startswith("p4-session-db") and th.native_id is not None:
-            with open(f"/proc/self/task/{th.native_id}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total
 
 
 class SocketGen:
@@ -192,7 +180,7 @@ async def _app(link: Any, tx: bool) -> None:
             if expect[1] == expect[0]:
                 while confirming:
                     await confirming.popleft()
-                out("done", cpu=cpu_seconds(), db=_db_cpu())
+                out("done", cpu=cpu_seconds(), db=writer_cpu_seconds())
             elif len(confirming) >= WINDOW:
                 await confirming.popleft()
 
@@ -202,9 +190,9 @@ async def _app(link: Any, tx: bool) -> None:
         cmd = json.loads(line)
         if cmd["cmd"] == "expect":
             expect[:] = [int(cmd["total"]), 0]
-            out("expecting", cpu=cpu_seconds(), db=_db_cpu())
+            out("expecting", cpu=cpu_seconds(), db=writer_cpu_seconds())
         elif cmd["cmd"] == "send":
-            out("started", cpu=cpu_seconds(), db=_db_cpu())
+            out("started", cpu=cpu_seconds(), db=writer_cpu_seconds())
             sending: collections.deque[asyncio.Future[None]] = collections.deque()
             for i in range(int(cmd["count"])):
                 sending.append(ch.send(_message(i, int(cmd["size"]))))
@@ -213,7 +201,7 @@ async def _app(link: Any, tx: bool) -> None:
             while sending:
                 await sending.popleft()
         elif cmd["cmd"] == "cpu":
-            out("cpu", cpu=cpu_seconds(), db=_db_cpu())
+            out("cpu", cpu=cpu_seconds(), db=writer_cpu_seconds())
         elif cmd["cmd"] == "stop":
             break
     if recv is not None:

@@ -84,7 +84,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, cast
 
-from _common import MIB, cpu_seconds, idle_generations, rss_bytes
+from _common import MIB, cpu_seconds, idle_generations, rss_bytes, writer_cpu_seconds
 
 from p4ref.channels import MAX_DATA
 from p4ref.errors import ErrorCode, P4Error
@@ -240,7 +240,7 @@ class _Rx:
 
     def expect(self, target: int) -> None:
         self.target, self.count, self.nbytes, self.disorder = target, 0, 0, 0
-        out("expecting", cpu=cpu_seconds(), db=_db_cpu(), commits=_commits())
+        out("expecting", cpu=cpu_seconds(), db=writer_cpu_seconds(), commits=_commits())
 
     def got(self, m: bytes) -> bool:
         """Count one message; True when it completes the awaited bytes."""
@@ -251,22 +251,8 @@ class _Rx:
         return self.nbytes == self.target
 
     def done(self) -> None:
-        out("done", cpu=cpu_seconds(), db=_db_cpu(), commits=_commits(), nbytes=self.nbytes,
-            disorder=self.disorder)
-
-
-def _db_cpu() -> float:
-    """CPU seconds of this process's session-store writer threads (Linux; else 0)."""
-    import threading
-
-    total = 0.0
-    for th in threading.enumerate():
-        if not th.name.startswith("p4-session-db") or th.native_id is None:
-            continue
-        with contextlib.suppress(OSError), open(f"/proc/self/task/{th.native_id}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total
+        out("done", cpu=cpu_seconds(), db=writer_cpu_seconds(), commits=_commits(),
+            nbytes=self.nbytes, disorder=self.disorder)
 
 
 _STORES: list[SessionStore] = []  # this child's session store, once its link started
@@ -322,7 +308,7 @@ async def _raw_child(cfg: dict[str, Any]) -> None:
     out("open")
 
     async def send(total: int, size: int) -> None:
-        out("started", cpu=cpu_seconds(), db=_db_cpu(), commits=_commits())
+        out("started", cpu=cpu_seconds(), db=writer_cpu_seconds(), commits=_commits())
         for i, n in enumerate(_sizes(total, size)):
             await g.write(message(i, n))
         out("sent")
@@ -336,7 +322,7 @@ async def _raw_child(cfg: dict[str, Any]) -> None:
         elif c == "send":
             tasks.append(asyncio.create_task(send(int(cmd["total"]), int(cmd["size"]))))
         elif c == "cpu":
-            out("cpu", cpu=cpu_seconds(), db=_db_cpu(), commits=_commits())
+            out("cpu", cpu=cpu_seconds(), db=writer_cpu_seconds(), commits=_commits())
         elif c == "stop":
             break
     g.close()
@@ -469,7 +455,7 @@ async def _link_child(cfg: dict[str, Any]) -> None:
 
     async def send(total: int, size: int) -> None:
         await open_channel()
-        out("started", cpu=cpu_seconds(), db=_db_cpu(), commits=_commits())
+        out("started", cpu=cpu_seconds(), db=writer_cpu_seconds(), commits=_commits())
         sending: collections.deque[asyncio.Future[Any]] = collections.deque()
         for i, n in enumerate(_sizes(total, size)):  # at most WINDOW sends under way, the
             sending.append(asyncio.ensure_future(submit(message(i, n))))  # oldest awaited
@@ -560,7 +546,7 @@ async def _link_child(cfg: dict[str, Any]) -> None:
                 pending=None if p is None else dataclasses.asdict(p) | {"g": None, "early": 0},
                 sig_gen=link.signaller.generation(), status=link.status)
         elif c == "cpu":
-            out("cpu", cpu=cpu_seconds(), db=_db_cpu(), commits=_commits())
+            out("cpu", cpu=cpu_seconds(), db=writer_cpu_seconds(), commits=_commits())
         elif c == "status":
             out("status", status=link.status, active=link.machine.active)
         elif c == "stop":
