@@ -1036,7 +1036,9 @@ async def fig_d(ctx: Ctx, table: Table, sessions: int, window: float) -> None:
         table.add(f"(d) hub: sessions connected at the end / started (ramp {ramp:.0f} s)",
                   f"{n}/{sessions}", "", "", f"≥ 200 ({_verdict(n >= 200)})")
         table.add(f"(d) hub RSS per idle session, MiB (raw: per end, {raw_n} idle pairs)",
-                  f"{per:.2f}", f"{raw_rss / MIB:.2f}", f"{per / (raw_rss / MIB):.1f}×",
+                  f"{per:.2f}", f"{raw_rss / MIB:.2f}",
+                  f"{per / (raw_rss / MIB):.1f}×" if raw_rss > 0 else "",  # (quick: 2 pairs
+                  # can fit in pages the process already had: no growth to divide by)
                   f"≤ 1 ({_verdict(per <= 1)})")
         table.add(f"(d) hub CPU with liveness, % of a core ({window:.0f} s; raw: "
                   f"{sessions} idle ends)", f"{core:.2f}", f"{raw_core:.2f}",
