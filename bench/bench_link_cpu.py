@@ -164,6 +164,10 @@ async def _p4_child(cfg: dict[str, Any], sock: socket.socket) -> None:
 
 async def _app(link: Any, tx: bool) -> None:
     reader = await _commands()
+
+    def out_cpu(ev: str) -> None:
+        out(ev, cpu=cpu_seconds(), db=writer_cpu_seconds(), commits=link.store.db.commits)
+
     expect = [0, 0]  # bytes awaited, bytes got
     if tx:
         ch = await link.open_channel("bench")
@@ -180,7 +184,7 @@ async def _app(link: Any, tx: bool) -> None:
             if expect[1] == expect[0]:
                 while confirming:
                     await confirming.popleft()
-                out("done", cpu=cpu_seconds(), db=writer_cpu_seconds())
+                out_cpu("done")
             elif len(confirming) >= WINDOW:
                 await confirming.popleft()
 
@@ -190,9 +194,9 @@ async def _app(link: Any, tx: bool) -> None:
         cmd = json.loads(line)
         if cmd["cmd"] == "expect":
             expect[:] = [int(cmd["total"]), 0]
-            out("expecting", cpu=cpu_seconds(), db=writer_cpu_seconds())
+            out_cpu("expecting")
         elif cmd["cmd"] == "send":
-            out("started", cpu=cpu_seconds(), db=writer_cpu_seconds())
+            out_cpu("started")
             sending: collections.deque[asyncio.Future[None]] = collections.deque()
             for i in range(int(cmd["count"])):
                 sending.append(ch.send(_message(i, int(cmd["size"]))))
@@ -201,7 +205,7 @@ async def _app(link: Any, tx: bool) -> None:
             while sending:
                 await sending.popleft()
         elif cmd["cmd"] == "cpu":
-            out("cpu", cpu=cpu_seconds(), db=writer_cpu_seconds())
+            out_cpu("cpu")
         elif cmd["cmd"] == "stop":
             break
     if recv is not None:
@@ -220,7 +224,7 @@ async def _raw_child(cfg: dict[str, Any], sock: socket.socket) -> None:
         data = sock.recv(1 << 17)
         expect[1] += len(data)
         if expect[1] == expect[0]:
-            out("done", cpu=cpu_seconds(), db=0.0)
+            out("done", cpu=cpu_seconds(), db=0.0, commits=0)
 
     loop.add_reader(sock, on_message)
     out("ready")
@@ -228,15 +232,15 @@ async def _raw_child(cfg: dict[str, Any], sock: socket.socket) -> None:
         cmd = json.loads(line)
         if cmd["cmd"] == "expect":
             expect[:] = [int(cmd["total"]), 0]
-            out("expecting", cpu=cpu_seconds(), db=0.0)
+            out("expecting", cpu=cpu_seconds(), db=0.0, commits=0)
         elif cmd["cmd"] == "send":
-            out("started", cpu=cpu_seconds(), db=0.0)
+            out("started", cpu=cpu_seconds(), db=0.0, commits=0)
             for i in range(int(cmd["count"])):
                 gen.send(_message(i, int(cmd["size"])))
                 if gen.backlog >= 1 << 20:
                     await gen.below(1 << 18)
         elif cmd["cmd"] == "cpu":
-            out("cpu", cpu=cpu_seconds(), db=0.0)
+            out("cpu", cpu=cpu_seconds(), db=0.0, commits=0)
         elif cmd["cmd"] == "stop":
             break
 
@@ -310,7 +314,8 @@ async def _transfer(tx: Child, rx: Child, count: int, size: int) -> tuple[float,
     tx.send(cmd="cpu")
     c = await tx.ev("cpu")
     return (d["t"] - s["t"], c["cpu"] - s["cpu"], c["db"] - s["db"],
-            d["cpu"] - e["cpu"], d["db"] - e["db"])
+            d["cpu"] - e["cpu"], d["db"] - e["db"],
+            c["commits"] - s["commits"], d["commits"] - e["commits"])
 
 
 async def _main(args: argparse.Namespace) -> None:
@@ -338,6 +343,7 @@ async def _main(args: argparse.Namespace) -> None:
                      ("receiver, all threads", 3), ("  of which SQLite thread", 4)):
         p, r = med("p4", j), med("raw", j)
         print(f"{label:26}{p:10.2f}{r:14.2f}{p - r:10.2f}")
+    print(f"{'commits per MiB, tx / rx':26}{med('p4', 5) / 1000:6.1f} /{med('p4', 6) / 1000:4.1f}")
     p, r = med("p4", 0), med("raw", 0)
     print(f"{'wall ms per MiB':26}{p:10.2f}{r:14.2f}{p / r if r else 0:9.1f}×")
 
