@@ -333,8 +333,9 @@ async def _main(args: argparse.Namespace) -> None:
             for c in pair:
                 await c.stop()
 
-    def med(k: str, j: int) -> float:
-        return float(statistics.median([float(r[j]) for r in res[k]])) / mib * 1000
+    def med(k: str, j: int, scale: float = 1000) -> float:
+        """The median of column ``j`` per MiB (seconds as ms: ``scale`` 1000)."""
+        return float(statistics.median([float(r[j]) for r in res[k]])) / mib * scale
 
     print(f"{count} messages of {size} B ({mib:.1f} MiB) per transfer, medians of "
           f"{args.pairs} interleaved pairs; CPU in ms per MiB")
@@ -343,7 +344,7 @@ async def _main(args: argparse.Namespace) -> None:
                      ("receiver, all threads", 3), ("  of which SQLite thread", 4)):
         p, r = med("p4", j), med("raw", j)
         print(f"{label:26}{p:10.2f}{r:14.2f}{p - r:10.2f}")
-    print(f"{'commits per MiB, tx / rx':26}{med('p4', 5) / 1000:6.1f} /{med('p4', 6) / 1000:4.1f}")
+    print(f"{'commits per MiB, tx / rx':26}{med('p4', 5, 1):6.1f} /{med('p4', 6, 1):4.1f}")
     p, r = med("p4", 0), med("raw", 0)
     print(f"{'wall ms per MiB':26}{p:10.2f}{r:14.2f}{p / r if r else 0:9.1f}×")
 
